@@ -1,0 +1,82 @@
+"""Settings of the panel, read once from the environment.
+
+Reflex itself reads only ``REFLEX_``-prefixed variables (``REFLEX_DB_URL``, ``REFLEX_REDIS_URL``);
+the panel's own settings are ``PANEL_``-prefixed. Every setting has an embedded default so the
+panel runs on a fresh machine with SQLite and mail kept in the outbox.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DB_URL = f"sqlite:///{PROJECT_ROOT / 'data' / 'panel.db'}"
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str = field(default_factory=lambda: _env("REFLEX_DB_URL", DEFAULT_DB_URL))
+    base_url: str = field(default_factory=lambda: _env("PANEL_BASE_URL", "http://localhost:3000").rstrip("/"))
+    secret_key: str = field(default_factory=lambda: _env("PANEL_SECRET_KEY", "dev-secret-change-me"))
+    # Mail: without PANEL_SMTP_HOST mail stays in the outbox (it is still the notification history).
+    smtp_host: str = field(default_factory=lambda: _env("PANEL_SMTP_HOST"))
+    smtp_port: int = field(default_factory=lambda: int(_env("PANEL_SMTP_PORT", "25")))
+    smtp_user: str = field(default_factory=lambda: _env("PANEL_SMTP_USER"))
+    smtp_password: str = field(default_factory=lambda: _env("PANEL_SMTP_PASSWORD"))
+    smtp_tls: str = field(default_factory=lambda: _env("PANEL_SMTP_TLS", "none"))  # none|starttls|tls
+    mail_from: str = field(default_factory=lambda: _env("PANEL_MAIL_FROM", "panel@noventiq.example"))
+    # Help block
+    support_email: str = field(default_factory=lambda: _env("PANEL_SUPPORT_EMAIL", "support@noventiq.example"))
+    support_phone: str = field(default_factory=lambda: _env("PANEL_SUPPORT_PHONE", "+998 71 200 00 00"))
+    knowledge_base_url: str = field(default_factory=lambda: _env("PANEL_KB_URL", "https://help.noventiq.example/"))
+    # Seller's requisites for invoices and closing documents
+    seller_name: str = field(default_factory=lambda: _env("PANEL_SELLER_NAME", "ООО «Noventiq Uzbekistan»"))
+    seller_tax_id: str = field(default_factory=lambda: _env("PANEL_SELLER_TAX_ID", "305123456"))
+    seller_address: str = field(default_factory=lambda: _env("PANEL_SELLER_ADDRESS", "г. Ташкент, ул. Амира Темура, 107Б"))
+    seller_bank: str = field(default_factory=lambda: _env("PANEL_SELLER_BANK", "АКБ «Капиталбанк», МФО 01088"))
+    seller_account: str = field(default_factory=lambda: _env("PANEL_SELLER_ACCOUNT", "20208000900123456001"))
+    vat_rate: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_VAT_RATE", "12")))
+    # Money limits for top-ups (in the organisation's currency)
+    topup_min: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_TOPUP_MIN", "1000")))
+    topup_max: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_TOPUP_MAX", "10000000000")))
+    invoice_due_days: int = field(default_factory=lambda: int(_env("PANEL_INVOICE_DUE_DAYS", "5")))
+    # Exchange rates feed of the Central Bank of Uzbekistan
+    cbu_url: str = field(default_factory=lambda: _env("PANEL_CBU_URL", "https://cbu.uz/ru/arkhiv-kursov-valyut/json/"))
+    # Sessions and sign-in throttling
+    session_idle_minutes: int = field(default_factory=lambda: int(_env("PANEL_SESSION_IDLE_MINUTES", "120")))
+    login_max_failures: int = field(default_factory=lambda: int(_env("PANEL_LOGIN_MAX_FAILURES", "5")))
+    login_window_minutes: int = field(default_factory=lambda: int(_env("PANEL_LOGIN_WINDOW_MINUTES", "15")))
+    # Jobs
+    scheduler_enabled: bool = field(default_factory=lambda: _bool("PANEL_SCHEDULER", True))
+    usage_import_dir: str = field(default_factory=lambda: _env("PANEL_USAGE_IMPORT_DIR"))
+    renewal_grace_days: int = field(default_factory=lambda: int(_env("PANEL_GRACE_DAYS", "7")))
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings()
+    return _settings
+
+
+def reset_settings() -> None:
+    """Re-read the environment (tests change it)."""
+    global _settings
+    _settings = None

@@ -1,0 +1,118 @@
+"""Organisations, users, memberships, sign-in sessions, tokens, audit events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from .types import Money, UTCDateTime, utcnow
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    FINANCE = "finance"  # Financial manager: read-only
+
+
+class BillingMode(StrEnum):
+    PREPAID = "prepaid"
+    POSTPAID = "postpaid"
+
+
+class Organisation(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(max_length=255)
+    tax_id: str = Field(default="", max_length=32, index=True)
+    address: str = Field(default="", max_length=500)
+    phone: str = Field(default="", max_length=64)
+    bank_details: str = Field(default="", max_length=500)
+    billing_currency: str = Field(default="UZS", max_length=3)
+    timezone: str = Field(default="Asia/Tashkent", max_length=64)
+    billing_mode: str = Field(default=BillingMode.PREPAID, max_length=16)
+    credit_limit: Decimal = Field(default=Decimal("0.00"), sa_type=Money)
+    low_balance_threshold: Optional[Decimal] = Field(default=None, sa_type=Money)
+    is_active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class User(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, unique=True)  # stored lower-case
+    name: str = Field(default="", max_length=255)
+    password_hash: Optional[str] = Field(default=None, max_length=255)
+    locale: str = Field(default="ru", max_length=8)
+    is_active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_login_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+
+
+class Membership(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("user_id", "org_id", name="uq_membership_user_org"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    org_id: int = Field(foreign_key="organisation.id", index=True)
+    role: str = Field(default=Role.ADMIN, max_length=16)
+    is_active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AuthSession(SQLModel, table=True):
+    """A signed-in browser. Only the hash of the secret the browser keeps is stored."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    org_id: Optional[int] = Field(default=None, foreign_key="organisation.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    revoked_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    ip: str = Field(default="", max_length=64)
+
+
+class LoginAttempt(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_loginattempt_email_at", "email", "at"),
+        Index("ix_loginattempt_ip_at", "ip", "at"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254)
+    ip: str = Field(default="", max_length=64)
+    success: bool = Field(default=False)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TokenPurpose(StrEnum):
+    RESET = "reset"  # password recovery
+    INVITE = "invite"  # set-password link of an invited user or a new customer
+
+
+class PasswordResetToken(SQLModel, table=True):
+    id: Optional[int] = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    purpose: str = Field(default=TokenPurpose.RESET, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+
+
+class AuditEvent(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_auditevent_org_created", "org_id", "created_at"),
+        Index("ix_auditevent_sub_created", "subscription_id", "created_at"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="organisation.id")
+    user_id: Optional[int] = Field(default=None, foreign_key="user.id")
+    subscription_id: Optional[int] = Field(default=None, foreign_key="subscription.id")
+    action: str = Field(max_length=64)
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

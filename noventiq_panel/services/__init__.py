@@ -1,0 +1,1 @@
+"""The business rules. No Reflex import here: pages, jobs and the CLI call these functions."""

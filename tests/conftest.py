@@ -1,0 +1,105 @@
+"""Shared fixtures: a fresh database per test, on SQLite and, when it answers, on PostgreSQL.
+
+Tests that take ``db_url``/``engine``/``session`` run once per backend. PostgreSQL tests use a
+throw-away database of their own, so parallel runs never see each other's rows. Without a
+PostgreSQL server the PostgreSQL variant is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session
+
+from noventiq_panel import db as dbmod
+from noventiq_panel import models
+from noventiq_panel.config import reset_settings
+
+PG_ADMIN_URL = os.environ.get("PANEL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_available() -> str | None:
+    """None when PostgreSQL answers, else the reason it does not."""
+    try:
+        engine = dbmod.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        return f"PostgreSQL at {PG_ADMIN_URL} does not answer ({type(exc).__name__}); PostgreSQL variants skipped"
+
+
+_PG_REASON = _pg_available()
+
+
+def _create_pg_database() -> tuple[str, callable]:
+    name = f"panel_test_{uuid.uuid4().hex[:12]}"
+    admin = dbmod.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+    def drop():
+        dbmod.dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def db_url(request, tmp_path: Path, monkeypatch):
+    """A fresh, empty database URL made the panel's default for the test."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'panel.db'}"
+        drop = dbmod.dispose_engines
+    else:
+        if _PG_REASON:
+            pytest.skip(_PG_REASON)
+        url, drop = _create_pg_database()
+    monkeypatch.setenv("REFLEX_DB_URL", url)
+    reset_settings()
+    dbmod.dispose_engines()
+    yield url
+    drop()
+    reset_settings()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, monkeypatch):
+    """SQLite only (tests of behaviour that does not depend on the backend)."""
+    url = f"sqlite:///{tmp_path / 'panel.db'}"
+    monkeypatch.setenv("REFLEX_DB_URL", url)
+    reset_settings()
+    dbmod.dispose_engines()
+    yield url
+    dbmod.dispose_engines()
+    reset_settings()
+
+
+def _engine_for(url: str):
+    engine = dbmod.get_engine(url)
+    models.metadata.create_all(engine)
+    return engine
+
+
+@pytest.fixture
+def engine(db_url):
+    return _engine_for(db_url)
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url):
+    return _engine_for(sqlite_url)
+
+
+@pytest.fixture
+def session(engine):
+    with Session(engine, expire_on_commit=False) as s:
+        yield s
