@@ -1,0 +1,43 @@
+"""The command-line tool ``noventiq-panel`` (installed with the package).
+
+    noventiq-panel init                      migrate the database to the newest schema
+    noventiq-panel demo                      load the demo data (idempotent), print the logins
+    noventiq-panel create-customer ...       a customer organisation and its owner
+    noventiq-panel import-catalog FILE       vendors, products and plans from YAML or JSON
+    noventiq-panel rates set USD 2026-11-24 12171.03
+    noventiq-panel outbox list               mail in the outbox (read set-password links there)
+    noventiq-panel db current|upgrade|check|revision
+
+The database is the panel's (``REFLEX_DB_URL``, else the embedded SQLite file ``data/panel.db``).
+Every area of the panel adds its commands below with one ``main.add_command(...)`` line.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from . import core
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="noventiq-panel", prog_name="noventiq-panel")
+@click.option("-v", "--verbose", is_flag=True, help="Log what the services do.")
+def main(verbose: bool) -> None:
+    """Operator commands of the Noventiq customer panel."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+for _command in core.COMMANDS:
+    main.add_command(_command)
+
+
+# ------------------------------------------------------------------------------------------------
+# Commands of the other areas: one line each, `main.add_command(<module>.<group or command>)`,
+# with the import on the same line (e.g. `from . import jobs as _jobs; main.add_command(_jobs.jobs)`).
+# Add your own line here; change nothing else in this file.
+# ------------------------------------------------------------------------------------------------
+
+# ------------------------------------------------------------------------------------------------

@@ -1,0 +1,173 @@
+"""Operator commands of billing: confirm payments, import bank statements, list invoices, generate
+closing documents.
+
+    noventiq-panel payments confirm СЧ-2026-000123 [--amount 500000.00]
+    noventiq-panel payments import-statement statement.csv
+    noventiq-panel payments list [--status pending] [--org 3]
+    noventiq-panel payments mark-overdue
+    noventiq-panel payments postpaid 2026-10
+    noventiq-panel documents generate 2026-10
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+from sqlmodel import col, select
+
+from ..services.errors import DomainError
+
+
+def _now(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    from ..services.clock import aware
+
+    return aware(datetime.fromisoformat(value))
+
+
+def _fail(exc: DomainError):
+    raise click.ClickException(str(exc))
+
+
+@click.group("payments")
+def payments() -> None:
+    """Payments and invoices to pay."""
+
+
+@payments.command("confirm")
+@click.argument("number")
+@click.option("--amount", default=None, help="Amount received (default: the rest of the invoice).")
+@click.option("--now", default=None, help="ISO date-time (UTC) to record instead of now.")
+def confirm(number: str, amount: str | None, now: str | None) -> None:
+    """Confirm that money for invoice NUMBER arrived."""
+    from ..db import session_scope
+    from ..services import payments as svc
+
+    with session_scope() as session:
+        try:
+            result = svc.confirm_payment(session, number, amount=amount, now=_now(now), source="operator")
+        except DomainError as exc:
+            _fail(exc)
+        p = result.payment
+        if result.changed:
+            click.echo(f"{p.number}: credited {result.credited} {p.currency}; paid {p.paid_amount} of {p.amount}; "
+                       f"status {p.status}")
+        else:
+            click.echo(f"{p.number}: already {p.status} ({p.paid_amount} of {p.amount} {p.currency}); nothing changed")
+        if result.action_status:
+            click.echo(f"waiting action: {result.action_status}")
+
+
+@payments.command("import-statement")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--now", default=None, help="ISO date-time (UTC) to record instead of now.")
+def import_statement(file: str, now: str | None) -> None:
+    """Import a bank statement CSV (date, amount, payer tax id, purpose)."""
+    from ..db import session_scope
+    from ..services import payments as svc
+
+    with session_scope() as session:
+        try:
+            report = svc.import_statement(session, file, now=_now(now))
+        except DomainError as exc:
+            _fail(exc)
+    for line in report.lines:
+        details = " ".join(x for x in (line.payment_number or "", f"{line.amount}" if line.amount else "",
+                                       line.reason) if x)
+        click.echo(f"line {line.line_no}: {line.status} {details}".rstrip())
+    click.echo(report.summary())
+    if report.paid_numbers:
+        click.echo("paid: " + ", ".join(report.paid_numbers))
+
+
+@payments.command("list")
+@click.option("--status", default=None, help="pending | paid | overdue | cancelled | failed")
+@click.option("--org", "org_id", type=int, default=None, help="Only this organisation.")
+@click.option("--limit", type=int, default=50)
+def list_(status: str | None, org_id: int | None, limit: int) -> None:
+    """List invoices to pay, newest first."""
+    from ..db import session_scope
+    from ..models import Organisation
+    from ..services.authz import Actor
+    from ..services import payments as svc
+
+    with session_scope() as session:
+        if org_id is not None:
+            org_ids = [org_id]
+        else:
+            org_ids = list(session.exec(select(Organisation.id).order_by(col(Organisation.id))).all())
+        rows = []
+        try:
+            for oid in org_ids:
+                page, _ = svc.list_payments(session, Actor.system(oid), status=status, limit=limit)
+                rows += [(oid, r) for r in page]
+        except DomainError as exc:
+            _fail(exc)
+        rows.sort(key=lambda x: x[1].created_at, reverse=True)
+        for oid, r in rows[:limit]:
+            click.echo(f"{r.number}\torg {oid}\t{r.created_at:%Y-%m-%d}\t{r.amount} {r.currency}\t"
+                       f"paid {r.paid_amount}\tdue {r.due_date or '-'}\t{r.status}\t{r.kind}")
+        if not rows:
+            click.echo("no payments")
+
+
+@payments.command("mark-overdue")
+@click.option("--now", default=None)
+def mark_overdue(now: str | None) -> None:
+    """Mark pending invoices past their due date as overdue."""
+    from ..db import session_scope
+    from ..services import payments as svc
+
+    with session_scope() as session:
+        changed = svc.mark_overdue(session, now=_now(now))
+        for p in changed:
+            click.echo(f"{p.number}: overdue (due {p.due_date})")
+        click.echo(f"{len(changed)} newly overdue")
+
+
+@payments.command("postpaid")
+@click.argument("month")
+@click.option("--now", default=None)
+def postpaid(month: str, now: str | None) -> None:
+    """Issue the monthly invoices of postpaid organisations for MONTH (YYYY-MM)."""
+    from ..db import session_scope
+    from ..services import payments as svc
+    from ..services.documents import parse_month
+
+    with session_scope() as session:
+        try:
+            created = svc.issue_postpaid_invoices(session, parse_month(month), now=_now(now))
+        except DomainError as exc:
+            _fail(exc)
+        for p in created:
+            click.echo(f"{p.number}: org {p.org_id}, {p.amount} {p.currency}, due {p.due_date}")
+        click.echo(f"{len(created)} invoices issued")
+
+
+@click.group("documents")
+def documents() -> None:
+    """Closing documents (act of completed work + счёт-фактура)."""
+
+
+@documents.command("generate")
+@click.argument("month")
+@click.option("--now", default=None, help="ISO date-time (UTC) to use instead of now.")
+def generate(month: str, now: str | None) -> None:
+    """Generate the closing documents of MONTH (YYYY-MM) for every organisation charged in it."""
+    from ..db import session_scope
+    from ..services import documents as svc
+
+    with session_scope() as session:
+        try:
+            created = svc.generate_month(session, month, now=_now(now))
+        except DomainError as exc:
+            _fail(exc)
+        for doc in created:
+            click.echo(f"{svc.act_number(doc.year, doc.number)}: org {doc.org_id}, {doc.period:%Y-%m}, "
+                       f"{doc.total} {doc.currency} (VAT {doc.vat})")
+        click.echo(f"{len(created)} documents generated")
+
+
+commands = [payments, documents]

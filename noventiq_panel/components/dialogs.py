@@ -1,0 +1,48 @@
+"""Confirmation dialog.
+
+    confirm_dialog(
+        rx.button(T("account.deactivate")),
+        title_key="account.deactivate_title",
+        body=T("account.deactivate_body"),
+        confirm_key="account.deactivate",
+        on_confirm=AccountState.deactivate(row["id"]),
+    )
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from .text import T
+
+
+def confirm_dialog(
+    trigger: rx.Component,
+    *,
+    title_key: str,
+    body: Any = None,
+    confirm_key: str = "common.confirm",
+    cancel_key: str = "common.cancel",
+    on_confirm: Any,
+    color_scheme: str = "red",
+    confirm_id: str | None = None,
+) -> rx.Component:
+    return rx.alert_dialog.root(
+        rx.alert_dialog.trigger(trigger),
+        rx.alert_dialog.content(
+            rx.alert_dialog.title(T(title_key)),
+            rx.alert_dialog.description(body if body is not None else "", size="2"),
+            rx.flex(
+                rx.alert_dialog.cancel(rx.button(T(cancel_key), variant="soft", color_scheme="gray")),
+                rx.alert_dialog.action(
+                    rx.button(T(confirm_key), color_scheme=color_scheme, on_click=on_confirm, id=confirm_id)
+                ),
+                spacing="3",
+                margin_top="1rem",
+                justify="end",
+            ),
+            max_width="28rem",
+        ),
+    )

@@ -1,0 +1,429 @@
+"""The page frame and the page decorator.
+
+``@panel_page("/billing", title_key="billing.title", section="billing", on_load=BillingState.load)``
+registers a page: the layout (left menu, top bar with the organisation and the user menu, a
+drawer at phone width), the document title, and the sign-in guard (``BaseState.guard`` runs
+before the page's own ``on_load``). ``public=True`` gives the centred card frame of the auth
+pages and no guard.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import reflex as rx
+
+from ..i18n import LOCALE_NAMES, LOCALES
+from ..state.base import BaseState
+from .text import T
+
+APP_NAME = "Noventiq"
+
+# (section, route, icon, message key) of the main menu, in order.
+MENU: list[tuple[str, str, str, str]] = [
+    ("home", "/", "house", "menu.home"),
+    ("subscriptions", "/subscriptions", "layers", "menu.subscriptions"),
+    ("catalog", "/catalog", "shopping-cart", "menu.catalog"),
+    ("billing", "/billing", "wallet", "menu.billing"),
+    ("analytics", "/analytics", "chart-column", "menu.analytics"),
+]
+
+SIDEBAR_WIDTH = "15rem"
+DESKTOP = rx.breakpoints(initial="none", md="flex")
+MOBILE = rx.breakpoints(initial="flex", md="none")
+
+
+def brand() -> rx.Component:
+    return rx.link(
+        rx.hstack(
+            rx.box(
+                rx.icon("cloud", size=18, color="white"),
+                background=rx.color("accent", 9),
+                border_radius="8px",
+                padding="5px",
+                display="flex",
+            ),
+            rx.text(APP_NAME, weight="bold", size="4", color=rx.color("gray", 12)),
+            spacing="2",
+            align="center",
+        ),
+        href="/",
+        underline="none",
+        id="brand",
+    )
+
+
+def menu_item(section: str, route: str, icon: str, key: str, active: str | None) -> rx.Component:
+    is_active = section == active
+    return rx.link(
+        rx.hstack(
+            rx.icon(icon, size=18),
+            rx.text(T(key), size="3", weight="medium" if is_active else "regular"),
+            spacing="3",
+            align="center",
+            padding_x="0.75rem",
+            padding_y="0.55rem",
+            border_radius="8px",
+            width="100%",
+            background=rx.color("accent", 4) if is_active else "transparent",
+            color=rx.color("accent", 11) if is_active else rx.color("gray", 11),
+            _hover={"background": rx.color("accent", 3), "color": rx.color("accent", 11)},
+        ),
+        href=route,
+        underline="none",
+        width="100%",
+        id=f"menu-{section}",
+        aria_current="page" if is_active else None,
+    )
+
+
+def main_menu(active: str | None) -> rx.Component:
+    return rx.vstack(
+        *[menu_item(s, r, i, k, active) for s, r, i, k in MENU],
+        spacing="1",
+        width="100%",
+        role="navigation",
+    )
+
+
+def sidebar(active: str | None) -> rx.Component:
+    return rx.box(
+        rx.vstack(
+            rx.box(brand(), padding_x="0.75rem", padding_y="0.5rem"),
+            main_menu(active),
+            spacing="5",
+            width="100%",
+        ),
+        display=DESKTOP,
+        width=SIDEBAR_WIDTH,
+        min_width=SIDEBAR_WIDTH,
+        padding="1rem 0.75rem",
+        border_right=f"1px solid {rx.color('gray', 5)}",
+        background=rx.color("gray", 2),
+        position="sticky",
+        top="0",
+        height="100vh",
+    )
+
+
+def mobile_menu(active: str | None) -> rx.Component:
+    return rx.drawer.root(
+        rx.drawer.trigger(
+            rx.icon_button(rx.icon("menu", size=20), variant="ghost", size="2", aria_label="menu", id="menu-open"),
+            display=MOBILE,
+        ),
+        rx.drawer.overlay(z_index="40"),
+        rx.drawer.portal(
+            rx.drawer.content(
+                rx.vstack(
+                    rx.hstack(
+                        brand(),
+                        rx.drawer.close(rx.icon_button(rx.icon("x", size=18), variant="ghost", aria_label="close")),
+                        justify="between",
+                        width="100%",
+                        align="center",
+                    ),
+                    main_menu(active),
+                    spacing="5",
+                    width="100%",
+                ),
+                top="0",
+                left="0",
+                height="100%",
+                width="17rem",
+                padding="1rem",
+                background=rx.color("gray", 1),
+                z_index="50",
+            )
+        ),
+        direction="left",
+    )
+
+
+def org_switcher() -> rx.Component:
+    """The organisation's name → /account; a menu to switch when the user has several."""
+    single = rx.link(
+        rx.hstack(
+            rx.icon("building-2", size=16),
+            rx.text(BaseState.org_name, size="2", weight="medium", trim="both", class_name="nq-ellipsis"),
+            spacing="2",
+            align="center",
+        ),
+        href="/account",
+        underline="none",
+        color=rx.color("gray", 12),
+        id="org-link",
+        max_width=rx.breakpoints(initial="9rem", sm="18rem", lg="24rem"),
+    )
+    many = rx.menu.root(
+        rx.menu.trigger(
+            rx.button(
+                rx.icon("building-2", size=16),
+                rx.text(BaseState.org_name, class_name="nq-ellipsis"),
+                rx.icon("chevrons-up-down", size=14),
+                variant="ghost",
+                color_scheme="gray",
+                id="org-switcher",
+                max_width=rx.breakpoints(initial="10rem", sm="20rem", lg="26rem"),
+            )
+        ),
+        rx.menu.content(
+            rx.menu.item(
+                rx.hstack(rx.icon("settings", size=14), rx.text(T("menu.account")), spacing="2", align="center"),
+                on_click=rx.redirect("/account"),
+                id="org-menu-account",
+            ),
+            rx.menu.separator(),
+            rx.text(T("layout.switch_org"), size="1", color=rx.color("gray", 10), padding_x="0.75rem", padding_y="0.25rem"),
+            rx.foreach(
+                BaseState.orgs,
+                lambda o: rx.menu.item(
+                    rx.hstack(
+                        rx.cond(
+                            o["id"] == BaseState.current_org_id,
+                            rx.icon("check", size=14),
+                            rx.box(width="14px"),
+                        ),
+                        rx.text(o["name"]),
+                        spacing="2",
+                        align="center",
+                    ),
+                    on_click=BaseState.switch_org(o["id"]),
+                    class_name="org-option",
+                ),
+            ),
+            align="end",
+        ),
+    )
+    return rx.cond(BaseState.has_many_orgs, many, single)
+
+
+def user_menu() -> rx.Component:
+    return rx.menu.root(
+        rx.menu.trigger(
+            rx.button(
+                rx.avatar(fallback=BaseState.user_initials, size="1", radius="full"),
+                rx.text(BaseState.user_name, display=rx.breakpoints(initial="none", sm="block"),
+                        class_name="nq-ellipsis", max_width="12rem"),
+                rx.icon("chevron-down", size=14),
+                variant="ghost",
+                color_scheme="gray",
+                id="user-menu",
+            )
+        ),
+        rx.menu.content(
+            rx.text(BaseState.user_email, size="1", color=rx.color("gray", 10), padding_x="0.75rem", padding_y="0.25rem"),
+            rx.menu.item(
+                rx.hstack(rx.icon("user", size=14), rx.text(T("menu.profile")), spacing="2", align="center"),
+                on_click=rx.redirect("/profile"),
+                id="menu-profile",
+            ),
+            rx.menu.item(
+                rx.hstack(rx.icon("circle-help", size=14), rx.text(T("menu.help")), spacing="2", align="center"),
+                on_click=rx.redirect("/help"),
+                id="menu-help",
+            ),
+            rx.menu.separator(),
+            rx.menu.sub(
+                rx.menu.sub_trigger(
+                    rx.hstack(rx.icon("languages", size=14), rx.text(T("menu.language")), spacing="2", align="center"),
+                    id="menu-language",
+                ),
+                rx.menu.sub_content(
+                    *[
+                        rx.menu.item(
+                            rx.hstack(
+                                rx.cond(BaseState.locale == loc, rx.icon("check", size=14), rx.box(width="14px")),
+                                rx.text(LOCALE_NAMES[loc]),
+                                spacing="2",
+                                align="center",
+                            ),
+                            on_click=BaseState.set_locale(loc),
+                            id=f"menu-lang-{loc}",
+                        )
+                        for loc in LOCALES
+                    ]
+                ),
+            ),
+            rx.menu.item(
+                rx.hstack(
+                    rx.color_mode_cond(light=rx.icon("moon", size=14), dark=rx.icon("sun", size=14)),
+                    rx.color_mode_cond(light=rx.text(T("menu.theme_dark")), dark=rx.text(T("menu.theme_light"))),
+                    spacing="2",
+                    align="center",
+                ),
+                on_click=rx.toggle_color_mode,
+                id="menu-theme",
+            ),
+            rx.menu.separator(),
+            rx.menu.item(
+                rx.hstack(rx.icon("log-out", size=14), rx.text(T("menu.sign_out")), spacing="2", align="center"),
+                on_click=BaseState.sign_out,
+                color_scheme="red",
+                id="menu-sign-out",
+            ),
+            align="end",
+        ),
+    )
+
+
+def topbar(active: str | None) -> rx.Component:
+    return rx.hstack(
+        rx.hstack(
+            mobile_menu(active),
+            rx.box(brand(), display=MOBILE),
+            spacing="2",
+            align="center",
+        ),
+        rx.hstack(
+            org_switcher(),
+            rx.separator(orientation="vertical", size="1"),
+            user_menu(),
+            spacing="3",
+            align="center",
+            min_width="0",
+        ),
+        justify="between",
+        align="center",
+        width="100%",
+        padding_x=rx.breakpoints(initial="0.75rem", sm="1.5rem"),
+        height="3.5rem",
+        border_bottom=f"1px solid {rx.color('gray', 5)}",
+        background=rx.color("gray", 1),
+        position="sticky",
+        top="0",
+        z_index="10",
+    )
+
+
+def loading_block() -> rx.Component:
+    return rx.center(rx.spinner(size="3"), padding="4rem", width="100%")
+
+
+def layout(content: rx.Component, active: str | None) -> rx.Component:
+    """The signed-in frame. The content shows only once the session is resolved (no flash of
+    another user's or an empty page before the guard redirects)."""
+    return rx.box(
+        sidebar(active),
+        rx.box(
+            topbar(active),
+            rx.box(
+                rx.cond(BaseState.signed_in, content, loading_block()),
+                width="100%",
+                max_width="80rem",
+                margin_x="auto",
+                padding=rx.breakpoints(initial="1rem", sm="1.5rem", lg="2rem"),
+            ),
+            flex="1",
+            min_width="0",
+        ),
+        display="flex",
+        min_height="100vh",
+        background=rx.color("gray", 1),
+    )
+
+
+def language_switch() -> rx.Component:
+    """Language links for the pages before sign-in."""
+    return rx.hstack(
+        *[
+            rx.link(
+                LOCALE_NAMES[loc],
+                on_click=BaseState.set_locale(loc),
+                size="2",
+                weight=rx.cond(BaseState.locale == loc, "bold", "regular"),
+                color=rx.cond(BaseState.locale == loc, rx.color("accent", 11), rx.color("gray", 11)),
+                cursor="pointer",
+                id=f"lang-{loc}",
+            )
+            for loc in LOCALES
+        ],
+        rx.icon_button(
+            rx.color_mode_cond(light=rx.icon("moon", size=16), dark=rx.icon("sun", size=16)),
+            on_click=rx.toggle_color_mode,
+            variant="ghost",
+            size="1",
+            aria_label="theme",
+        ),
+        spacing="4",
+        align="center",
+    )
+
+
+def public_layout(content: rx.Component) -> rx.Component:
+    """The frame of the auth pages: brand, language switch, a centred card."""
+    return rx.box(
+        rx.hstack(brand(), language_switch(), justify="between", align="center", width="100%",
+                  padding="1rem 1.5rem"),
+        rx.center(
+            rx.card(content, width="100%", max_width="26rem", size=rx.breakpoints(initial="2", sm="4")),
+            padding_x="1rem",
+            padding_top=rx.breakpoints(initial="1rem", sm="4rem"),
+            padding_bottom="3rem",
+            width="100%",
+        ),
+        min_height="100vh",
+        background=rx.color("gray", 2),
+    )
+
+
+def page_header(title_key: str, *actions: rx.Component, subtitle: Any = None) -> rx.Component:
+    """The heading of a page, with optional action buttons on the right."""
+    return rx.flex(
+        rx.vstack(
+            rx.heading(T(title_key), size=rx.breakpoints(initial="6", sm="7"), id="page-title"),
+            *( [rx.text(subtitle, color=rx.color("gray", 11), size="2")] if subtitle is not None else [] ),
+            spacing="1",
+        ),
+        rx.hstack(*actions, spacing="2", wrap="wrap") if actions else rx.fragment(),
+        justify="between",
+        align=rx.breakpoints(initial="start", sm="center"),
+        direction=rx.breakpoints(initial="column", sm="row"),
+        gap="3",
+        width="100%",
+        margin_bottom="1.5rem",
+    )
+
+
+def panel_page(
+    route: str,
+    *,
+    title_key: str,
+    section: str | None = None,
+    on_load: Any = None,
+    public: bool = False,
+    redirect_signed_in: bool = False,
+) -> Callable[[Callable[[], rx.Component]], Callable[[], rx.Component]]:
+    """Register a page of the panel.
+
+    - ``title_key``: catalog key of the document title.
+    - ``section``: which main-menu item is highlighted (home, subscriptions, catalog, billing,
+      analytics) or None.
+    - ``on_load``: the page state's handler(s); ``BaseState.guard`` runs first on every
+      non-public page (it redirects to /login?next=... when signed out). Your handler must check
+      the caller again (``await self._act(...)`` does it).
+    - ``public``: an auth page (no guard, the card frame). ``redirect_signed_in``: send a
+      signed-in user on (to ?next= or /), for /login and /register.
+    """
+
+    def decorator(render: Callable[[], rx.Component]) -> Callable[[], rx.Component]:
+        loads: list[Any] = []
+        if public:
+            if redirect_signed_in:
+                loads.append(BaseState.public_load)
+        else:
+            loads.append(BaseState.guard)
+        if on_load is not None:
+            loads.extend(on_load if isinstance(on_load, (list, tuple)) else [on_load])
+
+        def component() -> rx.Component:
+            body = render()
+            return public_layout(body) if public else layout(body, section)
+
+        component.__name__ = render.__name__
+        component.__module__ = render.__module__
+        component.__qualname__ = render.__qualname__
+        rx.page(route=route, title=T(title_key) + f" · {APP_NAME}", on_load=loads or None)(component)
+        return render
+
+    return decorator

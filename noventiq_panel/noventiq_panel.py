@@ -1,0 +1,34 @@
+"""The Reflex app: theme, global styles, the pages (registered by importing ``pages``)."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+import reflex as rx
+
+from . import pages  # noqa: F401 - importing registers every @panel_page
+from .i18n import t
+
+log = logging.getLogger("noventiq_panel")
+
+
+def backend_exception_handler(exception: Exception):
+    """An unexpected error in a handler: logged with its traceback, never shown to the user."""
+    log.error("unexpected error in an event handler:\n%s",
+              "".join(traceback.format_exception(type(exception), exception, exception.__traceback__)))
+    return rx.toast.error(
+        f"{t('error.unexpected', 'ru')} / {t('error.unexpected', 'en')}",
+        id="backend_error",
+        close_button=True,
+    )
+
+
+app = rx.App(
+    theme=rx.theme(appearance="inherit", accent_color="indigo", gray_color="slate", radius="medium",
+                   scaling="100%", has_background=True),
+    stylesheets=["/panel.css"],
+    html_lang="ru",
+    backend_exception_handler=backend_exception_handler,
+    toaster=rx.toast.provider(position="top-right", close_button=True, rich_colors=True),
+)

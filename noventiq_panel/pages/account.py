@@ -1,0 +1,274 @@
+"""/account — the organisation's details and the Users tab.
+
+Read-only roles see the same tabs with disabled fields and no action buttons; the handlers and
+the services refuse their changes anyway.
+"""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from ..components import T, confirm_dialog, page_header, panel_page
+from ..state.account import ROLES, AccountState
+
+
+def detail_input(label_key: str, name: str, *, textarea: bool = False, hint_key: str | None = None) -> rx.Component:
+    common = dict(
+        name=name,
+        id=f"org-{name}",
+        default_value=AccountState.details[name],
+        read_only=~AccountState.can_write,
+        disabled=~AccountState.can_write,
+        width="100%",
+    )
+    control = rx.text_area(rows="3", **common) if textarea else rx.input(size="2", **common)
+    return rx.vstack(
+        rx.text(T(label_key), as_="label", html_for=f"org-{name}", size="2", weight="medium"),
+        control,
+        rx.text(T(hint_key), size="1", color=rx.color("gray", 10)) if hint_key else rx.fragment(),
+        spacing="1",
+        width="100%",
+    )
+
+
+def info_row(label_key: str, value) -> rx.Component:
+    return rx.hstack(
+        rx.text(T(label_key), size="2", color=rx.color("gray", 11)),
+        rx.text(value, size="2", weight="medium", text_align="right", style={"font_variant_numeric": "tabular-nums"}),
+        justify="between",
+        width="100%",
+        gap="3",
+    )
+
+
+def details_tab() -> rx.Component:
+    form = rx.form(
+        rx.vstack(
+            detail_input("account.field.name", "name"),
+            rx.grid(
+                detail_input("account.field.tax_id", "tax_id", hint_key="account.field.tax_id_hint"),
+                detail_input("account.field.phone", "phone"),
+                columns=rx.breakpoints(initial="1", sm="2"),
+                spacing="4",
+                width="100%",
+            ),
+            detail_input("account.field.address", "address", textarea=True),
+            detail_input("account.field.bank_details", "bank_details", textarea=True),
+            rx.cond(
+                AccountState.can_write,
+                rx.button(T("common.save"), type="submit", loading=AccountState.saving, id="save-details"),
+                rx.callout(T("account.read_only"), icon="lock", color_scheme="gray", size="1", id="read-only-note"),
+            ),
+            spacing="4",
+            width="100%",
+        ),
+        on_submit=AccountState.save_details,
+        reset_on_submit=False,
+        width="100%",
+        id="details-form",
+        key=AccountState.details["name"] + AccountState.details["tax_id"],
+    )
+    terms = rx.card(
+        rx.vstack(
+            rx.heading(T("account.terms"), size="3"),
+            info_row("account.field.billing_mode", AccountState.details["billing_mode"]),
+            info_row("account.field.currency", AccountState.details["currency"]),
+            rx.cond(
+                AccountState.details["postpaid"] != "",
+                info_row("account.field.credit_limit", AccountState.details["credit_limit"]),
+                rx.fragment(),
+            ),
+            info_row("account.field.low_balance_threshold", AccountState.details["low_balance_threshold"]),
+            info_row("account.field.timezone", AccountState.details["timezone"]),
+            info_row("account.field.created_at", AccountState.details["created_at"]),
+            rx.text(T("account.terms_hint"), size="1", color=rx.color("gray", 10)),
+            spacing="3",
+            width="100%",
+        ),
+        width="100%",
+    )
+    return rx.grid(
+        rx.card(form, width="100%", grid_column=rx.breakpoints(initial="span 1", md="span 2")),
+        terms,
+        columns=rx.breakpoints(initial="1", md="3"),
+        spacing="4",
+        width="100%",
+        align_items="start",
+    )
+
+
+def role_cell(row) -> rx.Component:
+    label = row["role_label"]
+    editable = AccountState.can_write & (row["is_self"] == "") & (row["active"] != "")
+    return rx.cond(
+        editable,
+        rx.select.root(
+            rx.select.trigger(variant="ghost", class_name="role-select"),
+            rx.select.content(*[rx.select.item(T(f"users.role.{r}"), value=r) for r in ROLES]),
+            value=row["role"],
+            on_change=lambda value: AccountState.change_role(row["id"], value),
+            size="2",
+        ),
+        rx.text(label, size="2"),
+    )
+
+
+def member_actions(row) -> rx.Component:
+    deactivate = confirm_dialog(
+        rx.button(T("account.deactivate"), size="1", variant="soft", color_scheme="red", class_name="deactivate"),
+        title_key="account.deactivate_title",
+        body=T("account.deactivate_body", name=row["name"], email=row["email"]),
+        confirm_key="account.deactivate",
+        on_confirm=AccountState.deactivate(row["id"]),
+        confirm_id="confirm-deactivate",
+    )
+    reactivate = rx.button(T("account.reactivate"), size="1", variant="soft", class_name="reactivate",
+                           on_click=AccountState.reactivate(row["id"]))
+    return rx.cond(
+        AccountState.can_write & (row["is_self"] == ""),
+        rx.cond(row["active"] != "", deactivate, reactivate),
+        rx.fragment(),
+    )
+
+
+def members_table() -> rx.Component:
+    def render(row) -> rx.Component:
+        return rx.table.row(
+            rx.table.cell(
+                rx.vstack(
+                    rx.hstack(
+                        rx.text(row["name"], weight="medium", size="2"),
+                        rx.cond(row["is_self"] != "", rx.badge(T("account.you"), variant="outline", size="1"),
+                                rx.fragment()),
+                        spacing="2",
+                        align="center",
+                    ),
+                    rx.text(row["email"], size="1", color=rx.color("gray", 11)),
+                    spacing="0",
+                ),
+            ),
+            rx.table.cell(role_cell(row)),
+            rx.table.cell(rx.badge(row["status_label"], color_scheme=row["status_color"], variant="soft")),
+            rx.table.cell(rx.text(row["last_login"], size="2", white_space="nowrap"),
+                          display=rx.breakpoints(initial="none", md="table-cell")),
+            rx.table.cell(member_actions(row), text_align="right"),
+            class_name="member-row",
+            data_email=row["email"],
+        )
+
+    return rx.box(
+        rx.table.root(
+            rx.table.header(
+                rx.table.row(
+                    rx.table.column_header_cell(T("account.col.user")),
+                    rx.table.column_header_cell(T("account.col.role")),
+                    rx.table.column_header_cell(T("account.col.status")),
+                    rx.table.column_header_cell(T("account.col.last_login"),
+                                                display=rx.breakpoints(initial="none", md="table-cell")),
+                    rx.table.column_header_cell(""),
+                )
+            ),
+            rx.table.body(rx.foreach(AccountState.members, render)),
+            variant="surface",
+            width="100%",
+            id="members-table",
+        ),
+        overflow_x="auto",
+        width="100%",
+    )
+
+
+def invite_dialog() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.trigger(
+            rx.button(rx.icon("user-plus", size=16), T("account.invite"), id="invite-open"),
+        ),
+        rx.dialog.content(
+            rx.dialog.title(T("account.invite_title")),
+            rx.dialog.description(T("account.invite_body"), size="2", margin_bottom="1rem"),
+            rx.form(
+                rx.vstack(
+                    rx.cond(
+                        AccountState.invite_error != "",
+                        rx.callout(AccountState.invite_error, icon="circle-alert", color_scheme="red", size="1",
+                                   width="100%", id="invite-error"),
+                        rx.fragment(),
+                    ),
+                    rx.text(T("signin.email"), as_="label", html_for="invite-email", size="2", weight="medium"),
+                    rx.input(name="email", id="invite-email", type="email", required=True, width="100%"),
+                    rx.text(T("signin.name"), as_="label", html_for="invite-name", size="2", weight="medium"),
+                    rx.input(name="name", id="invite-name", required=True, width="100%"),
+                    rx.text(T("account.col.role"), size="2", weight="medium"),
+                    rx.select.root(
+                        rx.select.trigger(width="100%", id="invite-role"),
+                        rx.select.content(
+                            *[rx.select.item(T(f"users.role.{r}"), value=r) for r in ROLES]
+                        ),
+                        name="role",
+                        default_value="admin",
+                    ),
+                    rx.text(T("account.role_hint"), size="1", color=rx.color("gray", 10)),
+                    rx.hstack(
+                        rx.dialog.close(rx.button(T("common.cancel"), variant="soft", color_scheme="gray",
+                                                  type="button")),
+                        rx.button(T("account.invite_send"), type="submit", id="invite-submit"),
+                        justify="end",
+                        width="100%",
+                        spacing="3",
+                        margin_top="0.5rem",
+                    ),
+                    spacing="2",
+                    width="100%",
+                ),
+                on_submit=AccountState.invite,
+                reset_on_submit=False,
+                width="100%",
+            ),
+            max_width="30rem",
+        ),
+        open=AccountState.invite_open,
+        on_open_change=AccountState.set_invite_open,
+    )
+
+
+def users_tab() -> rx.Component:
+    return rx.vstack(
+        rx.flex(
+            rx.text(T("account.users_intro"), size="2", color=rx.color("gray", 11), max_width="40rem"),
+            rx.cond(AccountState.can_write, invite_dialog(), rx.fragment()),
+            justify="between",
+            align="center",
+            gap="3",
+            width="100%",
+            direction=rx.breakpoints(initial="column", sm="row"),
+        ),
+        members_table(),
+        rx.cond(AccountState.can_write, rx.fragment(),
+                rx.callout(T("account.read_only"), icon="lock", color_scheme="gray", size="1", width="100%")),
+        spacing="4",
+        width="100%",
+    )
+
+
+@panel_page("/account", title_key="account.title", on_load=AccountState.load)
+def account_page() -> rx.Component:
+    return rx.vstack(
+        page_header("account.title", subtitle=AccountState.org_name),
+        rx.cond(
+            AccountState.loaded,
+            rx.tabs.root(
+                rx.tabs.list(
+                    rx.tabs.trigger(T("account.tab.details"), value="details", id="tab-details"),
+                    rx.tabs.trigger(T("account.tab.users"), value="users", id="tab-users"),
+                ),
+                rx.tabs.content(rx.box(details_tab(), padding_top="1rem"), value="details"),
+                rx.tabs.content(rx.box(users_tab(), padding_top="1rem"), value="users"),
+                value=AccountState.tab,
+                on_change=AccountState.set_tab,
+                width="100%",
+            ),
+            rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
+        ),
+        spacing="0",
+        width="100%",
+    )

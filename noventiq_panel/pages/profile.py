@@ -1,0 +1,173 @@
+"""/profile — name, language, password, and the e-mail notification history."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from ..components import Column, T, data_table, page_header, panel_page
+from ..i18n import LOCALE_NAMES, LOCALES
+from ..state.profile import ProfileState
+
+
+def labelled(label_key: str, control: rx.Component, html_for: str) -> rx.Component:
+    return rx.vstack(
+        rx.text(T(label_key), as_="label", html_for=html_for, size="2", weight="medium"),
+        control,
+        spacing="1",
+        width="100%",
+    )
+
+
+def personal_card() -> rx.Component:
+    return rx.card(
+        rx.form(
+            rx.vstack(
+                rx.heading(T("profile.personal"), size="4"),
+                labelled("signin.name", rx.input(name="name", id="profile-name", default_value=ProfileState.name,
+                                                 required=True, width="100%"), "profile-name"),
+                labelled("signin.email", rx.input(id="profile-email", value=ProfileState.email, read_only=True,
+                                                  disabled=True, width="100%"), "profile-email"),
+                labelled(
+                    "profile.language",
+                    rx.select.root(
+                        rx.select.trigger(width="100%", id="profile-locale"),
+                        rx.select.content(*[rx.select.item(LOCALE_NAMES[loc], value=loc) for loc in LOCALES]),
+                        name="locale",
+                        default_value=ProfileState.profile_locale,
+                    ),
+                    "profile-locale",
+                ),
+                rx.button(T("common.save"), type="submit", id="profile-save"),
+                spacing="3",
+                width="100%",
+            ),
+            on_submit=ProfileState.save_profile,
+            reset_on_submit=False,
+            key=ProfileState.name + ProfileState.profile_locale,
+            width="100%",
+        ),
+        width="100%",
+    )
+
+
+def password_card() -> rx.Component:
+    return rx.card(
+        rx.form(
+            rx.vstack(
+                rx.heading(T("profile.password"), size="4"),
+                rx.cond(
+                    ProfileState.password_error != "",
+                    rx.callout(ProfileState.password_error, icon="circle-alert", color_scheme="red", size="1",
+                               width="100%", id="password-error"),
+                    rx.fragment(),
+                ),
+                labelled("profile.old_password",
+                         rx.input(name="old_password", id="old-password", type="password",
+                                  auto_complete="current-password", required=True, width="100%"), "old-password"),
+                labelled("signin.new_password",
+                         rx.input(name="new_password", id="new-password", type="password",
+                                  auto_complete="new-password", required=True, width="100%"), "new-password"),
+                labelled("signin.password2",
+                         rx.input(name="new_password2", id="new-password2", type="password",
+                                  auto_complete="new-password", required=True, width="100%"), "new-password2"),
+                rx.text(T("profile.password_hint"), size="1", color=rx.color("gray", 10)),
+                rx.button(T("profile.change_password"), type="submit", id="password-save"),
+                spacing="3",
+                width="100%",
+            ),
+            on_submit=ProfileState.change_password,
+            reset_on_submit=True,
+            key=ProfileState.form_key.to_string(),
+            width="100%",
+        ),
+        width="100%",
+    )
+
+
+HISTORY_COLUMNS = [
+    Column("date", "profile.history.col.date", numeric=True, min_width="9rem"),
+    Column("subject", "profile.history.col.subject", min_width="14rem"),
+    Column("kind", "profile.history.col.kind", hide_on_phone=True),
+    Column("status", "profile.history.col.status", badge_color_key="status_color"),
+]
+
+
+def message_dialog() -> rx.Component:
+    m = ProfileState.message
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.vstack(
+                rx.hstack(
+                    rx.dialog.title(m["subject"], size="4", margin="0"),
+                    rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", aria_label="close")),
+                    justify="between",
+                    align="start",
+                    width="100%",
+                ),
+                rx.flex(
+                    rx.text(T("profile.history.to", email=m["to"]), size="2", color=rx.color("gray", 11)),
+                    rx.text(m["date"], size="2", color=rx.color("gray", 11)),
+                    rx.badge(m["status"], color_scheme=m["status_color"], variant="soft"),
+                    gap="3",
+                    wrap="wrap",
+                    align="center",
+                ),
+                rx.cond(
+                    m["html"] != "",
+                    # The message's own HTML, isolated: no scripts, no access to the panel's origin.
+                    rx.el.iframe(src_doc=m["html"], sandbox="allow-popups allow-popups-to-escape-sandbox",
+                                 class_name="nq-mail-frame", title=m["subject"], id="message-html"),
+                    rx.box(rx.text(m["text"], class_name="nq-mail-text"), id="message-text", width="100%",
+                           padding="1rem", border=f"1px solid {rx.color('gray', 5)}", border_radius="8px"),
+                ),
+                spacing="3",
+                width="100%",
+            ),
+            max_width="48rem",
+            width="95vw",
+            aria_describedby=None,
+        ),
+        open=ProfileState.message_open,
+        on_open_change=ProfileState.set_message_open,
+    )
+
+
+def history_section() -> rx.Component:
+    return rx.vstack(
+        rx.heading(T("profile.history.title"), size="5", id="history"),
+        rx.text(T("profile.history.intro"), size="2", color=rx.color("gray", 11)),
+        data_table(
+            HISTORY_COLUMNS,
+            ProfileState.history,
+            page=ProfileState.history_page,
+            pages=ProfileState.history_pages,
+            on_page=ProfileState.go_page,
+            total=ProfileState.history_total,
+            on_row_click=ProfileState.open_message,
+            empty_key="profile.history.empty",
+            table_id="history-table",
+        ),
+        message_dialog(),
+        spacing="3",
+        width="100%",
+    )
+
+
+@panel_page("/profile", title_key="profile.title", on_load=ProfileState.load)
+def profile_page() -> rx.Component:
+    return rx.vstack(
+        page_header("profile.title", subtitle=ProfileState.user_email),
+        rx.cond(
+            ProfileState.loaded,
+            rx.vstack(
+                rx.grid(personal_card(), password_card(), columns=rx.breakpoints(initial="1", md="2"), spacing="4",
+                        width="100%", align_items="start"),
+                history_section(),
+                spacing="6",
+                width="100%",
+            ),
+            rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
+        ),
+        spacing="0",
+        width="100%",
+    )

@@ -1,0 +1,206 @@
+"""State of /account: the organisation's details and its users.
+
+Owner and Administrator edit; a Financial manager sees the same data with nothing editable. The
+controls are hidden for read-only roles, but the guard is the service (``can_write``), called by
+every handler here with the caller resolved again from the session secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from ..components.money import fmt_date, fmt_datetime, fmt_money
+from ..services import organisations, users
+from ..services.errors import DomainError, InvalidInput
+from .base import BaseState
+
+ROLES = ("owner", "admin", "finance")
+DETAIL_FIELDS = {"name": 255, "tax_id": 32, "address": 500, "phone": 64, "bank_details": 500}
+
+
+def _id(value: Any, field: str = "id") -> int:
+    """A positive integer id from browser input (InvalidInput otherwise)."""
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not text.isdigit() or len(text) > 18:
+        raise InvalidInput(f"{field}: not an id", field=field, key="error.invalid")
+    return int(text)
+
+
+def _text(form: Any, name: str, limit: int) -> str:
+    value = form.get(name, "") if isinstance(form, dict) else ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name}: text expected", field=name, key="error.invalid")
+    return value.strip()[: limit + 1]  # one over the limit: the service reports "too long"
+
+
+def _load(session, actor):
+    return organisations.get_details(session, actor), users.list_members(session, actor)
+
+
+class AccountState(BaseState):
+    loaded: bool = False
+    tab: str = "details"
+    details: dict[str, str] = {}
+    members: list[dict[str, str]] = []
+    invite_open: bool = False
+    invite_error: str = ""
+    saving: bool = False
+
+    @rx.event
+    def set_tab(self, tab: str):
+        self.tab = tab if tab in ("details", "users") else "details"
+
+    @rx.event
+    def set_invite_open(self, value: bool):
+        self.invite_open = bool(value) and self.can_write
+        self.invite_error = ""
+
+    @rx.event
+    async def load(self):
+        tab = self.router.url.query_parameters.get("tab")
+        if tab in ("details", "users"):
+            self.tab = tab
+        try:
+            details, members = await self._act(_load)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self._show(details, members)
+
+    def _show(self, d: organisations.OrgDetails, members: list[users.MemberView]) -> None:
+        lang = self._lang
+        self.details = {
+            "name": d.name,
+            "tax_id": d.tax_id,
+            "address": d.address,
+            "phone": d.phone,
+            "bank_details": d.bank_details,
+            "currency": d.billing_currency,
+            "timezone": d.timezone,
+            "billing_mode": self._t(f"account.billing_mode.{d.billing_mode}"),
+            "postpaid": "1" if d.billing_mode == "postpaid" else "",
+            "credit_limit": fmt_money(d.credit_limit, d.billing_currency, lang),
+            "low_balance_threshold": (fmt_money(d.low_balance_threshold, d.billing_currency, lang)
+                                      if d.low_balance_threshold is not None else self._t("account.not_set")),
+            "created_at": fmt_date(d.created_at, lang, d.timezone),
+        }
+        rows = []
+        for m in members:
+            if not m.is_active:
+                status, color = "inactive", "gray"
+            elif m.pending:
+                status, color = "pending", "amber"
+            else:
+                status, color = "active", "green"
+            rows.append({
+                "id": str(m.membership_id),
+                "name": m.name or "—",
+                "email": m.email,
+                "role": m.role,
+                "role_label": self._t(f"users.role.{m.role}"),
+                "status": status,
+                "status_label": self._t(f"account.status.{status}"),
+                "status_color": color,
+                "active": "1" if m.is_active else "",
+                "is_self": "1" if m.user_id == self._user_id else "",
+                "last_login": (fmt_datetime(m.last_login_at, lang, d.timezone, format="short")
+                               if m.last_login_at else self._t("account.never")),
+            })
+        self.members = rows
+        self.loaded = True
+
+    async def _reload(self) -> None:
+        details, members = await self._act(_load)
+        self._show(details, members)
+
+    @rx.event
+    async def save_details(self, form: dict):
+        try:
+            values = {name: _text(form, name, limit) for name, limit in DETAIL_FIELDS.items()}
+            self.saving = True
+            await self._act(_update_details, values)
+            await self._reload()
+        except Exception as exc:  # noqa: BLE001
+            self.saving = False
+            return self._fail(exc)
+        self.saving = False
+        return self._ok("common.saved")
+
+    @rx.event
+    async def invite(self, form: dict):
+        try:
+            email = _text(form, "email", 254)
+            name = _text(form, "name", 255)
+            role = _text(form, "role", 16) or "admin"
+            if role not in ROLES:
+                raise InvalidInput("unknown role", field="role", key="users.role_invalid")
+            await self._act(_invite, email, name, role, self._lang)
+            await self._reload()
+        except DomainError as exc:
+            if isinstance(exc, InvalidInput) or exc.key.startswith(("users.", "auth.")):
+                from ..i18n import error_text
+
+                self.invite_error = error_text(exc, self.locale)
+                return
+            return self._fail(exc)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.invite_open = False
+        self.invite_error = ""
+        self.tab = "users"
+        return self._ok("users.invited", email=email.lower())
+
+    @rx.event
+    async def change_role(self, membership_id: str, role: str):
+        try:
+            target = _id(membership_id)
+            if role not in ROLES:
+                raise InvalidInput("unknown role", field="role", key="users.role_invalid")
+            await self._act(_change_role, target, role)
+            await self._reload()
+        except Exception as exc:  # noqa: BLE001
+            try:
+                await self._reload()  # put the select back to the stored role
+            except Exception:  # noqa: BLE001
+                pass
+            return self._fail(exc)
+        return self._ok("account.role_changed")
+
+    @rx.event
+    async def deactivate(self, membership_id: str):
+        try:
+            await self._act(_deactivate, _id(membership_id))
+            await self._reload()
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        return self._ok("account.deactivated")
+
+    @rx.event
+    async def reactivate(self, membership_id: str):
+        try:
+            await self._act(_reactivate, _id(membership_id))
+            await self._reload()
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        return self._ok("account.reactivated")
+
+
+def _update_details(session, actor, values: dict):
+    return organisations.update_details(session, actor, **values)
+
+
+def _invite(session, actor, email: str, name: str, role: str, locale: str):
+    return users.invite(session, actor, email=email, name=name, role=role, locale=locale)
+
+
+def _change_role(session, actor, membership_id: int, role: str):
+    return users.change_role(session, actor, membership_id, role)
+
+
+def _deactivate(session, actor, membership_id: int):
+    return users.deactivate(session, actor, membership_id)
+
+
+def _reactivate(session, actor, membership_id: int):
+    return users.reactivate(session, actor, membership_id)

@@ -1,0 +1,242 @@
+"""States of the sign-in pages: /login, /register, /recovery, /reset/[token].
+
+These handlers are callable by anyone (nobody is signed in yet); the services throttle sign-in
+and never reveal whether an e-mail address exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from ..i18n import error_text
+from ..services.errors import DomainError, InvalidInput
+from .base import BaseState, Ctx, _ctx_from_info, safe_next
+
+MAX_FIELD = 500
+
+
+def _field(form: Any, name: str, limit: int = MAX_FIELD) -> str:
+    """A text field of a submitted form (the browser may send anything)."""
+    if not isinstance(form, dict):
+        return ""
+    value = form.get(name, "")
+    if not isinstance(value, str):
+        return ""
+    return value.strip()[:limit] if name not in ("password", "password2", "old_password") else value[:limit]
+
+
+def _sign_in(session, email: str, password: str, ip: str) -> tuple[str, Ctx]:
+    from ..services import auth
+
+    raw, _user = auth.sign_in(session, email, password, ip=ip)
+    return raw, _ctx_from_info(auth.resolve(session, raw))
+
+
+def _register(session, fields: dict) -> tuple[str, Ctx]:
+    from ..services import auth
+
+    raw, _user = auth.register(session, **fields)
+    return raw, _ctx_from_info(auth.resolve(session, raw))
+
+
+class AuthFormState(BaseState):
+    """Shared by the auth forms: one error line, a busy flag."""
+
+    error: str = ""
+    busy: bool = False
+
+    def _client_ip(self) -> str:
+        return (self.router.session.client_ip or "")[:64]
+
+    def _show_error(self, exc: BaseException) -> None:
+        self.error = error_text(exc, self.locale)
+
+    async def _start(self, secret: str, ctx: Ctx):
+        self.session_secret = secret
+        self._apply(ctx)
+        self.error = ""
+
+
+class LoginState(AuthFormState):
+    @rx.event
+    async def sign_in(self, form: dict):
+        email = _field(form, "email", 254).lower()
+        password = _field(form, "password", 200)
+        if not email or not password:
+            self.error = self._t("signin.fill_in")
+            return
+        self.busy = True
+        yield
+        try:
+            secret, ctx = await self._call(_sign_in, email, password, self._client_ip())
+        except DomainError as exc:
+            self.busy = False
+            self._show_error(exc)
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.busy = False
+            yield self._fail(exc)
+            return
+        self.busy = False
+        await self._start(secret, ctx)
+        yield rx.redirect(safe_next(self.router.url.query_parameters.get("next")), replace=True)
+
+
+class RegisterState(AuthFormState):
+    @rx.event
+    async def register(self, form: dict):
+        fields = {
+            "email": _field(form, "email", 254).lower(),
+            "password": _field(form, "password", 200),
+            "name": _field(form, "name", 255),
+            "org_name": _field(form, "org_name", 255),
+            "tax_id": _field(form, "tax_id", 32),
+            "locale": self._lang,
+        }
+        if not all(fields[k] for k in ("email", "password", "name", "org_name")):
+            self.error = self._t("signin.fill_in")
+            return
+        if fields["password"] != _field(form, "password2", 200):
+            self.error = self._t("signin.passwords_differ")
+            return
+        self.busy = True
+        yield
+        try:
+            secret, ctx = await self._call(_register, {**fields, "ip": self._client_ip()})
+        except DomainError as exc:
+            self.busy = False
+            self._show_error(exc)
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.busy = False
+            yield self._fail(exc)
+            return
+        self.busy = False
+        await self._start(secret, ctx)
+        yield rx.redirect("/", replace=True)
+        yield rx.toast.success(self._t("signin.registered"))
+
+
+class RecoveryState(AuthFormState):
+    sent: bool = False
+
+    @rx.event
+    def reset_form(self):
+        self.sent = False
+        self.error = ""
+
+    @rx.event
+    async def request_link(self, form: dict):
+        from ..services import auth
+
+        email = _field(form, "email", 254).lower()
+        if not email or "@" not in email:
+            self.error = self._t("signin.email_required")
+            return
+        self.busy = True
+        yield
+        try:
+            await self._call(auth.request_password_reset, email, ip=self._client_ip())
+        except DomainError as exc:
+            self.busy = False
+            # Throttled or invalid input only: the service never says whether the address exists.
+            self._show_error(exc)
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.busy = False
+            yield self._fail(exc)
+            return
+        self.busy = False
+        self.error = ""
+        self.sent = True
+
+
+def _check_token(session, raw: str) -> dict[str, str]:
+    from ..services import auth
+
+    result = auth.check_reset_token(session, raw)
+    email = ""
+    purpose = ""
+    for source in (result, getattr(result, "user", None)):
+        if source is None:
+            continue
+        if isinstance(source, dict):
+            email = email or str(source.get("email") or "")
+            purpose = purpose or str(source.get("purpose") or "")
+        else:
+            email = email or str(getattr(source, "email", "") or "")
+            purpose = purpose or str(getattr(source, "purpose", "") or "")
+    return {"email": email, "purpose": purpose}
+
+
+class ResetState(AuthFormState):
+    valid: bool = False
+    checked: bool = False
+    done: bool = False
+    email: str = ""
+    is_invite: bool = False
+
+    def _raw_token(self) -> str:
+        path = self.router.url.path or ""
+        raw = path.rstrip("/").rsplit("/", 1)[-1] if path.startswith("/reset/") else ""
+        return raw[:200]
+
+    @rx.event
+    async def load(self):
+        self.error, self.done, self.valid, self.checked = "", False, False, False
+        raw = self._raw_token()
+        if not raw:
+            self.checked = True
+            return
+        try:
+            info = await self._call(_check_token, raw)
+        except DomainError as exc:
+            self._show_error(exc)
+            self.checked = True
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.checked = True
+            return self._fail(exc)
+        self.email = info["email"]
+        self.is_invite = info["purpose"] == "invite"
+        self.valid = True
+        self.checked = True
+
+    @rx.event
+    async def set_password(self, form: dict):
+        from ..services import auth
+
+        password = _field(form, "password", 200)
+        if not password:
+            self.error = self._t("signin.fill_in")
+            return
+        if password != _field(form, "password2", 200):
+            self.error = self._t("signin.passwords_differ")
+            return
+        raw = self._raw_token()
+        if not raw:
+            self._show_error(InvalidInput("no token", key="signin.link_invalid"))
+            return
+        self.busy = True
+        yield
+        try:
+            await self._call(auth.reset_password, raw, password)
+        except DomainError as exc:
+            self.busy = False
+            self._show_error(exc)
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.busy = False
+            yield self._fail(exc)
+            return
+        self.busy = False
+        self.error = ""
+        self.done = True
+        # Any session of this browser belonged to whoever was signed in before: forget it.
+        if self.session_secret:
+            await self._clear()
+            self.done = True
+            self.checked = True
+        yield rx.toast.success(self._t("signin.password_set"))

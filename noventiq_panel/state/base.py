@@ -1,0 +1,375 @@
+"""The base state of every page: who is signed in, in which organisation, in which language.
+
+Security rules (see /work/shared/REFLEX-NOTES.md):
+- Every public method of a state is an event handler any client can call with any arguments.
+  So every handler resolves the user again from the session secret through
+  ``services.auth.resolve`` (``_actor()`` / ``_act()``), and the services check the role.
+- The session secret is our own random token (issued by ``services.auth.sign_in``), kept in a
+  cookie; the server stores only its hash. Never the Reflex client token.
+- ``_user_id``, ``_org_id``, ``_role`` are backend vars (never sent to the browser); public vars
+  hold view data only (plain strings, dicts, lists).
+- Database work runs in a thread (``_call`` / ``_act``) so one slow query does not block the
+  event loop.
+
+Page states subclass ``BaseState`` (they become its substates and see its vars).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+from urllib.parse import quote, unquote, urlsplit
+
+import reflex as rx
+
+from ..config import get_settings
+from ..db import session_scope
+from ..i18n import DEFAULT_LOCALE, LOCALES, error_text, normalize_locale, t, tn
+from ..services.errors import DomainError, Forbidden, NotAuthenticated
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SESSION_COOKIE = "nq_session"
+LOCALE_STORAGE = "nq_locale"
+SESSION_COOKIE_MAX_AGE = 30 * 24 * 3600  # the server expires idle sessions much earlier
+
+# Pages reachable without signing in. Everything else goes through ``BaseState.guard``.
+PUBLIC_PATHS = ("/login", "/register", "/recovery", "/reset")
+WRITE_ROLES = ("owner", "admin")
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """The resolved caller of one handler: a plain value, safe to pass to services."""
+
+    user_id: int
+    org_id: int | None
+    role: str
+    locale: str
+    email: str = ""
+    name: str = ""
+    org_name: str = ""
+    orgs: tuple = field(default_factory=tuple)
+
+    @property
+    def actor(self):
+        from ..services.authz import Actor
+
+        if self.org_id is None:
+            raise Forbidden("no organisation", key="error.no_organisation")
+        return Actor(user_id=self.user_id, org_id=self.org_id)
+
+    @property
+    def can_write(self) -> bool:
+        return self.role in WRITE_ROLES
+
+
+def _run_in_session(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    with session_scope() as session:
+        return fn(session, *args, **kwargs)
+
+
+def _resolve(secret: str) -> Ctx:
+    """Resolve the session secret to a Ctx (raises NotAuthenticated). Runs in a worker thread."""
+    from ..services import auth
+
+    with session_scope() as session:
+        info = auth.resolve(session, secret)
+        return _ctx_from_info(info)
+
+
+def _ctx_from_info(info: Any) -> Ctx:
+    orgs = tuple(
+        {"id": str(o["id"]), "name": str(o["name"]), "role": str(o.get("role") or "")}
+        for o in (getattr(info, "orgs", None) or [])
+    )
+    return Ctx(
+        user_id=int(info.user_id),
+        org_id=int(info.org_id) if info.org_id is not None else None,
+        role=str(getattr(info, "role", "") or ""),
+        locale=normalize_locale(getattr(info, "locale", None)),
+        email=str(getattr(info, "email", "") or ""),
+        name=str(getattr(info, "name", "") or ""),
+        org_name=str(getattr(info, "org_name", "") or ""),
+        orgs=orgs,
+    )
+
+
+def _act_in_session(secret: str, fn: Callable[..., T], args: tuple, kwargs: dict) -> tuple[Ctx, T]:
+    """Resolve the caller and run ``fn(session, actor, ...)`` in one unit of work."""
+    from ..services import auth
+
+    with session_scope() as session:
+        ctx = _ctx_from_info(auth.resolve(session, secret))
+        return ctx, fn(session, ctx.actor, *args, **kwargs)
+
+
+def safe_next(target: str | None) -> str:
+    """A same-site path to return to after sign-in; anything else becomes "/".
+
+    Refuses absolute URLs, scheme-relative ``//host`` paths, backslashes and the auth pages.
+    """
+    if not target:
+        return "/"
+    target = unquote(str(target)).strip()
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    if any(parts.path == p or parts.path.startswith(p + "/") for p in PUBLIC_PATHS):
+        return "/"
+    return target
+
+
+class BaseState(rx.State):
+    """Signed-in user, organisation, language. Parent of every page state."""
+
+    # --- client side -------------------------------------------------------------------------
+    # The session secret from services.auth.sign_in. A cookie so that download routes can read it
+    # too; SameSite=strict; Secure when the panel is served over https.
+    session_secret: str = rx.Cookie(
+        "",
+        name=SESSION_COOKIE,
+        path="/",
+        max_age=SESSION_COOKIE_MAX_AGE,
+        same_site="strict",
+        secure=get_settings().base_url.startswith("https://") or None,
+    )
+    # The UI language, kept in the browser before sign-in; after sign-in the user's own locale.
+    locale: str = rx.LocalStorage(DEFAULT_LOCALE, name=LOCALE_STORAGE, sync=True)
+
+    # --- view data (public: sent to the browser) -------------------------------------------------
+    signed_in: bool = False
+    user_name: str = ""
+    user_email: str = ""
+    org_name: str = ""
+    role: str = ""  # the user's own role in the current organisation (to hide controls only)
+    orgs: list[dict[str, str]] = []
+    current_org_id: str = ""
+
+    # --- backend only ----------------------------------------------------------------------------
+    _user_id: int | None = None
+    _org_id: int | None = None
+    _role: str = ""
+
+    # ============================================================================================
+    # Computed view helpers (no database: safe at compile time)
+    # ============================================================================================
+    @rx.var(initial_value=False)
+    def can_write(self) -> bool:
+        """Owner or Administrator: show editing controls. The services decide anyway."""
+        return self.role in WRITE_ROLES
+
+    @rx.var(initial_value=False)
+    def has_many_orgs(self) -> bool:
+        return len(self.orgs) > 1
+
+    @rx.var(initial_value="")
+    def user_initials(self) -> str:
+        words = [w for w in (self.user_name or self.user_email).replace("@", " ").split() if w]
+        return "".join(w[0] for w in words[:2]).upper()
+
+    # ============================================================================================
+    # Helpers for page states (names start with "_": not callable from the browser)
+    # ============================================================================================
+    def _t(self, key: str, **params: Any) -> str:
+        """Translate for the current UI language (server-side: view dicts, toasts)."""
+        return t(key, self.locale, **params)
+
+    def _tn(self, key: str, count: int, **params: Any) -> str:
+        return tn(key, count, self.locale, **params)
+
+    @property
+    def _lang(self) -> str:
+        return normalize_locale(self.locale)
+
+    def _apply(self, ctx: Ctx) -> None:
+        """Copy the resolved caller into the state (backend ids, public view data)."""
+        self._user_id, self._org_id, self._role = ctx.user_id, ctx.org_id, ctx.role
+        self.signed_in = True
+        self.user_name = ctx.name
+        self.user_email = ctx.email
+        self.org_name = ctx.org_name
+        self.role = ctx.role
+        self.orgs = [dict(o) for o in ctx.orgs]
+        self.current_org_id = str(ctx.org_id or "")
+        if ctx.locale in LOCALES and self.locale != ctx.locale:
+            self.locale = ctx.locale
+
+    async def _clear(self) -> None:
+        """Forget everything about the user in this browser tab: this state and every page state.
+
+        Page states keep data of the previous user in memory (and hydrate sends every loaded
+        state), so all of them are reset, not only this one. The UI language is kept.
+        """
+        locale = self.locale
+        states: list[rx.State] = [self]
+        for cls in _all_substates(BaseState):
+            try:
+                states.append(await self.get_state(cls))
+            except Exception:  # pragma: no cover - a state that cannot load has nothing to leak
+                log.debug("cannot load %s to reset it", cls, exc_info=True)
+        for state in states:
+            state.reset()
+        self._user_id, self._org_id, self._role = None, None, ""
+        self.session_secret = ""
+        self.locale = locale
+
+    async def _ctx(self) -> Ctx | None:
+        """The signed-in caller, resolved now through the services; None when signed out/expired."""
+        secret = self.session_secret
+        if not secret:
+            if self.signed_in or self._user_id is not None:
+                await self._clear()
+            return None
+        try:
+            ctx = await asyncio.to_thread(_resolve, secret)
+        except NotAuthenticated:
+            await self._clear()
+            return None
+        self._apply(ctx)
+        return ctx
+
+    async def _require(self) -> Ctx:
+        """The signed-in caller, or NotAuthenticated (``_fail`` turns that into a redirect)."""
+        ctx = await self._ctx()
+        if ctx is None:
+            raise NotAuthenticated("sign-in required")
+        return ctx
+
+    async def _actor(self):
+        """The ``services.authz.Actor`` of the signed-in caller (raises NotAuthenticated)."""
+        return (await self._require()).actor
+
+    async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(session, *args, **kwargs)`` in a worker thread with its own DB session.
+
+        Build the view dicts inside ``fn`` (while the session is open); never return ORM objects
+        into public vars.
+        """
+        return await asyncio.to_thread(_run_in_session, fn, args, kwargs)
+
+    async def _act(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Resolve the caller and run ``fn(session, actor, *args, **kwargs)`` in one thread and one
+        session. Raises NotAuthenticated when signed out; the service checks the role."""
+        secret = self.session_secret
+        if not secret:
+            await self._clear()
+            raise NotAuthenticated("sign-in required")
+        try:
+            ctx, result = await asyncio.to_thread(_act_in_session, secret, fn, args, kwargs)
+        except NotAuthenticated:
+            await self._clear()
+            raise
+        self._apply(ctx)
+        return result
+
+    def _login_url(self) -> str:
+        url = self.router.url
+        target = url.path or "/"
+        if url.query:
+            target += "?" + url.query
+        target = safe_next(target)
+        return "/login" if target == "/" else f"/login?next={quote(target, safe='')}"
+
+    def _fail(self, exc: BaseException):
+        """The event that tells the user about ``exc``: sign-in page for NotAuthenticated, a
+        translated toast for other domain errors, a generic message for anything else (logged)."""
+        if isinstance(exc, NotAuthenticated):
+            return rx.redirect(self._login_url())
+        if not isinstance(exc, DomainError):
+            log.exception("unexpected error in a handler", exc_info=exc)
+        return rx.toast.error(error_text(exc, self.locale), close_button=True)
+
+    def _ok(self, key: str, **params: Any):
+        return rx.toast.success(self._t(key, **params))
+
+    # ============================================================================================
+    # Event handlers (public: every one checks the caller itself)
+    # ============================================================================================
+    @rx.event
+    async def guard(self):
+        """on_load of every page but the auth pages: signed out → /login?next=<this page>."""
+        ctx = await self._ctx()
+        if ctx is None:
+            return rx.redirect(self._login_url(), replace=True)
+
+    @rx.event
+    async def public_load(self):
+        """on_load of /login and /register: a signed-in user goes to the page asked for."""
+        ctx = await self._ctx()
+        if ctx is not None:
+            return rx.redirect(safe_next(self.router.url.query_parameters.get("next")), replace=True)
+
+    @rx.event
+    async def sign_out(self):
+        from ..services import auth
+
+        secret = self.session_secret
+        if secret:
+            try:
+                await self._call(auth.sign_out, secret)
+            except DomainError:
+                pass
+        await self._clear()
+        return rx.redirect("/login", replace=True)
+
+    @rx.event
+    async def switch_org(self, org_id: str):
+        """Switch the session to another organisation of the user (the service checks membership)."""
+        from ..services import auth
+
+        try:
+            target = int(str(org_id))
+        except (TypeError, ValueError):
+            return rx.toast.error(self._t("error.invalid"))
+        secret = self.session_secret
+        if not secret:
+            return rx.redirect(self._login_url())
+        try:
+            await self._call(auth.switch_organisation, secret, target)
+            await self._require()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+            return self._fail(exc)
+        # Reload the page so every page state loads the new organisation's data.
+        return rx.call_script("window.location.reload()")
+
+    @rx.event
+    async def set_locale(self, locale: str):
+        """Change the UI language; for a signed-in user also their saved language."""
+        code = str(locale)
+        if code not in LOCALES:
+            return
+        self.locale = code
+        if not self.session_secret:
+            return
+        from ..services import users
+
+        try:
+            await self._act(_save_locale, users, code)
+        except NotAuthenticated:
+            self.locale = code
+            return
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.locale = code
+        # Server-formatted view data (sums, dates) is in the old language: reload the page.
+        return rx.call_script("window.location.reload()")
+
+
+def _save_locale(session, actor, users_module, code: str):
+    profile = users_module.get_profile(session, actor.user_id)
+    return users_module.update_profile(session, actor.user_id, name=profile.name, locale=code)
+
+
+def _all_substates(cls: type[rx.State]) -> list[type[rx.State]]:
+    out: list[type[rx.State]] = []
+    for sub in cls.get_substates():
+        out.append(sub)
+        out.extend(_all_substates(sub))
+    return out

@@ -1,0 +1,109 @@
+"""State of the home page: the dashboard figures, formatted for the UI language."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from ..components.money import fmt_date, fmt_money
+from ..config import get_settings
+from ..i18n import format as fmt
+from ..services import dashboard
+from ..services.errors import DomainError
+from .base import BaseState
+
+ALERT_COLORS = {
+    "negative_balance": "red",
+    "credit_exhausted": "red",
+    "low_balance": "orange",
+    "budget": "orange",
+    "payment_overdue": "red",
+}
+
+
+class HomeState(BaseState):
+    loaded: bool = False
+    currency: str = ""
+    balance: str = ""
+    balance_negative: bool = False
+    is_postpaid: bool = False
+    credit_limit: str = ""
+    available: str = ""
+    month_label: str = ""
+    month_to_date: str = ""
+    forecast: str = ""
+    soon: list[dict[str, str]] = []
+    rates: list[dict[str, str]] = []
+    rates_date: str = ""
+    alerts: list[dict[str, str]] = []
+    support_email: str = ""
+    support_phone: str = ""
+    kb_url: str = ""
+
+    @rx.event
+    async def load(self):
+        try:
+            d = await self._act(dashboard.get_dashboard)
+        except DomainError as exc:
+            return self._fail(exc)
+        except Exception as exc:  # noqa: BLE001 - shown as a generic message, logged
+            return self._fail(exc)
+        self._show(d)
+
+    def _show(self, d: dashboard.Dashboard) -> None:
+        lang, tz, cur = self._lang, d.timezone, d.currency
+        self.currency = cur
+        self.balance = fmt_money(d.balance, cur, lang)
+        self.balance_negative = d.balance < 0
+        self.is_postpaid = d.billing_mode == "postpaid"
+        self.credit_limit = fmt_money(d.credit_limit, cur, lang)
+        self.available = fmt_money(d.available, cur, lang)
+        self.month_label = fmt.format_month(d.month, lang)
+        self.month_to_date = fmt_money(d.month_to_date, cur, lang)
+        self.forecast = fmt_money(d.forecast, cur, lang)
+        self.soon = [
+            {
+                "id": str(i.subscription_id),
+                "name": i.name,
+                "href": f"/subscriptions/{i.subscription_id}",
+                "event": self._t(f"home.soon.{i.event}"),
+                "date": fmt_date(i.when, lang, tz),
+                "color": {"renews": "green", "expires": "orange", "trial_ends": "blue"}.get(i.event, "gray"),
+            }
+            for i in d.soon[:8]
+        ]
+        self.rates = [
+            {
+                "currency": r.currency,
+                "label": self._t("home.rates.line", currency=r.currency),
+                "rate": fmt_money(r.rate, "UZS", lang),
+                "date": fmt_date(r.rate_date, lang),
+            }
+            for r in d.rates
+        ]
+        self.rates_date = fmt_date(d.rates_date, lang) if d.rates_date else ""
+        self.alerts = [self._alert_view(a) for a in d.alerts]
+        settings = get_settings()
+        self.support_email = settings.support_email
+        self.support_phone = settings.support_phone
+        self.kb_url = settings.knowledge_base_url
+        self.loaded = True
+
+    def _alert_view(self, a: dashboard.Alert) -> dict[str, str]:
+        lang = self._lang
+        params = dict(a.params)
+        cur = params.get("currency", "UZS")
+        for name in ("balance", "threshold", "amount", "spent", "available"):
+            if name in params:
+                params[name] = fmt_money(params[name], cur, lang)
+        if params.get("due_date") is not None:
+            params["due_date"] = fmt_date(params["due_date"], lang)
+        if "percent" in params:
+            params["percent"] = fmt.format_percent(params["percent"], lang)
+        if "type" in params:
+            params["type"] = self._t(f"home.alert.budget_type.{params['type']}")
+        return {
+            "kind": a.kind,
+            "text": self._t(f"home.alert.{a.kind}", **params),
+            "href": a.link,
+            "color": ALERT_COLORS.get(a.kind, "orange"),
+        }

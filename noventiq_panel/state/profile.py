@@ -1,0 +1,174 @@
+"""State of /profile: the user's name and language, password change, e-mail notification history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from ..components.money import fmt_datetime
+from ..components.tables import clamp_page, page_count
+from ..i18n import LOCALES, error_text
+from ..services import auth, notifications, users
+from ..services.errors import DomainError, InvalidInput
+from .account import _id
+from .base import BaseState
+
+HISTORY_PAGE_SIZE = 10
+STATUS_COLORS = {"queued": "amber", "sent": "green", "failed": "red"}
+
+
+def _text(form: Any, name: str, limit: int, strip: bool = True) -> str:
+    value = form.get(name, "") if isinstance(form, dict) else ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name}: text expected", field=name, key="error.invalid")
+    return (value.strip() if strip else value)[: limit + 1]
+
+
+def _profile(session, actor):
+    return users.get_profile(session, actor.user_id)
+
+
+def _update(session, actor, name: str, locale: str):
+    return users.update_profile(session, actor.user_id, name=name, locale=locale)
+
+
+def _history(session, actor, page: int, size: int):
+    rows, total = notifications.history(session, actor.user_id, limit=size, offset=(page - 1) * size)
+    return [
+        {"id": r.id, "created_at": r.created_at, "subject": r.subject, "kind": r.kind, "status": r.status,
+         "to": r.to_email}
+        for r in rows
+    ], total
+
+
+def _message(session, actor, notification_id: int) -> dict[str, Any]:
+    row = notifications.get_for_user(session, actor.user_id, notification_id)
+    return {"id": row.id, "subject": row.subject, "text": row.body_text, "html": row.body_html,
+            "to": row.to_email, "created_at": row.created_at, "sent_at": row.sent_at, "status": row.status,
+            "kind": row.kind}
+
+
+class ProfileState(BaseState):
+    loaded: bool = False
+    name: str = ""
+    email: str = ""
+    profile_locale: str = "ru"
+    password_error: str = ""
+    form_key: int = 0
+
+    history: list[dict[str, str]] = []
+    history_page: int = 1
+    history_pages: int = 1
+    history_total: int = 0
+
+    message_open: bool = False
+    message: dict[str, str] = {}
+
+    @rx.event
+    async def load(self):
+        try:
+            profile = await self._act(_profile)
+            await self._load_history(1)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.name, self.email, self.profile_locale = profile.name, profile.email, profile.locale
+        self.message_open = False
+        self.password_error = ""
+        self.loaded = True
+
+    async def _load_history(self, page: int) -> None:
+        rows, total = await self._act(_history, page, HISTORY_PAGE_SIZE)
+        if rows == [] and total and page > 1:  # the page shrank meanwhile
+            page = clamp_page(page, total, HISTORY_PAGE_SIZE)
+            rows, total = await self._act(_history, page, HISTORY_PAGE_SIZE)
+        lang = self._lang
+        self.history = [
+            {
+                "id": str(r["id"]),
+                "date": fmt_datetime(r["created_at"], lang, format="short"),
+                "subject": r["subject"],
+                "kind": self._t(f"notifications.kind.{r['kind']}"),
+                "status": self._t(f"notifications.status.{r['status']}"),
+                "status_color": STATUS_COLORS.get(r["status"], "gray"),
+            }
+            for r in rows
+        ]
+        self.history_total = int(total)
+        self.history_pages = page_count(total, HISTORY_PAGE_SIZE)
+        self.history_page = page
+
+    @rx.event
+    async def go_page(self, page: Any):
+        try:
+            target = clamp_page(page, self.history_total, HISTORY_PAGE_SIZE)
+            await self._load_history(target)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+
+    @rx.event
+    async def open_message(self, notification_id: Any):
+        try:
+            data = await self._act(_message, _id(notification_id))
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        lang = self._lang
+        self.message = {
+            "id": str(data["id"]),
+            "subject": data["subject"],
+            "text": data["text"],
+            "html": data["html"],
+            "to": data["to"],
+            "date": fmt_datetime(data["created_at"], lang),
+            "status": self._t(f"notifications.status.{data['status']}"),
+            "status_color": STATUS_COLORS.get(data["status"], "gray"),
+            "kind": self._t(f"notifications.kind.{data['kind']}"),
+        }
+        self.message_open = True
+
+    @rx.event
+    def set_message_open(self, value: bool):
+        self.message_open = bool(value)
+        if not value:
+            self.message = {}
+
+    @rx.event
+    async def save_profile(self, form: dict):
+        try:
+            name = _text(form, "name", 255)
+            locale = _text(form, "locale", 8) or self.profile_locale
+            if locale not in LOCALES:
+                raise InvalidInput("unknown locale", field="locale", key="auth.locale_invalid")
+            profile = await self._act(_update, name, locale)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        changed_language = profile.locale != self.locale
+        self.name, self.profile_locale = profile.name, profile.locale
+        self.user_name = profile.name
+        self.locale = profile.locale
+        if changed_language:
+            # Server-formatted view data (dates, sums) is in the old language.
+            return [self._ok("common.saved"), rx.call_script("window.location.reload()")]
+        return self._ok("common.saved")
+
+    @rx.event
+    async def change_password(self, form: dict):
+        self.password_error = ""
+        try:
+            old = _text(form, "old_password", 300, strip=False)
+            new = _text(form, "new_password", 300, strip=False)
+            if not old or not new:
+                raise InvalidInput("fill in", key="signin.fill_in")
+            if new != _text(form, "new_password2", 300, strip=False):
+                raise InvalidInput("passwords differ", key="signin.passwords_differ")
+            await self._require()
+            await self._call(auth.change_password, self.session_secret, old, new)
+        except DomainError as exc:
+            if isinstance(exc, InvalidInput):
+                self.password_error = error_text(exc, self.locale)
+                return
+            return self._fail(exc)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.form_key += 1  # a fresh, empty form
+        return self._ok("auth.password_changed")

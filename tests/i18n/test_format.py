@@ -1,0 +1,119 @@
+"""Shared formatting (noventiq_panel.i18n.format): money, numbers, percentages, dates, times."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from noventiq_panel.i18n import format as fmt
+from noventiq_panel.services.errors import InvalidInput
+
+D = Decimal
+
+
+def plain(text: str) -> str:
+    return text.replace("\u00a0", " ").replace("\u202f", " ")
+
+
+@pytest.mark.parametrize("amount, currency, locale, expected", [
+    (D("1234567.89"), "UZS", "ru", "1 234 567,89 сум"),
+    (D("1234567.89"), "UZS", "en", "UZS 1,234,567.89"),
+    (D("12.5"), "USD", "en", "$12.50"),
+    (D("12.5"), "USD", "ru", "12,50 $"),
+    (D("-1234.5"), "UZS", "ru", "-1 234,50 сум"),
+    (D("-1234.5"), "UZS", "en", "-UZS 1,234.50"),
+    (D("0"), "UZS", "ru", "0,00 сум"),
+    (D("-0.001"), "UZS", "ru", "0,00 сум"),
+    (D("0.005"), "USD", "en", "$0.01"),  # half-up, not banker's rounding
+    (D("0.125"), "UZS", "ru", "0,13 сум"),
+    (1000, "EUR", "en", "€1,000.00"),
+    ("1500.5", "UZS", "ru", "1 500,50 сум"),
+    (D("1000"), "JPY", "en", "¥1,000"),
+])
+def test_format_money(amount, currency, locale, expected):
+    assert plain(fmt.format_money(amount, currency, locale)) == expected
+
+
+def test_money_keeps_an_amount_on_one_line():
+    assert "\u00a0" in fmt.format_money(D("1234567.89"), "UZS", "ru")
+    assert " " not in fmt.format_money(D("1234567.89"), "UZS", "ru")
+
+
+def test_money_without_sign_and_other_precision():
+    assert plain(fmt.format_money(D("1234567.89"), "UZS", "ru", with_sign=False)) == "1 234 567,89"
+    assert plain(fmt.format_money(D("1234567.89"), "UZS", "en", decimals=0)) == "UZS 1,234,568"
+
+
+def test_money_refuses_float():
+    with pytest.raises(InvalidInput):
+        fmt.format_money(0.1, "UZS", "ru")
+
+
+def test_unknown_or_regional_locales_fall_back():
+    assert fmt.normalize_locale("en-US") == "en"
+    assert fmt.normalize_locale("RU_ru") == "ru"
+    assert fmt.normalize_locale(None) == "ru"
+    assert fmt.normalize_locale("uz") == "ru"
+    assert plain(fmt.format_money(D("1"), "UZS", "en_GB")) == "UZS 1.00"
+
+
+def test_currency_names():
+    assert fmt.currency_symbol("UZS", "ru") == "сум"
+    assert fmt.currency_name("UZS", "ru") == "узбекский сум"
+    assert fmt.currency_name("USD", "en") == "US Dollar"
+
+
+@pytest.mark.parametrize("value, locale, kw, expected", [
+    (D("1234567.5"), "ru", {}, "1 234 567,5"),
+    (D("1234567.5"), "en", {}, "1,234,567.5"),
+    (D("2.50"), "en", {}, "2.5"),
+    (3, "ru", {}, "3"),
+    (D("2.345"), "ru", {"decimals": 2}, "2,35"),
+    (1.25, "en", {}, "1.25"),
+    (D("-0.0001"), "en", {"decimals": 2}, "0.00"),
+])
+def test_format_number(value, locale, kw, expected):
+    assert plain(fmt.format_number(value, locale, **kw)) == expected
+
+
+@pytest.mark.parametrize("value, locale, kw, expected", [
+    (80, "ru", {}, "80 %"),
+    (80, "en", {}, "80%"),
+    (D("12.5"), "ru", {}, "12,5 %"),
+    (D("0.8"), "en", {"fraction": True}, "80%"),
+    (D("33.333"), "en", {"decimals": 1}, "33.3%"),
+])
+def test_format_percent(value, locale, kw, expected):
+    assert plain(fmt.format_percent(value, locale, **kw)) == expected
+
+
+def test_dates_and_months():
+    d = date(2025, 9, 24)
+    assert plain(fmt.format_date(d, "ru")) == "24 сент. 2025 г."
+    assert fmt.format_date(d, "en") == "Sep 24, 2025"
+    assert fmt.format_date(d, "ru", format="short") == "24.09.2025"
+    assert fmt.format_date(d, "ru", format="text") == "24 сентября 2025"
+    assert fmt.format_date(d, "en", format="text") == "September 24, 2025"
+    assert fmt.format_date(d, "ru", format="dd.MM.yyyy") == "24.09.2025"
+    assert fmt.format_month(d, "ru") == "сентябрь 2025"
+    assert fmt.format_month(d, "en") == "September 2025"
+
+
+def test_a_moment_is_shown_in_the_organisations_time_zone():
+    late = datetime(2025, 9, 30, 20, 30, tzinfo=timezone.utc)  # 1 October 01:30 in Tashkent
+    assert fmt.format_date(late, "ru", format="short") == "01.10.2025"
+    assert fmt.format_date(late, "ru", tz="UTC", format="short") == "30.09.2025"
+    assert plain(fmt.format_datetime(late, "Asia/Tashkent", "ru")) == "1 окт. 2025 г., 01:30"
+    assert plain(fmt.format_datetime(late, "Asia/Tashkent", "en")) == "Oct 1, 2025, 1:30 AM"
+    assert fmt.format_datetime(late, "Asia/Tashkent", "ru", format="short") == "01.10.2025, 01:30"
+    assert fmt.format_time(late, "Asia/Tashkent", "ru") == "01:30"
+    # a locale passed where the zone goes (format_datetime(dt, "en")) still works
+    assert plain(fmt.format_datetime(late, "en")) == "Oct 1, 2025, 1:30 AM"
+    assert fmt.format_month(late, "en") == "October 2025"
+
+
+def test_a_naive_datetime_is_refused():
+    with pytest.raises(ValueError):
+        fmt.format_datetime(datetime(2025, 9, 30, 20, 30), "Asia/Tashkent", "ru")

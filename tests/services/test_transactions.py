@@ -1,0 +1,167 @@
+"""Transactions: the running balance over the whole ledger (equals the balance), filters in the
+organisation's time zone, paging, isolation, CSV/XLSX export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from openpyxl import load_workbook
+from sqlmodel import select
+
+from noventiq_panel.models import LedgerEntry, Role, Subscription
+from noventiq_panel.services import ledger, transactions
+from noventiq_panel.services.errors import Forbidden, InvalidInput
+
+from .. import factories as f
+
+T0 = datetime(2026, 10, 1, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def org_actor(session):
+    o = f.org(session, name="ООО «Ромашка»")
+    u = f.user(session, o, Role.OWNER)
+    return o, f.actor(u, o)
+
+
+def _post(session, o, kind, amount, at, key, **kw):
+    return ledger.post(session, org_id=o.id, kind=kind, amount=Decimal(amount), idempotency_key=key,
+                       occurred_at=at, description=kw.pop("description", f"{kind} {key}"), **kw)
+
+
+def _all_rows(session, a, **filters):
+    rows, total = transactions.list_transactions(session, a, limit=200, **filters)
+    assert len(rows) == total
+    return rows
+
+
+def test_running_balance_of_the_newest_row_equals_the_balance(session, org_actor):
+    o, a = org_actor
+    rng = random.Random(5)
+    kinds = ["topup", "charge", "usage", "refund", "adjustment"]
+    for i in range(80):
+        # many entries share a timestamp: ties are ordered by id on both backends
+        at = T0 + timedelta(hours=rng.randint(0, 30))
+        _post(session, o, rng.choice(kinds), Decimal(rng.randint(-900000, 900000)) / 100, at, f"k{i}")
+    session.commit()
+    rows = _all_rows(session, a)
+    assert rows[0].running_balance == ledger.balance(session, o.id)
+    # each row's running balance is the sum of everything up to it in (occurred_at, id) order
+    entries = session.exec(select(LedgerEntry).where(LedgerEntry.org_id == o.id)
+                           .order_by(LedgerEntry.occurred_at, LedgerEntry.id)).all()
+    expected, acc = {}, Decimal("0.00")
+    for e in entries:
+        acc += e.amount
+        expected[e.id] = acc
+    assert {r.id: r.running_balance for r in rows} == expected
+    # newest first
+    assert [(r.occurred_at, r.id) for r in rows] == sorted(((r.occurred_at, r.id) for r in rows), reverse=True)
+
+
+def test_running_balance_is_over_the_whole_ledger_whatever_the_filter(session, org_actor):
+    o, a = org_actor
+    _post(session, o, "topup", "1000.00", T0, "t1")
+    _post(session, o, "charge", "-300.00", T0 + timedelta(days=1), "c1")
+    _post(session, o, "topup", "50.50", T0 + timedelta(days=2), "t2")
+    _post(session, o, "charge", "-0.50", T0 + timedelta(days=3), "c2")
+    session.commit()
+    charges = _all_rows(session, a, kind="charge")
+    assert [(r.amount, r.running_balance) for r in charges] == [(Decimal("-0.50"), Decimal("750.00")),
+                                                                (Decimal("-300.00"), Decimal("700.00"))]
+    page, total = transactions.list_transactions(session, a, offset=1, limit=2)
+    assert total == 4 and [r.running_balance for r in page] == [Decimal("750.50"), Decimal("700.00")]
+
+
+def test_other_organisations_entries_neither_show_nor_count(session, org_actor):
+    o, a = org_actor
+    other = f.org(session, name="ООО «Чужая»", tax_id="300000002")
+    _post(session, o, "topup", "100", T0, "mine")
+    _post(session, other, "topup", "999999", T0 - timedelta(days=1), "theirs")
+    session.commit()
+    rows = _all_rows(session, a)
+    assert [r.amount for r in rows] == [Decimal("100.00")] and rows[0].running_balance == Decimal("100.00")
+    stranger = f.user(session, other, Role.OWNER)
+    with pytest.raises(Forbidden):
+        transactions.list_transactions(session, f.actor(stranger, o))
+
+
+def test_period_filter_uses_the_organisation_local_days(session, org_actor):
+    o, a = org_actor
+    # 31 Oct 23:30 in Tashkent = 18:30 UTC; 1 Nov 00:30 in Tashkent = 19:30 UTC on 31 Oct
+    _post(session, o, "charge", "-1", datetime(2026, 10, 31, 18, 30, tzinfo=timezone.utc), "oct")
+    _post(session, o, "charge", "-2", datetime(2026, 10, 31, 19, 30, tzinfo=timezone.utc), "nov")
+    session.commit()
+    october = _all_rows(session, a, start=date(2026, 10, 1), end=date(2026, 10, 31))
+    november = _all_rows(session, a, start="2026-11-01", end="2026-11-30")
+    assert [r.amount for r in october] == [Decimal("-1.00")]
+    assert [r.amount for r in november] == [Decimal("-2.00")]
+
+
+def test_subscription_filter_and_names(session, org_actor):
+    o, a = org_actor
+    plans = f.catalog(session)
+    sub = Subscription(org_id=o.id, plan_id=plans["basic-m"].id, name="", quantity=3)
+    session.add(sub)
+    session.commit()
+    _post(session, o, "charge", "-90000", T0, "s1", subscription_id=sub.id, quantity=Decimal(3))
+    _post(session, o, "topup", "100000", T0 - timedelta(days=1), "s0")
+    session.commit()
+    rows = _all_rows(session, a, subscription_id=sub.id)
+    assert len(rows) == 1 and rows[0].subscription_name == "Microsoft 365 Business Basic"
+    assert rows[0].running_balance == Decimal("10000.00")
+
+
+@pytest.mark.parametrize("bad", [{"kind": "theft"}, {"start": "yesterday"}, {"subscription_id": "x"},
+                                 {"offset": -1}, {"limit": "many"}])
+def test_bad_filters_are_refused(session, org_actor, bad):
+    _o, a = org_actor
+    with pytest.raises(InvalidInput):
+        transactions.list_transactions(session, a, **bad)
+
+
+def test_csv_export_has_russian_headers_and_plain_numbers(session, org_actor):
+    o, a = org_actor
+    _post(session, o, "topup", "1234567.8", T0, "t1", description="Оплата по счёту СЧ-2026-000001")
+    _post(session, o, "charge", "-0.05", T0 + timedelta(hours=1), "c1")
+    session.commit()
+    name, data = transactions.export_transactions(session, a, "csv", now=T0)
+    assert name.endswith(".csv") and data.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig")), delimiter=";"))
+    assert rows[0][0] == "Дата" and rows[0][-1] == "Остаток после операции"
+    assert rows[1][5] == "-0.05" and rows[1][7] == "1234567.75"
+    assert rows[2][1] == "Пополнение" and rows[2][2] == "Оплата по счёту СЧ-2026-000001"
+    assert rows[2][0] == "2026-10-01 05:00:00"  # Tashkent time
+
+
+def test_xlsx_export_has_numbers_and_dates(session, org_actor):
+    o, a = org_actor
+    _post(session, o, "topup", "1000000", T0, "t1")
+    _post(session, o, "usage", "-123.45", T0 + timedelta(days=1), "u1")
+    _post(session, o, "charge", "-500", T0 + timedelta(days=40), "late")
+    session.commit()
+    name, data = transactions.export_transactions(session, a, "xlsx", end=date(2026, 10, 31), locale="en")
+    assert name.endswith(".xlsx")
+    ws = load_workbook(io.BytesIO(data)).active
+    assert [c.value for c in ws[1]][:2] == ["Date", "Kind"]
+    values = [[c.value for c in row] for row in ws.iter_rows(min_row=2)]
+    assert len(values) == 2
+    assert values[0][5] == pytest.approx(-123.45) and values[0][7] == pytest.approx(999876.55)
+    assert isinstance(values[0][0], datetime) and values[0][0] == datetime(2026, 10, 2, 5, 0)
+    assert ws["F2"].number_format == "#,##0.00" and ws["H2"].number_format == "#,##0.00"
+    assert ws["F2"].data_type == "n"
+    with pytest.raises(InvalidInput):
+        transactions.export_transactions(session, a, "pdf")
+
+
+def test_finance_role_reads_and_exports(session, org_actor):
+    o, _a = org_actor
+    fin = f.user(session, o, Role.FINANCE)
+    _post(session, o, "topup", "10", T0, "t1")
+    session.commit()
+    assert transactions.list_transactions(session, f.actor(fin, o))[1] == 1
+    assert transactions.export_transactions(session, f.actor(fin, o), "xlsx")[1][:2] == b"PK"
