@@ -147,7 +147,7 @@ def verify(engine) -> str:
         entries = c.execute(text("SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ledgerentry WHERE kind='usage'")).one()
         orphan = c.execute(text(
             "SELECT COUNT(*) FROM ledgerentry e WHERE e.kind='usage' AND NOT EXISTS "
-            "(SELECT 1 FROM usagerecord u WHERE u.ledger_entry_id = e.id)")).scalar()
+            "(SELECT 1 FROM usagerecord u WHERE u.subscription_id = e.subscription_id AND u.ledger_entry_id = e.id)")).scalar()
     return (f"unrated left {unrated}; usage entries {entries[0]}; ledger total {Decimal(int(entries[1])).scaleb(-2)} UZS; "
             f"entries without records {orphan}; expected total {expected_total(engine)} UZS")
 

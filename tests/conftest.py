@@ -1,8 +1,10 @@
 """Shared fixtures: a fresh database per test, on SQLite and, when it answers, on PostgreSQL.
 
-Tests that take ``db_url``/``engine``/``session`` run once per backend. PostgreSQL tests use a
-throw-away database of their own, so parallel runs never see each other's rows. Without a
-PostgreSQL server the PostgreSQL variant is skipped with the reason.
+Tests that take ``db_url``/``engine``/``session`` run once per backend. ``db_url`` is an empty
+database without schema (migration and CLI tests); ``engine``/``session`` have the schema. On
+PostgreSQL the run uses throw-away databases of its own (one shared by the ``engine`` tests and
+truncated before each), so parallel runs never see each other's rows. Without a PostgreSQL server
+the PostgreSQL variants are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -89,9 +91,47 @@ def _engine_for(url: str):
     return engine
 
 
-@pytest.fixture
-def engine(db_url):
-    return _engine_for(db_url)
+@pytest.fixture(scope="session")
+def _pg_shared_url():
+    """One PostgreSQL database with the schema for the whole run (creating one costs ~2 s)."""
+    if _PG_REASON:
+        pytest.skip(_PG_REASON)
+    url, drop = _create_pg_database()
+    engine = dbmod.make_engine(url)
+    models.metadata.create_all(engine)
+    engine.dispose()
+    yield url
+    drop()
+
+
+def _truncate_all(url: str) -> None:
+    engine = dbmod.get_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in models.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def engine(request, tmp_path: Path, monkeypatch):
+    """An engine on an empty database with the schema, made the panel's default for the test.
+
+    SQLite: a new file per test. PostgreSQL: the run's shared database, truncated before the test.
+    """
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'panel.db'}"
+    else:
+        url = request.getfixturevalue("_pg_shared_url")
+    monkeypatch.setenv("REFLEX_DB_URL", url)
+    reset_settings()
+    dbmod.dispose_engines()
+    if request.param == "sqlite":
+        engine = _engine_for(url)
+    else:
+        _truncate_all(url)
+        engine = dbmod.get_engine(url)
+    yield engine
+    dbmod.dispose_engines()
+    reset_settings()
 
 
 @pytest.fixture

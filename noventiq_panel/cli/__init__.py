@@ -39,5 +39,8 @@ for _command in core.COMMANDS:
 # with the import on the same line (e.g. `from . import jobs as _jobs; main.add_command(_jobs.jobs)`).
 # Add your own line here; change nothing else in this file.
 # ------------------------------------------------------------------------------------------------
+from . import billing as _billing; main.add_command(_billing.payments)  # noqa: E702
+main.add_command(_billing.documents)
+from . import usage as _usage; main.add_command(_usage.usage)  # noqa: E702
 
 # ------------------------------------------------------------------------------------------------

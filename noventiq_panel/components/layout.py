@@ -93,16 +93,16 @@ def sidebar(active: str | None) -> rx.Component:
             main_menu(active),
             spacing="5",
             width="100%",
+            position="sticky",
+            top="0",
+            padding="1rem 0.75rem",
         ),
         display=DESKTOP,
         width=SIDEBAR_WIDTH,
         min_width=SIDEBAR_WIDTH,
-        padding="1rem 0.75rem",
         border_right=f"1px solid {rx.color('gray', 5)}",
         background=rx.color("gray", 2),
-        position="sticky",
-        top="0",
-        height="100vh",
+        align_self="stretch",
     )
 
 

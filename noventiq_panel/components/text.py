@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 import reflex as rx
+from reflex.vars.sequence import StringVar
 
 from ..i18n import DEFAULT_LOCALE, LOCALES, catalog
 from ..state.base import BaseState
@@ -50,7 +51,11 @@ def _fill(text: str, params: dict[str, Any]) -> Any:
     for p in parts:
         if isinstance(p, str) and p == "":
             continue
-        piece = p.to_string() if isinstance(p, rx.Var) else rx.Var.create(str(p))
+        if isinstance(p, rx.Var):
+            # A string Var as it is; anything else as text (to_string() would JSON-quote strings).
+            piece = p if isinstance(p, StringVar) else p.to(str)
+        else:
+            piece = rx.Var.create(str(p))
         result = piece if result is None else result + piece
     return result if result is not None else ""
 

@@ -1,29 +1,367 @@
-"""/billing — placeholder page: says what will come here, inside the panel's layout.
+"""/billing — balance, payments (top-up by bank transfer), transactions, closing documents.
 
-Replace this module (and ``state/billing.py``) with the real page; keep the route and the
-``@panel_page`` decorator. See docs/WEB-PATTERN.md.
+``/billing?tab=transactions`` / ``?tab=documents`` open a tab; ``/billing?topup=AMOUNT`` opens the
+top-up dialog pre-filled (the shortfall path). Files are handed to the browser by the state
+(``rx.download(data=...)``), never through ``/_upload``.
 """
 
 from __future__ import annotations
 
 import reflex as rx
 
-from ..components import T, page_header, panel_page
-from ..state.billing import BillingState
+from ..components import Column, T, amount_text, big_amount, data_table, page_header, panel_page
+from ..state.billing import ALL, PAY_STATUSES, TX_KINDS, BillingState
+
+PAY_COLUMNS = [
+    Column("number", "billing.payments.number", min_width="9rem"),
+    Column("date", "billing.payments.date", hide_on_phone=True),
+    Column("kind", "billing.payments.kind", hide_on_phone=True),
+    Column("amount", "billing.payments.amount", align="right", numeric=True),
+    Column("paid", "billing.payments.paid", align="right", numeric=True, hide_on_phone=True),
+    Column("method", "billing.payments.method", hide_on_phone=True),
+    Column("due", "billing.payments.due"),
+    Column("status", "billing.payments.status", badge_color_key="status_color"),
+]
+
+DOC_COLUMNS = [
+    Column("period", "billing.docs.period"),
+    Column("number", "billing.docs.number"),
+    Column("invoice", "billing.docs.invoice", hide_on_phone=True),
+    Column("total", "billing.docs.total", align="right", numeric=True),
+    Column("vat", "billing.docs.vat", align="right", numeric=True, hide_on_phone=True),
+    Column("created", "billing.docs.created", hide_on_phone=True),
+]
 
 
-@panel_page("/billing", title_key="placeholder.billing.title", section="billing", on_load=BillingState.load)
+def label(key: str, html_for: str | None = None) -> rx.Component:
+    return rx.text(T(key), as_="label", html_for=html_for, size="2", weight="medium")
+
+
+# ---------------------------------------------------------------- summary
+
+def summary() -> rx.Component:
+    return rx.card(
+        rx.flex(
+            rx.vstack(
+                rx.hstack(rx.icon("wallet", size=16, color=rx.color("accent", 10)),
+                          rx.text(T("billing.balance"), size="2", weight="medium", color=rx.color("gray", 11)),
+                          spacing="2", align="center"),
+                big_amount(BillingState.balance, negative=BillingState.balance_negative, id="billing-balance"),
+                spacing="1",
+            ),
+            rx.cond(
+                BillingState.is_postpaid,
+                rx.vstack(
+                    rx.hstack(rx.text(T("billing.credit_limit"), size="2", color=rx.color("gray", 11)),
+                              amount_text(BillingState.credit_limit), spacing="2"),
+                    rx.hstack(rx.text(T("billing.available"), size="2", color=rx.color("gray", 11)),
+                              amount_text(BillingState.available, weight="medium"), spacing="2"),
+                    spacing="1",
+                ),
+                rx.fragment(),
+            ),
+            justify="between",
+            align="center",
+            gap="3",
+            wrap="wrap",
+            width="100%",
+        ),
+        width="100%",
+        margin_bottom="1rem",
+    )
+
+
+# ---------------------------------------------------------------- payments
+
+def topup_form() -> rx.Component:
+    return rx.vstack(
+        rx.cond(
+            BillingState.topup_error != "",
+            rx.callout(BillingState.topup_error, icon="circle-alert", color_scheme="red", size="1", width="100%",
+                       id="topup-error"),
+            rx.fragment(),
+        ),
+        label("billing.topup.method", "topup-method"),
+        rx.select.root(
+            rx.select.trigger(width="100%", id="topup-method"),
+            rx.select.content(rx.foreach(BillingState.methods, lambda m: rx.select.item(m["label"],
+                                                                                         value=m["code"]))),
+            value=BillingState.topup_method,
+            on_change=BillingState.set_topup_method,
+        ),
+        rx.text(T("billing.topup.amount", currency=BillingState.currency), as_="label", html_for="topup-amount",
+                size="2", weight="medium"),
+        rx.input(value=BillingState.topup_amount, on_change=BillingState.set_topup_amount, id="topup-amount",
+                 input_mode="decimal", auto_complete="off", placeholder="1 000 000", width="100%", size="3"),
+        rx.text(BillingState.topup_hint, size="1", color=rx.color("gray", 10)),
+        rx.hstack(
+            rx.dialog.close(rx.button(T("billing.topup.cancel"), variant="soft", color_scheme="gray")),
+            rx.button(T("billing.topup.continue"), on_click=BillingState.topup_review, id="topup-continue"),
+            justify="end", width="100%", spacing="3", margin_top="0.5rem",
+        ),
+        spacing="2",
+        width="100%",
+    )
+
+
+def topup_confirm() -> rx.Component:
+    return rx.vstack(
+        rx.text(T("billing.topup.confirm_text", amount=BillingState.topup_amount_label,
+                  method=BillingState.topup_method_label), size="3", id="topup-confirm-text"),
+        rx.hstack(
+            rx.button(T("billing.topup.back"), variant="soft", color_scheme="gray", on_click=BillingState.topup_back),
+            rx.button(T("billing.topup.confirm"), on_click=BillingState.topup_confirm, loading=BillingState.topup_busy,
+                      id="topup-confirm"),
+            justify="end", width="100%", spacing="3", margin_top="0.5rem",
+        ),
+        spacing="3",
+        width="100%",
+    )
+
+
+def topup_done() -> rx.Component:
+    return rx.vstack(
+        rx.callout(T("billing.topup.created", number=BillingState.topup_number), icon="circle-check",
+                   color_scheme="green", width="100%", id="topup-created"),
+        rx.text(T("billing.method.bank_transfer.instructions"), size="2"),
+        rx.hstack(
+            rx.button(rx.icon("download", size=16), T("billing.topup.download"),
+                      on_click=BillingState.download_topup_invoice, id="topup-download"),
+            rx.dialog.close(rx.button(T("billing.close"), variant="soft", color_scheme="gray")),
+            justify="end", width="100%", spacing="3", margin_top="0.5rem",
+        ),
+        spacing="3",
+        width="100%",
+    )
+
+
+def topup_dialog() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.trigger(rx.button(rx.icon("plus", size=16), T("billing.topup.button"), id="topup-open")),
+        rx.dialog.content(
+            rx.dialog.title(rx.cond(BillingState.topup_step == "confirm", T("billing.topup.confirm_title"),
+                                    T("billing.topup.title"))),
+            rx.match(
+                BillingState.topup_step,
+                ("confirm", topup_confirm()),
+                ("done", topup_done()),
+                topup_form(),
+            ),
+            max_width="30rem",
+        ),
+        open=BillingState.topup_open,
+        on_open_change=BillingState.set_topup_open,
+    )
+
+
+def status_filter() -> rx.Component:
+    return rx.hstack(
+        rx.text(T("billing.payments.filter_status"), size="2", color=rx.color("gray", 11)),
+        rx.select.root(
+            rx.select.trigger(id="pay-status"),
+            rx.select.content(*[rx.select.item(T("billing.all") if s == ALL else T(f"billing.status.{s}"), value=s)
+                                for s in PAY_STATUSES]),
+            value=BillingState.pay_status,
+            on_change=BillingState.set_pay_status,
+            size="2",
+        ),
+        spacing="2",
+        align="center",
+    )
+
+
+def payments_tab() -> rx.Component:
+    return rx.vstack(
+        rx.flex(
+            status_filter(),
+            rx.cond(BillingState.can_write, topup_dialog(),
+                    rx.callout(T("billing.read_only"), icon="lock", color_scheme="gray", size="1")),
+            justify="between", align="center", gap="3", wrap="wrap", width="100%",
+        ),
+        data_table(
+            PAY_COLUMNS, BillingState.pay_rows, page=BillingState.pay_page, pages=BillingState.pay_pages,
+            on_page=BillingState.pay_go_page, total=BillingState.pay_total, empty_key="billing.empty",
+            actions=lambda row: rx.icon_button(rx.icon("file-down", size=16), variant="soft", size="1",
+                                               on_click=BillingState.download_invoice(row["id"]),
+                                               aria_label="invoice pdf", class_name="invoice-download"),
+            actions_label_key="billing.payments.invoice", table_id="payments-table",
+        ),
+        spacing="4",
+        width="100%",
+    )
+
+
+# ---------------------------------------------------------------- transactions
+
+def tx_filters() -> rx.Component:
+    return rx.form(
+        rx.flex(
+            rx.vstack(label("billing.tx.from", "tx-start"),
+                      rx.input(type="date", name="start", id="tx-start", default_value=BillingState.tx_start),
+                      spacing="1"),
+            rx.vstack(label("billing.tx.to", "tx-end"),
+                      rx.input(type="date", name="end", id="tx-end", default_value=BillingState.tx_end),
+                      spacing="1"),
+            rx.vstack(
+                label("billing.tx.kind"),
+                rx.select.root(
+                    rx.select.trigger(id="tx-kind", min_width="10rem"),
+                    rx.select.content(*[rx.select.item(T("billing.all") if k == ALL else T(f"billing.tx.kind.{k}"),
+                                                       value=k) for k in TX_KINDS]),
+                    name="kind", default_value=ALL,
+                ),
+                spacing="1",
+            ),
+            rx.vstack(
+                label("billing.tx.subscription"),
+                rx.select.root(
+                    rx.select.trigger(id="tx-sub", min_width="12rem"),
+                    rx.select.content(
+                        rx.select.item(T("billing.tx.all_subscriptions"), value=ALL),
+                        rx.foreach(BillingState.sub_options, lambda o: rx.select.item(o["name"], value=o["id"])),
+                    ),
+                    name="subscription", default_value=ALL,
+                ),
+                spacing="1",
+            ),
+            rx.hstack(
+                rx.button(T("billing.apply"), type="submit", id="tx-apply"),
+                rx.button(T("billing.reset"), type="reset", variant="soft", color_scheme="gray",
+                          on_click=BillingState.tx_reset),
+                spacing="2",
+            ),
+            gap="3", wrap="wrap", align="end", width="100%",
+        ),
+        on_submit=BillingState.tx_apply,
+        reset_on_submit=False,
+        width="100%",
+    )
+
+
+def tx_table() -> rx.Component:
+    def render(row) -> rx.Component:
+        return rx.table.row(
+            rx.table.cell(rx.text(row["date"], size="2", style={"white_space": "nowrap"})),
+            rx.table.cell(rx.badge(row["kind"], color_scheme=row["kind_color"], variant="soft")),
+            rx.table.cell(rx.text(row["description"], size="2"), min_width="14rem"),
+            rx.table.cell(rx.text(row["subscription"], size="2"), display=rx.breakpoints(initial="none",
+                                                                                         sm="table-cell")),
+            rx.table.cell(amount_text(row["amount"], negative=row["negative"] == "1"), text_align="right"),
+            rx.table.cell(amount_text(row["running"], weight="medium"), text_align="right", class_name="tx-running"),
+            class_name="nq-row tx-row",
+        )
+
+    def head(key: str, align: str = "left", phone: bool = True) -> rx.Component:
+        props = {} if phone else {"display": rx.breakpoints(initial="none", sm="table-cell")}
+        return rx.table.column_header_cell(T(key), text_align=align, white_space="nowrap", **props)
+
+    table = rx.table.root(
+        rx.table.header(rx.table.row(
+            head("billing.tx.date"), head("billing.tx.kind"), head("billing.tx.description"),
+            head("billing.tx.subscription", phone=False), head("billing.tx.amount", "right"),
+            head("billing.tx.running", "right"),
+        )),
+        rx.table.body(rx.foreach(BillingState.tx_rows, render)),
+        variant="surface", size="2", width="100%", id="transactions-table",
+    )
+    from ..components.tables import pager
+
+    return rx.vstack(
+        rx.cond(
+            BillingState.tx_rows.length() > 0,
+            rx.box(table, overflow_x="auto", width="100%"),
+            rx.center(rx.text(T("billing.empty"), color=rx.color("gray", 10)), padding="2rem", width="100%",
+                      border=f"1px dashed {rx.color('gray', 6)}", border_radius="8px"),
+        ),
+        rx.cond(BillingState.tx_pages > 1,
+                pager(BillingState.tx_page, BillingState.tx_pages, BillingState.tx_go_page, BillingState.tx_total),
+                rx.fragment()),
+        spacing="0",
+        width="100%",
+    )
+
+
+def transactions_tab() -> rx.Component:
+    return rx.vstack(
+        tx_filters(),
+        rx.hstack(
+            rx.button(rx.icon("file-text", size=16), T("billing.tx.export_csv"), variant="soft",
+                      on_click=BillingState.export_transactions("csv"), loading=BillingState.exporting,
+                      id="export-csv"),
+            rx.button(rx.icon("sheet", size=16), T("billing.tx.export_xlsx"), variant="soft",
+                      on_click=BillingState.export_transactions("xlsx"), loading=BillingState.exporting,
+                      id="export-xlsx"),
+            spacing="2",
+            justify="end",
+            width="100%",
+        ),
+        tx_table(),
+        spacing="4",
+        width="100%",
+    )
+
+
+# ---------------------------------------------------------------- documents
+
+def documents_tab() -> rx.Component:
+    return rx.vstack(
+        rx.flex(
+            rx.text(T("billing.docs.hint"), size="2", color=rx.color("gray", 11), max_width="40rem"),
+            rx.hstack(
+                rx.text(T("billing.docs.year"), size="2", color=rx.color("gray", 11)),
+                rx.select.root(
+                    rx.select.trigger(id="doc-year"),
+                    rx.select.content(
+                        rx.select.item(T("billing.all"), value=ALL),
+                        rx.foreach(BillingState.doc_years, lambda y: rx.select.item(y, value=y)),
+                    ),
+                    value=BillingState.doc_year,
+                    on_change=BillingState.set_doc_year,
+                ),
+                spacing="2",
+                align="center",
+            ),
+            justify="between", align="center", gap="3", wrap="wrap", width="100%",
+        ),
+        data_table(
+            DOC_COLUMNS, BillingState.doc_rows, page=BillingState.doc_page, pages=BillingState.doc_pages,
+            on_page=BillingState.doc_go_page, total=BillingState.doc_total, empty_key="billing.empty",
+            actions=lambda row: rx.button(rx.icon("file-down", size=14), T("billing.download"), variant="soft",
+                                          size="1", on_click=BillingState.download_document(row["id"]),
+                                          class_name="document-download"),
+            table_id="documents-table",
+        ),
+        spacing="4",
+        width="100%",
+    )
+
+
+@panel_page("/billing", title_key="billing.title", section="billing", on_load=BillingState.load)
 def billing_page() -> rx.Component:
     return rx.vstack(
-        page_header("placeholder.billing.title"),
-        rx.callout(
-            T("placeholder.billing.body"),
-            icon="wallet",
-            size="2",
-            width="100%",
-            id="placeholder",
+        page_header("billing.title", subtitle=BillingState.org_name),
+        rx.cond(
+            BillingState.loaded,
+            rx.vstack(
+                summary(),
+                rx.tabs.root(
+                    rx.tabs.list(
+                        rx.tabs.trigger(T("billing.tab.payments"), value="payments", id="tab-payments"),
+                        rx.tabs.trigger(T("billing.tab.transactions"), value="transactions", id="tab-transactions"),
+                        rx.tabs.trigger(T("billing.tab.documents"), value="documents", id="tab-documents"),
+                    ),
+                    rx.tabs.content(rx.box(payments_tab(), padding_top="1rem"), value="payments"),
+                    rx.tabs.content(rx.box(transactions_tab(), padding_top="1rem"), value="transactions"),
+                    rx.tabs.content(rx.box(documents_tab(), padding_top="1rem"), value="documents"),
+                    value=BillingState.tab,
+                    on_change=BillingState.set_tab,
+                    width="100%",
+                ),
+                spacing="0",
+                width="100%",
+            ),
+            rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
         ),
-        rx.link(T("placeholder.back_home"), href="/"),
-        spacing="4",
+        spacing="0",
         width="100%",
     )

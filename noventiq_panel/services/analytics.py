@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, func, insert, literal_column, select, text
+from sqlalchemy import BigInteger, String, delete, func, insert, literal_column, select, text, type_coerce
 from sqlmodel import Session
 
 from ..models import (
@@ -217,7 +217,7 @@ class SubInfo:
 
 def subscriptions_of(session: Session, org_id: int) -> dict[int, SubInfo]:
     """The organisation's subscriptions with plan, product and vendor, by id (one query)."""
-    rows = session.exec(
+    rows = session.execute(
         select(Subscription.id, Subscription.name, Subscription.status, Subscription.vendor_ref, Plan, Product.id,
                Product.name, Vendor.id, Vendor.name)
         .join(Plan, Plan.id == Subscription.plan_id)
@@ -266,9 +266,10 @@ class FilterOptions:
 def filter_options(session: Session, actor: Actor) -> FilterOptions:
     access = can_read(session, actor)
     subs = subscriptions_of(session, access.org_id)
-    services = session.exec(select(UsageDaily.service).where(UsageDaily.org_id == access.org_id).distinct()).all()
-    groups = session.exec(
-        select(UsageDaily.resource_group).where(UsageDaily.org_id == access.org_id).distinct()).all()
+    services = session.execute(
+        select(UsageDaily.service).where(UsageDaily.org_id == access.org_id).distinct()).scalars().all()
+    groups = session.execute(
+        select(UsageDaily.resource_group).where(UsageDaily.org_id == access.org_id).distinct()).scalars().all()
     return FilterOptions(
         products=sorted({(s.product_id, s.product_name) for s in subs.values()}, key=lambda x: x[1]),
         vendors=sorted({(s.vendor_id, s.vendor_name) for s in subs.values()}, key=lambda x: x[1]),
@@ -370,30 +371,54 @@ def _org(session: Session, access: Access) -> Organisation:
 
 
 def _ledger_spend(session: Session, org_id: int, tz: str, start: date, end: date, sub_ids: set[int] | None,
-                  by_day: bool) -> list[tuple[int | None, date | None, Decimal]]:
-    """(subscription_id, local day or None, spend) of the period; spend = -sum(amount)."""
+                  by_day: bool) -> list[tuple[int | None, Any, int]]:
+    """(subscription_id, local day or None, spend in minor units) of the period; spend = -sum(amount).
+
+    The sums are the stored integers (``Money`` keeps hundredths), summed by the database and
+    read without a Decimal per row; the day is raw (ISO text on SQLite, a date on PostgreSQL).
+    """
     base_where = [LedgerEntry.org_id == org_id, LedgerEntry.kind.in_(SPEND_KINDS)]
     if sub_ids is not None:
         if not sub_ids:
             return []
         base_where.append(LedgerEntry.subscription_id.in_(sorted(sub_ids)))
-    out: list[tuple[int | None, date | None, Decimal]] = []
+    amount = func.sum(type_coerce(LedgerEntry.amount, BigInteger))
+    conn = session.connection()
     if not by_day:
         a, b = clock.local_midnight(start, tz), clock.local_midnight(end, tz)
-        rows = session.execute(
-            select(LedgerEntry.subscription_id, func.sum(LedgerEntry.amount))
+        rows = conn.execute(
+            select(LedgerEntry.subscription_id, amount)
             .where(*base_where, LedgerEntry.occurred_at >= a, LedgerEntry.occurred_at < b)
             .group_by(LedgerEntry.subscription_id)
         ).all()
-        return [(sid, None, -(total or ZERO)) for sid, total in rows]
+        return [(sid, None, -int(total or 0)) for sid, total in rows]
+    out: list[tuple[int | None, Any, int]] = []
     for a, b, day_expr in _day_parts(session, LedgerEntry.occurred_at, tz, start, end):
         d = day_expr.label("d")
-        rows = session.execute(
-            select(LedgerEntry.subscription_id, d, func.sum(LedgerEntry.amount))
+        rows = conn.execute(
+            select(LedgerEntry.subscription_id, d, amount)
             .where(*base_where, LedgerEntry.occurred_at >= a, LedgerEntry.occurred_at < b)
             .group_by(LedgerEntry.subscription_id, d)
         ).all()
-        out.extend((sid, _as_date(day), -(total or ZERO)) for sid, day, total in rows)
+        out.extend((sid, day, -int(total or 0)) for sid, day, total in rows)
+    return out
+
+
+def _money2(minor: int) -> Decimal:
+    """Hundredths (the ledger's stored integer) -> Decimal with two places."""
+    return Decimal(int(minor)).scaleb(-2)
+
+
+@lru_cache(maxsize=256)
+def _bucket_map(start: date, end: date, granularity: str) -> dict[Any, int]:
+    """Every day of [start, end) (as a date and as ISO text) -> its bucket's index."""
+    out: dict[Any, int] = {}
+    d = start
+    base = start.year * 12 + start.month
+    while d < end:
+        i = (d - start).days if granularity == "day" else d.year * 12 + d.month - base
+        out[d] = out[d.isoformat()] = i
+        d += timedelta(days=1)
     return out
 
 
@@ -455,13 +480,13 @@ def structure(session: Session, actor: Actor, filters: Filters) -> Structure:
     org = _org(session, access)
     subs, scope = _scope(session, access, f)
     rows = _ledger_spend(session, org.id, org.timezone, f.start, f.end, scope, by_day=False)
-    sums = [defaultdict(lambda: ZERO) for _ in range(4)]
-    total = ZERO
+    minor = [defaultdict(int) for _ in range(4)]
     for sid, _day, spend in rows:
         keys = _dims(subs.get(sid) if sid is not None else None)
         for i, key in enumerate(keys):
-            sums[i][key] += spend
-        total += spend
+            minor[i][key] += spend
+    total = _money2(sum(spend for _, _, spend in rows))
+    sums = [{k: _money2(v) for k, v in m.items()} for m in minor]
     labels_p = {str(s.product_id): s.product_name for s in subs.values()}
     labels_v = {str(s.vendor_id): s.vendor_name for s in subs.values()}
     labels_s = {str(s.id): s.name for s in subs.values()}
@@ -524,13 +549,6 @@ def _buckets(start: date, end: date, granularity: str) -> list[date]:
     return out
 
 
-def _bucket_index(start: date, granularity: str):
-    if granularity == "day":
-        return lambda d: (d - start).days
-    base = start.year * 12 + start.month
-    return lambda d: d.year * 12 + d.month - base
-
-
 def _change_pct(current: Decimal, previous: Decimal) -> Decimal | None:
     if previous == 0:
         return None
@@ -553,27 +571,29 @@ def dynamics(session: Session, actor: Actor, filters: Filters, granularity: str 
 
     buckets = _buckets(f.start, f.end, granularity)
     p_buckets = _buckets(p_start, p_end, granularity)
-    idx, p_idx = _bucket_index(f.start, granularity), _bucket_index(p_start, granularity)
-    per_product: dict[str, list[Decimal]] = {}
-    totals = [ZERO] * len(buckets)
-    p_totals = [ZERO] * len(p_buckets)
+    cur_map, prev_map = _bucket_map(f.start, f.end, granularity), _bucket_map(p_start, p_end, granularity)
+    per_product: dict[str, list[int]] = {}
+    totals_m = [0] * len(buckets)
+    p_totals_m = [0] * len(p_buckets)
+    product_of = {sid: str(info.product_id) for sid, info in subs.items()}
     for sid, day, spend in rows:
-        if day >= f.start:
-            i = idx(day)
-            info = subs.get(sid) if sid is not None else None
-            key = str(info.product_id) if info else OTHER
+        i = cur_map.get(day)
+        if i is not None:
+            key = product_of.get(sid, OTHER) if sid is not None else OTHER
             values = per_product.get(key)
             if values is None:
-                values = per_product[key] = [ZERO] * len(buckets)
+                values = per_product[key] = [0] * len(buckets)
             values[i] += spend
-            totals[i] += spend
+            totals_m[i] += spend
         else:
-            p_totals[p_idx(day)] += spend
+            p_totals_m[prev_map[day]] += spend
+    totals = [_money2(v) for v in totals_m]
+    p_totals = [_money2(v) for v in p_totals_m]
     labels = {str(s.product_id): s.product_name for s in subs.values()}
-    series = [Series(k, labels.get(k, ""), v, sum(v, ZERO)) for k, v in per_product.items()]
-    series = [s for s in series if any(x != 0 for x in s.values)]
+    series = [Series(k, labels.get(k, ""), [_money2(x) for x in v], _money2(sum(v)))
+              for k, v in per_product.items() if any(v)]
     series.sort(key=lambda s: (-s.total, s.label, s.key))
-    total, p_total = sum(totals, ZERO), sum(p_totals, ZERO)
+    total, p_total = _money2(sum(totals_m)), _money2(sum(p_totals_m))
     return Dynamics(
         start=f.start, end=f.end, granularity=granularity, currency=org.billing_currency, buckets=buckets,
         series=series, totals=totals, total=total, previous_start=p_start, previous_end=p_end,
@@ -633,32 +653,46 @@ def _round(v: Decimal) -> Decimal:
     return v.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def _series_from(per_key: dict[str, list[Decimal]], labels: dict[str, str],
+def _cents(micro: int) -> Decimal:
+    """Integer micro-units -> Decimal rounded half-up (away from zero) to 2 decimals."""
+    micro = int(micro)
+    return Decimal((micro + 5000) // 10000 if micro >= 0 else -((5000 - micro) // 10000)).scaleb(-2)
+
+
+def _cents_list(values: list[int]) -> list[Decimal]:
+    D = Decimal
+    return [D((v + 5000) // 10000 if v >= 0 else -((5000 - v) // 10000)).scaleb(-2) for v in values]
+
+
+def _series_from(per_key: dict[str, list[int]], labels: dict[str, str],
                  extras: dict[str, dict[str, Any]] | None = None, top: int | None = None) -> list[Series]:
-    items = [(k, v, sum(v, ZERO)) for k, v in per_key.items()]
-    items = [it for it in items if it[2] != 0 or any(x != 0 for x in it[1])]
+    """Series from integer micro-unit values, largest total first; past ``top`` one "other" series."""
+    items = [(k, v, sum(v)) for k, v in per_key.items()]
+    items = [it for it in items if it[2] != 0 or any(it[1])]
     items.sort(key=lambda it: (-it[2], labels.get(it[0], it[0]), it[0]))
     out: list[Series] = []
-    rest: list[Decimal] | None = None
+    rest: list[int] | None = None
     for n, (k, values, total) in enumerate(items):
         if top is not None and n >= top:
             rest = values[:] if rest is None else [a + b for a, b in zip(rest, values)]
             continue
-        out.append(Series(k, labels.get(k, k), [_round(x) for x in values], _round(total), (extras or {}).get(k, {})))
+        out.append(Series(k, labels.get(k, k), _cents_list(values), _cents(total),
+                          (extras or {}).get(k, {})))
     if rest is not None:
-        out.append(Series(OTHER, "", [_round(x) for x in rest], _round(sum(rest, ZERO)), {"count": len(items) - top}))
+        out.append(Series(OTHER, "", _cents_list(rest), _cents(sum(rest)), {"count": len(items) - top}))
     return out
 
 
-def _movers(dimension: str, cur: dict[str, Decimal], prev: dict[str, Decimal], labels: dict[str, str],
+def _movers(dimension: str, cur: dict[str, int], prev: dict[str, int], labels: dict[str, str],
             extras: dict[str, dict[str, Any]], top: int) -> list[Mover]:
     out = []
     for key in set(cur) | set(prev):
-        c, p = cur.get(key, ZERO), prev.get(key, ZERO)
+        c, p = cur.get(key, 0), prev.get(key, 0)
         if c == p:
             continue
-        out.append(Mover(dimension, key, labels.get(key, key), _round(c), _round(p), _round(c - p),
-                         _change_pct(c, p), extras.get(key, {})))
+        cd, pd = _cents(c), _cents(p)
+        out.append(Mover(dimension, key, labels.get(key, key), cd, pd, _cents(c - p),
+                         _change_pct(Decimal(c), Decimal(p)), extras.get(key, {})))
     out.sort(key=lambda m: (-abs(m.change), m.label, m.key))
     return out[:top]
 
@@ -668,11 +702,10 @@ def budget_for(session: Session, org_id: int, subscription_ids: Iterable[int], c
     ids = list(subscription_ids)
     if not ids:
         return None
-    amounts = session.exec(
+    amounts = session.execute(
         select(Budget.amount).where(Budget.org_id == org_id, Budget.subscription_id.in_(ids),
                                     Budget.currency == currency)
-    ).all()
-    amounts = [a[0] if isinstance(a, tuple) else a for a in amounts]
+    ).scalars().all()
     return sum(amounts, ZERO) if amounts else None
 
 
@@ -693,84 +726,100 @@ def iaas_detail(session: Session, actor: Actor, start: date, end: date, subscrip
     else:
         scope = sorted(subs)
     p_start, p_end = previous_period(f.start, f.end)
-    q = select(UsageDaily.day, UsageDaily.subscription_id, UsageDaily.service, UsageDaily.resource_group,
-               UsageDaily.resource_id, UsageDaily.resource_name, UsageDaily.cost_org, UsageDaily.cost,
-               UsageDaily.currency).where(UsageDaily.org_id == org.id, UsageDaily.day >= p_start,
-                                          UsageDaily.day < f.end)
-    if subscription_id is not None:
-        q = q.where(UsageDaily.subscription_id == subscription_id)
-    if service:
-        q = q.where(UsageDaily.service == service)
-    if resource_group:
-        q = q.where(UsageDaily.resource_group == resource_group)
-    rows = session.execute(q).all() if scope else []
-
     n = (f.end - f.start).days
     days = [f.start + timedelta(days=i) for i in range(n)]
-    daily = [ZERO] * n
-    by_service: dict[str, list[Decimal]] = {}
-    by_group: dict[str, list[Decimal]] = {}
-    by_res: dict[str, list[Decimal]] = {}
+    # Money is read as the stored integers (micro-units) and summed exactly as ints: no Decimal
+    # per row. Days are read raw too (text on SQLite, date on PostgreSQL) and mapped to an index.
+    index: dict[Any, int] = {}
+    for i, d in enumerate(days):
+        index[d] = index[d.isoformat()] = i
+    UD = UsageDaily
+    co = type_coerce(UD.cost_org, BigInteger)
+    where = [UD.org_id == org.id]
+    if subscription_id is not None:
+        where.append(UD.subscription_id == subscription_id)
+    if service:
+        where.append(UD.service == service)
+    if resource_group:
+        where.append(UD.resource_group == resource_group)
+    conn = session.connection()
+    rows = conn.execute(
+        select(type_coerce(UD.day, String), UD.subscription_id, UD.service, UD.resource_group, UD.resource_id,
+               UD.resource_name, co, type_coerce(UD.cost, BigInteger), UD.currency)
+        .where(*where, UD.day >= f.start, UD.day < f.end)
+    ).all() if scope else []
+    prev_rows = conn.execute(
+        select(UD.service, UD.resource_group, UD.resource_id, func.max(UD.resource_name), func.sum(co))
+        .where(*where, UD.day >= p_start, UD.day < p_end, UD.cost_org.is_not(None))
+        .group_by(UD.service, UD.resource_group, UD.resource_id)
+    ).all() if scope else []
+
+    daily = [0] * n
+    by_service: dict[str, list[int]] = {}
+    by_group: dict[str, list[int]] = {}
+    by_res: dict[str, list[int]] = {}
     res_extra: dict[str, dict[str, Any]] = {}
-    cur_service: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    prev_service: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    cur_res: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    prev_res: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    unconverted: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    p_total = ZERO
-    start = f.start
+    unconverted: dict[str, int] = defaultdict(int)
     for day, sid, svc, rg, rid, rname, cost_org, cost, currency in rows:
-        day = _as_date(day)
         if cost_org is None:
-            if day >= start:
-                unconverted[currency] += cost
+            unconverted[currency] += int(cost)
             continue
+        i = index[day]
         rkey = rid or f"{rg}/{svc}"
-        if day < start:
-            p_total += cost_org
-            prev_service[svc] += cost_org
-            prev_res[rkey] += cost_org
-            continue
-        i = (day - start).days
         daily[i] += cost_org
-        for store, key in ((by_service, svc), (by_group, rg), (by_res, rkey)):
-            values = store.get(key)
-            if values is None:
-                values = store[key] = [ZERO] * n
-            values[i] += cost_org
-        cur_service[svc] += cost_org
-        cur_res[rkey] += cost_org
-        if rkey not in res_extra:
+        values = by_service.get(svc)
+        if values is None:
+            values = by_service[svc] = [0] * n
+        values[i] += cost_org
+        values = by_group.get(rg)
+        if values is None:
+            values = by_group[rg] = [0] * n
+        values[i] += cost_org
+        values = by_res.get(rkey)
+        if values is None:
+            values = by_res[rkey] = [0] * n
             res_extra[rkey] = {"resource_group": rg, "service": svc, "subscription_id": sid,
                                "name": rname or (rid.rsplit("/", 1)[-1] if rid else "")}
-    res_labels = {k: (e["name"] or k) for k, e in res_extra.items()}
-    for key in prev_res:
-        res_labels.setdefault(key, key.rsplit("/", 1)[-1] or key)
+        values[i] += cost_org
+    prev_service: dict[str, int] = defaultdict(int)
+    prev_res: dict[str, int] = defaultdict(int)
+    p_total = 0
+    prev_labels: dict[str, str] = {}
+    for svc, rg, rid, rname, amount in prev_rows:
+        amount = int(amount or 0)
+        rkey = rid or f"{rg}/{svc}"
+        prev_service[svc] += amount
+        prev_res[rkey] += amount
+        p_total += amount
+        prev_labels[rkey] = rname or (rid.rsplit("/", 1)[-1] if rid else rkey)
+    cur_service = {k: sum(v) for k, v in by_service.items()}
+    cur_res = {k: sum(v) for k, v in by_res.items()}
+    res_labels = {**prev_labels, **{k: (e["name"] or k) for k, e in res_extra.items()}}
     movers = _movers("service", cur_service, prev_service, {}, {}, top) + \
         _movers("resource", cur_res, prev_res, res_labels, res_extra, top)
     movers.sort(key=lambda m: (-abs(m.change), m.dimension, m.label))
 
     budget = budget_for(session, org.id, scope, org.billing_currency)
     cumulative: list[CumulativePoint] = []
-    running = mtd = ZERO
+    running = mtd = 0
     month = None
     for d, amount in zip(days, daily):
         if d.month != month:
-            month, mtd = d.month, ZERO
+            month, mtd = d.month, 0
         running += amount
         mtd += amount
-        cumulative.append(CumulativePoint(d, _round(amount), _round(running), _round(mtd), budget))
-    total = sum(daily, ZERO)
+        cumulative.append(CumulativePoint(d, _cents(amount), _cents(running), _cents(mtd), budget))
+    total = sum(daily)
     return IaasDetail(
         start=f.start, end=f.end, currency=org.billing_currency, subscription_id=subscription_id,
-        subscriptions=[(sid, subs[sid].name) for sid in scope], days=days, total=_round(total),
-        previous_start=p_start, previous_end=p_end, previous_total=_round(p_total),
-        daily=[_round(x) for x in daily],
+        subscriptions=[(sid, subs[sid].name) for sid in scope], days=days, total=_cents(total),
+        previous_start=p_start, previous_end=p_end, previous_total=_cents(p_total),
+        daily=_cents_list(daily),
         by_service=_series_from(by_service, {}),
         by_resource_group=_series_from(by_group, {}),
         by_resource=_series_from(by_res, res_labels, res_extra, top=top_resources),
         movers=movers, cumulative=cumulative, budget=budget,
-        unconverted={k: v for k, v in unconverted.items() if v},
+        unconverted={k: Decimal(v).scaleb(-6).quantize(MICRO) for k, v in unconverted.items() if v},
     )
 
 

@@ -75,6 +75,11 @@ def _price_view(session: Session, amount: Decimal, currency: str, org: Organisat
     return round_money(converted, org.billing_currency)
 
 
+def _text(value) -> str | None:
+    """Enum members (set as defaults before a row is reloaded) as their plain values."""
+    return None if value is None else str(value)
+
+
 def plan_view(session: Session, plan: Plan, org: Organisation, day: date) -> dict:
     """A plain dict for pages: prices per seat and term, per billing period, and in org currency."""
     is_payg = plan.billing_type == "payg"
@@ -83,10 +88,10 @@ def plan_view(session: Session, plan: Plan, org: Organisation, day: date) -> dic
         "id": plan.id,
         "code": plan.code,
         "name": plan.name,
-        "billing_type": plan.billing_type,
-        "term": plan.term,
-        "billing_frequency": plan.billing_frequency,
-        "granularity": plan.granularity,
+        "billing_type": _text(plan.billing_type),
+        "term": _text(plan.term),
+        "billing_frequency": _text(plan.billing_frequency),
+        "granularity": _text(plan.granularity),
         "currency": plan.currency,
         "price": plan.price,
         "period_price": per_period,

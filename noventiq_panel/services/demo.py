@@ -153,14 +153,17 @@ def _at(day: date, tz: str, hour: int = 10, minute: int = 0) -> datetime:
     return clock.local_midnight(day, tz) + timedelta(hours=hour, minutes=minute)
 
 
-def _hash_password(password: str) -> str:
-    try:
-        from .auth import hash_password  # the auth module's hasher, when it is there
-    except ImportError:  # pragma: no cover - until services/auth.py exists
-        from argon2 import PasswordHasher
+_hashes: dict[str, str] = {}
 
-        return PasswordHasher().hash(password)
-    return hash_password(password)
+
+def _hash_password(password: str) -> str:
+    """The auth module's hash of the demo password, computed once per process (argon2 is slow on
+    purpose; the demo users share the password anyway)."""
+    if password not in _hashes:
+        from .auth import hash_password
+
+        _hashes[password] = hash_password(password)
+    return _hashes[password]
 
 
 def demo_rate(currency: str, day: date) -> Decimal:
@@ -235,21 +238,24 @@ def _ensure_user(session: Session, login: DemoLogin, org: Organisation, created_
 
 
 def ensure_rates(session: Session, first: date, last: date, currencies=("USD", "EUR", "RUB")) -> int:
-    """Store the demo rate of every day in [first, last] that has none yet; how many were added."""
+    """Store the demo rate of every day in [first, last] that has none yet (one bulk insert);
+    how many were added. A stored rate (the CBU's, a manual one) is never replaced."""
     from ..models import ExchangeRate
 
-    added = 0
+    rows = []
+    fetched_at = clock.utcnow()
     for ccy in currencies:
         have = set(session.exec(select(ExchangeRate.rate_date).where(
             ExchangeRate.currency == ccy, ExchangeRate.rate_date >= first, ExchangeRate.rate_date <= last)).all())
         day = first
         while day <= last:
             if day not in have:
-                rates.store_rate(session, ccy, day, demo_rate(ccy, day), source="demo")
-                added += 1
+                rows.append(dict(currency=ccy, rate_date=day, rate=demo_rate(ccy, day), source="demo",
+                                 fetched_at=fetched_at))
             day += timedelta(days=1)
-    session.flush()
-    return added
+    if rows:
+        session.execute(insert(ExchangeRate), rows)
+    return len(rows)
 
 
 # ---------------------------------------------------------------------------------------------

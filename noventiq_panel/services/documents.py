@@ -315,3 +315,13 @@ def document_pdf(session: Session, actor: Actor, doc_id) -> tuple[str, bytes]:
     if doc is None or doc.org_id != access.org_id:
         raise NotFound("document not found", key="error.billing.document_not_found")
     return filename(doc), bytes(doc.pdf)
+
+
+def list_years(session: Session, actor: Actor) -> list[int]:
+    """The years the organisation has closing documents for, newest first."""
+    access = can_read(session, actor)
+    rows = session.exec(
+        select(ClosingDocument.year).where(ClosingDocument.org_id == access.org_id).distinct()
+        .order_by(col(ClosingDocument.year).desc())
+    ).all()
+    return [int(y) for y in rows]

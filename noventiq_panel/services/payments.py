@@ -297,6 +297,34 @@ def needing_attention(session: Session, actor: Actor, *, days: int = 3, now: dat
     return [to_row(p, today) for p in rows]
 
 
+@dataclass(frozen=True)
+class BillingSummary:
+    """What the billing page shows above its tabs and needs for the top-up dialog."""
+
+    balance: Decimal
+    available: Decimal
+    currency: str
+    timezone: str
+    billing_mode: str
+    credit_limit: Decimal
+    topup_min: Decimal
+    topup_max: Decimal
+    methods: tuple[tuple[str, str], ...]  # (code, title key) of the methods that work
+    can_write: bool
+
+
+def billing_summary(session: Session, actor: Actor) -> BillingSummary:
+    access = can_read(session, actor)
+    org = _org(session, access.org_id)
+    settings = get_settings()
+    return BillingSummary(
+        balance=ledger.balance(session, org.id), available=ledger.available(session, org),
+        currency=org.billing_currency, timezone=org.timezone, billing_mode=str(org.billing_mode),
+        credit_limit=org.credit_limit, topup_min=settings.topup_min, topup_max=settings.topup_max,
+        methods=tuple((m.code, m.title_key) for m in payment_methods.available()), can_write=access.can_write,
+    )
+
+
 def get_payment(session: Session, actor: Actor, payment_id: int) -> Payment:
     access = can_read(session, actor)
     try:

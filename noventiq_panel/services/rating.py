@@ -84,6 +84,12 @@ class RatingSummary:
     charged: dict[str, Decimal] = field(default_factory=dict)  # currency -> total charged (positive)
     missing_rates: dict[int, str] = field(default_factory=dict)  # subscription id -> reason
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase (benchmarks)
+
+    def _tick(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - since
+        return now
 
     def __str__(self) -> str:
         money = ", ".join(f"{v} {k}" for k, v in sorted(self.charged.items())) or "0"
@@ -208,8 +214,12 @@ def _run_batch(session: Session, dialect: _Dialect, after: int, limit: int, now:
         return True, after
     batch_summary = RatingSummary()
     _rate_batch(session, conn, dialect, subs, now, batch_summary)
+    t = time.perf_counter()
     session.commit()
     session.expire_all()
+    batch_summary._tick("commit", t)
+    for phase, seconds in batch_summary.phases.items():
+        summary.phases[phase] = summary.phases.get(phase, 0.0) + seconds
     # Only a committed batch counts (a retried batch must not be counted twice).
     summary.records += batch_summary.records
     summary.entries += batch_summary.entries
@@ -321,7 +331,9 @@ def _aggregate(conn, dialect: _Dialect, sub_ids: list[int]):
 
 def _rate_batch(session: Session, conn, dialect: _Dialect, subs: dict[int, _Sub], now: datetime,
                 summary: RatingSummary) -> None:
+    t = time.perf_counter()
     rows = _aggregate(conn, dialect, sorted(subs))
+    t = summary._tick("aggregate", t)
     buckets: dict = {}
     fx = _Rates(session)
     # entry key -> [sub, bucket, currency, reason, cost_micro, count, max_id, [groups]]
@@ -379,10 +391,13 @@ def _rate_batch(session: Session, conn, dialect: _Dialect, subs: dict[int, _Sub]
             group_rows.append((index,) + g)
         summary.records += count
         touched.add(sub.id)
+    t = summary._tick("price", t)
     if not new_rows:
         return
     ids = _insert_entries(conn, dialect, new_rows, keys)
+    t = summary._tick("insert_entries", t)
     _mark_records(conn, dialect, [(ids[i], sub_id, start, cur, max_id) for i, sub_id, start, cur, max_id in group_rows])
+    t = summary._tick("mark_records", t)
     summary.entries += len(new_rows)
     summary.subscriptions += len(touched)
 

@@ -356,7 +356,8 @@ def _unpaid(chunk: _Chunk, sub: Subscription, *, due_from: datetime, amount: Dec
     tz = org.timezone
     _plan, product, vendor = chunk.plan(sub.plan_id)
     grace = timedelta(days=get_settings().renewal_grace_days)
-    if sub.grace_until is None:
+    started = sub.grace_until is None
+    if started:
         sub.grace_until = due_from + grace
         chunk.summary.grace_started += 1
         chunk.audit(sub, "subscription.payment_failed", what=what, amount=str(amount),
@@ -375,7 +376,7 @@ def _unpaid(chunk: _Chunk, sub: Subscription, *, due_from: datetime, amount: Dec
         chunk.mail(sub, "suspended", {"product": product.name, "suspended_on": clock.local_date(chunk.now, tz), "reason": "funds",
                                       "subscription_id": sub.id},
                    roles=MONEY_ROLES, dedupe=f"suspended:{sub.id}:{_ymd(due_from, tz)}")
-    elif sub.status == S.ACTIVE:
+    elif sub.status == S.ACTIVE and not started:
         chunk.summary.waiting += 1
     chunk.session.add(sub)
 

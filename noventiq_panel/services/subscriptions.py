@@ -96,6 +96,9 @@ class Outcome:
     effective_at: datetime | None = None
     already_done: bool = False
 
+    def __post_init__(self):
+        self.status = str(self.status)
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -432,12 +435,12 @@ def _row(sub: Subscription, plan: Plan, product: Product, vendor: Vendor, org: O
         "vendor": vendor.name,
         "vendor_code": vendor.code,
         "portal_url": vendor.portal_url,
-        "status": sub.status,
+        "status": str(sub.status),
         "quantity": sub.quantity,
-        "billing_type": plan.billing_type,
+        "billing_type": str(plan.billing_type),
         "payment_model": payment_model(plan),
-        "term": plan.term,
-        "billing_frequency": plan.billing_frequency,
+        "term": None if plan.term is None else str(plan.term),
+        "billing_frequency": None if plan.billing_frequency is None else str(plan.billing_frequency),
         "price": plan.price,
         "price_currency": plan.currency,
         "term_start": sub.term_start,
@@ -869,7 +872,7 @@ def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, 
         if q.scheduled_quantity is not None:
             context["scheduled_for"] = clock.local_date(sub.term_end, org.timezone)
         _mail_actor(session, access, "licence_changed", context, now=now)
-        outcome.status, outcome.quantity = sub.status, sub.quantity
+        outcome.status, outcome.quantity = str(sub.status), sub.quantity
     return outcome
 
 
@@ -1055,7 +1058,7 @@ def _plan_change_plan(session: Session, ctx: _Ctx, plan_code) -> tuple[PlanChang
     q.recurring_price = to_org_currency(session, new_unit * sub.quantity, tp, org, ctx.day)[0]
     if direction == "downgrade":
         q.effective_at = sub.term_end
-        return q
+        return q, target
     period = current_period(sub, plan, org, now)
     remaining, total = proration.days_remaining(period.start, period.end, now, org.timezone)
     old_unit = proration.period_price(plan.price, plan.term, plan.billing_frequency)
@@ -1143,7 +1146,7 @@ def change_plan(session: Session, actor: Actor | None, sub_id, plan_code, *, now
         audit.record(session, access.actor, "subscription.plan_changed" if q.immediate else "subscription.plan_change_scheduled",
                      subscription_id=sub.id, from_plan=plan.code, to_plan=tp.code, direction=q.direction,
                      charged=str(outcome.charged), refunded=str(outcome.refunded))
-        outcome.status, outcome.quantity = sub.status, sub.quantity
+        outcome.status, outcome.quantity = str(sub.status), sub.quantity
     return outcome
 
 
@@ -1221,7 +1224,7 @@ def cancel(session: Session, actor: Actor | None, sub_id, *, now: datetime | Non
         audit.record(session, access.actor, "subscription.cancelled" if q.immediate else "subscription.cancel_scheduled",
                      subscription_id=sub.id, refunded=str(outcome.refunded),
                      effective_at=outcome.effective_at.isoformat() if outcome.effective_at else None)
-        outcome.status, outcome.quantity = sub.status, sub.quantity
+        outcome.status, outcome.quantity = str(sub.status), sub.quantity
     return outcome
 
 

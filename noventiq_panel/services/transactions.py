@@ -214,3 +214,18 @@ def export_transactions(session: Session, actor: Actor, fmt: str = "csv", *, sta
     out = io.BytesIO()
     wb.save(out)
     return filename, out.getvalue()
+
+
+def subscription_options(session: Session, actor: Actor) -> list[tuple[int, str]]:
+    """(id, name) of the organisation's subscriptions, for the transactions filter."""
+    access = can_read(session, actor)
+    name = func.coalesce(func.nullif(Subscription.name, ""), Product.name, Plan.name)
+    rows = session.execute(
+        select(Subscription.id, name)
+        .select_from(Subscription)
+        .outerjoin(Plan, Plan.id == Subscription.plan_id)
+        .outerjoin(Product, Product.id == Plan.product_id)
+        .where(Subscription.org_id == access.org_id)
+        .order_by(name, Subscription.id)
+    ).all()
+    return [(int(r[0]), str(r[1] or f"#{r[0]}")) for r in rows]

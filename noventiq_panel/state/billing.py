@@ -1,21 +1,498 @@
-"""State of the /billing page — a placeholder until its module's developer replaces it.
+"""State of /billing: payments (with the top-up dialog), transactions, closing documents.
 
-Replace this module and ``pages/billing.py`` freely; nothing else imports ``BillingState``.
+Every public handler resolves the caller again (``_act``) and the services check the role and the
+organisation; arguments from the browser are validated here (ids, pages, filters) and again by the
+services (amounts). Public vars hold only formatted view data (strings); ids of the organisation
+and the user stay in the base state's backend vars. Downloads go to the browser as data
+(``rx.download(data=...)``), never through the public ``/_upload``.
+
+Query parameters: ``?tab=payments|transactions|documents``; ``?topup=AMOUNT`` opens the top-up
+dialog pre-filled (the shortfall path of an order or a licence increase).
 """
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
 import reflex as rx
 
-from ..services.errors import DomainError
+from ..components.money import fmt_date, fmt_datetime, fmt_money
+from ..components.tables import clamp_page, page_count
+from ..services import documents, payments, transactions
+from ..services.errors import DomainError, InvalidInput, NotAuthenticated
+from ..services.money import parse_amount, to_decimal
 from .base import BaseState
+
+TABS = ("payments", "transactions", "documents")
+ALL = "all"
+PAY_STATUSES = (ALL,) + payments.STATUSES
+TX_KINDS = (ALL,) + transactions.KINDS
+PAGE_SIZE = 20
+STATUS_COLORS = {"pending": "blue", "paid": "green", "overdue": "red", "cancelled": "gray", "failed": "orange"}
+KIND_COLORS = {"topup": "green", "charge": "red", "usage": "orange", "refund": "blue", "adjustment": "gray"}
+
+
+def _id(value: Any, field: str = "id") -> int:
+    """A positive integer id from browser input (InvalidInput otherwise)."""
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not text.isdigit() or len(text) > 18:
+        raise InvalidInput(f"{field}: not an id", field=field, key="error.invalid")
+    return int(text)
+
+
+def _choice(value: Any, allowed: tuple[str, ...], default: str = ALL) -> str:
+    return value if isinstance(value, str) and value in allowed else default
+
+
+def _day(value: Any, field: str) -> str:
+    """An ISO date string from a date input ('' for none); InvalidInput for anything else."""
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str) or len(value) > 10:
+        raise InvalidInput(f"{field}: not a date", field=field, key="error.billing.bad_date")
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise InvalidInput(f"{field}: not a date", field=field, key="error.billing.bad_date") from None
+
+
+# ---------------------------------------------------------------- loaders (worker thread, one session)
+
+def _load_summary(session, actor):
+    return payments.billing_summary(session, actor)
+
+
+def _load_payments(session, actor, status: str, page: int):
+    status_arg = None if status == ALL else status
+    rows, total = payments.list_payments(session, actor, status=status_arg, offset=(page - 1) * PAGE_SIZE,
+                                         limit=PAGE_SIZE)
+    if not rows and total and page > 1:  # the page vanished (filter changed): show the last one
+        page = page_count(total, PAGE_SIZE)
+        rows, total = payments.list_payments(session, actor, status=status_arg, offset=(page - 1) * PAGE_SIZE,
+                                             limit=PAGE_SIZE)
+    return rows, total, page
+
+
+def _tx_args(filters: dict[str, str]) -> dict[str, Any]:
+    return {
+        "start": filters.get("start") or None,
+        "end": filters.get("end") or None,
+        "kind": None if filters.get("kind", ALL) == ALL else filters["kind"],
+        "subscription_id": None if filters.get("subscription", ALL) == ALL else int(filters["subscription"]),
+    }
+
+
+def _load_transactions(session, actor, filters: dict[str, str], page: int):
+    args = _tx_args(filters)
+    rows, total = transactions.list_transactions(session, actor, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
+                                                 **args)
+    if not rows and total and page > 1:
+        page = page_count(total, PAGE_SIZE)
+        rows, total = transactions.list_transactions(session, actor, offset=(page - 1) * PAGE_SIZE,
+                                                     limit=PAGE_SIZE, **args)
+    return rows, total, page
+
+
+def _load_subscriptions(session, actor):
+    return transactions.subscription_options(session, actor)
+
+
+def _load_documents(session, actor, year: str, page: int):
+    year_arg = None if year == ALL else int(year)
+    rows, total = documents.list_documents(session, actor, year=year_arg, offset=(page - 1) * PAGE_SIZE,
+                                           limit=PAGE_SIZE)
+    return rows, total, documents.list_years(session, actor)
+
+
+def _load_all(session, actor, pay_status, pay_page, tx_filters, tx_page, doc_year, doc_page):
+    return (_load_summary(session, actor), _load_payments(session, actor, pay_status, pay_page),
+            _load_transactions(session, actor, tx_filters, tx_page), _load_subscriptions(session, actor),
+            _load_documents(session, actor, doc_year, doc_page))
+
+
+def _export(session, actor, fmt: str, filters: dict[str, str], locale: str):
+    return transactions.export_transactions(session, actor, fmt, locale=locale, **_tx_args(filters))
+
+
+def _topup(session, actor, amount: str, method: str):
+    p = payments.request_topup(session, actor, amount, method=method)
+    return p.id, p.number
 
 
 class BillingState(BaseState):
+    loaded: bool = False
+    tab: str = "payments"
+
+    # summary
+    currency: str = ""
+    balance: str = ""
+    balance_negative: bool = False
+    is_postpaid: bool = False
+    credit_limit: str = ""
+    available: str = ""
+
+    # payments
+    pay_rows: list[dict[str, str]] = []
+    pay_status: str = ALL
+    pay_page: int = 1
+    pay_pages: int = 1
+    pay_total: int = 0
+
+    # top-up dialog
+    topup_open: bool = False
+    topup_step: str = "form"  # form | confirm | done
+    topup_amount: str = ""
+    topup_amount_label: str = ""
+    topup_method: str = "bank_transfer"
+    topup_method_label: str = ""
+    topup_error: str = ""
+    topup_hint: str = ""
+    topup_number: str = ""
+    topup_busy: bool = False
+    methods: list[dict[str, str]] = []
+
+    # transactions
+    tx_rows: list[dict[str, str]] = []
+    tx_page: int = 1
+    tx_pages: int = 1
+    tx_total: int = 0
+    tx_start: str = ""
+    tx_end: str = ""
+    tx_kind: str = ALL
+    tx_sub: str = ALL
+    sub_options: list[dict[str, str]] = []
+    exporting: bool = False
+
+    # documents
+    doc_rows: list[dict[str, str]] = []
+    doc_year: str = ALL
+    doc_years: list[str] = []
+    doc_page: int = 1
+    doc_pages: int = 1
+    doc_total: int = 0
+
+    # backend only
+    _tz: str = "Asia/Tashkent"
+    _topup_min: str = "0"
+    _topup_max: str = "0"
+    _topup_value: str = ""
+    _topup_payment_id: int = 0
+    _method_codes: list[str] = []
+
+    # ------------------------------------------------------------ view conversion
+
+    def _show_summary(self, s: payments.BillingSummary) -> None:
+        lang = self._lang
+        self.currency = s.currency
+        self._tz = s.timezone
+        self.balance = fmt_money(s.balance, s.currency, lang)
+        self.balance_negative = s.balance < 0
+        self.is_postpaid = s.billing_mode == "postpaid"
+        self.credit_limit = fmt_money(s.credit_limit, s.currency, lang)
+        self.available = fmt_money(s.available, s.currency, lang)
+        self._topup_min = str(s.topup_min)
+        self._topup_max = str(s.topup_max)
+        self.topup_hint = self._t("billing.topup.amount_hint", min=fmt_money(s.topup_min, s.currency, lang),
+                                  max=fmt_money(s.topup_max, s.currency, lang))
+        self.methods = [{"code": code, "label": self._t(key)} for code, key in s.methods]
+        self._method_codes = [code for code, _key in s.methods]
+        if self.topup_method not in self._method_codes and self._method_codes:
+            self.topup_method = self._method_codes[0]
+
+    def _show_payments(self, rows, total: int, page: int) -> None:
+        lang, tz = self._lang, self._tz
+        self.pay_rows = [
+            {
+                "id": str(r.id),
+                "number": r.number,
+                "date": fmt_date(r.created_at, lang, tz),
+                "amount": fmt_money(r.amount, r.currency, lang),
+                "paid": fmt_money(r.paid_amount, r.currency, lang),
+                "method": self._t(f"billing.method.{r.method}"),
+                "kind": self._t(f"billing.kind.{r.kind}"),
+                "due": fmt_date(r.due_date, lang) if r.due_date else "—",
+                "status": self._t(f"billing.status.{r.status}"),
+                "status_code": r.status,
+                "status_color": STATUS_COLORS.get(r.status, "gray"),
+            }
+            for r in rows
+        ]
+        self.pay_total = total
+        self.pay_pages = page_count(total, PAGE_SIZE)
+        self.pay_page = page
+
+    def _show_transactions(self, rows, total: int, page: int) -> None:
+        lang, tz = self._lang, self._tz
+        self.tx_rows = [
+            {
+                "id": str(r.id),
+                "date": fmt_datetime(r.occurred_at, lang, tz, format="short"),
+                "kind": self._t(f"billing.tx.kind.{r.kind}"),
+                "kind_color": KIND_COLORS.get(r.kind, "gray"),
+                "description": r.description or (r.payment_number or ""),
+                "subscription": r.subscription_name or "—",
+                "amount": ("+" if r.amount > 0 else "") + fmt_money(r.amount, r.currency, lang),
+                "negative": "1" if r.amount < 0 else "",
+                "running": fmt_money(r.running_balance, r.currency, lang),
+            }
+            for r in rows
+        ]
+        self.tx_total = total
+        self.tx_pages = page_count(total, PAGE_SIZE)
+        self.tx_page = page
+
+    def _show_subscriptions(self, options) -> None:
+        self.sub_options = [{"id": str(i), "name": name} for i, name in options]
+
+    def _show_documents(self, rows, total: int, years: list[int]) -> None:
+        lang, tz = self._lang, self._tz
+        from ..i18n import format as fmt
+
+        self.doc_rows = [
+            {
+                "id": str(d.id),
+                "period": fmt.format_month(d.period, lang),
+                "number": d.act_number,
+                "invoice": d.invoice_number,
+                "total": fmt_money(d.total, d.currency, lang),
+                "vat": fmt_money(d.vat, d.currency, lang),
+                "created": fmt_date(d.created_at, lang, tz),
+            }
+            for d in rows
+        ]
+        self.doc_total = total
+        self.doc_pages = page_count(total, PAGE_SIZE)
+        self.doc_years = [str(y) for y in years]
+
+    def _tx_filters(self) -> dict[str, str]:
+        return {"start": self.tx_start, "end": self.tx_end, "kind": self.tx_kind, "subscription": self.tx_sub}
+
+    # ------------------------------------------------------------ loading
+
     @rx.event
     async def load(self):
-        """Checks the caller (the guard already did; every handler checks again)."""
+        params = self.router.url.query_parameters
+        self.tab = _choice(params.get("tab"), TABS, "payments")
         try:
-            await self._require()
-        except DomainError as exc:
+            summary, pay, tx, subs, docs = await self._act(
+                _load_all, self.pay_status, 1, self._tx_filters(), 1, self.doc_year, 1)
+        except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
+        self._show_summary(summary)
+        self._show_payments(*pay)
+        self._show_transactions(*tx)
+        self._show_subscriptions(subs)
+        self.doc_page = 1
+        self._show_documents(*docs)
+        self.loaded = True
+        prefill = params.get("topup")
+        if prefill and self.can_write:
+            self._prefill_topup(prefill)
+
+    def _prefill_topup(self, raw: Any) -> None:
+        """Open the dialog with the amount from ``?topup=`` (at least the minimum top-up)."""
+        try:
+            amount = to_decimal(str(raw)[:32])
+            if amount <= 0:
+                return
+            amount = max(amount.quantize(Decimal("0.01"), rounding="ROUND_UP"), Decimal(self._topup_min))
+        except (DomainError, ArithmeticError, ValueError):
+            return
+        self.tab = "payments"
+        self.topup_amount = f"{amount:.2f}"
+        self.topup_step = "form"
+        self.topup_error = ""
+        self.topup_open = True
+
+    @rx.event
+    def set_tab(self, tab: str):
+        self.tab = _choice(tab, TABS, "payments")
+
+    # ------------------------------------------------------------ payments
+
+    async def _reload_payments(self, page: int) -> None:
+        rows, total, page = await self._act(_load_payments, self.pay_status, page)
+        self._show_payments(rows, total, page)
+
+    @rx.event
+    async def set_pay_status(self, status: str):
+        self.pay_status = _choice(status, PAY_STATUSES)
+        try:
+            await self._reload_payments(1)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+
+    @rx.event
+    async def pay_go_page(self, page: Any):
+        try:
+            await self._reload_payments(clamp_page(page, self.pay_total, PAGE_SIZE))
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+
+    @rx.event
+    async def download_invoice(self, payment_id: Any):
+        try:
+            filename, data = await self._act(payments.invoice_pdf, _id(payment_id, "payment"))
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        return rx.download(data=data, filename=filename, mime_type="application/pdf")
+
+    # ------------------------------------------------------------ top-up dialog
+
+    @rx.event
+    def set_topup_open(self, value: bool):
+        self.topup_open = bool(value) and self.can_write
+        if self.topup_open:
+            self.topup_step = "form"
+            self.topup_error = ""
+            self.topup_number = ""
+
+    @rx.event
+    def set_topup_amount(self, value: str):
+        self.topup_amount = value[:40] if isinstance(value, str) else ""
+        self.topup_error = ""
+
+    @rx.event
+    def set_topup_method(self, value: str):
+        if isinstance(value, str) and value in self._method_codes:
+            self.topup_method = value
+
+    @rx.event
+    def topup_review(self):
+        """Validate the amount and show the confirmation step (the service validates again)."""
+        try:
+            amount = parse_amount(self.topup_amount, self.currency or "UZS", minimum=Decimal(self._topup_min),
+                                  maximum=Decimal(self._topup_max))
+            if self.topup_method not in self._method_codes:
+                raise InvalidInput("unknown method", field="method", key="error.billing.method_unknown")
+        except DomainError as exc:
+            from ..i18n import error_text
+
+            self.topup_error = error_text(exc, self.locale)
+            return
+        self._topup_value = str(amount)
+        self.topup_amount_label = fmt_money(amount, self.currency or "UZS", self._lang)
+        self.topup_method_label = next((m["label"] for m in self.methods if m["code"] == self.topup_method), "")
+        self.topup_error = ""
+        self.topup_step = "confirm"
+
+    @rx.event
+    def topup_back(self):
+        self.topup_step = "form"
+
+    @rx.event
+    async def topup_confirm(self):
+        if self.topup_step != "confirm" or not self._topup_value or self.topup_busy:
+            return
+        self.topup_busy = True
+        try:
+            payment_id, number = await self._act(_topup, self._topup_value, self.topup_method)
+        except Exception as exc:  # noqa: BLE001
+            self.topup_busy = False
+            self.topup_step = "form"
+            if isinstance(exc, DomainError) and not isinstance(exc, NotAuthenticated):
+                from ..i18n import error_text
+
+                self.topup_error = error_text(exc, self.locale)
+            return self._fail(exc)
+        self.topup_busy = False
+        self._topup_payment_id = payment_id
+        self._topup_value = ""
+        self.topup_number = number
+        self.topup_step = "done"
+        self.topup_amount = ""
+        self.pay_status = ALL
+        try:
+            await self._reload_payments(1)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        return self._ok("billing.topup.created", number=number)
+
+    @rx.event
+    async def download_topup_invoice(self):
+        if not self._topup_payment_id:
+            return
+        return await BillingState.download_invoice.fn(self, str(self._topup_payment_id))
+
+    # ------------------------------------------------------------ transactions
+
+    async def _reload_transactions(self, page: int) -> None:
+        rows, total, page = await self._act(_load_transactions, self._tx_filters(), page)
+        self._show_transactions(rows, total, page)
+
+    @rx.event
+    async def tx_apply(self, form: dict):
+        try:
+            form = form if isinstance(form, dict) else {}
+            start, end = _day(form.get("start"), "start"), _day(form.get("end"), "end")
+            kind = _choice(form.get("kind"), TX_KINDS)
+            sub = form.get("subscription") or ALL
+            sub = ALL if sub == ALL else str(_id(sub, "subscription"))
+            self.tx_start, self.tx_end, self.tx_kind, self.tx_sub = start, end, kind, sub
+            await self._reload_transactions(1)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+
+    @rx.event
+    async def tx_reset(self):
+        self.tx_start, self.tx_end, self.tx_kind, self.tx_sub = "", "", ALL, ALL
+        try:
+            await self._reload_transactions(1)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+
+    @rx.event
+    async def tx_go_page(self, page: Any):
+        try:
+            await self._reload_transactions(clamp_page(page, self.tx_total, PAGE_SIZE))
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+
+    @rx.event
+    async def export_transactions(self, fmt: str):
+        if fmt not in ("csv", "xlsx"):
+            return self._fail(InvalidInput("unknown format", key="error.billing.export_format"))
+        self.exporting = True
+        try:
+            filename, data = await self._act(_export, fmt, self._tx_filters(), self._lang)
+        except Exception as exc:  # noqa: BLE001
+            self.exporting = False
+            return self._fail(exc)
+        self.exporting = False
+        mime = "text/csv" if fmt == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        return rx.download(data=data, filename=filename, mime_type=mime)
+
+    # ------------------------------------------------------------ documents
+
+    async def _reload_documents(self) -> None:
+        rows, total, years = await self._act(_load_documents, self.doc_year, self.doc_page)
+        self._show_documents(rows, total, years)
+
+    @rx.event
+    async def set_doc_year(self, year: str):
+        if year != ALL and not (isinstance(year, str) and year.isdigit() and len(year) == 4):
+            year = ALL
+        self.doc_year = year
+        self.doc_page = 1
+        try:
+            await self._reload_documents()
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+
+    @rx.event
+    async def doc_go_page(self, page: Any):
+        self.doc_page = clamp_page(page, self.doc_total, PAGE_SIZE)
+        try:
+            await self._reload_documents()
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+
+    @rx.event
+    async def download_document(self, doc_id: Any):
+        try:
+            filename, data = await self._act(documents.document_pdf, _id(doc_id, "document"))
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        return rx.download(data=data, filename=filename, mime_type="application/pdf")

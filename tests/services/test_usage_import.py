@@ -228,3 +228,31 @@ def test_export_checks_access(session):
     w = world(session)
     with pytest.raises(Forbidden):
         usage_import.export_focus(session, w.actor(w.stranger), date(2025, 1, 1), date(2025, 2, 1))
+
+
+def test_cli_import_twice_and_export(sqlite_engine, tmp_path):
+    from click.testing import CliRunner
+    from sqlmodel import Session
+
+    from noventiq_panel.cli import main
+
+    with Session(sqlite_engine) as s:
+        w = world(s)
+        rate(s, date(2025, 1, 1))
+        org_id = w.org.id
+    runner = CliRunner()
+    first = runner.invoke(main, ["usage", "import", str(DATA / "azure_bad_rows.csv"), "--format", "azure"])
+    assert first.exit_code == 0, first.output
+    assert "imported 3" in first.output and "line 3: Date: not a date" in first.output
+    again = runner.invoke(main, ["usage", "import", str(DATA / "azure_bad_rows.csv")])
+    assert "imported 0" in again.output and "duplicates 3" in again.output
+    out = tmp_path / "export.csv"
+    done = runner.invoke(main, ["usage", "export", "--org", str(org_id), "--from", "2025-01-01", "--to",
+                                "2025-01-31", "-o", str(out)])
+    assert done.exit_code == 0, done.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert sum(Decimal(r["BilledCost"]) for r in rows) == Decimal("2.80") * 12000
+    bad = runner.invoke(main, ["usage", "import", str(DATA / "azure_bad_rows.csv"), "--format", "focus"])
+    assert bad.exit_code != 0 and "missing columns" in bad.output
+    rebuilt = runner.invoke(main, ["usage", "rollup", "--org", str(org_id)])
+    assert rebuilt.exit_code == 0 and "roll-up rows written" in rebuilt.output

@@ -1,0 +1,126 @@
+"""Operator commands of pay-as-you-go usage: import vendor exports, export FOCUS, rebuild the roll-up.
+
+    noventiq-panel usage import FILE [--format focus|azure]
+    noventiq-panel usage import-folder [DIR]          (default: PANEL_USAGE_IMPORT_DIR)
+    noventiq-panel usage export --org 3 --from 2025-01-01 --to 2025-01-31 [-o usage.csv]
+    noventiq-panel usage rollup [--org 3]             rebuild the analytics daily roll-up
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, timedelta
+
+import click
+
+from ..services.errors import DomainError
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(str(exc))
+
+
+def _date(value: str, hint: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO date: {value!r}", param_hint=hint) from None
+
+
+def _echo_report(report, max_bad: int = 50) -> None:
+    if report.error:
+        click.echo(f"{report.source}: FAILED: {report.error}", err=True)
+        return
+    click.echo(report.summary())
+    for line, reason in report.bad[:max_bad]:
+        click.echo(f"  line {line}: {reason}")
+    if report.bad_count > max_bad:
+        click.echo(f"  ... and {report.bad_count - max_bad} more bad lines")
+    for ref, n in sorted(report.unmatched_refs.items(), key=lambda x: -x[1])[:20]:
+        click.echo(f"  unmatched subscription {ref}: {n} rows")
+
+
+@click.group("usage")
+def usage() -> None:
+    """Pay-as-you-go usage: import vendor exports (FOCUS, Azure cost exports), export as FOCUS."""
+
+
+@usage.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["focus", "azure"]), default=None,
+              help="The file's format (detected from the header by default).")
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100000))
+def import_cmd(file: str, fmt: str | None, batch_size: int) -> None:
+    """Import one usage CSV (.csv or .csv.gz); a second import of the same file adds nothing."""
+    from ..db import session_scope
+    from ..services import usage_import
+
+    with session_scope() as session:
+        try:
+            report = usage_import.import_file(session, file, fmt, batch_size=batch_size)
+        except DomainError as exc:
+            _fail(exc)
+    _echo_report(report)
+
+
+@usage.command("import-folder")
+@click.argument("folder", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["focus", "azure"]), default=None)
+def import_folder_cmd(folder: str | None, fmt: str | None) -> None:
+    """Import every CSV in FOLDER (default PANEL_USAGE_IMPORT_DIR); move them to done/ or failed/."""
+    from ..db import session_scope
+    from ..services import usage_import
+
+    with session_scope() as session:
+        try:
+            reports = usage_import.import_folder(session, folder, fmt=fmt)
+        except DomainError as exc:
+            _fail(exc)
+    if not reports:
+        click.echo("nothing to import")
+    for report in reports:
+        _echo_report(report, max_bad=10)
+
+
+@usage.command("export")
+@click.option("--org", "org_id", required=True, type=int, help="Organisation id.")
+@click.option("--from", "start", required=True, help="First day (ISO date, organisation time zone).")
+@click.option("--to", "last", required=True, help="Last day, inclusive (ISO date).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="File to write (default: standard output).")
+def export_cmd(org_id: int, start: str, last: str, output: str | None) -> None:
+    """Export an organisation's usage of a period as FOCUS CSV (customer prices, billing currency)."""
+    from ..db import session_scope
+    from ..services import usage_import
+    from ..services.authz import Actor
+
+    first, to = _date(start, "--from"), _date(last, "--to")
+    with session_scope() as session:
+        try:
+            chunks = usage_import.export_focus(session, Actor.system(org_id), first, to + timedelta(days=1))
+            if output:
+                with open(output, "wb") as fh:
+                    for chunk in chunks:
+                        fh.write(chunk)
+                click.echo(f"written {output}", err=True)
+            else:
+                for chunk in chunks:
+                    sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+        except DomainError as exc:
+            _fail(exc)
+
+
+@usage.command("rollup")
+@click.option("--org", "org_id", type=int, default=None, help="Only this organisation.")
+def rollup_cmd(org_id: int | None) -> None:
+    """Rebuild the analytics daily roll-up from the usage records (after a repair or a crash)."""
+    from ..db import session_scope
+    from ..services import analytics
+
+    with session_scope() as session:
+        try:
+            written = analytics.rebuild_rollup(session, org_id)
+        except DomainError as exc:
+            _fail(exc)
+    click.echo(f"roll-up rows written: {written}")

@@ -1,0 +1,118 @@
+"""Helpers of the end-to-end tests (imported by the test modules; fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+PASSWORD = "demo12345"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+TIMEOUT_MS = 30_000
+
+
+def new_page(browser, base_url, **kw):
+    """A second, independent browser (another user) inside one test."""
+    ctx = browser.new_context(viewport=kw.pop("viewport", DESKTOP), base_url=base_url, locale="ru-RU",
+                              timezone_id="Asia/Tashkent", **kw)
+    ctx.set_default_timeout(TIMEOUT_MS)
+    return ctx.new_page()
+
+
+def wait_ready(page) -> None:
+    """The websocket is connected and the page's on_load finished (the layout shows the content)."""
+    page.wait_for_load_state("networkidle")
+
+
+def sign_in(page, email: str, password: str = PASSWORD, *, expect_home: bool = True) -> None:
+    page.goto("/login")
+    page.wait_for_selector("#login-form")
+    page.fill("#f-email", email)
+    page.fill("#f-password", password)
+    page.click("#login-submit")
+    if expect_home:
+        page.wait_for_selector("#balance")
+
+
+def sign_out(page) -> None:
+    page.click("#user-menu")
+    page.click("#menu-sign-out")
+    page.wait_for_url(re.compile(r".*/login$"))
+
+
+def set_language(page, locale: str) -> None:
+    """Switch the UI language through the user menu (saved as the user's language; the page reloads)."""
+    page.click("#user-menu")
+    page.click("#menu-language")
+    page.click(f"#menu-lang-{locale}")
+    page.wait_for_function(f"document.documentElement.innerText.length > 0 && "
+                           f"localStorage.getItem('nq_locale') !== null && "
+                           f"localStorage.getItem('nq_locale').includes('{locale}')")
+    page.wait_for_load_state("networkidle")
+
+
+def text_of(page, selector: str) -> str:
+    """Visible text with no-break spaces made plain (Babel puts U+00A0 in sums)."""
+    return page.inner_text(selector).replace("\u00a0", " ").replace("\u202f", " ").strip()
+
+
+def plain(text: str) -> str:
+    return text.replace("\u00a0", " ").replace("\u202f", " ").strip()
+
+
+def shot(page, name: str, locale: str = "ru", *, phone: bool = False, full_page: bool = True) -> Path:
+    """Screenshot into artifacts/screenshots/<name>-<locale>[-phone].png."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}-{locale}{'-phone' if phone else ''}.png"
+    page.wait_for_timeout(400)  # let toasts and transitions settle
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def org_of(engine, email: str):
+    """(organisation, role) of a user's first active membership, read from the server's database."""
+    from sqlmodel import Session, select
+
+    from noventiq_panel.models import Membership, Organisation, User
+
+    with Session(engine) as s:
+        user = s.exec(select(User).where(User.email == email)).one()
+        m = s.exec(select(Membership).where(Membership.user_id == user.id, Membership.is_active == True)  # noqa: E712
+                   .order_by(Membership.id)).first()
+        org = s.get(Organisation, m.org_id)
+        s.expunge(org)
+        return org, m.role
+
+
+def expected_balance(engine, email: str, locale: str = "ru") -> str:
+    """The balance of the user's organisation from the ledger, formatted as the page must show it."""
+    from sqlmodel import Session
+
+    from noventiq_panel.i18n.format import format_money
+    from noventiq_panel.services import ledger
+
+    org, _ = org_of(engine, email)
+    with Session(engine) as s:
+        return plain(format_money(ledger.balance(s, org.id), org.billing_currency, locale))
+
+
+def latest_mail(engine, to_email: str, kind: str):
+    from sqlmodel import Session, col, select
+
+    from noventiq_panel.models import Notification
+
+    with Session(engine) as s:
+        row = s.exec(select(Notification).where(Notification.to_email == to_email, Notification.kind == kind)
+                     .order_by(col(Notification.id).desc())).first()
+        if row is not None:
+            s.expunge(row)
+        return row
+
+
+def link_in(mail, base_url: str) -> str:
+    """The /reset/<token> path of a set-password or recovery e-mail."""
+    m = re.search(r"/reset/[A-Za-z0-9_\-]+", mail.body_text or mail.body_html)
+    assert m, f"no /reset/ link in the e-mail {mail.subject!r}"
+    return m.group(0)
