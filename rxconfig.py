@@ -1,4 +1,5 @@
 import reflex as rx
+from reflex.plugins.sitemap import SitemapPlugin
 
 from noventiq_panel.config import get_settings
 
@@ -9,8 +10,7 @@ config = rx.Config(
     db_url=settings.db_url,
     telemetry_enabled=False,
     show_built_with_reflex=False,
-    state_auto_setters=False,
     plugins=[],
-    disable_plugins=["reflex.plugins.sitemap.SitemapPlugin"],
+    disable_plugins=[SitemapPlugin],
     cors_allowed_origins=[settings.base_url] if settings.base_url.startswith("https://") else ["*"],
 )

@@ -126,7 +126,8 @@ def main() -> None:
         took, cpu = time.perf_counter() - t, time.process_time() - cpu
     rss1 = maxrss_mib()
     print(f"import: {report.imported} rows in {took:.1f} s = {report.rows_read / took:,.0f} rows/s "
-          f"({report.rows_read / cpu:,.0f} rows/s of CPU time); roll-up rows {report.rollup_rows}; "
+          f"({report.rows_read / cpu:,.0f} rows/s of CPU time); of which roll-up refresh {report.rollup_seconds:.1f} s "
+          f"for {report.rollup_rows} roll-up rows; "
           f"totals {report.totals}")
     print(f"peak RSS: {rss0:.0f} MiB before, {rss1:.0f} MiB after (+{rss1 - rss0:.0f} MiB for a "
           f"{size / 2**20:.0f} MiB file)")

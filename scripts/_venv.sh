@@ -21,7 +21,7 @@ ensure_venv() {
     "$py" -m venv .venv
   fi
   echo "==> installing the project into .venv (pip install -e \".[test]\")"
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+  .venv/bin/python -m pip install -qq --disable-pip-version-check -e ".[test]"
   export PATH="$PWD/.venv/bin:$PATH"
   export REFLEX_USE_NPM=1
 }

@@ -65,8 +65,8 @@ class Plan(SQLModel, table=True):
     product_id: int = Field(foreign_key="product.id", index=True)
     name: str = Field(max_length=255)
     billing_type: str = Field(default=BillingType.LICENSE, max_length=16)
-    term: Optional[str] = Field(default=Term.MONTH, max_length=8)
-    billing_frequency: Optional[str] = Field(default=BillingFrequency.UPFRONT, max_length=16)
+    term: Optional[str] = Field(default=None, max_length=8)  # licence plans: month | year
+    billing_frequency: Optional[str] = Field(default=None, max_length=16)  # licence plans: monthly | upfront
     granularity: Optional[str] = Field(default=None, max_length=8)  # payg only
     price: Decimal = Field(default=Decimal("0"), sa_type=Price)
     currency: str = Field(default="USD", max_length=3)

@@ -149,7 +149,8 @@ def _payg_sub(session: Session, access: Access, sub_id) -> Subscription:
         sid = int(str(sub_id).strip())
     except (TypeError, ValueError):
         raise NotFound("subscription not found", key="error.subscription_not_found") from None
-    sub = session.get(Subscription, sid) if not isinstance(sub_id, bool) else None
+    valid = not isinstance(sub_id, bool) and 0 < sid <= catalog.MAX_ID
+    sub = session.get(Subscription, sid) if valid else None
     if sub is None or sub.org_id != access.org_id:
         raise NotFound("subscription not found", key="error.subscription_not_found")
     plan = catalog.get_plan(session, sub.plan_id, active_only=False).plan

@@ -20,6 +20,7 @@ from .errors import InvalidInput, NotFound, RateMissing
 from .money import round_money
 
 MAX_SEARCH = 100
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: a larger number is simply not found
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,11 @@ def _active_plan_query():
 def get_plan(session: Session, plan_id, *, active_only: bool = True) -> PlanInfo:
     """The plan with this id (with product and vendor); NotFound if missing or withdrawn."""
     try:
-        plan_id = int(str(plan_id).strip())
+        plan_id = int(str(plan_id).strip()) if not isinstance(plan_id, bool) else 0
     except (TypeError, ValueError):
         raise NotFound("plan not found", key="error.plan_not_found") from None
+    if not 0 < plan_id <= MAX_ID:
+        raise NotFound("plan not found", key="error.plan_not_found")
     row = session.exec(_active_plan_query().where(Plan.id == plan_id)).first()
     if row is None or (active_only and not (row[0].is_active and row[1].is_active)):
         raise NotFound("plan not found", key="error.plan_not_found")

@@ -633,6 +633,18 @@ def _read_statement(source) -> str:
     raise InvalidInput("a statement is CSV bytes or a file path", key="error.billing.statement_unreadable")
 
 
+def _delimiter(text: str) -> str:
+    """``;``, tab or ``,``: the first that splits the first non-empty line into the four fields."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    for candidate in (";", "\t", ","):
+        try:
+            if len(next(csv.reader([first], delimiter=candidate))) >= len(_ORDER):
+                return candidate
+        except (csv.Error, StopIteration):
+            continue
+    return ","
+
+
 def _parse_date(text: str) -> date:
     text = text.strip()
     for fmt in ("%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y", "%d.%m.%y"):
@@ -700,11 +712,7 @@ def import_statement(session: Session, csv_bytes_or_path, now: datetime | None =
     now = now or utcnow()
     text = _read_statement(csv_bytes_or_path)
     report = ImportReport()
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-        delimiter = dialect.delimiter
-    except csv.Error:
-        delimiter = ","
+    delimiter = _delimiter(text)
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     columns: dict[str, int] | None = None
     newly_paid: list[int] = []

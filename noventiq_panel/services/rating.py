@@ -83,6 +83,7 @@ class RatingSummary:
     batches: int = 0
     charged: dict[str, Decimal] = field(default_factory=dict)  # currency -> total charged (positive)
     missing_rates: dict[int, str] = field(default_factory=dict)  # subscription id -> reason
+    rollup_rows: int = 0  # analytics roll-up rows rebuilt (only where the rate used differs)
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase (benchmarks)
 
@@ -114,16 +115,19 @@ class _Sub:
     currency: str  # billing currency of the organisation
     tz: str
 
+    @property
+    def maybe_free(self) -> bool:
+        return self.status == SubscriptionStatus.SUSPENDED or self.trial_until is not None
 
-@dataclass(frozen=True)
+
 class _Bucket:
-    start: datetime  # UTC
-    end: datetime
-    start_db: Any  # the value as the driver stores it
-    end_db: Any
-    label: str
-    fx_day: date
-    record_start: datetime  # the record's own period_start, parsed
+    """A billing period; one object per (time zone, granularity, start), compared by identity."""
+
+    __slots__ = ("start", "end", "start_db", "end_db", "label", "fx_day")
+
+    def __init__(self, start: datetime, end: datetime, start_db, end_db, fx_day: date):
+        self.start, self.end, self.start_db, self.end_db, self.fx_day = start, end, start_db, end_db, fx_day
+        self.label = start.strftime("%Y%m%dT%H%M")
 
 
 class _Dialect:
@@ -224,6 +228,7 @@ def _run_batch(session: Session, dialect: _Dialect, after: int, limit: int, now:
     summary.records += batch_summary.records
     summary.entries += batch_summary.entries
     summary.not_billed_records += batch_summary.not_billed_records
+    summary.rollup_rows += batch_summary.rollup_rows
     summary.subscriptions += batch_summary.subscriptions
     summary.batches += 1
     for cur, amount in batch_summary.charged.items():
@@ -262,25 +267,34 @@ def _candidates(session: Session, after: int, limit: int) -> dict[int, _Sub]:
     return subs
 
 
-def _bucket_of(dialect: _Dialect, raw_start, tz: str, granularity: str, cache: dict) -> _Bucket:
-    key = (raw_start, tz, granularity)
-    bucket = cache.get(key)
-    if bucket is not None:
-        return bucket
-    start = dialect.ts_out(raw_start)
-    zone = ZoneInfo(tz)
-    local = start.astimezone(zone)
-    if granularity == "day":
-        b_start, b_end = day_bounds(local.date(), tz)
-    else:
-        b_start = local.replace(minute=0, second=0, microsecond=0).astimezone(timezone.utc)
-        b_end = b_start + timedelta(hours=1)
-    bucket = _Bucket(
-        start=b_start, end=b_end, start_db=dialect.ts_in(b_start), end_db=dialect.ts_in(b_end),
-        label=b_start.strftime("%Y%m%dT%H%M"), fx_day=local.date(), record_start=start,
-    )
-    cache[key] = bucket
-    return bucket
+class _Periods:
+    """Maps a record's stored ``period_start`` to its billing period, once per distinct value."""
+
+    def __init__(self, dialect: "_Dialect"):
+        self.dialect = dialect
+        self.canonical: dict[tuple, _Bucket] = {}
+        self.by_zone: dict[tuple[str, str], dict] = {}
+
+    def cache_for(self, tz: str, granularity: str) -> dict:
+        return self.by_zone.setdefault((tz, granularity), {})
+
+    def resolve(self, raw_start, tz: str, granularity: str) -> tuple[_Bucket, datetime]:
+        start = self.dialect.ts_out(raw_start)
+        local = start.astimezone(ZoneInfo(tz))
+        if granularity == "day":
+            b_start, b_end = day_bounds(local.date(), tz)
+        else:
+            b_start = local.replace(minute=0, second=0, microsecond=0).astimezone(timezone.utc)
+            b_end = b_start + timedelta(hours=1)
+        key = (tz, granularity, b_start)
+        bucket = self.canonical.get(key)
+        if bucket is None:
+            # The rate of the usage day: the period's first day in the organisation's time zone.
+            bucket = self.canonical[key] = _Bucket(
+                b_start, b_end, self.dialect.ts_in(b_start), self.dialect.ts_in(b_end),
+                b_start.astimezone(ZoneInfo(tz)).date(),
+            )
+        return bucket, start
 
 
 def _not_billed_reason(sub: _Sub, record_start: datetime) -> str | None:
@@ -292,22 +306,22 @@ def _not_billed_reason(sub: _Sub, record_start: datetime) -> str | None:
 
 
 class _Rates:
-    """Conversion factors per (from, to, day), looked up once per run."""
+    """Conversion factors per (from, to, day), looked up once per batch: (num, den, rate to 6 decimals)."""
 
     def __init__(self, session: Session):
         self.session = session
-        self.cache: dict[tuple[str, str, date], tuple[int, int] | None] = {}
+        self.cache: dict[tuple[str, str, date], tuple[int, int, int] | None] = {}
 
-    def factor(self, from_cur: str, to_cur: str, day: date) -> tuple[int, int] | None:
-        key = (from_cur.upper(), to_cur.upper(), day)
+    def factor(self, from_cur: str, to_cur: str, day: date) -> tuple[int, int, int] | None:
+        key = (from_cur, to_cur, day)
         if key not in self.cache:
-            if key[0] == key[1]:
-                self.cache[key] = (1, 1)
+            if from_cur.upper() == to_cur.upper():
+                self.cache[key] = (1, 1, MICRO)
             else:
                 try:
                     num = int(rates.unit_rate(self.session, from_cur, day) * MICRO)
                     den = int(rates.unit_rate(self.session, to_cur, day) * MICRO)
-                    self.cache[key] = (num, den)
+                    self.cache[key] = (num, den, _div_half_up(num * MICRO, den))
                 except RateMissing:
                     self.cache[key] = None
         return self.cache[key]
@@ -334,116 +348,190 @@ def _rate_batch(session: Session, conn, dialect: _Dialect, subs: dict[int, _Sub]
     t = time.perf_counter()
     rows = _aggregate(conn, dialect, sorted(subs))
     t = summary._tick("aggregate", t)
-    buckets: dict = {}
-    fx = _Rates(session)
-    # entry key -> [sub, bucket, currency, reason, cost_micro, count, max_id, [groups]]
+    if not rows:
+        return
+    periods = _Periods(dialect)
+    caches = {sid: periods.cache_for(sub.tz, sub.granularity) for sid, sub in subs.items()}
+    maybe_free = {sid for sid, sub in subs.items() if sub.maybe_free}
+    # (sub id, bucket, record currency, not-billed reason) -> [Σcost, count, max id, [SQL groups]]
     entries: dict[tuple, list] = {}
     for sub_id, raw_start, currency, cost, count, max_id in rows:
-        sub = subs[sub_id]
-        bucket = _bucket_of(dialect, raw_start, sub.tz, sub.granularity, buckets)
-        reason = _not_billed_reason(sub, bucket.record_start)
-        ekey = (sub_id, bucket.label, currency, reason)
+        cache = caches[sub_id]
+        hit = cache.get(raw_start)
+        if hit is None:
+            sub = subs[sub_id]
+            hit = cache[raw_start] = periods.resolve(raw_start, sub.tz, sub.granularity)
+        reason = _not_billed_reason(subs[sub_id], hit[1]) if sub_id in maybe_free else None
+        ekey = (sub_id, hit[0], currency, reason)
         entry = entries.get(ekey)
         if entry is None:
-            entry = entries[ekey] = [sub, bucket, currency, reason, 0, 0, 0, []]
-        entry[4] += int(cost)
-        entry[5] += count
-        if max_id > entry[6]:
-            entry[6] = max_id
-        entry[7].append((sub_id, raw_start, currency, max_id))
-    if not entries:
-        return
+            entries[ekey] = [int(cost), count, max_id, [(sub_id, raw_start, currency, max_id)]]
+        else:
+            entry[0] += int(cost)
+            entry[1] += count
+            if max_id > entry[2]:
+                entry[2] = max_id
+            entry[3].append((sub_id, raw_start, currency, max_id))
 
+    fx = _Rates(session)
+    used_rates: dict[tuple[int, date, str], int] = {}  # (sub, local day, currency) -> fx rate (micro)
+    ids = iter(_new_ids(conn, dialect, len(entries)))
     occurred_now = dialect.ts_in(now)
     new_rows: list[tuple] = []
-    group_rows: list[tuple] = []  # (entry index, sub, period_start raw, currency, max id)
-    keys: list[str] = []
+    map_rows: list[tuple] = []  # (entry id, sub id, period_start as stored, currency, max id)
+    charged: dict[str, int] = {}
     touched: set[int] = set()
-    for sub, bucket, currency, reason, cost_micro, count, max_id, groups in entries.values():
+    for (sub_id, bucket, currency, reason), (cost_micro, count, max_id, groups) in entries.items():
+        sub = subs[sub_id]
         if reason is None:
             factor = fx.factor(currency, sub.currency, bucket.fx_day)
             if factor is None:
-                summary.missing_rates[sub.id] = f"no {currency} rate on or before {bucket.fx_day}"
+                summary.missing_rates[sub_id] = f"no {currency} rate on or before {bucket.fx_day}"
                 continue
-            num, den = factor
-            if minor_unit(sub.currency) != 2:
-                raise NotImplementedError(f"rating into {sub.currency}: only 2-decimal currencies")
-            amount = -price_cents(cost_micro, sub.markup_micro, num, den)
-            source_amount = _div_half_up(cost_micro * (_PCT_DEN + sub.markup_micro), _PCT_DEN)
-            fx_rate = _div_half_up(num * MICRO, den)
-            meta = f'{{"records": {count}, "max_record_id": {max_id}, "cost": {cost_micro}}}'
-            summary.charged[sub.currency] = summary.charged.get(sub.currency, Decimal(0)) - Decimal(amount).scaleb(-2)
+            num, den, fx_rate = factor
+            marked_up = cost_micro * (_PCT_DEN + sub.markup_micro)
+            step = 10 ** (2 - minor_unit(sub.currency))  # the ledger stores 2 decimals
+            cents = _div_half_up(marked_up * num, 10**12 * den * step) * step
+            amount, source_amount, fx_day = -cents, _div_half_up(marked_up, _PCT_DEN), bucket.fx_day
+            charged[sub.currency] = charged.get(sub.currency, 0) + cents
+            used_rates[(sub_id, fx_day, currency)] = fx_rate
+            meta = f'{{"records": {count}, "max_record_id": {max_id}, "cost_micro": {cost_micro}}}'
             description = f"Usage: {sub.name}"
         else:
-            amount, source_amount, fx_rate = 0, 0, None
-            meta = f'{{"records": {count}, "max_record_id": {max_id}, "cost": {cost_micro}, "not_billed": "{reason}"}}'
+            amount, source_amount, fx_rate, fx_day = 0, 0, None, None
+            meta = (f'{{"records": {count}, "max_record_id": {max_id}, "cost_micro": {cost_micro}, '
+                    f'"not_billed": "{reason}"}}')
             summary.not_billed_records += count
             description = f"Usage not billed ({reason}): {sub.name}"
-        key = f"usage:{sub.id}:{bucket.label}:{max_id}"
-        index = len(new_rows)
-        keys.append(key)
+        entry_id = next(ids)
         new_rows.append((
-            sub.org_id, "usage", amount, sub.currency, description[:500], sub.id, source_amount, currency,
-            fx_rate, dialect.date_in(bucket.fx_day) if fx_rate is not None else None,
-            bucket.start_db, bucket.end_db, key, bucket.start_db, occurred_now, meta,
+            entry_id, sub.org_id, "usage", amount, sub.currency, description[:500], sub_id, source_amount, currency,
+            fx_rate, None if fx_day is None else dialect.date_in(fx_day), bucket.start_db, bucket.end_db,
+            f"usage:{sub_id}:{bucket.label}:{max_id}", bucket.start_db, occurred_now, meta,
         ))
-        for g in groups:
-            group_rows.append((index,) + g)
+        for group in groups:
+            map_rows.append((entry_id,) + group)
         summary.records += count
-        touched.add(sub.id)
+        touched.add(sub_id)
     t = summary._tick("price", t)
     if not new_rows:
         return
-    ids = _insert_entries(conn, dialect, new_rows, keys)
+    remap = _insert_entries(conn, dialect, new_rows)
+    if remap:
+        map_rows = [(remap.get(row[0], row[0]),) + row[1:] for row in map_rows]
     t = summary._tick("insert_entries", t)
-    _mark_records(conn, dialect, [(ids[i], sub_id, start, cur, max_id) for i, sub_id, start, cur, max_id in group_rows])
+    _mark_records(conn, dialect, map_rows)
     t = summary._tick("mark_records", t)
-    summary.entries += len(new_rows)
+    summary.rollup_rows += _refresh_rollup(session, conn, dialect, used_rates)
+    t = summary._tick("rollup", t)
+    summary.entries += len(new_rows) - len(remap)
     summary.subscriptions += len(touched)
+    for cur, cents in charged.items():
+        summary.charged[cur] = summary.charged.get(cur, Decimal(0)) + Decimal(cents).scaleb(-minor_unit(cur))
 
 
 _ENTRY_COLUMNS = ("id, org_id, kind, amount, currency, description, subscription_id, source_amount, "
                   "source_currency, fx_rate, fx_date, period_start, period_end, idempotency_key, occurred_at, "
                   "created_at, meta")
+_ENTRY_WIDTH = len(_ENTRY_COLUMNS.split(", "))
 
 
-def _insert_entries(conn, dialect: _Dialect, rows: list[tuple], keys: list[str]) -> list[int]:
-    """Insert the entries (skipping keys already posted) and return the id of each key's entry."""
-    raw = conn.connection.dbapi_connection
-    cur = raw.cursor()
-    n = len(rows)
+def _new_ids(conn, dialect: _Dialect, n: int) -> list[int]:
+    """Ids for the new entries: the inserts below give them explicitly (no RETURNING round trip)."""
+    cur = conn.connection.dbapi_connection.cursor()
     if dialect.pg:
         cur.execute("SELECT nextval(pg_get_serial_sequence('ledgerentry', 'id')) FROM generate_series(1, %s)", (n,))
         ids = [r[0] for r in cur.fetchall()]
+    else:
+        # The batch holds SQLite's write lock (BEGIN IMMEDIATE): nobody else inserts meanwhile.
+        base = cur.execute("SELECT COALESCE(MAX(id), 0) FROM ledgerentry").fetchone()[0]
+        ids = list(range(base + 1, base + 1 + n))
+    cur.close()
+    return ids
+
+
+def _insert_entries(conn, dialect: _Dialect, rows: list[tuple]) -> dict[int, int]:
+    """Insert the entries, skipping idempotency keys already posted.
+
+    Returns {id we meant to give: id of the entry already posted under that key} for the skipped
+    ones (empty in the normal case), so their records are linked to the existing entry instead of
+    being charged again.
+    """
+    cur = conn.connection.dbapi_connection.cursor()
+    n = len(rows)
+    if dialect.pg:
         cur.execute(f"CREATE TEMP TABLE rating_entry ON COMMIT DROP AS SELECT {_ENTRY_COLUMNS} FROM ledgerentry LIMIT 0")
         with cur.copy(f"COPY rating_entry ({_ENTRY_COLUMNS}) FROM STDIN") as copy:
-            for i, row in zip(ids, rows):
-                copy.write_row((i,) + row)
+            for row in rows:
+                copy.write_row(row)
         cur.execute(f"INSERT INTO ledgerentry ({_ENTRY_COLUMNS}) SELECT {_ENTRY_COLUMNS} FROM rating_entry "
                     "ON CONFLICT (idempotency_key) DO NOTHING")
         inserted = cur.rowcount
     else:
-        base = cur.execute("SELECT COALESCE(MAX(id), 0) FROM ledgerentry").fetchone()[0]
-        ids = list(range(base + 1, base + 1 + n))
         cur.executemany(
-            f"INSERT INTO ledgerentry ({_ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            f"INSERT INTO ledgerentry ({_ENTRY_COLUMNS}) VALUES ({','.join('?' * _ENTRY_WIDTH)}) "
             "ON CONFLICT (idempotency_key) DO NOTHING",
-            [(i,) + row for i, row in zip(ids, rows)],
+            rows,
         )
         inserted = cur.rowcount
+    remap: dict[int, int] = {}
     if inserted != n:
-        # Some keys were already posted (a record set rated before): link those records to the
-        # existing entry instead of charging again.
-        log.warning("rating: %d of %d usage entries already existed; linking to them", n - inserted, n)
-        existing: dict[str, int] = {}
+        log.warning("rating: %d of %d usage entries were already posted; linking their records to them",
+                    n - inserted, n)
+        key_at = _ENTRY_COLUMNS.split(", ").index("idempotency_key")
+        wanted = {row[key_at]: row[0] for row in rows}
+        keys = list(wanted)
         for start in range(0, n, 500):
             chunk = keys[start:start + 500]
             cur.execute(dialect.q(f"SELECT idempotency_key, id FROM ledgerentry WHERE idempotency_key IN "
                                   f"({','.join('?' * len(chunk))})"), chunk)
-            existing.update(dict(cur.fetchall()))
-        ids = [existing[k] for k in keys]
+            for key, existing in cur.fetchall():
+                if existing != wanted[key]:
+                    remap[wanted[key]] = existing
     cur.close()
-    return ids
+    return remap
+
+
+def _refresh_rollup(session: Session, conn, dialect: _Dialect, used: dict[tuple[int, date, str], int]) -> int:
+    """Keep the analytics roll-up (``UsageDaily``, services/analytics.py) in step with the rates used.
+
+    The importer builds the roll-up with the day's rate known at import time; rating may use another
+    one (the day's rate arrived meanwhile). Only (subscription, day) pairs whose roll-up is missing
+    or disagrees with the rate used are rebuilt — by the analytics service, in this transaction.
+    """
+    if not used:
+        return 0
+    try:
+        from . import analytics
+    except ImportError:  # pragma: no cover - analytics is another module
+        return 0
+    if not hasattr(analytics, "refresh_rollup_pairs"):  # pragma: no cover
+        return 0
+    sub_ids = sorted({k[0] for k in used})
+    days = [k[1] for k in used]
+    cur = conn.connection.dbapi_connection.cursor()
+    cur.execute(dialect.q(
+        "SELECT subscription_id, day, currency, SUM(cost), SUM(cost_org), COUNT(*), COUNT(cost_org) FROM usagedaily "
+        f"WHERE subscription_id IN ({','.join('?' * len(sub_ids))}) AND day >= ? AND day <= ? "
+        "GROUP BY subscription_id, day, currency"), [*sub_ids, dialect.date_in(min(days)), dialect.date_in(max(days))])
+    have = {}
+    for sid, day, currency, cost, cost_org, n, n_org in cur.fetchall():
+        day = day if isinstance(day, date) else date.fromisoformat(str(day)[:10])
+        have[(sid, day, currency)] = (int(cost or 0), int(cost_org or 0), n, n_org)
+    cur.close()
+    stale = set()
+    for key, rate in used.items():
+        row = have.get(key)
+        if row is None or row[3] != row[2]:
+            stale.add(key[:2])
+            continue
+        cost, cost_org, n, _ = row
+        # cost and cost_org are micro units; each roll-up row rounds cost_org to 6 decimals.
+        if abs(cost_org * MICRO - cost * rate) > n * MICRO:
+            stale.add(key[:2])
+    if not stale:
+        return 0
+    return analytics.refresh_rollup_pairs(session, stale)
 
 
 def _mark_records(conn, dialect: _Dialect, groups: Iterable[tuple]) -> None:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import and_, func, insert, or_, update
 from sqlmodel import Session, col, select
 
 from ..config import get_settings
@@ -50,6 +50,8 @@ from ..models import (
     LedgerEntry,
     LicenceBatch,
     Membership,
+    Notification,
+    NotificationStatus,
     Organisation,
     Plan,
     Product,
@@ -59,6 +61,7 @@ from ..models import (
     User,
     Vendor,
 )
+from ..i18n import format as fmt
 from ..models.subscription import ChangeKind
 from . import clock, notifications, proration, provisioning, rates
 from .errors import DomainError
@@ -150,11 +153,14 @@ class _Chunk:
                        User.is_active == True).order_by(User.id)).all():  # noqa: E712
             self.recipients[membership.org_id].append((user, membership.role))
         self.rates: dict[tuple[str, str, date], Decimal] = {}
-        self.entries: list[LedgerEntry] = []
+        self.entries: list[dict] = []
+        self.audits: list[dict] = []
+        self.mails: list[dict] = []
+        self.mail_keys: set[str] = set()
         self.keys: set[str] = set()
         self.existing_keys: set[str] = set()
         self.renewed_ids: list[int] = []
-        self.batches: list[LicenceBatch] = []
+        self.batches: list[dict] = []
 
     # -- reading helpers --
     def org(self, sub: Subscription) -> Organisation:
@@ -195,9 +201,10 @@ class _Chunk:
         if amount > 0:
             self.available[org.id] -= amount
             self.keys.add(key)
-            self.entries.append(LedgerEntry(
+            self.entries.append(dict(
                 org_id=org.id, kind="charge", amount=-amount, currency=org.billing_currency,
                 description=f"{product.name} — {plan.name}: {what}"[:500], subscription_id=sub.id,
+                payment_id=None, created_by=None,
                 quantity=Decimal(quantity), unit_price=proration.period_price(plan.price, plan.term, plan.billing_frequency).quantize(_Q6),
                 source_amount=Decimal(plan_amount).quantize(_Q6), source_currency=plan.currency,
                 fx_rate=Decimal(rate).quantize(_Q6), fx_date=day, period_start=period[0], period_end=period[1],
@@ -206,28 +213,62 @@ class _Chunk:
         return True, amount
 
     def audit(self, sub: Subscription, action: str, **details) -> None:
-        self.session.add(AuditEvent(org_id=sub.org_id, user_id=None, subscription_id=sub.id, action=action,
-                                    details={k: (v if isinstance(v, (int, str, bool, type(None))) else str(v))
-                                             for k, v in details.items()},
-                                    created_at=self.now))
+        self.audits.append(dict(org_id=sub.org_id, user_id=None, subscription_id=sub.id, action=action,
+                                details={k: (v if isinstance(v, (int, str, bool, type(None))) else str(v))
+                                         for k, v in details.items()},
+                                created_at=self.now))
+
+    def batch(self, sub: Subscription, plan: Plan, source: str) -> None:
+        self.batches.append(dict(subscription_id=sub.id, quantity=sub.quantity, added_at=self.now,
+                                 window_ends_at=self.now + timedelta(hours=plan.cancellation_window_hours),
+                                 source=source))
 
     def mail(self, sub: Subscription, kind: str, context: dict, *, roles=LIFECYCLE_ROLES,
              dedupe: str | None = None) -> None:
+        """One outbox row per recipient with one of ``roles``, rendered by ``notifications.render``
+        exactly as ``notifications.enqueue`` does, but written in one bulk insert per chunk (a
+        savepoint and an ORM object per mail would cost more than the renewal itself)."""
         wanted = {str(r) for r in roles}
+        org = self.org(sub)
         for user, role in self.recipients.get(sub.org_id, []):
-            if role in wanted:
-                notifications.notify_user(self.session, user, kind, context, org_id=sub.org_id,
-                                          dedupe_key=f"{dedupe}:u{user.id}" if dedupe else None, now=self.now)
+            if role not in wanted or "@" not in (user.email or ""):
+                continue
+            key = f"{dedupe}:u{user.id}" if dedupe else None
+            if key is not None:
+                if key in self.mail_keys:
+                    continue
+                self.mail_keys.add(key)
+            ctx = dict(context)
+            ctx.setdefault("org_name", org.name)
+            ctx.setdefault("tz", org.timezone)
+            ctx.setdefault("user_name", user.name)
+            locale = fmt.normalize_locale(user.locale)
+            rendered = notifications.render(kind, ctx, locale)
+            self.mails.append(dict(
+                org_id=org.id, user_id=user.id, to_email=user.email[:254], kind=kind, locale=locale,
+                subject=rendered.subject, body_text=rendered.text, body_html=rendered.html,
+                status=NotificationStatus.QUEUED.value, attempts=0, next_attempt_at=self.now, last_error="",
+                dedupe_key=key, created_at=self.now, sent_at=None))
 
     def write(self) -> None:
-        """Zero the old batches of renewed subscriptions, add the new ones and the ledger entries."""
+        """Zero the old batches of renewed subscriptions, then insert the new batches, ledger
+        entries, audit events and mails in bulk; the subscription updates flush with them."""
         session = self.session
-        if self.renewed_ids:
-            session.exec(update(LicenceBatch).where(col(LicenceBatch.subscription_id).in_(self.renewed_ids))
-                         .values(quantity=0).execution_options(synchronize_session=False))
-        session.add_all(self.batches)
-        session.add_all(self.entries)
         session.flush()
+        if self.renewed_ids:
+            session.execute(update(LicenceBatch).where(col(LicenceBatch.subscription_id).in_(self.renewed_ids))
+                            .values(quantity=0).execution_options(synchronize_session=False))
+        for model, rows in ((LicenceBatch, self.batches), (LedgerEntry, self.entries), (AuditEvent, self.audits)):
+            if rows:
+                session.execute(insert(model), rows)
+        keyed = [m["dedupe_key"] for m in self.mails if m["dedupe_key"]]
+        seen: set[str] = set()
+        for i in range(0, len(keyed), 500):
+            seen.update(session.exec(select(Notification.dedupe_key)
+                                     .where(col(Notification.dedupe_key).in_(keyed[i:i + 500]))).all())
+        rows = [m for m in self.mails if not m["dedupe_key"] or m["dedupe_key"] not in seen]
+        if rows:
+            session.execute(insert(Notification), rows)
 
 
 def _load_plans(session: Session) -> dict[int, tuple[Plan, Product, Vendor]]:
@@ -338,9 +379,7 @@ def _new_term(chunk: _Chunk, sub: Subscription, start: datetime, *, key: str, ac
         provisioning.connector_for(chunk.plan(sub.plan_id)[2].code).resume(sub.vendor_ref)
         sub.status, sub.suspended_at = S.ACTIVE, None
     chunk.renewed_ids.append(sub.id)
-    chunk.batches.append(LicenceBatch(subscription_id=sub.id, quantity=sub.quantity, added_at=chunk.now,
-                                      window_ends_at=chunk.now + timedelta(hours=plan.cancellation_window_hours),
-                                      source="renewal"))
+    chunk.batch(sub, plan, "renewal")
     chunk.session.add(sub)
     chunk.audit(sub, "subscription.renewed", term_start=start.isoformat(), term_end=end.isoformat(),
                 quantity=sub.quantity, amount=str(amount), plan=plan.code)
@@ -583,9 +622,7 @@ def _trial_one(chunk: _Chunk, sub: Subscription) -> None:
     sub.status, sub.is_trial, sub.auto_renew = S.ACTIVE, False, True
     sub.term_start, sub.term_end, sub.activated_at = start, end, start
     sub.next_billing_at = proration.next_period_start(period, end)
-    chunk.batches.append(LicenceBatch(subscription_id=sub.id, quantity=sub.quantity, added_at=chunk.now,
-                                      window_ends_at=chunk.now + timedelta(hours=target.cancellation_window_hours),
-                                      source="purchase"))
+    chunk.batch(sub, target, "purchase")
     chunk.session.add(sub)
     chunk.summary.trials_converted += 1
     chunk.audit(sub, "subscription.trial_converted", plan=target.code, quantity=sub.quantity, amount=str(amount))

@@ -224,7 +224,7 @@ def _parse_id(value, what: str = "subscription", key: str = "error.subscription_
         result = int(str(value).strip())
     except (TypeError, ValueError):
         raise NotFound(f"{what} not found", key=key) from None
-    if result <= 0:
+    if not 0 < result <= catalog.MAX_ID:
         raise NotFound(f"{what} not found", key=key)
     return result
 

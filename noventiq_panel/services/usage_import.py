@@ -36,6 +36,7 @@ import io
 import itertools
 import json
 import logging
+import operator
 import os
 import re
 import shutil
@@ -104,8 +105,6 @@ AZURE_REQUIRED = ("date", "cost", "subscription")
 
 _RG_IN_ID = re.compile(r"/resourcegroups/([^/]+)", re.IGNORECASE)
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_LENGTHS = {"service": 128, "meter": 255, "resource_group": 255, "resource_id": 500, "resource_name": 255,
-            "unit": 64}
 
 
 class BadRow(ValueError):
@@ -129,6 +128,7 @@ class ImportReport:
     subscriptions: int = 0  # subscriptions that received rows
     rollup_rows: int = 0
     seconds: float = 0.0
+    rollup_seconds: float = 0.0  # of ``seconds``: rebuilding the daily roll-up at the end
     error: str = ""  # a file-level failure (unknown format, missing columns)
 
     @property
@@ -235,16 +235,26 @@ def normalise_ref(ref: str) -> str:
     return ref
 
 
+_MISS = object()
+
+
 class _SubscriptionMatcher:
     """Vendor reference -> (subscription id, org id, plan currency), looked up once per reference."""
 
     def __init__(self, session: Session):
         self.session = session
         self._cache: dict[str, tuple[int, int, str] | None] = {}
+        self._raw: dict[str, tuple[int, int, str] | None] = {}  # the reference as written -> match
 
     def match(self, ref: str) -> tuple[int, int, str] | None:
+        raw = self._raw.get(ref, _MISS)
+        if raw is not _MISS:
+            return raw
+        if len(self._raw) > 100000:
+            self._raw.clear()
         key = normalise_ref(ref)
         if key in self._cache:
+            self._raw[ref] = self._cache[key]
             return self._cache[key]
         found = None
         if key:
@@ -258,36 +268,37 @@ class _SubscriptionMatcher:
                 # Prefer a pay-as-you-go subscription, then a live one, then the newest.
                 rows.sort(key=lambda r: (r[3] != "payg", r[2] in ("cancelled", "expired"), -r[0]))
                 found = (rows[0][0], rows[0][1], rows[0][4])
-        self._cache[key] = found
+        self._cache[key] = self._raw[ref] = found
         return found
 
 
-def _row_key(fmt: str, order: list[tuple[str, int]], row: list[str]) -> str:
-    parts = [fmt]
-    n = len(row)
-    for name, i in order:
-        if i < n:
-            v = row[i].strip()
-            if v:
-                parts.append(f"{name}={v}")
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+class _RowKey:
+    """The row's identity: sha256 of the format and every non-empty ``column=value`` pair, columns
+    in name order (so the key depends neither on the line number nor on the column order)."""
+
+    def __init__(self, fmt: str, header: list[str]):
+        named = sorted((_norm_header(h), i) for i, h in enumerate(header) if h.strip())
+        self.prefix = fmt.encode()
+        self.names = [f"{name}=" for name, _ in named]
+        self.getter = operator.itemgetter(*[i for _, i in named])
+
+    def __call__(self, row: list[str]) -> str:
+        values = self.getter(row)
+        if not isinstance(values, tuple):
+            values = (values,)
+        text = "\x1f".join([n + v for n, v in zip(self.names, values) if v])
+        return hashlib.sha256(self.prefix + b"\x1f" + text.encode("utf-8")).hexdigest()
 
 
 def _first(row: list[str], idx: list[int]) -> str:
+    if len(idx) == 1:
+        return row[idx[0]].strip()
     for i in idx:
         if i < len(row):
             v = row[i].strip()
             if v:
                 return v
     return ""
-
-
-def _clip(values: dict) -> dict:
-    for name, limit in _LENGTHS.items():
-        v = values.get(name)
-        if v and len(v) > limit:
-            values[name] = v[:limit]
-    return values
 
 
 def _resource_group(resource_id: str) -> str:
@@ -317,13 +328,13 @@ def _parse_focus(row: list[str], cols: dict[str, list[int]], dates: _DateParser)
         "period_start": start, "period_end": end,
         "cost": _decimal(_first(row, cols["cost"]), "BilledCost"),
         "currency": currency,
-        "service": _first(row, cols["service"]) or _first(row, cols["category"]),
-        "meter": _first(row, cols["description"]) or _first(row, cols["category"]),
-        "resource_id": resource_id,
-        "resource_name": _first(row, cols["resource_name"]) or (resource_id.rsplit("/", 1)[-1] if resource_id else ""),
-        "resource_group": _resource_group(resource_id) or _first(row, cols["resource_group"]),
+        "service": (_first(row, cols["service"]) or _first(row, cols["category"]))[:128],
+        "meter": (_first(row, cols["description"]) or _first(row, cols["category"]))[:255],
+        "resource_id": resource_id[:500],
+        "resource_name": (_first(row, cols["resource_name"]) or resource_id.rsplit("/", 1)[-1])[:255],
+        "resource_group": (_resource_group(resource_id) or _first(row, cols["resource_group"]))[:255],
         "quantity": _decimal(_first(row, cols["quantity"]), "ConsumedQuantity", required=False),
-        "unit": _first(row, cols["unit"]),
+        "unit": _first(row, cols["unit"])[:64],
     }
 
 
@@ -338,13 +349,13 @@ def _parse_azure(row: list[str], cols: dict[str, list[int]], dates: _DateParser)
         "period_start": start, "period_end": start + timedelta(days=1),
         "cost": _decimal(_first(row, cols["cost"]), "Cost"),
         "currency": currency,  # "" when the export has no currency column: the plan's currency
-        "service": _first(row, cols["service"]),
-        "meter": f"{sub} / {name}" if sub and name and sub != name else (name or sub),
-        "resource_id": resource_id,
-        "resource_name": _first(row, cols["resource_name"]) or (resource_id.rsplit("/", 1)[-1] if resource_id else ""),
-        "resource_group": _first(row, cols["resource_group"]) or _resource_group(resource_id),
+        "service": _first(row, cols["service"])[:128],
+        "meter": (f"{sub} / {name}" if sub and name and sub != name else (name or sub))[:255],
+        "resource_id": resource_id[:500],
+        "resource_name": (_first(row, cols["resource_name"]) or resource_id.rsplit("/", 1)[-1])[:255],
+        "resource_group": (_first(row, cols["resource_group"]) or _resource_group(resource_id))[:255],
         "quantity": _decimal(_first(row, cols["quantity"]), "Quantity", required=False),
-        "unit": _first(row, cols["unit"]),
+        "unit": _first(row, cols["unit"])[:64],
     }
 
 
@@ -390,7 +401,7 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
                            columns=", ".join(missing), format=fmt)
     report.format = fmt
     parse = _parse_focus if fmt == FOCUS else _parse_azure
-    order = sorted(((_norm_header(h), i) for i, h in enumerate(header) if h.strip()), key=lambda x: x)
+    row_key = _RowKey(fmt, header)
     ncols = len(header)
     dates = _DateParser()
     matcher = _SubscriptionMatcher(session)
@@ -399,9 +410,11 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
     batch: list[dict] = []
     line_end = reader.line_num
 
+    writer = _Writer(session)
+
     def flush():
         if batch:
-            _write_batch(session, batch, report)
+            _write_batch(session, writer, batch, report)
             batch.clear()
 
     for row in reader:
@@ -449,19 +462,72 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
             continue
         sub_id, org_id, _plan_currency = match
         values.update(org_id=org_id, subscription_id=sub_id, source=fmt, ledger_entry_id=None,
-                      imported_at=imported_at, source_key=_row_key(fmt, order, row))
-        batch.append(_clip(values))
+                      imported_at=imported_at, source_key=row_key(row))
+        batch.append(values)
         touched.setdefault(sub_id, set()).add(values["period_start"].date())
         if len(batch) >= batch_size:
             flush()
     flush()
     report.subscriptions = len(touched)
+    rollup_started = time.perf_counter()
     report.rollup_rows = _refresh_touched(session, touched)
+    report.rollup_seconds = round(time.perf_counter() - rollup_started, 3)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
 
-def _write_batch(session: Session, batch: list[dict], report: ImportReport) -> None:
+_INSERT_COLUMNS = ("org_id", "subscription_id", "period_start", "period_end", "service", "meter", "resource_group",
+                   "resource_id", "resource_name", "quantity", "unit", "cost", "currency", "source", "source_key",
+                   "ledger_entry_id", "imported_at")
+
+
+class _Writer:
+    """Bulk insert of usage rows through the driver's ``executemany``.
+
+    The values are put in the columns' storage form with the columns' own bind processors
+    (datetimes once per distinct value); ``quantity``/``cost`` are already quantized to the 6
+    decimals of ``Price``, so their stored integer is exact. Other paramstyles fall back to a
+    plain SQLAlchemy insert.
+    """
+
+    def __init__(self, session: Session):
+        conn = session.connection()
+        dialect = conn.dialect
+        table = UsageRecord.__table__
+        self.session = session
+        # dialect_impl: the processor of the type as this dialect stores it (SQLite: fixed-width text)
+        self.dt_proc = table.c.period_start.type.dialect_impl(dialect).bind_processor(dialect)
+        self.dt_cache: dict[datetime, object] = {}
+        quote = dialect.identifier_preparer.quote
+        marks = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
+        self.sql = None
+        if marks:
+            self.sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in _INSERT_COLUMNS)}) "
+                        f"VALUES ({', '.join([marks] * len(_INSERT_COLUMNS))})")
+
+    def _dt(self, value: datetime):
+        out = self.dt_cache.get(value)
+        if out is None:
+            if len(self.dt_cache) > 100000:
+                self.dt_cache.clear()
+            out = self.dt_cache[value] = self.dt_proc(value) if self.dt_proc else value
+        return out
+
+    def insert(self, rows: list[dict]) -> None:
+        if self.sql is None:
+            self.session.execute(insert(UsageRecord.__table__), rows)
+            return
+        dt = self._dt
+        params = [
+            (r["org_id"], r["subscription_id"], dt(r["period_start"]), dt(r["period_end"]), r["service"], r["meter"],
+             r["resource_group"], r["resource_id"], r["resource_name"], int(r["quantity"].scaleb(6)), r["unit"],
+             int(r["cost"].scaleb(6)), r["currency"], r["source"], r["source_key"], None, dt(r["imported_at"]))
+            for r in rows
+        ]
+        self.session.connection().exec_driver_sql(self.sql, params)
+
+
+def _write_batch(session: Session, writer: _Writer, batch: list[dict], report: ImportReport) -> None:
     """Insert the rows whose key is new; commit. Identical rows inside the batch count once."""
     keys = list({r["source_key"] for r in batch})
     existing: set[str] = set()
@@ -477,7 +543,7 @@ def _write_batch(session: Session, batch: list[dict], report: ImportReport) -> N
         existing.add(k)
         fresh.append(r)
     if fresh:
-        session.execute(insert(UsageRecord.__table__), fresh)
+        writer.insert(fresh)
     session.commit()
     report.imported += len(fresh)
     for r in fresh:

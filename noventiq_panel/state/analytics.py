@@ -1,21 +1,473 @@
-"""State of the /analytics page — a placeholder until its module's developer replaces it.
+"""State of /analytics: filters kept in the URL, spending structure and dynamics, IaaS detail.
 
-Replace this module and ``pages/analytics.py`` freely; nothing else imports ``AnalyticsState``.
+The URL query is the single source of the filters (``?period=custom&from=2025-01-01&to=...&product=3``):
+a change of a filter navigates to the new URL, ``load`` (the page's on_load) parses and validates
+it through ``services.analytics.parse_filters`` and loads the figures. So a view can be
+bookmarked and shared, and Back returns to the previous filters.
+
+Every public handler resolves the caller again (``_act``) and validates its arguments; the
+services check the organisation and the role. Figures are built here from the services' results
+(view work only); amounts are formatted on the server in the UI language.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+import plotly.graph_objects as go
 import reflex as rx
 
-from ..services.errors import DomainError
+from ..components.money import fmt_date, fmt_money
+from ..i18n import format as fmt
+from ..models import Organisation
+from ..services import analytics, reports
+from ..services.analytics import PRESETS, Filters
+from ..services.errors import InvalidInput
 from .base import BaseState
+
+ROUTE = "/analytics"
+STRUCTURE_DIMS = ("product", "vendor", "subscription", "payment_model")
+IAAS_DIMS = ("service", "resource_group", "resource")
+FILTER_PARAMS = ("product", "vendor", "subscription", "model", "service", "rg")
+CHART_HEIGHT = 340
+
+
+@dataclass
+class _View:
+    """What one load brings back from the worker thread (plain values, no ORM objects)."""
+
+    filters: Filters
+    timezone: str
+    options: analytics.FilterOptions
+    structure: analytics.Structure
+    dynamics: analytics.Dynamics
+    iaas: analytics.IaasDetail | None
+    warning: str | None = None
+
+
+def _load_view(session, actor, params: dict[str, str]) -> _View:
+    org = session.get(Organisation, actor.org_id)
+    tz = org.timezone if org else "Asia/Tashkent"
+    warning = None
+    try:
+        filters = analytics.parse_filters(params, tz=tz)
+    except InvalidInput as exc:
+        filters = analytics.parse_filters({}, tz=tz)
+        warning = exc.key
+    options = analytics.filter_options(session, actor)
+    if filters.subscription_id is not None and filters.subscription_id not in {i for i, _ in options.subscriptions}:
+        filters = Filters(start=filters.start, end=filters.end, preset=filters.preset)
+        warning = "error.analytics_filter"
+    structure = analytics.structure(session, actor, filters)
+    dyn = analytics.dynamics(session, actor, filters)
+    payg_ids = {i for i, _ in options.payg_subscriptions}
+    iaas = None
+    show_iaas = bool(payg_ids) and (filters.subscription_id is None or filters.subscription_id in payg_ids) and \
+        (not filters.payment_model or filters.payment_model.startswith("payg"))
+    if show_iaas:
+        iaas = analytics.iaas_detail(session, actor, filters.start, filters.end, filters.subscription_id,
+                                     service=filters.service, resource_group=filters.resource_group)
+    return _View(filters, tz, options, structure, dyn, iaas, warning)
+
+
+def _export(session, actor, filters: Filters, fmt_: str, locale: str, section: str) -> tuple[str, bytes]:
+    return reports.analytics_export(session, actor, filters, fmt_, locale=locale, section=section)
+
+
+def _pct(value: Decimal | None, lang: str) -> str:
+    return "—" if value is None else fmt.format_percent(value, lang, decimals=1)
+
+
+def _layout(**kw: Any) -> dict[str, Any]:
+    base = dict(height=CHART_HEIGHT, margin=dict(l=8, r=8, t=8, b=8), autosize=True,
+                legend=dict(orientation="h", yanchor="top", y=-0.12, x=0),
+                paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", hovermode="closest")
+    base.update(kw)
+    return base
 
 
 class AnalyticsState(BaseState):
+    loaded: bool = False
+    # --- filters (as in the URL) -----------------------------------------------------------------
+    period: str = "this_month"
+    date_from: str = ""  # ISO, inclusive (the custom period's inputs)
+    date_to: str = ""
+    product: str = ""
+    vendor: str = ""
+    subscription: str = ""
+    model: str = ""
+    service: str = ""
+    rg: str = ""
+    period_label: str = ""
+    previous_label: str = ""
+    period_options: list[dict[str, str]] = []
+    product_options: list[dict[str, str]] = []
+    vendor_options: list[dict[str, str]] = []
+    subscription_options: list[dict[str, str]] = []
+    model_options: list[dict[str, str]] = []
+    service_options: list[dict[str, str]] = []
+    rg_options: list[dict[str, str]] = []
+    filters_active: bool = False
+    # --- overview --------------------------------------------------------------------------------
+    currency: str = ""
+    total: str = ""
+    previous_total: str = ""
+    change: str = ""
+    change_pct: str = ""
+    change_up: bool = False
+    has_spend: bool = False
+    structure_dim: str = "product"
+    structure_rows: list[dict[str, str]] = []
+    structure_fig: go.Figure = go.Figure()
+    dynamics_fig: go.Figure = go.Figure()
+    dynamics_rows: list[dict[str, str]] = []
+    granularity: str = "month"
+    # --- IaaS ------------------------------------------------------------------------------------
+    has_iaas: bool = False
+    iaas_total: str = ""
+    iaas_previous_total: str = ""
+    iaas_change_pct: str = ""
+    iaas_budget: str = ""
+    iaas_dim: str = "service"
+    iaas_fig: go.Figure = go.Figure()
+    iaas_cum_fig: go.Figure = go.Figure()
+    iaas_rows: list[dict[str, str]] = []
+    movers: list[dict[str, str]] = []
+    iaas_unconverted: str = ""
+    # --- backend ---------------------------------------------------------------------------------
+    _filters: dict[str, Any] = {}
+    _structure: dict[str, list[dict[str, Any]]] = {}
+    _iaas: dict[str, Any] = {}
+
+    # ============================================================================================
+    # Loading
+    # ============================================================================================
     @rx.event
     async def load(self):
-        """Checks the caller (the guard already did; every handler checks again)."""
+        """on_load: the filters from the URL, then the figures."""
+        params = {k: str(v) for k, v in (self.router.url.query_parameters or {}).items()
+                  if k in ("period", "from", "to") + FILTER_PARAMS}
         try:
-            await self._require()
-        except DomainError as exc:
+            view = await self._act(_load_view, params)
+        except Exception as exc:  # noqa: BLE001 - NotAuthenticated -> sign-in, others -> toast
             return self._fail(exc)
+        self._show(view)
+        if view.warning:
+            return rx.toast.warning(self._t(view.warning))
+
+    def _show(self, v: _View) -> None:
+        lang = self._lang
+        f = v.filters
+        self._filters = {"start": f.start.isoformat(), "end": f.end.isoformat(), "preset": f.preset,
+                         "product_id": f.product_id, "vendor_id": f.vendor_id, "subscription_id": f.subscription_id,
+                         "payment_model": f.payment_model, "service": f.service, "resource_group": f.resource_group}
+        self.period = f.preset
+        self.date_from = f.start.isoformat()
+        self.date_to = (f.end - timedelta(days=1)).isoformat()
+        self.product = str(f.product_id or "")
+        self.vendor = str(f.vendor_id or "")
+        self.subscription = str(f.subscription_id or "")
+        self.model = f.payment_model or ""
+        self.service = f.service or ""
+        self.rg = f.resource_group or ""
+        self.filters_active = any((f.product_id, f.vendor_id, f.subscription_id, f.payment_model, f.service,
+                                   f.resource_group))
+        last = f.end - timedelta(days=1)
+        self.period_label = f"{fmt_date(f.start, lang)} — {fmt_date(last, lang)}"
+        d = v.dynamics
+        self.previous_label = f"{fmt_date(d.previous_start, lang)} — {fmt_date(d.previous_end - timedelta(days=1), lang)}"
+        self._options(v.options)
+        # Overview
+        cur = v.structure.currency
+        self.currency = cur
+        s = v.structure
+        self.total = fmt_money(s.total, cur, lang)
+        self.previous_total = fmt_money(d.previous_total, cur, lang)
+        self.change = fmt_money(d.change, cur, lang)
+        self.change_pct = _pct(d.change_pct, lang)
+        self.change_up = d.change > 0
+        self.has_spend = s.total != 0 or d.previous_total != 0 or any(x != 0 for x in d.totals)
+        self._structure = {
+            "product": [self._slice(x, "product") for x in s.by_product],
+            "vendor": [self._slice(x, "vendor") for x in s.by_vendor],
+            "subscription": [self._slice(x, "subscription") for x in s.by_subscription],
+            "payment_model": [self._slice(x, "payment_model") for x in s.by_payment_model],
+        }
+        self._show_structure()
+        self._show_dynamics(d, cur)
+        # IaaS
+        self.has_iaas = v.iaas is not None
+        if v.iaas is not None:
+            self._keep_iaas(v.iaas)
+            self._show_iaas()
+        self.loaded = True
+
+    def _options(self, o: analytics.FilterOptions) -> None:
+        self.period_options = [{"value": p, "label": self._t(f"analytics.period.{p}")} for p in PRESETS]
+        every = {"value": "all", "label": self._t("analytics.filter.all")}
+        self.product_options = [every] + [{"value": str(i), "label": n} for i, n in o.products]
+        self.vendor_options = [every] + [{"value": str(i), "label": n} for i, n in o.vendors]
+        self.subscription_options = [every] + [{"value": str(i), "label": n} for i, n in o.subscriptions]
+        models = list(o.payment_models)
+        if any(m.startswith("payg") for m in models) and len(models) > 1:
+            models = ["payg", "license"] + models
+        self.model_options = [every] + [{"value": m, "label": self._t(f"analytics.model.{m}")} for m in models]
+        self.service_options = [every] + [{"value": x, "label": x} for x in o.services]
+        self.rg_options = [every] + [{"value": x, "label": x} for x in o.resource_groups]
+
+    def _slice(self, x: analytics.Slice, dim: str) -> dict[str, Any]:
+        if x.key == analytics.OTHER:
+            label = self._t("analytics.other")
+        elif dim == "payment_model":
+            label = self._t(f"analytics.model.{x.key}")
+        else:
+            label = x.label
+        return {"key": x.key, "label": label, "amount": str(x.amount), "share": str(x.share)}
+
+    def _show_structure(self) -> None:
+        lang, cur = self._lang, self.currency
+        rows = self._structure.get(self.structure_dim, [])
+        self.structure_rows = [
+            {"id": r["key"], "label": r["label"], "amount": fmt_money(Decimal(r["amount"]), cur, lang),
+             "share": fmt.format_percent(Decimal(r["share"]), lang, decimals=1)}
+            for r in rows
+        ]
+        positive = [r for r in rows if Decimal(r["amount"]) > 0]
+        fig = go.Figure()
+        if positive:
+            fig.add_trace(go.Pie(
+                labels=[r["label"] for r in positive], values=[float(r["amount"]) for r in positive],
+                hole=0.55, sort=False, textinfo="percent",
+                customdata=[fmt_money(Decimal(r["amount"]), cur, lang) for r in positive],
+                hovertemplate="%{label}<br>%{customdata} (%{percent})<extra></extra>",
+            ))
+        fig.update_layout(**_layout(showlegend=True, legend=dict(orientation="v", x=1.02, y=0.5)))
+        self.structure_fig = fig
+
+    def _bucket_label(self, day: date, granularity: str) -> str:
+        lang = self._lang
+        if granularity == "day":
+            return fmt.format_date(day, lang, format="d MMM")
+        return fmt.format_date(day, lang, format="LLL y")
+
+    def _show_dynamics(self, d: analytics.Dynamics, cur: str) -> None:
+        lang = self._lang
+        self.granularity = d.granularity
+        x = [self._bucket_label(b, d.granularity) for b in d.buckets]
+        fig = go.Figure()
+        for s in d.series:
+            name = self._t("analytics.other") if s.key == analytics.OTHER else s.label
+            fig.add_trace(go.Bar(
+                name=name, x=x, y=[float(v) for v in s.values],
+                customdata=[fmt_money(v, cur, lang) for v in s.values],
+                hovertemplate="%{x}: %{customdata}<extra>" + name.replace("<", "&lt;") + "</extra>",
+            ))
+        n = min(len(x), len(d.previous_totals))
+        if n and any(v != 0 for v in d.previous_totals):
+            prev_name = self._t("analytics.previous_period")
+            fig.add_trace(go.Scatter(
+                name=prev_name, x=x[:n], y=[float(v) for v in d.previous_totals[:n]], mode="lines+markers",
+                line=dict(dash="dot", color="#888"),
+                customdata=[f"{self._bucket_label(b, d.granularity)}: {fmt_money(v, cur, lang)}"
+                            for b, v in zip(d.previous_buckets[:n], d.previous_totals[:n])],
+                hovertemplate="%{customdata}<extra>" + prev_name + "</extra>",
+            ))
+        fig.update_layout(**_layout(barmode="stack", xaxis=dict(type="category"),
+                                    yaxis=dict(tickformat="~s", rangemode="tozero")))
+        self.dynamics_fig = fig
+        self.dynamics_rows = [
+            {"id": b.isoformat(), "period": label, "amount": fmt_money(t, cur, lang),
+             "previous": fmt_money(d.previous_totals[i], cur, lang) if i < len(d.previous_totals) else "—"}
+            for i, (b, label, t) in enumerate(zip(d.buckets, x, d.totals))
+        ]
+
+    def _keep_iaas(self, i: analytics.IaasDetail) -> None:
+        """Keep the IaaS detail as plain values (backend var) so a dimension switch needs no query."""
+        def series(items: list[analytics.Series]) -> list[dict[str, Any]]:
+            return [{"key": s.key, "label": s.label, "values": [str(v) for v in s.values], "total": str(s.total),
+                     "extra": {k: str(v) for k, v in s.extra.items()}} for s in items]
+
+        self._iaas = {
+            "currency": i.currency, "days": [d.isoformat() for d in i.days], "total": str(i.total),
+            "previous_total": str(i.previous_total), "budget": str(i.budget) if i.budget is not None else "",
+            "service": series(i.by_service), "resource_group": series(i.by_resource_group),
+            "resource": series(i.by_resource),
+            "cumulative": [(str(c.cumulative), str(c.month_to_date)) for c in i.cumulative],
+            "movers": [{"dimension": m.dimension, "label": m.label, "current": str(m.current),
+                        "previous": str(m.previous), "change": str(m.change),
+                        "pct": "" if m.change_pct is None else str(m.change_pct),
+                        "group": str(m.extra.get("resource_group", ""))} for m in i.movers],
+            "unconverted": {k: str(v) for k, v in i.unconverted.items()},
+        }
+
+    def _show_iaas(self) -> None:
+        lang = self._lang
+        data = self._iaas
+        cur = data["currency"]
+        total, prev = Decimal(data["total"]), Decimal(data["previous_total"])
+        self.iaas_total = fmt_money(total, cur, lang)
+        self.iaas_previous_total = fmt_money(prev, cur, lang)
+        self.iaas_change_pct = _pct(None if prev == 0 else (total - prev) * 100 / abs(prev), lang)
+        budget = Decimal(data["budget"]) if data["budget"] else None
+        self.iaas_budget = fmt_money(budget, cur, lang) if budget is not None else ""
+        self.iaas_unconverted = ", ".join(fmt_money(Decimal(v), k, lang) for k, v in data["unconverted"].items())
+        days = [date.fromisoformat(d) for d in data["days"]]
+        x = [fmt.format_date(d, lang, format="d MMM") for d in days]
+        fig = go.Figure()
+        items = data[self.iaas_dim]
+        for s in items:
+            name = self._iaas_label(s)
+            fig.add_trace(go.Bar(
+                name=name, x=x, y=[float(v) for v in s["values"]],
+                customdata=[fmt_money(Decimal(v), cur, lang) for v in s["values"]],
+                hovertemplate="%{x}: %{customdata}<extra>" + name.replace("<", "&lt;")[:40] + "</extra>",
+            ))
+        fig.update_layout(**_layout(barmode="stack", xaxis=dict(type="category"),
+                                    yaxis=dict(tickformat="~s", rangemode="tozero")))
+        self.iaas_fig = fig
+        self.iaas_rows = [
+            {"id": s["key"], "label": self._iaas_label(s), "group": s["extra"].get("resource_group", ""),
+             "service": s["extra"].get("service", ""), "amount": fmt_money(Decimal(s["total"]), cur, lang),
+             "share": fmt.format_percent(Decimal(s["total"]) * 100 / total, lang, decimals=1) if total else "—"}
+            for s in items
+        ]
+        cum = go.Figure()
+        several_months = len({(d.year, d.month) for d in days}) > 1
+        values = [Decimal(m if several_months else c) for c, m in data["cumulative"]]
+        name = self._t("analytics.iaas.month_to_date" if several_months else "analytics.iaas.cumulative")
+        cum.add_trace(go.Scatter(
+            name=name, x=x, y=[float(v) for v in values], mode="lines", fill="tozeroy",
+            customdata=[fmt_money(v, cur, lang) for v in values],
+            hovertemplate="%{x}: %{customdata}<extra></extra>",
+        ))
+        if budget is not None:
+            label = self._t("analytics.iaas.budget_line", amount=self.iaas_budget)
+            cum.add_trace(go.Scatter(name=label, x=x, y=[float(budget)] * len(x), mode="lines",
+                                     line=dict(color="#e5484d", dash="dash"), hoverinfo="skip"))
+        cum.update_layout(**_layout(xaxis=dict(type="category"), yaxis=dict(tickformat="~s", rangemode="tozero")))
+        self.iaas_cum_fig = cum
+        self.movers = [
+            {"id": f"{m['dimension']}:{n}", "kind": self._t(f"analytics.iaas.dim.{m['dimension']}"),
+             "label": m["label"] or self._t("analytics.other"), "group": m["group"],
+             "current": fmt_money(Decimal(m["current"]), cur, lang),
+             "previous": fmt_money(Decimal(m["previous"]), cur, lang),
+             "change": ("+" if Decimal(m["change"]) > 0 else "") + fmt_money(Decimal(m["change"]), cur, lang),
+             "pct": _pct(Decimal(m["pct"]) if m["pct"] else None, lang),
+             "up": "1" if Decimal(m["change"]) > 0 else ""}
+            for n, m in enumerate(data["movers"])
+        ]
+
+    def _iaas_label(self, s: dict[str, Any]) -> str:
+        if s["key"] == analytics.OTHER and self.iaas_dim == "resource":
+            return self._t("analytics.iaas.other_resources", count=s["extra"].get("count", ""))
+        return s["label"] or self._t("analytics.iaas.none")
+
+    # ============================================================================================
+    # Filters: every change navigates to the new URL (bookmarkable); load() does the rest
+    # ============================================================================================
+    def _query(self, **changes: str) -> dict[str, str]:
+        q = {"period": self.period}
+        if self.period == "custom":
+            q["from"], q["to"] = self.date_from, self.date_to
+        for name in FILTER_PARAMS:
+            value = getattr(self, name)
+            if value:
+                q[name] = value
+        for k, v in changes.items():
+            if v in ("", "all", None):
+                q.pop(k, None)
+            else:
+                q[k] = v
+        if q.get("period") != "custom":
+            q.pop("from", None)
+            q.pop("to", None)
+        return q
+
+    def _go(self, q: dict[str, str]):
+        return rx.redirect(f"{ROUTE}?{urlencode(q)}")
+
+    @rx.event
+    async def set_period(self, value: str):
+        value = str(value)
+        if value not in PRESETS:
+            return rx.toast.error(self._t("error.analytics_filter"))
+        if value == "custom":
+            return self._go(self._query(period="custom", **{"from": self.date_from, "to": self.date_to}))
+        return self._go(self._query(period=value))
+
+    @rx.event
+    async def apply_custom(self, form: dict):
+        """The custom period's form: ``from`` and ``to`` (inclusive), ISO dates, validated."""
+        start, end = str(form.get("from", "")).strip(), str(form.get("to", "")).strip()
+        try:
+            analytics.parse_filters({"period": "custom", "from": start, "to": end})
+        except InvalidInput as exc:
+            return self._fail(exc)
+        return self._go(self._query(period="custom", **{"from": start, "to": end}))
+
+    @rx.event
+    async def set_filter(self, name: str, value: str):
+        name, value = str(name), str(value)
+        if name not in FILTER_PARAMS:
+            return rx.toast.error(self._t("error.analytics_filter"))
+        if value in ("", "all"):
+            return self._go(self._query(**{name: ""}))
+        if name in ("product", "vendor", "subscription") and not (value.isdigit() and len(value) <= 12):
+            return rx.toast.error(self._t("error.analytics_filter"))
+        if len(value) > 255:
+            return rx.toast.error(self._t("error.analytics_filter"))
+        return self._go(self._query(**{name: value}))
+
+    @rx.event
+    async def reset_filters(self):
+        return self._go({"period": self.period} if self.period != "custom" else
+                        {"period": "custom", "from": self.date_from, "to": self.date_to})
+
+    @rx.event
+    async def set_structure_dim(self, dim: str | list[str]):
+        dim = str(dim[0] if isinstance(dim, list) and dim else dim)
+        if dim not in STRUCTURE_DIMS:
+            return
+        self.structure_dim = dim
+        if self._structure:
+            self._show_structure()
+
+    @rx.event
+    async def set_iaas_dim(self, dim: str | list[str]):
+        dim = str(dim[0] if isinstance(dim, list) and dim else dim)
+        if dim not in IAAS_DIMS:
+            return
+        self.iaas_dim = dim
+        if self._iaas:
+            self._show_iaas()
+
+    # ============================================================================================
+    # Downloads of what is shown
+    # ============================================================================================
+    @rx.event
+    async def download(self, fmt_: str, section: str = "overview"):
+        fmt_, section = str(fmt_), str(section)
+        if fmt_ not in ("csv", "xlsx") or section not in ("overview", "iaas"):
+            return rx.toast.error(self._t("error.analytics_format"))
+        f = self._filters
+        try:
+            if not f:  # nothing loaded yet: this month, unfiltered (the caller is checked below)
+                f = {**Filters(*analytics.period_presets()["this_month"], preset="this_month").__dict__}
+                f.update(start=f["start"].isoformat(), end=f["end"].isoformat())
+            filters = Filters(start=date.fromisoformat(f["start"]), end=date.fromisoformat(f["end"]),
+                              preset=f["preset"], product_id=f["product_id"], vendor_id=f["vendor_id"],
+                              subscription_id=f["subscription_id"], payment_model=f["payment_model"],
+                              service=f["service"], resource_group=f["resource_group"])
+            filename, data = await self._act(_export, filters, fmt_, self._lang, section)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        mime = "text/csv" if fmt_ == "csv" else \
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        return rx.download(data=data, filename=filename, mime_type=mime)
+
+
+__all__ = ["AnalyticsState"]

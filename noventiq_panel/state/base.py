@@ -271,7 +271,7 @@ class BaseState(rx.State):
 
     def _login_url(self) -> str:
         url = self.router.url
-        target = url.path or "/"
+        target = (url.path or "/").rstrip("/") or "/"  # the static build serves /profile as /profile/
         if url.query:
             target += "?" + url.query
         target = safe_next(target)

@@ -26,8 +26,10 @@ def wait_ready(page) -> None:
     page.wait_for_load_state("networkidle")
 
 
-def sign_in(page, email: str, password: str = PASSWORD, *, expect_home: bool = True) -> None:
-    page.goto("/login")
+def sign_in(page, email: str, password: str = PASSWORD, *, expect_home: bool = True, goto: bool = True) -> None:
+    """Sign in through the form (``goto=False``: on the sign-in page already shown, keeping ?next=)."""
+    if goto:
+        page.goto("/login")
     page.wait_for_selector("#login-form")
     page.fill("#f-email", email)
     page.fill("#f-password", password)
@@ -39,7 +41,7 @@ def sign_in(page, email: str, password: str = PASSWORD, *, expect_home: bool = T
 def sign_out(page) -> None:
     page.click("#user-menu")
     page.click("#menu-sign-out")
-    page.wait_for_url(re.compile(r".*/login$"))
+    page.wait_for_url(re.compile(r".*/login/?$"))
 
 
 def set_language(page, locale: str) -> None:

@@ -587,7 +587,7 @@ def test_foreign_scheduled_change_is_not_found(world):
     w.topup("1000000")
     sid = buy(w, "basic-m", 2)
     change_id = subs.cancel(w.session, w.a_owner, sid, now=NOW + 8 * D).scheduled_change_id
-    for bad in (change_id, "abc", None, 10**9):
+    for bad in (change_id, "abc", None, 10**9, 10**13):
         with pytest.raises(NotFound):
             subs.cancel_scheduled_change(w.session, w.a_stranger, bad, now=NOW + 9 * D)
     assert w.sub(sid).cancel_at_term_end
@@ -636,7 +636,7 @@ def test_foreign_or_missing_subscription_is_not_found_everywhere(world):
     w.topup("1000000", org=w.other_org)
     foreign = subs.order(w.session, w.a_stranger, w.plan("basic-m").id, 1, now=NOW).subscription_id
     before = counts(w.session)
-    for sid in (foreign, 987654, "abc", None, -5, True):
+    for sid in (foreign, 987654, "abc", None, -5, True, 2**40):
         with pytest.raises(NotFound) as err:
             subs.get_subscription(w.session, w.a_owner, sid, now=NOW)
         assert err.value.key == "error.subscription_not_found"
@@ -772,3 +772,19 @@ def test_two_concurrent_identical_increases_charge_once(engine, session):
                              lambda s: subs.change_quantity(s, actor, sid, 2, now=NOW)])
     assert sum(isinstance(r, subs.Outcome) for r in results) == 1, results
     assert w.sub(sid).quantity == 2 and w.balance() == Decimal("940000.00")
+
+
+def test_every_error_key_of_these_services_has_a_message_in_both_languages():
+    import re
+    from pathlib import Path
+
+    from noventiq_panel import i18n
+
+    i18n.reload()
+    root = Path(subs.__file__).parent
+    keys = set()
+    for name in ("subscriptions", "renewals", "budgets", "catalog", "proration", "provisioning", "money"):
+        keys |= set(re.findall(r'key="(error\.[a-z_.]+)"', (root / f"{name}.py").read_text(encoding="utf-8")))
+    assert len(keys) > 30
+    for locale in ("ru", "en"):
+        assert sorted(k for k in keys if not i18n.has(k, locale)) == [], locale

@@ -256,3 +256,33 @@ def test_cli_import_twice_and_export(sqlite_engine, tmp_path):
     assert bad.exit_code != 0 and "missing columns" in bad.output
     rebuilt = runner.invoke(main, ["usage", "rollup", "--org", str(org_id)])
     assert rebuilt.exit_code == 0 and "roll-up rows written" in rebuilt.output
+
+
+def test_imported_times_compare_exactly_with_period_bounds(session):
+    # The bulk insert must store datetimes exactly as the ORM does (on SQLite: fixed-width text),
+    # or a bound equal to a record's start would miss it.
+    world(session)
+    usage_import.import_file(session, DATA / "focus_1_0.csv")
+    q = select(func.count()).select_from(UsageRecord).where(UsageRecord.period_start >= utc(2025, 1, 10),
+                                                            UsageRecord.period_start < utc(2025, 1, 11))
+    assert session.exec(q).one() == 3
+    q = select(func.count()).select_from(UsageRecord).where(UsageRecord.period_end <= utc(2025, 1, 11))
+    assert session.exec(q).one() == 3
+    assert session.exec(select(UsageRecord).where(UsageRecord.period_start == utc(2025, 1, 11))).all()
+
+
+def test_over_long_values_are_cut_to_the_column_and_gzip_files_read(session, tmp_path):
+    import gzip
+
+    w = world(session)
+    long_id = f"/subscriptions/{REF_A}/resourceGroups/rg-long/providers/x/" + "r" * 600
+    text = ("Date,MeterCategory,MeterName,ResourceId,Cost,Currency,SubscriptionId\n"
+            f"2025-01-10,{'S' * 200},{'M' * 300},{long_id},1.5,USD,{REF_A}\n")
+    path = tmp_path / "export.csv.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        fh.write(text)
+    report = usage_import.import_file(session, path)
+    assert report.imported == 1
+    rec = session.exec(select(UsageRecord)).one()
+    assert (len(rec.service), len(rec.meter), len(rec.resource_id)) == (128, 255, 500)
+    assert rec.resource_group == "rg-long" and rec.subscription_id == w.azure.id

@@ -25,6 +25,7 @@ def new_state(state_cls):
 def signed_in(state, session, email: str, password: str):
     """Sign ``email`` in through the service and put the secret where the browser would keep it."""
     raw, _user = auth.sign_in(session, email, password)
+    session.commit()  # no open transaction left to block the handler's session (SQLite)
     state.session_secret = raw
     return raw
 

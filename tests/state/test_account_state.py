@@ -34,8 +34,19 @@ def world(session):
 
 
 def membership(session, user, org) -> Membership:
+    """Read fresh, then end the read transaction: on SQLite an open transaction of the test would
+    hold the write lock (BEGIN IMMEDIATE) that the handler's own session waits for."""
     session.expire_all()
-    return session.exec(select(Membership).where(Membership.user_id == user.id, Membership.org_id == org.id)).one()
+    row = session.exec(select(Membership).where(Membership.user_id == user.id, Membership.org_id == org.id)).one()
+    session.commit()
+    return row
+
+
+def org_name(session, org) -> str:
+    session.expire_all()
+    name = session.get(Organisation, org.id).name
+    session.commit()
+    return name
 
 
 def toast_text(result) -> str:
@@ -48,8 +59,7 @@ async def test_financial_manager_cannot_edit_the_organisation_details(session, w
     result = await AccountState.save_details.fn(state, {"name": "Захвачено", "tax_id": "", "address": "",
                                                          "phone": "", "bank_details": ""})
     assert "toast" in toast_text(result)
-    session.expire_all()
-    assert session.get(Organisation, world["a"].id).name == "ООО «Альфа»"
+    assert org_name(session, world["a"]) == "ООО «Альфа»"
 
 
 async def test_financial_manager_cannot_invite(session, world):
@@ -57,6 +67,7 @@ async def test_financial_manager_cannot_invite(session, world):
     signed_in(state, session, "finance@a.example", PW)
     await AccountState.invite.fn(state, {"email": "intruder@x.example", "name": "Intruder", "role": "owner"})
     assert session.exec(select(User).where(User.email == "intruder@x.example")).first() is None
+    session.commit()
 
 
 async def test_financial_manager_cannot_change_roles_or_deactivate(session, world):
@@ -111,6 +122,7 @@ async def test_garbage_ids_are_refused_without_a_crash(session, world, bad):
     result = await AccountState.deactivate.fn(state, bad)
     assert "toast" in toast_text(result)
     assert all(m.is_active for m in session.exec(select(Membership)).all())
+    session.commit()
 
 
 async def test_unknown_role_is_refused(session, world):
@@ -136,8 +148,7 @@ async def test_owner_can_edit_and_deactivate(session, world):
     signed_in(state, session, "owner@a.example", PW)
     await AccountState.save_details.fn(state, {"name": "ООО «Альфа Плюс»", "tax_id": "300000011",
                                                "address": "Ташкент", "phone": "", "bank_details": ""})
-    session.expire_all()
-    assert session.get(Organisation, world["a"].id).name == "ООО «Альфа Плюс»"
+    assert org_name(session, world["a"]) == "ООО «Альфа Плюс»"
     target = membership(session, world["colleague"], world["a"])
     await AccountState.deactivate.fn(state, str(target.id))
     assert membership(session, world["colleague"], world["a"]).is_active is False

@@ -1,0 +1,114 @@
+"""/account in a real browser: invitations, roles, the read-only Financial manager."""
+
+from __future__ import annotations
+
+import uuid
+
+from playwright.sync_api import expect
+from sqlmodel import Session, select
+
+from noventiq_panel.models import Membership, User
+
+from .helpers import expected_balance, latest_mail, link_in, new_page, sign_in, text_of
+
+
+def _membership(db, email: str) -> Membership:
+    with Session(db) as s:
+        user = s.exec(select(User).where(User.email == email)).one()
+        m = s.exec(select(Membership).where(Membership.user_id == user.id)).one()
+        s.expunge(m)
+        return m
+
+
+def _invite(page, email: str, name: str) -> None:
+    page.goto("/account?tab=users")
+    page.wait_for_selector("#members-table")
+    page.click("#invite-open")
+    page.fill("#invite-email", email)
+    page.fill("#invite-name", name)
+    page.click("#invite-submit")
+    expect(page.locator(f'.member-row[data-email="{email}"]')).to_be_visible()
+
+
+def test_invite_a_colleague_who_sets_a_password_and_signs_in(page, browser, base_url, db):
+    email = f"colleague-{uuid.uuid4().hex[:8]}@demo.example"
+    sign_in(page, "owner@demo.example")
+    _invite(page, email, "Бахтиёр Юлдашев")
+    row = page.locator(f'.member-row[data-email="{email}"]')
+    expect(row).to_contain_text("Приглашён")
+    expect(row).to_contain_text("Администратор")
+    mail = latest_mail(db, email, "invite")
+    assert mail is not None, "the invitation is in the outbox"
+    link = link_in(mail, base_url)
+
+    guest = new_page(browser, base_url)
+    try:
+        guest.goto(link)
+        guest.wait_for_selector("#reset-form")
+        expect(guest.locator("#page-title")).to_have_text("Установите пароль")
+        guest.fill("#f-password", "Kollega-2026!")
+        guest.fill("#f-password2", "Kollega-2026!")
+        guest.click("#reset-submit")
+        expect(guest.locator("#reset-done")).to_be_visible()
+        sign_in(guest, email, "Kollega-2026!")
+        expect(guest.locator("#org-link")).to_have_text("ООО «Ромашка»")
+        assert text_of(guest, "#balance") == expected_balance(db, "owner@demo.example")
+    finally:
+        guest.context.close()
+    page.reload()
+    page.wait_for_selector("#members-table")
+    expect(page.locator(f'.member-row[data-email="{email}"]')).to_contain_text("Активен")
+
+
+def test_admin_changes_a_role_and_deactivates_a_member(page, db):
+    email = f"temp-{uuid.uuid4().hex[:8]}@demo.example"
+    sign_in(page, "admin@demo.example")
+    _invite(page, email, "Временный Сотрудник")
+    row = page.locator(f'.member-row[data-email="{email}"]')
+    row.locator(".role-select").click()
+    page.get_by_role("option", name="Финансовый менеджер").click()
+    expect(row).to_contain_text("Финансовый менеджер")
+    assert _membership(db, email).role == "finance"
+    row.locator(".deactivate").click()
+    page.click("#confirm-deactivate")
+    expect(row).to_contain_text("Отключён")
+    assert _membership(db, email).is_active is False
+
+
+def test_financial_manager_sees_everything_and_can_change_nothing(page):
+    sign_in(page, "finance@demo.example")
+    page.goto("/account")
+    page.wait_for_selector("#details-form")
+    expect(page.locator("#org-name")).to_have_value("ООО «Ромашка»")
+    for field in ("name", "tax_id", "phone", "address", "bank_details"):
+        expect(page.locator(f"#org-{field}")).to_be_disabled()
+    expect(page.locator("#save-details")).to_have_count(0)
+    expect(page.locator("#read-only-note")).to_be_visible()
+    page.click("#tab-users")
+    page.wait_for_selector("#members-table")
+    expect(page.locator(".member-row")).not_to_have_count(0)
+    expect(page.locator("#invite-open")).to_have_count(0)
+    expect(page.locator(".role-select")).to_have_count(0)
+    expect(page.locator(".deactivate")).to_have_count(0)
+    expect(page.locator(".reactivate")).to_have_count(0)
+
+
+def test_owner_edits_the_organisation_details(page, db):
+    from noventiq_panel.models import Organisation
+
+    sign_in(page, "owner@other.example")
+    page.goto("/account")
+    page.wait_for_selector("#details-form")
+    new_phone = "+998 66 233-10-46"
+    page.fill("#org-phone", new_phone)
+    page.click("#save-details")
+    expect(page.get_by_text("Изменения сохранены")).to_be_visible()
+    with Session(db) as s:
+        org = s.exec(select(Organisation).where(Organisation.name == "ООО «Восток Трейд»")).one()
+        assert org.phone == new_phone
+    page.fill("#org-tax_id", "12")
+    page.click("#save-details")
+    expect(page.get_by_text("ИНН состоит из 9 цифр.")).to_be_visible()
+    with Session(db) as s:
+        org = s.exec(select(Organisation).where(Organisation.name == "ООО «Восток Трейд»")).one()
+        assert org.tax_id == "307441096"

@@ -1,0 +1,106 @@
+"""/billing in a real browser: top up by bank transfer, download the invoice, confirm it from the
+CLI and see the balance rise; download a closing document; export transactions to XLSX."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from openpyxl import load_workbook
+from playwright.sync_api import expect
+from pypdf import PdfReader
+
+from .helpers import ROOT, expected_balance, org_of, plain, shot, sign_in, text_of
+
+CLI = str(Path(sys.executable).parent / "noventiq-panel")
+
+
+def _cli(server, *args: str) -> str:
+    env = dict(os.environ, REFLEX_DB_URL=server.db_url, PANEL_BASE_URL=server.base_url, PANEL_SCHEDULER="0")
+    done = subprocess.run([CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _open_billing(page, query: str = "") -> None:
+    page.goto("/billing" + query)
+    page.wait_for_selector("#billing-balance")
+
+
+def test_top_up_by_bank_transfer_then_confirm_from_the_cli(page, db, server):
+    email = "owner@demo.example"
+    sign_in(page, email)
+    _open_billing(page)
+    before = text_of(page, "#billing-balance")
+    assert before == expected_balance(db, email, "ru")
+    page.click("#topup-open")
+    page.fill("#topup-amount", "1500000")
+    page.click("#topup-continue")
+    expect(page.locator("#topup-confirm-text")).to_contain_text("1 500 000,00")
+    page.click("#topup-confirm")
+    expect(page.locator("#topup-created")).to_be_visible()
+    number = re.search(r"СЧ-\d{4}-\d{6}", plain(page.inner_text("#topup-created"))).group(0)
+    shot(page, "billing-topup-done", "ru")
+    with page.expect_download() as info:
+        page.click("#topup-download")
+    download = info.value
+    assert download.suggested_filename == f"invoice-{number[3:]}.pdf"
+    data = Path(download.path()).read_bytes()
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
+    assert number in text and "Один миллион пятьсот тысяч сум 00 тийин" in text
+    page.keyboard.press("Escape")
+    expect(page.locator("#payments-table")).to_contain_text(number)
+
+    out = _cli(server, "payments", "confirm", number)
+    assert "credited 1500000.00" in out
+    _open_billing(page)
+    after = text_of(page, "#billing-balance")
+    assert after == expected_balance(db, email, "ru") != before
+    page.click("#tab-transactions")
+    expect(page.locator(".tx-running").first).to_be_visible()
+    assert plain(page.locator(".tx-running").first.inner_text()) == after  # running balance = balance
+    shot(page, "billing-transactions", "ru")
+
+
+def test_closing_document_download(page, db, server):
+    email = "owner@demo.example"
+    org, _role = org_of(db, email)
+    from datetime import date
+
+    from noventiq_panel.services.clock import prev_month
+
+    month = prev_month(date.today())
+    _cli(server, "documents", "generate", f"{month:%Y-%m}")
+    sign_in(page, email)
+    _open_billing(page, "?tab=documents")
+    expect(page.locator("#documents-table")).to_be_visible()
+    shot(page, "billing-documents", "ru")
+    with page.expect_download() as info:
+        page.locator(".document-download").first.click()
+    data = Path(info.value.path()).read_bytes()
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
+    assert plain(org.name) in plain(text) and "АКТ-" in text and "СЧЁТ-ФАКТУРА" in text
+
+
+def test_transactions_export_to_xlsx(page, db):
+    sign_in(page, "finance@demo.example")
+    _open_billing(page, "?tab=transactions")
+    expect(page.locator("#transactions-table")).to_be_visible()
+    expect(page.locator("#topup-open")).to_have_count(0)  # a Financial manager only reads
+    with page.expect_download() as info:
+        page.click("#export-xlsx")
+    assert info.value.suggested_filename.endswith(".xlsx")
+    ws = load_workbook(io.BytesIO(Path(info.value.path()).read_bytes())).active
+    assert ws["A1"].value == "Дата" and ws["F2"].data_type == "n" and ws["F2"].number_format == "#,##0.00"
+    assert ws.max_row > 2
+
+
+def test_topup_query_opens_the_dialog_prefilled(page):
+    sign_in(page, "admin@demo.example")
+    _open_billing(page, "?topup=250000")
+    expect(page.locator("#topup-amount")).to_have_value("250000.00")
+    shot(page, "billing-topup", "ru")
