@@ -42,5 +42,6 @@ for _command in core.COMMANDS:
 from . import billing as _billing; main.add_command(_billing.payments)  # noqa: E702
 main.add_command(_billing.documents)
 from . import usage as _usage; main.add_command(_usage.usage)  # noqa: E702
+from . import jobs as _jobs; main.add_command(_jobs.jobs)  # noqa: E702  (also adds `rates fetch`)
 
 # ------------------------------------------------------------------------------------------------

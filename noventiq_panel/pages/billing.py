@@ -13,23 +13,23 @@ from ..components import Column, T, amount_text, big_amount, data_table, page_he
 from ..state.billing import ALL, PAY_STATUSES, TX_KINDS, BillingState
 
 PAY_COLUMNS = [
-    Column("number", "billing.payments.number", min_width="9rem"),
-    Column("date", "billing.payments.date", hide_on_phone=True),
+    Column("number", "billing.payments.number", numeric=True),
+    Column("date", "billing.payments.date", numeric=True, hide_on_phone=True),
     Column("kind", "billing.payments.kind", hide_on_phone=True),
     Column("amount", "billing.payments.amount", align="right", numeric=True),
     Column("paid", "billing.payments.paid", align="right", numeric=True, hide_on_phone=True),
     Column("method", "billing.payments.method", hide_on_phone=True),
-    Column("due", "billing.payments.due"),
+    Column("due", "billing.payments.due", numeric=True),
     Column("status", "billing.payments.status", badge_color_key="status_color"),
 ]
 
 DOC_COLUMNS = [
     Column("period", "billing.docs.period"),
-    Column("number", "billing.docs.number"),
-    Column("invoice", "billing.docs.invoice", hide_on_phone=True),
+    Column("number", "billing.docs.number", numeric=True),
+    Column("invoice", "billing.docs.invoice", numeric=True, hide_on_phone=True),
     Column("total", "billing.docs.total", align="right", numeric=True),
     Column("vat", "billing.docs.vat", align="right", numeric=True, hide_on_phone=True),
-    Column("created", "billing.docs.created", hide_on_phone=True),
+    Column("created", "billing.docs.created", numeric=True, hide_on_phone=True),
 ]
 
 

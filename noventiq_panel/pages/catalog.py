@@ -1,29 +1,247 @@
-"""/catalog — placeholder page: says what will come here, inside the panel's layout.
-
-Replace this module (and ``state/catalog.py``) with the real page; keep the route and the
-``@panel_page`` decorator. See docs/WEB-PATTERN.md.
-"""
+"""/catalog — the storefront: products by category and vendor with their billing variants (monthly,
+yearly, yearly billed monthly, pay-as-you-go, free trials), search, and ordering: choose the
+variant and the quantity, see what is charged now and later, confirm. A missing balance shows the
+shortfall with a top-up link and an invoice for exactly that amount."""
 
 from __future__ import annotations
 
 import reflex as rx
 
 from ..components import T, page_header, panel_page
-from ..state.catalog import CatalogState
+from ..state.base import BaseState
+from ..state.catalog import CatalogState as S
+from .subscriptions import shortfall_block
+
+YES = "1"
 
 
-@panel_page("/catalog", title_key="placeholder.catalog.title", section="catalog", on_load=CatalogState.load)
+def toolbar() -> rx.Component:
+    return rx.flex(
+        rx.form(
+            rx.hstack(
+                rx.input(rx.input.slot(rx.icon("search", size=16)), name="search", default_value=S.search,
+                         placeholder=T("catalog.search"), max_length=100, id="catalog-search",
+                         width=rx.breakpoints(initial="100%", sm="20rem")),
+                rx.button(T("subscriptions.search_button"), type="submit", variant="soft", id="catalog-search-go"),
+                rx.cond(S.search != "",
+                        rx.button(rx.icon("x", size=14), variant="ghost", on_click=S.clear_search, type="button",
+                                  aria_label="clear"),
+                        rx.fragment()),
+                spacing="2",
+                align="center",
+            ),
+            on_submit=S.apply_search,
+            reset_on_submit=False,
+        ),
+        rx.select.root(
+            rx.select.trigger(id="catalog-category", min_width="12rem"),
+            rx.select.content(
+                rx.select.item(T("catalog.all_categories"), value="all"),
+                rx.foreach(S.category_options, lambda c: rx.select.item(c, value=c)),
+            ),
+            value=S.category,
+            on_change=S.set_category,
+        ),
+        justify="between",
+        gap="3",
+        wrap="wrap",
+        width="100%",
+        margin_bottom="1rem",
+    )
+
+
+def plan_row(pl) -> rx.Component:
+    return rx.flex(
+        rx.vstack(
+            rx.hstack(
+                rx.text(pl.name, size="2", weight="medium"),
+                rx.cond(pl.is_trial == YES, rx.badge(T("catalog.trial_badge"), color_scheme="blue", variant="soft"),
+                        rx.badge(pl.model, variant="outline", color_scheme="gray")),
+                spacing="2",
+                align="center",
+                wrap="wrap",
+            ),
+            rx.cond(pl.trial != "", rx.text(pl.trial, size="1", color=rx.color("gray", 10)), rx.fragment()),
+            spacing="1",
+            min_width="0",
+        ),
+        rx.hstack(
+            rx.vstack(
+                rx.text(pl.price, size="2", weight="bold", style={"white_space": "nowrap"}),
+                rx.cond(pl.price_org != "", rx.text("≈ ", pl.price_org, size="1", color=rx.color("gray", 10),
+                                                    style={"white_space": "nowrap"}), rx.fragment()),
+                rx.cond(pl.period_price != "", rx.text(pl.period_price, size="1", color=rx.color("gray", 10)),
+                        rx.fragment()),
+                spacing="0",
+                align="end",
+            ),
+            rx.cond(
+                BaseState.can_write,
+                rx.button(rx.cond(pl.is_trial == YES, T("catalog.try"), T("catalog.buy")), size="2",
+                          on_click=S.open_order(pl.id), class_name="order-plan", data_plan=pl.code),
+                rx.fragment(),
+            ),
+            spacing="3",
+            align="center",
+        ),
+        justify="between",
+        align="center",
+        gap="3",
+        wrap="wrap",
+        width="100%",
+        padding_y="0.5rem",
+        border_top=f"1px solid {rx.color('gray', 4)}",
+        class_name="plan-row",
+    )
+
+
+def product_card(p) -> rx.Component:
+    return rx.card(
+        rx.vstack(
+            rx.hstack(
+                rx.heading(p.name, size="3"),
+                rx.cond(p.has_trial == YES, rx.badge(T("catalog.has_trial"), color_scheme="blue"), rx.fragment()),
+                spacing="2",
+                align="center",
+                wrap="wrap",
+            ),
+            rx.cond(p.description != "", rx.text(p.description, size="2", color=rx.color("gray", 11)),
+                    rx.fragment()),
+            rx.foreach(p.plans, plan_row),
+            spacing="2",
+            width="100%",
+        ),
+        width="100%",
+        class_name="product-card",
+    )
+
+
+def catalog_body() -> rx.Component:
+    return rx.cond(
+        S.count > 0,
+        rx.vstack(
+            rx.foreach(
+                S.categories,
+                lambda c: rx.vstack(
+                    rx.heading(c.name, size="5", class_name="category-title"),
+                    rx.foreach(
+                        c.vendors,
+                        lambda v: rx.vstack(
+                            rx.text(v.name, size="2", weight="bold", color=rx.color("gray", 11),
+                                    class_name="vendor-title"),
+                            rx.grid(rx.foreach(v.products, product_card),
+                                    columns=rx.breakpoints(initial="1", lg="2"), spacing="3", width="100%"),
+                            spacing="2",
+                            width="100%",
+                        ),
+                    ),
+                    spacing="3",
+                    width="100%",
+                    margin_bottom="1.5rem",
+                ),
+            ),
+            spacing="0",
+            width="100%",
+        ),
+        rx.center(rx.text(T("catalog.nothing_found"), color=rx.color("gray", 10)), padding="2rem", width="100%",
+                  border=f"1px dashed {rx.color('gray', 6)}", border_radius="8px", id="catalog-empty"),
+    )
+
+
+def order_form() -> rx.Component:
+    return rx.vstack(
+        rx.text(T("catalog.order.variant"), size="2", weight="medium"),
+        rx.select.root(
+            rx.select.trigger(width="100%", id="order-variant"),
+            rx.select.content(rx.foreach(S.order_variants, lambda v: rx.select.item(v["label"], value=v["id"]))),
+            value=S.order_plan_id,
+            on_change=S.set_order_plan,
+        ),
+        rx.text(T("catalog.order.quantity"), as_="label", html_for="order-qty", size="2", weight="medium"),
+        rx.input(value=S.order_qty, on_change=S.set_order_qty, id="order-qty", type="number", min="1", step="1",
+                 input_mode="numeric", width="8rem", size="3"),
+        rx.cond(S.order_is_trial,
+                rx.checkbox(T("catalog.order.trial_convert"), checked=S.order_trial_convert,
+                            on_change=S.set_order_trial_convert, id="order-trial-convert"),
+                rx.fragment()),
+        rx.cond(S.order_error != "",
+                rx.callout(S.order_error, icon="circle-alert", color_scheme="red", size="1", width="100%",
+                           id="order-error"),
+                rx.fragment()),
+        rx.hstack(
+            rx.dialog.close(rx.button(T("common.cancel"), variant="soft", color_scheme="gray")),
+            rx.button(T("subscriptions.qty.preview"), on_click=S.preview_order, id="order-preview"),
+            justify="end", width="100%", spacing="3", margin_top="0.5rem",
+        ),
+        spacing="2",
+        width="100%",
+    )
+
+
+def order_confirm() -> rx.Component:
+    p = S.order_preview
+    return rx.vstack(
+        rx.text(T("catalog.order.summary", plan=p["plan"], quantity=p["quantity"]), size="3", weight="medium"),
+        rx.callout(p["now"], icon="info", size="1", width="100%", id="order-now"),
+        rx.cond(p["later"] != "", rx.text(p["later"], size="2", id="order-later"), rx.fragment()),
+        rx.cond(p["rate"] != "", rx.text(p["rate"], size="1", color=rx.color("gray", 10)), rx.fragment()),
+        rx.text(T("catalog.order.available", amount=p["available"]), size="1", color=rx.color("gray", 10)),
+        shortfall_block(p, S.request_order_invoice, S.order_invoice),
+        rx.hstack(
+            rx.button(T("common.back"), variant="soft", color_scheme="gray", on_click=S.order_back),
+            rx.button(T("catalog.order.confirm"), on_click=S.confirm_order, loading=S.order_busy,
+                      disabled=p["shortfall"] != "", id="order-confirm"),
+            justify="end", width="100%", spacing="3", margin_top="0.5rem",
+        ),
+        spacing="3",
+        width="100%",
+    )
+
+
+def order_done() -> rx.Component:
+    return rx.vstack(
+        rx.callout(T("catalog.order.done"), icon="circle-check", color_scheme="green", width="100%", id="order-done"),
+        rx.hstack(
+            rx.link(rx.button(T("catalog.order.open")), href=S.order_sub_href, id="order-open-sub"),
+            rx.dialog.close(rx.button(T("common.close"), variant="soft", color_scheme="gray")),
+            justify="end", width="100%", spacing="3",
+        ),
+        spacing="3",
+        width="100%",
+    )
+
+
+def order_dialog() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title(T("catalog.order.title")),
+            rx.dialog.description(S.order_product, size="2", color=rx.color("gray", 11), margin_bottom="0.75rem"),
+            rx.match(S.order_step, ("confirm", order_confirm()), ("done", order_done()), order_form()),
+            max_width="32rem",
+        ),
+        open=S.order_open,
+        on_open_change=S.set_order_open,
+    )
+
+
+@panel_page("/catalog", title_key="catalog.title", section="catalog", on_load=S.load)
 def catalog_page() -> rx.Component:
     return rx.vstack(
-        page_header("placeholder.catalog.title"),
-        rx.callout(
-            T("placeholder.catalog.body"),
-            icon="shopping-cart",
-            size="2",
-            width="100%",
-            id="placeholder",
+        page_header("catalog.title", subtitle=T("catalog.subtitle")),
+        rx.cond(
+            S.loaded,
+            rx.vstack(
+                toolbar(),
+                rx.cond(~BaseState.can_write,
+                        rx.callout(T("catalog.readonly"), icon="lock", size="1", width="100%", margin_bottom="1rem"),
+                        rx.fragment()),
+                catalog_body(),
+                spacing="0",
+                width="100%",
+            ),
+            rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
         ),
-        rx.link(T("placeholder.back_home"), href="/"),
-        spacing="4",
+        order_dialog(),
+        spacing="0",
         width="100%",
     )

@@ -1,29 +1,573 @@
-"""/subscriptions/[id] — placeholder page: says what will come here, inside the panel's layout.
+"""/subscriptions/[id] — one subscription: Overview, Resources (licence count with a preview and a
+confirmation before money moves), Options (auto-renew, suspend/resume, plan change, cancel),
+Activation (Markdown), Usage with the "Set budget" dialog (pay-as-you-go) and History (audit).
 
-Replace this module (and ``state/subscription_detail.py``) with the real page; keep the route and the
-``@panel_page`` decorator. See docs/WEB-PATTERN.md.
+A foreign or missing id shows "not found". Controls are hidden from read-only roles as a
+convenience; the services refuse anyway.
 """
 
 from __future__ import annotations
 
 import reflex as rx
 
-from ..components import T, page_header, panel_page
-from ..state.subscription_detail import SubscriptionDetailState
+from ..components import T, amount_text, confirm_dialog, panel_page
+from ..state.base import BaseState
+from ..state.subscription_detail import SubscriptionDetailState as S
+from .subscriptions import shortfall_block
+
+YES = "1"
 
 
-@panel_page("/subscriptions/[id]", title_key="placeholder.subscription_detail.title", section="subscriptions", on_load=SubscriptionDetailState.load)
-def subscription_detail_page() -> rx.Component:
-    return rx.vstack(
-        page_header("placeholder.subscription_detail.title"),
-        rx.callout(
-            T("placeholder.subscription_detail.body"),
-            icon="file-text",
-            size="2",
-            width="100%",
-            id="placeholder",
+def field(label_key: str, value, **props) -> rx.Component:
+    return rx.hstack(
+        rx.text(T(label_key), size="2", color=rx.color("gray", 11), min_width="12rem"),
+        rx.text(value, size="2", weight="medium", **props),
+        spacing="3",
+        width="100%",
+        wrap="wrap",
+    )
+
+
+def section(title_key: str, *children, **props) -> rx.Component:
+    return rx.card(
+        rx.vstack(rx.heading(T(title_key), size="3"), *children, spacing="3", width="100%"),
+        width="100%",
+        **props,
+    )
+
+
+def header() -> rx.Component:
+    return rx.flex(
+        rx.vstack(
+            rx.link(rx.hstack(rx.icon("arrow-left", size=14), T("subscription.back"), spacing="1", align="center"),
+                    href="/subscriptions", size="2"),
+            rx.heading(S.d["name"], size=rx.breakpoints(initial="6", sm="7"), id="page-title"),
+            rx.hstack(
+                rx.badge(S.d["status"], color_scheme=S.d["status_color"], variant="soft", id="sub-status"),
+                rx.text(S.d["plan"], size="2", color=rx.color("gray", 11)),
+                rx.text("·", color=rx.color("gray", 9)),
+                rx.text(S.d["vendor"], size="2", color=rx.color("gray", 11)),
+                spacing="2",
+                align="center",
+                wrap="wrap",
+            ),
+            spacing="1",
         ),
-        rx.link(T("placeholder.back_home"), href="/"),
+        rx.cond(
+            S.d["portal_url"] != "",
+            rx.link(rx.button(rx.icon("external-link", size=14), T("subscriptions.portal"), variant="soft"),
+                    href=S.d["portal_url"], is_external=True, id="vendor-portal"),
+            rx.fragment(),
+        ),
+        justify="between",
+        align=rx.breakpoints(initial="start", sm="center"),
+        direction=rx.breakpoints(initial="column", sm="row"),
+        gap="3",
+        width="100%",
+        margin_bottom="1rem",
+    )
+
+
+def scheduled_changes() -> rx.Component:
+    return rx.cond(
+        S.changes.length() > 0,
+        rx.callout.root(
+            rx.callout.icon(rx.icon("calendar-clock", size=16)),
+            rx.vstack(
+                rx.foreach(
+                    S.changes,
+                    lambda c: rx.hstack(
+                        rx.text(c["text"], size="2"),
+                        rx.cond(BaseState.can_write,
+                                rx.button(T("subscription.change.withdraw"), size="1", variant="ghost",
+                                          on_click=S.cancel_change(c["id"]), class_name="withdraw-change"),
+                                rx.fragment()),
+                        spacing="2",
+                        align="center",
+                        wrap="wrap",
+                    ),
+                ),
+                spacing="1",
+            ),
+            color_scheme="blue",
+            width="100%",
+            id="scheduled-changes",
+        ),
+        rx.fragment(),
+    )
+
+
+def overview_tab() -> rx.Component:
+    return rx.vstack(
+        scheduled_changes(),
+        rx.cond(S.d["grace_until"] != "",
+                rx.callout(T("subscription.grace", date=S.d["grace_until"]), icon="triangle-alert",
+                           color_scheme="orange", width="100%", id="grace"),
+                rx.fragment()),
+        section(
+            "subscription.overview",
+            field("subscription.field.product", S.d["product"]),
+            field("subscription.field.plan", S.d["plan"]),
+            field("subscription.field.model", S.d["model"]),
+            rx.cond(S.d["is_licence"] == YES, field("subscription.field.quantity", S.d["quantity"]), rx.fragment()),
+            rx.cond(S.d["is_licence"] == YES, field("subscription.field.term_start", S.d["term_start"]),
+                    rx.fragment()),
+            rx.cond(S.d["is_trial"] == YES,
+                    field("subscription.field.trial_ends", S.d["trial_ends"]),
+                    rx.cond(S.d["is_licence"] == YES, field("subscription.field.term_end", S.d["term_end"]),
+                            rx.fragment())),
+            rx.cond(S.d["next_billing"] != "", field("subscription.field.next_billing", S.d["next_billing"]),
+                    rx.fragment()),
+            rx.cond(S.d["recurring"] != "", field("subscription.field.recurring", S.d["recurring"]),
+                    rx.fragment()),
+            rx.cond(S.d["period"] != "", field("subscription.field.period", S.d["period"]), rx.fragment()),
+            rx.cond(S.d["show_auto_renew"] == YES,
+                    field("subscription.field.auto_renew",
+                          rx.cond(S.d["auto_renew"] == YES, T("common.yes"), T("common.no"))),
+                    rx.fragment()),
+            field("subscription.field.vendor_ref", S.d["vendor_ref"]),
+            field("subscription.field.created", S.d["created"]),
+        ),
+        rx.cond(S.d["description"] != "", section("subscription.about", rx.text(S.d["description"], size="2")),
+                rx.fragment()),
         spacing="4",
         width="100%",
+    )
+
+
+def resources_form() -> rx.Component:
+    return rx.vstack(
+        rx.text(T("subscriptions.qty.new"), as_="label", html_for="res-qty", size="2", weight="medium"),
+        rx.hstack(
+            rx.input(value=S.res_qty, on_change=S.set_res_qty, id="res-qty", type="number", min=S.d["min"],
+                     max=S.d["max"], step="1", input_mode="numeric", width="8rem", size="3"),
+            rx.button(T("subscriptions.qty.preview"), on_click=S.preview_res, id="res-preview"),
+            spacing="2",
+            align="center",
+        ),
+        rx.text(T("subscriptions.qty.range", min=S.d["min"], max=S.d["max"]), size="1", color=rx.color("gray", 10)),
+        rx.cond(S.res_error != "",
+                rx.callout(S.res_error, icon="circle-alert", color_scheme="red", size="1", width="100%",
+                           id="res-error"),
+                rx.fragment()),
+        spacing="2",
+        width="100%",
+    )
+
+
+def resources_confirm() -> rx.Component:
+    p = S.res_preview
+    return rx.vstack(
+        rx.text(T("subscriptions.qty.change", old=p["old"], new=p["new"]), size="3", weight="medium"),
+        rx.callout(p["now"], icon="info", size="1", width="100%", id="res-now"),
+        rx.cond(p["later"] != "", rx.text(p["later"], size="2", id="res-later"), rx.fragment()),
+        shortfall_block(p, S.request_res_invoice, S.res_invoice),
+        rx.hstack(
+            rx.button(T("common.back"), variant="soft", color_scheme="gray", on_click=S.res_back),
+            rx.button(T("subscriptions.qty.confirm"), on_click=S.confirm_res, loading=S.res_busy,
+                      disabled=p["shortfall"] != "", id="res-confirm"),
+            spacing="3",
+        ),
+        spacing="3",
+        width="100%",
+    )
+
+
+def batches_table() -> rx.Component:
+    return rx.cond(
+        S.batches.length() > 0,
+        rx.box(
+            rx.table.root(
+                rx.table.header(rx.table.row(
+                    rx.table.column_header_cell(T("subscription.batch.quantity"), text_align="right"),
+                    rx.table.column_header_cell(T("subscription.batch.source")),
+                    rx.table.column_header_cell(T("subscription.batch.added")),
+                    rx.table.column_header_cell(T("subscription.batch.window")),
+                )),
+                rx.table.body(rx.foreach(S.batches, lambda b: rx.table.row(
+                    rx.table.cell(amount_text(b["quantity"]), text_align="right"),
+                    rx.table.cell(b["source"]),
+                    rx.table.cell(b["added"]),
+                    rx.table.cell(rx.badge(b["window"], color_scheme=rx.cond(b["in_window"] == YES, "green", "gray"),
+                                           variant="soft")),
+                    class_name="batch-row",
+                ))),
+                variant="surface",
+                size="1",
+                width="100%",
+            ),
+            overflow_x="auto",
+            width="100%",
+        ),
+        rx.fragment(),
+    )
+
+
+def resources_tab() -> rx.Component:
+    return rx.vstack(
+        scheduled_changes(),
+        section(
+            "subscription.resources",
+            field("subscription.field.quantity", S.d["quantity"], id="res-current"),
+            field("subscription.field.refundable", S.d["refundable"]),
+            rx.text(T("subscriptions.qty.window_note"), size="1", color=rx.color("gray", 10)),
+            rx.cond(
+                (S.d["can_qty"] == YES) & BaseState.can_write,
+                rx.cond(S.res_step == "confirm", resources_confirm(), resources_form()),
+                rx.text(T("subscription.resources.readonly"), size="2", color=rx.color("gray", 10)),
+            ),
+        ),
+        section("subscription.batches", rx.text(T("subscription.batches_hint"), size="1", color=rx.color("gray", 10)),
+                batches_table()),
+        spacing="4",
+        width="100%",
+    )
+
+
+def plan_change() -> rx.Component:
+    p = S.plan_preview
+    return section(
+        "subscription.plan.title",
+        rx.text(T("subscription.plan.hint"), size="2", color=rx.color("gray", 11)),
+        rx.hstack(
+            rx.select.root(
+                rx.select.trigger(placeholder=T("subscription.plan.choose"), id="plan-choice", min_width="16rem"),
+                rx.select.content(rx.foreach(S.plan_options, lambda o: rx.select.item(o["label"], value=o["code"]))),
+                value=S.plan_choice,
+                on_change=S.set_plan_choice,
+            ),
+            rx.button(T("subscriptions.qty.preview"), on_click=S.preview_plan, disabled=S.plan_choice == "",
+                      variant="soft", id="plan-preview"),
+            spacing="2",
+            wrap="wrap",
+        ),
+        rx.cond(
+            p.contains("text"),
+            rx.vstack(
+                rx.callout(p["text"], icon="info", size="1", width="100%", id="plan-preview-text"),
+                rx.cond(p["new_term"] != "", rx.text(p["new_term"], size="2"), rx.fragment()),
+                rx.cond(p["recurring"] != "", rx.text(p["recurring"], size="2"), rx.fragment()),
+                rx.cond(
+                    p["shortfall"] != "",
+                    rx.callout.root(
+                        rx.callout.icon(rx.icon("wallet", size=16)),
+                        rx.vstack(
+                            rx.text(T("subscriptions.shortfall", amount=p["shortfall"]), size="2"),
+                            rx.link(rx.button(rx.icon("plus", size=14), T("subscriptions.top_up"), size="1"),
+                                    href=p["topup_href"]),
+                            spacing="2",
+                        ),
+                        color_scheme="orange",
+                        width="100%",
+                    ),
+                    rx.button(T("subscription.plan.confirm"), on_click=S.confirm_plan, loading=S.action_busy,
+                              id="plan-confirm"),
+                ),
+                spacing="2",
+                width="100%",
+            ),
+            rx.fragment(),
+        ),
+        id="plan-change",
+    )
+
+
+def cancel_block() -> rx.Component:
+    return section(
+        "subscription.cancel.title",
+        rx.text(T("subscription.cancel.hint"), size="2", color=rx.color("gray", 11)),
+        rx.cond(
+            S.cancel_preview.contains("text"),
+            rx.vstack(
+                rx.callout(S.cancel_preview["text"], icon="triangle-alert", color_scheme="red", size="1", width="100%",
+                           id="cancel-preview-text"),
+                rx.hstack(
+                    rx.button(T("common.back"), variant="soft", color_scheme="gray", on_click=S.close_cancel),
+                    rx.button(T("subscription.cancel.confirm"), color_scheme="red", on_click=S.confirm_cancel,
+                              loading=S.action_busy, id="cancel-confirm"),
+                    spacing="3",
+                ),
+                spacing="2",
+                width="100%",
+            ),
+            rx.button(T("subscription.cancel.button"), color_scheme="red", variant="soft", on_click=S.preview_cancel,
+                      id="cancel-preview"),
+        ),
+    )
+
+
+def options_tab() -> rx.Component:
+    return rx.cond(
+        BaseState.can_write,
+        rx.vstack(
+            rx.cond(
+                S.d["show_auto_renew"] == YES,
+                section(
+                    "subscription.field.auto_renew",
+                    rx.hstack(
+                        rx.switch(checked=S.d["auto_renew"] == YES, on_change=S.toggle_auto_renew, id="auto-renew"),
+                        rx.text(T("subscriptions.auto_renew_hint"), size="2"),
+                        spacing="2",
+                        align="center",
+                    ),
+                ),
+                rx.fragment(),
+            ),
+            rx.cond(
+                (S.d["is_trial"] == YES) & (S.d["ended"] != YES),
+                section(
+                    "subscription.trial.title",
+                    rx.hstack(
+                        rx.switch(checked=S.d["trial_convert"] == YES, on_change=S.toggle_trial_convert,
+                                  id="trial-convert"),
+                        rx.text(T("subscription.trial.convert"), size="2"),
+                        spacing="2",
+                        align="center",
+                    ),
+                ),
+                rx.fragment(),
+            ),
+            rx.cond(
+                (S.d["can_suspend"] == YES) | (S.d["can_resume"] == YES),
+                section(
+                    "subscription.suspend.title",
+                    rx.text(T("subscription.suspend.hint"), size="2", color=rx.color("gray", 11)),
+                    rx.cond(
+                        S.d["can_resume"] == YES,
+                        confirm_dialog(rx.button(rx.icon("play", size=14), T("subscription.resume"), id="resume"),
+                                       title_key="subscription.resume", body=T("subscription.resume.body"),
+                                       confirm_key="subscription.resume", on_confirm=S.resume, color_scheme="green",
+                                       confirm_id="resume-confirm"),
+                        confirm_dialog(rx.button(rx.icon("pause", size=14), T("subscription.suspend"),
+                                                 variant="soft", id="suspend"),
+                                       title_key="subscription.suspend", body=T("subscription.suspend.body"),
+                                       confirm_key="subscription.suspend", on_confirm=S.suspend,
+                                       confirm_id="suspend-confirm"),
+                    ),
+                ),
+                rx.fragment(),
+            ),
+            rx.cond(S.d["can_change_plan"] == YES, plan_change(), rx.fragment()),
+            rx.cond(S.d["can_cancel"] == YES, cancel_block(), rx.fragment()),
+            rx.cond(S.d["cancel_at_term_end"] == YES,
+                    rx.callout(T("subscription.cancel.scheduled", date=S.d["term_end"]), icon="calendar-x",
+                               color_scheme="orange", width="100%"),
+                    rx.fragment()),
+            spacing="4",
+            width="100%",
+        ),
+        rx.callout(T("subscription.readonly"), icon="lock", width="100%"),
+    )
+
+
+def activation_tab() -> rx.Component:
+    return section(
+        "subscription.activation",
+        rx.cond(S.d["activation_md"] != "", rx.markdown(S.d["activation_md"]),
+                rx.text(T("subscription.activation.none"), size="2", color=rx.color("gray", 10))),
+        id="activation",
+    )
+
+
+def threshold_row(t: rx.Var, index: rx.Var) -> rx.Component:
+    return rx.hstack(
+        rx.input(value=t["percent"], on_change=lambda v: S.set_threshold_percent(index.to_string(), v),
+                 input_mode="decimal", width="6rem", class_name="threshold-percent", aria_label="percent"),
+        rx.text("%", size="2"),
+        rx.select.root(
+            rx.select.trigger(class_name="threshold-type"),
+            rx.select.content(rx.select.item(T("budget.actual"), value="actual"),
+                              rx.select.item(T("budget.forecast"), value="forecast")),
+            value=t["type"],
+            on_change=lambda v: S.set_threshold_type(index.to_string(), v),
+        ),
+        rx.icon_button(rx.icon("trash-2", size=14), variant="ghost", color_scheme="red",
+                       on_click=S.remove_threshold(index.to_string()), aria_label="remove"),
+        spacing="2",
+        align="center",
+    )
+
+
+def budget_dialog() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title(T("budget.title")),
+            rx.dialog.description(T("budget.hint"), size="2", color=rx.color("gray", 11), margin_bottom="0.75rem"),
+            rx.vstack(
+                rx.text(T("budget.amount", currency=S.d["currency"]), as_="label", html_for="budget-amount", size="2",
+                        weight="medium"),
+                rx.input(value=S.budget_amount, on_change=S.set_budget_amount, id="budget-amount",
+                         input_mode="decimal", width="100%"),
+                rx.text(T("budget.thresholds"), size="2", weight="medium"),
+                rx.foreach(S.budget_thresholds, threshold_row),
+                rx.cond(S.budget_thresholds.length() < 5,
+                        rx.button(rx.icon("plus", size=14), T("budget.add_threshold"), size="1", variant="soft",
+                                  on_click=S.add_threshold, id="add-threshold"),
+                        rx.fragment()),
+                rx.text(T("budget.recipients"), size="2", weight="medium"),
+                rx.foreach(S.budget_members, lambda m: rx.checkbox(
+                    m["label"], checked=S.budget_recipients.contains(m["id"]),
+                    on_change=lambda v: S.toggle_recipient(m["id"], v), class_name="budget-recipient")),
+                rx.text(T("budget.extra_emails"), as_="label", html_for="budget-emails", size="2", weight="medium"),
+                rx.text_area(value=S.budget_emails, on_change=S.set_budget_emails, id="budget-emails",
+                             placeholder="cfo@example.com, it@example.com", width="100%"),
+                rx.cond(S.budget_error != "",
+                        rx.callout(S.budget_error, icon="circle-alert", color_scheme="red", size="1", width="100%",
+                                   id="budget-error"),
+                        rx.fragment()),
+                rx.hstack(
+                    rx.cond(S.budget.contains("amount"),
+                            rx.button(T("budget.remove"), color_scheme="red", variant="soft", on_click=S.remove_budget,
+                                      id="budget-remove"),
+                            rx.fragment()),
+                    rx.spacer(),
+                    rx.dialog.close(rx.button(T("common.cancel"), variant="soft", color_scheme="gray")),
+                    rx.button(T("common.save"), on_click=S.save_budget, loading=S.budget_busy, id="budget-save"),
+                    spacing="3",
+                    width="100%",
+                    margin_top="0.5rem",
+                ),
+                spacing="2",
+                width="100%",
+            ),
+            max_width="34rem",
+        ),
+        open=S.budget_open,
+        on_open_change=S.set_budget_open,
+    )
+
+
+def usage_tab() -> rx.Component:
+    u = S.usage
+    return rx.vstack(
+        section(
+            "subscription.usage",
+            rx.cond(
+                u.contains("total"),
+                rx.vstack(
+                    field("subscription.usage.month", u["month"]),
+                    field("subscription.usage.total", u["total"], id="usage-total"),
+                    rx.cond(u["budget"] != "",
+                            field("subscription.usage.of_budget", T("subscription.usage.budget_line",
+                                                                    budget=u["budget"], percent=u["percent"])),
+                            rx.fragment()),
+                    rx.foreach(S.usage_services, lambda s: rx.hstack(
+                        rx.text(s["name"], size="2"), rx.spacer(), amount_text(s["amount"]), width="100%")),
+                    rx.link(T("subscription.usage.details"), href=u["analytics_href"], size="2"),
+                    spacing="2",
+                    width="100%",
+                ),
+                rx.text(T("subscription.usage.none"), size="2", color=rx.color("gray", 10)),
+            ),
+        ),
+        section(
+            "budget.title",
+            rx.cond(
+                S.budget.contains("amount"),
+                rx.vstack(
+                    field("budget.amount_short", S.budget["amount"], id="budget-amount-view"),
+                    rx.foreach(S.budget_thresholds_view, lambda t: rx.badge(t["text"], variant="soft")),
+                    field("budget.recipients", S.budget["recipients"]),
+                    spacing="2",
+                    width="100%",
+                ),
+                rx.text(T("budget.none"), size="2", color=rx.color("gray", 10)),
+            ),
+            rx.cond(BaseState.can_write & (S.d["ended"] != YES),
+                    rx.button(rx.icon("piggy-bank", size=14), T("budget.set"), on_click=S.open_budget,
+                              id="set-budget"),
+                    rx.fragment()),
+            rx.text(T("budget.only_warns"), size="1", color=rx.color("gray", 10)),
+        ),
+        budget_dialog(),
+        spacing="4",
+        width="100%",
+    )
+
+
+def history_tab() -> rx.Component:
+    return section(
+        "subscription.history",
+        rx.cond(
+            S.events.length() > 0,
+            rx.box(
+                rx.table.root(
+                    rx.table.header(rx.table.row(
+                        rx.table.column_header_cell(T("subscription.history.when")),
+                        rx.table.column_header_cell(T("subscription.history.what")),
+                        rx.table.column_header_cell(T("subscription.history.who")),
+                        rx.table.column_header_cell(T("subscription.history.details")),
+                    )),
+                    rx.table.body(rx.foreach(S.events, lambda e: rx.table.row(
+                        rx.table.cell(e["when"], white_space="nowrap"),
+                        rx.table.cell(e["action"]),
+                        rx.table.cell(e["user"]),
+                        rx.table.cell(rx.text(e["details"], size="1", color=rx.color("gray", 11))),
+                        class_name="history-row",
+                    ))),
+                    variant="surface",
+                    size="1",
+                    width="100%",
+                ),
+                overflow_x="auto",
+                width="100%",
+            ),
+            rx.text(T("table.empty"), size="2", color=rx.color("gray", 10)),
+        ),
+    )
+
+
+def tabs() -> rx.Component:
+    return rx.tabs.root(
+        rx.tabs.list(
+            rx.tabs.trigger(T("subscription.tab.overview"), value="overview", id="tab-overview"),
+            rx.cond(S.d["is_licence"] == YES,
+                    rx.tabs.trigger(T("subscription.tab.resources"), value="resources", id="tab-resources"),
+                    rx.fragment()),
+            rx.tabs.trigger(T("subscription.tab.options"), value="options", id="tab-options"),
+            rx.tabs.trigger(T("subscription.tab.activation"), value="activation", id="tab-activation"),
+            rx.cond(S.d["is_payg"] == YES,
+                    rx.tabs.trigger(T("subscription.tab.usage"), value="usage", id="tab-usage"),
+                    rx.fragment()),
+            rx.tabs.trigger(T("subscription.tab.history"), value="history", id="tab-history"),
+            wrap="wrap",
+        ),
+        rx.box(
+            rx.tabs.content(overview_tab(), value="overview"),
+            rx.tabs.content(resources_tab(), value="resources"),
+            rx.tabs.content(options_tab(), value="options"),
+            rx.tabs.content(activation_tab(), value="activation"),
+            rx.tabs.content(usage_tab(), value="usage"),
+            rx.tabs.content(history_tab(), value="history"),
+            padding_top="1rem",
+            width="100%",
+        ),
+        value=S.tab,
+        on_change=S.set_tab,
+        width="100%",
+    )
+
+
+def not_found() -> rx.Component:
+    return rx.center(
+        rx.vstack(
+            rx.icon("search-x", size=32, color=rx.color("gray", 9)),
+            rx.heading(T("subscription.not_found"), size="5", id="page-title"),
+            rx.text(T("subscription.not_found_hint"), size="2", color=rx.color("gray", 11)),
+            rx.link(rx.button(T("subscription.back")), href="/subscriptions"),
+            spacing="3",
+            align="center",
+        ),
+        padding="3rem",
+        width="100%",
+        id="not-found",
+    )
+
+
+@panel_page("/subscriptions/[id]", title_key="subscription.title", section="subscriptions", on_load=S.load)
+def subscription_detail_page() -> rx.Component:
+    return rx.cond(
+        S.loaded,
+        rx.cond(S.not_found, not_found(), rx.vstack(header(), tabs(), spacing="0", width="100%")),
+        rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
     )

@@ -1,29 +1,256 @@
-"""/subscriptions — placeholder page: says what will come here, inside the panel's layout.
+"""/subscriptions — the organisation's subscriptions: status, payment model, end date; search,
+filters, sorting and paging; the auto-renew switch, the licence-count dialog and the vendor portal.
 
-Replace this module (and ``state/subscriptions.py``) with the real page; keep the route and the
-``@panel_page`` decorator. See docs/WEB-PATTERN.md.
+Every action goes through ``SubscriptionsState`` handlers, which call the services (they check the
+role); the controls are hidden from read-only roles as a convenience only.
 """
 
 from __future__ import annotations
 
 import reflex as rx
 
-from ..components import T, page_header, panel_page
-from ..state.subscriptions import SubscriptionsState
+from ..components import Column, T, data_table, page_header, panel_page
+from ..state.base import BaseState
+from ..state.subscriptions import ALL, STATUSES, SubscriptionsState as S
+
+COLUMNS = [
+    Column("name", "subscriptions.col.name", sortable=True, href_key="href", min_width="14rem"),
+    Column("vendor", "subscriptions.col.vendor", sortable=True, hide_on_phone=True),
+    Column("model", "subscriptions.col.model", hide_on_phone=True),
+    Column("status", "subscriptions.col.status", sortable=True, badge_color_key="status_color"),
+    Column("term_end", "subscriptions.col.end", sortable=True, numeric=True),
+    Column("quantity", "subscriptions.col.quantity", sortable=True, align="right", numeric=True),
+]
 
 
-@panel_page("/subscriptions", title_key="placeholder.subscriptions.title", section="subscriptions", on_load=SubscriptionsState.load)
-def subscriptions_page() -> rx.Component:
-    return rx.vstack(
-        page_header("placeholder.subscriptions.title"),
-        rx.callout(
-            T("placeholder.subscriptions.body"),
-            icon="layers",
-            size="2",
-            width="100%",
-            id="placeholder",
+def filters() -> rx.Component:
+    return rx.flex(
+        rx.form(
+            rx.hstack(
+                rx.input(
+                    rx.input.slot(rx.icon("search", size=16)),
+                    name="search",
+                    default_value=S.search,
+                    placeholder=T("subscriptions.search"),
+                    max_length=100,
+                    id="subs-search",
+                    width=rx.breakpoints(initial="100%", sm="18rem"),
+                ),
+                rx.button(T("subscriptions.search_button"), type="submit", variant="soft", id="subs-search-go"),
+                rx.cond(S.search != "",
+                        rx.button(rx.icon("x", size=14), variant="ghost", on_click=S.clear_search, type="button",
+                                  aria_label="clear"),
+                        rx.fragment()),
+                spacing="2",
+                align="center",
+            ),
+            on_submit=S.apply_search,
+            reset_on_submit=False,
         ),
-        rx.link(T("placeholder.back_home"), href="/"),
-        spacing="4",
+        rx.hstack(
+            rx.select.root(
+                rx.select.trigger(id="subs-status", min_width="10rem"),
+                rx.select.content(
+                    rx.select.item(T("subscriptions.filter.all"), value=ALL),
+                    rx.select.item(T("subscriptions.filter.current"), value="current"),
+                    *[rx.select.item(T(f"subscriptions.status.{s}"), value=s) for s in STATUSES],
+                ),
+                value=S.status_filter,
+                on_change=S.set_status_filter,
+            ),
+            rx.select.root(
+                rx.select.trigger(id="subs-vendor", min_width="10rem"),
+                rx.select.content(
+                    rx.select.item(T("subscriptions.filter.all_vendors"), value=ALL),
+                    rx.foreach(S.vendor_options, lambda v: rx.select.item(v["label"], value=v["value"])),
+                ),
+                value=S.vendor_filter,
+                on_change=S.set_vendor_filter,
+            ),
+            spacing="2",
+            wrap="wrap",
+        ),
+        justify="between",
+        gap="3",
+        wrap="wrap",
+        width="100%",
+        margin_bottom="1rem",
+    )
+
+
+def row_actions(row: rx.Var) -> rx.Component:
+    return rx.hstack(
+        rx.cond(
+            row["show_auto_renew"] == "1",
+            rx.tooltip(
+                rx.hstack(
+                    rx.switch(
+                        checked=row["auto_renew"] == "1",
+                        on_change=lambda value: S.toggle_auto_renew(row["id"], value),
+                        disabled=~BaseState.can_write,
+                        size="1",
+                        class_name="auto-renew",
+                    ),
+                    rx.text(T("subscriptions.auto_renew_short"), size="1", color=rx.color("gray", 11)),
+                    spacing="1",
+                    align="center",
+                ),
+                content=T("subscriptions.auto_renew_hint"),
+            ),
+            rx.fragment(),
+        ),
+        rx.cond(
+            (row["can_qty"] == "1") & BaseState.can_write,
+            rx.button(rx.icon("users", size=14), T("subscriptions.change_quantity"), size="1", variant="soft",
+                      on_click=S.open_qty(row["id"]), class_name="change-qty"),
+            rx.fragment(),
+        ),
+        rx.cond(
+            row["portal_url"] != "",
+            rx.link(
+                rx.icon_button(rx.icon("external-link", size=14), size="1", variant="ghost",
+                               aria_label="vendor portal"),
+                href=row["portal_url"],
+                is_external=True,
+                title=T("subscriptions.portal"),
+                class_name="vendor-portal",
+            ),
+            rx.fragment(),
+        ),
+        spacing="3",
+        align="center",
+        justify="end",
+    )
+
+
+def quantity_form() -> rx.Component:
+    return rx.vstack(
+        rx.text(T("subscriptions.qty.current", quantity=S.qty_current), size="2"),
+        rx.text(T("subscriptions.qty.new"), as_="label", html_for="qty-value", size="2", weight="medium"),
+        rx.input(value=S.qty_value, on_change=S.set_qty_value, id="qty-value", type="number", min=S.qty_min,
+                 max=S.qty_max, step="1", input_mode="numeric", width="100%", size="3", auto_focus=True),
+        rx.text(T("subscriptions.qty.range", min=S.qty_min, max=S.qty_max), size="1", color=rx.color("gray", 10)),
+        rx.cond(S.qty_error != "",
+                rx.callout(S.qty_error, icon="circle-alert", color_scheme="red", size="1", width="100%",
+                           id="qty-error"),
+                rx.fragment()),
+        rx.text(T("subscriptions.qty.window_note"), size="1", color=rx.color("gray", 10)),
+        rx.hstack(
+            rx.dialog.close(rx.button(T("common.cancel"), variant="soft", color_scheme="gray")),
+            rx.button(T("subscriptions.qty.preview"), on_click=S.preview_qty, id="qty-preview"),
+            justify="end", width="100%", spacing="3", margin_top="0.5rem",
+        ),
+        spacing="2",
+        width="100%",
+    )
+
+
+def shortfall_block(preview: rx.Var, on_invoice, invoice_number: rx.Var) -> rx.Component:
+    """Shown when the balance does not cover the charge: the missing amount, a top-up link with
+    exactly that amount, and an invoice for it (the action is carried out once it is paid)."""
+    return rx.cond(
+        preview["shortfall"] != "",
+        rx.callout.root(
+            rx.callout.icon(rx.icon("wallet", size=16)),
+            rx.vstack(
+                rx.text(T("subscriptions.shortfall", amount=preview["shortfall"]), size="2"),
+                rx.hstack(
+                    rx.link(rx.button(rx.icon("plus", size=14), T("subscriptions.top_up"), size="1"),
+                            href=preview["topup_href"], class_name="topup-link"),
+                    rx.cond(invoice_number == "",
+                            rx.button(rx.icon("file-text", size=14), T("subscriptions.invoice"), size="1",
+                                      variant="soft", on_click=on_invoice, class_name="shortfall-invoice"),
+                            rx.link(T("subscriptions.invoice_open", number=invoice_number), href="/billing",
+                                    size="2")),
+                    spacing="2",
+                    wrap="wrap",
+                ),
+                spacing="2",
+            ),
+            color_scheme="orange",
+            width="100%",
+            class_name="shortfall",
+        ),
+        rx.fragment(),
+    )
+
+
+def quantity_confirm() -> rx.Component:
+    p = S.qty_preview
+    return rx.vstack(
+        rx.text(T("subscriptions.qty.change", old=p["old"], new=p["new"]), size="3", weight="medium"),
+        rx.callout(p["now"], icon="info", size="1", width="100%", id="qty-now"),
+        rx.cond(p["later"] != "", rx.text(p["later"], size="2", id="qty-later"), rx.fragment()),
+        shortfall_block(p, S.request_qty_invoice, S.qty_invoice),
+        rx.hstack(
+            rx.button(T("common.back"), variant="soft", color_scheme="gray", on_click=S.qty_back),
+            rx.button(T("subscriptions.qty.confirm"), on_click=S.confirm_qty, loading=S.qty_busy,
+                      disabled=p["shortfall"] != "", id="qty-confirm"),
+            justify="end", width="100%", spacing="3", margin_top="0.5rem",
+        ),
+        spacing="3",
+        width="100%",
+    )
+
+
+def quantity_dialog() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title(T("subscriptions.qty.title")),
+            rx.dialog.description(S.qty_name, size="2", color=rx.color("gray", 11), margin_bottom="0.75rem"),
+            rx.cond(S.qty_step == "confirm", quantity_confirm(), quantity_form()),
+            max_width="30rem",
+        ),
+        open=S.qty_open,
+        on_open_change=S.set_qty_open,
+    )
+
+
+def empty_state() -> rx.Component:
+    return rx.center(
+        rx.vstack(
+            rx.icon("layers", size=32, color=rx.color("gray", 9)),
+            rx.text(T("subscriptions.empty"), size="3", weight="medium"),
+            rx.text(T("subscriptions.empty_hint"), size="2", color=rx.color("gray", 11)),
+            rx.link(rx.button(rx.icon("shopping-cart", size=16), T("subscriptions.buy")), href="/catalog"),
+            spacing="3",
+            align="center",
+        ),
+        padding="3rem",
+        width="100%",
+        border=f"1px dashed {rx.color('gray', 6)}",
+        border_radius="8px",
+        id="subs-empty",
+    )
+
+
+@panel_page("/subscriptions", title_key="subscriptions.title", section="subscriptions", on_load=S.load)
+def subscriptions_page() -> rx.Component:
+    no_filters = (S.search == "") & (S.status_filter == ALL) & (S.vendor_filter == ALL)
+    return rx.vstack(
+        page_header(
+            "subscriptions.title",
+            rx.link(rx.button(rx.icon("shopping-cart", size=16), T("subscriptions.buy")), href="/catalog",
+                    id="buy-subscription"),
+        ),
+        rx.cond(
+            S.loaded,
+            rx.cond(
+                (S.total == 0) & no_filters,
+                empty_state(),
+                rx.vstack(
+                    filters(),
+                    data_table(COLUMNS, S.rows, sort_key=S.sort_key, sort_desc=S.sort_desc, on_sort=S.sort_by,
+                               page=S.page, pages=S.pages, on_page=S.go_page, total=S.total,
+                               empty_key="subscriptions.nothing_found", actions=row_actions,
+                               table_id="subscriptions-table"),
+                    spacing="0",
+                    width="100%",
+                ),
+            ),
+            rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
+        ),
+        quantity_dialog(),
+        spacing="0",
         width="100%",
     )

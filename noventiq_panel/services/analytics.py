@@ -23,6 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -864,10 +865,6 @@ def iaas_rows(session: Session, actor: Actor, start: date, end: date, subscripti
 # The roll-up
 
 
-def _q6(v: Decimal) -> Decimal:
-    return v.quantize(MICRO, rounding=ROUND_HALF_UP)
-
-
 def _lock_rollup(session: Session) -> None:
     """Serialise roll-up refreshes on PostgreSQL (SQLite transactions already hold the write lock)."""
     if session.get_bind().dialect.name == "postgresql":
@@ -895,19 +892,20 @@ def refresh_rollup_pairs(session: Session, pairs: Iterable[tuple[int, date]]) ->
     _lock_rollup(session)
     info = session.execute(
         select(Subscription.id, Subscription.org_id, Organisation.timezone, Organisation.billing_currency,
-               Plan.usage_markup_pct)
+               type_coerce(Plan.usage_markup_pct, BigInteger))
         .join(Organisation, Organisation.id == Subscription.org_id)
         .join(Plan, Plan.id == Subscription.plan_id)
         .where(Subscription.id.in_(sorted(by_sub)))
     ).all()
     written = 0
     # Group subscriptions sharing an organisation and a set of days: one query for all of them.
-    groups: dict[tuple[int, str, str, frozenset], list[tuple[int, Decimal]]] = defaultdict(list)
+    groups: dict[tuple[int, str, str, frozenset], list[tuple[int, int]]] = defaultdict(list)
     for sid, org_id, tz, cur, markup in info:
-        groups[(org_id, tz, cur, frozenset(by_sub[sid]))].append((sid, markup or ZERO))
-    rate_cache: dict[tuple[str, str, date], Decimal | None] = {}
+        groups[(org_id, tz, cur, frozenset(by_sub[sid]))].append((sid, int(markup or 0)))
+    rate_cache: dict[tuple[str, str, date], tuple[int, int] | None] = {}
+    writer = _BulkInsert(session, UsageDaily.__table__, _ROLLUP_COLUMNS)
     for (org_id, tz, org_cur, dayset), members in groups.items():
-        written += _refresh_group(session, org_id, tz, org_cur, sorted(dayset), dict(members), rate_cache)
+        written += _refresh_group(session, writer, org_id, tz, org_cur, sorted(dayset), dict(members), rate_cache)
     session.flush()
     return written
 
@@ -923,53 +921,134 @@ def _day_runs(days: list[date]) -> list[tuple[date, date]]:
     return runs
 
 
-def _day_rate(session: Session, cache: dict, currency: str, org_cur: str, day: date) -> Decimal | None:
+def _day_rate(session: Session, cache: dict, currency: str, org_cur: str, day: date) -> tuple[int, int] | None:
+    """The day's conversion rate as an exact fraction (numerator, denominator), None without a rate."""
     key = (currency, org_cur, day)
     if key not in cache:
         try:
-            cache[key] = rates.conversion_rate(session, currency, org_cur, day)
+            r = Fraction(rates.unit_rate(session, currency, day)) / Fraction(rates.unit_rate(session, org_cur, day))
+            cache[key] = (r.numerator, r.denominator)
         except RateMissing:
             cache[key] = None
     return cache[key]
 
 
-def _refresh_group(session: Session, org_id: int, tz: str, org_cur: str, days: list[date],
-                   markups: dict[int, Decimal], rate_cache: dict) -> int:
+def _half_up(n: int, d: int) -> int:
+    """n / d rounded half away from zero (d > 0), in integers: Decimal's ROUND_HALF_UP."""
+    q, r = divmod(abs(n), d)
+    if 2 * r >= d:
+        q += 1
+    return q if n >= 0 else -q
+
+
+_PCT = 100 * 10**6  # usage_markup_pct is stored in micro-percent: factor = (_PCT + markup) / _PCT
+_ROLLUP_COLUMNS = ("org_id", "subscription_id", "day", "service", "resource_group", "resource_id", "resource_name",
+                   "cost", "currency", "cost_org", "org_currency", "records", "refreshed_at")
+
+
+class _BulkInsert:
+    """``executemany`` through the driver: each column's value is put in its storage form by the
+    column type's own bind processor (cached per distinct value); ``ScaledDecimal`` columns take
+    their stored integer directly. Other paramstyles fall back to a plain SQLAlchemy insert."""
+
+    def __init__(self, session: Session, table, columns: tuple[str, ...]):
+        from ..models.types import ScaledDecimal
+
+        self.session, self.table, self.columns = session, table, columns
+        dialect = session.get_bind().dialect
+        self.procs = []
+        for name in columns:
+            col_type = table.c[name].type
+            proc = None if isinstance(col_type, ScaledDecimal) else col_type.dialect_impl(dialect).bind_processor(dialect)
+            self.procs.append(proc)
+        self.cache: dict = {}
+        marks = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
+        quote = dialect.identifier_preparer.quote
+        self.sql = None if marks is None else (
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join([marks] * len(columns))})")
+
+    def _value(self, proc, value):
+        if proc is None or value is None:
+            return value
+        key = (id(proc), value)
+        out = self.cache.get(key)
+        if out is None:
+            if len(self.cache) > 100000:
+                self.cache.clear()
+            out = self.cache[key] = proc(value)
+        return out
+
+    def insert(self, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        if self.sql is None:  # pragma: no cover - other drivers
+            from ..models.types import ScaledDecimal
+
+            scaled = [isinstance(self.table.c[c].type, ScaledDecimal) for c in self.columns]
+            dicts = [{c: (Decimal(v).scaleb(-self.table.c[c].type.scale) if s and v is not None else v)
+                      for c, v, s in zip(self.columns, r, scaled)} for r in rows]
+            self.session.execute(insert(self.table), dicts)
+            return
+        procs = self.procs
+        if any(procs):
+            rows = [tuple(self._value(p, v) if p is not None else v for p, v in zip(procs, r)) for r in rows]
+        conn = self.session.connection()
+        for i in range(0, len(rows), 5000):
+            conn.exec_driver_sql(self.sql, rows[i:i + 5000])
+
+
+def _refresh_group(session: Session, writer: _BulkInsert, org_id: int, tz: str, org_cur: str, days: list[date],
+                   markups: dict[int, int], rate_cache: dict) -> int:
+    """Rebuild the rows of ``markups``' subscriptions (one organisation) for ``days``.
+
+    Amounts are computed exactly in integers: the stored micro-units of the records' cost times
+    the markup factor and the rate (the ledger entry's, else the day's as an exact fraction),
+    rounded half-up once per row to the 6 decimals the roll-up keeps.
+    """
     sub_ids = sorted(markups)
-    dayset = set(days)
+    day_of: dict[Any, date] = {}
+    for d in days:
+        day_of[d] = day_of[d.isoformat()] = d
     for chunk_start in range(0, len(days), 500):
         chunk = days[chunk_start:chunk_start + 500]
         session.execute(delete(UsageDaily).where(UsageDaily.subscription_id.in_(sub_ids),
                                                  UsageDaily.day.in_(chunk)))
     acc: dict[tuple, list] = {}
     UR = UsageRecord
+    conn = session.connection()
     for run_start, run_end in _day_runs(days):
         for a, b, day_expr in _day_parts(session, UR.period_start, tz, run_start, run_end):
             d = day_expr.label("d")
-            rows = session.execute(
+            fx_col = type_coerce(LedgerEntry.fx_rate, BigInteger)
+            rows = conn.execute(
                 select(UR.subscription_id, d, UR.service, UR.resource_group, UR.resource_id,
-                       func.max(UR.resource_name), UR.currency, LedgerEntry.fx_rate, func.sum(UR.cost),
-                       func.count())
+                       func.max(UR.resource_name), UR.currency, fx_col,
+                       func.sum(type_coerce(UR.cost, BigInteger)), func.count())
                 .select_from(UR)
                 .outerjoin(LedgerEntry, LedgerEntry.id == UR.ledger_entry_id)
                 .where(UR.subscription_id.in_(sub_ids), UR.period_start >= a, UR.period_start < b)
                 .group_by(UR.subscription_id, d, UR.service, UR.resource_group, UR.resource_id, UR.currency,
-                          LedgerEntry.fx_rate)
+                          fx_col)
             ).all()
-            for sid, day, svc, rg, rid, rname, currency, fx, cost, count in rows:
-                day = _as_date(day)
-                if day not in dayset:
+            for sid, raw_day, svc, rg, rid, rname, currency, fx, cost, count in rows:
+                day = day_of.get(raw_day)
+                if day is None:
                     continue
-                cost = (cost or ZERO) * (1 + markups[sid] / 100)
-                if fx is None:
-                    fx = _day_rate(session, rate_cache, currency, org_cur, day)
-                cost_org = cost * fx if fx is not None else None
+                priced = int(cost or 0) * (_PCT + markups[sid])  # micro-units x _PCT
+                if fx is not None:
+                    num, den = int(fx), 10**6
+                else:
+                    rate = _day_rate(session, rate_cache, currency, org_cur, day)
+                    num, den = rate if rate is not None else (None, None)
+                cost_micro = _half_up(priced, _PCT)
+                cost_org = _half_up(priced * num, _PCT * den) if num is not None else None
                 key = (sid, day, svc, rg, rid, currency)
                 slot = acc.get(key)
                 if slot is None:
-                    acc[key] = [rname or "", cost, cost_org, count]
+                    acc[key] = [rname or "", cost_micro, cost_org, count]
                 else:
-                    slot[1] += cost
+                    slot[1] += cost_micro
                     slot[2] = None if slot[2] is None or cost_org is None else slot[2] + cost_org
                     slot[3] += count
                     if rname and not slot[0]:
@@ -977,17 +1056,11 @@ def _refresh_group(session: Session, org_id: int, tz: str, org_cur: str, days: l
     if not acc:
         return 0
     now = utcnow()
-    values = [
-        {"org_id": org_id, "subscription_id": sid, "day": day, "service": svc, "resource_group": rg,
-         "resource_id": rid, "resource_name": rname, "cost": _q6(cost), "currency": currency,
-         "cost_org": _q6(cost_org) if cost_org is not None else None, "org_currency": org_cur,
-         "records": count, "refreshed_at": now}
+    writer.insert([
+        (org_id, sid, day, svc, rg, rid, rname, cost, currency, cost_org, org_cur, count, now)
         for (sid, day, svc, rg, rid, currency), (rname, cost, cost_org, count) in acc.items()
-    ]
-    table = UsageDaily.__table__
-    for i in range(0, len(values), 5000):
-        session.execute(insert(table), values[i:i + 5000])
-    return len(values)
+    ])
+    return len(acc)
 
 
 def rebuild_rollup(session: Session, org_id: int | None = None, *, start: date | None = None,

@@ -123,8 +123,9 @@ class OrderQuote:
     fx_date: date
     term_start: datetime
     term_end: datetime | None
-    renewal_date: date | None  # local date the next term (or instalment) starts
+    renewal_date: date | None  # local date the next term starts (the trial ends)
     next_billing_at: datetime | None
+    next_charge_date: date | None  # local date of the next charge (instalment or renewal)
     is_trial: bool
     trial_ends_at: datetime | None
     converts_to: str | None
@@ -150,6 +151,7 @@ class QuantityQuote:
     removed_now: int = 0  # seats removed at once (inside their window)
     scheduled_quantity: int | None = None  # seats from the next renewal, when a decrease waits
     effective_at: datetime | None = None  # when the scheduled part applies
+    effective_date: date | None = None  # its local date (organisation's time zone)
     remaining_days: int = 0
     total_days: int = 0
     period_start: datetime | None = None
@@ -175,6 +177,7 @@ class PlanChangeQuote:
     charge_now: Decimal = Decimal("0.00")
     refund_now: Decimal = Decimal("0.00")
     effective_at: datetime | None = None
+    effective_date: date | None = None
     new_term: bool = False  # the upgrade starts a new term today
     recurring_price: Decimal = Decimal("0.00")
     available: Decimal = Decimal("0.00")
@@ -191,6 +194,7 @@ class CancelQuote:
     currency: str
     refund_now: Decimal = Decimal("0.00")
     effective_at: datetime | None = None
+    effective_date: date | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -660,7 +664,10 @@ def _order_quote(session: Session, org: Organisation, info: catalog.PlanInfo, qu
         vendor_name=vendor.name, quantity=quantity, currency=org.billing_currency, plan_currency=plan.currency,
         unit_price=unit, price_now=price_now, recurring_price=recurring, recurring_period=recurring_period,
         fx_rate=rate, fx_date=day, term_start=now, term_end=term_end, renewal_date=renewal_date,
-        next_billing_at=next_billing, is_trial=is_trial, trial_ends_at=trial_ends,
+        next_billing_at=next_billing,
+        next_charge_date=clock.local_date(next_billing, tz) if next_billing else (
+            renewal_date if not is_trial and not is_payg else None),
+        is_trial=is_trial, trial_ends_at=trial_ends,
         converts_to=plan.trial_converts_to, is_payg=is_payg, available=available,
         shortfall=_shortfall(price_now, available),
     )
@@ -783,6 +790,7 @@ def _quantity_plan(session: Session, ctx: _Ctx, quantity) -> QuantityQuote:
     if q.quantity_now != new:
         q.scheduled_quantity = new
         q.effective_at = sub.term_end
+        q.effective_date = clock.local_date(sub.term_end, org.timezone)
     return q
 
 
@@ -1058,6 +1066,7 @@ def _plan_change_plan(session: Session, ctx: _Ctx, plan_code) -> tuple[PlanChang
     q.recurring_price = to_org_currency(session, new_unit * sub.quantity, tp, org, ctx.day)[0]
     if direction == "downgrade":
         q.effective_at = sub.term_end
+        q.effective_date = clock.local_date(sub.term_end, org.timezone)
         return q, target
     period = current_period(sub, plan, org, now)
     remaining, total = proration.days_remaining(period.start, period.end, now, org.timezone)
@@ -1074,6 +1083,7 @@ def _plan_change_plan(session: Session, ctx: _Ctx, plan_code) -> tuple[PlanChang
     else:
         q.refund_now = -net
     q.effective_at = now
+    q.effective_date = clock.local_date(now, org.timezone)
     q.shortfall = _shortfall(q.charge_now, q.available)
     return q, target
 
@@ -1155,7 +1165,8 @@ def change_plan(session: Session, actor: Actor | None, sub_id, plan_code, *, now
 def _cancel_plan(session: Session, ctx: _Ctx) -> CancelQuote:
     sub, plan, org, now = ctx.sub, ctx.plan, ctx.org, ctx.now
     _require_status(ctx, S.ACTIVE, S.TRIAL, S.SUSPENDED, S.PENDING)
-    q = CancelQuote(subscription_id=sub.id, immediate=True, currency=org.billing_currency, effective_at=now)
+    q = CancelQuote(subscription_id=sub.id, immediate=True, currency=org.billing_currency, effective_at=now,
+                    effective_date=clock.local_date(now, org.timezone))
     if plan.billing_type != "license" or sub.is_trial or sub.status == S.PENDING or sub.grace_until is not None:
         return q  # nothing paid ahead (or unpaid): ends at once, nothing refunded
     if sub.term_end is not None and sub.term_end <= now:
@@ -1174,6 +1185,7 @@ def _cancel_plan(session: Session, ctx: _Ctx) -> CancelQuote:
         return q
     q.immediate = False
     q.effective_at = sub.term_end
+    q.effective_date = clock.local_date(sub.term_end, org.timezone)
     return q
 
 

@@ -90,6 +90,12 @@ def _layout(**kw: Any) -> dict[str, Any]:
     return base
 
 
+def _date_axis(granularity: str) -> dict[str, Any]:
+    if granularity == "day":
+        return dict(type="date", tickformat="%-d %b", hoverformat="%-d %b %Y", nticks=10)
+    return dict(type="date", tickformat="%b %Y", dtick="M1", hoverformat="%b %Y")
+
+
 class AnalyticsState(BaseState):
     loaded: bool = False
     # --- filters (as in the URL) -----------------------------------------------------------------
@@ -245,7 +251,7 @@ class AnalyticsState(BaseState):
                 customdata=[fmt_money(Decimal(r["amount"]), cur, lang) for r in positive],
                 hovertemplate="%{label}<br>%{customdata} (%{percent})<extra></extra>",
             ))
-        fig.update_layout(**_layout(showlegend=True, legend=dict(orientation="v", x=1.02, y=0.5)))
+        fig.update_layout(**_layout(showlegend=True, legend=dict(orientation="h", yanchor="top", y=-0.02, x=0)))
         self.structure_fig = fig
 
     def _bucket_label(self, day: date, granularity: str) -> str:
@@ -257,14 +263,15 @@ class AnalyticsState(BaseState):
     def _show_dynamics(self, d: analytics.Dynamics, cur: str) -> None:
         lang = self._lang
         self.granularity = d.granularity
-        x = [self._bucket_label(b, d.granularity) for b in d.buckets]
+        labels = [self._bucket_label(b, d.granularity) for b in d.buckets]
+        x = [b.isoformat() for b in d.buckets]  # a date axis: Plotly names months in the UI language
         fig = go.Figure()
         for s in d.series:
             name = self._t("analytics.other") if s.key == analytics.OTHER else s.label
             fig.add_trace(go.Bar(
                 name=name, x=x, y=[float(v) for v in s.values],
-                customdata=[fmt_money(v, cur, lang) for v in s.values],
-                hovertemplate="%{x}: %{customdata}<extra>" + name.replace("<", "&lt;") + "</extra>",
+                customdata=[f"{lbl}: {fmt_money(v, cur, lang)}" for lbl, v in zip(labels, s.values)],
+                hovertemplate="%{customdata}<extra>" + name.replace("<", "&lt;")[:40] + "</extra>",
             ))
         n = min(len(x), len(d.previous_totals))
         if n and any(v != 0 for v in d.previous_totals):
@@ -276,13 +283,13 @@ class AnalyticsState(BaseState):
                             for b, v in zip(d.previous_buckets[:n], d.previous_totals[:n])],
                 hovertemplate="%{customdata}<extra>" + prev_name + "</extra>",
             ))
-        fig.update_layout(**_layout(barmode="stack", xaxis=dict(type="category"),
+        fig.update_layout(**_layout(barmode="stack", xaxis=_date_axis(d.granularity),
                                     yaxis=dict(tickformat="~s", rangemode="tozero")))
         self.dynamics_fig = fig
         self.dynamics_rows = [
             {"id": b.isoformat(), "period": label, "amount": fmt_money(t, cur, lang),
              "previous": fmt_money(d.previous_totals[i], cur, lang) if i < len(d.previous_totals) else "—"}
-            for i, (b, label, t) in enumerate(zip(d.buckets, x, d.totals))
+            for i, (b, label, t) in enumerate(zip(d.buckets, labels, d.totals))
         ]
 
     def _keep_iaas(self, i: analytics.IaasDetail) -> None:
@@ -316,17 +323,18 @@ class AnalyticsState(BaseState):
         self.iaas_budget = fmt_money(budget, cur, lang) if budget is not None else ""
         self.iaas_unconverted = ", ".join(fmt_money(Decimal(v), k, lang) for k, v in data["unconverted"].items())
         days = [date.fromisoformat(d) for d in data["days"]]
-        x = [fmt.format_date(d, lang, format="d MMM") for d in days]
+        x = data["days"]
+        labels = [fmt.format_date(d, lang, format="d MMM") for d in days]
         fig = go.Figure()
         items = data[self.iaas_dim]
         for s in items:
             name = self._iaas_label(s)
             fig.add_trace(go.Bar(
                 name=name, x=x, y=[float(v) for v in s["values"]],
-                customdata=[fmt_money(Decimal(v), cur, lang) for v in s["values"]],
-                hovertemplate="%{x}: %{customdata}<extra>" + name.replace("<", "&lt;")[:40] + "</extra>",
+                customdata=[f"{lbl}: {fmt_money(Decimal(v), cur, lang)}" for lbl, v in zip(labels, s["values"])],
+                hovertemplate="%{customdata}<extra>" + name.replace("<", "&lt;")[:40] + "</extra>",
             ))
-        fig.update_layout(**_layout(barmode="stack", xaxis=dict(type="category"),
+        fig.update_layout(**_layout(barmode="stack", xaxis=_date_axis("day"),
                                     yaxis=dict(tickformat="~s", rangemode="tozero")))
         self.iaas_fig = fig
         self.iaas_rows = [
@@ -341,14 +349,14 @@ class AnalyticsState(BaseState):
         name = self._t("analytics.iaas.month_to_date" if several_months else "analytics.iaas.cumulative")
         cum.add_trace(go.Scatter(
             name=name, x=x, y=[float(v) for v in values], mode="lines", fill="tozeroy",
-            customdata=[fmt_money(v, cur, lang) for v in values],
-            hovertemplate="%{x}: %{customdata}<extra></extra>",
+            customdata=[f"{lbl}: {fmt_money(v, cur, lang)}" for lbl, v in zip(labels, values)],
+            hovertemplate="%{customdata}<extra></extra>",
         ))
         if budget is not None:
             label = self._t("analytics.iaas.budget_line", amount=self.iaas_budget)
             cum.add_trace(go.Scatter(name=label, x=x, y=[float(budget)] * len(x), mode="lines",
                                      line=dict(color="#e5484d", dash="dash"), hoverinfo="skip"))
-        cum.update_layout(**_layout(xaxis=dict(type="category"), yaxis=dict(tickformat="~s", rangemode="tozero")))
+        cum.update_layout(**_layout(xaxis=_date_axis("day"), yaxis=dict(tickformat="~s", rangemode="tozero")))
         self.iaas_cum_fig = cum
         self.movers = [
             {"id": f"{m['dimension']}:{n}", "kind": self._t(f"analytics.iaas.dim.{m['dimension']}"),

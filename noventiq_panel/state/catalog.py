@@ -1,21 +1,309 @@
-"""State of the /catalog page — a placeholder until its module's developer replaces it.
+"""State of /catalog: products grouped by category and vendor with their plans (billing variants),
+search, and the order dialog (variant, quantity, preview from the service, confirmation).
 
-Replace this module and ``pages/catalog.py`` freely; nothing else imports ``CatalogState``.
+The order's idempotency token (``request_id``) is made once per preview, so a double click or a
+retried request cannot charge twice. Prices shown are the service's; nothing is computed here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from decimal import Decimal
+
 import reflex as rx
 
-from ..services.errors import DomainError
+from ..components.money import fmt_date, fmt_money
+from ..i18n import error_text
+from ..services import catalog, payments
+from ..services import subscriptions as subs
+from ..services.errors import Conflict, DomainError, InsufficientFunds, InvalidInput
 from .base import BaseState
+from .subscriptions import clean_text, flag, model_label, new_token, parse_id, shortfall_view
+
+
+@dataclass
+class PlanView:
+    id: str = ""
+    code: str = ""
+    name: str = ""
+    model: str = ""
+    price: str = ""  # per seat per term, plan currency
+    price_org: str = ""  # the same in the organisation's currency ("" when no rate)
+    period_price: str = ""  # per billing period (a month for yearly billed monthly)
+    is_trial: str = ""
+    trial: str = ""
+    payg: str = ""
+
+
+@dataclass
+class ProductView:
+    id: str = ""
+    name: str = ""
+    description: str = ""
+    has_trial: str = ""
+    plans: list[PlanView] = field(default_factory=list)
+
+
+@dataclass
+class VendorView:
+    code: str = ""
+    name: str = ""
+    products: list[ProductView] = field(default_factory=list)
+
+
+@dataclass
+class CategoryView:
+    name: str = ""
+    vendors: list[VendorView] = field(default_factory=list)
+
+
+def _load(session, actor, search: str, category: str | None):
+    view = catalog.list_catalog(session, actor, search=search, category=category)
+    return view, catalog.list_categories(session)
+
+
+def _shortfall_invoice_order(session, actor, plan_id: int, quantity: str, trial_convert: bool, request_id: str):
+    """An invoice for exactly what the order misses; the order is placed once it is paid. The
+    amount comes from a fresh quote, never from the browser."""
+    q = subs.quote_order(session, actor, plan_id, quantity)
+    if q.shortfall <= 0:
+        raise Conflict("the balance covers it now", key="subscriptions.error.no_shortfall")
+    action = subs.pending_action_for_order(actor, plan_id, q.quantity, trial_convert=trial_convert,
+                                           request_id=request_id)
+    return payments.request_shortfall_invoice(session, actor, q.shortfall, action).number
 
 
 class CatalogState(BaseState):
+    loaded: bool = False
+    categories: list[CategoryView] = []
+    category_options: list[str] = []
+    category: str = "all"
+    search: str = ""
+    count: int = 0
+    currency: str = ""
+
+    # the order dialog
+    order_open: bool = False
+    order_step: str = "form"  # form | confirm | done
+    order_product: str = ""
+    order_variants: list[dict[str, str]] = []
+    order_plan_id: str = ""
+    order_qty: str = "1"
+    order_is_trial: bool = False
+    order_trial_convert: bool = False
+    order_error: str = ""
+    order_preview: dict[str, str] = {}
+    order_busy: bool = False
+    order_sub_href: str = ""
+    order_invoice: str = ""
+
+    _request_id: str = ""
+
     @rx.event
     async def load(self):
-        """Checks the caller (the guard already did; every handler checks again)."""
+        params = self.router.url.query_parameters
+        self.search = clean_text(params.get("q", ""))
+        return await self._reload()
+
+    async def _reload(self):
+        category = None if self.category == "all" else self.category
         try:
-            await self._require()
-        except DomainError as exc:
+            view, categories = await self._act(_load, self.search, category)
+        except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
+        self._show(view, categories)
+        self.loaded = True
+
+    def _show(self, view: dict, categories: list[str]) -> None:
+        lang = self._lang
+        self.currency = view["currency"]
+        self.count = view["product_count"]
+        self.category_options = categories
+        out = []
+        for c in view["categories"]:
+            vendors = []
+            for v in c["vendors"]:
+                products = []
+                for p in v["products"]:
+                    plans = [self._plan_view(pl, lang) for pl in p["plans"]]
+                    products.append(ProductView(id=str(p["id"]), name=p["name"], description=p["description"],
+                                                has_trial=flag(p["has_trial"]), plans=plans))
+                vendors.append(VendorView(code=v["code"], name=v["name"], products=products))
+            out.append(CategoryView(name=c["name"] or self._t("catalog.other"), vendors=vendors))
+        self.categories = out
+
+    def _plan_view(self, pl: dict, lang: str) -> PlanView:
+        payg = pl["billing_type"] == "payg"
+        model = "payg" if payg else ("trial" if pl["is_trial"] else (
+            "year_monthly" if pl["term"] == "year" and pl["billing_frequency"] == "monthly" else pl["term"]))
+        price = period = price_org = ""
+        if payg:
+            price = self._t("catalog.payg_price", markup=str(pl["usage_markup_pct"].normalize()))
+        elif pl["is_trial"]:
+            price = self._t("catalog.free")
+        else:
+            price = fmt_money(pl["price"], pl["currency"], lang)
+            if pl["price_org"] is not None and pl["currency"] != pl["org_currency"]:
+                price_org = fmt_money(pl["price_org"], pl["org_currency"], lang)
+            if model == "year_monthly":
+                period = self._t("catalog.per_month", amount=fmt_money(
+                    pl["period_price_org"] if pl["period_price_org"] is not None else pl["period_price"],
+                    pl["org_currency"] if pl["period_price_org"] is not None else pl["currency"], lang))
+        return PlanView(
+            id=str(pl["id"]), code=pl["code"], name=pl["name"], model=model_label(self, model), price=price,
+            price_org=price_org, period_price=period, is_trial=flag(pl["is_trial"]),
+            trial=self._t("catalog.trial_days", days=pl["trial_days"], max=pl["max_quantity"]) if pl["is_trial"] else "",
+            payg=flag(payg),
+        )
+
+    @rx.event
+    async def apply_search(self, form: dict):
+        self.search = clean_text((form or {}).get("search", "") if isinstance(form, dict) else "")
+        return await self._reload()
+
+    @rx.event
+    async def clear_search(self):
+        self.search = ""
+        return await self._reload()
+
+    @rx.event
+    async def set_category(self, value: str):
+        value = clean_text(value, 128)
+        if value != "all" and value not in self.category_options:
+            return
+        self.category = value
+        return await self._reload()
+
+    # --- the order dialog ----------------------------------------------------------------------
+    def _variants_of(self, plan_id: str) -> tuple[str, list[dict[str, str]]]:
+        for c in self.categories:
+            for v in c.vendors:
+                for p in v.products:
+                    if any(pl.id == plan_id for pl in p.plans):
+                        return p.name, [{"id": pl.id, "label": f"{pl.name} — {pl.model}", "trial": pl.is_trial}
+                                        for pl in p.plans]
+        return "", []
+
+    @rx.event
+    def open_order(self, plan_id: str):
+        plan_id = clean_text(plan_id, 12)
+        product, variants = self._variants_of(plan_id)
+        if not variants:
+            return
+        self.order_product, self.order_variants = product, variants
+        self.order_plan_id = plan_id
+        self.order_is_trial = any(v["id"] == plan_id and v["trial"] == "1" for v in variants)
+        self.order_qty, self.order_trial_convert = "1", False
+        self.order_step, self.order_error, self.order_preview = "form", "", {}
+        self.order_sub_href, self.order_invoice = "", ""
+        self.order_open = True
+
+    @rx.event
+    def set_order_open(self, value: bool):
+        self.order_open = value if isinstance(value, bool) else False
+        if not self.order_open:
+            self.order_busy = False
+
+    @rx.event
+    def set_order_plan(self, plan_id: str):
+        plan_id = clean_text(plan_id, 12)
+        match = next((v for v in self.order_variants if v["id"] == plan_id), None)
+        if match is not None:
+            self.order_plan_id = plan_id
+            self.order_is_trial = match["trial"] == "1"
+            self.order_error = ""
+
+    @rx.event
+    def set_order_qty(self, value: str):
+        self.order_qty = clean_text(value, 12)
+        self.order_error = ""
+
+    @rx.event
+    def set_order_trial_convert(self, value: bool):
+        self.order_trial_convert = value is True
+
+    @rx.event
+    def order_back(self):
+        self.order_step, self.order_error, self.order_invoice = "form", "", ""
+
+    @rx.event
+    async def preview_order(self):
+        try:
+            plan_id = parse_id(self.order_plan_id)
+            q = await self._act(subs.quote_order, plan_id, self.order_qty)
+        except InvalidInput as exc:
+            self.order_error = error_text(exc, self.locale)
+            return
+        except DomainError as exc:
+            self.order_error = error_text(exc, self.locale)
+            return
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        lang, cur = self._lang, q.currency
+        money = lambda v: fmt_money(v, cur, lang)  # noqa: E731
+        if q.is_trial:
+            now = self._t("catalog.order.trial_now", date=fmt_date(q.renewal_date, lang))
+            later = ""
+        elif q.is_payg:
+            now = self._t("catalog.order.payg_now")
+            later = ""
+        else:
+            now = self._t("catalog.order.now", amount=money(q.price_now))
+            period_key = "catalog.order.recurring_month" if q.recurring_period == "month" else "catalog.order.recurring_year"
+            later = self._t(period_key, amount=money(q.recurring_price),
+                            date=fmt_date(q.next_charge_date, lang))
+        shortfall = q.shortfall if q.shortfall > 0 else Decimal("0")
+        rate = ""
+        if q.plan_currency != cur and not q.is_trial and not q.is_payg:
+            rate = self._t("catalog.order.rate", currency=q.plan_currency, rate=fmt_money(q.fx_rate, cur, lang),
+                           date=fmt_date(q.fx_date, lang))
+        self.order_preview = {
+            "product": q.product_name,
+            "plan": q.plan_name,
+            "quantity": str(q.quantity),
+            "now": now,
+            "later": later,
+            "rate": rate,
+            "available": money(q.available),
+            "shortfall": money(shortfall) if shortfall else "",
+            "topup_href": f"/billing?topup={shortfall}" if shortfall else "",
+        }
+        self.order_step = "confirm"
+        self._request_id = new_token()
+
+    @rx.event
+    async def confirm_order(self):
+        if self.order_busy or self.order_step != "confirm":
+            return
+        self.order_busy = True
+        yield
+        try:
+            plan_id = parse_id(self.order_plan_id)
+            outcome = await self._act(subs.order, plan_id, self.order_qty,
+                                      trial_convert=bool(self.order_trial_convert and self.order_is_trial),
+                                      request_id=self._request_id)
+        except InsufficientFunds as exc:
+            self.order_busy = False
+            view = shortfall_view(self, exc)
+            self.order_preview = {**self.order_preview, "shortfall": view["shortfall"],
+                                  "topup_href": view["topup_href"]}
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.order_busy = False
+            yield self._fail(exc)
+            return
+        self.order_busy = False
+        self.order_step = "done"
+        self.order_sub_href = f"/subscriptions/{outcome.subscription_id}"
+        yield self._ok("catalog.order.done")
+
+    @rx.event
+    async def request_order_invoice(self):
+        try:
+            plan_id = parse_id(self.order_plan_id)
+            number = await self._act(_shortfall_invoice_order, plan_id, self.order_qty,
+                                     bool(self.order_trial_convert and self.order_is_trial), self._request_id)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.order_invoice = number
+        return self._ok("subscriptions.invoice_created", number=number)

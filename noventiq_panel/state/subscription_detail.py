@@ -1,21 +1,579 @@
-"""State of the /subscriptions/[id] page — a placeholder until its module's developer replaces it.
+"""State of /subscriptions/[id]: the tabs Overview, Resources, Options, Activation, Usage (with the
+"Set budget" dialog) and History of one subscription.
 
-Replace this module and ``pages/subscription_detail.py`` freely; nothing else imports ``SubscriptionDetailState``.
+Money moves only after a preview from the service and an explicit confirmation; every handler
+resolves the caller again (``_act``) and the services check role and organisation (a foreign or
+missing id is "not found"). View data is plain strings; the subscription id is parsed from the URL
+on every load and kept in a backend var.
 """
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
 import reflex as rx
 
-from ..services.errors import DomainError
+from ..components.money import fmt_date, fmt_datetime, fmt_money
+from ..i18n import error_text
+from ..i18n import format as fmt
+from ..models import Organisation
+from ..services import analytics, budgets, clock, payments
+from ..services import subscriptions as subs
+from ..services.errors import Conflict, DomainError, InsufficientFunds, InvalidInput, NotFound
 from .base import BaseState
+from .subscriptions import (
+    STATUS_COLORS,
+    clean_text,
+    flag,
+    model_label,
+    new_token,
+    parse_id,
+    quantity_preview,
+    shortfall_view,
+    status_label,
+)
+
+TABS = ("overview", "resources", "options", "activation", "usage", "history")
+THRESHOLD_TYPES = ("actual", "forecast")
+KNOWN_EVENTS = (
+    "subscription.ordered", "subscription.quantity_changed", "subscription.auto_renew", "subscription.trial_convert",
+    "subscription.suspended", "subscription.resumed", "subscription.plan_changed",
+    "subscription.plan_change_scheduled", "subscription.cancelled", "subscription.cancel_scheduled",
+    "subscription.scheduled_change_cancelled", "subscription.renewed", "subscription.payment_failed",
+    "subscription.instalment", "subscription.trial_converted", "subscription.expired", "budget.created",
+    "budget.updated", "budget.removed",
+)
+
+
+def _sub_id_from_path(path: str) -> int:
+    parts = [p for p in (path or "").split("/") if p]
+    if len(parts) != 2 or parts[0] != "subscriptions":
+        raise NotFound("subscription not found", key="error.subscription_not_found")
+    try:
+        return parse_id(parts[1])
+    except InvalidInput:
+        raise NotFound("subscription not found", key="error.subscription_not_found") from None
+
+
+def _load(session, actor, sub_id: int):
+    """Everything the page shows, read in one session (plain values)."""
+    detail = subs.get_subscription(session, actor, sub_id)
+    history = subs.history(session, actor, sub_id, limit=100)
+    org = session.get(Organisation, actor.org_id)
+    budget_form = usage = None
+    if detail["billing_type"] == "payg":
+        budget_form = budgets.budget_form(session, actor, sub_id)
+        today = clock.local_date(clock.utcnow(), org.timezone)
+        first = today.replace(day=1)
+        try:
+            usage = analytics.iaas_detail(session, actor, first, today + timedelta(days=1), sub_id)
+        except DomainError:
+            usage = None
+    return detail, history, budget_form, usage, org.timezone
+
+
+def _shortfall_invoice(session, actor, sub_id: int, quantity: str, change_id: str):
+    q = subs.quote_quantity_change(session, actor, sub_id, quantity)
+    if q.shortfall <= 0:
+        raise Conflict("the balance covers it now", key="subscriptions.error.no_shortfall")
+    action = subs.pending_action_for_quantity(actor, sub_id, q.new_quantity, change_id=change_id)
+    return payments.request_shortfall_invoice(session, actor, q.shortfall, action).number
 
 
 class SubscriptionDetailState(BaseState):
+    loaded: bool = False
+    not_found: bool = False
+    tab: str = "overview"
+    d: dict[str, str] = {}
+    batches: list[dict[str, str]] = []
+    changes: list[dict[str, str]] = []
+    plan_options: list[dict[str, str]] = []
+    events: list[dict[str, str]] = []
+
+    # Resources
+    res_qty: str = ""
+    res_step: str = "form"
+    res_error: str = ""
+    res_preview: dict[str, str] = {}
+    res_busy: bool = False
+    res_invoice: str = ""
+
+    # Options: plan change and cancellation
+    plan_choice: str = ""
+    plan_preview: dict[str, str] = {}
+    cancel_preview: dict[str, str] = {}
+    action_busy: bool = False
+
+    # Usage and the budget dialog
+    usage: dict[str, str] = {}
+    usage_services: list[dict[str, str]] = []
+    budget: dict[str, str] = {}
+    budget_thresholds_view: list[dict[str, str]] = []
+    budget_open: bool = False
+    budget_amount: str = ""
+    budget_thresholds: list[dict[str, str]] = []
+    budget_members: list[dict[str, str]] = []
+    budget_recipients: list[str] = []
+    budget_emails: str = ""
+    budget_error: str = ""
+    budget_busy: bool = False
+
+    _sub_id: int = 0
+    _change_id: str = ""
+
+    # --- loading -----------------------------------------------------------------------------
     @rx.event
     async def load(self):
-        """Checks the caller (the guard already did; every handler checks again)."""
+        self.loaded = False
+        self.not_found = False
+        self.res_step, self.res_error, self.res_preview, self.res_invoice = "form", "", {}, ""
+        self.plan_preview, self.cancel_preview, self.plan_choice = {}, {}, ""
+        tab = clean_text(self.router.url.query_parameters.get("tab", ""))
+        self.tab = tab if tab in TABS else "overview"
         try:
-            await self._require()
-        except DomainError as exc:
+            self._sub_id = _sub_id_from_path(self.router.url.path)
+        except NotFound:
+            self.not_found, self.loaded = True, True
+            return
+        return await self._reload()
+
+    async def _reload(self):
+        try:
+            detail, history, form, usage, tz = await self._act(_load, self._sub_id)
+        except NotFound:
+            self.not_found, self.loaded = True, True
+            self.d = {}
+            return
+        except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
+        self._show(detail, history, form, usage, tz)
+        self.loaded = True
+
+    def _show(self, x: dict, history: list[dict], form: dict | None, usage, tz: str) -> None:
+        lang, cur = self._lang, x["currency"]
+        money = lambda v: fmt_money(v, cur, lang) if v is not None else "—"  # noqa: E731
+        status = x["status"]
+        licence = x["billing_type"] == "license"
+        active = status == "active"
+        period = x.get("period") or {}
+        plan_view = x["plan_view"]
+        price = plan_view.get("period_price_org")
+        self.d = {
+            "id": str(x["id"]),
+            "name": x["name"],
+            "product": x["product"],
+            "plan": x["plan"],
+            "vendor": x["vendor"],
+            "portal_url": x["portal_url"] or "",
+            "status": status_label(self, status),
+            "status_color": STATUS_COLORS.get(status, "gray"),
+            "model": model_label(self, x["payment_model"]),
+            "quantity": str(x["quantity"]),
+            "min": str(x["min_quantity"]),
+            "max": str(x["max_quantity"]),
+            "term_start": fmt_date(x["term_start"], lang, tz) if x["term_start"] else "—",
+            "term_end": fmt_date(x["end_date"], lang) if x["end_date"] else "—",
+            "next_billing": fmt_date(x["next_billing_at"], lang, tz) if x["next_billing_at"] else "",
+            "trial_ends": fmt_date(x["trial_ends_at"], lang, tz) if x["trial_ends_at"] else "",
+            "grace_until": fmt_date(x["grace_until"], lang, tz) if x["grace_until"] else "",
+            "recurring": money(x.get("recurring_price")) if x.get("recurring_price") is not None else "",
+            "unit_price": money(price) if price is not None else "—",
+            "plan_price": fmt_money(plan_view["price"], plan_view["currency"], lang) if licence else "",
+            "period": (self._t("subscription.period_left", days=period["remaining_days"], total=period["total_days"],
+                               end=fmt_date(period["end"], lang, tz)) if period else ""),
+            "vendor_ref": x["vendor_ref"] or "—",
+            "created": fmt_datetime(x["created_at"], lang, tz) if x["created_at"] else "—",
+            "currency": cur,
+            "activation_md": x["activation_md"] or "",
+            "description": x["description"] or "",
+            "is_licence": flag(licence),
+            "is_payg": flag(not licence),
+            "is_trial": flag(x["is_trial"]),
+            "trial_convert": flag(x["trial_convert"]),
+            "auto_renew": flag(x["auto_renew"]),
+            "cancel_at_term_end": flag(x["cancel_at_term_end"]),
+            "show_auto_renew": flag(licence and not x["is_trial"] and status in ("active", "suspended")),
+            "can_qty": flag(x["can_change_quantity"]),
+            "can_suspend": flag(x["suspendable"] and active),
+            "can_resume": flag(status == "suspended"),
+            "can_cancel": flag(status in ("active", "trial", "suspended", "pending") and not x["cancel_at_term_end"]),
+            "can_change_plan": flag(active and not x["is_trial"] and bool(x["plan_options"])),
+            "refundable": str(x["refundable_now"]),
+            "ended": flag(status in ("expired", "cancelled")),
+        }
+        self.batches = [
+            {"quantity": str(b["quantity"]), "source": self._t(f"subscription.batch.{b['source']}"),
+             "added": fmt_datetime(b["added_at"], lang, tz),
+             "window": (self._window_left(b["window_seconds_left"]) if b["in_window"]
+                        else self._t("subscription.window_closed")),
+             "in_window": flag(b["in_window"])}
+            for b in x["batches"]
+        ]
+        self.changes = [self._change_view(c) for c in x["scheduled_changes"]]
+        self.plan_options = [
+            {"code": o["code"], "label": f"{o['name']} — {o['product']} "
+                                         f"({self._t('subscription.plan.' + o['direction'])})",
+             "direction": o["direction"]}
+            for o in x["plan_options"]
+        ]
+        self.events = [self._event_view(e, tz) for e in history]
+        self.res_qty = str(x["quantity"])
+        self.usage, self.usage_services, self.budget, self.budget_thresholds_view = {}, [], {}, []
+        if form is not None:
+            self._show_budget(form)
+        if usage is not None:
+            total = usage.total
+            budget_amount = usage.budget
+            self.usage = {
+                "month": fmt.format_month(usage.start, lang),
+                "total": fmt_money(total, usage.currency, lang),
+                "budget": fmt_money(budget_amount, usage.currency, lang) if budget_amount else "",
+                "percent": (fmt.format_percent((total * 100 / budget_amount).quantize(Decimal("0.1")), lang)
+                            if budget_amount else ""),
+                "analytics_href": f"/analytics?subscription={x['id']}",
+            }
+            self.usage_services = [{"name": s.label or s.key, "amount": fmt_money(s.total, usage.currency, lang)}
+                                   for s in usage.by_service[:10]]
+
+    def _show_budget(self, form: dict) -> None:
+        b = form["budget"]
+        self.budget_members = [{"id": str(m["id"]), "label": f"{m['name'] or m['email']} <{m['email']}>"}
+                               for m in form["members"]]
+        if b is None:
+            self.budget = {}
+            return
+        lang = self._lang
+        self.budget = {
+            "amount": fmt_money(b["amount"], b["currency"], lang),
+            "recipients": ", ".join([r["email"] for r in b["recipients"]] + list(b["extra_emails"])),
+        }
+        self.budget_thresholds_view = [
+            {"text": self._t(f"budget.type.{t['type']}", percent=fmt.format_percent(Decimal(t["percent"]), lang))}
+            for t in b["thresholds"]
+        ]
+
+    def _window_left(self, seconds: int) -> str:
+        days, rest = divmod(max(0, int(seconds)), 86400)
+        hours, rest = divmod(rest, 3600)
+        return self._t("subscription.window_left", days=days, hours=hours, minutes=rest // 60)
+
+    def _change_view(self, c: dict) -> dict[str, str]:
+        when = fmt_date(c["effective_date"], self._lang) if c["effective_date"] else "—"
+        if c["kind"] == "quantity":
+            text = self._t("subscription.change.quantity", quantity=c["new_quantity"], date=when)
+        elif c["kind"] == "plan":
+            text = self._t("subscription.change.plan", plan=c["new_plan"] or "", date=when)
+        else:
+            text = self._t("subscription.change.cancel", date=when)
+        return {"id": str(c["id"]), "text": text}
+
+    def _event_view(self, e: dict, tz: str) -> dict[str, str]:
+        action = e["action"]
+        label = self._t(f"subscription.event.{action}") if action in KNOWN_EVENTS else action
+        details = e.get("details") or {}
+        shown = {k: v for k, v in details.items() if k in (
+            "quantity", "old_quantity", "new_quantity", "plan", "from_plan", "to_plan", "amount", "charged",
+            "refunded", "enabled", "reason", "scheduled_quantity") and v not in (None, "", "0.00")}
+        return {
+            "when": fmt_datetime(e["created_at"], self._lang, tz),
+            "action": label,
+            "user": e["user"] or self._t("subscription.event.system"),
+            "details": ", ".join(f"{k}: {v}" for k, v in shown.items()),
+        }
+
+    def _error(self, exc: BaseException) -> str:
+        return error_text(exc, self.locale)
+
+    # --- tabs --------------------------------------------------------------------------------
+    @rx.event
+    def set_tab(self, tab: str):
+        tab = clean_text(tab)
+        if tab in TABS:
+            self.tab = tab
+
+    # --- Resources: licence count ----------------------------------------------------------------
+    @rx.event
+    def set_res_qty(self, value: str):
+        self.res_qty = clean_text(value, 12)
+        self.res_error = ""
+
+    @rx.event
+    def res_back(self):
+        self.res_step, self.res_error, self.res_invoice = "form", "", ""
+
+    @rx.event
+    async def preview_res(self):
+        try:
+            quote = await self._act(subs.quote_quantity_change, self._sub_id, self.res_qty)
+        except InvalidInput as exc:
+            self.res_error = self._error(exc)
+            return
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.res_preview = quantity_preview(self, quote)
+        self.res_step = "confirm"
+        self.res_invoice = ""
+        self._change_id = new_token()
+
+    @rx.event
+    async def confirm_res(self):
+        if self.res_busy or self.res_step != "confirm":
+            return
+        self.res_busy = True
+        yield
+        try:
+            outcome = await self._act(subs.change_quantity, self._sub_id, self.res_qty, change_id=self._change_id)
+        except InsufficientFunds as exc:
+            self.res_busy = False
+            self.res_preview = {**self.res_preview, **shortfall_view(self, exc)}
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.res_busy = False
+            yield self._fail(exc)
+            return
+        self.res_busy = False
+        self.res_step = "form"
+        await self._reload()
+        yield self._ok("subscriptions.qty.done", quantity=outcome.quantity)
+
+    @rx.event
+    async def request_res_invoice(self):
+        try:
+            number = await self._act(_shortfall_invoice, self._sub_id, self.res_qty, self._change_id)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.res_invoice = number
+        return self._ok("subscriptions.invoice_created", number=number)
+
+    # --- Options ---------------------------------------------------------------------------------
+    async def _do(self, fn, *args, ok: str, **params):
+        """Run one service operation, reload, and say how it went."""
+        if self.action_busy:
+            return None
+        self.action_busy = True
+        try:
+            result = await self._act(fn, self._sub_id, *args)
+        except InsufficientFunds as exc:
+            self.action_busy = False
+            return rx.toast.error(shortfall_view(self, exc)["text"], close_button=True)
+        except Exception as exc:  # noqa: BLE001
+            self.action_busy = False
+            return self._fail(exc)
+        self.action_busy = False
+        await self._reload()
+        return self._ok(ok, **params) if ok else result
+
+    @rx.event
+    async def toggle_auto_renew(self, enabled: bool):
+        if not isinstance(enabled, bool):
+            return self._fail(InvalidInput("flag", key="error.invalid_flag"))
+        return await self._do(subs.set_auto_renew, enabled,
+                              ok="subscriptions.auto_renew_on" if enabled else "subscriptions.auto_renew_off")
+
+    @rx.event
+    async def toggle_trial_convert(self, enabled: bool):
+        if not isinstance(enabled, bool):
+            return self._fail(InvalidInput("flag", key="error.invalid_flag"))
+        return await self._do(subs.set_trial_convert, enabled, ok="subscription.saved")
+
+    @rx.event
+    async def suspend(self):
+        return await self._do(subs.suspend, ok="subscription.suspended_ok")
+
+    @rx.event
+    async def resume(self):
+        return await self._do(subs.resume, ok="subscription.resumed_ok")
+
+    @rx.event
+    def set_plan_choice(self, code: str):
+        code = clean_text(code, 64)
+        if code in {o["code"] for o in self.plan_options}:
+            self.plan_choice = code
+            self.plan_preview = {}
+
+    @rx.event
+    async def preview_plan(self):
+        if not self.plan_choice:
+            return
+        try:
+            q = await self._act(subs.quote_plan_change, self._sub_id, self.plan_choice)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        lang, cur = self._lang, q.currency
+        when = fmt_date(q.effective_date, lang) if q.effective_date else "—"
+        if not q.immediate:
+            text = self._t("subscription.plan.downgrade_text", date=when)
+        elif q.charge_now > 0:
+            text = self._t("subscription.plan.upgrade_charge", amount=fmt_money(q.charge_now, cur, lang))
+        elif q.refund_now > 0:
+            text = self._t("subscription.plan.upgrade_refund", amount=fmt_money(q.refund_now, cur, lang))
+        else:
+            text = self._t("subscription.plan.upgrade_free")
+        shortfall = q.shortfall if q.shortfall > 0 else Decimal("0")
+        self.plan_preview = {
+            "text": text,
+            "new_term": self._t("subscription.plan.new_term") if q.new_term else "",
+            "recurring": self._t("subscriptions.qty.later_price", amount=fmt_money(q.recurring_price, cur, lang))
+            if q.recurring_price else "",
+            "shortfall": fmt_money(shortfall, cur, lang) if shortfall else "",
+            "topup_href": f"/billing?topup={shortfall}" if shortfall else "",
+        }
+
+    @rx.event
+    async def confirm_plan(self):
+        if not self.plan_choice or not self.plan_preview:
+            return
+        code = self.plan_choice
+        result = await self._do(subs.change_plan, code, ok="subscription.plan.done")
+        self.plan_choice, self.plan_preview = "", {}
+        return result
+
+    @rx.event
+    async def preview_cancel(self):
+        try:
+            q = await self._act(subs.quote_cancel, self._sub_id)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        lang = self._lang
+        if q.immediate:
+            text = (self._t("subscription.cancel.now_refund", amount=fmt_money(q.refund_now, q.currency, lang))
+                    if q.refund_now > 0 else self._t("subscription.cancel.now"))
+        else:
+            text = self._t("subscription.cancel.at_end", date=fmt_date(q.effective_date, lang) if q.effective_date
+                           else "—")
+        self.cancel_preview = {"text": text}
+
+    @rx.event
+    def close_cancel(self):
+        self.cancel_preview = {}
+
+    @rx.event
+    async def confirm_cancel(self):
+        if not self.cancel_preview:
+            return
+        self.cancel_preview = {}
+        return await self._do(subs.cancel, ok="subscription.cancel.done")
+
+    @rx.event
+    async def cancel_change(self, change_id: str):
+        try:
+            cid = parse_id(change_id)
+            await self._act(_cancel_change, cid)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        await self._reload()
+        return self._ok("subscription.change.withdrawn")
+
+    # --- budget dialog ---------------------------------------------------------------------------
+    @rx.event
+    async def open_budget(self):
+        try:
+            form = await self._act(budgets.budget_form, self._sub_id)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        b = form["budget"]
+        self._show_budget(form)
+        source = b["thresholds"] if b else form["default_thresholds"]
+        self.budget_amount = str(b["amount"]) if b else ""
+        self.budget_thresholds = [{"percent": str(t["percent"]), "type": t["type"]} for t in source]
+        self.budget_recipients = [str(i) for i in b["recipient_user_ids"]] if b else (
+            [str(self._user_id)] if self._user_id else [])
+        self.budget_emails = ", ".join(b["extra_emails"]) if b else ""
+        self.budget_error = ""
+        self.budget_open = True
+
+    @rx.event
+    def set_budget_open(self, value: bool):
+        self.budget_open = value if isinstance(value, bool) else False
+
+    @rx.event
+    def set_budget_amount(self, value: str):
+        self.budget_amount = clean_text(value, 32)
+        self.budget_error = ""
+
+    def _threshold_index(self, index: Any) -> int | None:
+        try:
+            i = int(str(index))
+        except (TypeError, ValueError):
+            return None
+        return i if 0 <= i < len(self.budget_thresholds) else None
+
+    @rx.event
+    def set_threshold_percent(self, index: str, value: str):
+        i = self._threshold_index(index)
+        if i is not None:
+            rows = [dict(r) for r in self.budget_thresholds]
+            rows[i]["percent"] = clean_text(value, 16)
+            self.budget_thresholds = rows
+
+    @rx.event
+    def set_threshold_type(self, index: str, value: str):
+        i = self._threshold_index(index)
+        if i is not None and value in THRESHOLD_TYPES:
+            rows = [dict(r) for r in self.budget_thresholds]
+            rows[i]["type"] = value
+            self.budget_thresholds = rows
+
+    @rx.event
+    def add_threshold(self):
+        if len(self.budget_thresholds) < budgets.MAX_THRESHOLDS:
+            self.budget_thresholds = self.budget_thresholds + [{"percent": "", "type": "actual"}]
+
+    @rx.event
+    def remove_threshold(self, index: str):
+        i = self._threshold_index(index)
+        if i is not None:
+            self.budget_thresholds = [r for n, r in enumerate(self.budget_thresholds) if n != i]
+
+    @rx.event
+    def toggle_recipient(self, user_id: str, checked: bool):
+        uid = clean_text(user_id, 12)
+        if uid not in {m["id"] for m in self.budget_members}:
+            return
+        chosen = [r for r in self.budget_recipients if r != uid]
+        if checked is True:
+            chosen.append(uid)
+        self.budget_recipients = chosen
+
+    @rx.event
+    def set_budget_emails(self, value: str):
+        self.budget_emails = clean_text(value, 5000)
+
+    @rx.event
+    async def save_budget(self):
+        if self.budget_busy:
+            return
+        self.budget_busy = True
+        try:
+            await self._act(budgets.set_budget, self._sub_id, amount=self.budget_amount,
+                            thresholds=[dict(t) for t in self.budget_thresholds],
+                            recipient_user_ids=list(self.budget_recipients), extra_emails=self.budget_emails)
+        except DomainError as exc:
+            self.budget_busy = False
+            if isinstance(exc, InvalidInput):
+                self.budget_error = self._error(exc)
+                return
+            return self._fail(exc)
+        except Exception as exc:  # noqa: BLE001
+            self.budget_busy = False
+            return self._fail(exc)
+        self.budget_busy = False
+        self.budget_open = False
+        await self._reload()
+        return self._ok("budget.saved")
+
+    @rx.event
+    async def remove_budget(self):
+        try:
+            await self._act(budgets.remove_budget, self._sub_id)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.budget_open = False
+        await self._reload()
+        return self._ok("budget.removed")
+
+
+def _cancel_change(session, actor, change_id: int):
+    return subs.cancel_scheduled_change(session, actor, change_id)

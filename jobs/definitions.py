@@ -1,0 +1,216 @@
+"""The jobs. Each is a plain function ``run(now) -> str`` over the services, runnable once from the
+command line (``noventiq-panel jobs run NAME --now 2026-11-01T00:05``) and by the scheduler.
+
+Other modules' services are imported inside the functions: a job of an area that is missing or
+broken fails alone, and ``import jobs`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlmodel import Session, select
+
+from noventiq_panel.services import clock
+
+from .registry import SCHEDULE_TZ, job
+
+log = logging.getLogger("jobs")
+
+
+def _session() -> Session:
+    from noventiq_panel.db import get_engine
+
+    return Session(get_engine(), expire_on_commit=False)
+
+
+def _fmt(result) -> str:
+    if isinstance(result, dict):
+        return ", ".join(f"{k} {v}" for k, v in result.items() if v not in (0, {}, [], "", None)) or "nothing to do"
+    if isinstance(result, (list, tuple)):
+        return f"{len(result)} created"
+    return str(result)
+
+
+def _call(func, session: Session, now: datetime, **kwargs):
+    """Call ``func(session, now=now)`` whatever its exact signature (``now`` keyword or positional)."""
+    params = inspect.signature(func).parameters
+    if "now" in params:
+        return func(session, now=now, **kwargs)
+    return func(session, **kwargs)
+
+
+# -- hourly -----------------------------------------------------------------------------------
+
+@job("rating", schedule={"trigger": "cron", "minute": 5},
+     description="Rate unbilled pay-as-you-go usage into the ledger, then check budgets.")
+def rating(now: datetime) -> str:
+    from noventiq_panel.services import budget_alerts
+    from noventiq_panel.services import rating as rating_service
+
+    with _session() as s:
+        rated = rating_service.rate_usage(s, now=now)
+    with _session() as s:
+        budgets = budget_alerts.check_budgets(s, now=now)
+    return f"{rated}; budgets: {budgets}"
+
+
+@job("budgets", schedule=None, description="Budget thresholds (actual and forecast); runs after rating.")
+def budgets(now: datetime) -> str:
+    from noventiq_panel.services import budget_alerts
+
+    with _session() as s:
+        return str(budget_alerts.check_budgets(s, now=now))
+
+
+@job("renewals", schedule={"trigger": "cron", "minute": 15},
+     description="Renew or end licence terms, bill monthly instalments, end or convert trials.")
+def renewals(now: datetime) -> str:
+    try:
+        from noventiq_panel.services import renewals as svc
+    except ImportError as exc:  # pragma: no cover - another module
+        return f"services.renewals not available ({exc})"
+    parts = []
+    for name in ("renew_due", "bill_instalments_due", "end_trials"):
+        func = getattr(svc, name, None)
+        if func is None:
+            parts.append(f"{name}: missing")
+            continue
+        with _session() as s:
+            parts.append(f"{name}: {_fmt(_call(func, s, now))}")
+    return "; ".join(parts)
+
+
+@job("rates", schedule={"trigger": "cron", "minute": 45},
+     description="Exchange rates from the Central Bank of Uzbekistan (fetched until today's are stored).")
+def rates(now: datetime) -> str:
+    from noventiq_panel.services import cbu_rates
+
+    with _session() as s:
+        return cbu_rates.fetch_if_missing(s, now)
+
+
+# -- daily ------------------------------------------------------------------------------------
+
+@job("reminders", schedule={"trigger": "cron", "hour": 9, "minute": 0},
+     description="Expiry, renewal-without-funds, trial, low-balance and payment reminders.")
+def reminders(now: datetime) -> str:
+    from noventiq_panel.services import reminders as svc
+
+    with _session() as s:
+        return str(svc.send_reminders(s, now=now))
+
+
+# -- monthly (run on the first days so that every time zone's month has closed) ---------------
+
+def _previous_month(now: datetime) -> date:
+    return clock.prev_month(clock.local_date(now, SCHEDULE_TZ))
+
+
+@job("documents", schedule={"trigger": "cron", "day": "1-3", "hour": "2,14", "minute": 30}, run_when_new=False,
+     description="Closing documents (acts with invoices) of the previous month.")
+def documents(now: datetime) -> str:
+    try:
+        from noventiq_panel.services import documents as svc
+    except ImportError as exc:  # pragma: no cover
+        return f"services.documents not available ({exc})"
+    month = _previous_month(now)
+    with _session() as s:
+        created = svc.generate_month(s, month, now=now)
+    return f"closing documents of {month:%Y-%m}: {len(created)} created"
+
+
+@job("postpaid_invoices", schedule={"trigger": "cron", "day": "1-3", "hour": "3,15", "minute": 0},
+     run_when_new=False, description="Invoices of postpaid organisations for the previous month.")
+def postpaid_invoices(now: datetime) -> str:
+    try:
+        from noventiq_panel.services import payments as svc
+    except ImportError as exc:  # pragma: no cover
+        return f"services.payments not available ({exc})"
+    if not hasattr(svc, "issue_postpaid_invoices"):  # pragma: no cover
+        return "services.payments.issue_postpaid_invoices not available"
+    month = _previous_month(now)
+    with _session() as s:
+        created = svc.issue_postpaid_invoices(s, month, now=now)
+    return f"postpaid invoices of {month:%Y-%m}: {len(created)} created"
+
+
+@job("iaas_report", schedule={"trigger": "cron", "day": "1-2", "hour": "6,18", "minute": 0}, run_when_new=False,
+     description="Monthly IaaS consumption report (XLSX) of each pay-as-you-go subscription, by e-mail.")
+def iaas_report(now: datetime) -> str:
+    return send_iaas_reports(_previous_month(now), now)
+
+
+def send_iaas_reports(month: date, now: datetime) -> str:
+    """For every pay-as-you-go subscription with usage in ``month`` (a closed month in its
+    organisation's time zone): a ``iaas_monthly_report`` mail with the XLSX report of the
+    subscription to the owners and financial managers. Once per subscription, month and user."""
+    from noventiq_panel.models import LedgerEntry, Organisation, Plan, Product, Subscription
+    from noventiq_panel.services import notifications, reports
+    from noventiq_panel.services.authz import Actor
+    from sqlalchemy import func
+
+    sent = skipped = 0
+    month = clock.month_start(month)
+    with _session() as s:
+        subs = s.exec(
+            select(Subscription, Plan, Product, Organisation)
+            .join(Plan, Plan.id == Subscription.plan_id).join(Product, Product.id == Plan.product_id)
+            .join(Organisation, Organisation.id == Subscription.org_id)
+            .where(Plan.billing_type == "payg", Organisation.is_active == True)  # noqa: E712
+            .order_by(Subscription.id)).all()
+        s.rollback()
+        for sub, plan, product, org in subs:
+            start, end = clock.month_bounds(month, org.timezone)
+            if now < end:
+                skipped += 1  # the month has not closed in this organisation's time zone yet
+                continue
+            key = f"iaas_monthly_report:{sub.id}:{month:%Y%m}"
+            try:
+                total = s.exec(select(func.sum(LedgerEntry.amount)).where(
+                    LedgerEntry.subscription_id == sub.id, LedgerEntry.kind == "usage",
+                    LedgerEntry.occurred_at >= start, LedgerEntry.occurred_at < end)).one()
+                if total is None:
+                    s.rollback()
+                    continue  # no usage that month
+                recipients = notifications.recipients(s, org.id, ("owner", "finance"))
+                from noventiq_panel.models import Notification
+
+                pending = [u for u in recipients if s.exec(select(Notification.id).where(
+                    Notification.dedupe_key == f"{key}:u{u.id}")).first() is None]
+                if not pending:
+                    s.rollback()
+                    continue
+                next_day = clock.next_month(month)
+                data = reports.iaas_report_xlsx(s, Actor.system(org.id), month, next_day, subscription_id=sub.id)
+                name = reports.iaas_report_filename(month, next_day, "xlsx") if hasattr(
+                    reports, "iaas_report_filename") else f"iaas-usage_{month:%Y-%m}.xlsx"
+                context = {"product": product.name, "month": month, "amount": -Decimal(total),
+                           "currency": org.billing_currency, "subscription_id": sub.id}
+                for user in pending:
+                    notifications.notify_user(
+                        s, user, "iaas_monthly_report", context, org_id=org.id, dedupe_key=f"{key}:u{user.id}",
+                        attachments=[(name, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                                      data)], now=now)
+                    sent += 1
+                s.commit()
+            except Exception:
+                s.rollback()
+                raise
+    text = f"IaaS reports of {month:%Y-%m}: {sent} mails"
+    if skipped:
+        text += f"; {skipped} subscriptions wait for their month to close"
+    return text
+
+
+# -- every minute -----------------------------------------------------------------------------
+
+@job("mailer", schedule={"trigger": "interval", "minutes": 1},
+     description="Send queued notifications over SMTP (retries with backoff).")
+def mailer(now: datetime) -> str:
+    from noventiq_panel.services import mailer as svc
+
+    return str(svc.send_due(_session, now=now))

@@ -1,0 +1,150 @@
+"""Job name → plain function ``run(now: datetime) -> str`` and its schedule.
+
+A job is safe to run twice, concurrently or again after a crash (each service it calls is); the
+registry adds the bookkeeping: ``run_job`` records the finish in ``JobRun`` (``last_run_at``,
+``last_result``), which catch-up reads after downtime. A failed run keeps the previous
+``last_run_at`` (so catch-up retries it) and stores the error as ``last_result``.
+
+Schedules are APScheduler 3 trigger arguments: ``{"trigger": "cron", "minute": 5}`` or
+``{"trigger": "interval", "minutes": 1}``; cron fields are read in ``SCHEDULE_TZ`` (Tashkent), the
+reseller's own day. ``schedule=None``: run only by another job or by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from sqlmodel import Session
+
+from noventiq_panel.models import JobRun
+from noventiq_panel.services import clock
+
+log = logging.getLogger("jobs")
+
+SCHEDULE_TZ = "Asia/Tashkent"
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    func: Callable[[datetime], str]
+    schedule: dict[str, Any] | None
+    description: str = ""
+    # Run once at start when no run was recorded yet (frequent jobs); monthly jobs only record a
+    # starting point instead, so a first start on the 15th does not send last month's reports.
+    run_when_new: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def trigger(self):
+        """The APScheduler trigger of the schedule (None when unscheduled)."""
+        if not self.schedule:
+            return None
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        args = dict(self.schedule)
+        kind = args.pop("trigger", "cron")
+        if kind == "interval":
+            return IntervalTrigger(timezone=SCHEDULE_TZ, **args)
+        return CronTrigger(timezone=SCHEDULE_TZ, **args)
+
+    def describe_schedule(self) -> str:
+        if not self.schedule:
+            return "after another job / by hand"
+        args = dict(self.schedule)
+        kind = args.pop("trigger", "cron")
+        return f"{kind} " + " ".join(f"{k}={v}" for k, v in args.items()) + (f" ({SCHEDULE_TZ})" if kind == "cron" else "")
+
+
+JOBS: dict[str, Job] = {}
+
+
+def job(name: str, *, schedule: dict[str, Any] | None, description: str = "", run_when_new: bool = True):
+    """Decorator: register ``func(now) -> str`` under ``name``."""
+
+    def register(func: Callable[[datetime], str]) -> Callable[[datetime], str]:
+        JOBS[name] = Job(name=name, func=func, schedule=schedule, description=description or (func.__doc__ or "").strip(),
+                         run_when_new=run_when_new)
+        return func
+
+    return register
+
+
+def all_jobs() -> dict[str, Job]:
+    from . import definitions  # noqa: F401 - registers the jobs
+
+    return dict(JOBS)
+
+
+def get(name: str) -> Job:
+    jobs = all_jobs()
+    if name not in jobs:
+        raise KeyError(f"unknown job {name!r}; known: {', '.join(sorted(jobs))}")
+    return jobs[name]
+
+
+def _session() -> Session:
+    from noventiq_panel.db import get_engine
+
+    return Session(get_engine(), expire_on_commit=False)
+
+
+def last_run(name: str) -> JobRun | None:
+    with _session() as s:
+        row = s.get(JobRun, name)
+        s.rollback()
+        return row
+
+
+def record(name: str, *, at: datetime | None, result: str) -> None:
+    """Store the outcome of a run; ``at=None`` keeps ``last_run_at`` (a failure) or sets it if new."""
+    with _session() as s:
+        row = s.get(JobRun, name)
+        if row is None:
+            row = JobRun(name=name, last_run_at=at or clock.utcnow() - timedelta(days=3650), last_result=result[:1000])
+        else:
+            if at is not None and at >= row.last_run_at:
+                row.last_run_at = at
+            row.last_result = result[:1000]
+        s.add(row)
+        s.commit()
+
+
+def run_job(name: str, now: datetime | None = None) -> str:
+    """Run one job once for ``now`` (default: the current time) and record it. Returns its summary.
+
+    Exceptions propagate after being recorded as the job's last result.
+    """
+    j = get(name)
+    now = clock.aware(now) if now else clock.utcnow()
+    started = time.perf_counter()
+    log.info("job %s started (now=%s)", name, now.isoformat())
+    try:
+        summary = j.func(now)
+    except Exception as exc:
+        log.exception("job %s failed", name)
+        try:
+            record(name, at=None, result=f"error: {type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - the database may be the problem
+            log.exception("job %s: could not record the failure", name)
+        raise
+    summary = summary or "done"
+    record(name, at=now, result=summary)
+    log.info("job %s finished in %.1fs: %s", name, time.perf_counter() - started, summary)
+    return summary
+
+
+def missed(j: Job, last_run_at: datetime | None, now: datetime) -> bool:
+    """Whether a scheduled run of ``j`` fell in (last_run_at, now] — i.e. it should run once now."""
+    trigger = j.trigger()
+    if trigger is None:
+        return False
+    if last_run_at is None:
+        return j.run_when_new
+    after = last_run_at + timedelta(seconds=1)
+    fire = trigger.get_next_fire_time(None, after)
+    return fire is not None and fire <= now

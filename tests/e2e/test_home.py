@@ -1,0 +1,118 @@
+"""The home page: the figures come from the services, alerts appear when something needs the user."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date, timedelta
+from decimal import Decimal
+
+from playwright.sync_api import expect
+from sqlmodel import Session, select
+
+from noventiq_panel.i18n.format import format_date, format_money
+from noventiq_panel.models import Budget, BudgetAlert, Payment
+from noventiq_panel.services import clock, dashboard, rates
+from noventiq_panel.services.authz import Actor
+
+from .helpers import PHONE, new_page, org_of, plain, sign_in, text_of
+
+
+def _dashboard(db, email):
+    org, _ = org_of(db, email)
+    from noventiq_panel.models import Membership, User
+
+    with Session(db) as s:
+        user = s.exec(select(User).where(User.email == email)).one()
+        return dashboard.get_dashboard(s, Actor(user.id, org.id))
+
+
+def test_consumption_and_forecast_are_the_dashboard_service_figures(page, db):
+    sign_in(page, "owner@demo.example")
+    d = _dashboard(db, "owner@demo.example")
+    assert text_of(page, "#month-to-date") == plain(format_money(d.month_to_date, d.currency, "ru"))
+    assert text_of(page, "#forecast") == plain(format_money(d.forecast, d.currency, "ru"))
+    assert d.forecast >= d.month_to_date > 0
+
+
+def test_rates_of_the_day_with_their_date(page, db):
+    sign_in(page, "owner@demo.example")
+    with Session(db) as s:
+        today = clock.local_date(clock.utcnow(), "Asia/Tashkent")
+        latest = rates.latest_rates(s, today)
+    assert {r.currency for r in latest} == {"USD", "EUR", "RUB"}
+    card = page.locator("#rates-card")
+    for r in latest:
+        item = card.locator(".rate-item", has_text=f"1 {r.currency}")
+        expect(item).to_contain_text(plain(format_money(r.rate, "UZS", "ru")).split(" ")[0])
+    newest = max(r.rate_date for r in latest)
+    assert plain(format_date(newest, "ru")) in text_of(page, "#rates-date")
+
+
+def test_expiring_soon_lists_subscriptions_with_links(page, db):
+    sign_in(page, "owner@demo.example")
+    d = _dashboard(db, "owner@demo.example")
+    items = page.locator(".soon-item")
+    expect(items).to_have_count(min(len(d.soon), 8))
+    first = d.soon[0]
+    expect(items.first).to_contain_text(first.name)
+    href = items.first.locator("a").get_attribute("href")
+    assert href == f"/subscriptions/{first.subscription_id}"
+
+
+def test_quick_links_lead_to_their_sections(page):
+    sign_in(page, "admin@demo.example")
+    for link, path in (("#link-subscriptions", "/subscriptions"), ("#link-payments", "/billing"),
+                       ("#link-buy", "/catalog")):
+        page.goto("/")
+        page.wait_for_selector("#balance")
+        page.click(link)
+        page.wait_for_url(re.compile(rf".*{path}/?$"))
+        expect(page.locator("#page-title")).to_be_visible()
+
+
+def test_overdue_payment_and_crossed_budget_raise_alerts(page, db):
+    org, _ = org_of(db, "owner@demo.example")
+    number = f"T-{uuid.uuid4().hex[:6]}"
+    with Session(db) as s:
+        pay = Payment(org_id=org.id, number=number, kind="topup", amount=Decimal("1250000.00"), currency="UZS",
+                      status="pending", due_date=date.today() - timedelta(days=3), purpose="test")
+        budget = s.exec(select(Budget).where(Budget.org_id == org.id)).first()
+        assert budget is not None, "the demo has a budget"
+        month = clock.month_start(clock.local_date(clock.utcnow(), org.timezone))
+        existing = s.exec(select(BudgetAlert).where(BudgetAlert.budget_id == budget.id, BudgetAlert.month == month)).all()
+        alert = None
+        if not existing:
+            alert = BudgetAlert(budget_id=budget.id, month=month, percent="80", kind="actual",
+                                spent=budget.amount * Decimal("0.8"))
+            s.add(alert)
+        s.add(pay)
+        s.commit()
+        pay_id, alert_id = pay.id, alert.id if alert else None
+    try:
+        sign_in(page, "finance@demo.example")
+        overdue = page.locator('.home-alert[data-kind="payment_overdue"]', has_text=number)
+        expect(overdue).to_be_visible()
+        expect(overdue).to_contain_text("просрочен")
+        expect(page.locator('.home-alert[data-kind="budget"]')).to_be_visible()
+    finally:
+        with Session(db) as s:
+            s.delete(s.get(Payment, pay_id))
+            if alert_id:
+                s.delete(s.get(BudgetAlert, alert_id))
+            s.commit()
+
+
+def test_phone_width_menu_opens_in_a_drawer(browser, base_url):
+    page = new_page(browser, base_url, viewport=PHONE)
+    try:
+        sign_in(page, "owner@demo.example")
+        expect(page.locator("#menu-home")).to_be_hidden()
+        page.click("#menu-open")
+        page.locator("#menu-billing").last.click()
+        page.wait_for_url(re.compile(r".*/billing/?$"))
+        # Nothing is wider than the screen.
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"] + 1
+    finally:
+        page.context.close()

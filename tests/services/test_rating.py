@@ -1,0 +1,282 @@
+"""Metered rating: each usage record charged exactly once, per hour or per local day, at the day's
+rate with the markup, rounded once; safe twice, from two threads, and after a crash mid-batch."""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+import pytest
+from sqlmodel import Session, select
+
+from noventiq_panel.models import LedgerEntry, UsageRecord
+from noventiq_panel.services import payments, rating, rates
+
+from .. import factories as f
+from .usage_world import (
+    add_usage,
+    assert_ledger_matches_usage,
+    expected_charges,
+    ledger_usage,
+    payg_sub,
+    payg_world,
+    set_rates,
+    tashkent,
+    unrated,
+)
+
+START = tashkent(2026, 11, 10, 9)  # 10 Nov 2026 09:00 in Tashkent
+
+
+def test_hourly_usage_is_one_entry_per_hour_with_markup_and_the_days_rate(session):
+    org, plans, _ = payg_world(session, markup="12.5")
+    sub = payg_sub(session, org, plans["azure-h"], name="Azure prod")
+    set_rates(session, date(2026, 11, 9), 3)
+    add_usage(session, sub, START, 3, services=4)
+    summary = rating.rate_usage(session, now=START + timedelta(hours=4))
+    assert summary.records == 12 and summary.entries == 3 and summary.subscriptions == 1
+    assert_ledger_matches_usage(session, sub)
+    entries = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage").order_by(LedgerEntry.id)).all()
+    first = entries[0]
+    assert first.period_start == START and first.period_end == START + timedelta(hours=1)
+    assert first.occurred_at == START  # usage counts in the month of its period
+    assert first.currency == "UZS" and first.source_currency == "USD" and first.fx_date == date(2026, 11, 10)
+    assert first.fx_rate == rates.unit_rate(session, "USD", date(2026, 11, 10))
+    records = session.exec(select(UsageRecord).where(UsageRecord.ledger_entry_id == first.id)).all()
+    cost = sum(r.cost for r in records)
+    assert first.source_amount == (cost * Decimal("1.125")).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+    assert first.amount == -(cost * Decimal("1.125") * first.fx_rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert first.idempotency_key == f"usage:{sub.id}:{START:%Y%m%dT%H%M}:{max(r.id for r in records)}"
+    assert first.meta["records"] == 4
+    assert summary.charged == {"UZS": -sum(e.amount for e in entries)}
+
+
+def test_daily_plan_is_split_at_midnight_of_the_organisations_time_zone(session):
+    org, plans, _ = payg_world(session)
+    sub = payg_sub(session, org, plans["azure-d"])
+    set_rates(session, date(2026, 11, 9), 3, step="10")
+    # 17:00..22:00 UTC = 22:00..03:00 in Tashkent: two local days, two rates
+    add_usage(session, sub, tashkent(2026, 11, 10, 22), 5, services=2)
+    rating.rate_usage(session, now=tashkent(2026, 11, 11, 4))
+    entries = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage").order_by(LedgerEntry.period_start)).all()
+    assert [(e.period_start, e.period_end) for e in entries] == [
+        (tashkent(2026, 11, 10), tashkent(2026, 11, 11)), (tashkent(2026, 11, 11), tashkent(2026, 11, 12))]
+    assert [e.fx_date for e in entries] == [date(2026, 11, 10), date(2026, 11, 11)]
+    assert [e.meta["records"] for e in entries] == [4, 6]
+    assert_ledger_matches_usage(session, sub)
+
+
+def test_a_second_run_charges_nothing(session):
+    org, plans, _ = payg_world(session)
+    sub = payg_sub(session, org, plans["azure-h"])
+    set_rates(session, date(2026, 11, 9), 3)
+    add_usage(session, sub, START, 5)
+    rating.rate_usage(session, now=START + timedelta(hours=6))
+    before = session.exec(select(LedgerEntry)).all()
+    again = rating.rate_usage(session, now=START + timedelta(hours=7))
+    assert again.records == 0 and again.entries == 0
+    assert len(session.exec(select(LedgerEntry)).all()) == len(before)
+    assert_ledger_matches_usage(session, sub)
+
+
+def test_late_records_of_a_rated_hour_get_their_own_entry(session):
+    org, plans, _ = payg_world(session)
+    sub = payg_sub(session, org, plans["azure-h"])
+    set_rates(session, date(2026, 11, 9), 3)
+    add_usage(session, sub, START, 2)
+    rating.rate_usage(session, now=START + timedelta(hours=3))
+    first_total = ledger_usage(session, sub.id)[START]
+    late = add_usage(session, sub, START, 1, services=1, cost="2.5")
+    summary = rating.rate_usage(session, now=START + timedelta(hours=5))
+    assert summary.records == 1 and summary.entries == 1
+    entries = session.exec(select(LedgerEntry).where(LedgerEntry.period_start == START)).all()
+    assert len(entries) == 2 and len({e.idempotency_key for e in entries}) == 2
+    late_row = session.get(UsageRecord, late[0])
+    rate = rates.unit_rate(session, "USD", date(2026, 11, 10))
+    assert ledger_usage(session, sub.id)[START] == first_total - (late_row.cost * Decimal("1.1") * rate).quantize(
+        Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert unrated(session) == 0
+
+
+def _world_with_subs(session, n: int, hours: int = 6):
+    org, plans, _ = payg_world(session)
+    set_rates(session, date(2026, 11, 9), 3)
+    subs = []
+    for i in range(n):
+        sub = payg_sub(session, org, plans["azure-h" if i % 2 == 0 else "azure-d"])
+        add_usage(session, sub, START + timedelta(minutes=0), hours)
+        subs.append(sub)
+    return org, subs
+
+
+def test_two_threads_at_once_charge_each_record_once(engine):
+    with Session(engine, expire_on_commit=False) as s:
+        _org, subs = _world_with_subs(s, 6)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+    results = []
+
+    def worker():
+        try:
+            with Session(engine, expire_on_commit=False) as s:
+                barrier.wait()
+                results.append(rating.rate_usage(s, now=START + timedelta(days=1), batch_subscriptions=2))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(r.records for r in results) == 6 * 6 * 3  # together they rated every record once
+    with Session(engine) as s:
+        assert_ledger_matches_usage(s, *subs)
+
+
+def test_crash_mid_run_leaves_no_half_batch_and_the_rerun_completes(session, monkeypatch):
+    _org, subs = _world_with_subs(session, 3)
+    real = rating._mark_records
+    calls = {"n": 0}
+
+    def crash_on_second_batch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            real(*args, **kwargs)  # the records of batch 2 are marked and its entries inserted ...
+            raise RuntimeError("killed")  # ... then the process dies before the commit
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rating, "_mark_records", crash_on_second_batch)
+    with pytest.raises(RuntimeError):
+        rating.rate_usage(session, now=START + timedelta(days=1), batch_subscriptions=1)
+    session.expire_all()
+    assert unrated(session, subs[0].id) == 0
+    for sub in subs[1:]:  # batch 2 rolled back entirely; batch 3 never started
+        assert unrated(session, sub.id) == 18 and ledger_usage(session, sub.id) == {}
+    monkeypatch.setattr(rating, "_mark_records", real)
+    summary = rating.rate_usage(session, now=START + timedelta(days=1), batch_subscriptions=1)
+    assert summary.records == 36
+    assert_ledger_matches_usage(session, *subs)
+
+
+def test_suspended_subscription_is_not_charged_for_usage_after_the_suspension(session):
+    org, plans, _ = payg_world(session)
+    set_rates(session, date(2026, 11, 9), 3)
+    sub = payg_sub(session, org, plans["azure-h"], status="suspended", suspended_at=START + timedelta(hours=2))
+    add_usage(session, sub, START, 4)
+    summary = rating.rate_usage(session, now=START + timedelta(hours=5))
+    assert summary.records == 12 and summary.not_billed_records == 6
+    assert unrated(session) == 0
+    entries = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage").order_by(LedgerEntry.period_start)).all()
+    assert [e.amount < 0 for e in entries] == [True, True, False, False]
+    assert [e.meta.get("not_billed") for e in entries] == [None, None, "suspended", "suspended"]
+    assert all(e.amount == 0 for e in entries[2:])
+    # resuming later charges nothing for the suspension's usage
+    sub.status, sub.suspended_at = "active", None
+    session.add(sub)
+    session.commit()
+    assert rating.rate_usage(session, now=START + timedelta(hours=6)).records == 0
+    assert sum(e.amount for e in entries) == sum(v for k, v in expected_charges(session, sub).items()
+                                                 if k < START + timedelta(hours=2))
+
+
+def test_usage_without_any_rate_waits_for_the_rate(session):
+    org, plans, _ = payg_world(session)
+    sub = payg_sub(session, org, plans["azure-h"])
+    add_usage(session, sub, START, 2)
+    summary = rating.rate_usage(session, now=START + timedelta(hours=3))
+    assert summary.records == 0 and sub.id in summary.missing_rates
+    assert unrated(session) == 6 and session.exec(select(LedgerEntry)).all() == []
+    set_rates(session, date(2026, 11, 8), 1)  # an earlier day's rate is used when the day has none
+    assert rating.rate_usage(session, now=START + timedelta(hours=4)).records == 6
+    assert_ledger_matches_usage(session, sub)
+    assert {e.fx_date for e in session.exec(select(LedgerEntry)).all()} == {date(2026, 11, 10)}
+
+
+def test_billing_currency_other_than_uzs_uses_the_cross_rate(session):
+    org, plans, _ = payg_world(session, currency="EUR")
+    sub = payg_sub(session, org, plans["azure-h"])
+    set_rates(session, date(2026, 11, 9), 3)
+    set_rates(session, date(2026, 11, 9), 3, base="13000.00", currency="EUR")
+    add_usage(session, sub, START, 2)
+    rating.rate_usage(session, now=START + timedelta(hours=3))
+    assert_ledger_matches_usage(session, sub)
+    entry = session.exec(select(LedgerEntry)).first()
+    assert entry.currency == "EUR"
+    assert entry.fx_rate == (rates.unit_rate(session, "USD", date(2026, 11, 10)) /
+                             rates.unit_rate(session, "EUR", date(2026, 11, 10))).quantize(Decimal("0.000001"),
+                                                                                          rounding=ROUND_HALF_UP)
+
+
+def test_month_boundary_in_tashkent_puts_usage_in_its_local_month(session):
+    org, plans, _ = payg_world(session)
+    set_rates(session, date(2026, 10, 30), 4)
+    daily = payg_sub(session, org, plans["azure-d"])
+    hourly = payg_sub(session, org, plans["azure-h"])
+    # 31 Oct 22:00 .. 1 Nov 02:00 Tashkent (17:00..21:00 UTC, still 31 Oct in UTC)
+    for sub in (daily, hourly):
+        add_usage(session, sub, tashkent(2026, 10, 31, 22), 4)
+    rating.rate_usage(session, now=tashkent(2026, 11, 1, 3))
+    assert_ledger_matches_usage(session, daily, hourly)
+    october = payments.month_charges(session, org, date(2026, 10, 1))
+    november = payments.month_charges(session, org, date(2026, 11, 1))
+    exp = {**{("d", k): v for k, v in expected_charges(session, daily).items()},
+           **{("h", k): v for k, v in expected_charges(session, hourly).items()}}
+    assert october == -sum(v for (_, k), v in exp.items() if k < tashkent(2026, 11, 1))
+    assert november == -sum(v for (_, k), v in exp.items() if k >= tashkent(2026, 11, 1))
+    assert october > 0 and november > 0
+
+
+def test_licence_and_foreign_records_are_left_alone(session):
+    org, plans, _ = payg_world(session)
+    set_rates(session, date(2026, 11, 9), 3)
+    lic = payg_sub(session, org, plans["basic-m"])
+    add_usage(session, lic, START, 1)
+    assert rating.rate_usage(session, now=START + timedelta(hours=2)).records == 0
+    assert unrated(session) == 3
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_integer_pricing_equals_decimal_half_up_rounded_once(seed):
+    rng = random.Random(seed)
+    for _ in range(2000):
+        cost = rng.randint(-10**10, 10**11)  # micro units, credits included
+        markup = rng.choice([0, 5_000_000, 12_500_000, rng.randint(0, 200_000_000)])
+        num = rng.randint(1, 20_000 * 10**6)
+        den = rng.choice([10**6, rng.randint(1, 20_000 * 10**6)])
+        exact = (Decimal(cost) / 10**6) * (1 + Decimal(markup) / 10**8) * (Decimal(num) / Decimal(den))
+        from decimal import localcontext
+
+        with localcontext() as ctx:
+            ctx.prec = 80
+            exact = (Decimal(cost) / 10**6) * (1 + Decimal(markup) / 10**8) * (Decimal(num) / Decimal(den))
+            want = exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        assert Decimal(rating.price_cents(cost, markup, num, den)).scaleb(-2) == want
+
+
+def test_half_cent_rounds_up(session):
+    org, plans, _ = payg_world(session, markup="0")
+    sub = payg_sub(session, org, plans["azure-h"])
+    rates.store_rate(session, "USD", date(2026, 11, 10), Decimal("1"), source="manual")
+    session.commit()
+    session.add(UsageRecord(org_id=org.id, subscription_id=sub.id, period_start=START,
+                            period_end=START + timedelta(hours=1), cost=Decimal("0.005"), currency="USD",
+                            source_key="half"))
+    session.commit()
+    rating.rate_usage(session, now=START + timedelta(hours=2))
+    assert session.exec(select(LedgerEntry)).one().amount == Decimal("-0.01")
+
+
+def test_topup_balance_goes_down_by_the_usage(session):
+    org, plans, _ = payg_world(session)
+    sub = payg_sub(session, org, plans["azure-h"])
+    set_rates(session, date(2026, 11, 9), 3)
+    f.topup(session, org, "10000000")
+    add_usage(session, sub, START, 3)
+    rating.rate_usage(session, now=START + timedelta(hours=4))
+    from noventiq_panel.services import ledger
+
+    assert ledger.balance(session, org.id) == Decimal("10000000.00") + sum(expected_charges(session, sub).values())

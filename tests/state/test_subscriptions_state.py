@@ -1,0 +1,306 @@
+"""Forged and normal events against /subscriptions, /subscriptions/[id] and /catalog: the handlers
+show only the caller's organisation, refuse what the role may not do, never move money without a
+preview and a confirmation, and never twice for one confirmation."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from reflex.istate.data import ReflexURL, RouterData
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from noventiq_panel.models import Budget, LedgerEntry, Payment, Role, ScheduledChange, Subscription
+from noventiq_panel.services import auth, ledger
+from noventiq_panel.services import subscriptions as subs
+from noventiq_panel.state.catalog import CatalogState
+from noventiq_panel.state.subscription_detail import SubscriptionDetailState
+from noventiq_panel.state.subscriptions import SubscriptionsState
+from tests import factories
+
+from .conftest import events, is_error_toast, new_state, signed_in
+
+PW = "correct-horse-1"
+
+
+@pytest.fixture
+def db(sqlite_engine):
+    with Session(sqlite_engine, expire_on_commit=False) as s:
+        yield s
+
+
+@pytest.fixture
+def world(db):
+    a = factories.org(db, "ООО «Альфа»", tax_id="300000011")
+    b = factories.org(db, "ООО «Бета»", tax_id="300000022")
+    h = auth.hash_password(PW)
+    owner = factories.user(db, a, Role.OWNER, email="owner@a.example", password_hash=h, name="Олег")
+    finance = factories.user(db, a, Role.FINANCE, email="finance@a.example", password_hash=h)
+    other = factories.user(db, b, Role.OWNER, email="owner@b.example", password_hash=h)
+    plans = factories.catalog(db)
+    factories.usd_rate(db, date(2020, 1, 1))
+    factories.topup(db, a, "100000")
+    factories.topup(db, b, "100000")
+    mine = subs.order(db, factories.actor(owner, a), plans["basic-m"].id, 2).subscription_id
+    azure = subs.order(db, factories.actor(owner, a), plans["azure-d"].id, 1).subscription_id
+    theirs = subs.order(db, factories.actor(other, b), plans["std-m"].id, 1).subscription_id
+    ids = dict(a=a.id, b=b.id, mine=mine, azure=azure, theirs=theirs, owner=owner.id,
+               basic_m=plans["basic-m"].id, std_m=plans["std-m"].id, trial=plans["basic-trial"].id)
+    db.commit()
+    return ids
+
+
+def count(db, model, *where) -> int:
+    n = db.exec(select(func.count()).select_from(model).where(*where)).one()
+    db.commit()  # SQLite: end the read transaction (BEGIN IMMEDIATE holds the write lock)
+    return n
+
+
+def balance(db, org_id) -> Decimal:
+    value = ledger.balance(db, org_id)
+    db.commit()
+    return value
+
+
+def at(state, path: str):
+    state.router = RouterData(url=ReflexURL(f"http://localhost:3000{path}"))
+    return state
+
+
+async def run(gen_or_result):
+    """Drive a handler that may be an async generator (handlers that ``yield``)."""
+    out = []
+    if hasattr(gen_or_result, "__aiter__"):
+        async for item in gen_or_result:
+            out.append(item)
+        return out
+    return gen_or_result
+
+
+async def _list(db, email):
+    state = at(new_state(SubscriptionsState), "/subscriptions")
+    signed_in(state, db, email, PW)
+    await SubscriptionsState.load.fn(state)
+    return state
+
+
+# --- the list ----------------------------------------------------------------------------------
+
+async def test_list_shows_only_the_own_organisation_as_strings(db, world):
+    state = await _list(db, "owner@a.example")
+    assert state.loaded and state.total == 2
+    assert {r["id"] for r in state.rows} == {str(world["mine"]), str(world["azure"])}
+    assert all(isinstance(v, str) for r in state.rows for v in r.values())
+    basic = next(r for r in state.rows if r["id"] == str(world["mine"]))
+    assert basic["status"] == "Активна" and basic["quantity"] == "2" and basic["auto_renew"] == "1"
+    assert basic["portal_url"] == "https://admin.microsoft.com"
+
+
+async def test_forged_list_parameters_are_ignored(db, world):
+    state = await _list(db, "owner@a.example")
+    await SubscriptionsState.sort_by.fn(state, "password_hash")
+    await SubscriptionsState.set_status_filter.fn(state, "'; drop table subscription; --")
+    await SubscriptionsState.go_page.fn(state, "abc")
+    assert (state.sort_key, state.status_filter, state.page) == ("term_end", "all", 1)
+    await SubscriptionsState.apply_search.fn(state, {"search": "azure"})
+    assert [r["id"] for r in state.rows] == [str(world["azure"])]
+    await SubscriptionsState.apply_search.fn(state, {"search": ["not", "text"]})
+    assert state.total == 2
+
+
+async def test_auto_renew_switch_of_a_foreign_or_read_only_caller_changes_nothing(db, world):
+    owner = await _list(db, "owner@a.example")
+    result = await SubscriptionsState.toggle_auto_renew.fn(owner, str(world["theirs"]), False)
+    assert is_error_toast(result)
+    finance = await _list(db, "finance@a.example")
+    assert not finance.can_write
+    result = await SubscriptionsState.toggle_auto_renew.fn(finance, str(world["mine"]), False)
+    assert is_error_toast(result)
+    assert db.get(Subscription, world["theirs"], populate_existing=True).auto_renew is True
+    assert db.get(Subscription, world["mine"], populate_existing=True).auto_renew is True
+    db.commit()
+    await SubscriptionsState.toggle_auto_renew.fn(owner, str(world["mine"]), False)
+    assert db.get(Subscription, world["mine"], populate_existing=True).auto_renew is False
+    db.commit()
+    assert next(r for r in owner.rows if r["id"] == str(world["mine"]))["auto_renew"] == ""
+
+
+async def test_quantity_dialog_previews_then_charges_once_per_confirmation(db, world):
+    state = await _list(db, "owner@a.example")
+    SubscriptionsState.open_qty.fn(state, str(world["mine"]))
+    assert state.qty_open and state.qty_current == "2"
+    SubscriptionsState.set_qty_value.fn(state, "abc")
+    await SubscriptionsState.preview_qty.fn(state)
+    assert state.qty_error and state.qty_step == "form"
+    SubscriptionsState.set_qty_value.fn(state, "3")
+    before = balance(db, world["a"])
+    await SubscriptionsState.preview_qty.fn(state)
+    assert state.qty_step == "confirm" and state.qty_preview["charge"]
+    assert balance(db, world["a"]) == before  # a preview moves nothing
+    await run(SubscriptionsState.confirm_qty.fn(state))
+    charged = before - balance(db, world["a"])
+    assert charged > 0 and not state.qty_open
+    state.qty_step = "confirm"  # a forged second confirmation with the same token
+    await run(SubscriptionsState.confirm_qty.fn(state))
+    assert before - balance(db, world["a"]) == charged
+    assert db.get(Subscription, world["mine"], populate_existing=True).quantity == 3
+    db.commit()
+
+
+async def test_short_balance_shows_the_shortfall_and_issues_an_invoice_for_it(db, world):
+    state = await _list(db, "owner@a.example")
+    SubscriptionsState.open_qty.fn(state, str(world["mine"]))
+    SubscriptionsState.set_qty_value.fn(state, "300")
+    await SubscriptionsState.preview_qty.fn(state)
+    assert state.qty_preview["shortfall"] and state.qty_preview["topup_href"].startswith("/billing?topup=")
+    missing = Decimal(state.qty_preview["shortfall_raw"])
+    await SubscriptionsState.request_qty_invoice.fn(state)
+    invoice = db.exec(select(Payment).where(Payment.kind == "shortfall")).one()
+    db.commit()
+    assert invoice.amount == missing and invoice.pending_action["type"] == "quantity"
+    assert invoice.pending_action["quantity"] == 300 and state.qty_invoice == invoice.number
+
+
+# --- the detail page ---------------------------------------------------------------------------
+
+async def _detail(db, email, path):
+    state = at(new_state(SubscriptionDetailState), path)
+    signed_in(state, db, email, PW)
+    await SubscriptionDetailState.load.fn(state)
+    return state
+
+
+@pytest.mark.parametrize("path", ["/subscriptions/{theirs}", "/subscriptions/999999", "/subscriptions/abc",
+                                  "/subscriptions/-1", "/subscriptions/99999999999999999999"])
+async def test_foreign_or_missing_subscription_is_not_found(db, world, path):
+    state = await _detail(db, "owner@a.example", path.format(**world))
+    assert state.loaded and state.not_found and state.d == {}
+
+
+async def test_detail_shows_tabs_data_and_history(db, world):
+    state = await _detail(db, "finance@a.example", f"/subscriptions/{world['mine']}")
+    assert not state.not_found and state.d["quantity"] == "2" and state.d["is_licence"] == "1"
+    assert state.batches and state.batches[0]["in_window"] == "1"
+    assert state.events and state.events[0]["user"] == "Олег"
+    assert all(isinstance(v, str) for v in state.d.values())
+
+
+async def test_resources_tab_refund_inside_the_window_after_confirmation(db, world):
+    state = await _detail(db, "owner@a.example", f"/subscriptions/{world['mine']}")
+    SubscriptionDetailState.set_res_qty.fn(state, "1")
+    await SubscriptionDetailState.preview_res.fn(state)
+    assert state.res_step == "confirm" and state.res_preview["refund"]
+    before = balance(db, world["a"])
+    await run(SubscriptionDetailState.confirm_res.fn(state))
+    assert balance(db, world["a"]) > before
+    assert state.d["quantity"] == "1"
+
+
+async def test_read_only_and_forged_option_events_change_nothing(db, world):
+    finance = await _detail(db, "finance@a.example", f"/subscriptions/{world['mine']}")
+    for handler, args in ((SubscriptionDetailState.suspend, ()), (SubscriptionDetailState.toggle_auto_renew, (False,)),
+                          (SubscriptionDetailState.preview_cancel, ())):
+        await handler.fn(finance, *args)
+    finance.cancel_preview = {"text": "forged"}
+    assert is_error_toast(await SubscriptionDetailState.confirm_cancel.fn(finance))
+    sub = db.get(Subscription, world["mine"], populate_existing=True)
+    assert (sub.status, sub.auto_renew) == ("active", True)
+    db.commit()
+    owner = await _detail(db, "owner@a.example", f"/subscriptions/{world['mine']}")
+    assert is_error_toast(await SubscriptionDetailState.cancel_change.fn(owner, "abc"))
+    assert is_error_toast(await SubscriptionDetailState.toggle_auto_renew.fn(owner, "false"))
+    SubscriptionDetailState.set_plan_choice.fn(owner, "not-offered")
+    assert owner.plan_choice == ""
+
+
+async def test_plan_upgrade_and_cancel_go_through_preview_and_confirmation(db, world):
+    from noventiq_panel.models import Organisation
+
+    factories.topup(db, db.get(Organisation, world["a"]), "1000000")
+    owner = await _detail(db, "owner@a.example", f"/subscriptions/{world['mine']}")
+    SubscriptionDetailState.set_plan_choice.fn(owner, "std-m")
+    await SubscriptionDetailState.preview_plan.fn(owner)
+    assert owner.plan_preview["text"]
+    await SubscriptionDetailState.confirm_plan.fn(owner)
+    assert db.get(Subscription, world["mine"], populate_existing=True).plan_id == world["std_m"]
+    db.commit()
+    await SubscriptionDetailState.preview_cancel.fn(owner)
+    assert owner.cancel_preview["text"]
+    await SubscriptionDetailState.confirm_cancel.fn(owner)
+    assert db.get(Subscription, world["mine"], populate_existing=True).status == "cancelled"
+    db.commit()
+
+
+async def test_budget_dialog_validates_and_saves(db, world):
+    state = await _detail(db, "owner@a.example", f"/subscriptions/{world['azure']}")
+    assert state.d["is_payg"] == "1"
+    await SubscriptionDetailState.open_budget.fn(state)
+    assert [t["percent"] for t in state.budget_thresholds] == ["50", "80", "100", "100"]
+    assert state.budget_recipients == [str(world["owner"])]
+    SubscriptionDetailState.set_budget_amount.fn(state, "1000000")
+    SubscriptionDetailState.set_threshold_percent.fn(state, "0", "2000")
+    await SubscriptionDetailState.save_budget.fn(state)
+    assert state.budget_error and count(db, Budget) == 0
+    SubscriptionDetailState.set_threshold_percent.fn(state, "0", "75.5")
+    SubscriptionDetailState.set_threshold_percent.fn(state, "99", "1")  # forged index: ignored
+    SubscriptionDetailState.toggle_recipient.fn(state, "424242", True)  # not a member: ignored
+    SubscriptionDetailState.set_budget_emails.fn(state, "cfo@a.example")
+    await SubscriptionDetailState.save_budget.fn(state)
+    assert count(db, Budget) == 1 and not state.budget_open and state.budget["amount"]
+    await SubscriptionDetailState.remove_budget.fn(state)
+    assert count(db, Budget) == 0
+
+
+# --- the catalog -------------------------------------------------------------------------------
+
+async def _catalog(db, email):
+    state = at(new_state(CatalogState), "/catalog")
+    signed_in(state, db, email, PW)
+    await CatalogState.load.fn(state)
+    return state
+
+
+async def test_catalog_groups_and_orders_once_per_confirmation(db, world):
+    state = await _catalog(db, "owner@a.example")
+    assert [c.name for c in state.categories] == ["IaaS", "Office"]
+    CatalogState.open_order.fn(state, "999999")  # not in the catalog: nothing opens
+    assert not state.order_open
+    CatalogState.open_order.fn(state, str(world["basic_m"]))
+    assert state.order_open and len(state.order_variants) == 4
+    CatalogState.set_order_qty.fn(state, "1.5")
+    await CatalogState.preview_order.fn(state)
+    assert state.order_error and state.order_step == "form"
+    CatalogState.set_order_qty.fn(state, "1")
+    await CatalogState.preview_order.fn(state)
+    assert state.order_step == "confirm" and state.order_preview["now"]
+    before = count(db, Subscription)
+    await run(CatalogState.confirm_order.fn(state))
+    state.order_step = "confirm"  # forged replay of the same confirmation
+    await run(CatalogState.confirm_order.fn(state))
+    assert count(db, Subscription) == before + 1
+    assert state.order_sub_href.startswith("/subscriptions/")
+
+
+async def test_catalog_order_without_funds_offers_the_shortfall_invoice(db, world):
+    state = await _catalog(db, "owner@a.example")
+    CatalogState.open_order.fn(state, str(world["basic_m"]))
+    CatalogState.set_order_qty.fn(state, "100")
+    await CatalogState.preview_order.fn(state)
+    assert state.order_preview["shortfall"]
+    await CatalogState.request_order_invoice.fn(state)
+    invoice = db.exec(select(Payment).where(Payment.kind == "shortfall")).one()
+    db.commit()
+    assert invoice.pending_action["type"] == "order" and invoice.pending_action["quantity"] == 100
+
+
+async def test_read_only_role_cannot_order_even_with_forged_events(db, world):
+    state = await _catalog(db, "finance@a.example")
+    CatalogState.open_order.fn(state, str(world["basic_m"]))
+    await CatalogState.preview_order.fn(state)
+    state.order_step = "confirm"
+    before = count(db, Subscription), count(db, LedgerEntry)
+    result = await run(CatalogState.confirm_order.fn(state))
+    assert is_error_toast(result)
+    assert (count(db, Subscription), count(db, LedgerEntry)) == before
