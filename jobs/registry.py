@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from noventiq_panel.models import JobRun
@@ -96,22 +97,32 @@ def _session() -> Session:
 def last_run(name: str) -> JobRun | None:
     with _session() as s:
         row = s.get(JobRun, name)
-        s.rollback()
+        s.commit()  # ends the read (SQLite's lock); expire_on_commit=False keeps the row readable
         return row
 
 
 def record(name: str, *, at: datetime | None, result: str) -> None:
-    """Store the outcome of a run; ``at=None`` keeps ``last_run_at`` (a failure) or sets it if new."""
-    with _session() as s:
-        row = s.get(JobRun, name)
-        if row is None:
-            row = JobRun(name=name, last_run_at=at or clock.utcnow() - timedelta(days=3650), last_result=result[:1000])
-        else:
+    """Store the outcome of a run; ``at=None`` (a failure) keeps ``last_run_at``. Two runs finishing
+    at once: the later ``last_run_at`` stays."""
+    for _attempt in range(3):
+        with _session() as s:
+            row = s.get(JobRun, name)
+            if row is None:
+                # never run: a failure leaves an old starting point so that catch-up retries it
+                s.add(JobRun(name=name, last_run_at=at or clock.utcnow() - timedelta(days=3650),
+                             last_result=result[:1000]))
+                try:
+                    s.commit()
+                    return
+                except IntegrityError:  # another run of the job recorded first: update that row
+                    s.rollback()
+                    continue
             if at is not None and at >= row.last_run_at:
                 row.last_run_at = at
             row.last_result = result[:1000]
-        s.add(row)
-        s.commit()
+            s.add(row)
+            s.commit()
+            return
 
 
 def run_job(name: str, now: datetime | None = None) -> str:
@@ -145,6 +156,10 @@ def missed(j: Job, last_run_at: datetime | None, now: datetime) -> bool:
         return False
     if last_run_at is None:
         return j.run_when_new
+    if j.schedule.get("trigger") == "interval":
+        every = timedelta(**{k: v for k, v in j.schedule.items()
+                             if k in ("weeks", "days", "hours", "minutes", "seconds")})
+        return last_run_at + every <= now
     after = last_run_at + timedelta(seconds=1)
     fire = trigger.get_next_fire_time(None, after)
     return fire is not None and fire <= now

@@ -84,9 +84,9 @@ def release_lease(holder: str, name: str = LEASE_NAME, engine=None) -> None:
 
 
 def lease_holder(name: str = LEASE_NAME, engine=None) -> JobLease | None:
-    with Session(engine or _engine()) as s:
+    with Session(engine or _engine(), expire_on_commit=False) as s:
         row = s.get(JobLease, name)
-        s.rollback()
+        s.commit()
         return row
 
 

@@ -32,3 +32,10 @@ app = rx.App(
     backend_exception_handler=backend_exception_handler,
     toaster=rx.toast.provider(position="top-right", close_button=True, rich_colors=True),
 )
+
+# The job scheduler (jobs/scheduler.py) runs inside each worker's lifespan — never at import, since
+# `reflex export` and every worker import this module. Only the lease holder runs jobs;
+# PANEL_SCHEDULER=0 turns it off (the e2e tests do).
+from jobs.scheduler import lifespan as _scheduler_lifespan  # noqa: E402
+
+app.register_lifespan_task(_scheduler_lifespan)

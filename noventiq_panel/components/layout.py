@@ -33,7 +33,8 @@ DESKTOP = rx.breakpoints(initial="none", md="flex")
 MOBILE = rx.breakpoints(initial="flex", md="none")
 
 
-def brand() -> rx.Component:
+def brand(compact: bool = False) -> rx.Component:
+    """The logo; ``compact`` shows the name only from tablet width (phone top bar)."""
     return rx.link(
         rx.hstack(
             rx.box(
@@ -43,7 +44,8 @@ def brand() -> rx.Component:
                 padding="5px",
                 display="flex",
             ),
-            rx.text(APP_NAME, weight="bold", size="4", color=rx.color("gray", 12)),
+            rx.text(APP_NAME, weight="bold", size="4", color=rx.color("gray", 12),
+                    display=rx.breakpoints(initial="none", sm="block") if compact else "block"),
             spacing="2",
             align="center",
         ),
@@ -271,7 +273,7 @@ def topbar(active: str | None) -> rx.Component:
     return rx.hstack(
         rx.hstack(
             mobile_menu(active),
-            rx.box(brand(), display=MOBILE),
+            rx.box(brand(compact=True), display=MOBILE),
             spacing="2",
             align="center",
         ),

@@ -51,4 +51,4 @@ def amount_text(value: Any, *, size: str = "2", negative: Any = None, **props: A
 
 def big_amount(value: Any, *, negative: Any = None, **props: Any) -> rx.Component:
     """The headline figure of a card (balance, consumption)."""
-    return amount_text(value, size="7", weight="bold", negative=negative, **props)
+    return amount_text(value, size=rx.breakpoints(initial="6", xl="7"), weight="bold", negative=negative, **props)

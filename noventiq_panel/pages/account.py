@@ -131,6 +131,29 @@ def member_actions(row) -> rx.Component:
     )
 
 
+def member_card(row) -> rx.Component:
+    """One member at phone width (the table needs more room than a phone has)."""
+    return rx.card(
+        rx.vstack(
+            rx.hstack(
+                rx.text(row["name"], weight="medium", size="2"),
+                rx.cond(row["is_self"] != "", rx.badge(T("account.you"), variant="outline", size="1"), rx.fragment()),
+                rx.spacer(),
+                rx.badge(row["status_label"], color_scheme=row["status_color"], variant="soft"),
+                spacing="2",
+                align="center",
+                width="100%",
+            ),
+            rx.text(row["email"], size="1", color=rx.color("gray", 11)),
+            rx.hstack(role_cell(row), rx.spacer(), member_actions(row), align="center", width="100%"),
+            spacing="2",
+            width="100%",
+        ),
+        width="100%",
+        class_name="member-card",
+    )
+
+
 def members_table() -> rx.Component:
     def render(row) -> rx.Component:
         return rx.table.row(
@@ -175,6 +198,15 @@ def members_table() -> rx.Component:
         ),
         overflow_x="auto",
         width="100%",
+        display=rx.breakpoints(initial="none", sm="block"),
+    )
+
+
+def members_list() -> rx.Component:
+    return rx.fragment(
+        members_table(),
+        rx.vstack(rx.foreach(AccountState.members, member_card), spacing="2", width="100%",
+                  display=rx.breakpoints(initial="flex", sm="none"), id="members-cards"),
     )
 
 
@@ -237,12 +269,12 @@ def users_tab() -> rx.Component:
             rx.text(T("account.users_intro"), size="2", color=rx.color("gray", 11), max_width="40rem"),
             rx.cond(AccountState.can_write, invite_dialog(), rx.fragment()),
             justify="between",
-            align="center",
+            align=rx.breakpoints(initial="start", sm="center"),
             gap="3",
             width="100%",
             direction=rx.breakpoints(initial="column", sm="row"),
         ),
-        members_table(),
+        members_list(),
         rx.cond(AccountState.can_write, rx.fragment(),
                 rx.callout(T("account.read_only"), icon="lock", color_scheme="gray", size="1", width="100%")),
         spacing="4",

@@ -137,7 +137,7 @@ def soon_card() -> rx.Component:
                     HomeState.soon,
                     lambda s: rx.flex(
                         rx.link(s["name"], href=s["href"], weight="medium", size="2", class_name="nq-ellipsis",
-                                min_width="0", flex="1"),
+                                min_width="0", flex="1", width=rx.breakpoints(initial="100%", sm="auto")),
                         rx.hstack(
                             rx.badge(s["event"], color_scheme=s["color"], variant="soft"),
                             rx.text(s["date"], size="2", style={"white_space": "nowrap"}),
@@ -145,10 +145,10 @@ def soon_card() -> rx.Component:
                             align="center",
                         ),
                         justify="between",
-                        align="center",
-                        gap="2",
+                        align=rx.breakpoints(initial="start", sm="center"),
+                        direction=rx.breakpoints(initial="column", sm="row"),
+                        gap=rx.breakpoints(initial="1", sm="2"),
                         width="100%",
-                        wrap="wrap",
                         padding_y="0.35rem",
                         border_bottom=f"1px solid {rx.color('gray', 4)}",
                         class_name="soon-item",

@@ -85,10 +85,10 @@ def password_card() -> rx.Component:
 
 
 HISTORY_COLUMNS = [
-    Column("date", "profile.history.col.date", numeric=True, min_width="9rem"),
-    Column("subject", "profile.history.col.subject", min_width="14rem"),
+    Column("date", "profile.history.col.date", numeric=True),
+    Column("subject", "profile.history.col.subject"),
     Column("kind", "profile.history.col.kind", hide_on_phone=True),
-    Column("status", "profile.history.col.status", badge_color_key="status_color"),
+    Column("status", "profile.history.col.status", badge_color_key="status_color", hide_on_phone=True),
 ]
 
 
@@ -104,11 +104,12 @@ def message_dialog() -> rx.Component:
                     align="start",
                     width="100%",
                 ),
-                rx.flex(
+                rx.hstack(
                     rx.text(T("profile.history.to", email=m["to"]), size="2", color=rx.color("gray", 11)),
+                    rx.text("·", size="2", color=rx.color("gray", 9)),
                     rx.text(m["date"], size="2", color=rx.color("gray", 11)),
                     rx.badge(m["status"], color_scheme=m["status_color"], variant="soft"),
-                    gap="3",
+                    spacing="2",
                     wrap="wrap",
                     align="center",
                 ),

@@ -350,7 +350,7 @@ def options_tab() -> rx.Component:
             rx.cond(S.d["can_change_plan"] == YES, plan_change(), rx.fragment()),
             rx.cond(S.d["can_cancel"] == YES, cancel_block(), rx.fragment()),
             rx.cond(S.d["cancel_at_term_end"] == YES,
-                    rx.callout(T("subscription.cancel.scheduled", date=S.d["term_end"]), icon="calendar-x",
+                    rx.callout(T("subscription.cancel.scheduled", date=S.d["term_end_text"]), icon="calendar-x",
                                color_scheme="orange", width="100%"),
                     rx.fragment()),
             spacing="4",

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..components import Column, T, data_table, page_header, panel_page
+from ..components import T, page_header, panel_page
+from ..components.tables import pager
 from ..state.base import BaseState
 from ..state.subscriptions import ALL, STATUSES, SubscriptionsState as S
 
-COLUMNS = [
-    Column("name", "subscriptions.col.name", sortable=True, href_key="href", min_width="14rem"),
-    Column("vendor", "subscriptions.col.vendor", sortable=True, hide_on_phone=True),
-    Column("model", "subscriptions.col.model", hide_on_phone=True),
-    Column("status", "subscriptions.col.status", sortable=True, badge_color_key="status_color"),
-    Column("term_end", "subscriptions.col.end", sortable=True, numeric=True),
-    Column("quantity", "subscriptions.col.quantity", sortable=True, align="right", numeric=True),
+SORTABLE = {"name", "status", "term_end", "quantity"}
+HEADERS = [  # (sort key or None, label key, align, shown on phones)
+    ("name", "subscriptions.col.name", "left", True),
+    ("status", "subscriptions.col.status", "left", True),
+    ("term_end", "subscriptions.col.end", "left", True),
+    ("quantity", "subscriptions.col.quantity", "right", False),
+    (None, "subscriptions.auto_renew_short", "left", False),
+    (None, None, "right", True),
 ]
+WIDE = rx.breakpoints(initial="none", md="table-cell")
 
 
 def filters() -> rx.Component:
@@ -46,78 +49,137 @@ def filters() -> rx.Component:
             ),
             on_submit=S.apply_search,
             reset_on_submit=False,
+            width="auto",
         ),
-        rx.hstack(
-            rx.select.root(
-                rx.select.trigger(id="subs-status", min_width="10rem"),
-                rx.select.content(
-                    rx.select.item(T("subscriptions.filter.all"), value=ALL),
-                    rx.select.item(T("subscriptions.filter.current"), value="current"),
-                    *[rx.select.item(T(f"subscriptions.status.{s}"), value=s) for s in STATUSES],
-                ),
-                value=S.status_filter,
-                on_change=S.set_status_filter,
+        rx.select.root(
+            rx.select.trigger(id="subs-status", min_width="10rem"),
+            rx.select.content(
+                rx.select.item(T("subscriptions.filter.current"), value="current"),
+                rx.select.item(T("subscriptions.filter.all"), value=ALL),
+                *[rx.select.item(T(f"subscriptions.status.{s}"), value=s) for s in STATUSES],
             ),
-            rx.select.root(
-                rx.select.trigger(id="subs-vendor", min_width="10rem"),
-                rx.select.content(
-                    rx.select.item(T("subscriptions.filter.all_vendors"), value=ALL),
-                    rx.foreach(S.vendor_options, lambda v: rx.select.item(v["label"], value=v["value"])),
-                ),
-                value=S.vendor_filter,
-                on_change=S.set_vendor_filter,
-            ),
-            spacing="2",
-            wrap="wrap",
+            value=S.status_filter,
+            on_change=S.set_status_filter,
         ),
-        justify="between",
-        gap="3",
+        rx.select.root(
+            rx.select.trigger(id="subs-vendor", min_width="10rem"),
+            rx.select.content(
+                rx.select.item(T("subscriptions.filter.all_vendors"), value=ALL),
+                rx.foreach(S.vendor_options, lambda v: rx.select.item(v["label"], value=v["value"])),
+            ),
+            value=S.vendor_filter,
+            on_change=S.set_vendor_filter,
+        ),
+        gap="2",
         wrap="wrap",
+        align="center",
         width="100%",
         margin_bottom="1rem",
+    )
+
+
+def header_cell(key, label_key: str | None, align: str, phone: bool) -> rx.Component:
+    label = T(label_key) if label_key else ""
+    if key in SORTABLE:
+        icon = rx.cond(
+            S.sort_key == key,
+            rx.cond(S.sort_desc, rx.icon("arrow-down", size=14), rx.icon("arrow-up", size=14)),
+            rx.icon("arrow-up-down", size=14, opacity="0.35"),
+        )
+        label = rx.hstack(label, icon, spacing="1", align="center", cursor="pointer", on_click=S.sort_by(key),
+                          justify="end" if align == "right" else "start", class_name=f"sort-{key}")
+    return rx.table.column_header_cell(label, text_align=align, white_space="nowrap",
+                                       display=None if phone else WIDE)
+
+
+def table_row(row: rx.Var) -> rx.Component:
+    return rx.table.row(
+        rx.table.cell(
+            rx.vstack(
+                rx.link(row["name"], href=row["href"], weight="medium"),
+                rx.text(row["vendor"], " · ", row["model"], size="1", color=rx.color("gray", 10)),
+                spacing="0",
+            ),
+            min_width="13rem",
+        ),
+        rx.table.cell(rx.badge(row["status"], color_scheme=row["status_color"], variant="soft")),
+        rx.table.cell(
+            rx.vstack(
+                rx.cond(row["end_label"] != "", rx.text(row["end_label"], size="1", color=rx.color("gray", 10)),
+                        rx.fragment()),
+                rx.text(row["end"], size="2", style={"white_space": "nowrap"}),
+                spacing="0",
+            ),
+        ),
+        rx.table.cell(rx.text(row["quantity"], style={"font_variant_numeric": "tabular-nums"}), text_align="right",
+                      display=WIDE),
+        rx.table.cell(
+            rx.cond(
+                row["show_auto_renew"] == "1",
+                rx.tooltip(
+                    rx.box(rx.switch(checked=row["auto_renew"] == "1",
+                                     on_change=lambda value: S.toggle_auto_renew(row["id"], value),
+                                     disabled=~BaseState.can_write, size="1", class_name="auto-renew")),
+                    content=T("subscriptions.auto_renew_hint"),
+                ),
+                rx.fragment(),
+            ),
+            display=WIDE,
+        ),
+        rx.table.cell(row_actions(row), text_align="right", white_space="nowrap"),
+        class_name="nq-row",
+    )
+
+
+def subscriptions_table() -> rx.Component:
+    table = rx.table.root(
+        rx.table.header(rx.table.row(*[header_cell(*h) for h in HEADERS])),
+        rx.table.body(rx.foreach(S.rows, table_row)),
+        variant="surface",
+        size="2",
+        width="100%",
+        id="subscriptions-table",
+    )
+    return rx.vstack(
+        rx.cond(
+            S.rows.length() > 0,
+            rx.box(table, overflow_x="auto", width="100%"),
+            rx.center(rx.text(T("subscriptions.nothing_found"), color=rx.color("gray", 10)), padding="2rem",
+                      width="100%", border=f"1px dashed {rx.color('gray', 6)}", border_radius="8px",
+                      id="subs-nothing"),
+        ),
+        rx.cond(S.pages > 1, pager(S.page, S.pages, S.go_page, S.total), rx.fragment()),
+        spacing="0",
+        width="100%",
     )
 
 
 def row_actions(row: rx.Var) -> rx.Component:
     return rx.hstack(
         rx.cond(
-            row["show_auto_renew"] == "1",
-            rx.tooltip(
-                rx.hstack(
-                    rx.switch(
-                        checked=row["auto_renew"] == "1",
-                        on_change=lambda value: S.toggle_auto_renew(row["id"], value),
-                        disabled=~BaseState.can_write,
-                        size="1",
-                        class_name="auto-renew",
-                    ),
-                    rx.text(T("subscriptions.auto_renew_short"), size="1", color=rx.color("gray", 11)),
-                    spacing="1",
-                    align="center",
-                ),
-                content=T("subscriptions.auto_renew_hint"),
-            ),
-            rx.fragment(),
-        ),
-        rx.cond(
             (row["can_qty"] == "1") & BaseState.can_write,
-            rx.button(rx.icon("users", size=14), T("subscriptions.change_quantity"), size="1", variant="soft",
-                      on_click=S.open_qty(row["id"]), class_name="change-qty"),
+            rx.tooltip(
+                rx.icon_button(rx.icon("users", size=14), size="1", variant="soft", on_click=S.open_qty(row["id"]),
+                               class_name="change-qty", aria_label="licences"),
+                content=T("subscriptions.qty.title"),
+            ),
             rx.fragment(),
         ),
         rx.cond(
             row["portal_url"] != "",
-            rx.link(
-                rx.icon_button(rx.icon("external-link", size=14), size="1", variant="ghost",
-                               aria_label="vendor portal"),
-                href=row["portal_url"],
-                is_external=True,
-                title=T("subscriptions.portal"),
-                class_name="vendor-portal",
+            rx.tooltip(
+                rx.link(
+                    rx.icon_button(rx.icon("external-link", size=14), size="1", variant="ghost",
+                                   aria_label="vendor portal"),
+                    href=row["portal_url"],
+                    is_external=True,
+                    class_name="vendor-portal",
+                ),
+                content=T("subscriptions.portal"),
             ),
             rx.fragment(),
         ),
-        spacing="3",
+        spacing="2",
         align="center",
         justify="end",
     )
@@ -226,7 +288,8 @@ def empty_state() -> rx.Component:
 
 @panel_page("/subscriptions", title_key="subscriptions.title", section="subscriptions", on_load=S.load)
 def subscriptions_page() -> rx.Component:
-    no_filters = (S.search == "") & (S.status_filter == ALL) & (S.vendor_filter == ALL)
+    no_filters = (S.search == "") & ((S.status_filter == ALL) | (S.status_filter == "current")) & \
+        (S.vendor_filter == ALL)
     return rx.vstack(
         page_header(
             "subscriptions.title",
@@ -237,16 +300,8 @@ def subscriptions_page() -> rx.Component:
             S.loaded,
             rx.cond(
                 (S.total == 0) & no_filters,
-                empty_state(),
-                rx.vstack(
-                    filters(),
-                    data_table(COLUMNS, S.rows, sort_key=S.sort_key, sort_desc=S.sort_desc, on_sort=S.sort_by,
-                               page=S.page, pages=S.pages, on_page=S.go_page, total=S.total,
-                               empty_key="subscriptions.nothing_found", actions=row_actions,
-                               table_id="subscriptions-table"),
-                    spacing="0",
-                    width="100%",
-                ),
+                rx.vstack(filters(), empty_state(), spacing="0", width="100%"),
+                rx.vstack(filters(), subscriptions_table(), spacing="0", width="100%"),
             ),
             rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
         ),

@@ -710,6 +710,19 @@ def budget_for(session: Session, org_id: int, subscription_ids: Iterable[int], c
     return sum(amounts, ZERO) if amounts else None
 
 
+def _payg_subscriptions(session: Session, org_id: int, currency: str) -> dict[int, tuple[str, Decimal | None]]:
+    """The organisation's pay-as-you-go subscriptions: id -> (name, monthly budget in ``currency``
+    or None), in one query."""
+    rows = session.execute(
+        select(Subscription.id, Subscription.name, Plan.name, Budget.amount, Budget.currency)
+        .join(Plan, Plan.id == Subscription.plan_id)
+        .outerjoin(Budget, Budget.subscription_id == Subscription.id)
+        .where(Subscription.org_id == org_id, Plan.billing_type == "payg")
+    ).all()
+    return {sid: (name or plan_name, amount if amount is not None and cur == currency else None)
+            for sid, name, plan_name, amount, cur in rows}
+
+
 def iaas_detail(session: Session, actor: Actor, start: date, end: date, subscription_id: int | None = None, *,
                 service: str | None = None, resource_group: str | None = None, top: int = 10,
                 top_resources: int = 15) -> IaasDetail:
@@ -719,7 +732,7 @@ def iaas_detail(session: Session, actor: Actor, start: date, end: date, subscrip
     access = can_read(session, actor)
     f = Filters(start=start, end=end).validated()
     org = _org(session, access)
-    subs = {sid: s for sid, s in subscriptions_of(session, access.org_id).items() if s.is_payg}
+    subs = _payg_subscriptions(session, org.id, org.billing_currency)
     if subscription_id is not None:
         if subscription_id not in subs:
             raise NotFound("subscription not found")
@@ -800,7 +813,8 @@ def iaas_detail(session: Session, actor: Actor, start: date, end: date, subscrip
         _movers("resource", cur_res, prev_res, res_labels, res_extra, top)
     movers.sort(key=lambda m: (-abs(m.change), m.dimension, m.label))
 
-    budget = budget_for(session, org.id, scope, org.billing_currency)
+    budgets = [subs[sid][1] for sid in scope if subs[sid][1] is not None]
+    budget = sum(budgets, ZERO) if budgets else None
     cumulative: list[CumulativePoint] = []
     running = mtd = 0
     month = None
@@ -813,7 +827,7 @@ def iaas_detail(session: Session, actor: Actor, start: date, end: date, subscrip
     total = sum(daily)
     return IaasDetail(
         start=f.start, end=f.end, currency=org.billing_currency, subscription_id=subscription_id,
-        subscriptions=[(sid, subs[sid].name) for sid in scope], days=days, total=_cents(total),
+        subscriptions=[(sid, subs[sid][0]) for sid in scope], days=days, total=_cents(total),
         previous_start=p_start, previous_end=p_end, previous_total=_cents(p_total),
         daily=_cents_list(daily),
         by_service=_series_from(by_service, {}),

@@ -179,12 +179,12 @@ def check_budgets(session: Session, now: datetime | None = None) -> BudgetSummar
     if session.in_transaction():
         session.commit()
     ids = list(session.exec(select(Budget.id).order_by(Budget.id)).all())
-    session.rollback()
+    session.commit()
     for budget_id in ids:
         try:
             budget = session.get(Budget, budget_id)
             if budget is None:
-                session.rollback()
+                session.commit()
                 continue
             check_budget(session, budget, now, summary)
             session.commit()

@@ -71,7 +71,7 @@ def feed_url(day: date | None = None, currency: str | None = None, base: str | N
     base = (base or get_settings().cbu_url).rstrip("/") + "/"
     if day is None and currency is None:
         return base
-    return f"{base}{(currency or 'all').upper()}/{(day or date.today()).isoformat()}/"
+    return f"{base}{currency.upper() if currency else 'all'}/{(day or date.today()).isoformat()}/"
 
 
 def parse_feed(payload) -> tuple[dict[str, tuple[Decimal, date]], list[str]]:
@@ -152,7 +152,7 @@ def fetch_if_missing(session: Session, now: datetime | None = None, *, client: h
     now = now or utcnow()
     today = clock.local_date(now, FEED_TZ)
     if has_rate_for(session, today):
-        session.rollback()
+        session.commit()
         return f"CBU rates of {today} already stored"
     return str(fetch_rates(session, client=client))
 

@@ -53,7 +53,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Iterable
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -214,13 +214,13 @@ def _run_batch(session: Session, dialect: _Dialect, after: int, limit: int, now:
     conn = _begin(session, dialect)
     subs = _candidates(session, after, limit)
     if not subs:
-        session.rollback()
+        session.commit()  # nothing written; a commit (unlike a rollback) keeps the caller's objects loaded
         return True, after
     batch_summary = RatingSummary()
     _rate_batch(session, conn, dialect, subs, now, batch_summary)
     t = time.perf_counter()
     session.commit()
-    session.expire_all()
+    _expire_usage(session)
     batch_summary._tick("commit", t)
     for phase, seconds in batch_summary.phases.items():
         summary.phases[phase] = summary.phases.get(phase, 0.0) + seconds
@@ -235,6 +235,15 @@ def _run_batch(session: Session, dialect: _Dialect, after: int, limit: int, now:
         summary.charged[cur] = summary.charged.get(cur, Decimal(0)) + amount
     summary.missing_rates.update(batch_summary.missing_rates)
     return False, max(s.id for s in subs.values())
+
+
+def _expire_usage(session: Session) -> None:
+    """Records loaded in the caller's session were marked behind the ORM's back: reload them."""
+    from ..models import UsageRecord
+
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, UsageRecord):
+            session.expire(obj)
 
 
 def _candidates(session: Session, after: int, limit: int) -> dict[int, _Sub]:

@@ -185,9 +185,8 @@ def _subscription_reminders(session: Session, org: Organisation, subs: list[Subs
                     context["currency"] = org.billing_currency
                 except RateMissing as exc:
                     summary.errors.append(f"subscription {sub.id}: {exc}")
-            summary.trial += 1
-            mailer.to_roles(LIFECYCLE_ROLES, "trial_reminder", context,
-                            f"trial_reminder:{sub.id}:{end_day:%Y%m%d}:{days}")
+            summary.trial += bool(mailer.to_roles(LIFECYCLE_ROLES, "trial_reminder", context,
+                                                  f"trial_reminder:{sub.id}:{end_day:%Y%m%d}:{days}"))
             continue
         if plan.billing_type != "license" or sub.status != S.ACTIVE or sub.term_end is None:
             continue
@@ -195,10 +194,10 @@ def _subscription_reminders(session: Session, org: Organisation, subs: list[Subs
         if not sub.auto_renew or sub.cancel_at_term_end:
             days = threshold_reached(sub.term_end, now, EXPIRY_DAYS)
             if days is not None:
-                summary.expiry += 1
-                mailer.to_roles(LIFECYCLE_ROLES, "expiry_reminder",
-                                {"product": product.name, "expires_on": end_day, "subscription_id": sub.id},
-                                f"expiry_reminder:{sub.id}:{end_day:%Y%m%d}:{days}")
+                summary.expiry += bool(mailer.to_roles(
+                    LIFECYCLE_ROLES, "expiry_reminder",
+                    {"product": product.name, "expires_on": end_day, "subscription_id": sub.id},
+                    f"expiry_reminder:{sub.id}:{end_day:%Y%m%d}:{days}"))
             continue
         days = threshold_reached(sub.term_end, now, RENEWAL_DAYS)
         if days is None:
@@ -217,11 +216,11 @@ def _subscription_reminders(session: Session, org: Organisation, subs: list[Subs
             continue
         product = plans[sub.plan_id][1]
         end_day = clock.local_date(sub.term_end, tz)
-        summary.renewal += 1
-        mailer.to_roles(MONEY_ROLES, "renewal_reminder",
-                        {"product": product.name, "renew_on": end_day, "amount": amount,
-                         "currency": org.billing_currency, "balance": balance, "subscription_id": sub.id},
-                        f"renewal_reminder:{sub.id}:{end_day:%Y%m%d}:{days}")
+        summary.renewal += bool(mailer.to_roles(
+            MONEY_ROLES, "renewal_reminder",
+            {"product": product.name, "renew_on": end_day, "amount": amount, "currency": org.billing_currency,
+             "balance": balance, "subscription_id": sub.id},
+            f"renewal_reminder:{sub.id}:{end_day:%Y%m%d}:{days}"))
 
 
 def projected_spend(session: Session, org: Organisation, now: datetime, subs: list[Subscription],
@@ -269,11 +268,11 @@ def _low_balance(session: Session, org: Organisation, subs: list[Subscription],
     last_topup = session.exec(
         select(func.max(LedgerEntry.id)).where(LedgerEntry.org_id == org.id, LedgerEntry.kind == EntryKind.TOPUP)
     ).one() or 0
-    summary.low_balance += 1
-    mailer.to_roles(BILLING_ROLES, "low_balance",
-                    {"balance": ledger.balance(session, org.id), "threshold": round_money(threshold, org.billing_currency),
-                     "currency": org.billing_currency},
-                    f"low_balance:{org.id}:t{last_topup}")
+    summary.low_balance += bool(mailer.to_roles(
+        BILLING_ROLES, "low_balance",
+        {"balance": ledger.balance(session, org.id), "threshold": round_money(threshold, org.billing_currency),
+         "currency": org.billing_currency},
+        f"low_balance:{org.id}:t{last_topup}"))
 
 
 def _payment_reminders(session: Session, org: Organisation, mailer: _Mailer, now: datetime,
@@ -296,16 +295,16 @@ def _payment_reminders(session: Session, org: Organisation, mailer: _Mailer, now
             select(Membership.id).where(Membership.user_id == requester.id, Membership.org_id == org.id,
                                         Membership.is_active == True)).first() is not None  # noqa: E712
         if member:
-            before = _queued(session, f"{key}:u{requester.id}")
+            sent = _queued(session, f"{key}:u{requester.id}") is None
             notifications.notify_user(session, requester, kind, context, org_id=org.id,
                                       dedupe_key=f"{key}:u{requester.id}", now=now)
-            summary.mails += before is None
+            summary.mails += sent
         else:
-            mailer.to_roles(BILLING_ROLES, kind, context, key)
+            sent = bool(mailer.to_roles(BILLING_ROLES, kind, context, key))
         if overdue:
-            summary.payment_overdue += 1
+            summary.payment_overdue += sent
         else:
-            summary.payment_due += 1
+            summary.payment_due += sent
 
 
 def send_reminders(session: Session, now: datetime | None = None) -> ReminderSummary:
@@ -325,7 +324,7 @@ def send_reminders(session: Session, now: datetime | None = None) -> ReminderSum
     horizon = now + timedelta(days=max(EXPIRY_DAYS + RENEWAL_DAYS + TRIAL_DAYS))
     org_ids = list(session.exec(select(Organisation.id).where(Organisation.is_active == True)  # noqa: E712
                                 .order_by(Organisation.id)).all())
-    session.rollback()
+    session.commit()
     rate_cache: dict = {}
     for org_id in org_ids:
         try:

@@ -42,18 +42,16 @@ from __future__ import annotations
 import re
 import uuid
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Iterator
+from typing import Iterator
 
 from sqlalchemy import func, or_, update
 from sqlmodel import Session, col, select
 
 from ..models import (
-    AuditEvent,
     LicenceBatch,
-    Membership,
     Organisation,
     Plan,
     Product,

@@ -596,26 +596,42 @@ def _move(path: Path, folder: Path) -> Path:
     return target
 
 
+STALE_CLAIM_SECONDS = 6 * 3600  # a file left in processing/ this long was claimed by a run that died
+
+
+def _is_usage_file(p: Path) -> bool:
+    name = p.name.lower()
+    return p.is_file() and (name.endswith(".csv") or name.endswith(".csv.gz"))
+
+
 def import_folder(session: Session, folder: str | os.PathLike | None = None, *, now: datetime | None = None,
                   fmt: str | None = None) -> list[ImportReport]:
     """Import every ``*.csv``/``*.csv.gz`` in ``folder`` (default: ``PANEL_USAGE_IMPORT_DIR``).
 
     A file is first claimed by moving it into ``processing/`` (so two runs never take the same
     file), then moved to ``done/`` with a ``.report.json`` beside it, or to ``failed/`` when the
-    whole file could not be read (unknown format, missing columns, not UTF-8).
+    whole file could not be read (unknown format, missing columns, not UTF-8). A file left in
+    ``processing/`` for six hours (its run died) is taken again: re-importing adds nothing twice.
     """
     folder = Path(folder or get_settings().usage_import_dir or "")
     if not str(folder) or not folder.is_dir():
         raise InvalidInput(f"not a folder: {folder}", key="error.usage_folder")
+    processing = folder / "processing"
+    if processing.is_dir():
+        for stale in processing.iterdir():
+            try:
+                if _is_usage_file(stale) and time.time() - stale.stat().st_mtime > STALE_CLAIM_SECONDS:
+                    os.rename(stale, folder / stale.name)
+            except FileNotFoundError:
+                continue
     reports = []
-    candidates = sorted(p for p in folder.iterdir()
-                        if p.is_file() and (p.name.lower().endswith(".csv") or p.name.lower().endswith(".csv.gz")))
+    candidates = sorted(p for p in folder.iterdir() if _is_usage_file(p))
     for path in candidates:
-        processing = folder / "processing"
         processing.mkdir(exist_ok=True)
         claimed = processing / path.name
         try:
             os.rename(path, claimed)  # atomic: a concurrent run gets FileNotFoundError
+            os.utime(claimed)  # the claim's time (for the stale-claim rule), not the file's
         except (FileNotFoundError, FileExistsError):
             continue
         try:

@@ -35,6 +35,20 @@ def _text(form: Any, name: str, limit: int) -> str:
     return value.strip()[: limit + 1]  # one over the limit: the service reports "too long"
 
 
+def _zone_label(zone: str, locale: str) -> str:
+    """'Ташкент (GMT+05:00)' rather than the raw IANA id."""
+    from datetime import datetime
+
+    from babel.dates import get_timezone, get_timezone_gmt, get_timezone_location
+
+    try:
+        tz = get_timezone(zone)
+        city = get_timezone_location(tz, locale=locale, return_city=True)
+        return f"{city} ({get_timezone_gmt(datetime.now(tz), locale=locale, width='long')})"
+    except Exception:  # noqa: BLE001 - an unknown zone is shown as stored
+        return zone
+
+
 def _load(session, actor):
     return organisations.get_details(session, actor), users.list_members(session, actor)
 
@@ -77,7 +91,7 @@ class AccountState(BaseState):
             "phone": d.phone,
             "bank_details": d.bank_details,
             "currency": d.billing_currency,
-            "timezone": d.timezone,
+            "timezone": _zone_label(d.timezone, lang),
             "billing_mode": self._t(f"account.billing_mode.{d.billing_mode}"),
             "postpaid": "1" if d.billing_mode == "postpaid" else "",
             "credit_limit": fmt_money(d.credit_limit, d.billing_currency, lang),

@@ -247,11 +247,13 @@ class AnalyticsState(BaseState):
         if positive:
             fig.add_trace(go.Pie(
                 labels=[r["label"] for r in positive], values=[float(r["amount"]) for r in positive],
-                hole=0.55, sort=False, textinfo="percent",
+                hole=0.55, sort=False, textinfo="percent", textposition="inside",
+                insidetextorientation="horizontal",
                 customdata=[fmt_money(Decimal(r["amount"]), cur, lang) for r in positive],
                 hovertemplate="%{label}<br>%{customdata} (%{percent})<extra></extra>",
             ))
-        fig.update_layout(**_layout(showlegend=True, legend=dict(orientation="h", yanchor="top", y=-0.02, x=0)))
+        fig.update_layout(**_layout(showlegend=True, legend=dict(orientation="h", yanchor="top", y=-0.02, x=0),
+                                    uniformtext=dict(minsize=10, mode="hide")))
         self.structure_fig = fig
 
     def _bucket_label(self, day: date, granularity: str) -> str:

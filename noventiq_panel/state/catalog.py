@@ -12,13 +12,13 @@ from decimal import Decimal
 
 import reflex as rx
 
-from ..components.money import fmt_date, fmt_money
+from ..components.money import fmt_money
 from ..i18n import error_text
 from ..services import catalog, payments
 from ..services import subscriptions as subs
 from ..services.errors import Conflict, DomainError, InsufficientFunds, InvalidInput
 from .base import BaseState
-from .subscriptions import clean_text, flag, model_label, new_token, parse_id, shortfall_view
+from .subscriptions import clean_text, flag, model_label, new_token, parse_id, shortfall_view, text_date
 
 
 @dataclass
@@ -39,6 +39,7 @@ class PlanView:
 class ProductView:
     id: str = ""
     name: str = ""
+    vendor: str = ""
     description: str = ""
     has_trial: str = ""
     plans: list[PlanView] = field(default_factory=list)
@@ -55,6 +56,7 @@ class VendorView:
 class CategoryView:
     name: str = ""
     vendors: list[VendorView] = field(default_factory=list)
+    products: list[ProductView] = field(default_factory=list)  # of all its vendors, by vendor
 
 
 def _load(session, actor, search: str, category: str | None):
@@ -126,10 +128,12 @@ class CatalogState(BaseState):
                 products = []
                 for p in v["products"]:
                     plans = [self._plan_view(pl, lang) for pl in p["plans"]]
-                    products.append(ProductView(id=str(p["id"]), name=p["name"], description=p["description"],
-                                                has_trial=flag(p["has_trial"]), plans=plans))
+                    products.append(ProductView(id=str(p["id"]), name=p["name"], vendor=v["name"],
+                                                description=p["description"], has_trial=flag(p["has_trial"]),
+                                                plans=plans))
                 vendors.append(VendorView(code=v["code"], name=v["name"], products=products))
-            out.append(CategoryView(name=c["name"] or self._t("catalog.other"), vendors=vendors))
+            out.append(CategoryView(name=c["name"] or self._t("catalog.other"), vendors=vendors,
+                                    products=[p for v in vendors for p in v.products]))
         self.categories = out
 
     def _plan_view(self, pl: dict, lang: str) -> PlanView:
@@ -242,7 +246,7 @@ class CatalogState(BaseState):
         lang, cur = self._lang, q.currency
         money = lambda v: fmt_money(v, cur, lang)  # noqa: E731
         if q.is_trial:
-            now = self._t("catalog.order.trial_now", date=fmt_date(q.renewal_date, lang))
+            now = self._t("catalog.order.trial_now", date=text_date(q.renewal_date, lang))
             later = ""
         elif q.is_payg:
             now = self._t("catalog.order.payg_now")
@@ -251,12 +255,12 @@ class CatalogState(BaseState):
             now = self._t("catalog.order.now", amount=money(q.price_now))
             period_key = "catalog.order.recurring_month" if q.recurring_period == "month" else "catalog.order.recurring_year"
             later = self._t(period_key, amount=money(q.recurring_price),
-                            date=fmt_date(q.next_charge_date, lang))
+                            date=text_date(q.next_charge_date, lang))
         shortfall = q.shortfall if q.shortfall > 0 else Decimal("0")
         rate = ""
         if q.plan_currency != cur and not q.is_trial and not q.is_payg:
             rate = self._t("catalog.order.rate", currency=q.plan_currency, rate=fmt_money(q.fx_rate, cur, lang),
-                           date=fmt_date(q.fx_date, lang))
+                           date=text_date(q.fx_date, lang))
         self.order_preview = {
             "product": q.product_name,
             "plan": q.plan_name,

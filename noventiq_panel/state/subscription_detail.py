@@ -9,7 +9,7 @@ on every load and kept in a backend var.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +33,7 @@ from .subscriptions import (
     quantity_preview,
     shortfall_view,
     status_label,
+    text_date,
 )
 
 TABS = ("overview", "resources", "options", "activation", "usage", "history")
@@ -177,12 +178,13 @@ class SubscriptionDetailState(BaseState):
             "term_end": fmt_date(x["end_date"], lang) if x["end_date"] else "—",
             "next_billing": fmt_date(x["next_billing_at"], lang, tz) if x["next_billing_at"] else "",
             "trial_ends": fmt_date(x["trial_ends_at"], lang, tz) if x["trial_ends_at"] else "",
-            "grace_until": fmt_date(x["grace_until"], lang, tz) if x["grace_until"] else "",
+            "grace_until": text_date(x["grace_until"], lang, tz) if x["grace_until"] else "",
             "recurring": money(x.get("recurring_price")) if x.get("recurring_price") is not None else "",
             "unit_price": money(price) if price is not None else "—",
             "plan_price": fmt_money(plan_view["price"], plan_view["currency"], lang) if licence else "",
             "period": (self._t("subscription.period_left", days=period["remaining_days"], total=period["total_days"],
-                               end=fmt_date(period["end"], lang, tz)) if period else ""),
+                               end=text_date(period["end"], lang, tz)) if period else ""),
+            "term_end_text": text_date(x["end_date"], lang) if x["end_date"] else "",
             "vendor_ref": x["vendor_ref"] or "—",
             "created": fmt_datetime(x["created_at"], lang, tz) if x["created_at"] else "—",
             "currency": cur,
@@ -260,7 +262,7 @@ class SubscriptionDetailState(BaseState):
         return self._t("subscription.window_left", days=days, hours=hours, minutes=rest // 60)
 
     def _change_view(self, c: dict) -> dict[str, str]:
-        when = fmt_date(c["effective_date"], self._lang) if c["effective_date"] else "—"
+        when = text_date(c["effective_date"], self._lang)
         if c["kind"] == "quantity":
             text = self._t("subscription.change.quantity", quantity=c["new_quantity"], date=when)
         elif c["kind"] == "plan":
@@ -402,7 +404,7 @@ class SubscriptionDetailState(BaseState):
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         lang, cur = self._lang, q.currency
-        when = fmt_date(q.effective_date, lang) if q.effective_date else "—"
+        when = text_date(q.effective_date, lang)
         if not q.immediate:
             text = self._t("subscription.plan.downgrade_text", date=when)
         elif q.charge_now > 0:
@@ -441,8 +443,7 @@ class SubscriptionDetailState(BaseState):
             text = (self._t("subscription.cancel.now_refund", amount=fmt_money(q.refund_now, q.currency, lang))
                     if q.refund_now > 0 else self._t("subscription.cancel.now"))
         else:
-            text = self._t("subscription.cancel.at_end", date=fmt_date(q.effective_date, lang) if q.effective_date
-                           else "—")
+            text = self._t("subscription.cancel.at_end", date=text_date(q.effective_date, lang))
         self.cancel_preview = {"text": text}
 
     @rx.event

@@ -56,6 +56,11 @@ def parse_id(value: Any) -> int:
     return int(text)
 
 
+def text_date(value, lang: str, tz: str | None = None) -> str:
+    """A date inside a sentence: '29 января 2027' (no 'г.' to clash with a full stop)."""
+    return fmt_date(value, lang, tz, format="text") if value is not None else "—"
+
+
 def new_token() -> str:
     """A fresh idempotency token for one confirmation (order request id / change id)."""
     return uuid.uuid4().hex
@@ -78,7 +83,7 @@ def quantity_preview(state: BaseState, q: QuantityQuote) -> dict[str, str]:
     later = ""
     if q.scheduled_quantity is not None:
         later = state._t("subscriptions.qty.later_decrease", quantity=q.scheduled_quantity,
-                         date=fmt_date(q.effective_date, lang) if q.effective_date else "—")
+                         date=text_date(q.effective_date, lang))
     elif not q.free and q.recurring_price:
         later = state._t("subscriptions.qty.later_price", amount=money(q.recurring_price))
     shortfall = q.shortfall if q.shortfall > 0 else Decimal("0")
@@ -144,7 +149,7 @@ def row_view(state: BaseState, r: dict, tz: str) -> dict[str, str]:
         "model": model_label(state, r["payment_model"]),
         "end": end,
         "term_end": end if end == "—" else f"{state._t(end_label)} {end}",
-        "end_label": state._t(end_label),
+        "end_label": "" if end == "—" else state._t(end_label),
         "quantity": str(r["quantity"]) if licence else "—",
         "auto_renew": flag(r["auto_renew"]),
         "show_auto_renew": flag(licence and not r["is_trial"] and status in ("active", "suspended")),
@@ -181,7 +186,7 @@ class SubscriptionsState(BaseState):
     page: int = 1
     pages: int = 1
     search: str = ""
-    status_filter: str = ALL
+    status_filter: str = "current"
     vendor_filter: str = ALL
     sort_key: str = "term_end"
     sort_desc: bool = False
@@ -208,7 +213,7 @@ class SubscriptionsState(BaseState):
     async def load(self):
         params = self.router.url.query_parameters
         status = clean_text(params.get("status", ""))
-        self.status_filter = status if status in STATUS_FILTERS else ALL
+        self.status_filter = status if status in STATUS_FILTERS else "current"
         self.page = 1
         return await self._reload()
 

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from noventiq_panel.models import Subscription, User
 
-from .helpers import DESKTOP, PHONE, new_page, org_of, set_language, shot, sign_in
+from .helpers import DESKTOP, PHONE, new_page, org_of, shot, sign_in
 
 EMAIL = "owner@demo.example"
 PUBLIC = [("login", "/login", "#login-form"), ("register", "/register", "#register-form"),
@@ -29,7 +29,7 @@ def _pages(db) -> list[tuple[str, str, str]]:
         ("billing", "/billing", "#page-title"),
         ("analytics", "/analytics", "#page-title"),
         ("account", "/account", "#details-form"),
-        ("account-users", "/account?tab=users", "#members-table"),
+        ("account-users", "/account?tab=users", ".member-row"),
         ("profile", "/profile", "#history-table"),
         ("help", "/help", "#faq"),
     ]
@@ -81,7 +81,7 @@ def test_signed_in_pages(browser, base_url, db, locale):
                 expect(page.locator("#page-title")).to_have_text("Главная" if locale == "ru" else "Home")
                 for name, path, ready in pages:
                     page.goto(path)
-                    page.wait_for_selector(ready)
+                    page.wait_for_selector(ready, state="attached")
                     page.wait_for_load_state("networkidle")
                     shot(page, name, locale, phone=phone)
                     if phone:

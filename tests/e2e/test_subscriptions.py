@@ -110,3 +110,38 @@ def test_read_only_role_sees_no_controls(page, db):
     page.wait_for_selector(".product-card")
     assert page.locator(".order-plan").count() == 0
     assert "только просмотр" in plain(page.inner_text("body"))
+
+
+def test_usage_tab_and_set_budget(page, db):
+    email = "admin@demo.example"
+    sign_in(page, email)
+    payg = next(s for s in _subs_of(db, email) if s[3] == "payg" and s[1] == "active")
+    page.goto(f"/subscriptions/{payg[0]}?tab=usage")
+    page.wait_for_selector("#set-budget")
+    page.click("#set-budget")
+    page.fill("#budget-amount", "abc")
+    page.click("#budget-save")
+    expect(page.locator("#budget-error")).to_be_visible()
+    page.fill("#budget-amount", "2500000")
+    page.fill("#budget-emails", "cfo@demo.example")
+    shot(page, "subscription-budget-dialog", "ru")
+    page.click("#budget-save")
+    expect(page.locator("#budget-amount-view")).to_contain_text("2 500 000")
+    shot(page, "subscription-usage", "ru")
+    page.goto(f"/subscriptions/{payg[0]}?tab=resources")
+    page.wait_for_selector("#sub-status")
+    assert not page.js_errors
+
+
+def test_resources_tab_preview_before_money_moves(page, db):
+    email = "owner@demo.example"
+    sign_in(page, email)
+    licence = next(s for s in _subs_of(db, email) if s[1] == "active" and s[3] == "license")
+    page.goto(f"/subscriptions/{licence[0]}?tab=resources")
+    page.wait_for_selector("#res-qty")
+    page.fill("#res-qty", str(licence[2] + 2))
+    page.click("#res-preview")
+    expect(page.locator("#res-now")).to_be_visible()
+    shot(page, "subscription-resources-preview", "ru")
+    assert _subs_of(db, email) and next(s for s in _subs_of(db, email) if s[0] == licence[0])[2] == licence[2]
+    assert not page.js_errors

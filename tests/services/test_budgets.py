@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlmodel import select
 
-from noventiq_panel.models import Budget, BudgetAlert, Role
+from noventiq_panel.models import Budget, BudgetAlert
 from noventiq_panel.services import budgets
 from noventiq_panel.services import subscriptions as subs
 from noventiq_panel.services.errors import Conflict, Forbidden, InvalidInput, NotFound

@@ -16,11 +16,10 @@ from noventiq_panel.models import (
     LedgerEntry,
     LicenceBatch,
     Notification,
-    Organisation,
     ScheduledChange,
     Subscription,
 )
-from noventiq_panel.services import ledger, rates, renewals
+from noventiq_panel.services import rates, renewals
 from noventiq_panel.services import subscriptions as subs
 from noventiq_panel.services.errors import Conflict, InsufficientFunds, InvalidInput, NotFound, RateMissing
 

@@ -286,3 +286,21 @@ def test_over_long_values_are_cut_to_the_column_and_gzip_files_read(session, tmp
     rec = session.exec(select(UsageRecord)).one()
     assert (len(rec.service), len(rec.meter), len(rec.resource_id)) == (128, 255, 500)
     assert rec.resource_group == "rg-long" and rec.subscription_id == w.azure.id
+
+
+def test_a_file_left_in_processing_by_a_dead_run_is_taken_again(session, tmp_path):
+    import os
+    import time
+
+    world(session)
+    inbox = tmp_path / "inbox"
+    (inbox / "processing").mkdir(parents=True)
+    fresh = inbox / "processing" / "busy.csv"  # claimed a minute ago by a run still working
+    fresh.write_bytes((DATA / "azure_ea_new.csv").read_bytes())
+    dead = inbox / "processing" / "dead.csv"
+    dead.write_bytes((DATA / "azure_mca.csv").read_bytes())
+    old = time.time() - usage_import.STALE_CLAIM_SECONDS - 60
+    os.utime(dead, (old, old))
+    reports = usage_import.import_folder(session, inbox)
+    assert [(r.source, r.imported) for r in reports] == [("dead.csv", 4)]
+    assert (inbox / "done" / "dead.csv").exists() and fresh.exists()

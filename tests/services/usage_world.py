@@ -29,7 +29,8 @@ def tashkent(y: int, m: int, d: int, hh: int = 0, mm: int = 0) -> datetime:
 def payg_world(session: Session, *, markup: str = "10", currency: str = "UZS", tz: str = "Asia/Tashkent"):
     """An organisation, the test catalogue (markup on both Azure plans), an owner. Returns (org, plans, owner)."""
     org = f.org(session, billing_currency=currency, timezone=tz)
-    plans = f.catalog(session)
+    existing = session.exec(select(Plan)).all()
+    plans = {p.code: p for p in existing} if existing else f.catalog(session)
     for code in ("azure-h", "azure-d"):
         plans[code].usage_markup_pct = Decimal(markup)
         session.add(plans[code])
@@ -121,3 +122,29 @@ def assert_ledger_matches_usage(session: Session, *subs: Subscription) -> None:
                    (LedgerEntry.subscription_id != sub.id) | (UsageRecord.period_start < LedgerEntry.period_start)
                    | (UsageRecord.period_start >= LedgerEntry.period_end))).one()
         assert bad == 0
+
+
+def assert_entries_match_records(session: Session) -> None:
+    """Every record rated; every usage entry charges exactly its own records (rounded once)."""
+    session.expire_all()
+    assert unrated(session) == 0
+    plans = {p.id: p for p in session.exec(select(Plan)).all()}
+    subs = {s.id: s for s in session.exec(select(Subscription)).all()}
+    orgs = {o.id: o for o in session.exec(select(Organisation)).all()}
+    by_entry: dict[int, list[UsageRecord]] = defaultdict(list)
+    for r in session.exec(select(UsageRecord)).all():
+        by_entry[r.ledger_entry_id].append(r)
+    entries = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage")).all()
+    assert {e.id for e in entries} == set(by_entry)
+    for e in entries:
+        records = by_entry[e.id]
+        sub = subs[e.subscription_id]
+        org = orgs[sub.org_id]
+        assert {r.subscription_id for r in records} == {sub.id}
+        assert all(e.period_start <= r.period_start < e.period_end for r in records)
+        cost = sum(r.cost for r in records)
+        day = records[0].period_start.astimezone(ZoneInfo(org.timezone)).date()
+        rate = rates.conversion_rate(session, records[0].currency, org.billing_currency, day)
+        markup = 1 + plans[sub.plan_id].usage_markup_pct / 100
+        assert e.amount == -(cost * markup * rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP), e.idempotency_key
+    session.commit()

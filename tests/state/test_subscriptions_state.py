@@ -12,7 +12,7 @@ from reflex.istate.data import ReflexURL, RouterData
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from noventiq_panel.models import Budget, LedgerEntry, Payment, Role, ScheduledChange, Subscription
+from noventiq_panel.models import Budget, LedgerEntry, Payment, Role, Subscription
 from noventiq_panel.services import auth, ledger
 from noventiq_panel.services import subscriptions as subs
 from noventiq_panel.state.catalog import CatalogState
@@ -20,7 +20,7 @@ from noventiq_panel.state.subscription_detail import SubscriptionDetailState
 from noventiq_panel.state.subscriptions import SubscriptionsState
 from tests import factories
 
-from .conftest import events, is_error_toast, new_state, signed_in
+from .conftest import is_error_toast, new_state, signed_in
 
 PW = "correct-horse-1"
 
@@ -103,7 +103,7 @@ async def test_forged_list_parameters_are_ignored(db, world):
     await SubscriptionsState.sort_by.fn(state, "password_hash")
     await SubscriptionsState.set_status_filter.fn(state, "'; drop table subscription; --")
     await SubscriptionsState.go_page.fn(state, "abc")
-    assert (state.sort_key, state.status_filter, state.page) == ("term_end", "all", 1)
+    assert (state.sort_key, state.status_filter, state.page) == ("term_end", "current", 1)
     await SubscriptionsState.apply_search.fn(state, {"search": "azure"})
     assert [r["id"] for r in state.rows] == [str(world["azure"])]
     await SubscriptionsState.apply_search.fn(state, {"search": ["not", "text"]})
