@@ -35,7 +35,10 @@ MONTHS_PER_TERM = {"month": 1, "year": 12}
 
 
 def term_months(term: str | None) -> int:
-    """Months in a term (``month`` → 1, ``year`` → 12)."""
+    """Months in a term (``month`` → 1, ``year`` → 12). A licence plan stored without a term is
+    monthly, as the catalog import defaults it."""
+    if term is None:
+        return 1
     try:
         return MONTHS_PER_TERM[str(term)]
     except KeyError:

@@ -515,10 +515,11 @@ def list_subscriptions(session: Session, actor: Actor | None, *, search: str = "
         query = query.where(or_(*conditions))
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     order_col = {
-        "term_end": Subscription.term_end, "name": Product.name, "status": Subscription.status,
-        "quantity": Subscription.quantity, "vendor": Vendor.name, "created": Subscription.created_at,
+        "term_end": col(Subscription.term_end),
+        "name": func.coalesce(func.nullif(Subscription.name, ""), Product.name), "status": col(Subscription.status),
+        "quantity": col(Subscription.quantity), "vendor": col(Vendor.name), "created": col(Subscription.created_at),
     }[sort]
-    ordering = col(order_col).desc() if descending else col(order_col).asc()
+    ordering = order_col.desc() if descending else order_col.asc()
     query = query.order_by(ordering.nulls_last(), col(Subscription.id).desc() if descending else col(Subscription.id))
     rows = session.exec(query.offset(offset).limit(limit)).all()
     return [_row(s, p, pr, v, org) for s, p, pr, v in rows], int(total)
@@ -653,7 +654,8 @@ def _order_quote(session: Session, org: Organisation, info: catalog.PlanInfo, qu
         unit = proration.period_price(plan.price, plan.term, plan.billing_frequency)
         price_now, _raw, rate = to_org_currency(session, unit * quantity, plan, org, day)
         recurring = price_now
-        recurring_period = "month" if proration.is_billed_monthly(plan.term, plan.billing_frequency) else plan.term
+        recurring_period = "month" if proration.is_billed_monthly(plan.term, plan.billing_frequency) \
+            else (plan.term or "month")
         next_billing = proration.next_period_start(period, term_end)
         renewal_date = clock.local_date(term_end, tz)
     available = ledger.available(session, org)

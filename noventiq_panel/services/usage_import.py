@@ -264,6 +264,9 @@ class _SubscriptionMatcher:
                 .join(Plan, Plan.id == Subscription.plan_id)
                 .where(Subscription.vendor_ref.in_(sorted(candidates)))
             ).all()
+            # End the read at once: on SQLite every transaction holds the write lock, and the
+            # import must not keep it while it parses the rest of a batch.
+            self.session.commit()
             if rows:
                 # Prefer a pay-as-you-go subscription, then a live one, then the newest.
                 rows.sort(key=lambda r: (r[3] != "payg", r[2] in ("cancelled", "expired"), -r[0]))
@@ -491,10 +494,11 @@ class _Writer:
     """
 
     def __init__(self, session: Session):
-        conn = session.connection()
-        dialect = conn.dialect
+        dialect = session.get_bind().dialect
         table = UsageRecord.__table__
         self.session = session
+        self.sqlite = dialect.name == "sqlite"
+        self.tuned = False
         # dialect_impl: the processor of the type as this dialect stores it (SQLite: fixed-width text)
         self.dt_proc = table.c.period_start.type.dialect_impl(dialect).bind_processor(dialect)
         self.dt_cache: dict[datetime, object] = {}
@@ -517,6 +521,11 @@ class _Writer:
         if self.sql is None:
             self.session.execute(insert(UsageRecord.__table__), rows)
             return
+        if self.sqlite and not self.tuned:
+            # A bigger page cache for this connection: four indexes of a large table are updated
+            # per row (the default 2 MB cache makes every batch re-read index pages).
+            self.session.connection().exec_driver_sql("PRAGMA cache_size=-65536")
+            self.tuned = True
         dt = self._dt
         params = [
             (r["org_id"], r["subscription_id"], dt(r["period_start"]), dt(r["period_end"]), r["service"], r["meter"],

@@ -139,7 +139,7 @@ class CatalogState(BaseState):
     def _plan_view(self, pl: dict, lang: str) -> PlanView:
         payg = pl["billing_type"] == "payg"
         model = "payg" if payg else ("trial" if pl["is_trial"] else (
-            "year_monthly" if pl["term"] == "year" and pl["billing_frequency"] == "monthly" else pl["term"]))
+            "year_monthly" if pl["term"] == "year" and pl["billing_frequency"] == "monthly" else (pl["term"] or "month")))
         price = period = price_org = ""
         if payg:
             price = self._t("catalog.payg_price", markup=str(pl["usage_markup_pct"].normalize()))

@@ -44,17 +44,6 @@ def sign_out(page) -> None:
     page.wait_for_url(re.compile(r".*/login/?$"))
 
 
-def set_language(page, locale: str) -> None:
-    """Switch the UI language through the user menu (saved as the user's language; the page reloads)."""
-    page.click("#user-menu")
-    page.click("#menu-language")
-    page.click(f"#menu-lang-{locale}")
-    page.wait_for_function(f"document.documentElement.innerText.length > 0 && "
-                           f"localStorage.getItem('nq_locale') !== null && "
-                           f"localStorage.getItem('nq_locale').includes('{locale}')")
-    page.wait_for_load_state("networkidle")
-
-
 def text_of(page, selector: str) -> str:
     """Visible text with no-break spaces made plain (Babel puts U+00A0 in sums)."""
     return page.inner_text(selector).replace("\u00a0", " ").replace("\u202f", " ").strip()

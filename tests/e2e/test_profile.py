@@ -79,7 +79,8 @@ def test_language_saved_in_the_profile_switches_the_panel(browser, base_url, db)
         page.wait_for_selector("#profile-locale")
         page.click("#profile-locale")
         page.get_by_role("option", name="English").click()
-        page.click("#profile-save")
+        with page.expect_navigation():  # the page reloads so server-formatted figures follow the language
+            page.click("#profile-save")
         expect(page.locator("#page-title")).to_have_text("Profile")
         with Session(db) as s:
             assert s.exec(select(User).where(User.email == email)).one().locale == "en"

@@ -112,6 +112,7 @@ def test_prorate_refuses_float_and_empty_periods():
         proration.prorate(Decimal("1"), 0, 0)
     with pytest.raises(ValueError):
         proration.term_months("week")
+    assert proration.term_months(None) == 1  # a licence plan stored without a term is monthly
 
 
 def test_trial_ends_at_local_midnight_after_its_days():

@@ -787,3 +787,17 @@ def test_every_error_key_of_these_services_has_a_message_in_both_languages():
     assert len(keys) > 30
     for locale in ("ru", "en"):
         assert sorted(k for k in keys if not i18n.has(k, locale)) == [], locale
+
+
+def test_sorting_by_name_uses_the_name_shown(world):
+    w = world
+    w.topup("10000000")
+    a, b = buy(w, "basic-m", 1), buy(w, "std-m", 1)  # "Microsoft 365 Business Basic" / "... Standard"
+    sub = w.session.get(Subscription, a)
+    sub.name = "Zeta archive"  # shown instead of the product name: now it sorts last
+    w.session.add(sub)
+    w.session.commit()
+    rows, _ = subs.list_subscriptions(w.session, w.a_owner, sort="name")
+    assert [r["id"] for r in rows] == [b, a]
+    rows, _ = subs.list_subscriptions(w.session, w.a_owner, sort="name", descending=True)
+    assert [r["id"] for r in rows] == [a, b]
