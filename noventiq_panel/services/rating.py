@@ -383,45 +383,56 @@ def _rate_batch(session: Session, conn, dialect: _Dialect, subs: dict[int, _Sub]
             entry[3].append((sub_id, raw_start, currency, max_id))
 
     fx = _Rates(session)
+    # per (record currency, billing currency, bucket): (num, den, fx rate, fx date as stored) or None
+    factors: dict[tuple, tuple | None] = {}
     used_rates: dict[tuple[int, date, str], int] = {}  # (sub, local day, currency) -> fx rate (micro)
     ids = iter(_new_ids(conn, dialect, len(entries)))
     occurred_now = dialect.ts_in(now)
+    per_sub = {sid: (sub, sub.org_id, sub.currency, _PCT_DEN + sub.markup_micro,
+                     10 ** (2 - minor_unit(sub.currency)), f"Usage: {sub.name}"[:500])
+               for sid, sub in subs.items()}
     new_rows: list[tuple] = []
     map_rows: list[tuple] = []  # (entry id, sub id, period_start as stored, currency, max id)
+    append_entry, append_map = new_rows.append, map_rows.append
     charged: dict[str, int] = {}
     touched: set[int] = set()
+    records = 0
     for (sub_id, bucket, currency, reason), (cost_micro, count, max_id, groups) in entries.items():
-        sub = subs[sub_id]
+        sub, org_id, org_cur, markup_factor, step, description = per_sub[sub_id]
         if reason is None:
-            factor = fx.factor(currency, sub.currency, bucket.fx_day)
+            fkey = (currency, org_cur, bucket)
+            factor = factors.get(fkey, False)
+            if factor is False:
+                rate = fx.factor(currency, org_cur, bucket.fx_day)
+                factor = factors[fkey] = None if rate is None else (*rate, dialect.date_in(bucket.fx_day))
             if factor is None:
                 summary.missing_rates[sub_id] = f"no {currency} rate on or before {bucket.fx_day}"
                 continue
-            num, den, fx_rate = factor
-            marked_up = cost_micro * (_PCT_DEN + sub.markup_micro)
-            step = 10 ** (2 - minor_unit(sub.currency))  # the ledger stores 2 decimals
+            num, den, fx_rate, fx_date = factor
+            marked_up = cost_micro * markup_factor
+            # the ledger stores 2 decimals; a currency with fewer is rounded to its own unit
             cents = _div_half_up(marked_up * num, 10**12 * den * step) * step
-            amount, source_amount, fx_day = -cents, _div_half_up(marked_up, _PCT_DEN), bucket.fx_day
-            charged[sub.currency] = charged.get(sub.currency, 0) + cents
-            used_rates[(sub_id, fx_day, currency)] = fx_rate
+            amount, source_amount = -cents, _div_half_up(marked_up, _PCT_DEN)
+            charged[org_cur] = charged.get(org_cur, 0) + cents
+            used_rates[(sub_id, bucket.fx_day, currency)] = fx_rate
             meta = f'{{"records": {count}, "max_record_id": {max_id}, "cost_micro": {cost_micro}}}'
-            description = f"Usage: {sub.name}"
         else:
-            amount, source_amount, fx_rate, fx_day = 0, 0, None, None
+            amount, source_amount, fx_rate, fx_date = 0, 0, None, None
             meta = (f'{{"records": {count}, "max_record_id": {max_id}, "cost_micro": {cost_micro}, '
                     f'"not_billed": "{reason}"}}')
             summary.not_billed_records += count
-            description = f"Usage not billed ({reason}): {sub.name}"
+            description = f"Usage not billed ({reason}): {sub.name}"[:500]
         entry_id = next(ids)
-        new_rows.append((
-            entry_id, sub.org_id, "usage", amount, sub.currency, description[:500], sub_id, source_amount, currency,
-            fx_rate, None if fx_day is None else dialect.date_in(fx_day), bucket.start_db, bucket.end_db,
+        append_entry((
+            entry_id, org_id, "usage", amount, org_cur, description, sub_id, source_amount, currency,
+            fx_rate, fx_date, bucket.start_db, bucket.end_db,
             f"usage:{sub_id}:{bucket.label}:{max_id}", bucket.start_db, occurred_now, meta,
         ))
         for group in groups:
-            map_rows.append((entry_id,) + group)
-        summary.records += count
+            append_map((entry_id, *group))
+        records += count
         touched.add(sub_id)
+    summary.records += records
     t = summary._tick("price", t)
     if not new_rows:
         return
