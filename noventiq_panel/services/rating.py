@@ -306,6 +306,10 @@ class _Periods:
         return bucket, start
 
 
+# Ledger descriptions are written in Russian, the language of the closing documents.
+_NOT_BILLED_RU = {"suspended": "подписка приостановлена", "trial": "пробный период"}
+
+
 def _not_billed_reason(sub: _Sub, record_start: datetime) -> str | None:
     if sub.status == SubscriptionStatus.SUSPENDED and (sub.suspended_at is None or record_start >= sub.suspended_at):
         return "suspended"
@@ -389,7 +393,7 @@ def _rate_batch(session: Session, conn, dialect: _Dialect, subs: dict[int, _Sub]
     ids = iter(_new_ids(conn, dialect, len(entries)))
     occurred_now = dialect.ts_in(now)
     per_sub = {sid: (sub, sub.org_id, sub.currency, _PCT_DEN + sub.markup_micro,
-                     10 ** (2 - minor_unit(sub.currency)), f"Usage: {sub.name}"[:500])
+                     10 ** (2 - minor_unit(sub.currency)), f"Потребление: {sub.name}"[:500])
                for sid, sub in subs.items()}
     new_rows: list[tuple] = []
     map_rows: list[tuple] = []  # (entry id, sub id, period_start as stored, currency, max id)
@@ -421,7 +425,7 @@ def _rate_batch(session: Session, conn, dialect: _Dialect, subs: dict[int, _Sub]
             meta = (f'{{"records": {count}, "max_record_id": {max_id}, "cost_micro": {cost_micro}, '
                     f'"not_billed": "{reason}"}}')
             summary.not_billed_records += count
-            description = f"Usage not billed ({reason}): {sub.name}"[:500]
+            description = f"Потребление не оплачивается ({_NOT_BILLED_RU.get(reason, reason)}): {sub.name}"[:500]
         entry_id = next(ids)
         append_entry((
             entry_id, org_id, "usage", amount, org_cur, description, sub_id, source_amount, currency,
