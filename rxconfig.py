@@ -1,3 +1,5 @@
+import os
+
 import reflex as rx
 from reflex.plugins.sitemap import SitemapPlugin
 
@@ -10,6 +12,9 @@ config = rx.Config(
     db_url=settings.db_url,
     telemetry_enabled=False,
     show_built_with_reflex=False,
+    # States hold the session secret: keep them in memory (one worker) or in Redis (several
+    # workers), never in Reflex's default on-disk pickles.
+    state_manager_mode="redis" if os.environ.get("REFLEX_REDIS_URL") else "memory",
     plugins=[],
     disable_plugins=[SitemapPlugin],
     cors_allowed_origins=[settings.base_url] if settings.base_url.startswith("https://") else ["*"],

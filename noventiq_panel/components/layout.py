@@ -369,6 +369,72 @@ def public_layout(content: rx.Component) -> rx.Component:
     )
 
 
+def storefront_layout(content: rx.Component, language_switch_of: Callable[[str], Any] | None = None) -> rx.Component:
+    """The frame of a page a visitor may see without signing in (the catalog): the logo, "Sign in"
+    and "Register" links and the language switch above the full-width content.
+    ``language_switch_of(locale)``: the page's own language event (to reload server-formatted data)."""
+    langs = rx.hstack(
+        *[
+            rx.link(
+                LOCALE_NAMES[loc],
+                on_click=(language_switch_of(loc) if language_switch_of else BaseState.set_locale(loc)),
+                size="2",
+                weight=rx.cond(BaseState.locale == loc, "bold", "regular"),
+                color=rx.cond(BaseState.locale == loc, rx.color("accent", 11), rx.color("gray", 11)),
+                cursor="pointer",
+                id=f"lang-{loc}",
+            )
+            for loc in LOCALES
+        ],
+        spacing="3",
+        align="center",
+    )
+    return rx.box(
+        rx.hstack(
+            rx.link(
+                rx.hstack(
+                    rx.box(rx.icon("cloud", size=18, color="white"), background=rx.color("accent", 9),
+                           border_radius="8px", padding="5px", display="flex"),
+                    rx.text(APP_NAME, weight="bold", size="4", color=rx.color("gray", 12)),
+                    spacing="2",
+                    align="center",
+                ),
+                href="/catalog",
+                underline="none",
+                id="brand",
+            ),
+            rx.hstack(
+                langs,
+                rx.separator(orientation="vertical", size="1"),
+                rx.link(T("guest.header.sign_in"), href="/login?next=%2Fcatalog", size="2", weight="medium",
+                        id="guest-sign-in"),
+                rx.link(rx.button(T("guest.header.register"), size="2"), href="/register", id="guest-register"),
+                spacing="4",
+                align="center",
+            ),
+            justify="between",
+            align="center",
+            width="100%",
+            padding_x=rx.breakpoints(initial="0.75rem", sm="1.5rem"),
+            height="3.5rem",
+            border_bottom=f"1px solid {rx.color('gray', 5)}",
+            background=rx.color("gray", 1),
+            position="sticky",
+            top="0",
+            z_index="10",
+        ),
+        rx.box(
+            content,
+            width="100%",
+            max_width="80rem",
+            margin_x="auto",
+            padding=rx.breakpoints(initial="1rem", sm="1.5rem", lg="2rem"),
+        ),
+        min_height="100vh",
+        background=rx.color("gray", 1),
+    )
+
+
 def page_header(title_key: str, *actions: rx.Component, subtitle: Any = None) -> rx.Component:
     """The heading of a page, with optional action buttons on the right."""
     return rx.flex(
@@ -395,6 +461,7 @@ def panel_page(
     on_load: Any = None,
     public: bool = False,
     redirect_signed_in: bool = False,
+    guest_view: tuple[Any, Callable[[], rx.Component]] | None = None,
 ) -> Callable[[Callable[[], rx.Component]], Callable[[], rx.Component]]:
     """Register a page of the panel.
 
@@ -406,6 +473,9 @@ def panel_page(
       the caller again (``await self._act(...)`` does it).
     - ``public``: an auth page (no guard, the card frame). ``redirect_signed_in``: send a
       signed-in user on (to ?next= or /), for /login and /register.
+    - ``guest_view=(mode_var, render_guest)``: the page may be seen WITHOUT signing in (only
+      /catalog). No guard runs: ``on_load`` decides and sets ``mode_var`` to "guest" or "user";
+      "guest" shows ``render_guest()`` (its own storefront frame), "user" the signed-in layout.
     """
 
     def decorator(render: Callable[[], rx.Component]) -> Callable[[], rx.Component]:
@@ -413,13 +483,17 @@ def panel_page(
         if public:
             if redirect_signed_in:
                 loads.append(BaseState.public_load)
-        else:
+        elif guest_view is None:
             loads.append(BaseState.guard)
         if on_load is not None:
             loads.extend(on_load if isinstance(on_load, (list, tuple)) else [on_load])
 
         def component() -> rx.Component:
             body = render()
+            if guest_view is not None:
+                mode, render_guest = guest_view
+                return rx.match(mode, ("guest", render_guest()), ("user", layout(body, section)),
+                                rx.box(loading_block(), min_height="100vh", background=rx.color("gray", 1)))
             return public_layout(body) if public else layout(body, section)
 
         component.__name__ = render.__name__

@@ -8,8 +8,10 @@ from __future__ import annotations
 import reflex as rx
 
 from ..components import T, page_header, panel_page
+from ..components.layout import storefront_layout
 from ..state.base import BaseState
 from ..state.catalog import CatalogState as S
+from ..state.guest_catalog import GuestOrderState as G
 from .subscriptions import shortfall_block
 
 YES = "1"
@@ -51,7 +53,19 @@ def toolbar() -> rx.Component:
     )
 
 
-def plan_row(pl) -> rx.Component:
+def order_button(pl) -> rx.Component:
+    return rx.button(rx.cond(pl.is_trial == YES, T("catalog.try"), T("catalog.buy")), size="1",
+                     variant=rx.cond(pl.is_trial == YES, "soft", "solid"), min_width="6.5rem",
+                     on_click=S.open_order(pl.id), class_name="order-plan", data_plan=pl.code)
+
+
+def guest_order_button(pl) -> rx.Component:
+    return rx.button(rx.cond(pl.is_trial == YES, T("catalog.try"), T("catalog.buy")), size="1",
+                     variant=rx.cond(pl.is_trial == YES, "soft", "solid"), min_width="6.5rem",
+                     on_click=G.open_order(pl.id), class_name="order-plan", data_plan=pl.code)
+
+
+def plan_row(pl, guest: bool = False) -> rx.Component:
     return rx.flex(
         rx.vstack(
             rx.hstack(
@@ -76,13 +90,7 @@ def plan_row(pl) -> rx.Component:
             spacing="0",
             align="end",
         ),
-        rx.cond(
-            BaseState.can_write,
-            rx.button(rx.cond(pl.is_trial == YES, T("catalog.try"), T("catalog.buy")), size="1",
-                      variant=rx.cond(pl.is_trial == YES, "soft", "solid"), min_width="6.5rem",
-                      on_click=S.open_order(pl.id), class_name="order-plan", data_plan=pl.code),
-            rx.fragment(),
-        ),
+        guest_order_button(pl) if guest else rx.cond(BaseState.can_write, order_button(pl), rx.fragment()),
         justify="between",
         align="center",
         gap="3",
@@ -93,7 +101,7 @@ def plan_row(pl) -> rx.Component:
     )
 
 
-def product_card(p) -> rx.Component:
+def product_card(p, guest: bool = False) -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.hstack(
@@ -109,7 +117,7 @@ def product_card(p) -> rx.Component:
             rx.cond(p.description != "", rx.text(p.description, size="2", color=rx.color("gray", 11)),
                     rx.fragment()),
             rx.spacer(),
-            rx.vstack(rx.foreach(p.plans, plan_row), spacing="0", width="100%"),
+            rx.vstack(rx.foreach(p.plans, lambda pl: plan_row(pl, guest)), spacing="0", width="100%"),
             spacing="2",
             width="100%",
             height="100%",
@@ -119,7 +127,7 @@ def product_card(p) -> rx.Component:
     )
 
 
-def catalog_body() -> rx.Component:
+def catalog_body(guest: bool = False) -> rx.Component:
     return rx.cond(
         S.count > 0,
         rx.vstack(
@@ -127,7 +135,7 @@ def catalog_body() -> rx.Component:
                 S.categories,
                 lambda c: rx.vstack(
                     rx.heading(c.name, size="5", class_name="category-title"),
-                    rx.grid(rx.foreach(c.products, product_card),
+                    rx.grid(rx.foreach(c.products, lambda p: product_card(p, guest)),
                             columns=rx.breakpoints(initial="1", md="2", xl="3"), spacing="4", width="100%"),
                     spacing="3",
                     width="100%",
@@ -218,7 +226,122 @@ def order_dialog() -> rx.Component:
     )
 
 
-@panel_page("/catalog", title_key="catalog.title", section="catalog", on_load=S.load)
+# --- a visitor without a session -------------------------------------------------------------
+
+def guest_field(name: str, label_key: str, **kw) -> rx.Component:
+    return rx.vstack(
+        rx.text(T(label_key), as_="label", html_for=f"guest-{name}", size="2", weight="medium"),
+        rx.input(value=G.form[name], on_change=lambda v: G.set_field(name, v), id=f"guest-{name}", width="100%",
+                 **kw),
+        spacing="1",
+        width="100%",
+    )
+
+
+def guest_error() -> rx.Component:
+    return rx.cond(G.error != "",
+                   rx.callout(G.error, icon="circle-alert", color_scheme="red", size="1", width="100%",
+                              id="guest-error"),
+                   rx.fragment())
+
+
+def guest_form() -> rx.Component:
+    return rx.vstack(
+        rx.text(T("guest.order.intro"), size="2", color=rx.color("gray", 11)),
+        guest_field("email", "guest.field.email", type="email", auto_complete="email", max_length=254),
+        guest_field("name", "guest.field.name", auto_complete="name", max_length=255),
+        guest_field("org_name", "guest.field.org_name", auto_complete="organization", max_length=255),
+        rx.flex(
+            rx.box(guest_field("tax_id", "guest.field.tax_id", input_mode="numeric", max_length=11), flex="2"),
+            rx.box(guest_field("quantity", "catalog.order.quantity", type="number", min="1", step="1",
+                               input_mode="numeric"), flex="1"),
+            gap="3",
+            width="100%",
+        ),
+        guest_error(),
+        rx.hstack(
+            rx.dialog.close(rx.button(T("common.cancel"), variant="soft", color_scheme="gray")),
+            rx.button(T("subscriptions.qty.preview"), on_click=G.preview_order, id="guest-preview"),
+            justify="end", width="100%", spacing="3", margin_top="0.5rem",
+        ),
+        spacing="3",
+        width="100%",
+    )
+
+
+def guest_confirm() -> rx.Component:
+    p = G.preview
+    return rx.vstack(
+        rx.text(p["summary"], size="3", weight="medium"),
+        rx.callout(p["now"], icon="info", size="1", width="100%", id="guest-now"),
+        rx.cond(p["later"] != "", rx.text(p["later"], size="2", id="guest-later"), rx.fragment()),
+        rx.text(T("guest.order.for", org=p["org"], email=p["email"]), size="2", color=rx.color("gray", 11)),
+        guest_error(),
+        rx.hstack(
+            rx.button(T("common.back"), variant="soft", color_scheme="gray", on_click=G.back),
+            rx.button(T("catalog.order.confirm"), on_click=G.confirm_order, loading=G.busy, id="guest-confirm"),
+            justify="end", width="100%", spacing="3", margin_top="0.5rem",
+        ),
+        spacing="3",
+        width="100%",
+    )
+
+
+def guest_done() -> rx.Component:
+    d = G.done
+    return rx.vstack(
+        rx.callout(T("guest.done.check_mail", email=d["email"]), icon="mail-check", color_scheme="green",
+                   width="100%", id="guest-done"),
+        rx.cond(d["trial"] != "", rx.text(d["trial"], size="2", id="guest-done-trial"), rx.fragment()),
+        rx.cond(d["active"] != "", rx.text(d["active"], size="2"), rx.fragment()),
+        rx.cond(d["invoice"] != "", rx.callout(d["invoice"], icon="receipt", size="1", width="100%",
+                                               id="guest-done-invoice"), rx.fragment()),
+        rx.hstack(
+            rx.link(rx.button(T("guest.header.sign_in"), variant="soft"), href="/login"),
+            rx.dialog.close(rx.button(T("common.close"))),
+            justify="end", width="100%", spacing="3",
+        ),
+        spacing="3",
+        width="100%",
+    )
+
+
+def guest_order_dialog() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title(T("catalog.order.title")),
+            rx.dialog.description(G.product, " — ", G.plan, size="2", color=rx.color("gray", 11),
+                                  margin_bottom="0.75rem"),
+            rx.match(G.step, ("confirm", guest_confirm()), ("done", guest_done()), guest_form()),
+            max_width="32rem",
+            id="guest-order-dialog",
+        ),
+        open=G.open,
+        on_open_change=G.set_open,
+    )
+
+
+def guest_catalog() -> rx.Component:
+    """/catalog for a visitor: the same grid in the storefront frame, ordering creates an account."""
+    return storefront_layout(
+        rx.vstack(
+            page_header("catalog.title", subtitle=T("guest.subtitle")),
+            rx.cond(
+                S.loaded,
+                rx.vstack(toolbar(), catalog_body(guest=True), spacing="0", width="100%"),
+                rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
+            ),
+            guest_order_dialog(),
+            spacing="0",
+            width="100%",
+            id="guest-catalog",
+        ),
+        language_switch_of=S.set_guest_locale,
+    )
+
+
+@panel_page("/catalog", title_key="catalog.title", section="catalog", on_load=S.load,
+            guest_view=(S.mode, guest_catalog))
 def catalog_page() -> rx.Component:
     return rx.vstack(
         page_header("catalog.title", subtitle=T("catalog.subtitle")),

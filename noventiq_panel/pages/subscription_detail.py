@@ -363,7 +363,7 @@ def options_tab() -> rx.Component:
 def activation_tab() -> rx.Component:
     return section(
         "subscription.activation",
-        rx.cond(S.d["activation_md"] != "", rx.markdown(S.d["activation_md"]),
+        rx.cond(S.d["activation_md"] != "", rx.markdown(S.d["activation_md"], use_raw=False),
                 rx.text(T("subscription.activation.none"), size="2", color=rx.color("gray", 10))),
         id="activation",
     )

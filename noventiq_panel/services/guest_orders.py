@@ -183,6 +183,20 @@ def _validate(session: Session, *, email, name, org_name, tax_id, plan_id, quant
     return email, name, org_name, tax_id, locale, info, quantity
 
 
+def check(session: Session, *, email, name, org_name, tax_id, plan_id, quantity, locale: str = "ru",
+          now: datetime | None = None) -> subs.OrderQuote:
+    """Validate a visitor's order form as :func:`guest_order` will and price it (the dialog's
+    preview). Does not say whether the e-mail has an account (the order does, throttled).
+    Nothing is written."""
+    try:
+        _email, _name, _org, _tax, _loc, info, qty = _validate(
+            session, email=email, name=name, org_name=org_name, tax_id=tax_id, plan_id=plan_id,
+            quantity=quantity, locale=locale)
+        return subs._order_quote(session, _new_customer_org(), info, qty, _now(now))
+    finally:
+        session.rollback()
+
+
 def _create_customer(session: Session, *, email: str, name: str, org_name: str, tax_id: str, locale: str,
                      now: datetime) -> tuple[Organisation, User]:
     """The organisation and its Owner (no password; a set-password link by the welcome mail).
@@ -262,4 +276,4 @@ def guest_order(session: Session, *, email, name, org_name, tax_id, plan_id, qua
     return result
 
 
-__all__ = ["GuestOrderResult", "MAX_PER_EMAIL", "MAX_PER_IP", "guest_order", "public_catalog", "quote"]
+__all__ = ["GuestOrderResult", "MAX_PER_EMAIL", "MAX_PER_IP", "check", "guest_order", "public_catalog", "quote"]

@@ -371,8 +371,24 @@ def history(session: Session, user_id: int, *, limit: int = 50, offset: int = 0)
     return list(rows), int(total)
 
 
+# Mails whose link signs the holder in (set a password): the history shows them without the
+# secret part, so whoever has the open session cannot take over the account through the history.
+SECRET_LINK_KINDS = frozenset({"password_reset", "invite", "welcome"})
+_SECRET_LINK = re.compile(r"/reset/[A-Za-z0-9_\-]+")
+
+
 def get_for_user(session: Session, user_id: int, notification_id: int) -> Notification:
-    """One notification of the user; someone else's (or a missing id) is NotFound."""
+    """One notification of the user, as shown in the history (a detached copy, set-password links
+    blanked); someone else's (or a missing id) is NotFound."""
+    row = _own_row(session, user_id, notification_id)
+    view = Notification.model_validate(row.model_dump())
+    if row.kind in SECRET_LINK_KINDS:
+        view.body_text = _SECRET_LINK.sub("/reset/…", row.body_text)
+        view.body_html = _SECRET_LINK.sub("/reset/…", row.body_html)
+    return view
+
+
+def _own_row(session: Session, user_id: int, notification_id: int) -> Notification:
     row = session.get(Notification, notification_id)
     if row is None or row.user_id != user_id:
         raise NotFound("notification not found", key="notifications.not_found")
@@ -381,7 +397,7 @@ def get_for_user(session: Session, user_id: int, notification_id: int) -> Notifi
 
 def attachments_for(session: Session, user_id: int, notification_id: int) -> list[NotificationAttachment]:
     """The attachments of one of the user's notifications (NotFound for someone else's)."""
-    get_for_user(session, user_id, notification_id)
+    _own_row(session, user_id, notification_id)
     return list(session.exec(
         select(NotificationAttachment).where(NotificationAttachment.notification_id == notification_id)
         .order_by(NotificationAttachment.id)

@@ -54,6 +54,7 @@ class AuthFormState(BaseState):
         self.error = error_text(exc, self.locale)
 
     async def _start(self, secret: str, ctx: Ctx):
+        await self._reset_pages()  # nothing of a previous user of this tab survives a new sign-in
         self.session_secret = secret
         self._apply(ctx)
         self.error = ""

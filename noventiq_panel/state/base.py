@@ -208,17 +208,22 @@ class BaseState(rx.State):
         state), so all of them are reset, not only this one. The UI language is kept.
         """
         locale = self.locale
-        states: list[rx.State] = [self]
-        for cls in _all_substates(BaseState):
-            try:
-                states.append(await self.get_state(cls))
-            except Exception:  # pragma: no cover - a state that cannot load has nothing to leak
-                log.debug("cannot load %s to reset it", cls, exc_info=True)
-        for state in states:
-            state.reset()
+        # The base state itself too: reset() of a page state skips the vars it inherits.
+        base = await self.get_state(BaseState)
+        base.reset()
+        await self._reset_pages()
         self._user_id, self._org_id, self._role = None, None, ""
         self.session_secret = ""
         self.locale = locale
+
+    async def _reset_pages(self) -> None:
+        """Reset every page state (all substates of the base), e.g. when the user or organisation
+        changes, so nothing of the previous one stays in memory or is sent on the next hydrate."""
+        for cls in _all_substates(BaseState):
+            try:
+                (await self.get_state(cls)).reset()
+            except Exception:  # pragma: no cover - a state that cannot load has nothing to leak
+                log.debug("cannot load %s to reset it", cls, exc_info=True)
 
     async def _ctx(self) -> Ctx | None:
         """The signed-in caller, resolved now through the services; None when signed out/expired."""
@@ -232,6 +237,9 @@ class BaseState(rx.State):
         except NotAuthenticated:
             await self._clear()
             return None
+        if self._user_id is not None and (self._user_id, self._org_id) != (ctx.user_id, ctx.org_id):
+            # Another organisation (switched in another tab, or a membership was removed) or user.
+            await self._reset_pages()
         self._apply(ctx)
         return ctx
 

@@ -14,7 +14,8 @@ import reflex as rx
 
 from ..components.money import fmt_money
 from ..i18n import error_text
-from ..services import catalog, payments
+from ..i18n import LOCALES
+from ..services import catalog, guest_orders, payments
 from ..services import subscriptions as subs
 from ..services.errors import Conflict, DomainError, InsufficientFunds, InvalidInput
 from .base import BaseState
@@ -64,6 +65,12 @@ def _load(session, actor, search: str, category: str | None):
     return view, catalog.list_categories(session)
 
 
+def _load_public(session, search: str, category: str | None):
+    """A visitor without a session: the same catalog, priced for a new customer."""
+    categories = catalog.list_categories(session)
+    return guest_orders.public_catalog(session, search=search, category=category), categories
+
+
 def _shortfall_invoice_order(session, actor, plan_id: int, quantity: str, trial_convert: bool, request_id: str):
     """An invoice for exactly what the order misses; the order is placed once it is paid. The
     amount comes from a fresh quote, never from the browser."""
@@ -76,6 +83,8 @@ def _shortfall_invoice_order(session, actor, plan_id: int, quantity: str, trial_
 
 
 class CatalogState(BaseState):
+    # "" until load ran, "guest" (no session: the public storefront), "user" (signed in)
+    mode: str = ""
     loaded: bool = False
     categories: list[CategoryView] = []
     category_options: list[str] = []
@@ -105,12 +114,17 @@ class CatalogState(BaseState):
     async def load(self):
         params = self.router.url.query_parameters
         self.search = clean_text(params.get("q", ""))
+        # The one page a visitor may see without signing in (issue 4, "the first online order").
+        self.mode = "user" if await self._ctx() is not None else "guest"
         return await self._reload()
 
     async def _reload(self):
         category = None if self.category == "all" else self.category
         try:
-            view, categories = await self._act(_load, self.search, category)
+            if self.mode == "guest":
+                view, categories = await self._call(_load_public, self.search, category)
+            else:
+                view, categories = await self._act(_load, self.search, category)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         self._show(view, categories)
@@ -159,6 +173,16 @@ class CatalogState(BaseState):
             trial=self._t("catalog.trial_days", days=pl["trial_days"], max=pl["max_quantity"]) if pl["is_trial"] else "",
             payg=flag(payg),
         )
+
+    @rx.event
+    async def set_guest_locale(self, locale: str):
+        """The storefront's language switch: the prices and labels are formatted on the server, so
+        the catalog is loaded again in the new language."""
+        code = str(locale)
+        if code not in LOCALES or self.mode != "guest":
+            return
+        self.locale = code
+        return await self._reload()
 
     @rx.event
     async def apply_search(self, form: dict):

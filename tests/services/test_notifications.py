@@ -308,3 +308,19 @@ def test_history_is_newest_first_paged_and_only_the_users_own(session):
 def test_enqueue_without_a_recipient_is_a_programming_error(session):
     with pytest.raises(ValueError):
         n.enqueue(session, kind="low_balance", to_email="", context=SAMPLES["low_balance"])
+
+
+def test_history_blanks_the_set_password_link_so_an_open_session_cannot_take_over(session):
+    from noventiq_panel.services import auth, notifications
+
+    o = f.org(session)
+    u = f.user(session, o, email="victim@example.com")
+    auth.request_password_reset(session, u.email)
+    session.commit()
+    rows, _ = notifications.history(session, u.id)
+    mail = next(r for r in rows if r.kind == "password_reset")
+    assert "/reset/" in mail.body_text and "/reset/…" not in mail.body_text  # the outbox keeps the link
+    shown = notifications.get_for_user(session, u.id, mail.id)
+    assert "/reset/…" in shown.body_text and "/reset/…" in shown.body_html
+    session.expire_all()
+    assert "/reset/…" not in session.get(type(mail), mail.id).body_text  # the stored mail is unchanged
