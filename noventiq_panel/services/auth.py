@@ -63,6 +63,8 @@ RESET_TOKEN_HOURS = 1
 INVITE_TOKEN_HOURS = 72
 TOUCH_INTERVAL = timedelta(minutes=1)
 RESET_PREFIX = "reset:"
+REGISTER_PREFIX = "register:"  # LoginAttempt rows of sign-ups, counted per IP
+REGISTER_MAX_PER_IP = 10
 RESET_PATH = "/reset/"
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -391,6 +393,7 @@ def register(session: Session, *, email: str, password: str, name: str, org_name
     from . import notifications, organisations
 
     now = _now(now)
+    _throttle_registration(session, ip, email, now)
     try:
         email = normalize_email(email)
         validate_password(password)
@@ -419,6 +422,24 @@ def register(session: Session, *, email: str, password: str, name: str, org_name
         session.rollback()
         raise Conflict("this e-mail is already registered", key="auth.email_taken", field="email") from None
     return raw, user
+
+
+def _throttle_registration(session: Session, ip: str, email: str, now: datetime) -> None:
+    """At most ``REGISTER_MAX_PER_IP`` sign-ups tried per IP within the login window, successful or
+    not: each creates an organisation and an argon2 hash, and a refusal tells whether an e-mail is
+    known, so neither may be repeated without limit. The try is recorded (and committed) first."""
+    if not ip:
+        return
+    times = list(session.exec(
+        select(LoginAttempt.at).where(LoginAttempt.ip == ip[:64], LoginAttempt.at > _window(now),
+                                      col(LoginAttempt.email).startswith(REGISTER_PREFIX))
+        .order_by(LoginAttempt.at)).all())
+    if len(times) >= REGISTER_MAX_PER_IP:
+        session.rollback()
+        raise Throttled("too many sign-ups from this address", key="auth.throttled",
+                        minutes=_retry_minutes(times, REGISTER_MAX_PER_IP, now))
+    _record_attempt(session, REGISTER_PREFIX + str(email).strip().lower()[:240], ip, True, now)
+    session.commit()
 
 
 # --- reset and set-password links ------------------------------------------------------------

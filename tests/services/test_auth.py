@@ -509,3 +509,23 @@ def test_every_error_key_of_the_identity_services_has_ru_and_en_text():
     ru = json.loads((i18n / "ru" / "auth.json").read_text(encoding="utf-8"))
     en = json.loads((i18n / "en" / "auth.json").read_text(encoding="utf-8"))
     assert set(ru) == set(en)
+
+
+def test_sign_ups_from_one_address_are_throttled_successful_or_not(session):
+    from noventiq_panel.services.errors import Throttled
+
+    ip = "203.0.113.9"
+    for i in range(auth.REGISTER_MAX_PER_IP - 1):
+        auth.register(session, email=f"new{i}@example.com", password="long-enough-1", name="Имя",
+                      org_name=f"ООО «Новая {i}»", tax_id="", ip=ip)
+    with pytest.raises(Conflict):  # a refused try (known e-mail) counts too
+        auth.register(session, email="new0@example.com", password="long-enough-1", name="Имя",
+                      org_name="ООО «Ещё»", tax_id="", ip=ip)
+    orgs_before = len(session.exec(select(Organisation)).all())
+    with pytest.raises(Throttled):
+        auth.register(session, email="another@example.com", password="long-enough-1", name="Имя",
+                      org_name="ООО «Другая»", tax_id="", ip=ip)
+    assert len(session.exec(select(Organisation)).all()) == orgs_before
+    # another address is not affected
+    auth.register(session, email="other-ip@example.com", password="long-enough-1", name="Имя",
+                  org_name="ООО «Другой адрес»", tax_id="", ip="198.51.100.7")
