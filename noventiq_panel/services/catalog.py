@@ -118,17 +118,25 @@ def _matches(needle: str, *haystack: str) -> bool:
 
 def list_catalog(session: Session, actor: Actor | None, *, search: str = "", category: str | None = None,
                  now: datetime | None = None) -> dict:
-    """The active catalog grouped ``category → vendor → product → plans``.
+    """The active catalog grouped ``category → vendor → product → plans``, priced for the actor's
+    organisation. Any member of the organisation may read it.
 
     ``search`` matches (case-insensitively, Cyrillic included) the category, vendor, product name or
     description, or a plan's name or code; a product matches with all its plans, a plan match keeps
-    only the matching plans. Any member of the organisation may read it.
+    only the matching plans.
     """
     access = authz.can_read(session, actor)
+    return catalog_for(session, session.get(Organisation, access.org_id), search=search, category=category,
+                       now=now)
+
+
+def catalog_for(session: Session, org: Organisation, *, search: str = "", category: str | None = None,
+                now: datetime | None = None) -> dict:
+    """The grouped catalog with prices converted for ``org`` (which need not be stored: a visitor
+    sees the prices of a new customer). Reads only; the caller checks who may see it."""
     if not isinstance(search, str):
         raise InvalidInput("search must be text", field="search", key="error.invalid")
     needle = search.strip().casefold()[:MAX_SEARCH]
-    org = session.get(Organisation, access.org_id)
     now = clock.aware(now) if now else clock.utcnow()
     day = clock.local_date(now, org.timezone)
     rows = session.exec(

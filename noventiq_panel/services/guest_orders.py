@@ -37,8 +37,7 @@ from decimal import Decimal
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from ..models import (BillingMode, LoginAttempt, Membership, Organisation, Plan, Product, Role, TokenPurpose, User,
-                      Vendor)
+from ..models import (BillingMode, LoginAttempt, Membership, Organisation, Role, TokenPurpose, User)
 from . import audit, auth, catalog, clock, notifications, organisations, payments
 from . import subscriptions as subs
 from .authz import Actor
@@ -86,45 +85,9 @@ def public_catalog(session: Session, *, search: str = "", category: str | None =
                    now: datetime | None = None) -> dict:
     """The active catalog for a visitor, shaped like :func:`catalog.list_catalog` (prices also in
     UZS, the currency of a new customer). Reads only."""
-    if not isinstance(search, str):
-        raise InvalidInput("search must be text", field="search", key="error.invalid")
-    needle = search.strip().casefold()[: catalog.MAX_SEARCH]
-    org = _new_customer_org()
-    now = _now(now)
-    day = clock.local_date(now, org.timezone)
-    rows = session.exec(
-        catalog._active_plan_query()
-        .where(Plan.is_active == True, Product.is_active == True)  # noqa: E712
-        .order_by(Product.category, Vendor.name, Product.sort_order, Product.name, Plan.sort_order, Plan.id)
-    ).all()
-    categories: dict[str, dict[str, dict]] = {}
-    products: dict[int, dict] = {}
-    for plan, product, vendor in rows:
-        if category and product.category != category:
-            continue
-        if needle and not catalog._matches(needle, product.category, vendor.name, product.name,
-                                           product.description) \
-                and not catalog._matches(needle, plan.name, plan.code):
-            continue
-        vendor_entry = categories.setdefault(product.category or "", {}).setdefault(vendor.code, {
-            "code": vendor.code, "name": vendor.name, "portal_url": vendor.portal_url, "products": []})
-        if product.id not in products:
-            products[product.id] = {
-                "id": product.id, "code": product.code, "name": product.name, "category": product.category,
-                "description": product.description, "vendor": vendor.name, "vendor_code": vendor.code,
-                "plans": [], "has_trial": False,
-            }
-            vendor_entry["products"].append(products[product.id])
-        view = catalog.plan_view(session, plan, org, day)
-        products[product.id]["plans"].append(view)
-        products[product.id]["has_trial"] |= view["is_trial"]
+    result = catalog.catalog_for(session, _new_customer_org(), search=search, category=category, now=now)
     session.rollback()  # end the read transaction (SQLite: BEGIN IMMEDIATE)
-    return {
-        "currency": org.billing_currency,
-        "rate_date": day,
-        "categories": [{"name": name, "vendors": list(vendors.values())} for name, vendors in categories.items()],
-        "product_count": len(products),
-    }
+    return result
 
 
 def quote(session: Session, plan_id, quantity, *, now: datetime | None = None) -> subs.OrderQuote:

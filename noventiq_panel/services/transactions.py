@@ -16,7 +16,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from ..models import EntryKind, LedgerEntry, Organisation, Payment, Plan, Product, Subscription
 from ..models.types import utcnow

@@ -12,8 +12,7 @@ from email import policy
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from noventiq_panel.config import reset_settings
 from noventiq_panel.models import Notification, NotificationStatus
