@@ -20,7 +20,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from ..models import Membership, Organisation, Role, TokenPurpose, User
+from ..models import AuthSession, Membership, Organisation, Role, TokenPurpose, User
 from ..models.types import utcnow
 from . import audit, auth, notifications
 from .authz import Access, Actor, can_manage_owners, can_read, can_write, own
@@ -51,10 +51,19 @@ class Profile:
     locale: str
 
 
-def _view(m: Membership, u: User) -> MemberView:
+def _view(m: Membership, u: User, last_seen: datetime | None = None) -> MemberView:
+    """``last_login_at`` is the member's last activity in THIS organisation: a user may belong to
+    several, and one organisation must not learn when its members work for another."""
     return MemberView(membership_id=m.id, user_id=u.id, email=u.email, name=u.name, role=m.role,
                       is_active=m.is_active, pending=not u.password_hash, created_at=m.created_at,
-                      last_login_at=u.last_login_at)
+                      last_login_at=last_seen)
+
+
+def _last_seen_in(session: Session, org_id: int) -> dict[int, datetime]:
+    return dict(session.exec(
+        select(AuthSession.user_id, func.max(AuthSession.last_seen_at))
+        .where(AuthSession.org_id == org_id).group_by(AuthSession.user_id)
+    ).all())
 
 
 def _role(value) -> str:
@@ -93,7 +102,8 @@ def list_members(session: Session, actor: Actor, *, include_inactive: bool = Tru
     query = select(Membership, User).join(User, User.id == Membership.user_id).where(Membership.org_id == access.org_id)
     if not include_inactive:
         query = query.where(Membership.is_active == True)  # noqa: E712
-    rows = [_view(m, u) for m, u in session.exec(query).all()]
+    seen = _last_seen_in(session, access.org_id)
+    rows = [_view(m, u, seen.get(u.id)) for m, u in session.exec(query).all()]
     return sorted(rows, key=lambda v: (not v.is_active, (v.name or v.email).lower(), v.membership_id))
 
 
@@ -142,7 +152,7 @@ def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, 
     except IntegrityError:
         session.rollback()
         raise Conflict("already a member of this organisation", key="users.already_member", field="email") from None
-    return _view(membership, user)
+    return _view(membership, user, _last_seen_in(session, membership.org_id).get(user.id))
 
 
 def change_role(session: Session, actor: Actor, membership_id: int, role: str) -> MemberView:
@@ -165,7 +175,7 @@ def change_role(session: Session, actor: Actor, membership_id: int, role: str) -
                      old_role=old, new_role=role)
     user = session.get(User, target.user_id)
     session.commit()
-    return _view(target, user)
+    return _view(target, user, _last_seen_in(session, target.org_id).get(user.id))
 
 
 def deactivate(session: Session, actor: Actor, membership_id: int) -> MemberView:
@@ -187,7 +197,7 @@ def deactivate(session: Session, actor: Actor, membership_id: int) -> MemberView
         audit.record(session, actor, "user.deactivated", membership_id=target.id, member_user_id=target.user_id)
     user = session.get(User, target.user_id)
     session.commit()
-    return _view(target, user)
+    return _view(target, user, _last_seen_in(session, target.org_id).get(user.id))
 
 
 def reactivate(session: Session, actor: Actor, membership_id: int) -> MemberView:
@@ -204,7 +214,7 @@ def reactivate(session: Session, actor: Actor, membership_id: int) -> MemberView
         audit.record(session, actor, "user.reactivated", membership_id=target.id, member_user_id=target.user_id)
     user = session.get(User, target.user_id)
     session.commit()
-    return _view(target, user)
+    return _view(target, user, _last_seen_in(session, target.org_id).get(user.id))
 
 
 def get_profile(session: Session, user_id: int) -> Profile:

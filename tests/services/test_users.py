@@ -269,3 +269,17 @@ def test_update_profile_refuses_bad_input(sqlite_engine, name, locale):
         with pytest.raises(InvalidInput):
             users.update_profile(session, u.id, name=name, locale=locale)
         assert users.get_profile(session, u.id).name == "Old"
+
+
+def test_last_sign_in_shown_to_an_organisation_is_only_activity_in_that_organisation(session):
+    a, b = f.org(session, name="A"), f.org(session, name="B")
+    owner_a = f.user(session, a, Role.OWNER, email="owner-a@example.com")
+    shared = f.user(session, b, Role.ADMIN, email="shared@example.com", password_hash=auth.hash_password("long-enough-1"))
+    session.add(Membership(user_id=shared.id, org_id=a.id, role=Role.FINANCE))
+    session.commit()
+    raw, _ = auth.sign_in(session, "shared@example.com", "long-enough-1")
+    info = auth.resolve(session, raw)
+    if info.org_id != b.id:
+        auth.switch_organisation(session, raw, b.id)
+    rows = {m.email: m for m in users.list_members(session, f.actor(owner_a, a))}
+    assert rows["shared@example.com"].last_login_at is None  # worked in B only: A learns nothing
