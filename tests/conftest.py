@@ -143,3 +143,9 @@ def sqlite_engine(sqlite_url):
 def session(engine):
     with Session(engine, expire_on_commit=False) as s:
         yield s
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run last: Playwright's sync API keeps an event loop running in this thread
+    until the session ends, and the asyncio tests cannot start their own loop beside it."""
+    items.sort(key=lambda item: "/e2e/" in "/" + item.nodeid)
