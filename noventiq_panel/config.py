@@ -31,7 +31,6 @@ def _bool(name: str, default: bool) -> bool:
 class Settings:
     db_url: str = field(default_factory=lambda: _env("REFLEX_DB_URL", DEFAULT_DB_URL))
     base_url: str = field(default_factory=lambda: _env("PANEL_BASE_URL", "http://localhost:3000").rstrip("/"))
-    secret_key: str = field(default_factory=lambda: _env("PANEL_SECRET_KEY", "dev-secret-change-me"))
     # Mail: without PANEL_SMTP_HOST mail stays in the outbox (it is still the notification history).
     smtp_host: str = field(default_factory=lambda: _env("PANEL_SMTP_HOST"))
     smtp_port: int = field(default_factory=lambda: int(_env("PANEL_SMTP_PORT", "25")))
