@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlalchemy import JSON, Index, UniqueConstraint, and_
 from sqlmodel import Field, SQLModel
 
 from .types import Money, UTCDateTime, utcnow
@@ -60,6 +60,18 @@ class Membership(SQLModel, table=True):
     role: str = Field(default=Role.ADMIN, max_length=16)
     is_active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # True while an invitation of a user who already had an account waits for that user's consent:
+    # until then the membership gives no access and the inviting organisation sees only the e-mail.
+    awaiting_consent: bool = Field(default=False)
+
+    @classmethod
+    def in_force(cls):
+        """SQL condition of a membership that gives access: active and accepted by its user."""
+        return and_(cls.is_active == True, cls.awaiting_consent == False)  # noqa: E712
+
+    @property
+    def gives_access(self) -> bool:
+        return self.is_active and not self.awaiting_consent
 
 
 class AuthSession(SQLModel, table=True):

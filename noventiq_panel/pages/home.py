@@ -48,6 +48,30 @@ def alerts() -> rx.Component:
     )
 
 
+def invitations() -> rx.Component:
+    return rx.foreach(
+        HomeState.invitations,
+        lambda i: rx.callout.root(
+            rx.callout.icon(rx.icon("mail-plus", size=16)),
+            rx.hstack(
+                rx.callout.text(i["text"]),
+                rx.spacer(),
+                rx.button(T("users.invitation.accept"), size="1",
+                          on_click=HomeState.accept_invitation(i["id"]), class_name="invitation-accept"),
+                rx.button(T("users.invitation.decline"), size="1", variant="soft", color_scheme="gray",
+                          on_click=HomeState.decline_invitation(i["id"]), class_name="invitation-decline"),
+                spacing="2",
+                align="center",
+                width="100%",
+                flex_wrap="wrap",
+            ),
+            color_scheme="blue",
+            width="100%",
+            class_name="home-invitation",
+        ),
+    )
+
+
 def balance_card() -> rx.Component:
     return card(
         "home.balance",
@@ -224,6 +248,7 @@ def home_page() -> rx.Component:
         rx.cond(
             HomeState.loaded,
             rx.vstack(
+                invitations(),
                 alerts(),
                 rx.grid(balance_card(), consumption_card(), quick_links_card(), columns=GRID, spacing="4",
                         width="100%"),

@@ -243,7 +243,7 @@ def _active_memberships(session: Session, user_id: int) -> list[tuple[Membership
     rows = session.exec(
         select(Membership, Organisation)
         .join(Organisation, Organisation.id == Membership.org_id)
-        .where(Membership.user_id == user_id, Membership.is_active == True)  # noqa: E712
+        .where(Membership.user_id == user_id, Membership.in_force())  # noqa: E712
         .order_by(Membership.id)
     ).all()
     return [(m, o) for m, o in rows]

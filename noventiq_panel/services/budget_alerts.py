@@ -118,7 +118,7 @@ def _recipients(session: Session, budget: Budget, org_id: int) -> tuple[list[Use
         users = list(session.exec(
             select(User).join(Membership, Membership.user_id == User.id)
             .where(col(User.id).in_([int(u) for u in budget.recipient_user_ids]), Membership.org_id == org_id,
-                   Membership.is_active == True, User.is_active == True)  # noqa: E712
+                   Membership.in_force(), User.is_active == True)  # noqa: E712
             .order_by(User.id)).all())
     known = {u.email.lower() for u in users}
     extra = [e for e in (budget.extra_emails or []) if e and "@" in e and e.lower() not in known]

@@ -116,7 +116,7 @@ def parse_emails(value) -> list[str]:
 def _members(session: Session, org_id: int) -> list[User]:
     return list(session.exec(
         select(User).join(Membership, Membership.user_id == User.id)
-        .where(Membership.org_id == org_id, Membership.is_active == True, User.is_active == True)  # noqa: E712
+        .where(Membership.org_id == org_id, Membership.in_force(), User.is_active == True)  # noqa: E712
         .order_by(User.name, User.id)
     ).all())
 

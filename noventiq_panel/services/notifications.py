@@ -328,7 +328,7 @@ def recipients(session: Session, org_id: int, roles: Sequence[str]) -> list[User
     rows = session.exec(
         select(User)
         .join(Membership, Membership.user_id == User.id)
-        .where(Membership.org_id == org_id, Membership.is_active == True,  # noqa: E712
+        .where(Membership.org_id == org_id, Membership.in_force(),  # noqa: E712
                col(Membership.role).in_([str(r) for r in roles]), User.is_active == True)  # noqa: E712
         .order_by(User.id)
     ).all()

@@ -116,7 +116,7 @@ class _Mailer:
         if self.members is None:
             self.members = list(self.session.exec(
                 select(User, Membership.role).join(Membership, Membership.user_id == User.id)
-                .where(Membership.org_id == self.org.id, Membership.is_active == True,  # noqa: E712
+                .where(Membership.org_id == self.org.id, Membership.in_force(),  # noqa: E712
                        User.is_active == True).order_by(User.id)).all())  # noqa: E712
         return self.members
 
@@ -293,7 +293,7 @@ def _payment_reminders(session: Session, org: Organisation, mailer: _Mailer, now
         requester = session.get(User, payment.created_by) if payment.created_by else None
         member = requester is not None and requester.is_active and session.exec(
             select(Membership.id).where(Membership.user_id == requester.id, Membership.org_id == org.id,
-                                        Membership.is_active == True)).first() is not None  # noqa: E712
+                                        Membership.in_force())).first() is not None  # noqa: E712
         if member:
             sent = _queued(session, f"{key}:u{requester.id}") is None
             notifications.notify_user(session, requester, kind, context, org_id=org.id,

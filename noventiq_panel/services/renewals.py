@@ -149,7 +149,7 @@ class _Chunk:
         self.recipients: dict[int, list[tuple[User, str]]] = defaultdict(list)
         for user, membership in session.exec(
                 select(User, Membership).join(Membership, Membership.user_id == User.id)
-                .where(col(Membership.org_id).in_(org_ids), Membership.is_active == True,  # noqa: E712
+                .where(col(Membership.org_id).in_(org_ids), Membership.in_force(),  # noqa: E712
                        User.is_active == True).order_by(User.id)).all():  # noqa: E712
             self.recipients[membership.org_id].append((user, membership.role))
         self.rates: dict[tuple[str, str, date], Decimal] = {}

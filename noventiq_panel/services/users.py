@@ -38,7 +38,7 @@ class MemberView:
     name: str
     role: str
     is_active: bool
-    pending: bool  # invited, has not set a password yet
+    pending: bool  # invited: has not set a password, or not yet accepted the invitation
     created_at: datetime
     last_login_at: datetime | None
 
@@ -54,6 +54,10 @@ class Profile:
 def _view(m: Membership, u: User, last_seen: datetime | None = None) -> MemberView:
     """``last_login_at`` is the member's last activity in THIS organisation: a user may belong to
     several, and one organisation must not learn when its members work for another."""
+    if m.awaiting_consent:
+        # An invitation the user has not accepted: the organisation learns nothing of the account.
+        return MemberView(membership_id=m.id, user_id=u.id, email=u.email, name="", role=m.role,
+                          is_active=m.is_active, pending=True, created_at=m.created_at, last_login_at=None)
     return MemberView(membership_id=m.id, user_id=u.id, email=u.email, name=u.name, role=m.role,
                       is_active=m.is_active, pending=not u.password_hash, created_at=m.created_at,
                       last_login_at=last_seen)
@@ -75,7 +79,7 @@ def _role(value) -> str:
 def _active_owner_count(session: Session, org_id: int) -> int:
     return session.exec(
         select(func.count()).select_from(Membership).join(User, User.id == Membership.user_id)
-        .where(Membership.org_id == org_id, Membership.role == Role.OWNER, Membership.is_active == True,  # noqa: E712
+        .where(Membership.org_id == org_id, Membership.role == Role.OWNER, Membership.in_force(),  # noqa: E712
                User.is_active == True)  # noqa: E712
     ).one()
 
@@ -101,7 +105,7 @@ def list_members(session: Session, actor: Actor, *, include_inactive: bool = Tru
     access = can_read(session, actor)
     query = select(Membership, User).join(User, User.id == Membership.user_id).where(Membership.org_id == access.org_id)
     if not include_inactive:
-        query = query.where(Membership.is_active == True)  # noqa: E712
+        query = query.where(Membership.in_force())  # noqa: E712
     seen = _last_seen_in(session, access.org_id)
     rows = [_view(m, u, seen.get(u.id)) for m, u in session.exec(query).all()]
     return sorted(rows, key=lambda v: (not v.is_active, (v.name or v.email).lower(), v.membership_id))
@@ -132,11 +136,15 @@ def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, 
         session.rollback()
         raise
     try:
+        # A user who already has an account must accept before the membership gives access (and
+        # before this organisation sees anything of them); a new user accepts by setting a password.
+        awaiting_consent = user is not None
         if user is None:
             user = User(email=email, name=name, locale=locale, created_at=now)
             session.add(user)
             session.flush()
-        membership = Membership(user_id=user.id, org_id=access.org_id, role=role, created_at=now)
+        membership = Membership(user_id=user.id, org_id=access.org_id, role=role, created_at=now,
+                                awaiting_consent=awaiting_consent)
         session.add(membership)
         session.flush()
         org = session.get(Organisation, access.org_id)
@@ -153,6 +161,59 @@ def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, 
         session.rollback()
         raise Conflict("already a member of this organisation", key="users.already_member", field="email") from None
     return _view(membership, user, _last_seen_in(session, membership.org_id).get(user.id))
+
+
+@dataclass(frozen=True)
+class Invitation:
+    membership_id: int
+    org_name: str
+    role: str
+    created_at: datetime
+
+
+def pending_invitations(session: Session, user_id: int) -> list[Invitation]:
+    """Invitations of this user that wait for their answer."""
+    rows = session.exec(
+        select(Membership, Organisation).join(Organisation, Organisation.id == Membership.org_id)
+        .where(Membership.user_id == user_id, Membership.is_active == True,  # noqa: E712
+               Membership.awaiting_consent == True)  # noqa: E712
+        .order_by(Membership.id)
+    ).all()
+    return [Invitation(m.id, o.name, m.role, m.created_at) for m, o in rows]
+
+
+def _own_invitation(session: Session, user_id: int, membership_id) -> Membership:
+    if not isinstance(membership_id, int) or isinstance(membership_id, bool):
+        raise NotFound("invitation not found", key="users.invitation_not_found")
+    m = session.get(Membership, membership_id)
+    if m is None or m.user_id != user_id or not m.awaiting_consent or not m.is_active:
+        raise NotFound("invitation not found", key="users.invitation_not_found")
+    return m
+
+
+def accept_invitation(session: Session, user_id: int, membership_id: int) -> None:
+    """The invited user joins the organisation."""
+    try:
+        m = _own_invitation(session, user_id, membership_id)
+    except DomainError:
+        session.rollback()
+        raise
+    m.awaiting_consent = False
+    session.add(m)
+    audit.record(session, Actor(user_id=user_id, org_id=m.org_id), "user.invitation_accepted", role=m.role)
+    session.commit()
+
+
+def decline_invitation(session: Session, user_id: int, membership_id: int) -> None:
+    """The invited user refuses: the invitation is removed (the organisation may invite again)."""
+    try:
+        m = _own_invitation(session, user_id, membership_id)
+    except DomainError:
+        session.rollback()
+        raise
+    audit.record(session, Actor(user_id=None, org_id=m.org_id), "user.invitation_declined", member_user_id=user_id)
+    session.delete(m)
+    session.commit()
 
 
 def change_role(session: Session, actor: Actor, membership_id: int, role: str) -> MemberView:

@@ -225,6 +225,14 @@ class BaseState(rx.State):
             except Exception:  # pragma: no cover - a state that cannot load has nothing to leak
                 log.debug("cannot load %s to reset it", cls, exc_info=True)
 
+    async def _enter(self, ctx: Ctx) -> None:
+        """Take the freshly resolved caller. When the user or organisation differs from the one
+        this tab showed (switched in another tab, a membership removed), every page state is reset
+        first, so nothing of the previous one is shown or sent."""
+        if self._user_id is not None and (self._user_id, self._org_id) != (ctx.user_id, ctx.org_id):
+            await self._reset_pages()
+        self._apply(ctx)
+
     async def _ctx(self) -> Ctx | None:
         """The signed-in caller, resolved now through the services; None when signed out/expired."""
         secret = self.session_secret
@@ -237,10 +245,7 @@ class BaseState(rx.State):
         except NotAuthenticated:
             await self._clear()
             return None
-        if self._user_id is not None and (self._user_id, self._org_id) != (ctx.user_id, ctx.org_id):
-            # Another organisation (switched in another tab, or a membership was removed) or user.
-            await self._reset_pages()
-        self._apply(ctx)
+        await self._enter(ctx)
         return ctx
 
     async def _require(self) -> Ctx:
@@ -274,7 +279,7 @@ class BaseState(rx.State):
         except NotAuthenticated:
             await self._clear()
             raise
-        self._apply(ctx)
+        await self._enter(ctx)
         return result
 
     def _login_url(self) -> str:

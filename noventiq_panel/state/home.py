@@ -7,8 +7,8 @@ import reflex as rx
 from ..components.money import fmt_date, fmt_money
 from ..config import get_settings
 from ..i18n import format as fmt
-from ..services import dashboard
-from ..services.errors import DomainError
+from ..services import dashboard, users
+from ..services.errors import DomainError, NotFound
 from .base import BaseState
 
 ALERT_COLORS = {
@@ -35,6 +35,7 @@ class HomeState(BaseState):
     rates: list[dict[str, str]] = []
     rates_date: str = ""
     alerts: list[dict[str, str]] = []
+    invitations: list[dict[str, str]] = []  # invitations to other organisations waiting for an answer
     support_email: str = ""
     support_phone: str = ""
     kb_url: str = ""
@@ -48,6 +49,36 @@ class HomeState(BaseState):
         except Exception as exc:  # noqa: BLE001 - shown as a generic message, logged
             return self._fail(exc)
         self._show(d)
+        await self._load_invitations()
+
+    async def _load_invitations(self) -> None:
+        rows = await self._act(_my_invitations)
+        self.invitations = [
+            {"id": str(i.membership_id), "org": i.org_name,
+             "text": self._t("users.invitation.text", org=i.org_name, role=self._t(f"users.role.{i.role}"))}
+            for i in rows
+        ]
+
+    @rx.event
+    async def accept_invitation(self, membership_id: str):
+        """Join the organisation that invited this user (the service checks it is theirs)."""
+        return await self._answer(users.accept_invitation, membership_id, "users.invitation.accepted")
+
+    @rx.event
+    async def decline_invitation(self, membership_id: str):
+        return await self._answer(users.decline_invitation, membership_id, "users.invitation.declined")
+
+    async def _answer(self, fn, membership_id, ok_key: str):
+        invitation = next((i for i in self.invitations if i["id"] == str(membership_id)), None)
+        try:
+            target = int(str(membership_id))
+            await self._act(_for_me, fn, target)
+            await self._load_invitations()
+        except (TypeError, ValueError):
+            return self._fail(NotFound("invitation not found", key="users.invitation_not_found"))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+            return self._fail(exc)
+        return self._ok(ok_key, org=invitation["org"] if invitation else "")
 
     def _show(self, d: dashboard.Dashboard) -> None:
         lang, tz, cur = self._lang, d.timezone, d.currency
@@ -107,3 +138,12 @@ class HomeState(BaseState):
             "href": a.link,
             "color": ALERT_COLORS.get(a.kind, "orange"),
         }
+
+
+def _my_invitations(session, actor) -> list[users.Invitation]:
+    return users.pending_invitations(session, actor.user_id)
+
+
+def _for_me(session, actor, fn, membership_id: int):
+    """Invitations belong to the signed-in user, whatever organisation they are working in."""
+    return fn(session, actor.user_id, membership_id)

@@ -74,7 +74,7 @@ def test_invite_a_new_user_then_set_password_then_sign_in(session, team):
     assert session.exec(select(AuditEvent).where(AuditEvent.action == "user.invited")).one().org_id == o.id
 
 
-def test_invite_an_existing_user_adds_a_membership_without_a_new_password(session, team):
+def test_invite_an_existing_user_adds_a_membership_without_a_new_password_once_accepted(session, team):
     o, people = team
     elsewhere = f.org(session, name="Другая")
     known = f.user(session, elsewhere, Role.OWNER, email="known@example.com", password_hash=auth.hash_password(PW))
@@ -86,6 +86,9 @@ def test_invite_an_existing_user_adds_a_membership_without_a_new_password(sessio
     mail = session.exec(select(Notification).where(Notification.user_id == known.id)).one()
     assert "/reset/" not in mail.body_text and "ООО «Команда»" in mail.subject
     raw, _ = auth.sign_in(session, "known@example.com", PW, now=T0)
+    assert {o_["id"] for o_ in auth.resolve(session, raw, now=T0).orgs} == {elsewhere.id}  # until accepted
+    (invitation,) = users.pending_invitations(session, known.id)
+    users.accept_invitation(session, known.id, invitation.membership_id)
     assert {o_["id"] for o_ in auth.resolve(session, raw, now=T0).orgs} == {o.id, elsewhere.id}
 
 
@@ -283,3 +286,42 @@ def test_last_sign_in_shown_to_an_organisation_is_only_activity_in_that_organisa
         auth.switch_organisation(session, raw, b.id)
     rows = {m.email: m for m in users.list_members(session, f.actor(owner_a, a))}
     assert rows["shared@example.com"].last_login_at is None  # worked in B only: A learns nothing
+
+
+def test_inviting_an_existing_account_waits_for_its_consent_and_reveals_nothing(session):
+    from noventiq_panel.services import authz
+
+    a, b = f.org(session, name="A"), f.org(session, name="B")
+    owner_a = f.user(session, a, Role.OWNER, email="owner-a@example.com")
+    victim = f.user(session, b, Role.OWNER, email="victim@example.com", name="Настоящее Имя",
+                    password_hash=auth.hash_password("long-enough-1"))
+    users.invite(session, f.actor(owner_a, a), email="victim@example.com", name="Кто угодно", role=Role.ADMIN)
+    row = next(m for m in users.list_members(session, f.actor(owner_a, a)) if m.email == "victim@example.com")
+    assert row.pending and row.name == "" and row.last_login_at is None
+    with pytest.raises(Forbidden):  # the membership gives no access yet
+        authz.can_read(session, Actor(user_id=victim.id, org_id=a.id))
+    raw, _ = auth.sign_in(session, "victim@example.com", "long-enough-1")
+    assert [o["id"] for o in auth.resolve(session, raw).orgs] == [b.id]
+    (invitation,) = users.pending_invitations(session, victim.id)
+    assert invitation.org_name == "A"
+    with pytest.raises(NotFound):  # nobody else can answer it
+        users.accept_invitation(session, owner_a.id, invitation.membership_id)
+    users.accept_invitation(session, victim.id, invitation.membership_id)
+    assert authz.can_read(session, Actor(user_id=victim.id, org_id=a.id)).role == Role.ADMIN
+    assert users.pending_invitations(session, victim.id) == []
+    row = next(m for m in users.list_members(session, f.actor(owner_a, a)) if m.email == "victim@example.com")
+    assert row.name == "Настоящее Имя" and not row.pending
+
+
+def test_a_declined_invitation_is_removed_and_can_be_sent_again(session):
+    a, b = f.org(session, name="A"), f.org(session, name="B")
+    owner_a = f.user(session, a, Role.OWNER, email="owner-a@example.com")
+    other = f.user(session, b, Role.OWNER, email="other@example.com", password_hash=auth.hash_password("long-enough-1"))
+    users.invite(session, f.actor(owner_a, a), email="other@example.com", name="X", role=Role.FINANCE)
+    (invitation,) = users.pending_invitations(session, other.id)
+    users.decline_invitation(session, other.id, invitation.membership_id)
+    assert session.exec(select(Membership).where(Membership.org_id == a.id, Membership.user_id == other.id)).first() is None
+    with pytest.raises(NotFound):
+        users.accept_invitation(session, other.id, invitation.membership_id)
+    users.invite(session, f.actor(owner_a, a), email="other@example.com", name="X", role=Role.FINANCE)
+    assert len(users.pending_invitations(session, other.id)) == 1

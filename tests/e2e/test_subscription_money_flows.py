@@ -1,0 +1,409 @@
+"""Money moved from the subscription pages, checked against the ledger in the server's database:
+buying a monthly plan charges exactly the price the dialog showed; a balance that does not cover it
+shows the shortfall and its top-up link and charges nothing (also when the balance is spent between
+the preview and the confirmation); a licence increase charges and a decrease refunds the seats in
+their window and schedules the rest, as the preview said; the auto-renew switch of the list row
+writes the subscription and survives a reload."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from decimal import Decimal
+
+from playwright.sync_api import expect
+from sqlmodel import Session, col, func, select
+
+from .helpers import PASSWORD, expected_balance, org_of, plain, sign_in
+
+OWNER = "owner@demo.example"
+LOCALE = "ru"
+
+
+# --- reading and arranging the server's database ----------------------------------------------
+
+def _balance(engine, org_id: int) -> Decimal:
+    from noventiq_panel.services import ledger
+
+    with Session(engine) as s:
+        return ledger.balance(s, org_id)
+
+
+def _last_entry_id(engine) -> int:
+    from noventiq_panel.models import LedgerEntry
+
+    with Session(engine) as s:
+        return s.exec(select(func.max(LedgerEntry.id))).one() or 0
+
+
+def _entries_after(engine, org_id: int, after_id: int):
+    from noventiq_panel.models import LedgerEntry
+
+    with Session(engine) as s:
+        rows = s.exec(select(LedgerEntry).where(LedgerEntry.org_id == org_id, LedgerEntry.id > after_id)
+                      .order_by(LedgerEntry.id)).all()
+        for r in rows:
+            s.expunge(r)
+        return rows
+
+
+def _wait_for(probe, what: str, timeout: float = 20.0):
+    """Poll the database until ``probe()`` returns something truthy (the browser's event is handled
+    by the server asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    from noventiq_panel.components.money import fmt_money
+
+    return plain(fmt_money(amount, currency, LOCALE))
+
+
+def _amount_in(text: str) -> Decimal:
+    """The one sum in a sentence like 'Сейчас будет списано 201 572,34 сум.' as a Decimal."""
+    sums = re.findall(r"\d[\d ]*,\d{2}", plain(text))
+    assert len(sums) == 1, f"expected one sum in {text!r}, found {sums}"
+    return Decimal(sums[0].replace(" ", "").replace(",", "."))
+
+
+def _monthly_plan_not_held(engine, org_id: int):
+    """(plan id, code) of a paid, monthly, paid-upfront licence plan of a product the organisation has
+    no subscription of (so the new row is unambiguous)."""
+    from noventiq_panel.models import Plan, Subscription
+
+    with Session(engine) as s:
+        held = set(s.exec(select(Plan.product_id).join(Subscription, Subscription.plan_id == Plan.id)
+                          .where(Subscription.org_id == org_id)).all())
+        plans = s.exec(select(Plan).where(Plan.billing_type == "license", Plan.term == "month",
+                                          Plan.billing_frequency == "upfront", Plan.trial_days == 0,
+                                          Plan.price > 0, Plan.min_quantity <= 1)
+                       .order_by(Plan.id)).all()
+        plan = next((p for p in plans if p.product_id not in held and p.is_active), None)
+        assert plan is not None, "the demo catalog has no monthly plan of a product the organisation lacks"
+        return plan.id, plan.code
+
+
+def _subs_of_plan(engine, org_id: int, plan_id: int):
+    from noventiq_panel.models import Subscription
+
+    with Session(engine) as s:
+        rows = s.exec(select(Subscription).where(Subscription.org_id == org_id, Subscription.plan_id == plan_id)).all()
+        for r in rows:
+            s.expunge(r)
+        return rows
+
+
+def _new_customer(engine, balance: Decimal) -> tuple[str, int, int]:
+    """A freshly registered prepaid organisation (UZS) whose balance is ``balance``: (email, org id,
+    user id). Registered through the service, as the /register page does."""
+    from noventiq_panel.services import auth, ledger
+
+    email = f"poor-{uuid.uuid4().hex[:10]}@example.test"
+    with Session(engine) as s:
+        _token, user = auth.register(s, email=email, password=PASSWORD, name="Тест Покупатель",
+                                     org_name=f"ООО «Тест {uuid.uuid4().hex[:6]}»", ip="")
+        user_id = user.id
+    org, _role = org_of(engine, email)
+    if balance:
+        with Session(engine) as s:
+            ledger.post(s, org_id=org.id, kind="topup", amount=balance, idempotency_key=f"e2e-topup:{email}",
+                        description="e2e: a small payment")
+            s.commit()
+    return email, org.id, user_id
+
+
+def _order_quote(engine, user_id: int, org_id: int, plan_id: int, quantity: int = 1):
+    from noventiq_panel.services import subscriptions as subs
+    from noventiq_panel.services.authz import Actor
+
+    with Session(engine) as s:
+        return subs.quote_order(s, Actor(user_id, org_id), plan_id, quantity)
+
+
+def _open_order(page, plan_code: str, quantity: int = 1) -> None:
+    page.goto("/catalog")
+    button = page.locator(f"button.order-plan[data-plan='{plan_code}']")
+    expect(button).to_be_visible()
+    button.click()
+    expect(page.locator("#order-qty")).to_be_visible()
+    page.fill("#order-qty", str(quantity))
+    page.click("#order-preview")
+    expect(page.locator("#order-now")).to_be_visible()
+
+
+# --- 1. buying with enough balance --------------------------------------------------------------
+
+def test_order_charges_exactly_the_price_the_dialog_showed(page, db):
+    org, _role = org_of(db, OWNER)
+    plan_id, plan_code = _monthly_plan_not_held(db, org.id)
+    assert _subs_of_plan(db, org.id, plan_id) == []
+    sign_in(page, OWNER)
+    balance_before = _balance(db, org.id)
+    last_id = _last_entry_id(db)
+
+    _open_order(page, plan_code)
+    now_text = plain(page.inner_text("#order-now"))
+    shown_price = _amount_in(now_text)
+    assert 0 < shown_price < balance_before, (now_text, balance_before)
+    expect(page.locator(".shortfall")).to_have_count(0)
+    # Nothing is written by the preview.
+    assert _entries_after(db, org.id, last_id) == []
+    assert _subs_of_plan(db, org.id, plan_id) == []
+
+    confirm = page.locator("#order-confirm")
+    expect(confirm).to_be_enabled()
+    confirm.click()
+    expect(page.locator("#order-done")).to_be_visible()
+
+    subs = _subs_of_plan(db, org.id, plan_id)
+    assert len(subs) == 1, subs
+    sub = subs[0]
+    assert (sub.status, sub.quantity, sub.auto_renew) == ("active", 1, True)
+    entries = _entries_after(db, org.id, last_id)
+    assert [(e.kind, e.subscription_id) for e in entries] == [("charge", sub.id)], entries
+    charged = -entries[0].amount
+    balance_after = _balance(db, org.id)
+    assert balance_before - balance_after == charged == shown_price
+    assert _money(charged, org.billing_currency) in now_text
+    assert entries[0].currency == org.billing_currency
+
+    # The link of the done step opens the new subscription; the list shows it; the balance is lower.
+    expect(page.locator("#order-open-sub")).to_have_attribute("href", f"/subscriptions/{sub.id}")
+    page.goto("/subscriptions")
+    row = page.locator("#subscriptions-table .nq-row").filter(has=page.locator(f"a[href='/subscriptions/{sub.id}']"))
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(sub.name)
+    page.goto("/")
+    expect(page.locator("#balance")).to_have_text(expected_balance(db, OWNER))
+    assert not page.js_errors
+
+
+# --- 2. too little balance ------------------------------------------------------------------------
+
+def test_order_without_enough_balance_shows_the_shortfall_and_charges_nothing(page, db):
+    email, org_id, user_id = _new_customer(db, Decimal("1000.00"))
+    plan_id, plan_code = _monthly_plan_not_held(db, org_id)
+    quote = _order_quote(db, user_id, org_id, plan_id)
+    assert quote.shortfall > 0, "the plan must cost more than the small balance"
+    last_id = _last_entry_id(db)
+    sign_in(page, email)
+
+    _open_order(page, plan_code)
+    shown_price = _amount_in(page.inner_text("#order-now"))
+    shortfall = page.locator(".shortfall")
+    expect(shortfall).to_be_visible()
+    missing = shown_price - Decimal("1000.00")
+    assert missing == quote.shortfall
+    assert _money(missing, "UZS") in plain(shortfall.inner_text())
+    expect(page.locator(".topup-link")).to_have_attribute("href", f"/billing?topup={missing}")
+    expect(page.locator("#order-confirm")).to_be_disabled()
+
+    assert _entries_after(db, org_id, last_id) == []
+    assert _balance(db, org_id) == Decimal("1000.00")
+    assert _subs_of_plan(db, org_id, plan_id) == []
+
+    # The top-up link carries the missing amount to the billing page.
+    page.locator(".topup-link").click()
+    page.wait_for_url(re.compile(rf".*/billing\?topup={re.escape(str(missing))}$"))
+    assert not page.js_errors
+
+
+def test_balance_spent_between_preview_and_confirm_refuses_the_order(page, db):
+    """The preview said the balance covers it; by the confirmation it no longer does (another
+    payment or usage took it): the service refuses, the shortfall is shown, nothing is charged."""
+    from noventiq_panel.services import ledger
+
+    email, org_id, user_id = _new_customer(db, Decimal(0))
+    plan_id, plan_code = _monthly_plan_not_held(db, org_id)
+    price = _order_quote(db, user_id, org_id, plan_id).price_now
+    with Session(db) as s:
+        ledger.post(s, org_id=org_id, kind="topup", amount=price, idempotency_key=f"e2e-topup:{email}",
+                    description="e2e: exactly the price")
+        s.commit()
+    sign_in(page, email)
+    _open_order(page, plan_code)
+    assert _amount_in(page.inner_text("#order-now")) == price
+    expect(page.locator(".shortfall")).to_have_count(0)
+    confirm = page.locator("#order-confirm")
+    expect(confirm).to_be_enabled()
+
+    with Session(db) as s:  # 0.01 is spent elsewhere meanwhile
+        ledger.post(s, org_id=org_id, kind="adjustment", amount=Decimal("-0.01"),
+                    idempotency_key=f"e2e-spent:{email}", description="e2e: spent elsewhere")
+        s.commit()
+    last_id = _last_entry_id(db)
+    confirm.click()
+    shortfall = page.locator(".shortfall")
+    expect(shortfall).to_be_visible()
+    assert _money(Decimal("0.01"), "UZS") in plain(shortfall.inner_text())
+    expect(page.locator(".topup-link")).to_have_attribute("href", "/billing?topup=0.01")
+    expect(confirm).to_be_disabled()
+    expect(page.locator("#order-done")).to_have_count(0)
+    assert _entries_after(db, org_id, last_id) == []
+    assert _balance(db, org_id) == price - Decimal("0.01")
+    assert _subs_of_plan(db, org_id, plan_id) == []
+    assert not page.js_errors
+
+
+# --- 3. licence count from the Resources tab --------------------------------------------------
+
+def _licence_sub_without_open_window(engine, org_id: int):
+    """An active, paid licence subscription in its term whose seats are all past their cancellation
+    window, with room for +2 and -1 seats and no pending quantity change."""
+    from noventiq_panel.models import LicenceBatch, Plan, ScheduledChange, Subscription
+    from noventiq_panel.models.types import utcnow
+
+    now = utcnow()
+    with Session(engine) as s:
+        rows = s.exec(select(Subscription, Plan).join(Plan, Plan.id == Subscription.plan_id)
+                      .where(Subscription.org_id == org_id, Subscription.status == "active",
+                             Subscription.is_trial == False, Plan.billing_type == "license",  # noqa: E712
+                             Plan.price > 0)
+                      .order_by(Subscription.id)).all()
+        for sub, plan in rows:
+            if sub.term_end is None or sub.term_end <= now:
+                continue
+            if not (plan.min_quantity <= sub.quantity - 1 and sub.quantity + 2 <= plan.max_quantity):
+                continue
+            open_window = s.exec(select(LicenceBatch.id).where(LicenceBatch.subscription_id == sub.id,
+                                                               LicenceBatch.quantity > 0,
+                                                               LicenceBatch.window_ends_at > now)).first()
+            pending = s.exec(select(ScheduledChange.id).where(ScheduledChange.subscription_id == sub.id,
+                                                              ScheduledChange.status == "pending")).first()
+            if open_window is None and pending is None:
+                return sub.id, sub.quantity
+    raise AssertionError("no active licence subscription without seats in their window")
+
+
+def _quantity_of(engine, sub_id: int) -> int:
+    from noventiq_panel.models import Subscription
+
+    with Session(engine) as s:
+        return s.get(Subscription, sub_id).quantity
+
+
+def _pending_changes(engine, sub_id: int):
+    from noventiq_panel.models import ScheduledChange
+
+    with Session(engine) as s:
+        rows = s.exec(select(ScheduledChange).where(ScheduledChange.subscription_id == sub_id,
+                                                    ScheduledChange.status == "pending")
+                      .order_by(col(ScheduledChange.id))).all()
+        for r in rows:
+            s.expunge(r)
+        return rows
+
+
+def _preview_res(page, quantity: int) -> str:
+    page.fill("#res-qty", str(quantity))
+    page.click("#res-preview")
+    expect(page.locator("#res-now")).to_be_visible()
+    return plain(page.inner_text("#res-now"))
+
+
+def test_licence_increase_charges_and_decrease_refunds_as_previewed(page, db):
+    org, _role = org_of(db, OWNER)
+    sub_id, old = _licence_sub_without_open_window(db, org.id)
+    sign_in(page, OWNER)
+    page.goto(f"/subscriptions/{sub_id}?tab=resources")
+    expect(page.locator("#res-current")).to_have_text(str(old))
+
+    # +2 seats: the preview names the pro rata charge; the confirmation posts exactly it.
+    last_id, balance0 = _last_entry_id(db), _balance(db, org.id)
+    now_text = _preview_res(page, old + 2)
+    charge = _amount_in(now_text)
+    assert charge > 0 and "списано" in now_text, now_text
+    assert _entries_after(db, org.id, last_id) == [] and _quantity_of(db, sub_id) == old
+    page.click("#res-confirm")
+    expect(page.locator("#res-current")).to_have_text(str(old + 2))
+    expect(page.locator("#res-preview")).to_be_visible()  # back to the form
+    entries = _entries_after(db, org.id, last_id)
+    assert [(e.kind, e.subscription_id, e.quantity) for e in entries] == [("charge", sub_id, Decimal(2))], entries
+    assert -entries[0].amount == charge
+    assert balance0 - _balance(db, org.id) == charge
+    assert _quantity_of(db, sub_id) == old + 2
+
+    # -3 seats: the 2 just added are inside their window (refunded now), the 3rd waits for the renewal.
+    last_id, balance1 = _last_entry_id(db), _balance(db, org.id)
+    now_text = _preview_res(page, old - 1)
+    refund = _amount_in(now_text)
+    assert "вернётся" in now_text and f"станет лицензий: {old}" in now_text, now_text
+    later_text = plain(page.inner_text("#res-later"))
+    assert f"лицензий станет {old - 1}" in later_text, later_text
+    assert refund == charge  # the same seats, the same days left
+    page.click("#res-confirm")
+    expect(page.locator("#res-current")).to_have_text(str(old))
+    expect(page.locator("#scheduled-changes")).to_contain_text(str(old - 1))
+    entries = _entries_after(db, org.id, last_id)
+    assert [(e.kind, e.subscription_id, e.quantity) for e in entries] == [("refund", sub_id, Decimal(2))], entries
+    assert entries[0].amount == refund
+    assert _balance(db, org.id) - balance1 == refund
+    assert _balance(db, org.id) == balance0
+    assert _quantity_of(db, sub_id) == old
+    changes = _pending_changes(db, sub_id)
+    assert [(c.kind, c.new_quantity) for c in changes] == [("quantity", old - 1)], changes
+
+    # Withdraw the scheduled decrease (leaves the demo subscription as it was); no money moves.
+    last_id = _last_entry_id(db)
+    page.locator("#scheduled-changes .withdraw-change").first.click()
+    expect(page.locator("#scheduled-changes")).to_have_count(0)
+    _wait_for(lambda: _pending_changes(db, sub_id) == [], "the scheduled change to be withdrawn")
+    assert _entries_after(db, org.id, last_id) == []
+    assert _quantity_of(db, sub_id) == old
+    assert not page.js_errors
+
+
+# --- 4. auto-renew from the list ----------------------------------------------------------------
+
+def _auto_renew(engine, sub_id: int) -> bool:
+    from noventiq_panel.models import Subscription
+
+    with Session(engine) as s:
+        return s.get(Subscription, sub_id).auto_renew
+
+
+def _switchable_sub(engine, org_id: int) -> int:
+    from noventiq_panel.models import Plan, Subscription
+
+    with Session(engine) as s:
+        sub_id = s.exec(select(Subscription.id).join(Plan, Plan.id == Subscription.plan_id)
+                        .where(Subscription.org_id == org_id, Subscription.status == "active",
+                               Subscription.is_trial == False, Subscription.cancel_at_term_end == False,  # noqa: E712
+                               Plan.billing_type == "license")
+                        .order_by(Subscription.id)).first()
+    assert sub_id is not None
+    return sub_id
+
+
+def _switch_of(page, sub_id: int):
+    row = page.locator("#subscriptions-table .nq-row").filter(has=page.locator(f"a[href='/subscriptions/{sub_id}']"))
+    expect(row).to_have_count(1)
+    return row.locator("button[role='switch']")
+
+
+def test_auto_renew_switch_in_the_list_writes_the_subscription(page, db):
+    org, _role = org_of(db, OWNER)
+    sub_id = _switchable_sub(db, org.id)
+    initial = _auto_renew(db, sub_id)
+    sign_in(page, OWNER)
+    page.goto("/subscriptions")
+    switch = _switch_of(page, sub_id)
+    expect(switch).to_have_attribute("aria-checked", str(initial).lower())
+
+    for state in (not initial, initial):  # flip, then flip back (the demo data stays as it was)
+        switch.click()
+        _wait_for(lambda state=state: _auto_renew(db, sub_id) is state, f"auto_renew={state} in the database")
+        expect(switch).to_have_attribute("aria-checked", str(state).lower())
+        page.reload()
+        switch = _switch_of(page, sub_id)
+        expect(switch).to_have_attribute("aria-checked", str(state).lower())
+        assert _auto_renew(db, sub_id) is state
+    assert not page.js_errors
