@@ -18,7 +18,7 @@ PAY_COLUMNS = [
     Column("kind", "billing.payments.kind", hide_on_phone=True),
     Column("amount", "billing.payments.amount", align="right", numeric=True),
     Column("paid", "billing.payments.paid", align="right", numeric=True, hide_on_phone=True),
-    Column("method", "billing.payments.method", hide_on_phone=True),
+    # No method column while bank transfer is the only method (the invoice PDF names it).
     Column("due", "billing.payments.due", numeric=True),
     Column("status", "billing.payments.status", badge_color_key="status_color"),
 ]

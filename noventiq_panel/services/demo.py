@@ -417,7 +417,7 @@ class OrgBuilder:
     # --- the ledger ----------------------------------------------------------------------------
     def post_money(self, *, cushion: Decimal, step: Decimal, final_min: Decimal, postpaid: bool = False) -> None:
         """Post the planned charges in time order with top-ups fitted around them: a prepaid
-        organisation tops up (a paid bank transfer or card payment) before a charge would take the
+        organisation tops up (a paid bank transfer, the one payment method there is) before a charge would take the
         balance under ``cushion``; a postpaid one pays each month's charges on the 5th of the next."""
         plan = sorted(self.money, key=lambda m: (m.at, m.key))
         entries: list[PlannedEntry] = []
@@ -455,17 +455,16 @@ class OrgBuilder:
                     amount = (-by_month[month]).quantize(Decimal("0.01"))
                     topup(_at(pay_day, self.tz, 11), amount, "bank_transfer")
         else:
-            methods = ["bank_transfer", "bank_transfer", "card"]
             for m in plan:
                 if balance + m.amount < cushion:
                     need = cushion - (balance + m.amount)
                     amount = (need / step).to_integral_value(rounding=ROUND_CEILING) * step + step
-                    topup(m.at - timedelta(hours=22), amount, methods[n_topup % len(methods)])
+                    topup(m.at - timedelta(hours=22), amount, "bank_transfer")
                 entries.append(m)
                 balance += m.amount
             if balance < final_min:
                 amount = ((final_min - balance) / step).to_integral_value(rounding=ROUND_CEILING) * step
-                topup(self.at(-2, 15), amount, "card")
+                topup(self.at(-2, 15), amount, "bank_transfer")
 
         for m in sorted(entries, key=lambda m: (m.at, m.kind != "topup", m.key)):
             if not m.post:

@@ -210,7 +210,6 @@ class BillingState(BaseState):
                 "date": fmt_date(r.created_at, lang, tz),
                 "amount": fmt_money(r.amount, r.currency, lang),
                 "paid": fmt_money(r.paid_amount, r.currency, lang),
-                "method": self._t(f"billing.method_short.{r.method}"),
                 "kind": self._t(f"billing.kind.{r.kind}"),
                 "due": fmt_date(r.due_date, lang) if r.due_date else "—",
                 "status": self._t(f"billing.status.{r.status}"),
