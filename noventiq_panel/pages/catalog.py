@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..components import T, page_header, panel_page
+from ..components import T, page_header, panel_page, search_form
 from ..components.layout import storefront_layout
 from ..state.base import BaseState
 from ..state.catalog import CatalogState as S
@@ -19,23 +19,7 @@ YES = "1"
 
 def toolbar() -> rx.Component:
     return rx.flex(
-        rx.form(
-            rx.hstack(
-                rx.input(rx.input.slot(rx.icon("search", size=16)), name="search", default_value=S.search,
-                         placeholder=T("catalog.search"), max_length=100, id="catalog-search",
-                         width=rx.breakpoints(initial="100%", sm="20rem")),
-                rx.button(T("subscriptions.search_button"), type="submit", variant="soft", id="catalog-search-go"),
-                rx.cond(S.search != "",
-                        rx.button(rx.icon("x", size=14), variant="ghost", on_click=S.clear_search, type="button",
-                                  aria_label="clear"),
-                        rx.fragment()),
-                spacing="2",
-                align="center",
-            ),
-            on_submit=S.apply_search,
-            reset_on_submit=False,
-            width="auto",
-        ),
+        search_form(S, placeholder_key="catalog.search", input_id="catalog-search", width="20rem"),
         rx.select.root(
             rx.select.trigger(id="catalog-category", min_width="12rem"),
             rx.select.content(

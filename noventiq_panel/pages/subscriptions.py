@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..components import T, page_header, panel_page
+from ..components import T, page_header, panel_page, search_form
 from ..components.tables import pager
 from ..state.base import BaseState
 from ..state.subscriptions import ALL, STATUSES, SubscriptionsState as S
@@ -28,29 +28,7 @@ WIDE = rx.breakpoints(initial="none", md="table-cell")
 
 def filters() -> rx.Component:
     return rx.flex(
-        rx.form(
-            rx.hstack(
-                rx.input(
-                    rx.input.slot(rx.icon("search", size=16)),
-                    name="search",
-                    default_value=S.search,
-                    placeholder=T("subscriptions.search"),
-                    max_length=100,
-                    id="subs-search",
-                    width=rx.breakpoints(initial="100%", sm="18rem"),
-                ),
-                rx.button(T("subscriptions.search_button"), type="submit", variant="soft", id="subs-search-go"),
-                rx.cond(S.search != "",
-                        rx.button(rx.icon("x", size=14), variant="ghost", on_click=S.clear_search, type="button",
-                                  aria_label="clear"),
-                        rx.fragment()),
-                spacing="2",
-                align="center",
-            ),
-            on_submit=S.apply_search,
-            reset_on_submit=False,
-            width="auto",
-        ),
+        search_form(S, placeholder_key="subscriptions.search", input_id="subs-search", width="18rem"),
         rx.select.root(
             rx.select.trigger(id="subs-status", min_width="10rem"),
             rx.select.content(

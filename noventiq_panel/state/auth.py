@@ -53,6 +53,20 @@ class AuthFormState(BaseState):
     def _show_error(self, exc: BaseException) -> None:
         self.error = error_text(exc, self.locale)
 
+    async def _submit(self, fn, *args, **kwargs) -> tuple[bool, Any]:
+        """Run the form's service call and clear ``busy``. ``(True, result)``, or ``(False, event)``
+        after a failure: a domain error is shown on the form (event None; the services never say
+        more than the form may), anything else is the generic message event to yield."""
+        try:
+            return True, await self._call(fn, *args, **kwargs)
+        except DomainError as exc:
+            self._show_error(exc)
+            return False, None
+        except Exception as exc:  # noqa: BLE001
+            return False, self._fail(exc)
+        finally:
+            self.busy = False
+
     async def _start(self, secret: str, ctx: Ctx):
         await self._reset_pages()  # nothing of a previous user of this tab survives a new sign-in
         self.session_secret = secret
@@ -70,17 +84,12 @@ class LoginState(AuthFormState):
             return
         self.busy = True
         yield
-        try:
-            secret, ctx = await self._call(_sign_in, email, password, self._client_ip())
-        except DomainError as exc:
-            self.busy = False
-            self._show_error(exc)
+        ok, out = await self._submit(_sign_in, email, password, self._client_ip())
+        if not ok:
+            if out is not None:
+                yield out
             return
-        except Exception as exc:  # noqa: BLE001
-            self.busy = False
-            yield self._fail(exc)
-            return
-        self.busy = False
+        secret, ctx = out
         await self._start(secret, ctx)
         yield rx.redirect(safe_next(self.router.url.query_parameters.get("next")), replace=True)
 
@@ -104,17 +113,12 @@ class RegisterState(AuthFormState):
             return
         self.busy = True
         yield
-        try:
-            secret, ctx = await self._call(_register, {**fields, "ip": self._client_ip()})
-        except DomainError as exc:
-            self.busy = False
-            self._show_error(exc)
+        ok, out = await self._submit(_register, {**fields, "ip": self._client_ip()})
+        if not ok:
+            if out is not None:
+                yield out
             return
-        except Exception as exc:  # noqa: BLE001
-            self.busy = False
-            yield self._fail(exc)
-            return
-        self.busy = False
+        secret, ctx = out
         await self._start(secret, ctx)
         yield rx.redirect("/", replace=True)
         yield rx.toast.success(self._t("signin.registered"))
@@ -138,18 +142,11 @@ class RecoveryState(AuthFormState):
             return
         self.busy = True
         yield
-        try:
-            await self._call(auth.request_password_reset, email, ip=self._client_ip())
-        except DomainError as exc:
-            self.busy = False
-            # Throttled or invalid input only: the service never says whether the address exists.
-            self._show_error(exc)
+        ok, out = await self._submit(auth.request_password_reset, email, ip=self._client_ip())
+        if not ok:
+            if out is not None:
+                yield out
             return
-        except Exception as exc:  # noqa: BLE001
-            self.busy = False
-            yield self._fail(exc)
-            return
-        self.busy = False
         self.error = ""
         self.sent = True
 
@@ -222,17 +219,11 @@ class ResetState(AuthFormState):
             return
         self.busy = True
         yield
-        try:
-            await self._call(auth.reset_password, raw, password)
-        except DomainError as exc:
-            self.busy = False
-            self._show_error(exc)
+        ok, out = await self._submit(auth.reset_password, raw, password)
+        if not ok:
+            if out is not None:
+                yield out
             return
-        except Exception as exc:  # noqa: BLE001
-            self.busy = False
-            yield self._fail(exc)
-            return
-        self.busy = False
         self.error = ""
         self.done = True
         # Any session of this browser belonged to whoever was signed in before: forget it.

@@ -1,0 +1,29 @@
+"""The search box of a list page: an input, a Search button and a clear button once searching."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from .text import T
+
+
+def search_form(state, *, placeholder_key: str, input_id: str, width: str = "18rem") -> rx.Component:
+    """``state`` has a ``search`` var and the ``apply_search(form)`` / ``clear_search`` handlers.
+    The input gets ``input_id``, the button ``<input_id>-go``."""
+    return rx.form(
+        rx.hstack(
+            rx.input(rx.input.slot(rx.icon("search", size=16)), name="search", default_value=state.search,
+                     placeholder=T(placeholder_key), max_length=100, id=input_id,
+                     width=rx.breakpoints(initial="100%", sm=width)),
+            rx.button(T("subscriptions.search_button"), type="submit", variant="soft", id=f"{input_id}-go"),
+            rx.cond(state.search != "",
+                    rx.button(rx.icon("x", size=14), variant="ghost", on_click=state.clear_search, type="button",
+                              aria_label="clear"),
+                    rx.fragment()),
+            spacing="2",
+            align="center",
+        ),
+        on_submit=state.apply_search,
+        reset_on_submit=False,
+        width="auto",
+    )
