@@ -104,7 +104,7 @@ def build(path: Path, orgs: int, rows: int, days: int) -> dict:
                  d(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM d WHERE n < {days - 1})
             INSERT INTO usagerecord (org_id, subscription_id, period_start, period_end, service, meter,
                                      resource_group, resource_id, resource_name, quantity, unit, cost, currency,
-                                     source, source_key, ledger_entry_id, imported_at)
+                                     source, source_key, imported_at)
             SELECT i, 4 * i - 3 + (k % 2),
                    datetime('{start.isoformat()}', '+' || n || ' days') || '.000000',
                    datetime('{start.isoformat()}', '+' || (n + 1) || ' days') || '.000000',
@@ -114,7 +114,7 @@ def build(path: Path, orgs: int, rows: int, days: int) -> dict:
                           i, k % 2, k % 4, k),
                    'res-' || k, 24000000, 'Hours',
                    ((i * 7919 + k * 104729 + n * 7 * (k + 1)) % 9973 + 50) * 1000,
-                   'USD', 'import', printf('b%06d-%03d-%05d', i, k, n), NULL,
+                   'USD', 'import', printf('b%06d-%03d-%05d', i, k, n),
                    '2026-01-01 00:00:00.000000'
             FROM o, r, d ORDER BY i, k, n""")
         n_usage = c.exec_driver_sql("SELECT count(*) FROM usagerecord").scalar()

@@ -69,3 +69,83 @@ def test_the_comparison_notices_a_missing_table(sqlite_url):
         engine.dispose()
     diff = schema.differences(sqlite_url)
     assert any(d[0] == "add_table" and d[1].name == "budgetalert" for d in diff)
+
+
+def _insert(conn, table: str, **values) -> int:
+    """Insert a row into ``table`` as the old schema has it, filling required columns with plain values."""
+    from datetime import date, datetime
+
+    from sqlalchemy import Boolean, Date, DateTime, Integer, MetaData, Numeric, Table
+
+    t = Table(table, MetaData(), autoload_with=conn)
+    row = {}
+    for col in t.columns:
+        if col.name in values or col.nullable or col.primary_key:
+            continue
+        kind = col.type
+        if isinstance(kind, Boolean):
+            row[col.name] = False
+        elif isinstance(kind, DateTime):
+            row[col.name] = datetime(2026, 11, 1) if conn.dialect.name == "sqlite" else datetime(2026, 11, 1).astimezone()
+        elif isinstance(kind, Date):
+            row[col.name] = date(2026, 11, 1)
+        elif isinstance(kind, (Integer, Numeric)):
+            row[col.name] = 0
+        else:
+            row[col.name] = f"{table}-{col.name}"[: getattr(kind, "length", None) or 64]
+    row.update(values)
+    return conn.execute(t.insert().values(**row)).inserted_primary_key[0]
+
+
+def _old_world(conn, rated: list[bool]) -> int:
+    """An organisation with one pay-as-you-go subscription and usage records rated (or not) the old
+    way, in order; returns the subscription id."""
+    from datetime import date
+
+    org = _insert(conn, "organisation", name="Org", billing_currency="UZS", timezone="Asia/Tashkent")
+    vendor = _insert(conn, "vendor", code="ms", name="Microsoft")
+    product = _insert(conn, "product", code="azure", vendor_id=vendor, name="Azure")
+    plan = _insert(conn, "plan", code="azure-h", product_id=product, name="Azure", billing_type="payg", currency="USD")
+    sub = _insert(conn, "subscription", org_id=org, plan_id=plan, status="active", quantity=1)
+    entry = _insert(conn, "ledgerentry", org_id=org, kind="usage", amount=-100, currency="UZS", subscription_id=sub,
+                    source_currency="USD", fx_rate=12_000_000_000, fx_date=date(2026, 11, 1), idempotency_key="u1")
+    for i, is_rated in enumerate(rated):
+        _insert(conn, "usagerecord", org_id=org, subscription_id=sub, source_key=f"k{i}", currency="USD",
+                ledger_entry_id=entry if is_rated else None)
+    return sub
+
+
+def test_upgrade_keeps_what_was_rated_as_the_watermark_and_the_rate_of_the_day(db_url):
+    from sqlalchemy import text
+
+    schema.upgrade(db_url, "0002")
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            sub = _old_world(conn, [True, True, True, False])  # the last record was not rated yet
+        schema.upgrade(db_url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT subscription_id, last_record_id FROM ratingwatermark")).all() == [
+                (sub, conn.execute(text("SELECT MAX(id) - 1 FROM usagerecord")).scalar())]
+            assert conn.execute(text("SELECT currency, billing_currency, rate FROM usagefxrate")).all() == [
+                ("USD", "UZS", 12_000_000_000)]
+            if engine.dialect.name == "sqlite":  # ids are never reused, even after a delete
+                ddl = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'usagerecord'")).scalar()
+                assert "AUTOINCREMENT" in ddl
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_refuses_records_that_the_watermark_would_skip(db_url):
+    import pytest
+
+    schema.upgrade(db_url, "0002")
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            _old_world(conn, [True, False, True])  # the middle one waits for a rate below a rated one
+        with pytest.raises(RuntimeError, match="wait for an exchange rate"):
+            schema.upgrade(db_url)
+        assert schema.current(db_url) == "0002"
+    finally:
+        engine.dispose()

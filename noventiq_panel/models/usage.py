@@ -1,12 +1,20 @@
-"""Pay-as-you-go usage records as imported from the vendor's billing exports."""
+"""Pay-as-you-go usage records as imported from the vendor's billing exports, and what rating keeps.
+
+Rating (``services/rating.py``) never writes to the records: it remembers, per subscription, the
+highest record id it has charged (``RatingWatermark``). Record ids only grow (a sequence on
+PostgreSQL, ``AUTOINCREMENT`` on SQLite) and rating locks out imports while it reads, so "id above
+the watermark" is exactly "not charged yet". The exchange rate of a usage day is fixed the first
+time that day is charged (``UsageFxRate``), so every record of a day has one rate and analytics,
+exports and later charges of late records use the same one.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Optional
 
-from sqlalchemy import Index
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from .types import Price, UTCDateTime, utcnow
@@ -15,15 +23,19 @@ from .types import Price, UTCDateTime, utcnow
 class UsageRecord(SQLModel, table=True):
     """Usage of one meter on one resource over [period_start, period_end).
 
-    ``cost`` is in ``currency`` (the vendor's price, before markup and conversion). Rating
-    sets ``ledger_entry_id``: a record is charged exactly once. ``source_key`` is unique so that
-    re-importing the same export adds nothing.
+    ``cost`` is in ``currency`` (the vendor's price, before markup and conversion). ``source_key``
+    is unique so that re-importing the same export adds nothing. Records are never updated or
+    deleted: the ledger entry that charged a record is the usage entry of its subscription, period
+    and currency whose ``meta.max_record_id`` is the first at or above the record's id.
     """
 
     __table_args__ = (
-        Index("ix_usage_sub_unrated", "subscription_id", "ledger_entry_id"),
+        # rating: a subscription's records above its watermark, and where in time they start
+        Index("ix_usage_sub_id", "subscription_id", "id", "period_start"),
+        # rating's GROUP BY reads only this index (and analytics its first two columns)
+        Index("ix_usage_rating", "subscription_id", "period_start", "currency", "cost"),
         Index("ix_usage_org_period", "org_id", "period_start"),
-        Index("ix_usage_sub_period", "subscription_id", "period_start"),
+        {"sqlite_autoincrement": True},
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
@@ -42,5 +54,33 @@ class UsageRecord(SQLModel, table=True):
     currency: str = Field(default="USD", max_length=3)
     source: str = Field(default="import", max_length=16)
     source_key: str = Field(max_length=64, unique=True)
-    ledger_entry_id: Optional[int] = Field(default=None, foreign_key="ledgerentry.id")
     imported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class RatingWatermark(SQLModel, table=True):
+    """The highest usage record id of a subscription that rating has settled (charged, or settled
+    as not billable); every record of the subscription with an id at or below it is settled."""
+
+    subscription_id: int = Field(primary_key=True, foreign_key="subscription.id",
+                                 sa_column_kwargs={"autoincrement": False})
+    last_record_id: int = Field(default=0)
+    rated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class UsageFxRate(SQLModel, table=True):
+    """The rate at which usage of ``day`` (the organisation's local day) in ``currency`` is charged
+    in ``billing_currency``: units of the billing currency per unit, 6 decimals. Written the first
+    time such usage is charged and never changed, so a rate published late does not price the
+    rest of an already charged day differently."""
+
+    __table_args__ = (UniqueConstraint("currency", "billing_currency", "day", name="uq_usagefx_day"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    currency: str = Field(max_length=3)
+    billing_currency: str = Field(max_length=3)
+    day: date
+    rate: Decimal = Field(sa_type=Price)
+    fixed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+__all__ = ["UsageRecord", "RatingWatermark", "UsageFxRate"]

@@ -23,7 +23,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -936,12 +935,12 @@ def _day_runs(days: list[date]) -> list[tuple[date, date]]:
 
 
 def _day_rate(session: Session, cache: dict, currency: str, org_cur: str, day: date) -> tuple[int, int] | None:
-    """The day's conversion rate as an exact fraction (numerator, denominator), None without a rate."""
+    """The rate usage of the day is charged at (``rates.usage_rate``) as (numerator, denominator);
+    None without a rate."""
     key = (currency, org_cur, day)
     if key not in cache:
         try:
-            r = Fraction(rates.unit_rate(session, currency, day)) / Fraction(rates.unit_rate(session, org_cur, day))
-            cache[key] = (r.numerator, r.denominator)
+            cache[key] = (int(rates.usage_rate(session, currency, org_cur, day) * 10**6), 10**6)
         except RateMissing:
             cache[key] = None
     return cache[key]
@@ -1034,27 +1033,20 @@ def _refresh_group(session: Session, writer: _BulkInsert, org_id: int, tz: str, 
     for run_start, run_end in _day_runs(days):
         for a, b, day_expr in _day_parts(session, UR.period_start, tz, run_start, run_end):
             d = day_expr.label("d")
-            fx_col = type_coerce(LedgerEntry.fx_rate, BigInteger)
             rows = conn.execute(
                 select(UR.subscription_id, d, UR.service, UR.resource_group, UR.resource_id,
-                       func.max(UR.resource_name), UR.currency, fx_col,
+                       func.max(UR.resource_name), UR.currency,
                        func.sum(type_coerce(UR.cost, BigInteger)), func.count())
-                .select_from(UR)
-                .outerjoin(LedgerEntry, LedgerEntry.id == UR.ledger_entry_id)
                 .where(UR.subscription_id.in_(sub_ids), UR.period_start >= a, UR.period_start < b)
-                .group_by(UR.subscription_id, d, UR.service, UR.resource_group, UR.resource_id, UR.currency,
-                          fx_col)
+                .group_by(UR.subscription_id, d, UR.service, UR.resource_group, UR.resource_id, UR.currency)
             ).all()
-            for sid, raw_day, svc, rg, rid, rname, currency, fx, cost, count in rows:
+            for sid, raw_day, svc, rg, rid, rname, currency, cost, count in rows:
                 day = day_of.get(raw_day)
                 if day is None:
                     continue
                 priced = int(cost or 0) * (_PCT + markups[sid])  # micro-units x _PCT
-                if fx is not None:
-                    num, den = int(fx), 10**6
-                else:
-                    rate = _day_rate(session, rate_cache, currency, org_cur, day)
-                    num, den = rate if rate is not None else (None, None)
+                rate = _day_rate(session, rate_cache, currency, org_cur, day)
+                num, den = rate if rate is not None else (None, None)
                 cost_micro = _half_up(priced, _PCT)
                 cost_org = _half_up(priced * num, _PCT * den) if num is not None else None
                 key = (sid, day, svc, rg, rid, currency)

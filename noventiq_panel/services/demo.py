@@ -58,7 +58,7 @@ from ..models import (
     UsageRecord,
     User,
 )
-from . import catalog_import, clock, ledger, proration, rates
+from . import catalog_import, clock, ledger, proration, rates, rating
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,6 @@ class PlannedEntry:
     key: str
     description: str
     fields: dict[str, Any] = field(default_factory=dict)
-    on_posted: Optional[Callable[[LedgerEntry], None]] = None
     post: bool = True  # False: only fitted into the top-ups (services.rating posts the real entry)
 
 
@@ -318,7 +317,7 @@ class OrgBuilder:
     def charge(self, sub: Subscription, plan: Plan, at: datetime, source_amount: Decimal, *, key: str,
                description: str, kind: str = "charge", quantity: Decimal | int | None = None,
                unit_price: Decimal | None = None, period: tuple[datetime, datetime] | None = None,
-               meta: dict | None = None, on_posted=None, post: bool = True) -> None:
+               meta: dict | None = None, post: bool = True) -> None:
         """Plan a charge (``source_amount`` > 0 in the plan's currency); refunds pass kind=refund."""
         fx_day = clock.local_date(at, self.tz)
         rate = self.rate(plan.currency, fx_day)
@@ -333,8 +332,7 @@ class OrgBuilder:
                           fx_date=fx_day)
         if period is not None:
             fields.update(period_start=period[0], period_end=period[1])
-        self.money.append(PlannedEntry(at, kind, sign * source_amount * rate, key, description, fields, on_posted,
-                                       post))
+        self.money.append(PlannedEntry(at, kind, sign * source_amount * rate, key, description, fields, post))
 
     # --- subscriptions -------------------------------------------------------------------------
     def product_name(self, plan: Plan) -> str:
@@ -473,8 +471,6 @@ class OrgBuilder:
                                 idempotency_key=m.key, description=m.description, occurred_at=m.at,
                                 created_by=None, **m.fields)
             entry.created_at = m.at
-            if m.on_posted is not None:
-                m.on_posted(entry)
         self.session.flush()
         for fn in self.after_money:
             fn()
@@ -592,51 +588,29 @@ def usage_rows(org: Organisation, sub: Subscription, meters: list[Meter], anchor
                         org_id=org.id, subscription_id=sub.id, period_start=t, period_end=t + step,
                         service=m.service, meter=m.meter, resource_group=m.resource_group, resource_id=resource_id,
                         resource_name=m.resource, quantity=q, unit=m.unit, cost=_q6(q * m.price), currency="USD",
-                        source="demo", source_key=key, ledger_entry_id=None, imported_at=t + step + timedelta(minutes=40),
+                        source="demo", source_key=key, imported_at=t + step + timedelta(minutes=40),
                     ))
             t += step
     return rows
 
 
-def rating_service():
-    """``services.rating`` when it is there (it rates usage exactly as the rating job does)."""
-    try:
-        from . import rating
-    except ImportError:  # pragma: no cover - the demo works without the jobs' module
-        return None
-    return rating if hasattr(rating, "rate_usage") else None
-
-
 def rate_usage_daily(b: OrgBuilder, sub: Subscription, rows: list[dict]) -> None:
-    """The usage charges of the history, one per local day.
+    """Size the top-ups for the usage of the history, one planned charge per local day.
 
-    With ``services.rating`` they only size the top-ups here: ``load`` runs the rating service
-    after the commit, which charges every record exactly as the rating job does. Without it, one
-    ``usage`` entry per complete local day is posted here and that day's records point at it
-    (the current day's records are left for the job)."""
+    Nothing is posted here: ``load`` runs ``services.rating`` after the commit, which charges every
+    record exactly as the rating job does."""
     plan = b.session.get(Plan, sub.plan_id)
     markup = Decimal(1) + plan.usage_markup_pct / 100
     by_day: dict[date, list[dict]] = {}
     for row in rows:
         by_day.setdefault(clock.local_date(row["period_start"], b.tz), []).append(row)
-    rated_by_service = rating_service() is not None
     for day, day_rows in sorted(by_day.items()):
-        if day >= b.today and not rated_by_service:
-            continue
         cost = sum((r["cost"] for r in day_rows), Decimal(0))
-        billed = _q6(cost * markup)
         start, end = clock.day_bounds(day, b.tz)
-
-        def link(entry: LedgerEntry, day_rows=day_rows) -> None:
-            for r in day_rows:
-                r["ledger_entry_id"] = entry.id
-
-        b.charge(sub, plan, start if rated_by_service else end + timedelta(minutes=30), billed,
-                 kind="usage", key=f"demo:{b.key}:{_sub_key(b, sub)}:usage:{day.isoformat()}",
+        b.charge(sub, plan, start, _q6(cost * markup), kind="usage",
+                 key=f"demo:{b.key}:{_sub_key(b, sub)}:usage:{day.isoformat()}",
                  description=f"{b.product_name(plan)}: потребление за {day.strftime('%d.%m.%Y')}",
-                 period=(start, end), meta={"records": len(day_rows), "cost": str(cost),
-                                            "markup_pct": str(plan.usage_markup_pct)},
-                 on_posted=None if rated_by_service else link, post=not rated_by_service)
+                 period=(start, end), post=False)
 
 
 def _sub_key(b: OrgBuilder, sub: Subscription) -> str:
@@ -939,10 +913,8 @@ def load(session: Session, *, now: datetime | None = None, catalog_path: Path | 
     except Exception:
         session.rollback()
         raise
-    rating = rating_service()
-    if rating is not None:
-        # Charges the demo's usage like the rating job (every record once; a rerun adds nothing).
-        result.rating = str(rating.rate_usage(session, now=max(anchor, clock.aware(now or clock.utcnow()))))
+    # Charges the demo's usage like the rating job (every record once; a rerun adds nothing).
+    result.rating = str(rating.rate_usage(session, now=max(anchor, clock.aware(now or clock.utcnow()))))
     refresh_rollup(session)
     return result
 

@@ -7,11 +7,11 @@ failed fetch keeps yesterday's rate).
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from sqlmodel import Session, col, select
 
-from ..models import ExchangeRate
+from ..models import ExchangeRate, UsageFxRate
 from .errors import RateMissing
 from .money import BASE_CURRENCY, convert
 
@@ -50,6 +50,25 @@ def convert_amount(session: Session, amount: Decimal, from_currency: str, to_cur
         return Decimal(amount), Decimal(1)
     rate = conversion_rate(session, from_currency, to_currency, day)
     return convert(amount, unit_rate(session, from_currency, day), unit_rate(session, to_currency, day)), rate
+
+
+def usage_rate(session: Session, currency: str, billing_currency: str, day: date, *, fix: bool = False) -> Decimal:
+    """The rate at which usage of ``day`` is charged: the one fixed when usage of that day was first
+    charged, else the day's conversion rate to 6 decimals (``fix``: and fix it now; rating does).
+    RateMissing when neither exists."""
+    if currency.upper() == billing_currency.upper():
+        return Decimal(1)
+    fixed = session.exec(select(UsageFxRate.rate).where(
+        UsageFxRate.currency == currency.upper(), UsageFxRate.billing_currency == billing_currency.upper(),
+        UsageFxRate.day == day)).first()
+    if fixed is not None:
+        return fixed
+    rate = conversion_rate(session, currency, billing_currency, day).quantize(Decimal("0.000001"), ROUND_HALF_UP)
+    if fix:
+        session.add(UsageFxRate(currency=currency.upper(), billing_currency=billing_currency.upper(), day=day,
+                                rate=rate))
+        session.flush()
+    return rate
 
 
 def store_rate(session: Session, currency: str, day: date, rate: Decimal, source: str = "cbu") -> ExchangeRate:

@@ -1,49 +1,45 @@
-"""Metered rating: unrated pay-as-you-go usage records → one ledger entry per subscription and period.
+"""Metered rating: usage records not yet charged → one ledger entry per subscription, billing
+period and usage currency.
 
-How a run works (set-based; no statement per record):
+What is charged is decided by a watermark, not by marking records: ``RatingWatermark`` keeps, per
+subscription, the highest record id already settled, and a record is new exactly when its id is
+above it. Record ids only grow (``models/usage.py``), and a batch reads the records while imports
+are locked out (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``LOCK TABLE usagerecord IN SHARE ROW
+EXCLUSIVE MODE``, which waits for running imports and is self-exclusive, taken before the snapshot),
+so a record committed later always has a higher id than the watermark set now.
 
-1. Subscriptions are taken in batches (``batch_subscriptions``, by id): pay-as-you-go plans that have
-   unrated records (``ledger_entry_id IS NULL``; an index seek per subscription, so a run with
-   nothing new costs milliseconds).
-2. One ``GROUP BY`` per batch sums the records per (subscription, period_start, currency). Python
-   then folds those rows into billing periods — the hour (hourly plans) or the day (daily plans) in
-   the organisation's time zone — prices each period and converts it at the rate of the usage day
-   in the organisation's time zone (``services.rates``; a day without a rate uses the latest earlier
-   one, the rate of one unit of the record currency in the billing currency is stored on the entry).
-3. The entries are bulk-inserted (``executemany`` on SQLite, ``COPY`` + ``INSERT … SELECT`` on
-   PostgreSQL) under a deterministic idempotency key
+One batch (``batch_subscriptions`` subscriptions, one transaction), all of it set-based SQL:
+
+1. the pay-as-you-go subscriptions with records above their watermark go into a temporary table;
+2. one ``GROUP BY`` sums their new records per (subscription, period_start, currency), read from
+   the covering index ``ix_usage_rating``;
+3. Python maps the few distinct period starts to billing periods — the hour (hourly plans) or the
+   local day (daily plans) in the organisation's time zone — and looks up the few rates needed;
+4. one ``INSERT … SELECT`` folds the sums into periods and posts the entries under the key
    ``usage:{subscription}:{period start UTC %Y%m%dT%H%M}:{max record id}`` with
-   ``ON CONFLICT (idempotency_key) DO NOTHING``: a rerun of the same records gives the same key and
-   posts nothing twice; late-arriving records of an already rated period give a new key and a new
-   entry. Money still moves only under a unique key.
-4. One ``UPDATE … FROM`` marks the records with their entry id (only records still unrated and not
-   newer than the group's max id, so a record that was not summed is never marked).
+   ``ON CONFLICT (idempotency_key) DO NOTHING`` (money moves only under a unique key);
+5. the watermarks move to the highest record id summed, in the same transaction.
 
-Each batch is one transaction: a crash mid-batch leaves nothing of that batch (no entry without its
-records, no record marked without its entry). Concurrent runs: SQLite serialises writers
-(``BEGIN IMMEDIATE``); on PostgreSQL each batch runs in REPEATABLE READ after
-``LOCK TABLE usagerecord IN SHARE UPDATE EXCLUSIVE MODE`` (taken before the snapshot, self-exclusive,
-does not block imports), so a second runner waits and then sees the first one's marks; the
-snapshot guarantees that the records marked are exactly the records summed.
+A crash mid-batch leaves nothing of the batch; a second run finds nothing above the watermarks; a
+concurrent run waits for the lock and then finds the watermarks moved.
 
-Amount (billing currency, negative = a charge), rounded half-up to the minor unit once::
+Amount (billing currency, negative = a charge), from the two figures stored on the entry::
 
-    amount = −round_half_up(Σ cost × (1 + usage_markup_pct/100) × rate(usage day))
+    source_amount = round_half_up(Σ cost × (1 + usage_markup_pct/100), 6 decimals)   (usage currency)
+    amount        = −round_half_up(source_amount × fx_rate, minor unit)
 
-computed exactly with integers (costs, markups and rates are stored with 6 decimals). The entry also
-stores ``source_amount`` (Σ cost × (1 + markup), to 6 decimals), ``source_currency``, ``fx_rate``
-(to 6 decimals) and ``fx_date``; ``occurred_at`` is the period's start (so a month's usage is in that
-month; ``created_at`` is when it was rated).
+so anyone can recompute an entry from what it shows. ``fx_rate`` is the rate of the usage day (the
+period's first day in the organisation's time zone), fixed the first time usage of that day is
+charged (``rates.usage_rate``, ``UsageFxRate``): late records of a day are charged at the same rate
+as the rest of it, and analytics convert every record of the day at it. ``occurred_at`` is the
+period's start (a month's usage is in that month), ``created_at`` when it was rated.
 
-Not billable (decided here, tested in tests/services/test_rating.py): records of a **suspended**
-subscription whose period starts at or after ``suspended_at`` (all of them when ``suspended_at`` is
-unknown), and records of a **trial** subscription before ``trial_ends_at``, are rated with a
-zero-amount ledger entry (meta ``not_billed``: the reason) — each record is still settled exactly
-once, so resuming the subscription never charges usage of the suspension, and the records are not
-rescanned by every later run. Records from before the suspension are charged normally.
-
-Records whose day has no exchange rate at all (not even an earlier one) stay unrated and are listed
-in the summary; the next run after the rate arrives charges them.
+Not billable: records of a **suspended** subscription whose period starts at or after
+``suspended_at`` (all of them when it is unknown), and records of a **trial** before
+``trial_ends_at``; they are settled with a zero-amount entry (meta ``not_billed``), so resuming never
+charges the suspension. Records whose day has no exchange rate at all (not even an earlier one)
+wait: the subscription's watermark stops below the first of them (later records of it wait too, so
+nothing is charged out of order twice), and they are listed in the summary.
 """
 
 from __future__ import annotations
@@ -53,14 +49,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Iterable
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from ..models import BillingType, Organisation, Plan, Subscription, SubscriptionStatus
+from ..models import BillingType, Organisation, Plan, RatingWatermark, Subscription, SubscriptionStatus, UsageRecord
 from ..models.types import utcnow
 from . import rates
 from .clock import day_bounds
@@ -72,6 +67,26 @@ log = logging.getLogger(__name__)
 MICRO = 10**6
 _PCT_DEN = 100 * MICRO  # usage_markup_pct is stored in micro-percent
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DATETIME on SQLite
+_NOT_BILLED_RU = {"suspended": "подписка приостановлена", "trial": "пробный период"}
+
+
+def _div_half_up(n: int, d: int) -> int:
+    """n / d rounded half away from zero (d > 0): Decimal's ROUND_HALF_UP."""
+    q, r = divmod(abs(n), d)
+    if 2 * r >= d:
+        q += 1
+    return q if n >= 0 else -q
+
+
+def source_micro(cost_micro: int, markup_micro: int) -> int:
+    """Σ cost with the plan's markup, in micro-units of the usage currency, rounded half-up."""
+    return _div_half_up(cost_micro * (_PCT_DEN + markup_micro), _PCT_DEN)
+
+
+def amount_minor(source: int, rate_micro: int, step: int = 1) -> int:
+    """``source`` (micro-units) × rate (micro) in minor units of the billing currency, rounded half-up
+    to ``step`` minor units (1; 100 for a currency without decimals)."""
+    return _div_half_up(source * rate_micro, 10**10 * step) * step
 
 
 @dataclass
@@ -92,6 +107,15 @@ class RatingSummary:
         self.phases[phase] = self.phases.get(phase, 0.0) + now - since
         return now
 
+    def add(self, other: "RatingSummary") -> None:
+        for name in ("records", "entries", "not_billed_records", "subscriptions", "batches", "rollup_rows"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for cur, amount in other.charged.items():
+            self.charged[cur] = self.charged.get(cur, Decimal(0)) + amount
+        for phase, seconds in other.phases.items():
+            self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+        self.missing_rates.update(other.missing_rates)
+
     def __str__(self) -> str:
         money = ", ".join(f"{v} {k}" for k, v in sorted(self.charged.items())) or "0"
         text = (f"rated {self.records} records of {self.subscriptions} subscriptions into {self.entries} "
@@ -105,9 +129,10 @@ class RatingSummary:
 @dataclass(frozen=True)
 class _Sub:
     id: int
+    after_id: int  # the watermark
     org_id: int
     name: str
-    status: str
+    suspended: bool
     suspended_at: datetime | None
     trial_until: datetime | None
     granularity: str
@@ -115,63 +140,53 @@ class _Sub:
     currency: str  # billing currency of the organisation
     tz: str
 
-    @property
-    def maybe_free(self) -> bool:
-        return self.status == SubscriptionStatus.SUSPENDED or self.trial_until is not None
-
-
-class _Bucket:
-    """A billing period; one object per (time zone, granularity, start), compared by identity."""
-
-    __slots__ = ("start", "end", "start_db", "end_db", "label", "fx_day")
-
-    def __init__(self, start: datetime, end: datetime, start_db, end_db, fx_day: date):
-        self.start, self.end, self.start_db, self.end_db, self.fx_day = start, end, start_db, end_db, fx_day
-        self.label = start.strftime("%Y%m%dT%H%M")
-
 
 class _Dialect:
     """The few places where SQLite and PostgreSQL differ."""
 
     def __init__(self, name: str):
-        self.name = name
         self.pg = name == "postgresql"
-
-    def q(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self.pg else sql
+        self.ts = "timestamptz" if self.pg else "TEXT"
+        self.day = "date" if self.pg else "TEXT"
+        self.temp = "ON COMMIT DROP" if self.pg else ""
+        self.json = "json_build_object" if self.pg else "json_object"
+        self.rating_index = "" if self.pg else "INDEXED BY ix_usage_rating"
 
     def ts_out(self, raw) -> datetime:
         if isinstance(raw, datetime):
             return raw.astimezone(timezone.utc) if raw.tzinfo else raw.replace(tzinfo=timezone.utc)
         return datetime.fromisoformat(raw).replace(tzinfo=timezone.utc)
 
-    def ts_in(self, value: datetime):
+    def ts_in(self, value: datetime | None):
+        if value is None:
+            return None
         value = value.astimezone(timezone.utc)
         return value if self.pg else value.replace(tzinfo=None).strftime(_SQLITE_TS)
 
     def date_in(self, value: date):
         return value if self.pg else value.isoformat()
 
+    def date_out(self, raw) -> date:
+        return raw if isinstance(raw, date) else date.fromisoformat(str(raw)[:10])
 
-def _div_half_up(n: int, d: int) -> int:
-    """n / d rounded half away from zero (d > 0): ROUND_HALF_UP of Decimal."""
-    q, r = divmod(abs(n), d)
-    if 2 * r >= d:
-        q += 1
-    return q if n >= 0 else -q
+    def source(self, cost: str, markup: str) -> str:
+        """SQL for ``source_micro``: exact in PostgreSQL's numeric; Python integers on SQLite (its
+        64-bit integers would overflow and silently turn into floats)."""
+        if self.pg:
+            return f"CAST(ROUND(CAST({cost} AS numeric) * ({_PCT_DEN} + {markup}) / {_PCT_DEN}) AS bigint)"
+        return f"rating_source({cost}, {markup})"
 
-
-def price_cents(cost_micro: int, markup_micro: int, rate_num: int, rate_den: int) -> int:
-    """Σcost (micro units) × (1 + markup%) × rate_num/rate_den, in minor units, rounded once."""
-    return _div_half_up(cost_micro * (_PCT_DEN + markup_micro) * rate_num, 10**12 * rate_den)
+    def amount(self, source: str, rate: str, step: str) -> str:
+        """SQL for ``amount_minor``."""
+        if self.pg:
+            return f"CAST(ROUND(CAST({source} AS numeric) * {rate} / ({10**10} * {step})) AS bigint) * {step}"
+        return f"rating_amount({source}, {rate}, {step})"
 
 
 def rate_usage(session: Session, now: datetime | None = None, batch_subscriptions: int = 500) -> RatingSummary:
-    """Rate every unrated record of pay-as-you-go subscriptions; commits once per batch.
-
-    Safe to run twice, concurrently, or again after a crash: see the module documentation.
-    An open transaction of ``session`` is committed first (each batch needs a fresh one).
-    """
+    """Charge every usage record of pay-as-you-go subscriptions above its subscription's watermark;
+    commits once per batch. Safe to run twice, concurrently, or again after a crash.
+    An open transaction of ``session`` is committed first (each batch needs a fresh one)."""
     started = time.perf_counter()
     now = now or utcnow()
     summary = RatingSummary()
@@ -199,350 +214,291 @@ def rate_usage(session: Session, now: datetime | None = None, batch_subscription
     return summary
 
 
-def _begin(session: Session, dialect: _Dialect):
-    if dialect.pg:
-        conn = session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        # Before any query: the snapshot is taken after the lock, so a waiting run sees our marks.
-        conn.exec_driver_sql("LOCK TABLE usagerecord IN SHARE UPDATE EXCLUSIVE MODE")
-    else:
-        conn = session.connection()  # BEGIN IMMEDIATE (db.py): the write lock for the whole batch
-    return conn
-
-
 def _run_batch(session: Session, dialect: _Dialect, after: int, limit: int, now: datetime,
                summary: RatingSummary) -> tuple[bool, int]:
-    conn = _begin(session, dialect)
+    if dialect.pg:
+        conn = session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        # Before any query, so the snapshot is taken after the lock: imports running now have
+        # committed, and new ones wait until this batch commits.
+        conn.exec_driver_sql("LOCK TABLE usagerecord IN SHARE ROW EXCLUSIVE MODE")
+    else:
+        conn = session.connection()  # BEGIN IMMEDIATE (db.py): the write lock for the whole batch
     subs = _candidates(session, after, limit)
     if not subs:
         session.commit()  # nothing written; a commit (unlike a rollback) keeps the caller's objects loaded
         return True, after
-    batch_summary = RatingSummary()
-    _rate_batch(session, conn, dialect, subs, now, batch_summary)
+    batch = RatingSummary()
+    _Batch(session, conn, dialect, subs, now, batch).run()
     t = time.perf_counter()
     session.commit()
-    _expire_usage(session)
-    batch_summary._tick("commit", t)
-    for phase, seconds in batch_summary.phases.items():
-        summary.phases[phase] = summary.phases.get(phase, 0.0) + seconds
-    # Only a committed batch counts (a retried batch must not be counted twice).
-    summary.records += batch_summary.records
-    summary.entries += batch_summary.entries
-    summary.not_billed_records += batch_summary.not_billed_records
-    summary.rollup_rows += batch_summary.rollup_rows
-    summary.subscriptions += batch_summary.subscriptions
-    summary.batches += 1
-    for cur, amount in batch_summary.charged.items():
-        summary.charged[cur] = summary.charged.get(cur, Decimal(0)) + amount
-    summary.missing_rates.update(batch_summary.missing_rates)
-    return False, max(s.id for s in subs.values())
-
-
-def _expire_usage(session: Session) -> None:
-    """Records loaded in the caller's session were marked behind the ORM's back: reload them."""
-    from ..models import UsageRecord
-
-    for obj in list(session.identity_map.values()):
-        if isinstance(obj, UsageRecord):
-            session.expire(obj)
+    batch._tick("commit", t)
+    batch.batches = 1
+    summary.add(batch)  # only a committed batch counts (a retried one must not count twice)
+    return False, max(subs)
 
 
 def _candidates(session: Session, after: int, limit: int) -> dict[int, _Sub]:
-    from ..models import UsageRecord
-
-    unrated = (
-        select(UsageRecord.id)
-        .where(UsageRecord.subscription_id == Subscription.id, UsageRecord.ledger_entry_id.is_(None))
-        .exists()
-    )
+    watermark = RatingWatermark.last_record_id
+    new = (select(UsageRecord.id)
+           .where(UsageRecord.subscription_id == Subscription.id, UsageRecord.id > func.coalesce(watermark, 0))
+           .exists())
     rows = session.execute(
-        select(Subscription.id, Subscription.org_id, Subscription.name, Subscription.status,
-               Subscription.suspended_at, Subscription.is_trial, Subscription.trial_ends_at,
-               Plan.granularity, Plan.usage_markup_pct, Plan.name, Organisation.billing_currency,
-               Organisation.timezone)
+        select(Subscription.id, watermark, Subscription.org_id, Subscription.name, Subscription.status,
+               Subscription.suspended_at, Subscription.is_trial, Subscription.trial_ends_at, Plan.granularity,
+               Plan.usage_markup_pct, Plan.name, Organisation.billing_currency, Organisation.timezone)
         .join(Plan, Plan.id == Subscription.plan_id)
         .join(Organisation, Organisation.id == Subscription.org_id)
-        .where(Plan.billing_type == BillingType.PAYG, Subscription.id > after, unrated)
+        .outerjoin(RatingWatermark, RatingWatermark.subscription_id == Subscription.id)
+        .where(Plan.billing_type == BillingType.PAYG, Subscription.id > after, new)
         .order_by(Subscription.id)
         .limit(limit)
     ).all()
-    subs = {}
-    for (sid, org_id, name, status, suspended_at, is_trial, trial_ends_at, gran, markup, plan_name, cur,
-         tz) in rows:
-        subs[sid] = _Sub(
-            id=sid, org_id=org_id, name=name or plan_name, status=status, suspended_at=suspended_at,
-            trial_until=trial_ends_at if is_trial else None, granularity=gran or "hour",
-            markup_micro=int(Decimal(markup or 0) * MICRO), currency=cur, tz=tz or "Asia/Tashkent",
-        )
-    return subs
+    return {
+        sid: _Sub(id=sid, after_id=mark or 0, org_id=org_id, name=name or plan_name,
+                  suspended=status == SubscriptionStatus.SUSPENDED, suspended_at=suspended_at,
+                  trial_until=trial_ends_at if is_trial else None, granularity=gran or "hour",
+                  markup_micro=int(Decimal(markup or 0) * MICRO), currency=cur, tz=tz or "Asia/Tashkent")
+        for (sid, mark, org_id, name, status, suspended_at, is_trial, trial_ends_at, gran, markup, plan_name, cur,
+             tz) in rows
+    }
 
 
-class _Periods:
-    """Maps a record's stored ``period_start`` to its billing period, once per distinct value."""
 
-    def __init__(self, dialect: "_Dialect"):
-        self.dialect = dialect
-        self.canonical: dict[tuple, _Bucket] = {}
-        self.by_zone: dict[tuple[str, str], dict] = {}
-
-    def cache_for(self, tz: str, granularity: str) -> dict:
-        return self.by_zone.setdefault((tz, granularity), {})
-
-    def resolve(self, raw_start, tz: str, granularity: str) -> tuple[_Bucket, datetime]:
-        start = self.dialect.ts_out(raw_start)
-        local = start.astimezone(ZoneInfo(tz))
-        if granularity == "day":
-            b_start, b_end = day_bounds(local.date(), tz)
-        else:
-            b_start = local.replace(minute=0, second=0, microsecond=0).astimezone(timezone.utc)
-            b_end = b_start + timedelta(hours=1)
-        key = (tz, granularity, b_start)
-        bucket = self.canonical.get(key)
-        if bucket is None:
-            # The rate of the usage day: the period's first day in the organisation's time zone.
-            bucket = self.canonical[key] = _Bucket(
-                b_start, b_end, self.dialect.ts_in(b_start), self.dialect.ts_in(b_end),
-                b_start.astimezone(ZoneInfo(tz)).date(),
-            )
-        return bucket, start
+# The reason a group of records is not billed, in SQL over rating_sub s and a record start column.
+def _reason_sql(start: str) -> str:
+    return (f"CASE WHEN s.suspended = 1 AND (s.suspended_at IS NULL OR {start} >= s.suspended_at) THEN 'suspended' "
+            f"WHEN s.trial_until IS NOT NULL AND {start} < s.trial_until THEN 'trial' END")
 
 
-# Ledger descriptions are written in Russian, the language of the closing documents.
-_NOT_BILLED_RU = {"suspended": "подписка приостановлена", "trial": "пробный период"}
+class _Batch:
+    """The SQL of one batch over its temporary tables (see the module documentation)."""
 
+    def __init__(self, session: Session, conn, dialect: _Dialect, subs: dict[int, _Sub], now: datetime,
+                 summary: RatingSummary):
+        self.session, self.dialect, self.subs, self.now, self.summary = session, dialect, subs, now, summary
+        self.raw = conn.connection.dbapi_connection
+        self.cur = self.raw.cursor()
+        self.zones = {key: i for i, key in enumerate(sorted({(s.tz, s.granularity) for s in subs.values()}))}
 
-def _not_billed_reason(sub: _Sub, record_start: datetime) -> str | None:
-    if sub.status == SubscriptionStatus.SUSPENDED and (sub.suspended_at is None or record_start >= sub.suspended_at):
-        return "suspended"
-    if sub.trial_until is not None and record_start < sub.trial_until:
-        return "trial"
-    return None
+    def q(self, sql: str, params=()):
+        self.cur.execute(sql.replace("?", "%s") if self.dialect.pg else sql, params)
+        return self.cur
 
+    def many(self, sql: str, rows: list[tuple]) -> None:
+        if rows:
+            self.cur.executemany(sql.replace("?", "%s") if self.dialect.pg else sql, rows)
 
-class _Rates:
-    """Conversion factors per (from, to, day), looked up once per batch: (num, den, rate to 6 decimals)."""
+    def run(self) -> None:
+        t = time.perf_counter()
+        self.create_tables()
+        self.fill_subs()
+        self.aggregate()
+        t = self.summary._tick("aggregate", t)
+        self.fill_periods()
+        self.fill_rates()
+        t = self.summary._tick("periods_and_rates", t)
+        self.post_entries()
+        t = self.summary._tick("insert_entries", t)
+        self.move_watermarks()
+        self.summary.rollup_rows += _refresh_rollup(self.session, self, self.used_rates())
+        self.summary._tick("rollup", t)
+        if not self.dialect.pg:
+            for table in ("rating_sub", "rating_group", "rating_period", "rating_fx"):
+                self.q(f"DELETE FROM {table}")
+        self.cur.close()
 
-    def __init__(self, session: Session):
-        self.session = session
-        self.cache: dict[tuple[str, str, date], tuple[int, int, int] | None] = {}
+    def create_tables(self) -> None:
+        d = self.dialect
+        prefix = "CREATE TEMP TABLE" if d.pg else "CREATE TEMP TABLE IF NOT EXISTS"
+        self.q(f"{prefix} rating_sub (sub_id bigint PRIMARY KEY, after_id bigint, upto_id bigint, "
+               f"from_period {d.ts}, zone integer, org_id bigint, org_currency varchar(3), markup bigint, step bigint, "
+               f"suspended integer, suspended_at {d.ts}, trial_until {d.ts}, description text, "
+               f"desc_suspended text, desc_trial text) {d.temp}")
+        self.q(f"{prefix} rating_group (sub_id bigint, period_start {d.ts}, currency varchar(3), cost bigint, "
+               f"n bigint, max_id bigint) {d.temp}")
+        self.q(f"{prefix} rating_period (zone integer, period_start {d.ts}, bucket_start {d.ts}, bucket_end {d.ts}, "
+               f"label varchar(16), fx_day {d.day}, PRIMARY KEY (zone, period_start)) {d.temp}")
+        self.q(f"{prefix} rating_fx (currency varchar(3), org_currency varchar(3), fx_day {d.day}, rate bigint, "
+               f"PRIMARY KEY (currency, org_currency, fx_day)) {d.temp}")
+        if not d.pg:
+            for table in ("rating_sub", "rating_group", "rating_period", "rating_fx"):
+                self.q(f"DELETE FROM {table}")
+            # Exact integer pricing (see _Dialect.source): the rule's one definition, in Python.
+            self.raw.create_function("rating_source", 2, source_micro, deterministic=True)
+            self.raw.create_function("rating_amount", 3, amount_minor, deterministic=True)
 
-    def factor(self, from_cur: str, to_cur: str, day: date) -> tuple[int, int, int] | None:
-        key = (from_cur, to_cur, day)
-        if key not in self.cache:
-            if from_cur.upper() == to_cur.upper():
-                self.cache[key] = (1, 1, MICRO)
+    def fill_subs(self) -> None:
+        d = self.dialect
+        rows = []
+        for s in self.subs.values():
+            name = s.name
+            rows.append((
+                s.id, s.after_id, self.zones[(s.tz, s.granularity)], s.org_id, s.currency, s.markup_micro,
+                10 ** (2 - minor_unit(s.currency)), int(s.suspended), d.ts_in(s.suspended_at), d.ts_in(s.trial_until),
+                f"Потребление: {name}"[:500],
+                f"Потребление не оплачивается ({_NOT_BILLED_RU['suspended']}): {name}"[:500],
+                f"Потребление не оплачивается ({_NOT_BILLED_RU['trial']}): {name}"[:500],
+            ))
+        self.many("INSERT INTO rating_sub (sub_id, after_id, zone, org_id, org_currency, markup, step, suspended, "
+                  "suspended_at, trial_until, description, desc_suspended, desc_trial) "
+                  "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        # Where each subscription's new records start in time: the grouping below reads the index
+        # from there, not the subscription's whole history.
+        self.q("UPDATE rating_sub SET from_period = (SELECT MIN(u.period_start) FROM usagerecord u "
+               "WHERE u.subscription_id = rating_sub.sub_id AND u.id > rating_sub.after_id)")
+
+    def aggregate(self, only_cut: bool = False) -> None:
+        self.q(
+            "INSERT INTO rating_group (sub_id, period_start, currency, cost, n, max_id) "
+            "SELECT s.sub_id, u.period_start, u.currency, SUM(u.cost), COUNT(*), MAX(u.id) "
+            f"FROM rating_sub s CROSS JOIN usagerecord u {self.dialect.rating_index} "
+            "WHERE u.subscription_id = s.sub_id AND u.period_start >= s.from_period AND u.id > s.after_id "
+            "AND (s.upto_id IS NULL OR u.id <= s.upto_id) "
+            + ("AND s.upto_id IS NOT NULL " if only_cut else "")
+            + "GROUP BY s.sub_id, u.period_start, u.currency")
+
+    def fill_periods(self) -> None:
+        """Billing period of each distinct (zone, record start): Python, a few hundred values."""
+        d = self.dialect
+        zone_of = {i: key for key, i in self.zones.items()}
+        rows = []
+        for zone, raw_start in self.q("SELECT DISTINCT s.zone, g.period_start FROM rating_group g "
+                                      "JOIN rating_sub s ON s.sub_id = g.sub_id").fetchall():
+            tz, granularity = zone_of[zone]
+            local = d.ts_out(raw_start).astimezone(ZoneInfo(tz))
+            if granularity == "day":
+                start, end = day_bounds(local.date(), tz)
             else:
-                try:
-                    num = int(rates.unit_rate(self.session, from_cur, day) * MICRO)
-                    den = int(rates.unit_rate(self.session, to_cur, day) * MICRO)
-                    self.cache[key] = (num, den, _div_half_up(num * MICRO, den))
-                except RateMissing:
-                    self.cache[key] = None
-        return self.cache[key]
+                start = local.replace(minute=0, second=0, microsecond=0).astimezone(timezone.utc)
+                end = start + timedelta(hours=1)
+            fx_day = start.astimezone(ZoneInfo(tz)).date()  # the rate of the period's first local day
+            rows.append((zone, raw_start, d.ts_in(start), d.ts_in(end), start.strftime("%Y%m%dT%H%M"),
+                         d.date_in(fx_day)))
+        self.many("INSERT INTO rating_period VALUES (?,?,?,?,?,?)", rows)
 
-
-def _aggregate(conn, dialect: _Dialect, sub_ids: list[int]):
-    marks = ",".join("?" * len(sub_ids))
-    cur = conn.connection.dbapi_connection.cursor()
-    cur.execute(
-        dialect.q(
-            "SELECT subscription_id, period_start, currency, SUM(cost), COUNT(*), MAX(id) FROM usagerecord "
-            f"WHERE ledger_entry_id IS NULL AND subscription_id IN ({marks}) "
-            "GROUP BY subscription_id, period_start, currency"
-        ),
-        sub_ids,
-    )
-    rows = cur.fetchall()
-    cur.close()
-    return rows
-
-
-def _rate_batch(session: Session, conn, dialect: _Dialect, subs: dict[int, _Sub], now: datetime,
-                summary: RatingSummary) -> None:
-    t = time.perf_counter()
-    rows = _aggregate(conn, dialect, sorted(subs))
-    t = summary._tick("aggregate", t)
-    if not rows:
-        return
-    periods = _Periods(dialect)
-    caches = {sid: periods.cache_for(sub.tz, sub.granularity) for sid, sub in subs.items()}
-    maybe_free = {sid for sid, sub in subs.items() if sub.maybe_free}
-    # (sub id, bucket, record currency, not-billed reason) -> [Σcost, count, max id, [SQL groups]]
-    entries: dict[tuple, list] = {}
-    for sub_id, raw_start, currency, cost, count, max_id in rows:
-        cache = caches[sub_id]
-        hit = cache.get(raw_start)
-        if hit is None:
-            sub = subs[sub_id]
-            hit = cache[raw_start] = periods.resolve(raw_start, sub.tz, sub.granularity)
-        reason = _not_billed_reason(subs[sub_id], hit[1]) if sub_id in maybe_free else None
-        ekey = (sub_id, hit[0], currency, reason)
-        entry = entries.get(ekey)
-        if entry is None:
-            entries[ekey] = [int(cost), count, max_id, [(sub_id, raw_start, currency, max_id)]]
-        else:
-            entry[0] += int(cost)
-            entry[1] += count
-            if max_id > entry[2]:
-                entry[2] = max_id
-            entry[3].append((sub_id, raw_start, currency, max_id))
-
-    fx = _Rates(session)
-    # per (record currency, billing currency, bucket): (num, den, fx rate, fx date as stored) or None
-    factors: dict[tuple, tuple | None] = {}
-    used_rates: dict[tuple[int, date, str], int] = {}  # (sub, local day, currency) -> fx rate (micro)
-    ids = iter(_new_ids(conn, dialect, len(entries)))
-    occurred_now = dialect.ts_in(now)
-    per_sub = {sid: (sub, sub.org_id, sub.currency, _PCT_DEN + sub.markup_micro,
-                     10 ** (2 - minor_unit(sub.currency)), f"Потребление: {sub.name}"[:500])
-               for sid, sub in subs.items()}
-    new_rows: list[tuple] = []
-    map_rows: list[tuple] = []  # (entry id, sub id, period_start as stored, currency, max id)
-    append_entry, append_map = new_rows.append, map_rows.append
-    charged: dict[str, int] = {}
-    touched: set[int] = set()
-    records = 0
-    for (sub_id, bucket, currency, reason), (cost_micro, count, max_id, groups) in entries.items():
-        sub, org_id, org_cur, markup_factor, step, description = per_sub[sub_id]
-        if reason is None:
-            fkey = (currency, org_cur, bucket)
-            factor = factors.get(fkey, False)
-            if factor is False:
-                rate = fx.factor(currency, org_cur, bucket.fx_day)
-                factor = factors[fkey] = None if rate is None else (*rate, dialect.date_in(bucket.fx_day))
-            if factor is None:
-                summary.missing_rates[sub_id] = f"no {currency} rate on or before {bucket.fx_day}"
+    def fill_rates(self) -> None:
+        """The rate of each (usage currency, billing currency, usage day) needed, fixed for the day
+        the first time it is used; subscriptions with usage of a day without any rate wait."""
+        d = self.dialect
+        rows, missing = [], []
+        for currency, org_currency, raw_day in self.q(
+                "SELECT DISTINCT g.currency, s.org_currency, p.fx_day FROM rating_group g "
+                "JOIN rating_sub s ON s.sub_id = g.sub_id "
+                "JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start").fetchall():
+            day = d.date_out(raw_day)
+            try:
+                rate = rates.usage_rate(self.session, currency, org_currency, day, fix=True)
+            except RateMissing:
+                missing.append((currency, org_currency, day))
                 continue
-            num, den, fx_rate, fx_date = factor
-            marked_up = cost_micro * markup_factor
-            # the ledger stores 2 decimals; a currency with fewer is rounded to its own unit
-            cents = _div_half_up(marked_up * num, 10**12 * den * step) * step
-            amount, source_amount = -cents, _div_half_up(marked_up, _PCT_DEN)
-            charged[org_cur] = charged.get(org_cur, 0) + cents
-            used_rates[(sub_id, bucket.fx_day, currency)] = fx_rate
-            meta = f'{{"records": {count}, "max_record_id": {max_id}, "cost_micro": {cost_micro}}}'
-        else:
-            amount, source_amount, fx_rate, fx_date = 0, 0, None, None
-            meta = (f'{{"records": {count}, "max_record_id": {max_id}, "cost_micro": {cost_micro}, '
-                    f'"not_billed": "{reason}"}}')
-            summary.not_billed_records += count
-            description = f"Потребление не оплачивается ({_NOT_BILLED_RU.get(reason, reason)}): {sub.name}"[:500]
-        entry_id = next(ids)
-        append_entry((
-            entry_id, org_id, "usage", amount, org_cur, description, sub_id, source_amount, currency,
-            fx_rate, fx_date, bucket.start_db, bucket.end_db,
-            f"usage:{sub_id}:{bucket.label}:{max_id}", bucket.start_db, occurred_now, meta,
-        ))
-        for group in groups:
-            append_map((entry_id, *group))
-        records += count
-        touched.add(sub_id)
-    summary.records += records
-    t = summary._tick("price", t)
-    if not new_rows:
-        return
-    remap = _insert_entries(conn, dialect, new_rows)
-    if remap:
-        map_rows = [(remap.get(row[0], row[0]),) + row[1:] for row in map_rows]
-    t = summary._tick("insert_entries", t)
-    _mark_records(conn, dialect, map_rows)
-    t = summary._tick("mark_records", t)
-    summary.rollup_rows += _refresh_rollup(session, conn, dialect, used_rates)
-    t = summary._tick("rollup", t)
-    summary.entries += len(new_rows) - len(remap)
-    summary.subscriptions += len(touched)
-    for cur, cents in charged.items():
-        summary.charged[cur] = summary.charged.get(cur, Decimal(0)) + Decimal(cents).scaleb(-minor_unit(cur))
+            rows.append((currency, org_currency, d.date_in(day), int(rate * MICRO)))
+        self.many("INSERT INTO rating_fx VALUES (?,?,?,?)", rows)
+        if missing:
+            self.wait_for_rates(missing)
+
+    def wait_for_rates(self, missing: list[tuple[str, str, date]]) -> None:
+        """Stop each affected subscription's watermark below its first billable record without a
+        rate, and group its records again up to there."""
+        reason = _reason_sql("u.period_start")
+        cut = self.q(
+            "SELECT s.sub_id, MIN(u.id) FROM rating_sub s CROSS JOIN usagerecord u "
+            "JOIN rating_period p ON p.zone = s.zone AND p.period_start = u.period_start "
+            "LEFT JOIN rating_fx f ON f.currency = u.currency AND f.org_currency = s.org_currency AND f.fx_day = p.fx_day "
+            f"WHERE u.subscription_id = s.sub_id AND u.id > s.after_id AND f.rate IS NULL AND ({reason}) IS NULL "
+            "GROUP BY s.sub_id").fetchall()
+        for sub_id, first_id in cut:
+            self.q("UPDATE rating_sub SET upto_id = ? WHERE sub_id = ?", (first_id - 1, sub_id))
+            self.q("DELETE FROM rating_group WHERE sub_id = ?", (sub_id,))
+            days = sorted({str(m[2]) for m in missing})
+            self.summary.missing_rates[sub_id] = f"no rate on or before {', '.join(days)} ({missing[0][0]})"
+        if cut:
+            self.aggregate(only_cut=True)
+
+    def post_entries(self) -> None:
+        d = self.dialect
+        reason = _reason_sql("g.period_start")
+        meta = f"{d.json}('records', y.n, 'max_record_id', y.max_id, 'cost_micro', y.cost"
+        records = "CAST(meta ->> 'records' AS bigint)" if d.pg else "json_extract(meta, '$.records')"
+        not_billed = "meta ->> 'not_billed'" if d.pg else "json_extract(meta, '$.not_billed')"
+        self.q(
+            "INSERT INTO ledgerentry (org_id, kind, amount, currency, description, subscription_id, source_amount, "
+            "source_currency, fx_rate, fx_date, period_start, period_end, idempotency_key, occurred_at, created_at, meta) "
+            "SELECT y.org_id, 'usage', "
+            f"CASE WHEN y.reason IS NULL THEN -{d.amount('y.source', 'y.rate', 'y.step')} ELSE 0 END, y.org_currency, "
+            "CASE y.reason WHEN 'suspended' THEN y.desc_suspended WHEN 'trial' THEN y.desc_trial ELSE y.description END, "
+            "y.sub_id, CASE WHEN y.reason IS NULL THEN y.source ELSE 0 END, y.currency, "
+            "CASE WHEN y.reason IS NULL THEN y.rate END, CASE WHEN y.reason IS NULL THEN y.fx_day END, "
+            "y.bucket_start, y.bucket_end, 'usage:' || y.sub_id || ':' || y.label || ':' || y.max_id, y.bucket_start, ?, "
+            f"CASE WHEN y.reason IS NULL THEN {meta}) ELSE {meta}, 'not_billed', y.reason) END "
+            f"FROM (SELECT x.*, {d.source('x.cost', 'x.markup')} AS source FROM ("
+            "  SELECT s.sub_id, s.org_id, s.org_currency, s.markup, s.step, s.description, s.desc_suspended, "
+            "  s.desc_trial, p.bucket_start, p.bucket_end, p.label, p.fx_day, g.currency, f.rate, "
+            f"  {reason} AS reason, SUM(g.cost) AS cost, SUM(g.n) AS n, MAX(g.max_id) AS max_id "
+            "  FROM rating_group g JOIN rating_sub s ON s.sub_id = g.sub_id "
+            "  JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start "
+            "  LEFT JOIN rating_fx f ON f.currency = g.currency AND f.org_currency = s.org_currency "
+            "  AND f.fx_day = p.fx_day "
+            "  GROUP BY s.sub_id, s.org_id, s.org_currency, s.markup, s.step, s.description, s.desc_suspended, "
+            f"  s.desc_trial, p.bucket_start, p.bucket_end, p.label, p.fx_day, g.currency, f.rate, {reason}"
+            ") x) y WHERE true ORDER BY y.org_id, y.bucket_start "
+            "ON CONFLICT (idempotency_key) DO NOTHING "
+            f"RETURNING subscription_id, currency, amount, {records}, {not_billed}",
+            (d.ts_in(self.now),))
+        charged: dict[str, int] = {}
+        touched = set()
+        for sub_id, currency, amount, count, reason_posted in self.cur.fetchall():
+            self.summary.entries += 1
+            touched.add(sub_id)
+            if reason_posted:
+                self.summary.not_billed_records += count
+            elif amount:
+                charged[currency] = charged.get(currency, 0) - amount
+        for currency, minor in charged.items():
+            self.summary.charged[currency] = Decimal(minor).scaleb(-2)
+        records, groups = self.q("SELECT COALESCE(SUM(n), 0), COUNT(*) FROM rating_group").fetchone()
+        self.summary.records = int(records)
+        self.summary.subscriptions = len(touched)
+        if self.summary.entries == 0 and groups:
+            log.warning("rating: every usage entry of this batch was already posted")
+
+    def move_watermarks(self) -> None:
+        self.q("INSERT INTO ratingwatermark (subscription_id, last_record_id, rated_at) "
+               "SELECT sub_id, MAX(max_id), ? FROM rating_group WHERE true GROUP BY sub_id "
+               "ON CONFLICT (subscription_id) DO UPDATE SET last_record_id = excluded.last_record_id, "
+               "rated_at = excluded.rated_at", (self.dialect.ts_in(self.now),))
+
+    def used_rates(self) -> dict[tuple[int, date, str], int]:
+        """(subscription, usage day, currency) → rate (micro) of what was charged in this batch."""
+        rows = self.q(
+            "SELECT DISTINCT g.sub_id, p.fx_day, g.currency, f.rate FROM rating_group g "
+            "JOIN rating_sub s ON s.sub_id = g.sub_id "
+            "JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start "
+            "JOIN rating_fx f ON f.currency = g.currency AND f.org_currency = s.org_currency AND f.fx_day = p.fx_day "
+            f"WHERE ({_reason_sql('g.period_start')}) IS NULL").fetchall()
+        return {(sid, self.dialect.date_out(day), currency): rate for sid, day, currency, rate in rows}
 
 
-_ENTRY_COLUMNS = ("id, org_id, kind, amount, currency, description, subscription_id, source_amount, "
-                  "source_currency, fx_rate, fx_date, period_start, period_end, idempotency_key, occurred_at, "
-                  "created_at, meta")
-_ENTRY_WIDTH = len(_ENTRY_COLUMNS.split(", "))
-
-
-def _new_ids(conn, dialect: _Dialect, n: int) -> list[int]:
-    """Ids for the new entries: the inserts below give them explicitly (no RETURNING round trip)."""
-    cur = conn.connection.dbapi_connection.cursor()
-    if dialect.pg:
-        cur.execute("SELECT nextval(pg_get_serial_sequence('ledgerentry', 'id')) FROM generate_series(1, %s)", (n,))
-        ids = [r[0] for r in cur.fetchall()]
-    else:
-        # The batch holds SQLite's write lock (BEGIN IMMEDIATE): nobody else inserts meanwhile.
-        base = cur.execute("SELECT COALESCE(MAX(id), 0) FROM ledgerentry").fetchone()[0]
-        ids = list(range(base + 1, base + 1 + n))
-    cur.close()
-    return ids
-
-
-def _insert_entries(conn, dialect: _Dialect, rows: list[tuple]) -> dict[int, int]:
-    """Insert the entries, skipping idempotency keys already posted.
-
-    Returns {id we meant to give: id of the entry already posted under that key} for the skipped
-    ones (empty in the normal case), so their records are linked to the existing entry instead of
-    being charged again.
-    """
-    cur = conn.connection.dbapi_connection.cursor()
-    n = len(rows)
-    if dialect.pg:
-        cur.execute(f"CREATE TEMP TABLE rating_entry ON COMMIT DROP AS SELECT {_ENTRY_COLUMNS} FROM ledgerentry LIMIT 0")
-        with cur.copy(f"COPY rating_entry ({_ENTRY_COLUMNS}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        cur.execute(f"INSERT INTO ledgerentry ({_ENTRY_COLUMNS}) SELECT {_ENTRY_COLUMNS} FROM rating_entry "
-                    "ON CONFLICT (idempotency_key) DO NOTHING")
-        inserted = cur.rowcount
-    else:
-        cur.executemany(
-            f"INSERT INTO ledgerentry ({_ENTRY_COLUMNS}) VALUES ({','.join('?' * _ENTRY_WIDTH)}) "
-            "ON CONFLICT (idempotency_key) DO NOTHING",
-            rows,
-        )
-        inserted = cur.rowcount
-    remap: dict[int, int] = {}
-    if inserted != n:
-        log.warning("rating: %d of %d usage entries were already posted; linking their records to them",
-                    n - inserted, n)
-        key_at = _ENTRY_COLUMNS.split(", ").index("idempotency_key")
-        wanted = {row[key_at]: row[0] for row in rows}
-        keys = list(wanted)
-        for start in range(0, n, 500):
-            chunk = keys[start:start + 500]
-            cur.execute(dialect.q(f"SELECT idempotency_key, id FROM ledgerentry WHERE idempotency_key IN "
-                                  f"({','.join('?' * len(chunk))})"), chunk)
-            for key, existing in cur.fetchall():
-                if existing != wanted[key]:
-                    remap[wanted[key]] = existing
-    cur.close()
-    return remap
-
-
-def _refresh_rollup(session: Session, conn, dialect: _Dialect, used: dict[tuple[int, date, str], int]) -> int:
+def _refresh_rollup(session: Session, batch: _Batch, used: dict[tuple[int, date, str], int]) -> int:
     """Keep the analytics roll-up (``UsageDaily``, services/analytics.py) in step with the rates used.
 
-    The importer builds the roll-up with the day's rate known at import time; rating may use another
+    The importer builds the roll-up with the day's rate known at import time; rating may fix another
     one (the day's rate arrived meanwhile). Only (subscription, day) pairs whose roll-up is missing
     or disagrees with the rate used are rebuilt — by the analytics service, in this transaction.
     """
     if not used:
         return 0
-    try:
-        from . import analytics
-    except ImportError:  # pragma: no cover - analytics is another module
-        return 0
-    if not hasattr(analytics, "refresh_rollup_pairs"):  # pragma: no cover
-        return 0
+    from . import analytics
+
     sub_ids = sorted({k[0] for k in used})
     days = [k[1] for k in used]
-    cur = conn.connection.dbapi_connection.cursor()
-    cur.execute(dialect.q(
-        "SELECT subscription_id, day, currency, SUM(cost), SUM(cost_org), COUNT(*), COUNT(cost_org) FROM usagedaily "
-        f"WHERE subscription_id IN ({','.join('?' * len(sub_ids))}) AND day >= ? AND day <= ? "
-        "GROUP BY subscription_id, day, currency"), [*sub_ids, dialect.date_in(min(days)), dialect.date_in(max(days))])
+    d = batch.dialect
     have = {}
-    for sid, day, currency, cost, cost_org, n, n_org in cur.fetchall():
-        day = day if isinstance(day, date) else date.fromisoformat(str(day)[:10])
-        have[(sid, day, currency)] = (int(cost or 0), int(cost_org or 0), n, n_org)
-    cur.close()
+    for sid, day, currency, cost, cost_org, n, n_org in batch.q(
+            "SELECT subscription_id, day, currency, SUM(cost), SUM(cost_org), COUNT(*), COUNT(cost_org) "
+            f"FROM usagedaily WHERE subscription_id IN ({','.join('?' * len(sub_ids))}) AND day >= ? AND day <= ? "
+            "GROUP BY subscription_id, day, currency",
+            [*sub_ids, d.date_in(min(days)), d.date_in(max(days))]).fetchall():
+        have[(sid, d.date_out(day), currency)] = (int(cost or 0), int(cost_org or 0), n, n_org)
     stale = set()
     for key, rate in used.items():
         row = have.get(key)
@@ -556,30 +512,3 @@ def _refresh_rollup(session: Session, conn, dialect: _Dialect, used: dict[tuple[
     if not stale:
         return 0
     return analytics.refresh_rollup_pairs(session, stale)
-
-
-def _mark_records(conn, dialect: _Dialect, groups: Iterable[tuple]) -> None:
-    """Set ``ledger_entry_id`` on exactly the records that were summed, in one UPDATE."""
-    raw = conn.connection.dbapi_connection
-    cur = raw.cursor()
-    if dialect.pg:
-        cur.execute("CREATE TEMP TABLE rating_map (entry_id bigint, sub_id bigint, period_start timestamptz, "
-                    "currency varchar(3), max_id bigint) ON COMMIT DROP")
-        with cur.copy("COPY rating_map FROM STDIN") as copy:
-            for row in groups:
-                copy.write_row(row)
-        cur.execute("ANALYZE rating_map")
-    else:
-        cur.execute("CREATE TEMP TABLE IF NOT EXISTS rating_map (entry_id INTEGER, sub_id INTEGER, "
-                    "period_start TEXT, currency TEXT, max_id INTEGER)")
-        cur.execute("DELETE FROM rating_map")
-        cur.executemany("INSERT INTO rating_map VALUES (?,?,?,?,?)", groups)
-    cur.execute(
-        "UPDATE usagerecord SET ledger_entry_id = m.entry_id FROM rating_map m "
-        "WHERE usagerecord.subscription_id = m.sub_id AND usagerecord.period_start = m.period_start "
-        "AND usagerecord.currency = m.currency AND usagerecord.ledger_entry_id IS NULL "
-        "AND usagerecord.id <= m.max_id"
-    )
-    if not dialect.pg:
-        cur.execute("DELETE FROM rating_map")
-    cur.close()

@@ -51,7 +51,7 @@ from sqlalchemy import insert, select
 from sqlmodel import Session
 
 from ..config import get_settings
-from ..models import LedgerEntry, Organisation, Plan, Subscription, UsageRecord
+from ..models import Organisation, Plan, Subscription, UsageRecord
 from ..models.types import utcnow
 from . import analytics, clock, rates
 from .authz import Actor, can_read
@@ -464,7 +464,7 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
                 report.unmatched_refs[key] = report.unmatched_refs.get(key, 0) + 1
             continue
         sub_id, org_id, _plan_currency = match
-        values.update(org_id=org_id, subscription_id=sub_id, source=fmt, ledger_entry_id=None,
+        values.update(org_id=org_id, subscription_id=sub_id, source=fmt,
                       imported_at=imported_at, source_key=row_key(row))
         batch.append(values)
         touched.setdefault(sub_id, set()).add(values["period_start"].date())
@@ -481,7 +481,7 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
 
 _INSERT_COLUMNS = ("org_id", "subscription_id", "period_start", "period_end", "service", "meter", "resource_group",
                    "resource_id", "resource_name", "quantity", "unit", "cost", "currency", "source", "source_key",
-                   "ledger_entry_id", "imported_at")
+                   "imported_at")
 
 
 class _Writer:
@@ -497,8 +497,6 @@ class _Writer:
         dialect = session.get_bind().dialect
         table = UsageRecord.__table__
         self.session = session
-        self.sqlite = dialect.name == "sqlite"
-        self.tuned = False
         # dialect_impl: the processor of the type as this dialect stores it (SQLite: fixed-width text)
         self.dt_proc = table.c.period_start.type.dialect_impl(dialect).bind_processor(dialect)
         self.dt_cache: dict[datetime, object] = {}
@@ -521,16 +519,11 @@ class _Writer:
         if self.sql is None:
             self.session.execute(insert(UsageRecord.__table__), rows)
             return
-        if self.sqlite and not self.tuned:
-            # A bigger page cache for this connection: four indexes of a large table are updated
-            # per row (the default 2 MB cache makes every batch re-read index pages).
-            self.session.connection().exec_driver_sql("PRAGMA cache_size=-65536")
-            self.tuned = True
         dt = self._dt
         params = [
             (r["org_id"], r["subscription_id"], dt(r["period_start"]), dt(r["period_end"]), r["service"], r["meter"],
              r["resource_group"], r["resource_id"], r["resource_name"], int(r["quantity"].scaleb(6)), r["unit"],
-             int(r["cost"].scaleb(6)), r["currency"], r["source"], r["source_key"], None, dt(r["imported_at"]))
+             int(r["cost"].scaleb(6)), r["currency"], r["source"], r["source_key"], dt(r["imported_at"]))
             for r in rows
         ]
         self.session.connection().exec_driver_sql(self.sql, params)
@@ -712,27 +705,23 @@ def _export_rows(session: Session, org: Organisation, subs: dict, start: date, e
     query = (
         select(UsageRecord.period_start, UsageRecord.period_end, UsageRecord.subscription_id, UsageRecord.service,
                UsageRecord.meter, UsageRecord.resource_group, UsageRecord.resource_id, UsageRecord.resource_name,
-               UsageRecord.quantity, UsageRecord.unit, UsageRecord.cost, UsageRecord.currency, LedgerEntry.fx_rate)
-        .select_from(UsageRecord)
-        .outerjoin(LedgerEntry, LedgerEntry.id == UsageRecord.ledger_entry_id)
+               UsageRecord.quantity, UsageRecord.unit, UsageRecord.cost, UsageRecord.currency)
         .where(UsageRecord.org_id == org.id, UsageRecord.period_start >= a, UsageRecord.period_start < b)
         .order_by(UsageRecord.period_start, UsageRecord.id)
         .execution_options(yield_per=chunk_rows)
     )
     n = 0
-    for ps, pe, sid, svc, meter, rg, rid, rname, qty, unit, cost, currency, fx in session.execute(query):
+    for ps, pe, sid, svc, meter, rg, rid, rname, qty, unit, cost, currency in session.execute(query):
         info = subs.get(sid)
         markup = info.markup_pct if info else Decimal(0)
         price = cost * (1 + markup / 100)
-        if fx is None:
-            day = clock.local_date(ps, org.timezone)
-            key = (currency, day)
-            if key not in rate_cache:
-                try:
-                    rate_cache[key] = rates.conversion_rate(session, currency, org.billing_currency, day)
-                except RateMissing:
-                    rate_cache[key] = None
-            fx = rate_cache[key]
+        key = (currency, clock.local_date(ps, org.timezone))
+        if key not in rate_cache:
+            try:
+                rate_cache[key] = rates.usage_rate(session, currency, org.billing_currency, key[1])
+            except RateMissing:
+                rate_cache[key] = None
+        fx = rate_cache[key]
         billed = _plain((price * fx).quantize(MICRO, rounding=ROUND_HALF_UP)) if fx is not None else ""
         writer.writerow((
             str(org.id), org.name, org.billing_currency, billed, billed, "Usage", meter, _iso(ps), _iso(pe),

@@ -117,7 +117,7 @@ def test_rating_job_killed_half_way_then_run_again_skips_nothing(engine, monkeyp
     real = rating.rate_usage
     monkeypatch.setattr(rating, "rate_usage", lambda session, now=None, batch_subscriptions=500: real(
         session, now=now, batch_subscriptions=2))
-    real_insert = rating._insert_entries
+    real_insert = rating._Batch.post_entries
     calls = {"n": 0}
 
     def die_in_second_batch(*args, **kwargs):
@@ -127,12 +127,12 @@ def test_rating_job_killed_half_way_then_run_again_skips_nothing(engine, monkeyp
             raise KeyboardInterrupt("killed")  # not an Exception: like a kill, nothing handles it
         return result
 
-    monkeypatch.setattr(rating, "_insert_entries", die_in_second_batch)
+    monkeypatch.setattr(rating._Batch, "post_entries", die_in_second_batch)
     with pytest.raises(KeyboardInterrupt):
         registry.run_job("rating", now)
     with Session(engine) as s:
         assert unrated(s) == 2 * 6 * 3
-    monkeypatch.setattr(rating, "_insert_entries", real_insert)
+    monkeypatch.setattr(rating._Batch, "post_entries", real_insert)
     registry.run_job("rating", now)
     with Session(engine) as s:
         assert_entries_match_records(s)

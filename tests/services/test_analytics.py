@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
-from noventiq_panel.models import Budget, LedgerEntry, Role, UsageDaily, UsageRecord
+from noventiq_panel.models import Budget, LedgerEntry, Role, UsageDaily, UsageFxRate, UsageRecord
 from noventiq_panel.services import analytics, clock, ledger, usage_import
 from noventiq_panel.services.analytics import Filters
 from noventiq_panel.services.errors import Forbidden, InvalidInput, NotFound
@@ -203,17 +203,15 @@ def test_finance_reads_and_other_organisations_see_nothing(session):
 
 
 def _rated(session, w, day: date, fx: str):
-    """Mark the records of ``day`` as rated by one ledger entry at rate ``fx`` (what rating does)."""
+    """Charge the records of ``day`` in one ledger entry at rate ``fx``, fixed for the day (what rating does)."""
     a, b = clock.day_bounds(day, w.org.timezone)
     recs = session.exec(select(UsageRecord).where(UsageRecord.subscription_id == w.azure.id,
                                                   UsageRecord.period_start >= a, UsageRecord.period_start < b)).all()
     cost = sum((r.cost for r in recs), Decimal(0))
-    entry = ledger.post(session, org_id=w.org.id, kind="usage", amount=-(cost * Decimal(fx)),
+    ledger.post(session, org_id=w.org.id, kind="usage", amount=-(cost * Decimal(fx)),
                         idempotency_key=f"usage-{day}", occurred_at=a, subscription_id=w.azure.id,
                         fx_rate=Decimal(fx), source_amount=cost, source_currency="USD")
-    for r in recs:
-        r.ledger_entry_id = entry.id
-        session.add(r)
+    session.add(UsageFxRate(currency="USD", billing_currency="UZS", day=day, rate=Decimal(fx)))
     analytics.refresh_daily_rollup(session, [w.azure.id], [day])
     session.commit()
 

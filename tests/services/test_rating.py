@@ -17,6 +17,8 @@ from noventiq_panel.services import payments, rating, rates
 from .. import factories as f
 from .usage_world import (
     add_usage,
+    assert_entries_match_records,
+    charge_of,
     assert_ledger_matches_usage,
     expected_charges,
     ledger_usage,
@@ -44,10 +46,13 @@ def test_hourly_usage_is_one_entry_per_hour_with_markup_and_the_days_rate(sessio
     assert first.occurred_at == START  # usage counts in the month of its period
     assert first.currency == "UZS" and first.source_currency == "USD" and first.fx_date == date(2026, 11, 10)
     assert first.fx_rate == rates.unit_rate(session, "USD", date(2026, 11, 10))
-    records = session.exec(select(UsageRecord).where(UsageRecord.ledger_entry_id == first.id)).all()
+    records = session.exec(select(UsageRecord).where(UsageRecord.subscription_id == sub.id,
+                                                     UsageRecord.period_start == START)).all()
     cost = sum(r.cost for r in records)
     assert first.source_amount == (cost * Decimal("1.125")).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
-    assert first.amount == -(cost * Decimal("1.125") * first.fx_rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    # the amount is recomputable from the two figures the entry shows
+    assert first.amount == -(first.source_amount * first.fx_rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert first.amount == charge_of(cost, Decimal("12.5"), first.fx_rate)
     assert first.idempotency_key == f"usage:{sub.id}:{START:%Y%m%dT%H%M}:{max(r.id for r in records)}"
     assert first.meta["records"] == 4
     assert summary.charged == {"UZS": -sum(e.amount for e in entries)}
@@ -95,9 +100,44 @@ def test_late_records_of_a_rated_hour_get_their_own_entry(session):
     assert len(entries) == 2 and len({e.idempotency_key for e in entries}) == 2
     late_row = session.get(UsageRecord, late[0])
     rate = rates.unit_rate(session, "USD", date(2026, 11, 10))
-    assert ledger_usage(session, sub.id)[START] == first_total - (late_row.cost * Decimal("1.1") * rate).quantize(
-        Decimal("0.01"), rounding=ROUND_HALF_UP)
+    assert ledger_usage(session, sub.id)[START] == first_total + charge_of(late_row.cost, Decimal("10"), rate)
     assert unrated(session) == 0
+    assert_entries_match_records(session)
+
+
+def test_a_day_keeps_the_rate_it_was_first_charged_at(session):
+    org, plans, _ = payg_world(session)
+    sub = payg_sub(session, org, plans["azure-h"])
+    set_rates(session, date(2026, 11, 9), 1)  # 10 Nov has no rate of its own yet: 9 Nov's is used
+    add_usage(session, sub, START, 2)
+    rating.rate_usage(session, now=START + timedelta(hours=3))
+    first_rate = rates.unit_rate(session, "USD", date(2026, 11, 9))
+    rates.store_rate(session, "USD", date(2026, 11, 10), Decimal("13000.00"), source="manual")  # published late
+    session.commit()
+    add_usage(session, sub, START + timedelta(hours=2), 2)  # the rest of 10 Nov
+    rating.rate_usage(session, now=START + timedelta(hours=5))
+    entries = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage")).all()
+    assert len(entries) == 4 and {e.fx_rate for e in entries} == {first_rate}
+    assert rates.usage_rate(session, "USD", "UZS", date(2026, 11, 10)) == first_rate
+    assert_ledger_matches_usage(session, sub)
+
+
+def test_records_of_a_day_without_any_rate_hold_back_the_later_ones(session):
+    org, plans, _ = payg_world(session)
+    sub = payg_sub(session, org, plans["azure-h"])
+    set_rates(session, date(2026, 11, 9), 3)
+    add_usage(session, sub, START, 2)  # 10 Nov: has a rate
+    add_usage(session, sub, tashkent(2026, 11, 5, 10), 1)  # 5 Nov, late: no rate on or before it
+    add_usage(session, sub, START + timedelta(hours=2), 1)  # 10 Nov again, after the late ones
+    summary = rating.rate_usage(session, now=START + timedelta(hours=4))
+    assert summary.records == 6 and sub.id in summary.missing_rates
+    assert unrated(session, sub.id) == 6  # the 5 Nov records and everything imported after them wait
+    assert_entries_match_records(session)
+    set_rates(session, date(2026, 11, 4), 1)
+    assert rating.rate_usage(session, now=START + timedelta(hours=5)).records == 6
+    assert unrated(session) == 0
+    assert_entries_match_records(session)
+    assert sum(ledger_usage(session, sub.id).values()) == sum(expected_charges(session, sub).values())
 
 
 def _world_with_subs(session, n: int, hours: int = 6):
@@ -139,24 +179,24 @@ def test_two_threads_at_once_charge_each_record_once(engine):
 
 def test_crash_mid_run_leaves_no_half_batch_and_the_rerun_completes(session, monkeypatch):
     _org, subs = _world_with_subs(session, 3)
-    real = rating._mark_records
+    real = rating._Batch.move_watermarks
     calls = {"n": 0}
 
     def crash_on_second_batch(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
-            real(*args, **kwargs)  # the records of batch 2 are marked and its entries inserted ...
+            real(*args, **kwargs)  # the entries of batch 2 are inserted and its watermark moved ...
             raise RuntimeError("killed")  # ... then the process dies before the commit
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rating, "_mark_records", crash_on_second_batch)
+    monkeypatch.setattr(rating._Batch, "move_watermarks", crash_on_second_batch)
     with pytest.raises(RuntimeError):
         rating.rate_usage(session, now=START + timedelta(days=1), batch_subscriptions=1)
     session.expire_all()
     assert unrated(session, subs[0].id) == 0
     for sub in subs[1:]:  # batch 2 rolled back entirely; batch 3 never started
         assert unrated(session, sub.id) == 18 and ledger_usage(session, sub.id) == {}
-    monkeypatch.setattr(rating, "_mark_records", real)
+    monkeypatch.setattr(rating._Batch, "move_watermarks", real)
     summary = rating.rate_usage(session, now=START + timedelta(days=1), batch_subscriptions=1)
     assert summary.records == 36
     assert_ledger_matches_usage(session, *subs)
@@ -240,21 +280,43 @@ def test_licence_and_foreign_records_are_left_alone(session):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_integer_pricing_equals_decimal_half_up_rounded_once(seed):
+def test_integer_pricing_equals_decimal_half_up(seed):
     rng = random.Random(seed)
     for _ in range(2000):
-        cost = rng.randint(-10**10, 10**11)  # micro units, credits included
+        cost = rng.randint(-10**10, 10**13)  # micro units, credits included
         markup = rng.choice([0, 5_000_000, 12_500_000, rng.randint(0, 200_000_000)])
-        num = rng.randint(1, 20_000 * 10**6)
-        den = rng.choice([10**6, rng.randint(1, 20_000 * 10**6)])
-        exact = (Decimal(cost) / 10**6) * (1 + Decimal(markup) / 10**8) * (Decimal(num) / Decimal(den))
-        from decimal import localcontext
+        rate = rng.randint(1, 20_000 * 10**6)
+        want = charge_of(Decimal(cost).scaleb(-6), Decimal(markup).scaleb(-6), Decimal(rate).scaleb(-6))
+        assert Decimal(-rating.amount_minor(rating.source_micro(cost, markup), rate)).scaleb(-2) == want
 
-        with localcontext() as ctx:
-            ctx.prec = 80
-            exact = (Decimal(cost) / 10**6) * (1 + Decimal(markup) / 10**8) * (Decimal(num) / Decimal(den))
-            want = exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-        assert Decimal(rating.price_cents(cost, markup, num, den)).scaleb(-2) == want
+
+def test_sql_pricing_is_the_python_rule_on_this_backend(engine):
+    """The SQL the batch runs (numeric on PostgreSQL, the Python rule as a function on SQLite)
+    gives the Python rule's figures, also where 64-bit integers would overflow."""
+    rng = random.Random(7)
+    cases = [(10**13, 200_000_000, 20_000 * 10**6, 1), (-10**10, 12_500_000, 12_171_030_000, 1), (5000, 0, 10**6, 1),
+             (-5000, 0, 10**6, 1), (123_456_789, 15_000_000, 1_000_000, 100)]
+    cases += [(rng.randint(-10**10, 10**13), rng.randint(0, 200_000_000), rng.randint(1, 20_000 * 10**6),
+               rng.choice([1, 100])) for _ in range(200)]
+    with Session(engine) as s:
+        conn = s.connection()
+        batch = rating._Batch.__new__(rating._Batch)
+        batch.dialect = rating._Dialect(engine.dialect.name)
+        batch.raw = conn.connection.dbapi_connection
+        batch.cur = batch.raw.cursor()
+        if not batch.dialect.pg:
+            batch.raw.create_function("rating_source", 2, rating.source_micro, deterministic=True)
+            batch.raw.create_function("rating_amount", 3, rating.amount_minor, deterministic=True)
+        d = batch.dialect
+        values = ("SELECT CAST(? AS bigint) AS cost, CAST(? AS bigint) AS markup, CAST(? AS bigint) AS rate, "
+                  "CAST(? AS bigint) AS step")
+        for cost, markup, rate, step in cases:
+            source, amount = batch.q(
+                f"SELECT y.source, {d.amount('y.source', 'y.rate', 'y.step')} FROM "
+                f"(SELECT v.*, {d.source('v.cost', 'v.markup')} AS source FROM ({values}) v) y",
+                (cost, markup, rate, step)).fetchone()
+            assert source == rating.source_micro(cost, markup)
+            assert amount == rating.amount_minor(source, rate, step)
 
 
 def test_half_cent_rounds_up(session):

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from noventiq_panel.models import LedgerEntry, Organisation, Plan, Subscription, UsageRecord
+from noventiq_panel.models import LedgerEntry, Organisation, Plan, RatingWatermark, Subscription, UsageRecord
 from noventiq_panel.services import rates
 
 from .. import factories as f
@@ -74,24 +74,34 @@ def add_usage(session: Session, sub: Subscription, start: datetime, hours: int, 
     return [r.id for r in rows]
 
 
+def _bucket(r: UsageRecord, plan: Plan, zone: ZoneInfo) -> datetime:
+    local = r.period_start.astimezone(zone)
+    if plan.granularity == "day":
+        return datetime.combine(local.date(), datetime.min.time(), tzinfo=zone).astimezone(UTC)
+    return local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+def charge_of(cost: Decimal, markup_pct: Decimal, rate: Decimal) -> Decimal:
+    """What rating charges for ``cost`` (negative): the marked-up cost to 6 decimals, times the rate,
+    to the cent, both half-up — recomputed here with Decimal."""
+    source = (cost * (1 + markup_pct / 100)).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+    return -(source * rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
 def expected_charges(session: Session, sub: Subscription) -> dict[datetime, Decimal]:
-    """Period start → amount (negative) that rating must post, recomputed with Decimal from the records."""
+    """Period start → amount (negative) that rating must post when all the records of each period
+    are charged in one run, recomputed with Decimal from the records."""
     org = session.get(Organisation, sub.org_id)
     plan = session.get(Plan, sub.plan_id)
     zone = ZoneInfo(org.timezone)
     groups: dict[tuple, Decimal] = defaultdict(Decimal)
     for r in session.exec(select(UsageRecord).where(UsageRecord.subscription_id == sub.id)).all():
-        local = r.period_start.astimezone(zone)
-        if plan.granularity == "day":
-            start = datetime.combine(local.date(), datetime.min.time(), tzinfo=zone).astimezone(UTC)
-        else:
-            start = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
-        groups[(start, local.date(), r.currency)] += r.cost
+        start = _bucket(r, plan, zone)
+        groups[(start, start.astimezone(zone).date(), r.currency)] += r.cost
     out: dict[datetime, Decimal] = defaultdict(Decimal)
     for (start, day, currency), cost in groups.items():
-        rate = rates.conversion_rate(session, currency, org.billing_currency, day)
-        amount = (cost * (1 + plan.usage_markup_pct / 100) * rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-        out[start] -= amount
+        rate = rates.usage_rate(session, currency, org.billing_currency, day)
+        out[start] += charge_of(cost, plan.usage_markup_pct, rate)
     return dict(out)
 
 
@@ -103,7 +113,10 @@ def ledger_usage(session: Session, sub_id: int) -> dict[datetime, Decimal]:
 
 
 def unrated(session: Session, sub_id: int | None = None) -> int:
-    q = select(func.count()).select_from(UsageRecord).where(UsageRecord.ledger_entry_id.is_(None))
+    """Records above their subscription's watermark: not charged yet."""
+    q = (select(func.count()).select_from(UsageRecord)
+         .outerjoin(RatingWatermark, RatingWatermark.subscription_id == UsageRecord.subscription_id)
+         .where(UsageRecord.id > func.coalesce(RatingWatermark.last_record_id, 0)))
     if sub_id is not None:
         q = q.where(UsageRecord.subscription_id == sub_id)
     return session.exec(q).one()
@@ -115,36 +128,41 @@ def assert_ledger_matches_usage(session: Session, *subs: Subscription) -> None:
     for sub in subs:
         assert unrated(session, sub.id) == 0
         assert ledger_usage(session, sub.id) == expected_charges(session, sub)
-        # every record points at an entry of its own subscription whose period contains it
-        bad = session.exec(
-            select(func.count()).select_from(UsageRecord).join(LedgerEntry, LedgerEntry.id == UsageRecord.ledger_entry_id)
-            .where(UsageRecord.subscription_id == sub.id,
-                   (LedgerEntry.subscription_id != sub.id) | (UsageRecord.period_start < LedgerEntry.period_start)
-                   | (UsageRecord.period_start >= LedgerEntry.period_end))).one()
-        assert bad == 0
+    assert_entries_match_records(session, subs=[s.id for s in subs])
 
 
-def assert_entries_match_records(session: Session) -> None:
-    """Every record rated; every usage entry charges exactly its own records (rounded once)."""
+def assert_entries_match_records(session: Session, subs: list[int] | None = None) -> None:
+    """Every record at or below its watermark is counted in exactly one usage entry of its own
+    subscription, period and currency (the entries' record counts and costs add up to the records'
+    per period), and every entry charges what its own figures say, at the rate fixed for its day."""
     session.expire_all()
-    assert unrated(session) == 0
     plans = {p.id: p for p in session.exec(select(Plan)).all()}
-    subs = {s.id: s for s in session.exec(select(Subscription)).all()}
+    all_subs = {s.id: s for s in session.exec(select(Subscription)).all()}
     orgs = {o.id: o for o in session.exec(select(Organisation)).all()}
-    by_entry: dict[int, list[UsageRecord]] = defaultdict(list)
+    marks = {w.subscription_id: w.last_record_id for w in session.exec(select(RatingWatermark)).all()}
+    records: dict[tuple, list] = defaultdict(lambda: [0, 0])  # (sub, bucket, currency) -> [count, cost micro]
     for r in session.exec(select(UsageRecord)).all():
-        by_entry[r.ledger_entry_id].append(r)
-    entries = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage")).all()
-    assert {e.id for e in entries} == set(by_entry)
-    for e in entries:
-        records = by_entry[e.id]
-        sub = subs[e.subscription_id]
+        if (subs is not None and r.subscription_id not in subs) or r.id > marks.get(r.subscription_id, 0):
+            continue
+        sub = all_subs[r.subscription_id]
+        key = (sub.id, _bucket(r, plans[sub.plan_id], ZoneInfo(orgs[sub.org_id].timezone)), r.currency)
+        records[key][0] += 1
+        records[key][1] += int(r.cost * 10**6)
+    entries: dict[tuple, list] = defaultdict(lambda: [0, 0])
+    for e in session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage")).all():
+        if subs is not None and e.subscription_id not in subs:
+            continue
+        sub = all_subs[e.subscription_id]
         org = orgs[sub.org_id]
-        assert {r.subscription_id for r in records} == {sub.id}
-        assert all(e.period_start <= r.period_start < e.period_end for r in records)
-        cost = sum(r.cost for r in records)
-        day = records[0].period_start.astimezone(ZoneInfo(org.timezone)).date()
-        rate = rates.conversion_rate(session, records[0].currency, org.billing_currency, day)
-        markup = 1 + plans[sub.plan_id].usage_markup_pct / 100
-        assert e.amount == -(cost * markup * rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP), e.idempotency_key
+        key = (sub.id, e.period_start, e.source_currency)
+        entries[key][0] += e.meta["records"]
+        entries[key][1] += e.meta["cost_micro"]
+        if e.meta.get("not_billed"):
+            assert e.amount == 0, e.idempotency_key
+            continue
+        day = e.period_start.astimezone(ZoneInfo(org.timezone)).date()
+        assert e.fx_date == day and e.fx_rate == rates.usage_rate(session, e.source_currency, org.billing_currency, day)
+        cost = Decimal(e.meta["cost_micro"]).scaleb(-6)
+        assert e.amount == charge_of(cost, plans[sub.plan_id].usage_markup_pct, e.fx_rate), e.idempotency_key
+    assert dict(entries) == dict(records)
     session.commit()
