@@ -202,6 +202,12 @@ def run(label: str, url: str, subs: int, days: int, services: int, batch: int, g
     print(f"[{label}] check: {verify(engine, granularity)}", flush=True)
     # The hourly job's usual work: one new hour of usage for every subscription.
     new = insert_usage(engine, subs, range(days * 24, days * 24 + 1), services, first_id=total + 1)
+    if prebuild_rollup:  # as the importer would (not timed)
+        from noventiq_panel.services import analytics
+
+        with Session(engine) as s:
+            analytics.refresh_daily_rollup(s, range(1, subs + 1), [(START + timedelta(days=days, hours=5)).date()])
+            s.commit()
     with Session(engine) as s:
         t0 = time.perf_counter()
         third = rating.rate_usage(s, now=now + timedelta(hours=1), batch_subscriptions=batch)

@@ -8,8 +8,8 @@ the ledger's own minor units, so they equal the ledger to the tiyin.
 
 The IaaS detail (pay-as-you-go subscriptions) reads the daily roll-up ``UsageDaily``: the usage
 records summed per subscription, local day, service, resource group and resource, converted to the
-billing currency at the rate the rating used (the day's rate while not yet rated) with the plan's
-markup. ``refresh_daily_rollup`` keeps it current; the importer and the rating job call it.
+billing currency at the rate of the usage day (``rates.usage_rate``: the one fixed when the day was
+first charged, the day's rate while it is not) with the plan's markup. ``refresh_daily_rollup`` keeps it current; the importer and the rating job call it.
 
 Day buckets are computed in SQL: PostgreSQL converts with ``AT TIME ZONE``; SQLite, which knows no
 time zones, adds the zone's UTC offset, split into stretches of constant offset (a DST change day
@@ -1016,8 +1016,8 @@ def _refresh_group(session: Session, writer: _BulkInsert, org_id: int, tz: str, 
     """Rebuild the rows of ``markups``' subscriptions (one organisation) for ``days``.
 
     Amounts are computed exactly in integers: the stored micro-units of the records' cost times
-    the markup factor and the rate (the ledger entry's, else the day's as an exact fraction),
-    rounded half-up once per row to the 6 decimals the roll-up keeps.
+    the markup factor and the rate of the usage day (``rates.usage_rate``), rounded half-up once
+    per row to the 6 decimals the roll-up keeps.
     """
     sub_ids = sorted(markups)
     day_of: dict[Any, date] = {}

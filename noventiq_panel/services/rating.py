@@ -149,8 +149,16 @@ class _Dialect:
         self.ts = "timestamptz" if self.pg else "TEXT"
         self.day = "date" if self.pg else "TEXT"
         self.temp = "ON COMMIT DROP" if self.pg else ""
+        self.key = "bigint" if self.pg else "INTEGER"  # SQLite: the rowid itself, no extra index
         self.json = "json_build_object" if self.pg else "json_object"
-        self.rating_index = "" if self.pg else "INDEXED BY ix_usage_rating"
+        # Each subscription's records from its first new one on, read from the covering index: a
+        # lateral subquery makes PostgreSQL seek per subscription; SQLite is told the index.
+        self.new_usage = (
+            "LATERAL (SELECT u.subscription_id, u.period_start, u.currency, u.cost, u.id FROM usagerecord u "
+            "WHERE u.subscription_id = s.sub_id AND u.period_start >= s.from_period OFFSET 0) u" if self.pg
+            else "usagerecord u INDEXED BY ix_usage_rating")
+        self.new_records_index = "" if self.pg else "INDEXED BY ix_usage_sub_id"
+        self.fence = "OFFSET 0" if self.pg else ""  # keeps PostgreSQL from flattening a subquery
 
     def ts_out(self, raw) -> datetime:
         if isinstance(raw, datetime):
@@ -169,18 +177,31 @@ class _Dialect:
     def date_out(self, raw) -> date:
         return raw if isinstance(raw, date) else date.fromisoformat(str(raw)[:10])
 
-    def source(self, cost: str, markup: str) -> str:
-        """SQL for ``source_micro``: exact in PostgreSQL's numeric; Python integers on SQLite (its
-        64-bit integers would overflow and silently turn into floats)."""
+    def source(self, cost: str, markup: str, small: bool) -> str:
+        """SQL for ``source_micro``. PostgreSQL: exact numeric. SQLite: integer arithmetic when the
+        batch's figures are ``small`` enough for 64 bits (its integers would otherwise silently
+        turn into floats), else the Python rule as a function."""
         if self.pg:
             return f"CAST(ROUND(CAST({cost} AS numeric) * ({_PCT_DEN} + {markup}) / {_PCT_DEN}) AS bigint)"
+        if small:
+            return _half_up_sql(f"{cost} * ({_PCT_DEN} + {markup})", str(_PCT_DEN))
         return f"rating_source({cost}, {markup})"
 
-    def amount(self, source: str, rate: str, step: str) -> str:
-        """SQL for ``amount_minor``."""
+    def amount(self, source: str, rate: str, step: str, small: bool) -> str:
+        """SQL for ``amount_minor`` (see ``source``)."""
         if self.pg:
             return f"CAST(ROUND(CAST({source} AS numeric) * {rate} / ({10**10} * {step})) AS bigint) * {step}"
+        if small:
+            return f"{_half_up_sql(f'{source} * {rate}', f'({10**10} * {step})')} * {step}"
         return f"rating_amount({source}, {rate}, {step})"
+
+
+def _half_up_sql(n: str, d: str) -> str:
+    """n / d rounded half away from zero in integer SQL (d even and positive; no overflow)."""
+    return f"(CASE WHEN {n} >= 0 THEN ({n} + {d} / 2) / {d} ELSE -(({d} / 2 - ({n})) / {d}) END)"
+
+
+_INT_LIMIT = 2**62  # products below this, plus half a divisor, stay inside SQLite's 64-bit integers
 
 
 def rate_usage(session: Session, now: datetime | None = None, batch_subscriptions: int = 500) -> RatingSummary:
@@ -221,6 +242,9 @@ def _run_batch(session: Session, dialect: _Dialect, after: int, limit: int, now:
         # Before any query, so the snapshot is taken after the lock: imports running now have
         # committed, and new ones wait until this batch commits.
         conn.exec_driver_sql("LOCK TABLE usagerecord IN SHARE ROW EXCLUSIVE MODE")
+        # Large estimates would make PostgreSQL compile these one-off statements: slower, not faster.
+        conn.exec_driver_sql("SET LOCAL jit = off")
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")  # a batch's groups sort in memory
     else:
         conn = session.connection()  # BEGIN IMMEDIATE (db.py): the write lock for the whole batch
     subs = _candidates(session, after, limit)
@@ -310,7 +334,7 @@ class _Batch:
     def create_tables(self) -> None:
         d = self.dialect
         prefix = "CREATE TEMP TABLE" if d.pg else "CREATE TEMP TABLE IF NOT EXISTS"
-        self.q(f"{prefix} rating_sub (sub_id bigint PRIMARY KEY, after_id bigint, upto_id bigint, "
+        self.q(f"{prefix} rating_sub (sub_id {d.key} PRIMARY KEY, after_id bigint, upto_id bigint, "
                f"from_period {d.ts}, zone integer, org_id bigint, org_currency varchar(3), markup bigint, step bigint, "
                f"suspended integer, suspended_at {d.ts}, trial_until {d.ts}, description text, "
                f"desc_suspended text, desc_trial text) {d.temp}")
@@ -344,24 +368,35 @@ class _Batch:
                   "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         # Where each subscription's new records start in time: the grouping below reads the index
         # from there, not the subscription's whole history.
-        self.q("UPDATE rating_sub SET from_period = (SELECT MIN(u.period_start) FROM usagerecord u "
-               "WHERE u.subscription_id = rating_sub.sub_id AND u.id > rating_sub.after_id)")
+        # (read the new records by id, not the subscription's whole history in time order)
+        self.analyze("rating_sub")
+        self.q("UPDATE rating_sub SET from_period = (SELECT MIN(x.period_start) FROM (SELECT u.period_start "
+               f"FROM usagerecord u {self.dialect.new_records_index} "
+               f"WHERE u.subscription_id = rating_sub.sub_id AND u.id > rating_sub.after_id {self.dialect.fence}) x)")
+        self.analyze("rating_sub")
+
+    def analyze(self, table: str) -> None:
+        """PostgreSQL plans temporary tables well only with their statistics."""
+        if self.dialect.pg:
+            self.q(f"ANALYZE {table}")
 
     def aggregate(self, only_cut: bool = False) -> None:
         self.q(
             "INSERT INTO rating_group (sub_id, period_start, currency, cost, n, max_id) "
             "SELECT s.sub_id, u.period_start, u.currency, SUM(u.cost), COUNT(*), MAX(u.id) "
-            f"FROM rating_sub s CROSS JOIN usagerecord u {self.dialect.rating_index} "
+            f"FROM rating_sub s CROSS JOIN {self.dialect.new_usage} "
             "WHERE u.subscription_id = s.sub_id AND u.period_start >= s.from_period AND u.id > s.after_id "
             "AND (s.upto_id IS NULL OR u.id <= s.upto_id) "
             + ("AND s.upto_id IS NOT NULL " if only_cut else "")
             + "GROUP BY s.sub_id, u.period_start, u.currency")
+        self.analyze("rating_group")
 
     def fill_periods(self) -> None:
         """Billing period of each distinct (zone, record start): Python, a few hundred values."""
         d = self.dialect
         zone_of = {i: key for key, i in self.zones.items()}
         rows = []
+        buckets: set[tuple[int, datetime]] = set()
         for zone, raw_start in self.q("SELECT DISTINCT s.zone, g.period_start FROM rating_group g "
                                       "JOIN rating_sub s ON s.sub_id = g.sub_id").fetchall():
             tz, granularity = zone_of[zone]
@@ -372,9 +407,13 @@ class _Batch:
                 start = local.replace(minute=0, second=0, microsecond=0).astimezone(timezone.utc)
                 end = start + timedelta(hours=1)
             fx_day = start.astimezone(ZoneInfo(tz)).date()  # the rate of the period's first local day
+            buckets.add((zone, start))
             rows.append((zone, raw_start, d.ts_in(start), d.ts_in(end), start.strftime("%Y%m%dT%H%M"),
                          d.date_in(fx_day)))
         self.many("INSERT INTO rating_period VALUES (?,?,?,?,?,?)", rows)
+        self.analyze("rating_period")
+        # Hour-aligned records of hourly plans: each group is a period already, no second GROUP BY.
+        self.one_group_per_period = len(buckets) == len(rows)
 
     def fill_rates(self) -> None:
         """The rate of each (usage currency, billing currency, usage day) needed, fixed for the day
@@ -393,6 +432,7 @@ class _Batch:
                 continue
             rows.append((currency, org_currency, d.date_in(day), int(rate * MICRO)))
         self.many("INSERT INTO rating_fx VALUES (?,?,?,?)", rows)
+        self.analyze("rating_fx")
         if missing:
             self.wait_for_rates(missing)
 
@@ -414,50 +454,60 @@ class _Batch:
         if cut:
             self.aggregate(only_cut=True)
 
+    def small_figures(self) -> bool:
+        """Whether every product of the pricing fits SQLite's 64-bit integers in this batch."""
+        biggest = self.q("SELECT MAX(t) FROM (SELECT SUM(ABS(cost)) AS t FROM rating_group GROUP BY sub_id) x"
+                         ).fetchone()[0] or 0
+        rate = self.q("SELECT MAX(rate) FROM rating_fx").fetchone()[0] or 1
+        marked_up = biggest * (_PCT_DEN + max(s.markup_micro for s in self.subs.values()))
+        return marked_up < _INT_LIMIT and (marked_up // _PCT_DEN + 1) * rate < _INT_LIMIT
+
     def post_entries(self) -> None:
         d = self.dialect
+        small = False if d.pg else self.small_figures()
         reason = _reason_sql("g.period_start")
         meta = f"{d.json}('records', y.n, 'max_record_id', y.max_id, 'cost_micro', y.cost"
-        records = "CAST(meta ->> 'records' AS bigint)" if d.pg else "json_extract(meta, '$.records')"
-        not_billed = "meta ->> 'not_billed'" if d.pg else "json_extract(meta, '$.not_billed')"
+        columns = ("s.sub_id, s.org_id, s.org_currency, s.markup, s.step, s.description, s.desc_suspended, "
+                   "s.desc_trial, p.bucket_start, p.bucket_end, p.label, p.fx_day, g.currency, f.rate")
+        if self.one_group_per_period:
+            sums = "g.cost AS cost, g.n AS n, g.max_id AS max_id"
+            fold = ""
+        else:  # records of several starts in one period (daily plans): one entry per period
+            sums = "SUM(g.cost) AS cost, SUM(g.n) AS n, MAX(g.max_id) AS max_id"
+            fold = f"GROUP BY {columns}, {reason}"
+        # Under the batch's lock only this batch posts usage entries: they are the ones above ``before``.
+        before = self.q("SELECT COALESCE(MAX(id), 0) FROM ledgerentry").fetchone()[0]
         self.q(
             "INSERT INTO ledgerentry (org_id, kind, amount, currency, description, subscription_id, source_amount, "
             "source_currency, fx_rate, fx_date, period_start, period_end, idempotency_key, occurred_at, created_at, meta) "
             "SELECT y.org_id, 'usage', "
-            f"CASE WHEN y.reason IS NULL THEN -{d.amount('y.source', 'y.rate', 'y.step')} ELSE 0 END, y.org_currency, "
+            f"CASE WHEN y.reason IS NULL THEN -{d.amount('y.source', 'y.rate', 'y.step', small)} ELSE 0 END, "
+            "y.org_currency, "
             "CASE y.reason WHEN 'suspended' THEN y.desc_suspended WHEN 'trial' THEN y.desc_trial ELSE y.description END, "
             "y.sub_id, CASE WHEN y.reason IS NULL THEN y.source ELSE 0 END, y.currency, "
             "CASE WHEN y.reason IS NULL THEN y.rate END, CASE WHEN y.reason IS NULL THEN y.fx_day END, "
             "y.bucket_start, y.bucket_end, 'usage:' || y.sub_id || ':' || y.label || ':' || y.max_id, y.bucket_start, ?, "
             f"CASE WHEN y.reason IS NULL THEN {meta}) ELSE {meta}, 'not_billed', y.reason) END "
-            f"FROM (SELECT x.*, {d.source('x.cost', 'x.markup')} AS source FROM ("
-            "  SELECT s.sub_id, s.org_id, s.org_currency, s.markup, s.step, s.description, s.desc_suspended, "
-            "  s.desc_trial, p.bucket_start, p.bucket_end, p.label, p.fx_day, g.currency, f.rate, "
-            f"  {reason} AS reason, SUM(g.cost) AS cost, SUM(g.n) AS n, MAX(g.max_id) AS max_id "
+            f"FROM (SELECT x.*, {d.source('x.cost', 'x.markup', small)} AS source FROM ("
+            f"  SELECT {columns}, {reason} AS reason, {sums} "
             "  FROM rating_group g JOIN rating_sub s ON s.sub_id = g.sub_id "
             "  JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start "
             "  LEFT JOIN rating_fx f ON f.currency = g.currency AND f.org_currency = s.org_currency "
-            "  AND f.fx_day = p.fx_day "
-            "  GROUP BY s.sub_id, s.org_id, s.org_currency, s.markup, s.step, s.description, s.desc_suspended, "
-            f"  s.desc_trial, p.bucket_start, p.bucket_end, p.label, p.fx_day, g.currency, f.rate, {reason}"
-            ") x) y WHERE true ORDER BY y.org_id, y.bucket_start "
-            "ON CONFLICT (idempotency_key) DO NOTHING "
-            f"RETURNING subscription_id, currency, amount, {records}, {not_billed}",
+            f"  AND f.fx_day = p.fx_day {fold}"
+            ") x) y WHERE true "
+            "ON CONFLICT (idempotency_key) DO NOTHING",
             (d.ts_in(self.now),))
-        charged: dict[str, int] = {}
-        touched = set()
-        for sub_id, currency, amount, count, reason_posted in self.cur.fetchall():
-            self.summary.entries += 1
-            touched.add(sub_id)
-            if reason_posted:
-                self.summary.not_billed_records += count
-            elif amount:
-                charged[currency] = charged.get(currency, 0) - amount
-        for currency, minor in charged.items():
-            self.summary.charged[currency] = Decimal(minor).scaleb(-2)
-        records, groups = self.q("SELECT COALESCE(SUM(n), 0), COUNT(*) FROM rating_group").fetchone()
-        self.summary.records = int(records)
-        self.summary.subscriptions = len(touched)
+        self.summary.entries = self.cur.rowcount
+        for currency, minor, subs in self.q(
+                "SELECT currency, -SUM(amount), COUNT(DISTINCT subscription_id) FROM ledgerentry "
+                "WHERE id > ? AND kind = 'usage' GROUP BY currency", (before,)).fetchall():
+            self.summary.subscriptions += subs
+            if minor:
+                self.summary.charged[currency] = Decimal(int(minor)).scaleb(-2)
+        records, not_billed, groups = self.q(
+            f"SELECT COALESCE(SUM(g.n), 0), COALESCE(SUM(CASE WHEN ({reason}) IS NULL THEN 0 ELSE g.n END), 0), "
+            "COUNT(*) FROM rating_group g JOIN rating_sub s ON s.sub_id = g.sub_id").fetchone()
+        self.summary.records, self.summary.not_billed_records = int(records), int(not_billed)
         if self.summary.entries == 0 and groups:
             log.warning("rating: every usage entry of this batch was already posted")
 
@@ -469,13 +519,19 @@ class _Batch:
 
     def used_rates(self) -> dict[tuple[int, date, str], int]:
         """(subscription, usage day, currency) → rate (micro) of what was charged in this batch."""
-        rows = self.q(
-            "SELECT DISTINCT g.sub_id, p.fx_day, g.currency, f.rate FROM rating_group g "
-            "JOIN rating_sub s ON s.sub_id = g.sub_id "
-            "JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start "
-            "JOIN rating_fx f ON f.currency = g.currency AND f.org_currency = s.org_currency AND f.fx_day = p.fx_day "
-            f"WHERE ({_reason_sql('g.period_start')}) IS NULL").fetchall()
-        return {(sid, self.dialect.date_out(day), currency): rate for sid, day, currency, rate in rows}
+        d = self.dialect
+        rate_of = {(cur, org_cur, d.date_out(day)): rate for cur, org_cur, day, rate in
+                   self.q("SELECT currency, org_currency, fx_day, rate FROM rating_fx").fetchall()}
+        currency_of = {s.id: s.currency for s in self.subs.values()}
+        used = {}
+        for sid, day, currency in self.q(
+                "SELECT g.sub_id, p.fx_day, g.currency FROM rating_group g "
+                "JOIN rating_sub s ON s.sub_id = g.sub_id "
+                "JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start "
+                f"WHERE ({_reason_sql('g.period_start')}) IS NULL GROUP BY g.sub_id, p.fx_day, g.currency").fetchall():
+            day = d.date_out(day)
+            used[(sid, day, currency)] = rate_of[(currency, currency_of[sid], day)]
+        return used
 
 
 def _refresh_rollup(session: Session, batch: _Batch, used: dict[tuple[int, date, str], int]) -> int:

@@ -290,14 +290,18 @@ def test_integer_pricing_equals_decimal_half_up(seed):
         assert Decimal(-rating.amount_minor(rating.source_micro(cost, markup), rate)).scaleb(-2) == want
 
 
-def test_sql_pricing_is_the_python_rule_on_this_backend(engine):
-    """The SQL the batch runs (numeric on PostgreSQL, the Python rule as a function on SQLite)
-    gives the Python rule's figures, also where 64-bit integers would overflow."""
+@pytest.mark.parametrize("small", [True, False], ids=["integer-sql", "exact"])
+def test_sql_pricing_is_the_python_rule_on_this_backend(engine, small):
+    """The SQL the batch runs (numeric on PostgreSQL; on SQLite integer SQL for small figures, the
+    Python rule as a function for large ones) gives the Python rule's figures."""
     rng = random.Random(7)
     cases = [(10**13, 200_000_000, 20_000 * 10**6, 1), (-10**10, 12_500_000, 12_171_030_000, 1), (5000, 0, 10**6, 1),
              (-5000, 0, 10**6, 1), (123_456_789, 15_000_000, 1_000_000, 100)]
     cases += [(rng.randint(-10**10, 10**13), rng.randint(0, 200_000_000), rng.randint(1, 20_000 * 10**6),
                rng.choice([1, 100])) for _ in range(200)]
+    if small:  # what small_figures lets through to integer SQL
+        cases = [(cost % 10**8 - 5 * 10**7, markup, rate, step) for cost, markup, rate, step in cases]
+        cases += [(-5000, 0, 10**6, 1), (5000, 0, 10**6, 1), (-15_000, 0, 10**6, 100), (25_000_000, 0, 2 * 10**6, 100)]
     with Session(engine) as s:
         conn = s.connection()
         batch = rating._Batch.__new__(rating._Batch)
@@ -312,8 +316,8 @@ def test_sql_pricing_is_the_python_rule_on_this_backend(engine):
                   "CAST(? AS bigint) AS step")
         for cost, markup, rate, step in cases:
             source, amount = batch.q(
-                f"SELECT y.source, {d.amount('y.source', 'y.rate', 'y.step')} FROM "
-                f"(SELECT v.*, {d.source('v.cost', 'v.markup')} AS source FROM ({values}) v) y",
+                f"SELECT y.source, {d.amount('y.source', 'y.rate', 'y.step', small)} FROM "
+                f"(SELECT v.*, {d.source('v.cost', 'v.markup', small)} AS source FROM ({values}) v) y",
                 (cost, markup, rate, step)).fetchone()
             assert source == rating.source_micro(cost, markup)
             assert amount == rating.amount_minor(source, rate, step)
