@@ -52,6 +52,46 @@ class TransactionRow:
     amount: Decimal
     currency: str
     running_balance: Decimal
+    action: str = ""  # what posted it (meta.action; usage / usage_<reason> / topup), for ``describe``
+    quantity: Decimal | None = None
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+
+
+def describe(row: TransactionRow, locale: str, tz: str) -> str:
+    """The row's description in ``locale``. Entries store theirs in Russian, the language of the
+    closing documents, and that text is shown as it is in Russian; other languages get it
+    rebuilt from what posted the entry, its quantity and period (the stored text where the
+    entry's origin is not known, e.g. a manual adjustment)."""
+    from .. import i18n
+
+    loc = i18n.normalize_locale(locale)
+    if loc == "ru" or not row.action:
+        return row.description
+    key = f"billing.tx.action.{row.action}"
+    if i18n.raw(key, loc) is None:
+        return row.description
+    parts = [i18n.t(key, loc, number=row.payment_number or "")]
+    if row.quantity and row.kind in (EntryKind.CHARGE, EntryKind.REFUND):
+        parts.append(i18n.t("billing.tx.quantity", loc, count=abs(Decimal(row.quantity)).normalize()))
+    if row.period_start is not None and row.period_end is not None:
+        zone = ZoneInfo(tz)
+        start, end = row.period_start.astimezone(zone), row.period_end.astimezone(zone)
+        if end - start <= timedelta(hours=1):
+            parts.append(f"{start:%d.%m.%Y %H:%M}–{end:%H:%M}")
+        else:
+            last = (end - timedelta(microseconds=1)).date()
+            parts.append(f"{start:%d.%m.%Y}" if last == start.date() else f"{start:%d.%m.%Y}–{last:%d.%m.%Y}")
+    return ", ".join(parts)
+
+
+def _action(kind: str, meta) -> str:
+    meta = meta or {}
+    if kind == EntryKind.USAGE:
+        return f"usage_{meta['not_billed']}" if meta.get("not_billed") else "usage"
+    if kind == EntryKind.TOPUP:
+        return "topup"
+    return str(meta.get("action") or "")
 
 
 def _bound(value, org: Organisation, *, end: bool, field: str) -> datetime | None:
@@ -77,6 +117,7 @@ def _query(session: Session, org: Organisation, *, start=None, end=None, kind=No
     inner = (
         select(LedgerEntry.id, LedgerEntry.occurred_at, LedgerEntry.kind, LedgerEntry.description,
                LedgerEntry.subscription_id, LedgerEntry.payment_id, LedgerEntry.amount, LedgerEntry.currency,
+               LedgerEntry.meta, LedgerEntry.quantity, LedgerEntry.period_start, LedgerEntry.period_end,
                running.label("running_balance"))
         .where(LedgerEntry.org_id == org.id)
         .subquery("entries")
@@ -132,7 +173,8 @@ def _rows(session: Session, inner, conditions, offset: int | None, limit: int | 
             id=m["id"], occurred_at=m["occurred_at"], kind=m["kind"], description=m["description"] or "",
             subscription_id=m["subscription_id"], subscription_name=m["subscription_name"] or "",
             payment_number=m["number"], amount=m["amount"], currency=m["currency"],
-            running_balance=m["running_balance"],
+            running_balance=m["running_balance"], action=_action(m["kind"], m["meta"]), quantity=m["quantity"],
+            period_start=m["period_start"], period_end=m["period_end"],
         ))
     return result
 
@@ -180,7 +222,7 @@ def export_transactions(session: Session, actor: Actor, fmt: str = "csv", *, sta
         for r in rows:
             writer.writerow([
                 r.occurred_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"), kinds.get(r.kind, r.kind),
-                r.description, r.subscription_name, r.payment_number or "", f"{r.amount:.2f}", r.currency,
+                describe(r, loc, org.timezone), r.subscription_name, r.payment_number or "", f"{r.amount:.2f}", r.currency,
                 f"{r.running_balance:.2f}",
             ])
         return filename, ("\ufeff" + buffer.getvalue()).encode("utf-8")
@@ -199,7 +241,8 @@ def export_transactions(session: Session, actor: Actor, fmt: str = "csv", *, sta
         cell.alignment = Alignment(vertical="center", wrap_text=True)
     for r in rows:
         ws.append([
-            r.occurred_at.astimezone(zone).replace(tzinfo=None), kinds.get(r.kind, r.kind), r.description,
+            r.occurred_at.astimezone(zone).replace(tzinfo=None), kinds.get(r.kind, r.kind),
+            describe(r, loc, org.timezone),
             r.subscription_name, r.payment_number or "", r.amount, r.currency, r.running_balance,
         ])
     money_format = "#,##0.00"

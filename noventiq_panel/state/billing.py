@@ -230,7 +230,7 @@ class BillingState(BaseState):
                 "date": fmt_datetime(r.occurred_at, lang, tz, format="short"),
                 "kind": self._t(f"billing.tx.kind.{r.kind}"),
                 "kind_color": KIND_COLORS.get(r.kind, "gray"),
-                "description": r.description or (r.payment_number or ""),
+                "description": transactions.describe(r, lang, tz) or (r.payment_number or ""),
                 "subscription": r.subscription_name or "—",
                 "amount": ("+" if r.amount > 0 else "") + fmt_money(r.amount, r.currency, lang),
                 "negative": "1" if r.amount < 0 else "",

@@ -165,3 +165,29 @@ def test_finance_role_reads_and_exports(session, org_actor):
     session.commit()
     assert transactions.list_transactions(session, f.actor(fin, o))[1] == 1
     assert transactions.export_transactions(session, f.actor(fin, o), "xlsx")[1][:2] == b"PK"
+
+
+def test_descriptions_are_stored_in_russian_and_rebuilt_in_english(session, org_actor):
+    o, a = org_actor
+    tashkent = "Asia/Tashkent"
+    hour = datetime(2026, 10, 10, 4, 0, tzinfo=timezone.utc)  # 09:00 in Tashkent
+    _post(session, o, "charge", "-60000", T0, "renew", description="Microsoft 365 — месяц: продление с 01.10.2026, 2 шт.",
+          quantity=Decimal(2), period_start=T0 - timedelta(hours=5), period_end=datetime(2026, 10, 31, 19, tzinfo=timezone.utc),
+          meta={"action": "renewal"})
+    _post(session, o, "usage", "-1234.56", hour, "use", description="Потребление: Azure", period_start=hour,
+          period_end=hour + timedelta(hours=1), meta={"records": 3})
+    _post(session, o, "usage", "0", hour, "free", description="Потребление не оплачивается (пробный период): Azure",
+          period_start=hour, period_end=hour + timedelta(hours=1), meta={"not_billed": "trial"})
+    _post(session, o, "adjustment", "5", hour, "manual", description="Корректировка по письму")
+    session.commit()
+    rows = {r.description: r for r in _all_rows(session, a)}
+    ru = [transactions.describe(r, "ru", tashkent) for r in rows.values()]
+    assert ru == list(rows)  # Russian: the stored text, as posted
+    en = {r.description: transactions.describe(r, "en", tashkent) for r in rows.values()}
+    assert en["Microsoft 365 — месяц: продление с 01.10.2026, 2 шт."] == "Renewal, 2 pcs, 01.10.2026–31.10.2026"
+    assert en["Потребление: Azure"] == "Usage, 10.10.2026 09:00–10:00"
+    assert en["Потребление не оплачивается (пробный период): Azure"] == \
+        "Usage, not billed: trial, 10.10.2026 09:00–10:00"
+    assert en["Корректировка по письму"] == "Корректировка по письму"  # origin unknown: the text as written
+    _name, data = transactions.export_transactions(session, a, "csv", locale="en")
+    assert "Usage, 10.10.2026 09:00–10:00" in data.decode("utf-8-sig")
