@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -127,34 +128,63 @@ def _tz(ctx) -> str:
     return ctx.get("tz") or fmt.DEFAULT_TZ
 
 
+# Babel formatting is more than half the cost of rendering a mail, and a job mailing thousands of
+# customers formats the same few amounts and dates again and again. The formatters are pure
+# functions of their arguments, so their results are remembered, keyed by the value's exact type
+# and repr besides the value itself: values Python calls equal that may print differently never
+# share an entry (2 and Decimal("2.00"); 02:30 before and after a DST change, an hour apart).
+_REMEMBERED_TYPES = (int, str, Decimal, date, datetime)
+
+
+def _remembered(formatter):
+    @lru_cache(maxsize=4096)
+    def cached(_type, _repr, value, *args):
+        return formatter(value, *args)
+
+    def call(value, *args):
+        if type(value) in _REMEMBERED_TYPES:
+            return cached(type(value), repr(value), value, *args)
+        return formatter(value, *args)
+
+    return call
+
+
+_money = _remembered(lambda amount, currency, loc: fmt.format_money(amount, currency, loc))
+_number = _remembered(lambda value, loc, decimals: fmt.format_number(value, loc, decimals=decimals))
+_percent = _remembered(lambda value, loc, decimals: fmt.format_percent(value, loc, decimals=decimals))
+_date = _remembered(lambda value, loc, tz: fmt.format_date(value, loc, tz=tz, format="text"))
+_datetime = _remembered(lambda value, tz, loc: fmt.format_datetime(value, tz, loc, format="text"))
+_month = _remembered(lambda value, loc, tz: fmt.format_month(value, loc, tz=tz))
+
+
 @pass_context
 def _f_money(ctx, amount, currency):
-    return fmt.format_money(amount, currency, _loc(ctx))
+    return _money(amount, currency, _loc(ctx))
 
 
 @pass_context
 def _f_number(ctx, value, decimals=None):
-    return fmt.format_number(value, _loc(ctx), decimals=decimals)
+    return _number(value, _loc(ctx), decimals)
 
 
 @pass_context
 def _f_percent(ctx, value, decimals=None):
-    return fmt.format_percent(value, _loc(ctx), decimals=decimals)
+    return _percent(value, _loc(ctx), decimals)
 
 
 @pass_context
 def _f_date(ctx, value):
-    return fmt.format_date(value, _loc(ctx), tz=_tz(ctx), format="text")
+    return _date(value, _loc(ctx), _tz(ctx))
 
 
 @pass_context
 def _f_datetime(ctx, value):
-    return fmt.format_datetime(value, _tz(ctx), _loc(ctx), format="text")
+    return _datetime(value, _tz(ctx), _loc(ctx))
 
 
 @pass_context
 def _f_month(ctx, value):
-    return fmt.format_month(value, _loc(ctx), tz=_tz(ctx))
+    return _month(value, _loc(ctx), _tz(ctx))
 
 
 @pass_context
@@ -178,6 +208,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        auto_reload=False,  # the templates ship with the code: read once, not checked on every mail
     )
     env.filters.update(money=_f_money, number=_f_number, percent=_f_percent, date=_f_date,
                        datetime=_f_datetime, month=_f_month, role=_f_role)

@@ -29,18 +29,23 @@ A subscription suspended by the customer is never charged; at its term end it ex
 auto-renew is off (or is cancelled if so scheduled), otherwise it waits for ``resume``.
 
 10 000 due subscriptions renew in one run in a few seconds: chunks of 500 are read with a handful
-of queries (subscriptions, organisations, balances, scheduled changes, recipients, existing keys),
-their ledger entries are inserted in one flush, and each chunk commits once.
+of queries (organisations, subscriptions as plain rows, balances, scheduled changes, recipients,
+existing keys); what a chunk writes goes in bulk (the changed subscription columns in one
+executemany, ledger entries, batches, audit events and mails in one insert each, COPY on
+PostgreSQL), mails are rendered at the end, each recipient's once, and each chunk commits once.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
-from sqlalchemy import and_, func, insert, or_, update
+from sqlalchemy import and_, bindparam, func, or_, update
 from sqlmodel import Session, col, select
 
 from ..config import get_settings
@@ -111,24 +116,33 @@ class Summary:
         return data
 
 
-class _Chunk:
-    """What one chunk needs, loaded with a few queries: organisations (locked), plans, balances,
-    recipients, existing ledger keys; collects ledger entries, batches, audit events to write."""
+class _Sub(SimpleNamespace):
+    """A subscription of a chunk: its columns as plain attributes, read with Core rather than as an
+    ORM object (loading, tracking and flushing thousands of those cost more than renewing them).
+    The lifecycle code below changes the attributes; ``_Chunk.write`` stores the changed columns."""
 
-    def __init__(self, session: Session, sub_ids: list[int], now: datetime, due_clause, summary: Summary,
-                 plans: dict[int, tuple[Plan, Product, Vendor]]):
+
+class _Chunk:
+    """What one chunk needs, loaded with a few queries: organisations (locked), subscriptions, plans,
+    balances, recipients, existing ledger keys; collects the subscription changes, ledger entries,
+    batches, audit events and mails, written in bulk by :meth:`write`."""
+
+    def __init__(self, session: Session, first_id: int, last_id: int, org_ids: list[int], now: datetime,
+                 due_clause, summary: Summary, plans: dict[int, tuple[Plan, Product, Vendor]]):
         self.session, self.now, self.summary, self.plans = session, now, summary, plans
-        org_ids = sorted(set(session.exec(select(Subscription.org_id).where(col(Subscription.id).in_(sub_ids))).all()))
-        # Lock in id order (no deadlock between runners), then read the subscriptions again.
+        # Lock in id order (no deadlock between runners), then read the subscriptions again: those of
+        # the id range still due (a second runner that waited for the lock finds them renewed), and
+        # only of the locked organisations. By range: 500 ids cost more to send than the rows.
         self.orgs: dict[int, Organisation] = {
             o.id: o for o in session.exec(
                 select(Organisation).where(col(Organisation.id).in_(org_ids)).order_by(Organisation.id)
                 .with_for_update().execution_options(populate_existing=True)).all()}
-        query = select(Subscription).where(col(Subscription.id).in_(sub_ids)).order_by(Subscription.id)
-        if due_clause is not None:
-            query = query.where(due_clause)
-        self.subs: list[Subscription] = list(session.exec(query.execution_options(populate_existing=True)).all())
-        ids = [s.id for s in self.subs]
+        table = Subscription.__table__
+        self.loaded: dict[int, dict] = {
+            row["id"]: dict(row) for row in session.connection().execute(
+                select(table).where(table.c.id.between(first_id, last_id), table.c.org_id.in_(org_ids), due_clause)
+                .order_by(table.c.id)).mappings()}
+        self.subs = [_Sub(**row) for row in self.loaded.values()]
         sums = dict(session.exec(
             select(LedgerEntry.org_id, func.sum(LedgerEntry.amount)).where(col(LedgerEntry.org_id).in_(org_ids))
             .group_by(LedgerEntry.org_id)).all())
@@ -139,12 +153,11 @@ class _Chunk:
                 funds += org.credit_limit
             self.available[org_id] = funds
         self.changes: dict[int, list[ScheduledChange]] = defaultdict(list)
-        if ids:
-            for change in session.exec(
-                    select(ScheduledChange).where(col(ScheduledChange.subscription_id).in_(ids),
-                                                  ScheduledChange.status == "pending",
-                                                  ScheduledChange.effective_at <= now)
-                    .order_by(ScheduledChange.id)).all():
+        for change in session.exec(
+                select(ScheduledChange).where(col(ScheduledChange.subscription_id).between(first_id, last_id),
+                                              ScheduledChange.status == "pending", ScheduledChange.effective_at <= now)
+                .order_by(ScheduledChange.id)).all():
+            if change.subscription_id in self.loaded:
                 self.changes[change.subscription_id].append(change)
         self.recipients: dict[int, list[tuple[User, str]]] = defaultdict(list)
         for user, membership in session.exec(
@@ -155,7 +168,7 @@ class _Chunk:
         self.rates: dict[tuple[str, str, date], Decimal] = {}
         self.entries: list[dict] = []
         self.audits: list[dict] = []
-        self.mails: list[dict] = []
+        self.mails: list[tuple[dict, dict]] = []  # (outbox row without the rendered texts, context)
         self.mail_keys: set[str] = set()
         self.keys: set[str] = set()
         self.existing_keys: set[str] = set()
@@ -163,7 +176,7 @@ class _Chunk:
         self.batches: list[dict] = []
 
     # -- reading helpers --
-    def org(self, sub: Subscription) -> Organisation:
+    def org(self, sub: _Sub) -> Organisation:
         return self.orgs[sub.org_id]
 
     def plan(self, plan_id: int) -> tuple[Plan, Product, Vendor]:
@@ -188,7 +201,7 @@ class _Chunk:
         return round_money(Decimal(plan_amount) * rate, org.billing_currency), rate, day
 
     # -- writing helpers --
-    def charge(self, sub: Subscription, plan: Plan, product: Product, *, plan_amount: Decimal, key: str,
+    def charge(self, sub: _Sub, plan: Plan, product: Product, *, plan_amount: Decimal, key: str,
                what: str, quantity: int, period: tuple[datetime, datetime], action: str) -> tuple[bool, Decimal]:
         """Charge if the organisation can pay. Returns (done, amount): done is True when charged now
         or already charged under ``key`` before; False when the funds do not cover it."""
@@ -212,22 +225,23 @@ class _Chunk:
             self.summary.charged[org.billing_currency] += amount
         return True, amount
 
-    def audit(self, sub: Subscription, action: str, **details) -> None:
+    def audit(self, sub: _Sub, action: str, **details) -> None:
         self.audits.append(dict(org_id=sub.org_id, user_id=None, subscription_id=sub.id, action=action,
                                 details={k: (v if isinstance(v, (int, str, bool, type(None))) else str(v))
                                          for k, v in details.items()},
                                 created_at=self.now))
 
-    def batch(self, sub: Subscription, plan: Plan, source: str) -> None:
+    def batch(self, sub: _Sub, plan: Plan, source: str) -> None:
         self.batches.append(dict(subscription_id=sub.id, quantity=sub.quantity, added_at=self.now,
                                  window_ends_at=self.now + timedelta(hours=plan.cancellation_window_hours),
                                  source=source))
 
-    def mail(self, sub: Subscription, kind: str, context: dict, *, roles=LIFECYCLE_ROLES,
+    def mail(self, sub: _Sub, kind: str, context: dict, *, roles=LIFECYCLE_ROLES,
              dedupe: str | None = None) -> None:
         """One outbox row per recipient with one of ``roles``, rendered by ``notifications.render``
         exactly as ``notifications.enqueue`` does, but written in one bulk insert per chunk (a
-        savepoint and an ORM object per mail would cost more than the renewal itself)."""
+        savepoint and an ORM object per mail would cost more than the renewal itself). Rendered
+        by :meth:`write`, once the mails already in the outbox (same dedupe key) are left out."""
         wanted = {str(r) for r in roles}
         org = self.org(sub)
         for user, role in self.recipients.get(sub.org_id, []):
@@ -243,32 +257,70 @@ class _Chunk:
             ctx.setdefault("tz", org.timezone)
             ctx.setdefault("user_name", user.name)
             locale = fmt.normalize_locale(user.locale)
-            rendered = notifications.render(kind, ctx, locale)
-            self.mails.append(dict(
+            self.mails.append((dict(
                 org_id=org.id, user_id=user.id, to_email=user.email[:254], kind=kind, locale=locale,
-                subject=rendered.subject, body_text=rendered.text, body_html=rendered.html,
                 status=NotificationStatus.QUEUED.value, attempts=0, next_attempt_at=self.now, last_error="",
-                dedupe_key=key, created_at=self.now, sent_at=None))
+                dedupe_key=key, created_at=self.now, sent_at=None), ctx))
 
     def write(self) -> None:
-        """Zero the old batches of renewed subscriptions, then insert the new batches, ledger
-        entries, audit events and mails in bulk; the subscription updates flush with them."""
+        """Store the changed subscription columns (one executemany per set of columns), zero the old
+        batches of renewed subscriptions, insert the new batches, ledger entries and audit events in
+        bulk, then the mails not in the outbox yet, each rendered as it goes in. The scheduled
+        changes (ORM objects) flush first."""
         session = self.session
         session.flush()
+        table = Subscription.__table__
+        changed: dict[tuple[str, ...], list[dict]] = defaultdict(list)
+        for sub in self.subs:
+            before = self.loaded[sub.id]
+            values = {name: value for name, value in vars(sub).items() if value != before[name]}
+            if values:
+                changed[tuple(values)].append({"_id": sub.id, **values})
+        for params in changed.values():
+            session.connection().execute(update(table).where(table.c.id == bindparam("_id")), params)
+        for held in list(session.identity_map.values()):  # ORM copies the caller holds: read again
+            if isinstance(held, Subscription) and held.id in self.loaded:
+                session.expire(held)
         if self.renewed_ids:
             session.execute(update(LicenceBatch).where(col(LicenceBatch.subscription_id).in_(self.renewed_ids))
                             .values(quantity=0).execution_options(synchronize_session=False))
         for model, rows in ((LicenceBatch, self.batches), (LedgerEntry, self.entries), (AuditEvent, self.audits)):
-            if rows:
-                session.execute(insert(model), rows)
-        keyed = [m["dedupe_key"] for m in self.mails if m["dedupe_key"]]
+            _insert_rows(session, model, rows)
+        keyed = [row["dedupe_key"] for row, _context in self.mails if row["dedupe_key"]]
         seen: set[str] = set()
         for i in range(0, len(keyed), 500):
             seen.update(session.exec(select(Notification.dedupe_key)
                                      .where(col(Notification.dedupe_key).in_(keyed[i:i + 500]))).all())
-        rows = [m for m in self.mails if not m["dedupe_key"] or m["dedupe_key"] not in seen]
-        if rows:
-            session.execute(insert(Notification), rows)
+
+        def rendered():  # streamed: PostgreSQL stores the first mails while the next ones render
+            for row, context in self.mails:
+                if row["dedupe_key"] not in seen:
+                    mail = notifications.render(row["kind"], context, row["locale"])
+                    yield {**row, "subject": mail.subject, "body_text": mail.text, "body_html": mail.html}
+
+        _insert_rows(session, Notification, rendered())
+
+
+def _insert_rows(session: Session, model, rows: Iterable[dict]) -> None:
+    """Insert ``rows`` (dicts with the same keys, values as the model takes them) in one go: COPY on
+    PostgreSQL, where even a pipelined INSERT per row costs several times more, executemany elsewhere."""
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        return
+    connection = session.connection()
+    dialect, table = connection.dialect, model.__table__
+    if dialect.name != "postgresql":
+        connection.execute(table.insert(), [first, *rows])
+        return
+    names = list(first)
+    to_db = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+    quote = dialect.identifier_preparer.quote
+    with connection.connection.cursor() as cursor, cursor.copy(
+            f"COPY {quote(table.name)} ({', '.join(quote(name) for name in names)}) FROM STDIN") as copy:
+        for row in itertools.chain([first], rows):
+            copy.write_row([row[name] if convert is None else convert(row[name])
+                            for name, convert in zip(names, to_db)])
 
 
 def _load_plans(session: Session) -> dict[int, tuple[Plan, Product, Vendor]]:
@@ -277,20 +329,22 @@ def _load_plans(session: Session) -> dict[int, tuple[Plan, Product, Vendor]]:
     return {p.id: (p, pr, v) for p, pr, v in rows}
 
 
-def _run_chunks(session: Session, candidates, due_clause, now: datetime, summary: Summary, process, *,
+def _run_chunks(session: Session, due_clause, now: datetime, summary: Summary, process, *,
                 chunk_size: int, keys_for) -> None:
-    """Walk the candidate ids in id order (keyset), one transaction per chunk."""
+    """Walk the subscriptions matching ``due_clause`` in id order (keyset), one transaction per chunk."""
     plans = _load_plans(session)
     last_id = 0
     while True:
         try:
-            ids = list(session.exec(candidates.where(Subscription.id > last_id).order_by(Subscription.id)
-                                    .limit(chunk_size)).all())
-            if not ids:
+            rows = session.exec(select(Subscription.id, Subscription.org_id)
+                                .where(due_clause, Subscription.id > last_id)
+                                .order_by(Subscription.id).limit(chunk_size)).all()
+            if not rows:
                 session.rollback()
                 return
-            last_id = ids[-1]
-            chunk = _Chunk(session, ids, now, due_clause, summary, plans)
+            first_id, last_id = rows[0][0], rows[-1][0]
+            chunk = _Chunk(session, first_id, last_id, sorted({org for _sub, org in rows}), now, due_clause,
+                           summary, plans)
             chunk.prefetch_keys([k for s in chunk.subs for k in keys_for(chunk, s)])
             for sub in chunk.subs:
                 try:
@@ -309,7 +363,7 @@ def _clamp(quantity: int, plan: Plan) -> int:
     return max(plan.min_quantity, min(quantity, plan.max_quantity))
 
 
-def _apply_changes(chunk: _Chunk, sub: Subscription) -> None:
+def _apply_changes(chunk: _Chunk, sub: _Sub) -> None:
     """Apply the subscription's due scheduled changes (decrease, downgrade, cancel) in order."""
     for change in chunk.changes.pop(sub.id, []):
         plan, _product, vendor = chunk.plan(sub.plan_id)
@@ -331,11 +385,10 @@ def _apply_changes(chunk: _Chunk, sub: Subscription) -> None:
         elif change.kind == ChangeKind.CANCEL:
             sub.cancel_at_term_end = True
         change.status = "applied"
-        chunk.session.add(change)
         chunk.summary.changes_applied += 1
 
 
-def _end(chunk: _Chunk, sub: Subscription, status: str, at: datetime) -> None:
+def _end(chunk: _Chunk, sub: _Sub, status: str, at: datetime) -> None:
     plan, product, vendor = chunk.plan(sub.plan_id)
     provisioning.connector_for(vendor.code).cancel(sub.vendor_ref)
     sub.status = status
@@ -347,15 +400,13 @@ def _end(chunk: _Chunk, sub: Subscription, status: str, at: datetime) -> None:
         chunk.summary.expired += 1
     for change in chunk.changes.pop(sub.id, []):
         change.status = "cancelled"
-        chunk.session.add(change)
-    chunk.session.add(sub)
     tz = chunk.org(sub).timezone
     chunk.audit(sub, f"subscription.{status}", at=at.isoformat())
     chunk.mail(sub, "expired", {"product": product.name, "expired_on": clock.local_date(at, tz),
                                 "subscription_id": sub.id}, dedupe=f"expired:{sub.id}:{_ymd(at, tz)}")
 
 
-def _new_term(chunk: _Chunk, sub: Subscription, start: datetime, *, key: str, action: str, fresh: bool) -> bool:
+def _new_term(chunk: _Chunk, sub: _Sub, start: datetime, *, key: str, action: str, fresh: bool) -> bool:
     """Charge the first billing period of a term starting at ``start`` and move the subscription
     into it. ``fresh``: the term run restarts (anchor = start). False when the funds do not cover it."""
     org = chunk.org(sub)
@@ -380,7 +431,6 @@ def _new_term(chunk: _Chunk, sub: Subscription, start: datetime, *, key: str, ac
         sub.status, sub.suspended_at = S.ACTIVE, None
     chunk.renewed_ids.append(sub.id)
     chunk.batch(sub, plan, "renewal")
-    chunk.session.add(sub)
     chunk.audit(sub, "subscription.renewed", term_start=start.isoformat(), term_end=end.isoformat(),
                 quantity=sub.quantity, amount=str(amount), plan=plan.code)
     chunk.mail(sub, "renewal_done", {"product": product.name, "quantity": sub.quantity, "amount": amount,
@@ -389,7 +439,7 @@ def _new_term(chunk: _Chunk, sub: Subscription, start: datetime, *, key: str, ac
     return True
 
 
-def _unpaid(chunk: _Chunk, sub: Subscription, *, due_from: datetime, amount: Decimal, what: str) -> None:
+def _unpaid(chunk: _Chunk, sub: _Sub, *, due_from: datetime, amount: Decimal, what: str) -> None:
     """The period starting ``due_from`` could not be paid: grace, then suspension."""
     org = chunk.org(sub)
     tz = org.timezone
@@ -417,10 +467,9 @@ def _unpaid(chunk: _Chunk, sub: Subscription, *, due_from: datetime, amount: Dec
                    roles=MONEY_ROLES, dedupe=f"suspended:{sub.id}:{_ymd(due_from, tz)}")
     elif sub.status == S.ACTIVE and not started:
         chunk.summary.waiting += 1
-    chunk.session.add(sub)
 
 
-def _past_expiry(sub: Subscription, now: datetime) -> bool:
+def _past_expiry(sub: _Sub, now: datetime) -> bool:
     """Suspended for non-payment for a second grace period: it expires."""
     grace = timedelta(days=get_settings().renewal_grace_days)
     return sub.status == S.SUSPENDED and sub.grace_until is not None and now >= sub.grace_until + grace
@@ -439,12 +488,24 @@ def _renewal_due_clause(now: datetime):
     )
 
 
-def _renewal_keys(chunk: _Chunk, sub: Subscription) -> list[str]:
+def _renewal_start(chunk: _Chunk, sub: _Sub, tz: str) -> datetime:
+    """Where the next term starts: where the last one ended, or today for a subscription suspended
+    for non-payment (the suspended days are not charged)."""
+    if sub.status == S.SUSPENDED:
+        return clock.local_midnight(clock.local_date(chunk.now, tz), tz)
+    return sub.term_end
+
+
+def _renewal_key(sub: _Sub, start: datetime, tz: str) -> str:
+    return f"renewal:{sub.id}:{_ymd(start, tz)}"
+
+
+def _renewal_keys(chunk: _Chunk, sub: _Sub) -> list[str]:
     tz = chunk.org(sub).timezone
-    return [f"renewal:{sub.id}:{_ymd(sub.term_end, tz)}", f"renewal:{sub.id}:{_ymd(chunk.now, tz)}"]
+    return [_renewal_key(sub, _renewal_start(chunk, sub, tz), tz)]
 
 
-def _renew_one(chunk: _Chunk, sub: Subscription) -> None:
+def _renew_one(chunk: _Chunk, sub: _Sub) -> None:
     now = chunk.now
     org = chunk.org(sub)
     tz = org.timezone
@@ -466,14 +527,14 @@ def _renew_one(chunk: _Chunk, sub: Subscription) -> None:
         if _past_expiry(sub, now):
             _end(chunk, sub, S.EXPIRED, now)
             return
-        start = clock.local_midnight(clock.local_date(now, tz), tz)
-        if _new_term(chunk, sub, start, key=f"renewal:{sub.id}:{_ymd(start, tz)}", action="renewal", fresh=True):
+        start = _renewal_start(chunk, sub, tz)
+        if _new_term(chunk, sub, start, key=_renewal_key(sub, start, tz), action="renewal", fresh=True):
             chunk.summary.reactivated += 1
         else:
             chunk.summary.waiting += 1
         return
-    start = sub.term_end
-    if _new_term(chunk, sub, start, key=f"renewal:{sub.id}:{_ymd(start, tz)}", action="renewal", fresh=False):
+    start = _renewal_start(chunk, sub, tz)
+    if _new_term(chunk, sub, start, key=_renewal_key(sub, start, tz), action="renewal", fresh=False):
         chunk.summary.renewed += 1
         return
     unit = proration.period_price(plan.price, plan.term, plan.billing_frequency)
@@ -489,8 +550,7 @@ def renew_due(session: Session, now: datetime | None = None, *, chunk_size: int 
     now = _now(now)
     summary = Summary()
     clause = _renewal_due_clause(now)
-    _run_chunks(session, select(Subscription.id).where(clause), clause, now, summary, _renew_one,
-                chunk_size=chunk_size, keys_for=_renewal_keys)
+    _run_chunks(session, clause, now, summary, _renew_one, chunk_size=chunk_size, keys_for=_renewal_keys)
     return summary.as_dict()
 
 
@@ -509,12 +569,12 @@ def _instalment_clause(now: datetime, monthly_plan_ids: list[int]):
     )
 
 
-def _instalment_keys(chunk: _Chunk, sub: Subscription) -> list[str]:
+def _instalment_keys(chunk: _Chunk, sub: _Sub) -> list[str]:
     tz = chunk.org(sub).timezone
     return [f"instalment:{sub.id}:{_ymd(sub.next_billing_at, tz)}", f"resume:{sub.id}:{_ymd(chunk.now, tz)}"]
 
 
-def _instalment_one(chunk: _Chunk, sub: Subscription) -> None:
+def _instalment_one(chunk: _Chunk, sub: _Sub) -> None:
     now = chunk.now
     org = chunk.org(sub)
     tz = org.timezone
@@ -539,7 +599,6 @@ def _instalment_one(chunk: _Chunk, sub: Subscription) -> None:
             sub.next_billing_at = proration.next_period_start(period, sub.term_end)
             chunk.summary.reactivated += 1
             chunk.audit(sub, "subscription.resumed", reason="paid", amount=str(amount))
-            chunk.session.add(sub)
         else:
             chunk.summary.waiting += 1
         return
@@ -559,7 +618,6 @@ def _instalment_one(chunk: _Chunk, sub: Subscription) -> None:
         sub.grace_until = None
         chunk.summary.instalments += 1
         chunk.audit(sub, "subscription.instalment", period_start=period.start.isoformat(), amount=str(amount))
-    chunk.session.add(sub)
 
 
 def bill_instalments_due(session: Session, now: datetime | None = None, *, chunk_size: int = CHUNK) -> dict:
@@ -572,8 +630,7 @@ def bill_instalments_due(session: Session, now: datetime | None = None, *, chunk
     summary = Summary()
     monthly = list(session.exec(select(Plan.id).where(Plan.term == "year", Plan.billing_frequency == "monthly")).all())
     clause = _instalment_clause(now, monthly)
-    _run_chunks(session, select(Subscription.id).where(clause), clause, now, summary, _instalment_one,
-                chunk_size=chunk_size, keys_for=_instalment_keys)
+    _run_chunks(session, clause, now, summary, _instalment_one, chunk_size=chunk_size, keys_for=_instalment_keys)
     return summary.as_dict()
 
 
@@ -584,11 +641,11 @@ def _trial_clause(now: datetime):
                 col(Subscription.trial_ends_at) <= now)
 
 
-def _trial_keys(chunk: _Chunk, sub: Subscription) -> list[str]:
+def _trial_keys(chunk: _Chunk, sub: _Sub) -> list[str]:
     return [f"trial:{sub.id}"]
 
 
-def _trial_one(chunk: _Chunk, sub: Subscription) -> None:
+def _trial_one(chunk: _Chunk, sub: _Sub) -> None:
     plan, product, vendor = chunk.plan(sub.plan_id)
     target = None
     if sub.trial_convert and plan.trial_converts_to:
@@ -623,7 +680,6 @@ def _trial_one(chunk: _Chunk, sub: Subscription) -> None:
     sub.term_start, sub.term_end, sub.activated_at = start, end, start
     sub.next_billing_at = proration.next_period_start(period, end)
     chunk.batch(sub, target, "purchase")
-    chunk.session.add(sub)
     chunk.summary.trials_converted += 1
     chunk.audit(sub, "subscription.trial_converted", plan=target.code, quantity=sub.quantity, amount=str(amount))
     chunk.mail(sub, "renewal_done", {"product": target_product.name, "quantity": sub.quantity, "amount": amount,
@@ -637,8 +693,7 @@ def end_trials(session: Session, now: datetime | None = None, *, chunk_size: int
     now = _now(now)
     summary = Summary()
     clause = _trial_clause(now)
-    _run_chunks(session, select(Subscription.id).where(clause), clause, now, summary, _trial_one,
-                chunk_size=chunk_size, keys_for=_trial_keys)
+    _run_chunks(session, clause, now, summary, _trial_one, chunk_size=chunk_size, keys_for=_trial_keys)
     return summary.as_dict()
 
 
@@ -659,7 +714,7 @@ def send_reminders(session: Session, now: datetime | None = None, *, days_before
                  col(Subscription.trial_ends_at) > now, col(Subscription.trial_ends_at) <= horizon)
     clause = or_(licence, trial)
 
-    def remind(chunk: _Chunk, sub: Subscription) -> None:
+    def remind(chunk: _Chunk, sub: _Sub) -> None:
         org = chunk.org(sub)
         tz = org.timezone
         plan, product, _vendor = chunk.plan(sub.plan_id)
@@ -693,6 +748,5 @@ def send_reminders(session: Session, now: datetime | None = None, *, days_before
                                                 "subscription_id": sub.id}, dedupe=f"expiry_reminder:{key}")
         summary.reminders += 1
 
-    _run_chunks(session, select(Subscription.id).where(clause), clause, now, summary, remind,
-                chunk_size=chunk_size, keys_for=lambda chunk, sub: [])
+    _run_chunks(session, clause, now, summary, remind, chunk_size=chunk_size, keys_for=lambda chunk, sub: [])
     return summary.as_dict()

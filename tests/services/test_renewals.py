@@ -6,22 +6,26 @@ from __future__ import annotations
 import os
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
+from noventiq_panel.i18n import format as fmt
 from noventiq_panel.models import (
     LedgerEntry,
     LicenceBatch,
     Membership,
     Notification,
     Organisation,
+    Plan,
+    Product,
     Role,
     Subscription,
     User,
 )
-from noventiq_panel.services import ledger, renewals
+from noventiq_panel.services import ledger, notifications, renewals
 from noventiq_panel.services import subscriptions as subs
 
 from .. import factories as f
@@ -183,6 +187,51 @@ def test_yearly_plan_billed_monthly_renews_with_its_first_instalment(world):
     sub = w.sub(sid)
     assert sub.term_end == tashkent(2028, 3, 10, 0) and sub.next_billing_at == tashkent(2027, 4, 10, 0)
     assert charges(w, sid)[-1][1] == Decimal("-30000.00")
+
+
+def test_renewal_mails_are_what_render_gives_each_recipient(world):
+    """The outbox rows written in bulk for a chunk hold exactly what ``notifications.render`` gives
+    for each recipient's own context (name, locale), as ``notifications.enqueue`` would write them."""
+    w = world
+    w.finance.locale = "en"
+    w.session.add(w.finance)
+    w.session.commit()
+    w.topup("1000000")
+    ids = [buy(w, "basic-m", 2), buy(w, "std-usd", 1), buy(w, "basic-m", 3)]
+    assert renewals.renew_due(w.session, TERM_END + H)["renewed"] == 3
+    expected = set()
+    for sid in ids:
+        sub = w.sub(sid)
+        product = w.session.get(Product, w.session.get(Plan, sub.plan_id).product_id)
+        amount = -charges(w, sid)[-1][1]
+        for user in notifications.recipients(w.session, w.org.id, subs.MONEY_ROLES):
+            context = {"product": product.name, "quantity": sub.quantity, "amount": amount, "currency": "UZS",
+                       "period_end": date(2026, 5, 9), "subscription_id": sid,
+                       "org_name": w.org.name, "tz": w.org.timezone, "user_name": user.name}
+            rendered = notifications.render("renewal_done", context, user.locale)
+            expected.add((user.email, fmt.normalize_locale(user.locale), rendered.subject, rendered.text, rendered.html))
+    w.session.rollback()
+    written = {(m.to_email, m.locale, m.subject, m.body_text, m.body_html)
+               for m in w.session.exec(select(Notification).where(Notification.kind == "renewal_done")).all()}
+    assert len(written) == 9 and written == expected
+    assert {locale for _to, locale, *_rest in written} == {"ru", "en"}
+
+
+def test_remembered_formatting_gives_what_the_formatters_give():
+    """Mail rendering remembers formatted values; values that are equal but print differently
+    (one wall-clock time twice at a DST change, Decimal exponents, int and Decimal) never share one."""
+    berlin = ZoneInfo("Europe/Berlin")
+    first = datetime(2025, 10, 26, 2, 30, tzinfo=berlin)  # 00:30 UTC
+    second = datetime(2025, 10, 26, 2, 30, fold=1, tzinfo=berlin)  # 01:30 UTC, yet == first
+    assert first == second
+    for moment in (first, second, first):
+        rendered = notifications.render("password_reset", {"link": "https://x/reset/t", "expires_at": moment}, "ru")
+        assert fmt.format_datetime(moment, fmt.DEFAULT_TZ, "ru", format="text") in rendered.text
+    for value in (Decimal("1.5"), Decimal("1.50"), Decimal("-0.00"), 2, Decimal(2), "12.5", Decimal("1234567.891")):
+        for locale in ("ru", "en"):
+            rendered = notifications.render("low_balance", {"balance": value, "threshold": value, "currency": "UZS"},
+                                            locale)
+            assert fmt.format_money(value, "UZS", locale) in rendered.text
 
 
 # --- instalments -----------------------------------------------------------------------------
