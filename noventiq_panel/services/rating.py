@@ -32,7 +32,9 @@ so anyone can recompute an entry from what it shows. ``fx_rate`` is the rate of 
 period's first day in the organisation's time zone), fixed the first time usage of that day is
 charged (``rates.usage_rate``, ``UsageFxRate``): late records of a day are charged at the same rate
 as the rest of it, and analytics convert every record of the day at it. ``occurred_at`` is the
-period's start (a month's usage is in that month), ``created_at`` when it was rated.
+period's start (a month's usage is in that month), ``created_at`` when it was rated — except for
+late usage of a month whose closing document is already made: that is dated when it is rated, so
+it goes into the next document instead of into none (the period fields keep the usage's own dates).
 
 Not billable: records of a **suspended** subscription whose period starts at or after
 ``suspended_at`` (all of them when it is unknown), and records of a **trial** before
@@ -58,7 +60,7 @@ from sqlmodel import Session
 from ..models import BillingType, Organisation, Plan, RatingWatermark, Subscription, SubscriptionStatus, UsageRecord
 from ..models.types import utcnow
 from . import rates
-from .clock import day_bounds
+from .clock import day_bounds, local_midnight, next_month
 from .errors import RateMissing
 from .money import minor_unit
 
@@ -242,6 +244,9 @@ def _run_batch(session: Session, dialect: _Dialect, after: int, limit: int, now:
         # Before any query, so the snapshot is taken after the lock: imports running now have
         # committed, and new ones wait until this batch commits.
         conn.exec_driver_sql("LOCK TABLE usagerecord IN SHARE ROW EXCLUSIVE MODE")
+        # A closing document made meanwhile is either seen here or waits for this batch: late usage
+        # of a documented month is never dated into it (see the module documentation).
+        conn.exec_driver_sql("LOCK TABLE closingdocument IN SHARE MODE")
         # Large estimates would make PostgreSQL compile these one-off statements: slower, not faster.
         conn.exec_driver_sql("SET LOCAL jit = off")
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")  # a batch's groups sort in memory
@@ -336,7 +341,7 @@ class _Batch:
         prefix = "CREATE TEMP TABLE" if d.pg else "CREATE TEMP TABLE IF NOT EXISTS"
         self.q(f"{prefix} rating_sub (sub_id {d.key} PRIMARY KEY, after_id bigint, upto_id bigint, "
                f"from_period {d.ts}, zone integer, org_id bigint, org_currency varchar(3), markup bigint, step bigint, "
-               f"suspended integer, suspended_at {d.ts}, trial_until {d.ts}, description text, "
+               f"suspended integer, suspended_at {d.ts}, trial_until {d.ts}, open_from {d.ts}, description text, "
                f"desc_suspended text, desc_trial text) {d.temp}")
         self.q(f"{prefix} rating_group (sub_id bigint, period_start {d.ts}, currency varchar(3), cost bigint, "
                f"n bigint, max_id bigint) {d.temp}")
@@ -351,21 +356,31 @@ class _Batch:
             self.raw.create_function("rating_source", 2, source_micro, deterministic=True)
             self.raw.create_function("rating_amount", 3, amount_minor, deterministic=True)
 
+    def open_months(self) -> dict[int, datetime]:
+        """Organisation → where its months not covered by a closing document begin."""
+        org_ids = sorted({s.org_id for s in self.subs.values()})
+        zone = {s.org_id: s.tz for s in self.subs.values()}
+        rows = self.q(f"SELECT org_id, MAX(period) FROM closingdocument WHERE org_id IN ({','.join('?' * len(org_ids))}) "
+                      "GROUP BY org_id", org_ids).fetchall()
+        return {org_id: local_midnight(next_month(self.dialect.date_out(period)), zone[org_id])
+                for org_id, period in rows}
+
     def fill_subs(self) -> None:
         d = self.dialect
+        open_from = self.open_months()
         rows = []
         for s in self.subs.values():
             name = s.name
             rows.append((
                 s.id, s.after_id, self.zones[(s.tz, s.granularity)], s.org_id, s.currency, s.markup_micro,
                 10 ** (2 - minor_unit(s.currency)), int(s.suspended), d.ts_in(s.suspended_at), d.ts_in(s.trial_until),
-                f"Потребление: {name}"[:500],
+                d.ts_in(open_from.get(s.org_id)), f"Потребление: {name}"[:500],
                 f"Потребление не оплачивается ({_NOT_BILLED_RU['suspended']}): {name}"[:500],
                 f"Потребление не оплачивается ({_NOT_BILLED_RU['trial']}): {name}"[:500],
             ))
         self.many("INSERT INTO rating_sub (sub_id, after_id, zone, org_id, org_currency, markup, step, suspended, "
-                  "suspended_at, trial_until, description, desc_suspended, desc_trial) "
-                  "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                  "suspended_at, trial_until, open_from, description, desc_suspended, desc_trial) "
+                  "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         # Where each subscription's new records start in time: the grouping below reads the index
         # from there, not the subscription's whole history.
         # (read the new records by id, not the subscription's whole history in time order)
@@ -467,7 +482,7 @@ class _Batch:
         small = False if d.pg else self.small_figures()
         reason = _reason_sql("g.period_start")
         meta = f"{d.json}('records', y.n, 'max_record_id', y.max_id, 'cost_micro', y.cost"
-        columns = ("s.sub_id, s.org_id, s.org_currency, s.markup, s.step, s.description, s.desc_suspended, "
+        columns = ("s.sub_id, s.org_id, s.org_currency, s.markup, s.step, s.open_from, s.description, s.desc_suspended, "
                    "s.desc_trial, p.bucket_start, p.bucket_end, p.label, p.fx_day, g.currency, f.rate")
         if self.one_group_per_period:
             sums = "g.cost AS cost, g.n AS n, g.max_id AS max_id"
@@ -486,7 +501,8 @@ class _Batch:
             "CASE y.reason WHEN 'suspended' THEN y.desc_suspended WHEN 'trial' THEN y.desc_trial ELSE y.description END, "
             "y.sub_id, CASE WHEN y.reason IS NULL THEN y.source ELSE 0 END, y.currency, "
             "CASE WHEN y.reason IS NULL THEN y.rate END, CASE WHEN y.reason IS NULL THEN y.fx_day END, "
-            "y.bucket_start, y.bucket_end, 'usage:' || y.sub_id || ':' || y.label || ':' || y.max_id, y.bucket_start, ?, "
+            "y.bucket_start, y.bucket_end, 'usage:' || y.sub_id || ':' || y.label || ':' || y.max_id, "
+            "CASE WHEN y.bucket_start < y.open_from THEN ? ELSE y.bucket_start END, ?, "
             f"CASE WHEN y.reason IS NULL THEN {meta}) ELSE {meta}, 'not_billed', y.reason) END "
             f"FROM (SELECT x.*, {d.source('x.cost', 'x.markup', small)} AS source FROM ("
             f"  SELECT {columns}, {reason} AS reason, {sums} "
@@ -496,7 +512,7 @@ class _Batch:
             f"  AND f.fx_day = p.fx_day {fold}"
             ") x) y WHERE true "
             "ON CONFLICT (idempotency_key) DO NOTHING",
-            (d.ts_in(self.now),))
+            (d.ts_in(self.now), d.ts_in(self.now)))
         self.summary.entries = self.cur.rowcount
         for currency, minor, subs in self.q(
                 "SELECT currency, -SUM(amount), COUNT(DISTINCT subscription_id) FROM ledgerentry "
@@ -562,8 +578,9 @@ def _refresh_rollup(session: Session, batch: _Batch, used: dict[tuple[int, date,
             stale.add(key[:2])
             continue
         cost, cost_org, n, _ = row
-        # cost and cost_org are micro units; each roll-up row rounds cost_org to 6 decimals.
-        if abs(cost_org * MICRO - cost * rate) > n * MICRO:
+        # cost and cost_org are micro units; each of the n roll-up rows rounds its cost and its
+        # cost_org to 6 decimals, so they may disagree by up to half a micro-unit times (rate + 1).
+        if abs(cost_org * MICRO - cost * rate) > n * (rate + MICRO):
             stale.add(key[:2])
     if not stale:
         return 0

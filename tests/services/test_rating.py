@@ -346,3 +346,52 @@ def test_topup_balance_goes_down_by_the_usage(session):
     from noventiq_panel.services import ledger
 
     assert ledger.balance(session, org.id) == Decimal("10000000.00") + sum(expected_charges(session, sub).values())
+
+
+def test_late_usage_of_a_month_already_documented_goes_into_the_next_document(session):
+    from noventiq_panel.services import documents
+
+    org, plans, _ = payg_world(session)
+    sub = payg_sub(session, org, plans["azure-h"])
+    set_rates(session, date(2026, 10, 29), 5)
+    add_usage(session, sub, tashkent(2026, 10, 31, 20), 2)
+    rating.rate_usage(session, now=tashkent(2026, 11, 1, 1))
+    [october] = documents.generate_month(session, "2026-10", now=tashkent(2026, 11, 1, 2))
+    add_usage(session, sub, tashkent(2026, 10, 31, 22), 1, services=1)  # the vendor's late record
+    rated_at = tashkent(2026, 11, 2, 10)
+    rating.rate_usage(session, now=rated_at)
+    late = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage")
+                        .order_by(LedgerEntry.id.desc())).first()
+    assert late.period_start == tashkent(2026, 10, 31, 22)  # the usage's own hour ...
+    assert late.occurred_at == rated_at  # ... charged in the open month
+    [november] = documents.generate_month(session, "2026-11", now=tashkent(2026, 12, 1, 2))
+    assert november.total == -late.amount
+    usage = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage")).all()
+    assert october.total + november.total == -sum(e.amount for e in usage)  # every charge in one act
+    assert_entries_match_records(session)
+
+
+def test_the_analytics_roll_up_is_rebuilt_only_where_the_rate_charged_differs(session):
+    from noventiq_panel.models import UsageDaily
+    from noventiq_panel.services import analytics
+
+    org, plans, _ = payg_world(session, markup="12.5")  # marked-up costs need rounding to 6 decimals
+    sub = payg_sub(session, org, plans["azure-h"])
+    set_rates(session, date(2026, 11, 9), 2)  # 10 Nov has its own rate
+    add_usage(session, sub, START, 6, services=5)
+    analytics.refresh_daily_rollup(session, [sub.id], [date(2026, 11, 10)])  # as the importer does
+    session.commit()
+    assert rating.rate_usage(session, now=START + timedelta(hours=7)).rollup_rows == 0  # same rate: kept
+
+    tomorrow = START + timedelta(days=1)
+    add_usage(session, sub, tomorrow, 2)
+    analytics.refresh_daily_rollup(session, [sub.id], [date(2026, 11, 11)])  # at 11 Nov's rate as known then
+    rates.store_rate(session, "USD", date(2026, 11, 11), Decimal("13000.00"), source="manual")  # corrected
+    session.commit()
+    # rating fixes the corrected rate for 11 Nov: that day's roll-up is rebuilt at it, 10 Nov's is kept
+    assert rating.rate_usage(session, now=tomorrow + timedelta(hours=3)).rollup_rows > 0
+    for day in (date(2026, 11, 10), date(2026, 11, 11)):
+        fixed = rates.usage_rate(session, "USD", "UZS", day)
+        for row in session.exec(select(UsageDaily).where(UsageDaily.day == day)).all():
+            assert abs(row.cost_org - row.cost * fixed) <= Decimal("0.000001") * (fixed + 1)
+    assert rates.usage_rate(session, "USD", "UZS", date(2026, 11, 11)) == Decimal("13000.00")
