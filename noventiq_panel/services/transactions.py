@@ -64,6 +64,7 @@ def describe(row: TransactionRow, locale: str, tz: str) -> str:
     rebuilt from what posted the entry, its quantity and period (the stored text where the
     entry's origin is not known, e.g. a manual adjustment)."""
     from .. import i18n
+    from ..i18n import format as fmt
 
     loc = i18n.normalize_locale(locale)
     if loc == "ru" or not row.action:
@@ -75,13 +76,13 @@ def describe(row: TransactionRow, locale: str, tz: str) -> str:
     if row.quantity and row.kind in (EntryKind.CHARGE, EntryKind.REFUND):
         parts.append(i18n.t("billing.tx.quantity", loc, count=abs(Decimal(row.quantity)).normalize()))
     if row.period_start is not None and row.period_end is not None:
-        zone = ZoneInfo(tz)
-        start, end = row.period_start.astimezone(zone), row.period_end.astimezone(zone)
+        start, end = row.period_start, row.period_end
+        first = fmt.format_date(start, loc, tz=tz, format="short")
         if end - start <= timedelta(hours=1):
-            parts.append(f"{start:%d.%m.%Y %H:%M}–{end:%H:%M}")
+            parts.append(f"{first} {fmt.format_time(start, tz, loc)}–{fmt.format_time(end, tz, loc)}")
         else:
-            last = (end - timedelta(microseconds=1)).date()
-            parts.append(f"{start:%d.%m.%Y}" if last == start.date() else f"{start:%d.%m.%Y}–{last:%d.%m.%Y}")
+            last = fmt.format_date(end - timedelta(microseconds=1), loc, tz=tz, format="short")
+            parts.append(first if last == first else f"{first}–{last}")
     return ", ".join(parts)
 
 

@@ -27,6 +27,7 @@ def _pages(db) -> list[tuple[str, str, str]]:
         ("subscription", f"/subscriptions/{sub.id}", "#page-title"),
         ("catalog", "/catalog", "#page-title"),
         ("billing", "/billing", "#page-title"),
+        ("billing-tx", "/billing?tab=transactions", ".tx-running"),
         ("analytics", "/analytics", "#page-title"),
         ("account", "/account", "#details-form"),
         ("account-users", "/account?tab=users", ".member-row"),
@@ -84,6 +85,8 @@ def test_signed_in_pages(browser, base_url, db, locale):
                     page.wait_for_selector(ready, state="attached")
                     page.wait_for_load_state("networkidle")
                     shot(page, name, locale, phone=phone)
+                    if name == "billing-tx":  # entries are described in the user's language
+                        expect(page.locator("body")).to_contain_text("Usage, " if locale == "en" else "Потребление: ")
                     if phone:
                         _no_sideways_scroll(page, name)
                 if not phone:

@@ -184,10 +184,10 @@ def test_descriptions_are_stored_in_russian_and_rebuilt_in_english(session, org_
     ru = [transactions.describe(r, "ru", tashkent) for r in rows.values()]
     assert ru == list(rows)  # Russian: the stored text, as posted
     en = {r.description: transactions.describe(r, "en", tashkent) for r in rows.values()}
-    assert en["Microsoft 365 — месяц: продление с 01.10.2026, 2 шт."] == "Renewal, 2 pcs, 01.10.2026–31.10.2026"
-    assert en["Потребление: Azure"] == "Usage, 10.10.2026 09:00–10:00"
+    assert en["Microsoft 365 — месяц: продление с 01.10.2026, 2 шт."] == "Renewal, 2 pcs, 10/1/26–10/31/26"
+    assert en["Потребление: Azure"] == "Usage, 10/10/26 9:00\u202fAM–10:00\u202fAM"
     assert en["Потребление не оплачивается (пробный период): Azure"] == \
-        "Usage, not billed: trial, 10.10.2026 09:00–10:00"
+        "Usage, not billed: trial, 10/10/26 9:00\u202fAM–10:00\u202fAM"
     assert en["Корректировка по письму"] == "Корректировка по письму"  # origin unknown: the text as written
     _name, data = transactions.export_transactions(session, a, "csv", locale="en")
-    assert "Usage, 10.10.2026 09:00–10:00" in data.decode("utf-8-sig")
+    assert "Usage, 10/10/26 9:00\u202fAM–10:00\u202fAM" in data.decode("utf-8-sig")
