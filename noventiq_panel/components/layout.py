@@ -269,8 +269,26 @@ def user_menu() -> rx.Component:
     )
 
 
-def topbar(active: str | None) -> rx.Component:
+def _bar(left: rx.Component, right: rx.Component) -> rx.Component:
+    """The sticky bar at the top of a page: ``left`` and ``right`` at its ends."""
     return rx.hstack(
+        left,
+        right,
+        justify="between",
+        align="center",
+        width="100%",
+        padding_x=rx.breakpoints(initial="0.75rem", sm="1.5rem"),
+        height="3.5rem",
+        border_bottom=f"1px solid {rx.color('gray', 5)}",
+        background=rx.color("gray", 1),
+        position="sticky",
+        top="0",
+        z_index="10",
+    )
+
+
+def topbar(active: str | None) -> rx.Component:
+    return _bar(
         rx.hstack(
             mobile_menu(active),
             rx.box(brand(compact=True), display=MOBILE),
@@ -285,16 +303,6 @@ def topbar(active: str | None) -> rx.Component:
             align="center",
             min_width="0",
         ),
-        justify="between",
-        align="center",
-        width="100%",
-        padding_x=rx.breakpoints(initial="0.75rem", sm="1.5rem"),
-        height="3.5rem",
-        border_bottom=f"1px solid {rx.color('gray', 5)}",
-        background=rx.color("gray", 1),
-        position="sticky",
-        top="0",
-        z_index="10",
     )
 
 
@@ -390,7 +398,7 @@ def storefront_layout(content: rx.Component, language_switch_of: Callable[[str],
         align="center",
     )
     return rx.box(
-        rx.hstack(
+        _bar(
             rx.link(
                 rx.hstack(
                     rx.box(rx.icon("cloud", size=18, color="white"), background=rx.color("accent", 9),
@@ -412,16 +420,6 @@ def storefront_layout(content: rx.Component, language_switch_of: Callable[[str],
                 spacing="4",
                 align="center",
             ),
-            justify="between",
-            align="center",
-            width="100%",
-            padding_x=rx.breakpoints(initial="0.75rem", sm="1.5rem"),
-            height="3.5rem",
-            border_bottom=f"1px solid {rx.color('gray', 5)}",
-            background=rx.color("gray", 1),
-            position="sticky",
-            top="0",
-            z_index="10",
         ),
         rx.box(
             content,
