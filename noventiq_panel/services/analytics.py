@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import BigInteger, String, delete, func, insert, literal_column, select, text, type_coerce
+from sqlalchemy import BigInteger, String, delete, func, literal_column, select, text, type_coerce
 from sqlmodel import Session
 
 from ..models import (
@@ -42,6 +42,7 @@ from ..models import (
     UsageRecord,
     Vendor,
 )
+from ..db import BulkInsert
 from ..models.types import utcnow
 from . import clock, rates
 from .authz import Access, Actor, can_read
@@ -916,7 +917,7 @@ def refresh_rollup_pairs(session: Session, pairs: Iterable[tuple[int, date]]) ->
     for sid, org_id, tz, cur, markup in info:
         groups[(org_id, tz, cur, frozenset(by_sub[sid]))].append((sid, int(markup or 0)))
     rate_cache: dict[tuple[str, str, date], tuple[int, int] | None] = {}
-    writer = _BulkInsert(session, UsageDaily.__table__, _ROLLUP_COLUMNS)
+    writer = BulkInsert(session, UsageDaily.__table__, _ROLLUP_COLUMNS, stored=("cost", "cost_org"))
     for (org_id, tz, org_cur, dayset), members in groups.items():
         written += _refresh_group(session, writer, org_id, tz, org_cur, sorted(dayset), dict(members), rate_cache)
     session.flush()
@@ -959,59 +960,7 @@ _ROLLUP_COLUMNS = ("org_id", "subscription_id", "day", "service", "resource_grou
                    "cost", "currency", "cost_org", "org_currency", "records", "refreshed_at")
 
 
-class _BulkInsert:
-    """``executemany`` through the driver: each column's value is put in its storage form by the
-    column type's own bind processor (cached per distinct value); ``ScaledDecimal`` columns take
-    their stored integer directly. Other paramstyles fall back to a plain SQLAlchemy insert."""
-
-    def __init__(self, session: Session, table, columns: tuple[str, ...]):
-        from ..models.types import ScaledDecimal
-
-        self.session, self.table, self.columns = session, table, columns
-        dialect = session.get_bind().dialect
-        self.procs = []
-        for name in columns:
-            col_type = table.c[name].type
-            proc = None if isinstance(col_type, ScaledDecimal) else col_type.dialect_impl(dialect).bind_processor(dialect)
-            self.procs.append(proc)
-        self.cache: dict = {}
-        marks = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
-        quote = dialect.identifier_preparer.quote
-        self.sql = None if marks is None else (
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-            f"VALUES ({', '.join([marks] * len(columns))})")
-
-    def _value(self, proc, value):
-        if proc is None or value is None:
-            return value
-        key = (id(proc), value)
-        out = self.cache.get(key)
-        if out is None:
-            if len(self.cache) > 100000:
-                self.cache.clear()
-            out = self.cache[key] = proc(value)
-        return out
-
-    def insert(self, rows: list[tuple]) -> None:
-        if not rows:
-            return
-        if self.sql is None:  # pragma: no cover - other drivers
-            from ..models.types import ScaledDecimal
-
-            scaled = [isinstance(self.table.c[c].type, ScaledDecimal) for c in self.columns]
-            dicts = [{c: (Decimal(v).scaleb(-self.table.c[c].type.scale) if s and v is not None else v)
-                      for c, v, s in zip(self.columns, r, scaled)} for r in rows]
-            self.session.execute(insert(self.table), dicts)
-            return
-        procs = self.procs
-        if any(procs):
-            rows = [tuple(self._value(p, v) if p is not None else v for p, v in zip(procs, r)) for r in rows]
-        conn = self.session.connection()
-        for i in range(0, len(rows), 5000):
-            conn.exec_driver_sql(self.sql, rows[i:i + 5000])
-
-
-def _refresh_group(session: Session, writer: _BulkInsert, org_id: int, tz: str, org_cur: str, days: list[date],
+def _refresh_group(session: Session, writer: BulkInsert, org_id: int, tz: str, org_cur: str, days: list[date],
                    markups: dict[int, int], rate_cache: dict) -> int:
     """Rebuild the rows of ``markups``' subscriptions (one organisation) for ``days``.
 

@@ -47,11 +47,12 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlmodel import Session
 
 from ..config import get_settings
 from ..models import Organisation, Plan, Subscription, UsageRecord
+from ..db import BulkInsert
 from ..models.types import utcnow
 from . import analytics, clock, rates
 from .authz import Actor, can_read
@@ -413,7 +414,7 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
     batch: list[dict] = []
     line_end = reader.line_num
 
-    writer = _Writer(session)
+    writer = _writer(session)
 
     def flush():
         if batch:
@@ -484,52 +485,13 @@ _INSERT_COLUMNS = ("org_id", "subscription_id", "period_start", "period_end", "s
                    "imported_at")
 
 
-class _Writer:
-    """Bulk insert of usage rows through the driver's ``executemany``.
-
-    The values are put in the columns' storage form with the columns' own bind processors
-    (datetimes once per distinct value); ``quantity``/``cost`` are already quantized to the 6
-    decimals of ``Price``, so their stored integer is exact. Other paramstyles fall back to a
-    plain SQLAlchemy insert.
-    """
-
-    def __init__(self, session: Session):
-        dialect = session.get_bind().dialect
-        table = UsageRecord.__table__
-        self.session = session
-        # dialect_impl: the processor of the type as this dialect stores it (SQLite: fixed-width text)
-        self.dt_proc = table.c.period_start.type.dialect_impl(dialect).bind_processor(dialect)
-        self.dt_cache: dict[datetime, object] = {}
-        quote = dialect.identifier_preparer.quote
-        marks = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(dialect.paramstyle)
-        self.sql = None
-        if marks:
-            self.sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in _INSERT_COLUMNS)}) "
-                        f"VALUES ({', '.join([marks] * len(_INSERT_COLUMNS))})")
-
-    def _dt(self, value: datetime):
-        out = self.dt_cache.get(value)
-        if out is None:
-            if len(self.dt_cache) > 100000:
-                self.dt_cache.clear()
-            out = self.dt_cache[value] = self.dt_proc(value) if self.dt_proc else value
-        return out
-
-    def insert(self, rows: list[dict]) -> None:
-        if self.sql is None:
-            self.session.execute(insert(UsageRecord.__table__), rows)
-            return
-        dt = self._dt
-        params = [
-            (r["org_id"], r["subscription_id"], dt(r["period_start"]), dt(r["period_end"]), r["service"], r["meter"],
-             r["resource_group"], r["resource_id"], r["resource_name"], int(r["quantity"].scaleb(6)), r["unit"],
-             int(r["cost"].scaleb(6)), r["currency"], r["source"], r["source_key"], dt(r["imported_at"]))
-            for r in rows
-        ]
-        self.session.connection().exec_driver_sql(self.sql, params)
+def _writer(session: Session) -> BulkInsert:
+    """Bulk insert of usage rows; ``quantity``/``cost`` are already quantized to the 6 decimals of
+    ``Price``, so their stored integer is exact and goes in as it is."""
+    return BulkInsert(session, UsageRecord.__table__, _INSERT_COLUMNS, stored=("quantity", "cost"))
 
 
-def _write_batch(session: Session, writer: _Writer, batch: list[dict], report: ImportReport) -> None:
+def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report: ImportReport) -> None:
     """Insert the rows whose key is new; commit. Identical rows inside the batch count once."""
     keys = list({r["source_key"] for r in batch})
     existing: set[str] = set()
@@ -545,7 +507,10 @@ def _write_batch(session: Session, writer: _Writer, batch: list[dict], report: I
         existing.add(k)
         fresh.append(r)
     if fresh:
-        writer.insert(fresh)
+        writer.insert((r["org_id"], r["subscription_id"], r["period_start"], r["period_end"], r["service"], r["meter"],
+                       r["resource_group"], r["resource_id"], r["resource_name"], int(r["quantity"].scaleb(6)),
+                       r["unit"], int(r["cost"].scaleb(6)), r["currency"], r["source"], r["source_key"],
+                       r["imported_at"]) for r in fresh)
     session.commit()
     report.imported += len(fresh)
     for r in fresh:
