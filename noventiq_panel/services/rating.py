@@ -482,14 +482,16 @@ class _Batch:
         small = False if d.pg else self.small_figures()
         reason = _reason_sql("g.period_start")
         meta = f"{d.json}('records', y.n, 'max_record_id', y.max_id, 'cost_micro', y.cost"
-        columns = ("s.sub_id, s.org_id, s.org_currency, s.markup, s.step, s.open_from, s.description, s.desc_suspended, "
-                   "s.desc_trial, p.bucket_start, p.bucket_end, p.label, p.fx_day, g.currency, f.rate")
         if self.one_group_per_period:
-            sums = "g.cost AS cost, g.n AS n, g.max_id AS max_id"
+            groups = ("SELECT g.sub_id, p.bucket_start, p.bucket_end, p.label, p.fx_day, g.currency, "
+                      f"{reason} AS reason, g.cost, g.n, g.max_id")
             fold = ""
-        else:  # records of several starts in one period (daily plans): one entry per period
-            sums = "SUM(g.cost) AS cost, SUM(g.n) AS n, MAX(g.max_id) AS max_id"
-            fold = f"GROUP BY {columns}, {reason}"
+        else:  # records of several starts in one period (daily plans): one entry per period, grouped
+            # by the keys only; the period's other columns follow from its start (zone is the sub's)
+            groups = ("SELECT g.sub_id, p.bucket_start, MAX(p.bucket_end) AS bucket_end, MAX(p.label) AS label, "
+                      f"MAX(p.fx_day) AS fx_day, g.currency, {reason} AS reason, SUM(g.cost) AS cost, "
+                      "SUM(g.n) AS n, MAX(g.max_id) AS max_id")
+            fold = f"GROUP BY g.sub_id, p.bucket_start, g.currency, {reason}"
         # Under the batch's lock only this batch posts usage entries: they are the ones above ``before``.
         before = self.q("SELECT COALESCE(MAX(id), 0) FROM ledgerentry").fetchone()[0]
         self.q(
@@ -504,13 +506,13 @@ class _Batch:
             "y.bucket_start, y.bucket_end, 'usage:' || y.sub_id || ':' || y.label || ':' || y.max_id, "
             "CASE WHEN y.bucket_start < y.open_from THEN ? ELSE y.bucket_start END, ?, "
             f"CASE WHEN y.reason IS NULL THEN {meta}) ELSE {meta}, 'not_billed', y.reason) END "
-            f"FROM (SELECT x.*, {d.source('x.cost', 'x.markup', small)} AS source FROM ("
-            f"  SELECT {columns}, {reason} AS reason, {sums} "
-            "  FROM rating_group g JOIN rating_sub s ON s.sub_id = g.sub_id "
-            "  JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start "
-            "  LEFT JOIN rating_fx f ON f.currency = g.currency AND f.org_currency = s.org_currency "
-            f"  AND f.fx_day = p.fx_day {fold}"
-            ") x) y WHERE true "
+            "FROM (SELECT x.*, s.org_id, s.org_currency, s.markup, s.step, s.open_from, s.description, "
+            f"s.desc_suspended, s.desc_trial, f.rate, {d.source('x.cost', 's.markup', small)} AS source FROM ("
+            f"  {groups} FROM rating_group g JOIN rating_sub s ON s.sub_id = g.sub_id "
+            f"  JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start {fold}"
+            ") x JOIN rating_sub s ON s.sub_id = x.sub_id "
+            "LEFT JOIN rating_fx f ON f.currency = x.currency AND f.org_currency = s.org_currency "
+            "AND f.fx_day = x.fx_day) y WHERE true "
             "ON CONFLICT (idempotency_key) DO NOTHING",
             (d.ts_in(self.now), d.ts_in(self.now)))
         self.summary.entries = self.cur.rowcount
