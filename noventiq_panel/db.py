@@ -10,11 +10,13 @@ from ``SELECT ... FOR UPDATE`` on the organisation row (``services.ledger.lock_o
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import event
+from sqlalchemy import event, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -42,6 +44,7 @@ def make_engine(url: str) -> Engine:
             # table per row, and rating and analytics read large index ranges.
             cur.execute("PRAGMA cache_size=-65536")
             cur.close()
+            dbapi_conn.create_function("local_date", 2, _sqlite_local_date, deterministic=True)
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # pragma: no cover - driver hook
@@ -49,6 +52,22 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+@lru_cache(maxsize=4096)
+def _sqlite_local_date(stamp: str | None, tz: str) -> str | None:
+    """SQLite has no time zones: ``local_date(column, tz)`` is this function (registered on every
+    connection). SQLite keeps a UTC timestamp as 'YYYY-MM-DD HH:MM:SS.ffffff'."""
+    if stamp is None:
+        return None
+    return datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc).astimezone(ZoneInfo(tz)).date().isoformat()
+
+
+def local_date(column, tz: str, dialect_name: str):
+    """SQL for the calendar date (ISO text, 'YYYY-MM-DD') of a UTC timestamp column in time zone ``tz``."""
+    if dialect_name == "postgresql":
+        return func.to_char(func.timezone(tz, column), "YYYY-MM-DD")
+    return func.local_date(column, tz)
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -41,6 +41,15 @@ class Column:
     hide_on_phone: bool = False
 
 
+# Radix table size: tighter cells on a phone, where every column counts.
+TABLE_SIZE = rx.breakpoints(initial="1", sm="2")
+# Shown from the tablet width up (a column, a long label) / only on a phone (what stands in for it).
+WIDE_CELL = rx.breakpoints(initial="none", sm="table-cell")
+WIDE_INLINE = rx.breakpoints(initial="none", sm="inline")
+PHONE_INLINE = rx.breakpoints(initial="inline", sm="none")
+PHONE_FLEX = rx.breakpoints(initial="flex", sm="none")
+
+
 def page_count(total: int, size: int) -> int:
     return max(1, math.ceil(max(0, int(total)) / max(1, int(size))))
 
@@ -73,7 +82,7 @@ def _header_cell(col: Column, sort_key: Any, sort_desc: Any, on_sort: Any) -> rx
     if col.min_width:
         props["min_width"] = col.min_width
     if col.hide_on_phone:
-        props["display"] = rx.breakpoints(initial="none", sm="table-cell")
+        props["display"] = WIDE_CELL
     if col.sortable and on_sort is not None and sort_key is not None:
         icon = rx.cond(
             sort_key == col.key,
@@ -107,7 +116,7 @@ def _cell(col: Column, row: Any) -> rx.Component:
         inner = value
     props: dict[str, Any] = {"text_align": col.align}
     if col.hide_on_phone:
-        props["display"] = rx.breakpoints(initial="none", sm="table-cell")
+        props["display"] = WIDE_CELL
     if col.min_width:
         props["min_width"] = col.min_width
     return rx.table.cell(inner, **props)
@@ -182,7 +191,7 @@ def data_table(
         rx.table.header(rx.table.row(*headers)),
         rx.table.body(rx.foreach(rows, render_row)),
         variant="surface",
-        size="2",
+        size=TABLE_SIZE,
         width="100%",
         id=table_id,
     )

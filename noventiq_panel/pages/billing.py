@@ -10,6 +10,7 @@ from __future__ import annotations
 import reflex as rx
 
 from ..components import Column, T, amount_text, big_amount, data_table, page_header, panel_page
+from ..components.tables import PHONE_FLEX, PHONE_INLINE, TABLE_SIZE, WIDE_CELL, WIDE_INLINE, pager
 from ..state.billing import ALL, PAY_STATUSES, TX_KINDS, BillingState
 
 PAY_COLUMNS = [
@@ -19,7 +20,7 @@ PAY_COLUMNS = [
     Column("amount", "billing.payments.amount", align="right", numeric=True),
     Column("paid", "billing.payments.paid", align="right", numeric=True, hide_on_phone=True),
     # No method column while bank transfer is the only method (the invoice PDF names it).
-    Column("due", "billing.payments.due", numeric=True),
+    Column("due", "billing.payments.due", numeric=True, hide_on_phone=True),
     Column("status", "billing.payments.status", badge_color_key="status_color"),
 ]
 
@@ -241,30 +242,36 @@ def tx_filters() -> rx.Component:
 def tx_table() -> rx.Component:
     def render(row) -> rx.Component:
         return rx.table.row(
-            rx.table.cell(rx.text(row["date"], size="2", style={"white_space": "nowrap"})),
-            rx.table.cell(rx.badge(row["kind"], color_scheme=row["kind_color"], variant="soft")),
-            rx.table.cell(rx.text(row["description"], size="2"), min_width="14rem"),
-            rx.table.cell(rx.text(row["subscription"], size="2"), display=rx.breakpoints(initial="none",
-                                                                                         sm="table-cell")),
+            rx.table.cell(rx.text(row["date"], size="2", style={"white_space": "nowrap"}), display=WIDE_CELL),
+            rx.table.cell(rx.badge(row["kind"], color_scheme=row["kind_color"], variant="soft"), display=WIDE_CELL),
+            rx.table.cell(
+                # on a phone the date and the kind go above the description (their columns are hidden)
+                rx.flex(rx.text(row["date"], size="1", color=rx.color("gray", 11)),
+                        rx.badge(row["kind"], color_scheme=row["kind_color"], variant="soft"),
+                        display=PHONE_FLEX, gap="2", align="center", wrap="wrap", margin_bottom="0.25rem"),
+                rx.text(row["description"], size="2"),
+                min_width=rx.breakpoints(initial="11rem", sm="14rem"),
+            ),
+            rx.table.cell(rx.text(row["subscription"], size="2"), display=WIDE_CELL),
             rx.table.cell(amount_text(row["amount"], negative=row["negative"] == "1"), text_align="right"),
-            rx.table.cell(amount_text(row["running"], weight="medium"), text_align="right", class_name="tx-running"),
+            rx.table.cell(amount_text(row["running"], weight="medium"), text_align="right", class_name="tx-running",
+                          display=WIDE_CELL),
             class_name="nq-row tx-row",
         )
 
     def head(key: str, align: str = "left", phone: bool = True) -> rx.Component:
-        props = {} if phone else {"display": rx.breakpoints(initial="none", sm="table-cell")}
+        props = {} if phone else {"display": WIDE_CELL}
         return rx.table.column_header_cell(T(key), text_align=align, white_space="nowrap", **props)
 
     table = rx.table.root(
         rx.table.header(rx.table.row(
-            head("billing.tx.date"), head("billing.tx.kind"), head("billing.tx.description"),
+            head("billing.tx.date", phone=False), head("billing.tx.kind", phone=False), head("billing.tx.description"),
             head("billing.tx.subscription", phone=False), head("billing.tx.amount", "right"),
-            head("billing.tx.running", "right"),
+            head("billing.tx.running", "right", phone=False),
         )),
         rx.table.body(rx.foreach(BillingState.tx_rows, render)),
-        variant="surface", size="2", width="100%", id="transactions-table",
+        variant="surface", size=TABLE_SIZE, width="100%", id="transactions-table",
     )
-    from ..components.tables import pager
 
     return rx.vstack(
         rx.cond(
@@ -284,15 +291,23 @@ def tx_table() -> rx.Component:
 def transactions_tab() -> rx.Component:
     return rx.vstack(
         tx_filters(),
-        rx.hstack(
+        rx.flex(
+            rx.text(
+                rx.flex(rx.switch(checked=BillingState.tx_group, on_change=BillingState.tx_set_group,
+                                  id="tx-group"),
+                        T("billing.tx.group_usage"), gap="2", align="center"),
+                as_="label", size="2",
+            ),
+            rx.spacer(),
             rx.button(rx.icon("file-text", size=16), T("billing.tx.export_csv"), variant="soft",
                       on_click=BillingState.export_transactions("csv"), loading=BillingState.exporting,
                       id="export-csv"),
             rx.button(rx.icon("sheet", size=16), T("billing.tx.export_xlsx"), variant="soft",
                       on_click=BillingState.export_transactions("xlsx"), loading=BillingState.exporting,
                       id="export-xlsx"),
-            spacing="2",
-            justify="end",
+            gap="2",
+            align="center",
+            wrap="wrap",
             width="100%",
         ),
         tx_table(),
@@ -348,7 +363,10 @@ def billing_page() -> rx.Component:
                     rx.tabs.list(
                         rx.tabs.trigger(T("billing.tab.payments"), value="payments", id="tab-payments"),
                         rx.tabs.trigger(T("billing.tab.transactions"), value="transactions", id="tab-transactions"),
-                        rx.tabs.trigger(T("billing.tab.documents"), value="documents", id="tab-documents"),
+                        rx.tabs.trigger(
+                            rx.text(T("billing.tab.documents"), as_="span", display=WIDE_INLINE),
+                            rx.text(T("billing.tab.documents_short"), as_="span", display=PHONE_INLINE),
+                            value="documents", id="tab-documents"),
                     ),
                     rx.tabs.content(rx.box(payments_tab(), padding_top="1rem"), value="payments"),
                     rx.tabs.content(rx.box(transactions_tab(), padding_top="1rem"), value="transactions"),

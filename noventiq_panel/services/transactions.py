@@ -4,20 +4,27 @@ The running balance is computed by the database over the WHOLE ledger of the org
 order (``SUM(amount) OVER (ORDER BY occurred_at, id)``, SQLite >= 3.25 and PostgreSQL), and only
 then filtered and paged, so a row shows the balance right after it whatever the filters are and
 the newest row's running balance equals ``ledger.balance``.
+
+``group_usage``: metered usage is charged per hour, which makes a month of one subscription 720
+lines. Grouped, the usage entries of one subscription and one local day of the organisation (with
+the same description: billed, or not billed and why) are one row, dated at its last entry, with
+their sum and the balance right after that last entry. Every other entry stays a row of its own.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+from sqlalchemy import String, case, cast, func, literal
 from sqlmodel import Session, select
 
+from ..db import local_date
 from ..models import EntryKind, LedgerEntry, Organisation, Payment, Plan, Product, Subscription
 from ..models.types import utcnow
 from .authz import Actor, can_read
@@ -56,6 +63,7 @@ class TransactionRow:
     quantity: Decimal | None = None
     period_start: datetime | None = None
     period_end: datetime | None = None
+    entries: int = 1  # ledger entries this row stands for (usage of a day, grouped)
 
 
 def describe(row: TransactionRow, locale: str, tz: str) -> str:
@@ -64,30 +72,37 @@ def describe(row: TransactionRow, locale: str, tz: str) -> str:
     rebuilt from what posted the entry, its quantity and period (the stored text where the
     entry's origin is not known, e.g. a manual adjustment)."""
     from .. import i18n
-    from ..i18n import format as fmt
 
     loc = i18n.normalize_locale(locale)
-    if loc == "ru" or not row.action:
-        return row.description
     key = f"billing.tx.action.{row.action}"
-    if i18n.raw(key, loc) is None:
-        return row.description
-    parts = [i18n.t(key, loc, number=row.payment_number or "")]
-    if row.quantity and row.kind in (EntryKind.CHARGE, EntryKind.REFUND):
-        parts.append(i18n.t("billing.tx.quantity", loc, count=abs(Decimal(row.quantity)).normalize()))
-    if row.period_start is not None and row.period_end is not None:
-        start, end = row.period_start, row.period_end
-        first = fmt.format_date(start, loc, tz=tz, format="short")
-        if end - start <= timedelta(hours=1):
-            parts.append(f"{first} {fmt.format_time(start, tz, loc)}–{fmt.format_time(end, tz, loc)}")
-        else:
-            last = fmt.format_date(end - timedelta(microseconds=1), loc, tz=tz, format="short")
-            parts.append(first if last == first else f"{first}–{last}")
-    return ", ".join(parts)
+    if loc == "ru" or not row.action or i18n.raw(key, loc) is None:
+        parts = [row.description]
+        if row.entries > 1 and row.period_start is not None and row.period_end is not None:
+            parts.append(_period_text(row.period_start, row.period_end, loc, tz))
+    else:
+        parts = [i18n.t(key, loc, number=row.payment_number or "")]
+        if row.quantity and row.kind in (EntryKind.CHARGE, EntryKind.REFUND):
+            parts.append(i18n.t("billing.tx.quantity", loc, count=abs(Decimal(row.quantity)).normalize()))
+        if row.period_start is not None and row.period_end is not None:
+            parts.append(_period_text(row.period_start, row.period_end, loc, tz))
+    text = ", ".join(parts)
+    if row.entries > 1:
+        text += f" ({i18n.tn('billing.tx.entries', row.entries, loc, count=row.entries)})"
+    return text
+
+
+def _period_text(start: datetime, end: datetime, loc: str, tz: str) -> str:
+    from ..i18n import format as fmt
+
+    first = fmt.format_date(start, loc, tz=tz, format="short")
+    if end - start <= timedelta(hours=1):
+        return f"{first} {fmt.format_time(start, tz, loc)}–{fmt.format_time(end, tz, loc)}"
+    last = fmt.format_date(end - timedelta(microseconds=1), loc, tz=tz, format="short")
+    return first if last == first else f"{first}–{last}"
 
 
 def _action(kind: str, meta) -> str:
-    meta = meta or {}
+    meta = (json.loads(meta) if isinstance(meta, str) else meta) or {}  # text where rows were grouped
     if kind == EntryKind.USAGE:
         return f"usage_{meta['not_billed']}" if meta.get("not_billed") else "usage"
     if kind == EntryKind.TOPUP:
@@ -112,14 +127,23 @@ def _bound(value, org: Organisation, *, end: bool, field: str) -> datetime | Non
     raise InvalidInput(f"{field}: not a date", field=field, key="error.billing.bad_date")
 
 
-def _query(session: Session, org: Organisation, *, start=None, end=None, kind=None, subscription_id=None):
+def _query(session: Session, org: Organisation, *, start=None, end=None, kind=None, subscription_id=None,
+           group_usage: bool = False):
+    """(rows subquery, conditions on it): one row per entry, or per group (``group_usage``)."""
     running = func.sum(LedgerEntry.amount).over(
         partition_by=LedgerEntry.org_id, order_by=(LedgerEntry.occurred_at, LedgerEntry.id))
+    extra = []
+    if group_usage:
+        day = local_date(LedgerEntry.occurred_at, org.timezone, session.get_bind().dialect.name)
+        extra.append(case(
+            (LedgerEntry.kind == EntryKind.USAGE,
+             literal("u") + cast(LedgerEntry.subscription_id, String) + ":" + day + ":" + LedgerEntry.description),
+            else_=literal("e") + cast(LedgerEntry.id, String)).label("grp"))
     inner = (
         select(LedgerEntry.id, LedgerEntry.occurred_at, LedgerEntry.kind, LedgerEntry.description,
                LedgerEntry.subscription_id, LedgerEntry.payment_id, LedgerEntry.amount, LedgerEntry.currency,
                LedgerEntry.meta, LedgerEntry.quantity, LedgerEntry.period_start, LedgerEntry.period_end,
-               running.label("running_balance"))
+               running.label("running_balance"), *extra)
         .where(LedgerEntry.org_id == org.id)
         .subquery("entries")
     )
@@ -141,7 +165,25 @@ def _query(session: Session, org: Organisation, *, start=None, end=None, kind=No
             raise InvalidInput("subscription must be an id", field="subscription_id",
                                key="error.billing.not_integer") from None
         conditions.append(inner.c.subscription_id == subscription_id)
-    return inner, conditions
+    if not group_usage:
+        return inner, conditions
+    # The filters choose the entries; then each group's running balance is the one after its last.
+    last = func.first_value(inner.c.running_balance, type_=inner.c.running_balance.type).over(
+        partition_by=inner.c.grp, order_by=(inner.c.occurred_at.desc(), inner.c.id.desc()))
+    chosen = select(inner, last.label("last_running")).where(*conditions).subquery("chosen")
+    c = chosen.c
+    grouped = (
+        select(func.max(c.id).label("id"), func.max(c.occurred_at).label("occurred_at"), func.min(c.kind).label("kind"),
+               func.min(c.description).label("description"), func.min(c.subscription_id).label("subscription_id"),
+               func.min(c.payment_id).label("payment_id"), func.sum(c.amount).label("amount"),
+               func.min(c.currency).label("currency"), func.min(cast(c.meta, String)).label("meta"),
+               func.min(c.quantity).label("quantity"), func.min(c.period_start).label("period_start"),
+               func.max(c.period_end).label("period_end"), func.max(c.last_running).label("running_balance"),
+               func.count().label("entries"))
+        .group_by(c.grp)
+        .subquery("grouped")
+    )
+    return grouped, []
 
 
 def _org(session: Session, org_id: int) -> Organisation:
@@ -175,16 +217,17 @@ def _rows(session: Session, inner, conditions, offset: int | None, limit: int | 
             subscription_id=m["subscription_id"], subscription_name=m["subscription_name"] or "",
             payment_number=m["number"], amount=m["amount"], currency=m["currency"],
             running_balance=m["running_balance"], action=_action(m["kind"], m["meta"]), quantity=m["quantity"],
-            period_start=m["period_start"], period_end=m["period_end"],
+            period_start=m["period_start"], period_end=m["period_end"], entries=int(m.get("entries", 1)),
         ))
     return result
 
 
 def list_transactions(session: Session, actor: Actor, *, start=None, end=None, kind: str | None = None,
-                      subscription_id: int | None = None, offset: int = 0,
+                      subscription_id: int | None = None, group_usage: bool = False, offset: int = 0,
                       limit: int = 50) -> tuple[list[TransactionRow], int]:
     """A page of the ledger, newest first, each row with the balance right after it, and the number
-    of matching rows. ``start``/``end``: local dates (inclusive) or aware datetimes ([start, end))."""
+    of matching rows. ``start``/``end``: local dates (inclusive) or aware datetimes ([start, end));
+    ``group_usage``: a day's usage of a subscription is one row (module documentation)."""
     access = can_read(session, actor)
     try:
         offset, limit = int(offset), int(limit)
@@ -194,14 +237,15 @@ def list_transactions(session: Session, actor: Actor, *, start=None, end=None, k
         raise InvalidInput("offset must be >= 0 and limit >= 1", key="error.billing.paging")
     limit = min(limit, MAX_PAGE)
     org = _org(session, access.org_id)
-    inner, conditions = _query(session, org, start=start, end=end, kind=kind, subscription_id=subscription_id)
+    inner, conditions = _query(session, org, start=start, end=end, kind=kind, subscription_id=subscription_id,
+                               group_usage=group_usage)
     total = session.execute(select(func.count()).select_from(inner).where(*conditions)).scalar_one()
     return _rows(session, inner, conditions, offset, limit), int(total)
 
 
 def export_transactions(session: Session, actor: Actor, fmt: str = "csv", *, start=None, end=None,
-                        kind: str | None = None, subscription_id: int | None = None, locale: str = "ru",
-                        now: datetime | None = None) -> tuple[str, bytes]:
+                        kind: str | None = None, subscription_id: int | None = None, group_usage: bool = False,
+                        locale: str = "ru", now: datetime | None = None) -> tuple[str, bytes]:
     """(file name, bytes) of the filtered ledger, newest first: CSV (UTF-8 with BOM, so Excel
     reads Cyrillic) or XLSX (numbers as numbers with two decimals, dates as dates)."""
     access = can_read(session, actor)
@@ -209,7 +253,8 @@ def export_transactions(session: Session, actor: Actor, fmt: str = "csv", *, sta
         raise InvalidInput(f"unknown export format {fmt!r}", field="fmt", key="error.billing.export_format")
     loc = "en" if str(locale).lower().startswith("en") else "ru"
     org = _org(session, access.org_id)
-    inner, conditions = _query(session, org, start=start, end=end, kind=kind, subscription_id=subscription_id)
+    inner, conditions = _query(session, org, start=start, end=end, kind=kind, subscription_id=subscription_id,
+                               group_usage=group_usage)
     rows = _rows(session, inner, conditions, None, MAX_EXPORT_ROWS)
     zone = ZoneInfo(org.timezone)
     stamp = (now or utcnow()).astimezone(zone).strftime("%Y%m%d-%H%M")

@@ -81,6 +81,7 @@ def _tx_args(filters: dict[str, str]) -> dict[str, Any]:
         "end": filters.get("end") or None,
         "kind": None if filters.get("kind", ALL) == ALL else filters["kind"],
         "subscription_id": None if filters.get("subscription", ALL) == ALL else int(filters["subscription"]),
+        "group_usage": filters.get("group") == "1",
     }
 
 
@@ -162,6 +163,7 @@ class BillingState(BaseState):
     tx_end: str = ""
     tx_kind: str = ALL
     tx_sub: str = ALL
+    tx_group: bool = True  # a day's usage of a subscription in one row (hourly plans post 24 entries a day)
     sub_options: list[dict[str, str]] = []
     exporting: bool = False
 
@@ -266,7 +268,8 @@ class BillingState(BaseState):
         self.doc_years = [str(y) for y in years]
 
     def _tx_filters(self) -> dict[str, str]:
-        return {"start": self.tx_start, "end": self.tx_end, "kind": self.tx_kind, "subscription": self.tx_sub}
+        return {"start": self.tx_start, "end": self.tx_end, "kind": self.tx_kind, "subscription": self.tx_sub,
+                "group": "1" if self.tx_group else ""}
 
     # ------------------------------------------------------------ loading
 
@@ -435,8 +438,18 @@ class BillingState(BaseState):
             return self._fail(exc)
 
     @rx.event
+    async def tx_set_group(self, value: Any):
+        if not isinstance(value, bool):
+            return self._fail(InvalidInput("grouping is on or off", key="error.billing.bad_switch"))
+        self.tx_group = value
+        try:
+            await self._reload_transactions(1)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+
+    @rx.event
     async def tx_reset(self):
-        self.tx_start, self.tx_end, self.tx_kind, self.tx_sub = "", "", ALL, ALL
+        self.tx_start, self.tx_end, self.tx_kind, self.tx_sub, self.tx_group = "", "", ALL, ALL, True
         try:
             await self._reload_transactions(1)
         except Exception as exc:  # noqa: BLE001

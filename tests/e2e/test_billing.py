@@ -99,6 +99,21 @@ def test_transactions_export_to_xlsx(page, db):
     assert ws.max_row > 2
 
 
+def test_usage_by_day_switch(page):
+    """Hourly usage is one row a day while the switch is on (the default); off, every entry."""
+    sign_in(page, "owner@demo.example")
+    _open_billing(page, "?tab=transactions")
+    expect(page.locator("#tx-group")).to_have_attribute("data-state", "checked")
+    usage = page.locator(".tx-row", has_text=re.compile(r"\(\d+ запис"))
+    expect(usage.first).to_be_visible()  # the demo's Azure plan is billed per hour
+    grouped = int(plain(page.locator(".pager-label").inner_text()).split()[-1])
+    page.click("#tx-group")
+    expect(page.locator("#tx-group")).to_have_attribute("data-state", "unchecked")
+    expect(usage).to_have_count(0)
+    assert int(plain(page.locator(".pager-label").inner_text()).split()[-1]) > grouped
+    shot(page, "billing-tx-entries", "ru")
+
+
 def test_topup_query_opens_the_dialog_prefilled(page):
     sign_in(page, "admin@demo.example")
     _open_billing(page, "?topup=250000")

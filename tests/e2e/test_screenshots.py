@@ -27,7 +27,7 @@ def _pages(db) -> list[tuple[str, str, str]]:
         ("subscription", f"/subscriptions/{sub.id}", "#page-title"),
         ("catalog", "/catalog", "#page-title"),
         ("billing", "/billing", "#page-title"),
-        ("billing-tx", "/billing?tab=transactions", ".tx-running"),
+        ("billing-tx", "/billing?tab=transactions", ".tx-row"),
         ("analytics", "/analytics", "#page-title"),
         ("account", "/account", "#details-form"),
         ("account-users", "/account?tab=users", ".member-row"),

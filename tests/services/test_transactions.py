@@ -191,3 +191,73 @@ def test_descriptions_are_stored_in_russian_and_rebuilt_in_english(session, org_
     assert en["Корректировка по письму"] == "Корректировка по письму"  # origin unknown: the text as written
     _name, data = transactions.export_transactions(session, a, "csv", locale="en")
     assert "Usage, 10/10/26 9:00\u202fAM–10:00\u202fAM" in data.decode("utf-8-sig")
+
+
+def _payg(session, o) -> Subscription:
+    plans = f.catalog(session) if not session.exec(select(Subscription)).first() else None
+    plan_id = (plans or {}).get("azure-h").id if plans else session.exec(select(Subscription)).first().plan_id
+    sub = Subscription(org_id=o.id, plan_id=plan_id, name="Azure", quantity=1)
+    session.add(sub)
+    session.commit()
+    return sub
+
+
+def _hourly_usage(session, o, sub_id, first: datetime, hours: int, key: str, amount="-100.00", **kw):
+    for h in range(hours):
+        at = first + timedelta(hours=h)
+        _post(session, o, "usage", amount, at, f"{key}{h}", description=kw.get("description", "Потребление: Azure"),
+              subscription_id=sub_id, period_start=at, period_end=at + timedelta(hours=1),
+              meta=kw.get("meta", {"records": 5}))
+
+
+def test_usage_grouped_by_the_organisations_local_day(session, org_actor):
+    o, a = org_actor  # Asia/Tashkent, UTC+5: the local day 10 Oct is 9 Oct 19:00 .. 10 Oct 19:00 UTC
+    sub = _payg(session, o)
+    _post(session, o, "topup", "10000", T0, "top0")
+    day_start = datetime(2026, 10, 9, 19, 0, tzinfo=timezone.utc)
+    _hourly_usage(session, o, sub.id, day_start - timedelta(hours=2), 28, "u")  # 2 h of 9 Oct, 24 of 10 Oct, 2 of 11
+    _post(session, o, "topup", "500", day_start + timedelta(hours=10, minutes=30), "top1")  # in the middle of the day
+    _hourly_usage(session, o, sub.id, day_start + timedelta(hours=3), 2, "free", amount="0",
+                  description="Потребление не оплачивается (пробный период): Azure", meta={"not_billed": "trial"})
+    session.commit()
+    plain = _all_rows(session, a)
+    grouped = _all_rows(session, a, group_usage=True)
+    assert len(plain) == 2 + 28 + 2
+    by_entries = sorted((r.entries, r.kind, r.amount) for r in grouped)
+    assert by_entries == [(1, "topup", Decimal("500.00")), (1, "topup", Decimal("10000.00")),
+                          (2, "usage", Decimal("-200.00")), (2, "usage", Decimal("-200.00")),
+                          (2, "usage", Decimal("0.00")), (24, "usage", Decimal("-2400.00"))]
+    # the sums are the ledger's; each row's running balance is the one after its last entry
+    assert sum(r.amount for r in grouped) == ledger.balance(session, o.id) == grouped[0].running_balance
+    running = {r.id: r.running_balance for r in plain}
+    for r in grouped:
+        assert r.running_balance == running[r.id]  # id = the group's last entry
+    day = next(r for r in grouped if r.entries == 24)
+    assert day.occurred_at == day_start + timedelta(hours=23)
+    assert (day.period_start, day.period_end) == (day_start, day_start + timedelta(days=1))
+    # newest first, the top-up in the middle of the day comes before (older than) the day's row
+    assert [(r.occurred_at, r.id) for r in grouped] == sorted(((r.occurred_at, r.id) for r in grouped), reverse=True)
+    assert transactions.describe(day, "ru", o.timezone) == "Потребление: Azure, 10.10.2026 (24 записи)"
+    assert transactions.describe(day, "en", o.timezone) == "Usage, 10/10/26 (24 entries)"
+    # filters choose the entries first: a part of the day is a smaller group with its own last balance
+    part = _all_rows(session, a, group_usage=True, kind="usage", end=date(2026, 10, 10),
+                     start=date(2026, 10, 10))
+    assert sorted(r.entries for r in part) == [2, 24]
+    _name, data = transactions.export_transactions(session, a, "csv", group_usage=True)
+    text = data.decode("utf-8-sig")
+    assert "Потребление: Azure, 10.10.2026 (24 записи)" in text and text.count("\r\n") == 1 + len(grouped)
+
+
+def test_grouping_pages_and_keeps_other_organisations_out(session, org_actor):
+    o, a = org_actor
+    other = f.org(session, name="Чужая", tax_id="300000099")
+    sub = _payg(session, o)
+    theirs = _payg(session, other)
+    _hourly_usage(session, o, sub.id, datetime(2026, 10, 1, 19, tzinfo=timezone.utc), 24 * 5, "mine")
+    _hourly_usage(session, other, theirs.id, datetime(2026, 10, 1, 19, tzinfo=timezone.utc), 24 * 5, "theirs")
+    session.commit()
+    first, total = transactions.list_transactions(session, a, group_usage=True, limit=3)
+    second, _ = transactions.list_transactions(session, a, group_usage=True, limit=3, offset=3)
+    assert total == 5 and len(first) == 3 and len(second) == 2
+    assert all(r.entries == 24 and r.subscription_id == sub.id for r in first + second)
+    assert len({r.id for r in first + second}) == 5

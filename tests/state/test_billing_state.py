@@ -3,7 +3,7 @@ browser sends (hidden controls are not the guard)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -155,6 +155,26 @@ async def test_transactions_filters_paging_and_export(db, world):
     assert "_download" in text_of(result)
     result = await BillingState.export_transactions.fn(state, "exe")
     assert "_download" not in text_of(result)
+
+
+async def test_usage_by_day_switch(db, world):
+    state = await _loaded(db, "finance@a.example")
+    assert state.tx_group is True
+    a = world["a"]
+    for h in range(3):  # three hours of usage of one local day: one row while grouped
+        at = datetime(2026, 10, 20, 5 + h, tzinfo=timezone.utc)
+        ledger.post(db, org_id=a, kind="usage", amount=Decimal("-10"), idempotency_key=f"use-{h}",
+                    description="Потребление: Azure", occurred_at=at, period_start=at,
+                    period_end=at + timedelta(hours=1))
+    db.commit()
+    await BillingState.tx_apply.fn(state, {"kind": "usage"})
+    assert state.tx_total == 1 and "3 записи" in state.tx_rows[0]["description"]
+    await BillingState.tx_set_group.fn(state, False)
+    assert state.tx_group is False and state.tx_total == 3
+    result = await BillingState.tx_set_group.fn(state, "yes please")  # forged: refused, nothing changes
+    assert "toast" in text_of(result) and state.tx_group is False and state.tx_total == 3
+    await BillingState.tx_reset.fn(state)
+    assert state.tx_group is True
 
 
 async def test_topup_query_prefills_at_least_the_minimum(db, world):
