@@ -58,8 +58,13 @@ def test_top_up_by_bank_transfer_then_confirm_from_the_cli(page, db, server):
     out = _cli(server, "payments", "confirm", number)
     assert "credited 1500000.00" in out
     _open_billing(page)
+    expected = expected_balance(db, email, "ru")
+    assert expected != before
+    # the page may show the balance it held a moment ago until its reload has answered
+    page.wait_for_function("([sel, want]) => document.querySelector(sel)?.innerText"
+                           ".replace(/[\\u00a0\\u202f]/g, ' ').trim() === want", arg=["#billing-balance", expected])
     after = text_of(page, "#billing-balance")
-    assert after == expected_balance(db, email, "ru") != before
+    assert after == expected
     page.click("#tab-transactions")
     expect(page.locator(".tx-running").first).to_be_visible()
     assert plain(page.locator(".tx-running").first.inner_text()) == after  # running balance = balance
