@@ -24,8 +24,8 @@ class UsageRecord(SQLModel, table=True):
     """Usage of one meter on one resource over [period_start, period_end).
 
     ``cost`` is in ``currency`` (the vendor's price, before markup and conversion). ``source_key``
-    is unique so that re-importing the same export adds nothing. Records are never updated or
-    deleted: the ledger entry that charged a record is the usage entry of its subscription, period
+    is unique so that re-importing the same export adds nothing; a corrected line is recorded as
+    a second record of the difference (same ``line_key``). Records are never updated or deleted: the ledger entry that charged a record is the usage entry of its subscription, period
     and currency whose ``meta.max_record_id`` is the first at or above the record's id.
     """
 
@@ -35,6 +35,7 @@ class UsageRecord(SQLModel, table=True):
         # rating's GROUP BY reads only this index (and analytics its first two columns)
         Index("ix_usage_rating", "subscription_id", "period_start", "currency", "cost"),
         Index("ix_usage_org_period", "org_id", "period_start"),
+        Index("ix_usage_line_key", "line_key"),  # corrections: the earlier records of an export line
         {"sqlite_autoincrement": True},
     )
 
@@ -54,6 +55,10 @@ class UsageRecord(SQLModel, table=True):
     currency: str = Field(default="USD", max_length=3)
     source: str = Field(default="import", max_length=16)
     source_key: str = Field(max_length=64, unique=True)
+    # The export line's identity without its figures (cost, quantity, prices) and without what a
+    # vendor fills in later (invoice id): a corrected re-export of the line has the same line_key,
+    # and the importer records the difference (services/usage_import.py). NULL before migration 0004.
+    line_key: Optional[str] = Field(default=None, max_length=32)
     imported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

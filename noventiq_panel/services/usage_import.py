@@ -18,7 +18,20 @@ byte-order mark is ignored; ``;`` and tab separated files are recognised by thei
 
 Each row's ``source_key`` is a hash of the row's content (format and every non-empty column,
 independent of the column order and of the line number): re-importing a file adds nothing, and an
-identical line repeated inside a file counts as a duplicate. Rows are matched to subscriptions by
+identical line repeated inside a file counts as a duplicate.
+
+Corrections. Vendors deliver month-to-date exports again and again, and revise the figures of
+recent lines (late meter readings, price corrections) or fill in an invoice id. Each row also gets
+a ``line_key``: the same hash without the figures (``MEASURE_COLUMNS``: costs, quantities, prices,
+exchange rates) and without ``VOLATILE_COLUMNS`` (invoice ids). A new row whose ``line_key`` was
+imported by another, earlier import (its records have another ``imported_at``) is a correction of
+that line: it is recorded as a record of the
+difference (new cost and quantity minus what earlier imports recorded for the line), so the records
+of a line always add up to its latest figures and rating charges only the difference, once. Rows
+of one import with the same ``line_key`` (a line split in tiers) add up: only the first of them is
+compared with the earlier imports. Imports take the usage table's lock for each batch (SQLite:
+``BEGIN IMMEDIATE``; PostgreSQL: ``SHARE ROW EXCLUSIVE``), so two imports never compute a
+difference against the same figures. Rows are matched to subscriptions by
 ``Subscription.vendor_ref`` (``SubAccountId``/``SubscriptionId``, case and ``/subscriptions/``
 prefix ignored); rows with no matching subscription are counted and listed by reference, rows that
 cannot be read are listed with their line number and the reason, and the good rows are imported.
@@ -47,7 +60,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlmodel import Session
 
 from ..config import get_settings
@@ -104,6 +117,23 @@ AZURE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 AZURE_REQUIRED = ("date", "cost", "subscription")
 
+# Columns that are figures of a line, not its identity (lower case; see "Corrections" above).
+MEASURE_COLUMNS = frozenset({
+    # FOCUS
+    "billedcost", "effectivecost", "listcost", "contractedcost", "consumedquantity", "pricingquantity",
+    "listunitprice", "contractedunitprice",
+    # Azure cost details (EA, MCA, legacy)
+    "cost", "costinbillingcurrency", "costinusd", "costinpricingcurrency", "pretaxcost", "quantity",
+    "usagequantity", "unitprice", "effectiveprice", "paygprice", "paygcostinbillingcurrency", "paygcostinusd",
+    "exchangeratepricingtobilling", "exchangeratedate", "resourcerate",
+})
+_MEASURE_PARTS = ("cost", "unitprice", "exchangerate")  # provider columns (x_…) holding figures
+VOLATILE_COLUMNS = frozenset({"invoiceid", "x_invoiceid", "invoicesectionid", "x_invoicesectionid"})
+
+
+def _is_measure(name: str) -> bool:
+    return name in MEASURE_COLUMNS or (name.startswith("x_") and any(p in name for p in _MEASURE_PARTS))
+
 _RG_IN_ID = re.compile(r"/resourcegroups/([^/]+)", re.IGNORECASE)
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -119,6 +149,7 @@ class ImportReport:
     rows_read: int = 0  # data rows (blank lines not counted)
     imported: int = 0
     duplicates: int = 0  # already imported (earlier import or an identical line before)
+    corrections: int = 0  # of ``imported``: revised lines of an earlier import, recorded as the difference
     unmatched: int = 0  # no subscription with that vendor reference
     skipped: int = 0  # rows the panel does not bill (FOCUS ChargeCategory Tax)
     bad_count: int = 0
@@ -145,7 +176,7 @@ class ImportReport:
     def summary(self) -> str:
         totals = ", ".join(f"{v} {k}" for k, v in sorted(self.totals.items())) or "0"
         return (f"{self.source or '-'} [{self.format}]: read {self.rows_read}, imported {self.imported}, "
-                f"duplicates {self.duplicates}, unmatched {self.unmatched}, skipped {self.skipped}, "
+                f"corrections {self.corrections}, duplicates {self.duplicates}, unmatched {self.unmatched}, skipped {self.skipped}, "
                 f"bad {self.bad_count}; imported cost {totals}")
 
 
@@ -277,21 +308,33 @@ class _SubscriptionMatcher:
 
 
 class _RowKey:
-    """The row's identity: sha256 of the format and every non-empty ``column=value`` pair, columns
-    in name order (so the key depends neither on the line number nor on the column order)."""
+    """The row's identity, as ``(source_key, line_key)``: sha256 of the format and the non-empty
+    ``column=value`` pairs, columns in name order (so the keys depend neither on the line number
+    nor on the column order); every column for ``source_key``, the line's identity columns only
+    (no figures, no invoice id) for ``line_key`` (its first 32 hex digits)."""
 
     def __init__(self, fmt: str, header: list[str]):
         named = sorted((_norm_header(h), i) for i, h in enumerate(header) if h.strip())
+        identity = [(name, i) for name, i in named if not (_is_measure(name) or name in VOLATILE_COLUMNS)]
         self.prefix = fmt.encode()
         self.names = [f"{name}=" for name, _ in named]
-        self.getter = operator.itemgetter(*[i for _, i in named])
+        self.getter = self._getter([i for _, i in named])
+        self.id_names = [f"{name}=" for name, _ in identity]
+        self.id_getter = self._getter([i for _, i in identity])
 
-    def __call__(self, row: list[str]) -> str:
-        values = self.getter(row)
-        if not isinstance(values, tuple):
-            values = (values,)
-        text = "\x1f".join([n + v for n, v in zip(self.names, values) if v])
-        return hashlib.sha256(self.prefix + b"\x1f" + text.encode("utf-8")).hexdigest()
+    @staticmethod
+    def _getter(indexes: list[int]):
+        if not indexes:
+            return lambda row: ()
+        if len(indexes) == 1:
+            return lambda row: (row[indexes[0]],)
+        return operator.itemgetter(*indexes)
+
+    def __call__(self, row: list[str]) -> tuple[str, str]:
+        content = "\x1f".join([n + v for n, v in zip(self.names, self.getter(row)) if v])
+        identity = "\x1f".join([n + v for n, v in zip(self.id_names, self.id_getter(row)) if v])
+        return (hashlib.sha256(self.prefix + b"\x1f" + content.encode("utf-8")).hexdigest(),
+                hashlib.sha256(self.prefix + b"\x1e" + identity.encode("utf-8")).hexdigest()[:32])
 
 
 def _first(row: list[str], idx: list[int]) -> str:
@@ -465,8 +508,9 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
                 report.unmatched_refs[key] = report.unmatched_refs.get(key, 0) + 1
             continue
         sub_id, org_id, _plan_currency = match
+        source_key, line_key = row_key(row)
         values.update(org_id=org_id, subscription_id=sub_id, source=fmt,
-                      imported_at=imported_at, source_key=row_key(row))
+                      imported_at=imported_at, source_key=source_key, line_key=line_key)
         batch.append(values)
         touched.setdefault(sub_id, set()).add(values["period_start"].date())
         if len(batch) >= batch_size:
@@ -481,7 +525,7 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
 
 
 _INSERT_COLUMNS = ("org_id", "subscription_id", "period_start", "period_end", "service", "meter", "resource_group",
-                   "resource_id", "resource_name", "quantity", "unit", "cost", "currency", "source", "source_key",
+                   "resource_id", "resource_name", "quantity", "unit", "cost", "currency", "source", "source_key", "line_key",
                    "imported_at")
 
 
@@ -492,7 +536,12 @@ def _writer(session: Session) -> BulkInsert:
 
 
 def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report: ImportReport) -> None:
-    """Insert the rows whose key is new; commit. Identical rows inside the batch count once."""
+    """Insert the rows whose key is new, corrections as the difference; commit. Identical rows
+    inside the batch count once."""
+    if session.get_bind().dialect.name == "postgresql":
+        # First in the transaction: imports (and rating) wait for each other, so no two compute a
+        # correction against the same earlier figures (SQLite: BEGIN IMMEDIATE does the same).
+        session.execute(text("LOCK TABLE usagerecord IN SHARE ROW EXCLUSIVE MODE"))
     keys = list({r["source_key"] for r in batch})
     existing: set[str] = set()
     for i in range(0, len(keys), 5000):
@@ -506,15 +555,51 @@ def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report
             continue
         existing.add(k)
         fresh.append(r)
+    _as_corrections(session, fresh, report)
     if fresh:
         writer.insert((r["org_id"], r["subscription_id"], r["period_start"], r["period_end"], r["service"], r["meter"],
                        r["resource_group"], r["resource_id"], r["resource_name"], int(r["quantity"].scaleb(6)),
-                       r["unit"], int(r["cost"].scaleb(6)), r["currency"], r["source"], r["source_key"],
+                       r["unit"], int(r["cost"].scaleb(6)), r["currency"], r["source"], r["source_key"], r["line_key"],
                        r["imported_at"]) for r in fresh)
     session.commit()
     report.imported += len(fresh)
     for r in fresh:
         report.totals[r["currency"]] = report.totals.get(r["currency"], Decimal(0)) + r["cost"]
+
+
+def _as_corrections(session: Session, fresh: list[dict], report: ImportReport) -> None:
+    """Turn each new row that revises a line of an earlier import into the difference (see
+    "Corrections" in the module documentation); rows are changed in place."""
+    if not fresh:
+        return
+    imported_at = fresh[0]["imported_at"]
+    line_keys = list({r["line_key"] for r in fresh})
+    earlier: dict[tuple[str, int], tuple[Decimal, Decimal]] = {}
+    this_import: set[tuple[str, int]] = set()
+    parts = [line_keys[i:i + 5000] for i in range(0, len(line_keys), 5000)]
+    for part in parts:
+        earlier.update({
+            (lk, sid): (cost, qty) for lk, sid, cost, qty in session.execute(
+                select(UsageRecord.line_key, UsageRecord.subscription_id, func.sum(UsageRecord.cost),
+                       func.sum(UsageRecord.quantity))
+                .where(UsageRecord.line_key.in_(part), UsageRecord.imported_at != imported_at)
+                .group_by(UsageRecord.line_key, UsageRecord.subscription_id))})
+    if not earlier:  # no line of this batch was imported before (the usual case)
+        return
+    for part in parts:
+        this_import.update((lk, sid) for lk, sid in session.execute(
+            select(UsageRecord.line_key, UsageRecord.subscription_id)
+            .where(UsageRecord.line_key.in_(part), UsageRecord.imported_at == imported_at).distinct()))
+    for r in fresh:
+        line = (r["line_key"], r["subscription_id"])
+        if line in this_import:  # a later part of a line this import already compared
+            continue
+        this_import.add(line)
+        if line in earlier:
+            cost, qty = earlier[line]
+            r["cost"] -= cost
+            r["quantity"] -= qty
+            report.corrections += 1
 
 
 def _refresh_touched(session: Session, touched: dict[int, set[date]]) -> int:

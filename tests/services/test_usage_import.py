@@ -304,3 +304,149 @@ def test_a_file_left_in_processing_by_a_dead_run_is_taken_again(session, tmp_pat
     reports = usage_import.import_folder(session, inbox)
     assert [(r.source, r.imported) for r in reports] == [("dead.csv", 4)]
     assert (inbox / "done" / "dead.csv").exists() and fresh.exists()
+
+
+# --- corrections: the vendor sends a line again with revised figures ---------------------------
+
+def _rewrite(tmp_path, name: str, change) -> "Path":
+    """A copy of focus_1_0.csv with ``change(header, rows)`` applied in place (rows are dicts)."""
+    with open(DATA / "focus_1_0.csv", encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header, rows = list(reader.fieldnames), list(reader)
+    change(header, rows)
+    path = tmp_path / name
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _vm_day(row) -> bool:
+    return row["BilledCost"] == "12.345678"
+
+
+def test_a_corrected_line_is_recorded_as_the_difference_once(session, tmp_path):
+    w = world(session)
+    usage_import.import_file(session, DATA / "focus_1_0.csv")
+    before = db_totals(session, w.azure.id)["USD"]
+
+    def revise(_header, rows):
+        for row in rows:
+            if _vm_day(row):  # a late meter reading: one more hour, a higher cost
+                row.update(BilledCost="13.000000", EffectiveCost="13.000000", ListCost="13.50",
+                           ConsumedQuantity="25", PricingQuantity="25")
+
+    revised = _rewrite(tmp_path, "revised.csv", revise)
+    report = usage_import.import_file(session, revised)
+    assert (report.imported, report.corrections, report.duplicates) == (1, 1, 4)
+    assert db_totals(session, w.azure.id)["USD"] == before + Decimal("0.654322")
+    delta = session.exec(select(UsageRecord).order_by(UsageRecord.id.desc())).first()
+    assert (delta.cost, delta.quantity, delta.period_start) == (Decimal("0.654322"), Decimal("1"), utc(2025, 1, 10))
+    # the records of the line add up to its latest figures, in the roll-up too
+    vm = session.exec(select(func.sum(UsageRecord.cost)).where(UsageRecord.line_key == delta.line_key)).one()
+    assert vm == Decimal("13.000000")
+    rolled = session.exec(select(func.sum(UsageDaily.cost)).where(UsageDaily.subscription_id == w.azure.id)).one()
+    assert rolled == db_totals(session, w.azure.id)["USD"]
+    # the same revised file again adds nothing; the first version again is a duplicate too
+    for path in (revised, DATA / "focus_1_0.csv"):
+        again = usage_import.import_file(session, path)
+        assert (again.imported, again.corrections) == (0, 0)
+    # revised back down: the difference is negative
+    down = _rewrite(tmp_path, "down.csv", lambda _h, rows: [r.update(BilledCost="12.000000", ConsumedQuantity="24")
+                                                             for r in rows if _vm_day(r)])
+    report = usage_import.import_file(session, down)
+    assert (report.imported, report.corrections) == (1, 1)
+    assert session.exec(select(func.sum(UsageRecord.cost)).where(UsageRecord.line_key == delta.line_key)).one() \
+        == Decimal("12.000000")
+
+
+def test_an_invoice_id_filled_in_later_changes_no_figure(session, tmp_path):
+    w = world(session)
+    usage_import.import_file(session, DATA / "focus_1_0.csv")
+    before = db_totals(session)
+
+    def invoiced(header, rows):
+        for row in rows:
+            row["InvoiceId"] = "G012345678"
+        header.append("InvoiceId")
+
+    report = usage_import.import_file(session, _rewrite(tmp_path, "invoiced.csv", invoiced))
+    assert report.corrections == report.imported == 5  # new content, the same lines: differences of zero
+    assert db_totals(session) == before
+    assert db_totals(session, w.azure.id) == {"USD": Decimal("14.095678")}
+
+
+def test_a_line_in_parts_adds_up_and_is_corrected_as_a_whole(session, tmp_path):
+    w = world(session)
+
+    def tiers(costs):
+        def change(_header, rows):
+            vm = next(r for r in rows if _vm_day(r))
+            rows[:] = [dict(vm, BilledCost=c, EffectiveCost=c, ListCost=c, ConsumedQuantity="12") for c in costs]
+        return change
+
+    first = usage_import.import_file(session, _rewrite(tmp_path, "tiers.csv", tiers(["10.000000", "2.000000"])),
+                                     batch_size=1)
+    assert (first.imported, first.corrections) == (2, 0)
+    assert db_totals(session, w.azure.id) == {"USD": Decimal("12.000000")}
+    revised = usage_import.import_file(session, _rewrite(tmp_path, "tiers2.csv", tiers(["10.500000", "2.250000"])),
+                                       batch_size=1)  # its two parts in two transactions
+    assert (revised.imported, revised.corrections) == (2, 1)
+    assert db_totals(session, w.azure.id) == {"USD": Decimal("12.750000")}
+
+
+def test_rating_charges_a_correction_once(session, tmp_path):
+    from noventiq_panel.models import LedgerEntry
+    from noventiq_panel.services import rating
+
+    w = world(session)
+    for day in range(8, 14):
+        rate(session, date(2025, 1, day), "12000")
+    usage_import.import_file(session, DATA / "focus_1_0.csv")
+    rating.rate_usage(session, now=utc(2025, 1, 20))
+    revised = _rewrite(tmp_path, "revised.csv", lambda _h, rows: [r.update(BilledCost="13.000000")
+                                                                   for r in rows if _vm_day(r)])
+    usage_import.import_file(session, revised)
+    rating.rate_usage(session, now=utc(2025, 1, 21))
+    rating.rate_usage(session, now=utc(2025, 1, 21))  # nothing left the second time
+    charged = session.exec(select(func.sum(LedgerEntry.source_amount))
+                           .where(LedgerEntry.kind == "usage", LedgerEntry.subscription_id == w.azure.id)).one()
+    assert charged == db_totals(session, w.azure.id)["USD"] == Decimal("14.750000")  # markup 0
+
+
+def test_two_revisions_imported_at_once_leave_the_line_at_one_of_them(engine, tmp_path, monkeypatch):
+    import time
+
+    from sqlmodel import Session
+
+    from ..concurrency import at_once
+
+    compare = usage_import._as_corrections
+
+    def slow_compare(*args):  # widen the window between reading the line's figures and writing
+        compare(*args)
+        time.sleep(0.3)
+
+    monkeypatch.setattr(usage_import, "_as_corrections", slow_compare)
+    with Session(engine, expire_on_commit=False) as s:
+        w = world(s)
+        usage_import.import_file(s, DATA / "focus_1_0.csv")
+        base = db_totals(s, w.azure.id)["USD"] - Decimal("12.345678")
+    files = [_rewrite(tmp_path, f"rev{c}.csv", lambda _h, rows, c=c: [r.update(BilledCost=c)
+                                                                      for r in rows if _vm_day(r)])
+             for c in ("13.000000", "12.500000")]
+
+    def importer(path, n):
+        def run():
+            with Session(engine, expire_on_commit=False) as s:
+                return usage_import.import_file(s, path, now=utc(2025, 2, 1, 0, 0, n))
+        return run
+
+    reports = at_once(*(importer(p, n) for n, p in enumerate(files)))
+    assert sorted(r.corrections for r in reports) == [1, 1]
+    with Session(engine) as s:
+        total = db_totals(s, w.azure.id)["USD"]
+        assert total in (base + Decimal("13.000000"), base + Decimal("12.500000"))
+        line = s.exec(select(UsageRecord).where(UsageRecord.cost == Decimal("12.345678"))).one().line_key
+        assert s.exec(select(func.count()).select_from(UsageRecord).where(UsageRecord.line_key == line)).one() == 3
