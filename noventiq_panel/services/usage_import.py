@@ -29,7 +29,8 @@ that line: it is recorded as a record of the
 difference (new cost and quantity minus what earlier imports recorded for the line), so the records
 of a line always add up to its latest figures and rating charges only the difference, once. Rows
 of one import with the same ``line_key`` (a line split in tiers) add up: only the first of them is
-compared with the earlier imports. Imports take the usage table's lock for each batch (SQLite:
+compared with the earlier imports. A line sent again with the same figures (an invoice id filled
+in) adds no record and counts as a duplicate. Imports take the usage table's lock for each batch (SQLite:
 ``BEGIN IMMEDIATE``; PostgreSQL: ``SHARE ROW EXCLUSIVE``), so two imports never compute a
 difference against the same figures. Rows are matched to subscriptions by
 ``Subscription.vendor_ref`` (``SubAccountId``/``SubscriptionId``, case and ``/subscriptions/``
@@ -555,7 +556,7 @@ def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report
             continue
         existing.add(k)
         fresh.append(r)
-    _as_corrections(session, fresh, report)
+    fresh = _as_corrections(session, fresh, report)
     if fresh:
         writer.insert((r["org_id"], r["subscription_id"], r["period_start"], r["period_end"], r["service"], r["meter"],
                        r["resource_group"], r["resource_id"], r["resource_name"], int(r["quantity"].scaleb(6)),
@@ -567,11 +568,12 @@ def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report
         report.totals[r["currency"]] = report.totals.get(r["currency"], Decimal(0)) + r["cost"]
 
 
-def _as_corrections(session: Session, fresh: list[dict], report: ImportReport) -> None:
-    """Turn each new row that revises a line of an earlier import into the difference (see
-    "Corrections" in the module documentation); rows are changed in place."""
+def _as_corrections(session: Session, fresh: list[dict], report: ImportReport) -> list[dict]:
+    """The rows to insert: each new row that revises a line of an earlier import becomes the
+    difference (see "Corrections" in the module documentation); a line sent again with the same
+    figures (only an invoice id filled in, say) is left out and counted as a duplicate."""
     if not fresh:
-        return
+        return fresh
     imported_at = fresh[0]["imported_at"]
     line_keys = list({r["line_key"] for r in fresh})
     earlier: dict[tuple[str, int], tuple[Decimal, Decimal]] = {}
@@ -585,21 +587,26 @@ def _as_corrections(session: Session, fresh: list[dict], report: ImportReport) -
                 .where(UsageRecord.line_key.in_(part), UsageRecord.imported_at != imported_at)
                 .group_by(UsageRecord.line_key, UsageRecord.subscription_id))})
     if not earlier:  # no line of this batch was imported before (the usual case)
-        return
+        return fresh
     for part in parts:
         this_import.update((lk, sid) for lk, sid in session.execute(
             select(UsageRecord.line_key, UsageRecord.subscription_id)
             .where(UsageRecord.line_key.in_(part), UsageRecord.imported_at == imported_at).distinct()))
+    kept = []
     for r in fresh:
         line = (r["line_key"], r["subscription_id"])
-        if line in this_import:  # a later part of a line this import already compared
-            continue
-        this_import.add(line)
-        if line in earlier:
-            cost, qty = earlier[line]
-            r["cost"] -= cost
-            r["quantity"] -= qty
-            report.corrections += 1
+        if line not in this_import:  # else a later part of a line this import already compared
+            this_import.add(line)
+            if line in earlier:
+                cost, qty = earlier[line]
+                r["cost"] -= cost
+                r["quantity"] -= qty
+                if not r["cost"] and not r["quantity"]:
+                    report.duplicates += 1
+                    continue
+                report.corrections += 1
+        kept.append(r)
+    return kept
 
 
 def _refresh_touched(session: Session, touched: dict[int, set[date]]) -> int:
