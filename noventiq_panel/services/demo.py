@@ -396,14 +396,15 @@ class OrgBuilder:
                                 key=f"demo:{self.key}:{sub_key}:t{n}:p{period.index + 1:02d}",
                                 description=f"{product}: {seats} лиц., ежемесячный платёж "
                                             f"{period.index + 1}/12 ({_d(period.start, self.tz)}–{_d(period.end, self.tz, True)})",
-                                period=(period.start, period.end))
+                                period=(period.start, period.end), meta={"action": (
+                                    "instalment" if period.index else "order" if n == 1 else "renewal")})
                     p_start = period.end
             else:
                 self.charge(sub, plan, t_start + timedelta(minutes=5), plan.price * seats, quantity=seats,
                             unit_price=plan.price, key=f"demo:{self.key}:{sub_key}:t{n}",
                             description=f"{product}: {seats} лиц., {'продление' if n > 1 else 'покупка'} "
                                         f"на период {_d(t_start, self.tz)}–{_d(t_end, self.tz, True)}",
-                            period=(t_start, t_end))
+                            period=(t_start, t_end), meta={"action": "renewal" if n > 1 else "order"})
             if n == 1:
                 self.audit("subscription.ordered", t_start, sub=sub, plan=plan_code, quantity=seats)
             else:
@@ -664,7 +665,7 @@ def _build_romashka(b: OrgBuilder) -> None:
     b.charge(bs, plan, inc_at, proration.prorate(plan.price * 5, remaining, total), quantity=5, unit_price=plan.price,
              key="demo:romashka:m365-bs:inc:1",
              description=f"Microsoft 365 Business Standard: +5 лиц. (20 → 25), пропорционально за {remaining} из {total} дн.",
-             period=(inc_at, bs.term_end), meta={"remaining_days": remaining, "term_days": total})
+             period=(inc_at, bs.term_end), meta={"action": "increase", "remaining_days": remaining, "total_days": total})
     b.batch(bs, 5, inc_at, "increase")
     b.audit("subscription.quantity_changed", inc_at, user="admin", sub=bs, old_quantity=20, new_quantity=25)
 
@@ -719,12 +720,13 @@ def _build_romashka(b: OrgBuilder) -> None:
     b.charge(zoom, zoom_plan, z_start + timedelta(minutes=5), zoom_plan.price * 2, quantity=2,
              unit_price=zoom_plan.price, key="demo:romashka:zoom:t1",
              description=f"Zoom Workplace Pro: 2 лиц., покупка на период {_d(z_start, tz)}–{_d(z_end, tz, True)}",
-             period=(z_start, z_end))
+             period=(z_start, z_end), meta={"action": "order"})
     remaining, total = proration.days_remaining(z_start, z_end, zoom.cancelled_at, tz)
     b.charge(zoom, zoom_plan, zoom.cancelled_at, proration.prorate(zoom_plan.price * 2, remaining, total), kind="refund",
              quantity=2, unit_price=zoom_plan.price, key="demo:romashka:zoom:refund",
              description=f"Zoom Workplace Pro: отмена подписки, возврат за {remaining} из {total} дн.",
-             period=(zoom.cancelled_at, z_end))
+             period=(zoom.cancelled_at, z_end), meta={"action": "cancel", "remaining_days": remaining,
+                                                      "total_days": total})
     b.audit("subscription.ordered", z_start, sub=zoom, plan="zoom-pro-1m", quantity=2)
     b.audit("subscription.cancelled", zoom.cancelled_at, sub=zoom, refund_days=remaining)
 

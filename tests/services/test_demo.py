@@ -154,3 +154,24 @@ def test_demo_rates_cover_every_charge_day(session):
             models.ExchangeRate.currency == currency, models.ExchangeRate.rate_date <= first_day)).one() > 0
     assert session.exec(select(func.count()).select_from(LedgerEntry).where(
         LedgerEntry.source_currency.is_not(None), LedgerEntry.fx_rate.is_(None))).one() == 0
+
+
+def test_every_demo_money_movement_reads_in_english(session):
+    """The demo posts what the services post: each entry names its action, so the English
+    transactions list rebuilds its description instead of showing the stored Russian one."""
+    import re
+
+    from noventiq_panel.models import Role, User
+    from noventiq_panel.services import transactions
+    from noventiq_panel.services.authz import Actor
+
+    cyrillic = re.compile("[а-яА-ЯёЁ]")
+    for org in session.exec(select(Organisation)).all():
+        owner = session.exec(select(User).join(Membership, Membership.user_id == User.id)
+                             .where(Membership.org_id == org.id, Membership.role == Role.OWNER)).first()
+        rows, total = transactions.list_transactions(session, Actor(user_id=owner.id, org_id=org.id), limit=200,
+                                                     group_usage=True)
+        assert total and rows
+        for row in rows:
+            text = transactions.describe(row, "en", org.timezone)
+            assert not cyrillic.search(text.replace(row.subscription_name, "")), (row.kind, text)
