@@ -229,7 +229,9 @@ class BillingState(BaseState):
         self.tx_rows = [
             {
                 "id": str(r.id),
-                "date": fmt_datetime(r.occurred_at, lang, tz, format="short"),
+                # a day's usage in one row: its day, not the hour of its last entry
+                "date": (fmt_date(r.occurred_at, lang, tz, format="short") if r.entries > 1
+                         else fmt_datetime(r.occurred_at, lang, tz, format="short")),
                 "kind": self._t(f"billing.tx.kind.{r.kind}"),
                 "kind_color": KIND_COLORS.get(r.kind, "gray"),
                 "description": transactions.describe(r, lang, tz) or (r.payment_number or ""),

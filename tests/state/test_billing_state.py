@@ -169,6 +169,7 @@ async def test_usage_by_day_switch(db, world):
     db.commit()
     await BillingState.tx_apply.fn(state, {"kind": "usage"})
     assert state.tx_total == 1 and "3 записи" in state.tx_rows[0]["description"]
+    assert state.tx_rows[0]["date"] == "20.10.2026"  # the day, not the hour of its last entry
     await BillingState.tx_set_group.fn(state, False)
     assert state.tx_group is False and state.tx_total == 3
     result = await BillingState.tx_set_group.fn(state, "yes please")  # forged: refused, nothing changes
