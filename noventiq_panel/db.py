@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 from zoneinfo import ZoneInfo
@@ -54,7 +53,6 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-@lru_cache(maxsize=4096)
 def _sqlite_local_date(stamp: str | None, tz: str) -> str | None:
     """SQLite has no time zones: ``local_date(column, tz)`` is this function (registered on every
     connection). SQLite keeps a UTC timestamp as 'YYYY-MM-DD HH:MM:SS.ffffff'."""
