@@ -35,9 +35,9 @@ from sqlmodel import Session  # noqa: E402
 
 from noventiq_panel import models  # noqa: E402
 from noventiq_panel.db import make_engine  # noqa: E402
-from noventiq_panel.services import analytics  # noqa: E402
-from noventiq_panel.services.analytics import Filters  # noqa: E402
-from noventiq_panel.services.authz import Actor  # noqa: E402
+from noventiq_panel.services.reporting import analytics
+from noventiq_panel.services.reporting.analytics import Filters
+from noventiq_panel.services.core.authz import Actor
 
 END = date(2026, 1, 1)  # the data ends here (exclusive); the benchmark's "today" is 31 Dec 2025
 SERVICES = ["Virtual Machines", "Storage", "SQL Database", "Bandwidth", "Azure App Service", "Key Vault",

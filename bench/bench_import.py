@@ -29,7 +29,7 @@ from sqlmodel import Session  # noqa: E402
 
 from noventiq_panel import models  # noqa: E402
 from noventiq_panel.db import make_engine  # noqa: E402
-from noventiq_panel.services import usage_import  # noqa: E402
+from noventiq_panel.services.usage import usage_import
 
 HEADER = ["AvailabilityZone", "BilledCost", "BillingAccountId", "BillingAccountName", "BillingCurrency",
           "BillingPeriodEnd", "BillingPeriodStart", "ChargeCategory", "ChargeClass", "ChargeDescription",

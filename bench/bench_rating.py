@@ -1,4 +1,4 @@
-"""Benchmark of metered rating (services/rating.py). Prints figures; not a test.
+"""Benchmark of metered rating (services/usage/rating.py). Prints figures; not a test.
 
     .venv/bin/python bench/bench_rating.py                       # 1000 subs × 30 days × 24 h × 5 services
     .venv/bin/python bench/bench_rating.py --subs 50 --days 3    # a quick small run
@@ -30,7 +30,7 @@ from sqlmodel import Session  # noqa: E402
 
 from noventiq_panel import models  # noqa: E402
 from noventiq_panel.db import make_engine  # noqa: E402
-from noventiq_panel.services import rating  # noqa: E402
+from noventiq_panel.services.usage import rating
 
 PG_ADMIN_URL = os.environ.get("PANEL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 START = datetime(2026, 10, 1, tzinfo=timezone.utc) - timedelta(hours=5)  # 1 Oct 00:00 in Tashkent
@@ -179,7 +179,7 @@ def run(label: str, url: str, subs: int, days: int, services: int, batch: int, g
     print(f"[{label}] generated {total:,} usage records in {time.perf_counter() - t0:.1f}s", flush=True)
     if prebuild_rollup:
         # The importer keeps the analytics roll-up current at import time; do the same (not timed).
-        from noventiq_panel.services import analytics
+        from noventiq_panel.services.reporting import analytics
 
         t0 = time.perf_counter()
         with Session(engine) as s:
@@ -203,7 +203,7 @@ def run(label: str, url: str, subs: int, days: int, services: int, batch: int, g
     # The hourly job's usual work: one new hour of usage for every subscription.
     new = insert_usage(engine, subs, range(days * 24, days * 24 + 1), services, first_id=total + 1)
     if prebuild_rollup:  # as the importer would (not timed)
-        from noventiq_panel.services import analytics
+        from noventiq_panel.services.reporting import analytics
 
         with Session(engine) as s:
             analytics.refresh_daily_rollup(s, range(1, subs + 1), [(START + timedelta(days=days, hours=5)).date()])

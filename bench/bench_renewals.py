@@ -1,4 +1,4 @@
-"""Benchmark of renewals (services/renewals.py, through the ``renewals`` job's functions). Prints figures.
+"""Benchmark of renewals (services/subscriptions/renewals.py, through the ``renewals`` job's functions). Prints figures.
 
     .venv/bin/python bench/bench_renewals.py                  # 10 000 subscriptions due at once
     .venv/bin/python bench/bench_renewals.py --subs 500 --db sqlite
@@ -105,7 +105,7 @@ def charges(engine) -> tuple[int, Decimal]:
 
 
 def run(label: str, url: str, subs: int) -> None:
-    from noventiq_panel.services import renewals
+    from noventiq_panel.services.subscriptions import renewals
 
     engine = make_engine(url)
     models.metadata.create_all(engine)
@@ -139,9 +139,9 @@ def main() -> None:
     ap.add_argument("--pg-url", default=PG_ADMIN_URL)
     args = ap.parse_args()
     try:
-        from noventiq_panel.services import renewals  # noqa: F401
+        from noventiq_panel.services.subscriptions import renewals
     except ImportError:
-        print("services/renewals.py is not there yet: nothing to measure")
+        print("services/subscriptions/renewals.py is not there yet: nothing to measure")
         return
     print(f"renewals benchmark: {args.subs:,} licence subscriptions due at once", flush=True)
     if args.db in ("sqlite", "both"):

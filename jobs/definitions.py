@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from sqlmodel import Session, select
 
-from noventiq_panel.services import clock
+from noventiq_panel.services.core import clock
 
 from .registry import SCHEDULE_TZ, job
 
@@ -48,8 +48,8 @@ def _call(func, session: Session, now: datetime, **kwargs):
 @job("rating", schedule={"trigger": "cron", "minute": 5},
      description="Rate unbilled pay-as-you-go usage into the ledger, then check budgets.")
 def rating(now: datetime) -> str:
-    from noventiq_panel.services import budget_alerts
-    from noventiq_panel.services import rating as rating_service
+    from noventiq_panel.services.usage import budget_alerts
+    from noventiq_panel.services.usage import rating as rating_service
 
     with _session() as s:
         rated = rating_service.rate_usage(s, now=now)
@@ -60,7 +60,7 @@ def rating(now: datetime) -> str:
 
 @job("budgets", schedule=None, description="Budget thresholds (actual and forecast); runs after rating.")
 def budgets(now: datetime) -> str:
-    from noventiq_panel.services import budget_alerts
+    from noventiq_panel.services.usage import budget_alerts
 
     with _session() as s:
         return str(budget_alerts.check_budgets(s, now=now))
@@ -70,9 +70,9 @@ def budgets(now: datetime) -> str:
      description="Renew or end licence terms, bill monthly instalments, end or convert trials.")
 def renewals(now: datetime) -> str:
     try:
-        from noventiq_panel.services import renewals as svc
+        from noventiq_panel.services.subscriptions import renewals as svc
     except ImportError as exc:  # pragma: no cover - another module
-        return f"services.renewals not available ({exc})"
+        return f"services.subscriptions.renewals not available ({exc})"
     parts = []
     for name in ("renew_due", "bill_instalments_due", "end_trials"):
         func = getattr(svc, name, None)
@@ -87,7 +87,7 @@ def renewals(now: datetime) -> str:
 @job("rates", schedule={"trigger": "cron", "minute": 45},
      description="Exchange rates from the Central Bank of Uzbekistan (fetched until today's are stored).")
 def rates(now: datetime) -> str:
-    from noventiq_panel.services import cbu_rates
+    from noventiq_panel.services.core import cbu_rates
 
     with _session() as s:
         return cbu_rates.fetch_if_missing(s, now)
@@ -98,7 +98,7 @@ def rates(now: datetime) -> str:
 @job("reminders", schedule={"trigger": "cron", "hour": 9, "minute": 0},
      description="Expiry, renewal-without-funds, trial, low-balance and payment reminders.")
 def reminders(now: datetime) -> str:
-    from noventiq_panel.services import reminders as svc
+    from noventiq_panel.services.subscriptions import reminders as svc
 
     with _session() as s:
         return str(svc.send_reminders(s, now=now))
@@ -114,9 +114,9 @@ def _previous_month(now: datetime) -> date:
      description="Closing documents (acts with invoices) of the previous month.")
 def documents(now: datetime) -> str:
     try:
-        from noventiq_panel.services import documents as svc
+        from noventiq_panel.services.billing import documents as svc
     except ImportError as exc:  # pragma: no cover
-        return f"services.documents not available ({exc})"
+        return f"services.billing.documents not available ({exc})"
     month = _previous_month(now)
     with _session() as s:
         created = svc.generate_month(s, month, now=now)
@@ -127,11 +127,11 @@ def documents(now: datetime) -> str:
      run_when_new=False, description="Invoices of postpaid organisations for the previous month.")
 def postpaid_invoices(now: datetime) -> str:
     try:
-        from noventiq_panel.services import payments as svc
+        from noventiq_panel.services.billing import payments as svc
     except ImportError as exc:  # pragma: no cover
-        return f"services.payments not available ({exc})"
+        return f"services.billing.payments not available ({exc})"
     if not hasattr(svc, "issue_postpaid_invoices"):  # pragma: no cover
-        return "services.payments.issue_postpaid_invoices not available"
+        return "services.billing.payments.issue_postpaid_invoices not available"
     month = _previous_month(now)
     with _session() as s:
         created = svc.issue_postpaid_invoices(s, month, now=now)
@@ -149,8 +149,9 @@ def send_iaas_reports(month: date, now: datetime) -> str:
     organisation's time zone): a ``iaas_monthly_report`` mail with the XLSX report of the
     subscription to the owners and financial managers. Once per subscription, month and user."""
     from noventiq_panel.models import LedgerEntry, Organisation, Plan, Product, Subscription
-    from noventiq_panel.services import notifications, reports
-    from noventiq_panel.services.authz import Actor
+    from noventiq_panel.services.notify import notifications
+    from noventiq_panel.services.reporting import reports
+    from noventiq_panel.services.core.authz import Actor
     from sqlalchemy import func
 
     sent = skipped = 0
@@ -211,6 +212,6 @@ def send_iaas_reports(month: date, now: datetime) -> str:
 @job("mailer", schedule={"trigger": "interval", "minutes": 1},
      description="Send queued notifications over SMTP (retries with backoff).")
 def mailer(now: datetime) -> str:
-    from noventiq_panel.services import mailer as svc
+    from noventiq_panel.services.notify import mailer as svc
 
     return str(svc.send_due(_session, now=now))

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from noventiq_panel.models import JobRun
-from noventiq_panel.services import clock
+from noventiq_panel.services.core import clock
 
 log = logging.getLogger("jobs")
 

@@ -40,7 +40,7 @@ from sqlmodel import Session
 
 from noventiq_panel.config import get_settings
 from noventiq_panel.models import JobLease
-from noventiq_panel.services import clock
+from noventiq_panel.services.core import clock
 
 from . import registry
 

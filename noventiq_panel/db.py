@@ -4,7 +4,7 @@ SQLite (WAL) is the embedded default; PostgreSQL is used when ``REFLEX_DB_URL`` 
 On SQLite every transaction starts with ``BEGIN IMMEDIATE``: a read-then-write (check the balance,
 then charge) must not interleave with another writer, and SQLite's deferred transactions would
 fail such an upgrade with SQLITE_BUSY instead of waiting. On PostgreSQL the same guarantee comes
-from ``SELECT ... FOR UPDATE`` on the organisation row (``services.ledger.lock_organisation``).
+from ``SELECT ... FOR UPDATE`` on the organisation row (``services.core.ledger.lock_organisation``).
 """
 
 from __future__ import annotations

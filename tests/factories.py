@@ -8,8 +8,8 @@ from decimal import Decimal
 from sqlmodel import Session
 
 from noventiq_panel.models import Membership, Organisation, Plan, Product, Role, User, Vendor
-from noventiq_panel.services import ledger, rates
-from noventiq_panel.services.authz import Actor
+from noventiq_panel.services.core import ledger, rates
+from noventiq_panel.services.core.authz import Actor
 
 
 def org(session: Session, name: str = "ООО «Тест»", **kw) -> Organisation:

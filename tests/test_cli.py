@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from noventiq_panel import db as dbmod
 from noventiq_panel.cli import main
 from noventiq_panel.models import ExchangeRate, Notification, Plan, Vendor
-from noventiq_panel.services import demo as demo_service
+from noventiq_panel.services.demo import demo as demo_service
 
 NOW = "2026-11-25T08:30:00"
 
@@ -133,7 +133,7 @@ def test_import_catalog_keeps_a_pay_as_you_go_plan_without_a_term(sqlite_url):
 
 
 def test_create_customer_puts_a_welcome_mail_with_a_set_password_link_in_the_outbox(db_url):
-    from noventiq_panel.services import auth
+    from noventiq_panel.services.identity import auth
 
     run("init")
     out = run("create-customer", "ООО «Новый клиент»", "301234567", "Boss@Client.example", "Иван Петров").output

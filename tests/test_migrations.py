@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import create_engine, inspect
 
 from noventiq_panel import models
-from noventiq_panel.services import schema
+from noventiq_panel.services.core import schema
 
 
 def test_upgrade_of_an_empty_database_reaches_head_and_matches_the_models(db_url):

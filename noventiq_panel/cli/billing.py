@@ -16,13 +16,13 @@ from datetime import datetime
 import click
 from sqlmodel import col, select
 
-from ..services.errors import DomainError
+from ..services.core.errors import DomainError
 
 
 def _now(value: str | None) -> datetime | None:
     if not value:
         return None
-    from ..services.clock import aware
+    from ..services.core.clock import aware
 
     return aware(datetime.fromisoformat(value))
 
@@ -43,7 +43,7 @@ def payments() -> None:
 def confirm(number: str, amount: str | None, now: str | None) -> None:
     """Confirm that money for invoice NUMBER arrived."""
     from ..db import session_scope
-    from ..services import payments as svc
+    from noventiq_panel.services.billing import payments as svc
 
     with session_scope() as session:
         try:
@@ -66,7 +66,7 @@ def confirm(number: str, amount: str | None, now: str | None) -> None:
 def import_statement(file: str, now: str | None) -> None:
     """Import a bank statement CSV (date, amount, payer tax id, purpose)."""
     from ..db import session_scope
-    from ..services import payments as svc
+    from noventiq_panel.services.billing import payments as svc
 
     with session_scope() as session:
         try:
@@ -90,8 +90,8 @@ def list_(status: str | None, org_id: int | None, limit: int) -> None:
     """List invoices to pay, newest first."""
     from ..db import session_scope
     from ..models import Organisation
-    from ..services.authz import Actor
-    from ..services import payments as svc
+    from ..services.core.authz import Actor
+    from noventiq_panel.services.billing import payments as svc
 
     with session_scope() as session:
         if org_id is not None:
@@ -118,7 +118,7 @@ def list_(status: str | None, org_id: int | None, limit: int) -> None:
 def mark_overdue(now: str | None) -> None:
     """Mark pending invoices past their due date as overdue."""
     from ..db import session_scope
-    from ..services import payments as svc
+    from noventiq_panel.services.billing import payments as svc
 
     with session_scope() as session:
         changed = svc.mark_overdue(session, now=_now(now))
@@ -133,8 +133,8 @@ def mark_overdue(now: str | None) -> None:
 def postpaid(month: str, now: str | None) -> None:
     """Issue the monthly invoices of postpaid organisations for MONTH (YYYY-MM)."""
     from ..db import session_scope
-    from ..services import payments as svc
-    from ..services.documents import parse_month
+    from noventiq_panel.services.billing import payments as svc
+    from ..services.billing.documents import parse_month
 
     with session_scope() as session:
         try:
@@ -157,7 +157,7 @@ def documents() -> None:
 def generate(month: str, now: str | None) -> None:
     """Generate the closing documents of MONTH (YYYY-MM) for every organisation charged in it."""
     from ..db import session_scope
-    from ..services import documents as svc
+    from noventiq_panel.services.billing import documents as svc
 
     with session_scope() as session:
         try:

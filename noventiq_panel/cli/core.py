@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
 from ..config import get_settings
-from ..services.errors import DomainError
+from ..services.core.errors import DomainError
 
 LINK = re.compile(r"https?://[^\s<>\"')]+")
 
@@ -32,7 +32,7 @@ def _safe_url(url: str) -> str:
 def _now(value: str | None) -> datetime | None:
     if not value:
         return None
-    from ..services.clock import aware
+    from ..services.core.clock import aware
 
     try:
         return aware(datetime.fromisoformat(value))
@@ -54,7 +54,7 @@ def _session():
 @click.command()
 def init() -> None:
     """Create or migrate the database to the newest schema (safe to run again)."""
-    from ..services import schema
+    from noventiq_panel.services.core import schema
 
     url = get_settings().db_url
     before = schema.current(url)
@@ -73,7 +73,7 @@ def db() -> None:
 @db.command("current")
 def db_current() -> None:
     """Print the revision the database is at, and the newest one."""
-    from ..services import schema
+    from noventiq_panel.services.core import schema
 
     url = get_settings().db_url
     click.echo(f"database: {schema.current(url) or '(empty)'}\nhead:     {schema.head()}")
@@ -83,7 +83,7 @@ def db_current() -> None:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Migrate to REVISION (default: head)."""
-    from ..services import schema
+    from noventiq_panel.services.core import schema
 
     click.echo(f"at {schema.upgrade(get_settings().db_url, revision)}")
 
@@ -91,7 +91,7 @@ def db_upgrade(revision: str) -> None:
 @db.command("check")
 def db_check() -> None:
     """Exit 1 when the database schema differs from the models (a migration is missing)."""
-    from ..services import schema
+    from noventiq_panel.services.core import schema
 
     diff = schema.differences(get_settings().db_url)
     for item in diff:
@@ -110,7 +110,7 @@ def db_revision(message: str, empty: bool) -> None:
     import tempfile
     from pathlib import Path
 
-    from ..services import schema
+    from noventiq_panel.services.core import schema
 
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'scratch.db'}"
@@ -130,8 +130,8 @@ ROLE_NAMES = {"owner": "Owner", "admin": "Administrator", "finance": "Financial 
 @click.option("--now", default=None, help="ISO date-time (UTC) the history ends at (first run only).")
 def demo(now: str | None) -> None:
     """Load the demo data (idempotent): catalog, two organisations, users, history."""
-    from ..services import demo as demo_service
-    from ..services import schema
+    from noventiq_panel.services.demo import demo as demo_service
+    from noventiq_panel.services.core import schema
 
     settings = get_settings()
     if not schema.is_up_to_date(settings.db_url):
@@ -176,7 +176,7 @@ def create_customer(org_name: str, tax_id: str, owner_email: str, owner_name: st
 
     Without SMTP settings the mail stays in the outbox: `noventiq-panel outbox list`."""
     from ..models import Notification
-    from ..services import organisations
+    from noventiq_panel.services.identity import organisations
 
     try:
         with _session() as session:
@@ -219,7 +219,7 @@ def import_catalog(file: str, check: bool) -> None:
     written. Importing the same file twice changes nothing."""
     from pathlib import Path
 
-    from ..services import catalog_import
+    from noventiq_panel.services.catalog import catalog_import
 
     try:
         with _session() as session:
@@ -263,9 +263,9 @@ def rates_set(currency: str, day: str, rate: str, nominal: int) -> None:
     """Enter the rate of CURRENCY on DATE (YYYY-MM-DD) by hand, when the CBU feed is unreachable.
 
     It replaces any stored rate of that day (source: manual)."""
-    from ..services import rates as rates_service
-    from ..services.clock import local_date, utcnow
-    from ..services.money import BASE_CURRENCY, to_decimal
+    from noventiq_panel.services.core import rates as rates_service
+    from ..services.core.clock import local_date, utcnow
+    from ..services.core.money import BASE_CURRENCY, to_decimal
 
     ccy = currency.strip().upper()
     if not re.fullmatch(r"[A-Z]{3}", ccy):
@@ -300,7 +300,7 @@ def rates_set(currency: str, day: str, rate: str, nominal: int) -> None:
 def rates_list(days: int, currency: str | None) -> None:
     """The stored rates of the last DAYS days."""
     from ..models import ExchangeRate
-    from ..services.clock import local_date, utcnow
+    from ..services.core.clock import local_date, utcnow
 
     since = local_date(utcnow(), "Asia/Tashkent") - timedelta(days=days)
     with _session() as session:

@@ -27,7 +27,7 @@ def _now(value: str | None) -> datetime | None:
     except ValueError:
         raise click.BadParameter(f"not an ISO date-time: {value!r} (e.g. 2026-11-01T00:05+05:00)",
                                  param_hint="--now") from None
-    from ..services.clock import aware
+    from ..services.core.clock import aware
 
     return aware(moment)  # a time without an offset is UTC
 
@@ -86,7 +86,7 @@ def jobs_serve() -> None:
               help="The rates of this day (default: today's feed).")
 def rates_fetch(day: str | None) -> None:
     """Fetch the Central Bank of Uzbekistan's rates and store every currency (source: cbu)."""
-    from ..services import cbu_rates
+    from noventiq_panel.services.core import cbu_rates
 
     rate_day = None
     if day:

@@ -13,7 +13,7 @@ from datetime import date, timedelta
 
 import click
 
-from ..services.errors import DomainError
+from ..services.core.errors import DomainError
 
 
 def _fail(exc: Exception) -> None:
@@ -53,7 +53,7 @@ def usage() -> None:
 def import_cmd(file: str, fmt: str | None, batch_size: int) -> None:
     """Import one usage CSV (.csv or .csv.gz); a second import of the same file adds nothing."""
     from ..db import session_scope
-    from ..services import usage_import
+    from noventiq_panel.services.usage import usage_import
 
     with session_scope() as session:
         try:
@@ -69,7 +69,7 @@ def import_cmd(file: str, fmt: str | None, batch_size: int) -> None:
 def import_folder_cmd(folder: str | None, fmt: str | None) -> None:
     """Import every CSV in FOLDER (default PANEL_USAGE_IMPORT_DIR); move them to done/ or failed/."""
     from ..db import session_scope
-    from ..services import usage_import
+    from noventiq_panel.services.usage import usage_import
 
     with session_scope() as session:
         try:
@@ -91,8 +91,8 @@ def import_folder_cmd(folder: str | None, fmt: str | None) -> None:
 def export_cmd(org_id: int, start: str, last: str, output: str | None) -> None:
     """Export an organisation's usage of a period as FOCUS CSV (customer prices, billing currency)."""
     from ..db import session_scope
-    from ..services import usage_import
-    from ..services.authz import Actor
+    from noventiq_panel.services.usage import usage_import
+    from ..services.core.authz import Actor
 
     first, to = _date(start, "--from"), _date(last, "--to")
     with session_scope() as session:
@@ -116,7 +116,7 @@ def export_cmd(org_id: int, start: str, last: str, output: str | None) -> None:
 def rollup_cmd(org_id: int | None) -> None:
     """Rebuild the analytics daily roll-up from the usage records (after a repair or a crash)."""
     from ..db import session_scope
-    from ..services import analytics
+    from noventiq_panel.services.reporting import analytics
 
     with session_scope() as session:
         try:

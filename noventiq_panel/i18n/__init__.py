@@ -201,7 +201,7 @@ def error_text(exc: BaseException, locale: str | None = DEFAULT_LOCALE) -> str:
     params (``required``, ``available``, ``shortfall`` with a ``currency``) are formatted as money.
     Any other exception gives ``error.unexpected`` (its text is never shown to the user).
     """
-    from ..services.errors import DomainError
+    from ..services.core.errors import DomainError
 
     locale = normalize_locale(locale)
     if not isinstance(exc, DomainError):

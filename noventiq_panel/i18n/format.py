@@ -32,7 +32,7 @@ from babel.dates import format_time as _babel_time
 from babel.numbers import format_decimal as _babel_decimal
 from babel.numbers import get_currency_name, get_currency_symbol
 
-from ..services.money import minor_unit, to_decimal
+from ..services.core.money import minor_unit, to_decimal
 
 SUPPORTED_LOCALES = ("ru", "en")
 DEFAULT_LOCALE = "ru"

@@ -1,6 +1,6 @@
 """Alembic environment of the panel.
 
-Used through ``noventiq_panel.services.schema`` (``noventiq-panel init`` / ``noventiq-panel db ...``)
+Used through ``noventiq_panel.services.core.schema`` (``noventiq-panel init`` / ``noventiq-panel db ...``)
 with a programmatic Config: no alembic.ini is needed. The database URL comes from
 ``config.attributes["url"]`` (set by the schema service) or the panel's settings (REFLEX_DB_URL);
 a connection passed in ``config.attributes["connection"]`` is used as it is.
@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, pool
 
 from noventiq_panel import models  # noqa: F401  (registers every table on the metadata)
 from noventiq_panel.config import get_settings
-from noventiq_panel.services.schema import context_options, ensure_sqlite_dir
+from noventiq_panel.services.core.schema import context_options, ensure_sqlite_dir
 
 config = context.config
 target_metadata = models.metadata

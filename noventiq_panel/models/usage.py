@@ -1,6 +1,6 @@
 """Pay-as-you-go usage records as imported from the vendor's billing exports, and what rating keeps.
 
-Rating (``services/rating.py``) never writes to the records: it remembers, per subscription, the
+Rating (``services/usage/rating.py``) never writes to the records: it remembers, per subscription, the
 highest record id it has charged (``RatingWatermark``). Record ids only grow (a sequence on
 PostgreSQL, ``AUTOINCREMENT`` on SQLite) and rating locks out imports while it reads, so "id above
 the watermark" is exactly "not charged yet". The exchange rate of a usage day is fixed the first
@@ -57,7 +57,7 @@ class UsageRecord(SQLModel, table=True):
     source_key: str = Field(max_length=64, unique=True)
     # The export line's identity without its figures (cost, quantity, prices) and without what a
     # vendor fills in later (invoice id): a corrected re-export of the line has the same line_key,
-    # and the importer records the difference (services/usage_import.py). NULL before migration 0004.
+    # and the importer records the difference (services/usage/usage_import.py). NULL before migration 0004.
     line_key: Optional[str] = Field(default=None, max_length=32)
     imported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

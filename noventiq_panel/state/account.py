@@ -12,8 +12,8 @@ from typing import Any
 import reflex as rx
 
 from ..components.money import fmt_date, fmt_datetime, fmt_money
-from ..services import organisations, users
-from ..services.errors import DomainError, InvalidInput
+from noventiq_panel.services.identity import organisations, users
+from ..services.core.errors import DomainError, InvalidInput
 from .base import BaseState
 
 ROLES = ("owner", "admin", "finance")

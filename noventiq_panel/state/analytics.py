@@ -2,7 +2,7 @@
 
 The URL query is the single source of the filters (``?period=custom&from=2025-01-01&to=...&product=3``):
 a change of a filter navigates to the new URL, ``load`` (the page's on_load) parses and validates
-it through ``services.analytics.parse_filters`` and loads the figures. So a view can be
+it through ``services.reporting.analytics.parse_filters`` and loads the figures. So a view can be
 bookmarked and shared, and Back returns to the previous filters.
 
 Every public handler resolves the caller again (``_act``) and validates its arguments; the
@@ -24,9 +24,9 @@ import reflex as rx
 from ..components.money import fmt_date, fmt_money
 from ..i18n import format as fmt
 from ..models import Organisation
-from ..services import analytics, reports
-from ..services.analytics import PRESETS, Filters
-from ..services.errors import InvalidInput
+from noventiq_panel.services.reporting import analytics, reports
+from ..services.reporting.analytics import PRESETS, Filters
+from ..services.core.errors import InvalidInput
 from .base import BaseState
 
 ROUTE = "/analytics"

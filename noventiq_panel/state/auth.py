@@ -11,7 +11,7 @@ from typing import Any
 import reflex as rx
 
 from ..i18n import error_text
-from ..services.errors import DomainError, InvalidInput
+from ..services.core.errors import DomainError, InvalidInput
 from .base import BaseState, Ctx, _ctx_from_info, safe_next
 
 MAX_FIELD = 500
@@ -28,14 +28,14 @@ def _field(form: Any, name: str, limit: int = MAX_FIELD) -> str:
 
 
 def _sign_in(session, email: str, password: str, ip: str) -> tuple[str, Ctx]:
-    from ..services import auth
+    from noventiq_panel.services.identity import auth
 
     raw, _user = auth.sign_in(session, email, password, ip=ip)
     return raw, _ctx_from_info(auth.resolve(session, raw))
 
 
 def _register(session, fields: dict) -> tuple[str, Ctx]:
-    from ..services import auth
+    from noventiq_panel.services.identity import auth
 
     raw, _user = auth.register(session, **fields)
     return raw, _ctx_from_info(auth.resolve(session, raw))
@@ -134,7 +134,7 @@ class RecoveryState(AuthFormState):
 
     @rx.event
     async def request_link(self, form: dict):
-        from ..services import auth
+        from noventiq_panel.services.identity import auth
 
         email = _field(form, "email", 254).lower()
         if not email or "@" not in email:
@@ -152,7 +152,7 @@ class RecoveryState(AuthFormState):
 
 
 def _check_token(session, raw: str) -> dict[str, str]:
-    from ..services import auth
+    from noventiq_panel.services.identity import auth
 
     result = auth.check_reset_token(session, raw)
     email = ""
@@ -204,7 +204,7 @@ class ResetState(AuthFormState):
 
     @rx.event
     async def set_password(self, form: dict):
-        from ..services import auth
+        from noventiq_panel.services.identity import auth
 
         password = _field(form, "password", 200)
         if not password:

@@ -3,8 +3,8 @@
 Security rules (see /work/shared/REFLEX-NOTES.md):
 - Every public method of a state is an event handler any client can call with any arguments.
   So every handler resolves the user again from the session secret through
-  ``services.auth.resolve`` (``_actor()`` / ``_act()``), and the services check the role.
-- The session secret is our own random token (issued by ``services.auth.sign_in``), kept in a
+  ``services.identity.auth.resolve`` (``_actor()`` / ``_act()``), and the services check the role.
+- The session secret is our own random token (issued by ``services.identity.auth.sign_in``), kept in a
   cookie; the server stores only its hash. Never the Reflex client token.
 - ``_user_id``, ``_org_id``, ``_role`` are backend vars (never sent to the browser); public vars
   hold view data only (plain strings, dicts, lists).
@@ -27,7 +27,7 @@ import reflex as rx
 from ..config import get_settings
 from ..db import session_scope
 from ..i18n import DEFAULT_LOCALE, LOCALES, error_text, normalize_locale, t, tn
-from ..services.errors import DomainError, Forbidden, NotAuthenticated
+from ..services.core.errors import DomainError, Forbidden, NotAuthenticated
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Ctx:
 
     @property
     def actor(self):
-        from ..services.authz import Actor
+        from ..services.core.authz import Actor
 
         if self.org_id is None:
             raise Forbidden("no organisation", key="error.no_organisation")
@@ -75,7 +75,7 @@ def _run_in_session(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
 
 def _resolve(secret: str) -> Ctx:
     """Resolve the session secret to a Ctx (raises NotAuthenticated). Runs in a worker thread."""
-    from ..services import auth
+    from noventiq_panel.services.identity import auth
 
     with session_scope() as session:
         info = auth.resolve(session, secret)
@@ -101,7 +101,7 @@ def _ctx_from_info(info: Any) -> Ctx:
 
 def _act_in_session(secret: str, fn: Callable[..., T], args: tuple, kwargs: dict) -> tuple[Ctx, T]:
     """Resolve the caller and run ``fn(session, actor, ...)`` in one unit of work."""
-    from ..services import auth
+    from noventiq_panel.services.identity import auth
 
     with session_scope() as session:
         ctx = _ctx_from_info(auth.resolve(session, secret))
@@ -130,7 +130,7 @@ class BaseState(rx.State):
     """Signed-in user, organisation, language. Parent of every page state."""
 
     # --- client side -------------------------------------------------------------------------
-    # The session secret from services.auth.sign_in. A cookie so that download routes can read it
+    # The session secret from services.identity.auth.sign_in. A cookie so that download routes can read it
     # too; SameSite=strict; Secure when the panel is served over https.
     session_secret: str = rx.Cookie(
         "",
@@ -256,7 +256,7 @@ class BaseState(rx.State):
         return ctx
 
     async def _actor(self):
-        """The ``services.authz.Actor`` of the signed-in caller (raises NotAuthenticated)."""
+        """The ``services.core.authz.Actor`` of the signed-in caller (raises NotAuthenticated)."""
         return (await self._require()).actor
 
     async def _call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -321,7 +321,7 @@ class BaseState(rx.State):
 
     @rx.event
     async def sign_out(self):
-        from ..services import auth
+        from noventiq_panel.services.identity import auth
 
         secret = self.session_secret
         if secret:
@@ -335,7 +335,7 @@ class BaseState(rx.State):
     @rx.event
     async def switch_org(self, org_id: str):
         """Switch the session to another organisation of the user (the service checks membership)."""
-        from ..services import auth
+        from noventiq_panel.services.identity import auth
 
         try:
             target = int(str(org_id))
@@ -361,7 +361,7 @@ class BaseState(rx.State):
         self.locale = code
         if not self.session_secret:
             return
-        from ..services import users
+        from noventiq_panel.services.identity import users
 
         try:
             await self._act(_save_locale, users, code)

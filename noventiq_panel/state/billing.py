@@ -20,9 +20,9 @@ import reflex as rx
 
 from ..components.money import fmt_date, fmt_datetime, fmt_money
 from ..components.tables import clamp_page, page_count
-from ..services import documents, payments, transactions
-from ..services.errors import DomainError, InvalidInput, NotAuthenticated
-from ..services.money import parse_amount, to_decimal
+from noventiq_panel.services.billing import documents, payments, transactions
+from ..services.core.errors import DomainError, InvalidInput, NotAuthenticated
+from ..services.core.money import parse_amount, to_decimal
 from .base import BaseState
 
 TABS = ("payments", "transactions", "documents")

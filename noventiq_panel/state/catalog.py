@@ -15,9 +15,11 @@ import reflex as rx
 from ..components.money import fmt_money
 from ..i18n import error_text
 from ..i18n import LOCALES
-from ..services import catalog, guest_orders, payments
-from ..services import subscriptions as subs
-from ..services.errors import Conflict, DomainError, InsufficientFunds, InvalidInput
+from noventiq_panel.services.catalog import catalog
+from noventiq_panel.services.subscriptions import guest_orders
+from noventiq_panel.services.billing import payments
+from noventiq_panel.services.subscriptions import subscriptions as subs
+from ..services.core.errors import Conflict, DomainError, InsufficientFunds, InvalidInput
 from .base import BaseState
 from .subscriptions import clean_text, flag, model_label, new_token, parse_id, shortfall_view, text_date
 

@@ -3,7 +3,7 @@ quantity → the price from the service → confirm → "check your e-mail to se
 invoice for a paid plan).
 
 Thin on purpose: every rule (validation, throttling, an existing e-mail, the transaction) is in
-``services.guest_orders``; the handlers pass the typed text through and show the result. The
+``services.subscriptions.guest_orders``; the handlers pass the typed text through and show the result. The
 set-password link never reaches the browser: it goes by e-mail only.
 """
 
@@ -13,8 +13,8 @@ import reflex as rx
 
 from ..components.money import fmt_money
 from ..i18n import error_text
-from ..services import guest_orders
-from ..services.errors import DomainError
+from noventiq_panel.services.subscriptions import guest_orders
+from ..services.core.errors import DomainError
 from .base import BaseState
 from .catalog import CatalogState
 from .subscriptions import clean_text, text_date

@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from ..config import get_settings
-from ..services.errors import DomainError
+from ..services.core.errors import DomainError
 from .base import BaseState
 
 

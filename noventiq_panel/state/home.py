@@ -7,8 +7,9 @@ import reflex as rx
 from ..components.money import fmt_date, fmt_money
 from ..config import get_settings
 from ..i18n import format as fmt
-from ..services import dashboard, users
-from ..services.errors import DomainError, NotFound
+from noventiq_panel.services.reporting import dashboard
+from noventiq_panel.services.identity import users
+from ..services.core.errors import DomainError, NotFound
 from .base import BaseState
 
 ALERT_COLORS = {

@@ -9,8 +9,9 @@ import reflex as rx
 from ..components.money import fmt_datetime
 from ..components.tables import clamp_page, page_count
 from ..i18n import LOCALES, error_text
-from ..services import auth, notifications, users
-from ..services.errors import DomainError, InvalidInput
+from noventiq_panel.services.identity import auth, users
+from noventiq_panel.services.notify import notifications
+from ..services.core.errors import DomainError, InvalidInput
 from .account import _id
 from .base import BaseState
 

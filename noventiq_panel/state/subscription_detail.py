@@ -19,9 +19,12 @@ from ..components.money import fmt_date, fmt_datetime, fmt_money
 from ..i18n import error_text
 from ..i18n import format as fmt
 from ..models import Organisation
-from ..services import analytics, budgets, clock, payments
-from ..services import subscriptions as subs
-from ..services.errors import Conflict, DomainError, InsufficientFunds, InvalidInput, NotFound
+from noventiq_panel.services.reporting import analytics
+from noventiq_panel.services.usage import budgets
+from noventiq_panel.services.core import clock
+from noventiq_panel.services.billing import payments
+from noventiq_panel.services.subscriptions import subscriptions as subs
+from ..services.core.errors import Conflict, DomainError, InsufficientFunds, InvalidInput, NotFound
 from .base import BaseState
 from .subscriptions import (
     STATUS_COLORS,

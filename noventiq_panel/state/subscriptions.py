@@ -18,10 +18,11 @@ import reflex as rx
 from ..components.money import fmt_date, fmt_money
 from ..components.tables import clamp_page, page_count
 from ..models import Organisation
-from ..services import catalog, payments
-from ..services import subscriptions as subs
-from ..services.errors import Conflict, DomainError, InsufficientFunds, InvalidInput
-from ..services.subscriptions import QuantityQuote
+from noventiq_panel.services.catalog import catalog
+from noventiq_panel.services.billing import payments
+from noventiq_panel.services.subscriptions import subscriptions as subs
+from ..services.core.errors import Conflict, DomainError, InsufficientFunds, InvalidInput
+from ..services.subscriptions.subscriptions import QuantityQuote
 from .base import BaseState
 
 PAGE_SIZE = 20

@@ -35,7 +35,7 @@ from typing import Iterator
 
 import pytest
 
-from .helpers import DESKTOP, ROOT, TIMEOUT_MS
+from tests.e2e.helpers import DESKTOP, ROOT, TIMEOUT_MS
 
 VENV_BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "artifacts"

@@ -82,7 +82,7 @@ def expected_balance(engine, email: str, locale: str = "ru") -> str:
     from sqlmodel import Session
 
     from noventiq_panel.i18n.format import format_money
-    from noventiq_panel.services import ledger
+    from noventiq_panel.services.core import ledger
 
     org, _ = org_of(engine, email)
     with Session(engine) as s:

@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from noventiq_panel.models import Membership, User
 
-from .helpers import expected_balance, latest_mail, link_in, new_page, sign_in, text_of
+from tests.e2e.helpers import expected_balance, latest_mail, link_in, new_page, sign_in, text_of
 
 
 def _membership(db, email: str) -> Membership:

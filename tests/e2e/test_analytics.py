@@ -9,10 +9,10 @@ from playwright.sync_api import expect
 from sqlmodel import Session
 
 from noventiq_panel.components.money import fmt_money
-from noventiq_panel.services import analytics
-from noventiq_panel.services.authz import Actor
+from noventiq_panel.services.reporting import analytics
+from noventiq_panel.services.core.authz import Actor
 
-from .helpers import org_of, shot, sign_in, text_of
+from tests.e2e.helpers import org_of, shot, sign_in, text_of
 
 
 def ledger_total(db, email: str, preset: str) -> str:

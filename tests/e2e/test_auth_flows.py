@@ -8,7 +8,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from .helpers import (
+from tests.e2e.helpers import (
     PASSWORD,
     expected_balance,
     latest_mail,
@@ -83,7 +83,7 @@ def test_password_recovery_end_to_end(page, db, base_url):
     from sqlmodel import Session, select
 
     from noventiq_panel.models import User
-    from noventiq_panel.services import auth
+    from noventiq_panel.services.identity import auth
 
     email = "admin@other.example"
     before = latest_mail(db, email, "password_reset")

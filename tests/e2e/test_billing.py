@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 from playwright.sync_api import expect
 from pypdf import PdfReader
 
-from .helpers import ROOT, expected_balance, org_of, plain, shot, sign_in, text_of
+from tests.e2e.helpers import ROOT, expected_balance, org_of, plain, shot, sign_in, text_of
 
 CLI = str(Path(sys.executable).parent / "noventiq-panel")
 
@@ -76,7 +76,7 @@ def test_closing_document_download(page, db, server):
     org, _role = org_of(db, email)
     from datetime import date
 
-    from noventiq_panel.services.clock import prev_month
+    from noventiq_panel.services.core.clock import prev_month
 
     month = prev_month(date.today())
     _cli(server, "documents", "generate", f"{month:%Y-%m}")

@@ -8,7 +8,7 @@ import uuid
 
 from playwright.sync_api import expect
 
-from .helpers import latest_mail, link_in, shot, sign_in
+from tests.e2e.helpers import latest_mail, link_in, shot, sign_in
 
 
 def test_visitor_orders_a_trial_sets_a_password_and_sees_it(page, db, base_url):

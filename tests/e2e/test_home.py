@@ -12,10 +12,11 @@ from sqlmodel import Session, select
 
 from noventiq_panel.i18n.format import format_date, format_money
 from noventiq_panel.models import Budget, BudgetAlert, Payment
-from noventiq_panel.services import clock, dashboard, rates
-from noventiq_panel.services.authz import Actor
+from noventiq_panel.services.core import clock, rates
+from noventiq_panel.services.reporting import dashboard
+from noventiq_panel.services.core.authz import Actor
 
-from .helpers import PHONE, new_page, org_of, plain, sign_in, text_of
+from tests.e2e.helpers import PHONE, new_page, org_of, plain, sign_in, text_of
 
 
 def _dashboard(db, email):

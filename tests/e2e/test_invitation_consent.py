@@ -8,9 +8,9 @@ from playwright.sync_api import expect
 from sqlmodel import Session, select
 
 from noventiq_panel.models import Membership, Organisation, User
-from noventiq_panel.services import auth
+from noventiq_panel.services.identity import auth
 
-from .helpers import new_page, shot, sign_in
+from tests.e2e.helpers import new_page, shot, sign_in
 
 PASSWORD = "Svoi-parol-2026"
 

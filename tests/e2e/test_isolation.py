@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from .helpers import sign_in
+from tests.e2e.helpers import sign_in
 
 ROMASHKA_MARKERS = ("Ромашка", "@demo.example", "Алишер", "306512874")
 

@@ -9,9 +9,9 @@ from playwright.sync_api import expect
 from sqlmodel import Session, col, select
 
 from noventiq_panel.models import Notification, User
-from noventiq_panel.services import auth
+from noventiq_panel.services.identity import auth
 
-from .helpers import new_page, sign_in
+from tests.e2e.helpers import new_page, sign_in
 
 
 def test_history_lists_the_users_mail_newest_first_and_opens_a_message(page, db):

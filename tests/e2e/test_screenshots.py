@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from noventiq_panel.models import Subscription, User
 
-from .helpers import DESKTOP, PHONE, new_page, org_of, shot, sign_in
+from tests.e2e.helpers import DESKTOP, PHONE, new_page, org_of, shot, sign_in
 
 EMAIL = "owner@demo.example"
 PUBLIC = [("login", "/login", "#login-form"), ("register", "/register", "#register-form"),

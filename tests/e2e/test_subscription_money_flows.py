@@ -15,7 +15,7 @@ from decimal import Decimal
 from playwright.sync_api import expect
 from sqlmodel import Session, col, func, select
 
-from .helpers import PASSWORD, expected_balance, org_of, plain, sign_in
+from tests.e2e.helpers import PASSWORD, expected_balance, org_of, plain, sign_in
 
 OWNER = "owner@demo.example"
 LOCALE = "ru"
@@ -24,7 +24,7 @@ LOCALE = "ru"
 # --- reading and arranging the server's database ----------------------------------------------
 
 def _balance(engine, org_id: int) -> Decimal:
-    from noventiq_panel.services import ledger
+    from noventiq_panel.services.core import ledger
 
     with Session(engine) as s:
         return ledger.balance(s, org_id)
@@ -104,7 +104,8 @@ def _subs_of_plan(engine, org_id: int, plan_id: int):
 def _new_customer(engine, balance: Decimal) -> tuple[str, int, int]:
     """A freshly registered prepaid organisation (UZS) whose balance is ``balance``: (email, org id,
     user id). Registered through the service, as the /register page does."""
-    from noventiq_panel.services import auth, ledger
+    from noventiq_panel.services.identity import auth
+    from noventiq_panel.services.core import ledger
 
     email = f"poor-{uuid.uuid4().hex[:10]}@example.test"
     with Session(engine) as s:
@@ -121,8 +122,8 @@ def _new_customer(engine, balance: Decimal) -> tuple[str, int, int]:
 
 
 def _order_quote(engine, user_id: int, org_id: int, plan_id: int, quantity: int = 1):
-    from noventiq_panel.services import subscriptions as subs
-    from noventiq_panel.services.authz import Actor
+    from noventiq_panel.services.subscriptions import subscriptions as subs
+    from noventiq_panel.services.core.authz import Actor
 
     with Session(engine) as s:
         return subs.quote_order(s, Actor(user_id, org_id), plan_id, quantity)
@@ -219,7 +220,7 @@ def test_order_without_enough_balance_shows_the_shortfall_and_charges_nothing(pa
 def test_balance_spent_between_preview_and_confirm_refuses_the_order(page, db):
     """The preview said the balance covers it; by the confirmation it no longer does (another
     payment or usage took it): the service refuses, the shortfall is shown, nothing is charged."""
-    from noventiq_panel.services import ledger
+    from noventiq_panel.services.core import ledger
 
     email, org_id, user_id = _new_customer(db, Decimal(0))
     plan_id, plan_code = _monthly_plan_not_held(db, org_id)

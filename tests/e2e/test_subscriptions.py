@@ -9,7 +9,7 @@ import re
 from playwright.sync_api import expect
 from sqlmodel import Session, select
 
-from .helpers import org_of, plain, shot, sign_in
+from tests.e2e.helpers import org_of, plain, shot, sign_in
 
 
 def _subs_of(engine, email: str):

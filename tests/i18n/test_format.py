@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from noventiq_panel.i18n import format as fmt
-from noventiq_panel.services.errors import InvalidInput
+from noventiq_panel.services.core.errors import InvalidInput
 
 D = Decimal
 

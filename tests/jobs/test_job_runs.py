@@ -16,10 +16,10 @@ from sqlmodel import Session, select
 
 from jobs import registry
 from noventiq_panel.models import ClosingDocument, JobRun, LedgerEntry, Notification, NotificationAttachment, Subscription
-from noventiq_panel.services import rating
+from noventiq_panel.services.usage import rating
 
-from .. import factories as f
-from ..services.usage_world import (
+from tests import factories as f
+from tests.services.usage_world import (
     add_usage,
     assert_entries_match_records,
     payg_sub,
@@ -246,9 +246,9 @@ def test_cli_rates_fetch(engine, monkeypatch):
     import httpx
 
     from noventiq_panel.cli import main
-    from noventiq_panel.services import cbu_rates
+    from noventiq_panel.services.core import cbu_rates
 
-    from ..services.test_cbu_rates import FEED
+    from tests.services.core.test_cbu_rates import FEED
 
     real_client = httpx.Client
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from sqlmodel import Session
 
 from noventiq_panel.models import Organisation, Plan, Role, Subscription, User
-from noventiq_panel.services import ledger
-from noventiq_panel.services.authz import Actor
+from noventiq_panel.services.core import ledger
+from noventiq_panel.services.core.authz import Actor
 
-from .. import factories as f
+from tests import factories as f
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "usage"
 REF_A = "11111111-aaaa-4bbb-8ccc-000000000001"

@@ -23,10 +23,10 @@ from noventiq_panel.models import (
     Subscription,
     User,
 )
-from noventiq_panel.services import ledger
-from noventiq_panel.services.authz import Actor
+from noventiq_panel.services.core import ledger
+from noventiq_panel.services.core.authz import Actor
 
-from .. import factories as f
+from tests import factories as f
 
 # 10 March 2026, 14:00 in Tashkent (UTC+5)
 NOW = datetime(2026, 3, 10, 9, 0, tzinfo=timezone.utc)

@@ -13,9 +13,9 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from noventiq_panel.models import LedgerEntry, Organisation, Plan, RatingWatermark, Subscription, UsageRecord
-from noventiq_panel.services import rates
+from noventiq_panel.services.core import rates
 
-from .. import factories as f
+from tests import factories as f
 
 UTC = timezone.utc
 _seq = itertools.count(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import reflex as rx
 
-from noventiq_panel.services import auth
+from noventiq_panel.services.identity import auth
 
 
 @pytest.fixture(autouse=True)

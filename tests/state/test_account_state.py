@@ -7,12 +7,12 @@ import pytest
 from sqlmodel import select
 
 from noventiq_panel.models import Membership, Organisation, Role, User
-from noventiq_panel.services import auth
+from noventiq_panel.services.identity import auth
 from noventiq_panel.state.account import AccountState
 from noventiq_panel.state.base import BaseState
 from tests import factories
 
-from .conftest import events, is_redirect_to_login, new_state, signed_in
+from tests.state.conftest import events, is_redirect_to_login, new_state, signed_in
 
 PW = "correct-horse-1"
 

@@ -9,12 +9,13 @@ from reflex.istate.data import ReflexURL, RouterData
 from sqlmodel import Session
 
 from noventiq_panel.models import Role
-from noventiq_panel.services import auth, usage_import
+from noventiq_panel.services.identity import auth
+from noventiq_panel.services.usage import usage_import
 from noventiq_panel.state.analytics import AnalyticsState
 from tests import factories
 from tests.services.analytics_helpers import DATA, REF_A, REF_B, rate, spend, sub, utc
 
-from .conftest import events, is_error_toast, is_redirect_to_login, new_state, signed_in
+from tests.state.conftest import events, is_error_toast, is_redirect_to_login, new_state, signed_in
 
 PW = "correct-horse-1"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from noventiq_panel.models import Role
-from noventiq_panel.services import auth
+from noventiq_panel.services.identity import auth
 from noventiq_panel.state.base import BaseState, safe_next
 from noventiq_panel.state.home import HomeState
 from tests import factories
 
-from .conftest import events, is_redirect_to_login, new_state, signed_in
+from tests.state.conftest import events, is_redirect_to_login, new_state, signed_in
 
 PW = "correct-horse-1"
 

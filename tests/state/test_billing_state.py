@@ -11,11 +11,13 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from noventiq_panel.models import ClosingDocument, Payment, Role
-from noventiq_panel.services import auth, documents, ledger, payments
+from noventiq_panel.services.identity import auth
+from noventiq_panel.services.billing import documents, payments
+from noventiq_panel.services.core import ledger
 from noventiq_panel.state.billing import BillingState
 from tests import factories
 
-from .conftest import events, is_redirect_to_login, new_state, signed_in
+from tests.state.conftest import events, is_redirect_to_login, new_state, signed_in
 
 PW = "correct-horse-1"
 

@@ -15,7 +15,7 @@ from noventiq_panel.state.catalog import CatalogState
 from noventiq_panel.state.guest_catalog import GuestOrderState
 from tests import factories
 
-from .conftest import new_state
+from tests.state.conftest import new_state
 
 
 @pytest.fixture

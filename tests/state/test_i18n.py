@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from noventiq_panel import i18n
-from noventiq_panel.services import errors, money
+from noventiq_panel.services.core import errors, money
 
 PKG = Path(i18n.__file__).resolve().parent.parent
 

@@ -13,14 +13,15 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from noventiq_panel.models import Budget, LedgerEntry, Payment, Role, Subscription
-from noventiq_panel.services import auth, ledger
-from noventiq_panel.services import subscriptions as subs
+from noventiq_panel.services.identity import auth
+from noventiq_panel.services.core import ledger
+from noventiq_panel.services.subscriptions import subscriptions as subs
 from noventiq_panel.state.catalog import CatalogState
 from noventiq_panel.state.subscription_detail import SubscriptionDetailState
 from noventiq_panel.state.subscriptions import SubscriptionsState
 from tests import factories
 
-from .conftest import is_error_toast, new_state, signed_in
+from tests.state.conftest import is_error_toast, new_state, signed_in
 
 PW = "correct-horse-1"
 

@@ -1,0 +1,335 @@
+"""Closing documents: after a month closes, one act of completed work with its счёт-фактура per
+organisation that was charged in that month.
+
+- The month is the organisation's local month, half-open ``[first midnight, next first midnight)``;
+  its charges are the ledger entries of kinds charge, usage and refund in it. The act's total is
+  exactly minus their sum (to the tiyin); prices include VAT and the VAT part is shown per line.
+- Numbers form an unbroken sequence per year of the period (``Sequence`` row ``act-<year>``). For
+  each organisation, one transaction: lock the counter (``FOR UPDATE`` on PostgreSQL, the write
+  lock on SQLite), check that no document exists for the organisation and month, take the next
+  number, store the document with its PDF, queue the e-mails, commit. A second generator waits for
+  the lock and then finds the document: it skips without taking a number. The unique constraints
+  (org, period, kind) and (year, number, kind) back this up; a violation is treated as "already
+  done" and its transaction is rolled back, so no number is lost.
+- A month that has not closed yet is refused (or, for an organisation whose time zone has not
+  reached the next month, skipped until a later run).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
+from sqlmodel import Session, col, select
+
+from noventiq_panel.config import get_settings
+from noventiq_panel.models import (
+    ClosingDocument,
+    LedgerEntry,
+    Organisation,
+    Plan,
+    Product,
+    Role,
+    Subscription,
+)
+from noventiq_panel.models.types import utcnow
+from noventiq_panel.services.core import numbering
+from noventiq_panel.services.core.authz import Actor, can_read
+from noventiq_panel.services.core.clock import local_midnight, month_bounds, month_start, next_month
+from noventiq_panel.services.core.errors import InvalidInput, NotFound
+from noventiq_panel.services.billing.payments import CHARGE_KINDS, vat_part
+
+log = logging.getLogger(__name__)
+
+KIND = "act"
+RECIPIENT_ROLES = (Role.OWNER.value, Role.FINANCE.value)
+EARLIEST_ZONE = "Etc/GMT-14"  # the first time zone to enter a new month
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    id: int
+    period: date
+    year: int
+    number: int
+    act_number: str
+    invoice_number: str
+    total: Decimal
+    vat: Decimal
+    currency: str
+    created_at: datetime
+    filename: str
+
+
+def act_number(year: int, number: int) -> str:
+    return f"АКТ-{year}-{number:06d}"
+
+
+def invoice_number(year: int, number: int) -> str:
+    return f"СФ-{year}-{number:06d}"
+
+
+def filename(doc: ClosingDocument) -> str:
+    return f"act-{doc.year}-{doc.number:06d}-{doc.period:%Y-%m}.pdf"
+
+
+def counter_name(year: int) -> str:
+    return f"act-{year}"
+
+
+def _to_row(doc: ClosingDocument) -> DocumentRow:
+    return DocumentRow(id=doc.id, period=doc.period, year=doc.year, number=doc.number,
+                       act_number=act_number(doc.year, doc.number), invoice_number=invoice_number(doc.year, doc.number),
+                       total=doc.total, vat=doc.vat, currency=doc.currency, created_at=doc.created_at,
+                       filename=filename(doc))
+
+
+def parse_month(value) -> date:
+    """``2026-10`` / ``2026-10-01`` / a date → the first day of that month."""
+    if isinstance(value, datetime):
+        return month_start(value.date())
+    if isinstance(value, date):
+        return month_start(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 7:
+                return date(int(text[:4]), int(text[5:7]), 1) if text[4] == "-" else _bad_month(value)
+            return month_start(date.fromisoformat(text))
+        except (ValueError, IndexError):
+            pass
+    return _bad_month(value)
+
+
+def _bad_month(value) -> date:
+    raise InvalidInput(f"not a month (YYYY-MM): {value!r}", field="month", key="error.billing.bad_month")
+
+
+# ---------------------------------------------------------------- the lines of a month
+
+def _labels(session: Session, subscription_ids: set[int]) -> dict[int, str]:
+    if not subscription_ids:
+        return {}
+    rows = session.exec(
+        select(Subscription.id, Subscription.name, Product.name, Plan.name)
+        .join(Plan, Plan.id == Subscription.plan_id)
+        .join(Product, Product.id == Plan.product_id)
+        .where(col(Subscription.id).in_(subscription_ids))
+    ).all()
+    labels = {}
+    for sub_id, sub_name, product_name, plan_name in rows:
+        labels[sub_id] = sub_name or f"{product_name} ({plan_name})"
+    return labels
+
+
+def month_lines(session: Session, org: Organisation, month: date) -> tuple[list, Decimal, Decimal]:
+    """(lines, total, VAT) of the organisation's charges in ``month`` (its local month).
+
+    Licence charges and refunds: one line each (quantity and unit price as charged). Pay-as-you-go
+    usage: one line per subscription. Lines are grouped by subscription.
+    """
+    from noventiq_panel.services.billing import pdf
+
+    rate = get_settings().vat_rate
+    start, end = month_bounds(month, org.timezone)
+    entries = session.exec(
+        select(LedgerEntry).where(
+            LedgerEntry.org_id == org.id, col(LedgerEntry.kind).in_(CHARGE_KINDS),
+            LedgerEntry.occurred_at >= start, LedgerEntry.occurred_at < end)
+        .order_by(col(LedgerEntry.occurred_at), col(LedgerEntry.id))
+    ).all()
+    labels = _labels(session, {e.subscription_id for e in entries if e.subscription_id})
+    groups: "OrderedDict[tuple, list]" = OrderedDict()
+    for e in entries:
+        if e.kind == "usage":
+            key = (e.subscription_id or 0, "usage", 0)
+        else:
+            key = (e.subscription_id or 0, "entry", e.id)
+        groups.setdefault(key, []).append(e)
+    ordered = sorted(groups.items(), key=lambda kv: (labels.get(kv[0][0], ""), kv[0][0], kv[0][1] == "usage",
+                                                     kv[1][0].occurred_at))
+    lines = []
+    for (sub_id, what, _), group in ordered:
+        label = labels.get(sub_id, "")
+        amount = -sum((e.amount for e in group), Decimal("0.00"))
+        if what == "usage":
+            description = f"{label}: потребление облачных услуг" if label else "Потребление облачных услуг"
+            quantity, unit = Decimal(1), "усл."
+            unit_price = amount
+        else:
+            e = group[0]
+            text = e.description or ("Возврат" if e.kind == "refund" else "Лицензии")
+            description = f"{label}: {text}" if label and label not in text else text
+            if e.quantity:
+                quantity = abs(Decimal(e.quantity)).normalize()
+                unit = "лиц."
+            else:
+                quantity, unit = Decimal(1), "усл."
+            unit_price = (amount / quantity).quantize(Decimal("0.01")) if quantity else amount
+            if unit_price < 0:
+                unit_price = -unit_price
+        lines.append(pdf.Line(description=description[:300], quantity=quantity, unit=unit, unit_price=unit_price,
+                              amount=amount, vat=vat_part(amount, rate)))
+    total = sum((line.amount for line in lines), Decimal("0.00"))
+    vat = sum((line.vat for line in lines), Decimal("0.00"))
+    return lines, total, vat
+
+
+def render_pdf(session: Session, org: Organisation, month: date, year: int, number: int,
+               lines: list, total: Decimal, vat: Decimal) -> bytes:
+    from noventiq_panel.services.billing import pdf
+
+    settings = get_settings()
+    last_day = next_month(month) - timedelta(days=1)
+    data = pdf.ClosingData(
+        act_number=act_number(year, number),
+        invoice_number=invoice_number(year, number),
+        doc_date=last_day,
+        period_start=month,
+        period_end=last_day,
+        seller=pdf.Party(name=settings.seller_name, tax_id=settings.seller_tax_id, address=settings.seller_address,
+                         bank=settings.seller_bank, account=settings.seller_account),
+        buyer=pdf.Party(name=org.name, tax_id=org.tax_id, address=org.address, phone=org.phone,
+                        bank=org.bank_details),
+        currency=org.billing_currency,
+        vat_rate=settings.vat_rate,
+        lines=lines,
+        total=total,
+        vat=vat,
+    )
+    return pdf.render_closing(data)
+
+
+# ---------------------------------------------------------------- generation
+
+def _orgs_charged(session: Session, month: date) -> list[int]:
+    # The widest window any time zone can give the month; each organisation is then checked in its own.
+    start = local_midnight(month, "Etc/GMT-14")
+    end = local_midnight(next_month(month), "Etc/GMT+12")
+    return list(session.exec(
+        select(LedgerEntry.org_id).where(col(LedgerEntry.kind).in_(CHARGE_KINDS), LedgerEntry.occurred_at >= start,
+                                         LedgerEntry.occurred_at < end)
+        .distinct().order_by(LedgerEntry.org_id)
+    ).all())
+
+
+def generate_month(session: Session, month, now: datetime | None = None) -> list[ClosingDocument]:
+    """Generate the closing documents of ``month`` (a date in it, or ``"YYYY-MM"``) for every
+    organisation charged in it. Returns the documents created by this call; already generated
+    ones are skipped without consuming a number. Refuses a month that has not closed yet."""
+    now = now or utcnow()
+    month = parse_month(month)
+    if now < local_midnight(next_month(month), EARLIEST_ZONE):
+        raise InvalidInput(f"{month:%Y-%m} has not closed yet", field="month", key="error.billing.month_not_closed",
+                           month=f"{month:%Y-%m}")
+    org_ids = _orgs_charged(session, month)
+    session.rollback()
+    created = []
+    for org_id in org_ids:
+        doc = _generate_for_org(session, org_id, month, now)
+        if doc is not None:
+            created.append(doc)
+    return created
+
+
+def _generate_for_org(session: Session, org_id: int, month: date, now: datetime) -> ClosingDocument | None:
+    from noventiq_panel.services.notify import notifications
+
+    try:
+        org = session.get(Organisation, org_id)
+        if org is None or now < month_bounds(month, org.timezone)[1]:
+            session.rollback()
+            return None  # not closed in this organisation's time zone yet: a later run makes it
+        numbering.lock(session, counter_name(month.year))
+        exists = session.exec(
+            select(ClosingDocument.id).where(ClosingDocument.org_id == org_id, ClosingDocument.period == month,
+                                             ClosingDocument.kind == KIND)
+        ).first()
+        if exists is not None:
+            session.rollback()
+            return None
+        lines, total, vat = month_lines(session, org, month)
+        if not lines or total == 0:
+            session.rollback()
+            return None
+        number = numbering.next_value(session, counter_name(month.year))
+        pdf_bytes = render_pdf(session, org, month, month.year, number, lines, total, vat)
+        doc = ClosingDocument(org_id=org.id, kind=KIND, period=month, year=month.year, number=number, total=total,
+                              vat=vat, currency=org.billing_currency, pdf=pdf_bytes, created_at=now)
+        session.add(doc)
+        session.flush()
+        notifications.notify_org_roles(
+            session, org.id, RECIPIENT_ROLES, "closing_documents",
+            {"month": month, "document_number": act_number(doc.year, doc.number), "amount": total,
+             "currency": doc.currency},
+            attachments=[(filename(doc), "application/pdf", pdf_bytes)],
+            dedupe_key=f"closing_documents:{doc.id}", now=now)
+        session.commit()
+        return doc
+    except IntegrityError:
+        session.rollback()
+        log.info("closing document of org %s for %s already generated concurrently", org_id, month)
+        return None
+    except Exception:
+        session.rollback()
+        raise
+
+
+# ---------------------------------------------------------------- reading
+
+def list_documents(session: Session, actor: Actor, *, year: int | None = None, start=None, end=None,
+                   offset: int = 0, limit: int = 100) -> tuple[list[DocumentRow], int]:
+    """The organisation's closing documents, newest period first (optionally of one year or a
+    range of periods), and how many there are."""
+    from sqlalchemy import func
+
+    access = can_read(session, actor)
+    conditions = [ClosingDocument.org_id == access.org_id]
+    if year not in (None, ""):
+        try:
+            year = int(year)
+        except (TypeError, ValueError):
+            raise InvalidInput("year must be a number", field="year", key="error.billing.not_integer") from None
+        conditions.append(ClosingDocument.year == year)
+    if start not in (None, ""):
+        conditions.append(ClosingDocument.period >= parse_month(start))
+    if end not in (None, ""):
+        conditions.append(ClosingDocument.period <= parse_month(end))
+    try:
+        offset, limit = max(0, int(offset)), max(1, min(int(limit), 500))
+    except (TypeError, ValueError):
+        raise InvalidInput("offset and limit must be whole numbers", key="error.billing.paging") from None
+    total = session.exec(select(func.count()).select_from(ClosingDocument).where(*conditions)).one()
+    rows = session.exec(
+        select(ClosingDocument).where(*conditions).options(defer(ClosingDocument.pdf))
+        .order_by(col(ClosingDocument.period).desc(), col(ClosingDocument.id).desc()).offset(offset).limit(limit)
+    ).all()
+    return [_to_row(d) for d in rows], int(total)
+
+
+def document_pdf(session: Session, actor: Actor, doc_id) -> tuple[str, bytes]:
+    """(file name, PDF) of one of the organisation's documents; NotFound for a foreign or missing id."""
+    access = can_read(session, actor)
+    try:
+        doc_id = int(doc_id)
+    except (TypeError, ValueError):
+        raise NotFound("document not found", key="error.billing.document_not_found") from None
+    doc = session.get(ClosingDocument, doc_id)
+    if doc is None or doc.org_id != access.org_id:
+        raise NotFound("document not found", key="error.billing.document_not_found")
+    return filename(doc), bytes(doc.pdf)
+
+
+def list_years(session: Session, actor: Actor) -> list[int]:
+    """The years the organisation has closing documents for, newest first."""
+    access = can_read(session, actor)
+    rows = session.exec(
+        select(ClosingDocument.year).where(ClosingDocument.org_id == access.org_id).distinct()
+        .order_by(col(ClosingDocument.year).desc())
+    ).all()
+    return [int(y) for y in rows]

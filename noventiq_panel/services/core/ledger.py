@@ -1,0 +1,181 @@
+"""The ledger: an append-only list of balance movements per organisation.
+
+- ``entry_row`` is the one place an entry's columns are made (the checks, the key rule, the
+  rounding); ``post`` adds one entry built by it under a unique idempotency key; the same key twice
+  posts once (also from two threads at once: the unique index decides, the loser gets the winner's
+  row). ``post_many`` writes many rows built by ``entry_row`` in one bulk insert (jobs).
+- The balance is the sum of the entries. Nothing stores a balance; no entry is ever updated.
+- Amounts are rounded half-up to the currency's minor unit here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from noventiq_panel.db import BulkInsert
+from noventiq_panel.models import BillingMode, LedgerEntry, Organisation
+from noventiq_panel.models.types import utcnow
+from noventiq_panel.services.core.errors import InsufficientFunds, InvalidInput, NotFound
+from noventiq_panel.services.core.money import round_money
+
+
+def lock_organisation(session: Session, org_id: int) -> Organisation:
+    """Serialise money movements of one organisation for the rest of the transaction.
+
+    PostgreSQL: a row lock. SQLite: every transaction already holds the write lock (BEGIN IMMEDIATE).
+    """
+    org = session.exec(select(Organisation).where(Organisation.id == org_id).with_for_update()).first()
+    if org is None:
+        raise NotFound("organisation not found")
+    return org
+
+
+def find(session: Session, idempotency_key: str) -> LedgerEntry | None:
+    return session.exec(select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key)).first()
+
+
+# The columns an entry may carry beside the required ones (all of them, so that rows of one bulk
+# insert have the same keys).
+_OPTIONAL = ("subscription_id", "payment_id", "quantity", "unit_price", "source_amount", "source_currency",
+             "fx_rate", "fx_date", "period_start", "period_end", "created_by", "created_at", "meta")
+
+
+def entry_row(
+    *,
+    org_id: int,
+    kind: str,
+    amount: Decimal,
+    currency: str,
+    idempotency_key: str,
+    description: str = "",
+    occurred_at: datetime | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The columns of one ledger entry: a Decimal amount (never a float) rounded half-up to the
+    currency's minor unit, a non-empty idempotency key, the description cut to its column."""
+    if isinstance(amount, float):
+        raise InvalidInput("ledger amounts must be Decimal, not float", key="error.float")
+    if not isinstance(amount, (Decimal, int)) or isinstance(amount, bool):
+        raise InvalidInput(f"ledger amount must be Decimal, got {type(amount).__name__}", key="error.not_a_number")
+    if not idempotency_key:
+        raise InvalidInput("an idempotency key is required")
+    unknown = set(fields) - set(_OPTIONAL)
+    if unknown:
+        raise TypeError(f"not ledger columns: {sorted(unknown)}")
+    now = utcnow()
+    row = dict(
+        org_id=org_id,
+        kind=str(kind),
+        amount=round_money(Decimal(amount), currency),
+        currency=currency,
+        description=description[:500],
+        idempotency_key=idempotency_key,
+        occurred_at=occurred_at or now,
+        **{name: None for name in _OPTIONAL},
+    )
+    row.update(meta={}, created_at=now)
+    row.update(fields)
+    return row
+
+
+def post(
+    session: Session,
+    *,
+    org_id: int,
+    kind: str,
+    amount: Decimal,
+    idempotency_key: str,
+    description: str = "",
+    currency: str | None = None,
+    occurred_at: datetime | None = None,
+    **fields,
+) -> LedgerEntry:
+    """Add one entry (flushed, not committed: the caller's transaction commits it with the rest).
+
+    Returns the existing entry when the key was already posted.
+    """
+    # Checked before the organisation is read, so a bad amount or key is refused the same way
+    # whatever the organisation (the row is built again below with the organisation's currency).
+    entry_row(org_id=org_id, kind=kind, amount=amount, currency=currency or "UZS", idempotency_key=idempotency_key)
+    existing = find(session, idempotency_key)
+    if existing is not None:
+        return existing
+    org = session.get(Organisation, org_id)
+    if org is None:
+        raise NotFound("organisation not found")
+    entry = LedgerEntry(**entry_row(org_id=org_id, kind=kind, amount=amount, currency=currency or org.billing_currency,
+                                    idempotency_key=idempotency_key, description=description,
+                                    occurred_at=occurred_at, **fields))
+    try:
+        with session.begin_nested():
+            session.add(entry)
+    except IntegrityError:
+        # Another transaction posted the same key first: that one stands.
+        existing = find(session, idempotency_key)
+        if existing is None:
+            raise
+        return existing
+    return entry
+
+
+def existing_keys(session: Session, keys: Iterable[str]) -> set[str]:
+    """Which of ``keys`` are already posted (looked up 500 at a time)."""
+    keys = list(keys)
+    found: set[str] = set()
+    for i in range(0, len(keys), 500):
+        found.update(session.exec(select(LedgerEntry.idempotency_key)
+                                  .where(LedgerEntry.idempotency_key.in_(keys[i:i + 500]))).all())
+    return found
+
+
+def post_many(session: Session, rows: Iterable[dict[str, Any]], *, known: set[str] | None = None) -> int:
+    """Write rows made by :func:`entry_row` in one bulk insert (flushed with the session's
+    transaction, not committed) and return how many were written. A key already posted, or twice
+    in ``rows``, is written once. ``known``: keys the caller already looked up (its own lookup of
+    the same keys, under the organisations' locks), to skip the second query. The caller holds the
+    organisations' locks (``lock_organisation``), so no other transaction posts these keys."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    seen = set(known) if known is not None else existing_keys(session, (r["idempotency_key"] for r in rows))
+    fresh = []
+    for row in rows:
+        if row["idempotency_key"] not in seen:
+            seen.add(row["idempotency_key"])
+            fresh.append(row)
+    if fresh:
+        names = list(fresh[0])
+        BulkInsert(session, LedgerEntry.__table__, names).insert([row[n] for n in names] for row in fresh)
+    return len(fresh)
+
+
+def balance(session: Session, org_id: int, *, until: datetime | None = None) -> Decimal:
+    """The sum of the organisation's entries (those before ``until`` if given)."""
+    query = select(func.sum(LedgerEntry.amount)).where(LedgerEntry.org_id == org_id)
+    if until is not None:
+        query = query.where(LedgerEntry.occurred_at < until)
+    # SUM keeps the column's type: integer minor units summed exactly, read back as Decimal.
+    total = session.exec(query).one()
+    return total if total is not None else Decimal("0.00")
+
+
+def available(session: Session, org: Organisation) -> Decimal:
+    """What can be spent now: the balance, plus the credit limit for postpaid organisations."""
+    funds = balance(session, org.id)
+    if org.billing_mode == BillingMode.POSTPAID:
+        funds += org.credit_limit
+    return funds
+
+
+def require_funds(session: Session, org: Organisation, required: Decimal) -> None:
+    """Raise InsufficientFunds with the shortfall when ``required`` is not covered."""
+    funds = available(session, org)
+    if required > funds:
+        raise InsufficientFunds(required=required, available=funds, currency=org.billing_currency)

@@ -1,0 +1,633 @@
+"""Identity: passwords, sign-in with throttling, browser sessions, password recovery.
+
+- Passwords: argon2id (argon2-cffi ``PasswordHasher``); a hash made with older parameters is
+  re-hashed at the next successful sign-in.
+- Sessions: the browser keeps a random secret (``secrets.token_urlsafe(32)``); only its SHA-256 is
+  stored (``AuthSession.token_hash``). A session ends after ``session_idle_minutes`` without use;
+  ``last_seen_at`` is written at most once a minute.
+- Throttling: after ``login_max_failures`` failed sign-ins of one account within
+  ``login_window_minutes`` (counted since its last successful sign-in), and after
+  ``IP_LIMIT_FACTOR`` times as many failures from one IP address, sign-in raises ``Throttled``
+  (params: ``minutes`` to wait) without checking the password. Every checked attempt is a
+  ``LoginAttempt`` row.
+- Password recovery and set-password links: a random token, its SHA-256 stored in
+  ``PasswordResetToken``, single use, the link is ``<base_url>/reset/<token>`` for both purposes
+  (``check_reset_token`` tells the page which one: ``"reset"`` or ``"invite"``).
+  Reset requests are throttled per e-mail and per IP; they are recorded as ``LoginAttempt`` rows
+  whose email is ``"reset:<email>"`` (so they never count as sign-in failures).
+
+Public operations commit their own transaction. ``issue_set_password_link`` only flushes (it is
+called inside the transaction that creates the user or the membership).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from noventiq_panel.config import get_settings
+from noventiq_panel.i18n.format import SUPPORTED_LOCALES, normalize_locale
+from noventiq_panel.models import (
+    AuthSession,
+    BillingMode,
+    LoginAttempt,
+    Membership,
+    Organisation,
+    PasswordResetToken,
+    Role,
+    TokenPurpose,
+    User,
+)
+from noventiq_panel.models.types import utcnow
+from noventiq_panel.services.core.authz import Actor
+from noventiq_panel.services.core.errors import (
+    Conflict,
+    DomainError,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    Throttled,
+)
+
+HASHER = PasswordHasher()  # tests may replace it with cheaper parameters
+
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 256  # argon2 takes any length; a megabyte "password" would only burn CPU
+IP_LIMIT_FACTOR = 4  # one IP may fail this many times more than one account (offices share an IP)
+RESET_MAX_PER_EMAIL = 3  # reset mails per address per login window
+RESET_TOKEN_HOURS = 1
+INVITE_TOKEN_HOURS = 72
+TOUCH_INTERVAL = timedelta(minutes=1)
+RESET_PREFIX = "reset:"
+REGISTER_PREFIX = "register:"  # LoginAttempt rows of sign-ups, counted per IP
+REGISTER_MAX_PER_IP = 10
+RESET_PATH = "/reset/"
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+def token_hash(raw: str) -> str:
+    """The stored form of a session or reset secret."""
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def normalize_email(email: Any) -> str:
+    """Trimmed, lower-case; InvalidInput (field ``email``) when it is not an e-mail address."""
+    if not isinstance(email, str):
+        raise InvalidInput("e-mail is required", field="email", key="auth.email_invalid")
+    value = email.strip().lower()
+    if not value:
+        raise InvalidInput("e-mail is required", field="email", key="auth.email_required")
+    if len(value) > 254 or not _EMAIL.match(value):
+        raise InvalidInput("not an e-mail address", field="email", key="auth.email_invalid")
+    return value
+
+
+def validate_password(password: Any, *, field: str = "password") -> str:
+    if not isinstance(password, str) or len(password) < PASSWORD_MIN_LENGTH:
+        raise InvalidInput(f"the password needs at least {PASSWORD_MIN_LENGTH} characters", field=field,
+                           key="auth.password_too_short", min=PASSWORD_MIN_LENGTH)
+    if len(password) > PASSWORD_MAX_LENGTH:
+        raise InvalidInput(f"the password may have at most {PASSWORD_MAX_LENGTH} characters", field=field,
+                           key="auth.password_too_long", max=PASSWORD_MAX_LENGTH)
+    if not password.strip():
+        raise InvalidInput("the password cannot be blank", field=field, key="auth.password_too_short",
+                           min=PASSWORD_MIN_LENGTH)
+    return password
+
+
+def validate_name(name: Any, *, field: str = "name", key: str = "auth.name_required") -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("a name is required", field=field, key=key)
+    value = " ".join(name.split())
+    if len(value) > 255:
+        raise InvalidInput("the name is too long", field=field, key="auth.name_too_long", max=255)
+    return value
+
+
+def validate_locale(locale: Any) -> str:
+    if not isinstance(locale, str) or locale.strip().lower() not in SUPPORTED_LOCALES:
+        raise InvalidInput("unsupported language", field="locale", key="auth.locale_invalid")
+    return locale.strip().lower()
+
+
+def hash_password(password: str) -> str:
+    return HASHER.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    if not password_hash or not isinstance(password, str):
+        return False
+    try:
+        return HASHER.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+_dummy_hash: str | None = None
+
+
+def _burn_time(password: str) -> None:
+    """Verify against a dummy hash so an unknown e-mail takes as long as a wrong password."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = HASHER.hash(secrets.token_urlsafe(16))
+    verify_password(_dummy_hash, password if isinstance(password, str) else "")
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return utcnow()
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now
+
+
+def _fail(session: Session, exc: DomainError) -> DomainError:
+    """Roll back whatever the failed operation did (and release the SQLite write lock)."""
+    session.rollback()
+    return exc
+
+
+# --- throttling ------------------------------------------------------------------------------
+
+def _window(now: datetime) -> datetime:
+    return now - timedelta(minutes=get_settings().login_window_minutes)
+
+
+def _retry_minutes(times: list[datetime], limit: int, now: datetime) -> int:
+    """Minutes until fewer than ``limit`` of ``times`` (ascending) lie inside the window."""
+    window = timedelta(minutes=get_settings().login_window_minutes)
+    index = max(0, len(times) - limit)
+    unlock = times[index] + window
+    return max(1, math.ceil((unlock - now).total_seconds() / 60))
+
+
+def _account_failures(session: Session, email: str, now: datetime) -> list[datetime]:
+    since = _window(now)
+    last_success = session.exec(
+        select(func.max(LoginAttempt.at)).where(LoginAttempt.email == email, LoginAttempt.success == True)  # noqa: E712
+    ).one()
+    if last_success is not None:  # a successful sign-in (or password reset) starts the count again
+        since = max(since, last_success)
+    return list(session.exec(
+        select(LoginAttempt.at).where(LoginAttempt.email == email, LoginAttempt.success == False,  # noqa: E712
+                                      LoginAttempt.at > since).order_by(LoginAttempt.at)
+    ).all())
+
+
+def _ip_failures(session: Session, ip: str, now: datetime) -> list[datetime]:
+    return list(session.exec(
+        select(LoginAttempt.at).where(LoginAttempt.ip == ip, LoginAttempt.success == False,  # noqa: E712
+                                      LoginAttempt.at > _window(now),
+                                      ~col(LoginAttempt.email).startswith(RESET_PREFIX))
+        .order_by(LoginAttempt.at)
+    ).all())
+
+
+def _check_login_throttle(session: Session, email: str, ip: str, now: datetime) -> None:
+    settings = get_settings()
+    limit = settings.login_max_failures
+    failures = _account_failures(session, email, now)
+    if len(failures) >= limit:
+        raise Throttled("too many failed sign-ins for this account", key="auth.throttled",
+                        minutes=_retry_minutes(failures, limit, now))
+    if ip:
+        ip_limit = limit * IP_LIMIT_FACTOR
+        failures = _ip_failures(session, ip, now)
+        if len(failures) >= ip_limit:
+            raise Throttled("too many failed sign-ins from this address", key="auth.throttled",
+                            minutes=_retry_minutes(failures, ip_limit, now))
+
+
+def _record_attempt(session: Session, email: str, ip: str, success: bool, now: datetime) -> None:
+    session.add(LoginAttempt(email=email[:254], ip=(ip or "")[:64], success=success, at=now))
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+@dataclass
+class SessionInfo:
+    """Who is signed in, in which organisation, with which role (read from the database)."""
+
+    user_id: int
+    email: str
+    name: str
+    locale: str
+    org_id: int
+    org_name: str
+    role: str
+    orgs: list[dict[str, Any]] = field(default_factory=list)  # [{"id", "name", "role"}] by name
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(user_id=self.user_id, org_id=self.org_id)
+
+    @property
+    def can_write(self) -> bool:
+        """For showing or hiding buttons only; the services check again."""
+        return self.role in (Role.OWNER, Role.ADMIN)
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == Role.OWNER
+
+
+def _active_memberships(session: Session, user_id: int) -> list[tuple[Membership, Organisation]]:
+    rows = session.exec(
+        select(Membership, Organisation)
+        .join(Organisation, Organisation.id == Membership.org_id)
+        .where(Membership.user_id == user_id, Membership.in_force())  # noqa: E712
+        .order_by(Membership.id)
+    ).all()
+    return [(m, o) for m, o in rows]
+
+
+def _pick_org(session: Session, user: User, memberships: list[tuple[Membership, Organisation]]) -> int:
+    """The organisation of the user's most recent session if still allowed, else the first one."""
+    allowed = {m.org_id for m, _ in memberships}
+    last = session.exec(
+        select(AuthSession.org_id).where(AuthSession.user_id == user.id, col(AuthSession.org_id).is_not(None))
+        .order_by(col(AuthSession.last_seen_at).desc(), col(AuthSession.id).desc()).limit(1)
+    ).first()
+    if last in allowed:
+        return last
+    return memberships[0][0].org_id
+
+
+def _start_session(session: Session, user: User, org_id: int, ip: str, now: datetime) -> str:
+    raw = secrets.token_urlsafe(32)
+    session.add(AuthSession(user_id=user.id, token_hash=token_hash(raw), org_id=org_id, created_at=now,
+                            last_seen_at=now, ip=(ip or "")[:64]))
+    return raw
+
+
+def _find_session(session: Session, raw_token: Any) -> AuthSession | None:
+    if not isinstance(raw_token, str) or not raw_token or len(raw_token) > 200:
+        return None
+    return session.exec(select(AuthSession).where(AuthSession.token_hash == token_hash(raw_token))).first()
+
+
+def _info(user: User, row: AuthSession, memberships: list[tuple[Membership, Organisation]]) -> SessionInfo:
+    current = next((m, o) for m, o in memberships if m.org_id == row.org_id)
+    orgs = sorted(({"id": o.id, "name": o.name, "role": m.role} for m, o in memberships),
+                  key=lambda d: (d["name"].lower(), d["id"]))
+    return SessionInfo(user_id=user.id, email=user.email, name=user.name, locale=normalize_locale(user.locale),
+                       org_id=current[1].id, org_name=current[1].name, role=current[0].role, orgs=orgs)
+
+
+def sign_in(session: Session, email: str, password: str, ip: str = "", now: datetime | None = None) -> tuple[str, User]:
+    """Check the password and open a session. Returns (raw session secret for the browser, user).
+
+    Raises NotAuthenticated ``auth.bad_credentials`` for an unknown e-mail, a wrong password, a user
+    without a password (invited, not yet set) or a deactivated user alike; ``auth.no_organisation``
+    when the password is right but no active membership is left; Throttled ``error.throttled``.
+    """
+    now = _now(now)
+    try:
+        email = normalize_email(email)
+    except InvalidInput:
+        raise _fail(session, NotAuthenticated("bad credentials", key="auth.bad_credentials")) from None
+    try:
+        _check_login_throttle(session, email, ip, now)
+    except Throttled as exc:
+        raise _fail(session, exc) from None
+    user = session.exec(select(User).where(User.email == email)).first()
+    if user is None or not user.password_hash:
+        _burn_time(password)
+        ok = False
+    else:
+        ok = verify_password(user.password_hash, password)
+    if not ok or user is None or not user.is_active:
+        _record_attempt(session, email, ip, False, now)
+        session.commit()
+        raise NotAuthenticated("bad credentials", key="auth.bad_credentials")
+    memberships = _active_memberships(session, user.id)
+    if not memberships:
+        session.rollback()
+        raise NotAuthenticated("no active organisation", key="auth.no_organisation")
+    _record_attempt(session, email, ip, True, now)
+    if HASHER.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    user.last_login_at = now
+    raw = _start_session(session, user, _pick_org(session, user, memberships), ip, now)
+    session.commit()
+    return raw, user
+
+
+def resolve(session: Session, raw_token: str, now: datetime | None = None) -> SessionInfo:
+    """The signed-in user of a browser secret, or NotAuthenticated (unknown, signed out, idle too
+    long, user deactivated, no active membership left). Falls back to another organisation when the
+    session's one was taken away."""
+    now = _now(now)
+    row = _find_session(session, raw_token)
+    if row is None or row.revoked_at is not None:
+        raise _fail(session, NotAuthenticated("not signed in", key="auth.session_expired"))
+    idle = timedelta(minutes=get_settings().session_idle_minutes)
+    user = session.get(User, row.user_id)
+    reason = None
+    if now - row.last_seen_at > idle:
+        reason = "auth.session_expired"
+    elif user is None or not user.is_active:
+        reason = "auth.session_expired"
+    memberships = _active_memberships(session, row.user_id) if reason is None else []
+    if reason is None and not memberships:
+        reason = "auth.no_organisation"
+    if reason is not None:
+        row.revoked_at = now
+        session.commit()
+        raise NotAuthenticated("session ended", key=reason)
+    if row.org_id not in {m.org_id for m, _ in memberships}:
+        row.org_id = _pick_org(session, user, memberships)
+    if now - row.last_seen_at >= TOUCH_INTERVAL:
+        row.last_seen_at = now
+    info = _info(user, row, memberships)
+    session.commit()
+    return info
+
+
+def sign_out(session: Session, raw_token: str, now: datetime | None = None) -> None:
+    """End the browser's session (nothing happens for an unknown or ended one)."""
+    now = _now(now)
+    row = _find_session(session, raw_token)
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = now
+    session.commit()
+
+
+def switch_organisation(session: Session, raw_token: str, org_id: int, now: datetime | None = None) -> SessionInfo:
+    """Work in another organisation of the user (an active membership is required, else NotFound)."""
+    now = _now(now)
+    info = resolve(session, raw_token, now)
+    if not isinstance(org_id, int) or isinstance(org_id, bool) or org_id not in {o["id"] for o in info.orgs}:
+        raise _fail(session, NotFound("organisation not found", key="auth.not_a_member"))
+    row = _find_session(session, raw_token)
+    row.org_id = org_id
+    session.commit()
+    return resolve(session, raw_token, now)
+
+
+def end_sessions(session: Session, user_id: int, *, except_hash: str | None = None,
+                 now: datetime | None = None) -> int:
+    """Revoke the user's open sessions (except one). Flushes, does not commit. Returns how many."""
+    now = _now(now)
+    stmt = update(AuthSession).where(AuthSession.user_id == user_id, col(AuthSession.revoked_at).is_(None))
+    if except_hash:
+        stmt = stmt.where(AuthSession.token_hash != except_hash)
+    result = session.execute(stmt.values(revoked_at=now).execution_options(synchronize_session="fetch"))
+    return result.rowcount or 0
+
+
+# --- registration ----------------------------------------------------------------------------
+
+def register(session: Session, *, email: str, password: str, name: str, org_name: str, tax_id: str = "",
+             locale: str = "ru", ip: str = "", now: datetime | None = None) -> tuple[str, User]:
+    """Self-service sign-up: a new Organisation (UZS, Asia/Tashkent, prepaid) with the user as its
+    Owner, a welcome e-mail, and a session. Conflict ``auth.email_taken`` for a known e-mail."""
+    from noventiq_panel.services.notify import notifications
+    from noventiq_panel.services.identity import organisations
+
+    now = _now(now)
+    _throttle_registration(session, ip, email, now)
+    try:
+        email = normalize_email(email)
+        validate_password(password)
+        name = validate_name(name)
+        org_name = organisations.validate_org_name(org_name)
+        tax_id = organisations.validate_tax_id(tax_id)
+        locale = validate_locale(locale)
+        if session.exec(select(User.id).where(User.email == email)).first() is not None:
+            raise Conflict("this e-mail is already registered", key="auth.email_taken", field="email")
+    except DomainError as exc:
+        raise _fail(session, exc) from None
+    try:
+        org = Organisation(name=org_name, tax_id=tax_id, billing_currency="UZS", timezone="Asia/Tashkent",
+                           billing_mode=BillingMode.PREPAID, created_at=now)
+        user = User(email=email, name=name, password_hash=hash_password(password), locale=locale, created_at=now,
+                    last_login_at=now)
+        session.add(org)
+        session.add(user)
+        session.flush()
+        session.add(Membership(user_id=user.id, org_id=org.id, role=Role.OWNER, created_at=now))
+        _record_attempt(session, email, ip, True, now)
+        notifications.notify_user(session, user, "welcome", {"org_name": org.name}, org_id=org.id, now=now)
+        raw = _start_session(session, user, org.id, ip, now)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict("this e-mail is already registered", key="auth.email_taken", field="email") from None
+    return raw, user
+
+
+def _throttle_registration(session: Session, ip: str, email: str, now: datetime) -> None:
+    """At most ``REGISTER_MAX_PER_IP`` sign-ups tried per IP within the login window, successful or
+    not: each creates an organisation and an argon2 hash, and a refusal tells whether an e-mail is
+    known, so neither may be repeated without limit. The try is recorded (and committed) first."""
+    if not ip:
+        return
+    times = list(session.exec(
+        select(LoginAttempt.at).where(LoginAttempt.ip == ip[:64], LoginAttempt.at > _window(now),
+                                      col(LoginAttempt.email).startswith(REGISTER_PREFIX))
+        .order_by(LoginAttempt.at)).all())
+    if len(times) >= REGISTER_MAX_PER_IP:
+        session.rollback()
+        raise Throttled("too many sign-ups from this address", key="auth.throttled",
+                        minutes=_retry_minutes(times, REGISTER_MAX_PER_IP, now))
+    _record_attempt(session, REGISTER_PREFIX + str(email).strip().lower()[:240], ip, True, now)
+    session.commit()
+
+
+# --- reset and set-password links ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ResetTokenInfo:
+    user_id: int
+    email: str
+    name: str
+    purpose: str  # "reset" or "invite"
+    expires_at: datetime
+
+
+def _issue_token(session: Session, user: User, purpose: str, hours: int, now: datetime) -> tuple[str, PasswordResetToken]:
+    raw = secrets.token_urlsafe(32)
+    row = PasswordResetToken(user_id=user.id, token_hash=token_hash(raw), purpose=purpose, created_at=now,
+                             expires_at=now + timedelta(hours=hours))
+    session.add(row)
+    session.flush()
+    return raw, row
+
+
+def link_for(raw_token: str) -> str:
+    return get_settings().base_url + RESET_PATH + raw_token
+
+
+def issue_set_password_link(session: Session, user: User, purpose: str = TokenPurpose.INVITE,
+                            hours: int = INVITE_TOKEN_HOURS, now: datetime | None = None) -> str:
+    """A single-use ``<base_url>/reset/<token>`` link for ``user`` valid ``hours``. Flush only:
+    the caller commits it with the user/membership it creates and mails it."""
+    if purpose not in (TokenPurpose.INVITE, TokenPurpose.RESET):
+        raise ValueError(f"unknown token purpose {purpose!r}")
+    raw, _row = _issue_token(session, user, str(purpose), hours, _now(now))
+    return link_for(raw)
+
+
+def _reset_requests(session: Session, *, email: str | None = None, ip: str | None = None,
+                    now: datetime) -> list[datetime]:
+    query = select(LoginAttempt.at).where(LoginAttempt.at > _window(now))
+    if email is not None:
+        query = query.where(LoginAttempt.email == (RESET_PREFIX + email)[:254])
+    if ip is not None:
+        query = query.where(LoginAttempt.ip == ip, col(LoginAttempt.email).startswith(RESET_PREFIX))
+    return list(session.exec(query.order_by(LoginAttempt.at)).all())
+
+
+def request_password_reset(session: Session, email: str, ip: str = "", now: datetime | None = None) -> None:
+    """E-mail a one-hour, single-use reset link if ``email`` belongs to an active user.
+
+    The outcome is the same for an unknown e-mail (nothing is sent, nothing is said). Throttled
+    after ``RESET_MAX_PER_EMAIL`` requests per address, and ``login_max_failures * IP_LIMIT_FACTOR``
+    per IP, within the login window — counted for known and unknown addresses alike.
+    """
+    from noventiq_panel.services.notify import notifications
+
+    now = _now(now)
+    try:
+        email = normalize_email(email)
+        requests = _reset_requests(session, email=email, now=now)
+        if len(requests) >= RESET_MAX_PER_EMAIL:
+            raise Throttled("too many reset requests", key="auth.throttled",
+                            minutes=_retry_minutes(requests, RESET_MAX_PER_EMAIL, now))
+        if ip:
+            ip_limit = get_settings().login_max_failures * IP_LIMIT_FACTOR
+            requests = _reset_requests(session, ip=ip, now=now)
+            if len(requests) >= ip_limit:
+                raise Throttled("too many reset requests", key="auth.throttled",
+                                minutes=_retry_minutes(requests, ip_limit, now))
+    except DomainError as exc:
+        raise _fail(session, exc) from None
+    _record_attempt(session, RESET_PREFIX + email, ip, False, now)
+    user = session.exec(select(User).where(User.email == email)).first()
+    if user is not None and user.is_active:
+        raw, row = _issue_token(session, user, TokenPurpose.RESET, RESET_TOKEN_HOURS, now)
+        notifications.notify_user(session, user, "password_reset", {"link": link_for(raw), "expires_at": row.expires_at},
+                                  now=now)
+    session.commit()
+
+
+def _valid_token(session: Session, raw_token: Any, now: datetime) -> tuple[PasswordResetToken, User]:
+    row = None
+    if isinstance(raw_token, str) and 0 < len(raw_token) <= 200:
+        row = session.exec(select(PasswordResetToken).where(PasswordResetToken.token_hash == token_hash(raw_token))).first()
+    if row is None or row.used_at is not None:
+        raise NotFound("the link is not valid", key="auth.reset_invalid")
+    if now >= row.expires_at:
+        raise NotFound("the link has expired", key="auth.reset_expired")
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        raise NotFound("the link is not valid", key="auth.reset_invalid")
+    return row, user
+
+
+def check_reset_token(session: Session, raw_token: str, now: datetime | None = None) -> ResetTokenInfo:
+    """What a ``/reset/<token>`` page shows before asking for the new password. NotFound
+    ``auth.reset_invalid`` (unknown or used) or ``auth.reset_expired``."""
+    now = _now(now)
+    try:
+        row, user = _valid_token(session, raw_token, now)
+    except DomainError as exc:
+        raise _fail(session, exc) from None
+    return ResetTokenInfo(user_id=user.id, email=user.email, name=user.name, purpose=row.purpose,
+                          expires_at=row.expires_at)
+
+
+def reset_password(session: Session, raw_token: str, new_password: str, now: datetime | None = None) -> User:
+    """Set the password through a reset/set-password link: the link is used up (also when two
+    requests race), every other open link of the user is voided and all the user's sessions end."""
+    now = _now(now)
+    try:
+        validate_password(new_password)
+        row, user = _valid_token(session, raw_token, now)
+        used = session.execute(
+            update(PasswordResetToken)
+            .where(PasswordResetToken.id == row.id, col(PasswordResetToken.used_at).is_(None))
+            .values(used_at=now).execution_options(synchronize_session=False)
+        )
+        if used.rowcount != 1:
+            raise NotFound("the link is not valid", key="auth.reset_invalid")
+    except DomainError as exc:
+        raise _fail(session, exc) from None
+    session.execute(
+        update(PasswordResetToken)
+        .where(PasswordResetToken.user_id == user.id, col(PasswordResetToken.used_at).is_(None))
+        .values(used_at=now).execution_options(synchronize_session=False)
+    )
+    user.password_hash = hash_password(new_password)
+    end_sessions(session, user.id, now=now)
+    # Proving control of the mailbox lifts a lock-out of the account.
+    _record_attempt(session, user.email, "", True, now)
+    session.commit()
+    return user
+
+
+def change_password(session: Session, raw_session_token: str, old_password: str, new_password: str,
+                    now: datetime | None = None) -> None:
+    """Change the signed-in user's password; the user's OTHER sessions end. A wrong old password is
+    InvalidInput ``auth.wrong_password`` (field ``old_password``) and counts as a failed sign-in."""
+    now = _now(now)
+    info = resolve(session, raw_session_token, now)
+    user = session.get(User, info.user_id)
+    try:
+        _check_login_throttle(session, user.email, "", now)
+    except Throttled as exc:
+        raise _fail(session, exc) from None
+    if not verify_password(user.password_hash, old_password):
+        _record_attempt(session, user.email, "", False, now)
+        session.commit()
+        raise InvalidInput("wrong password", field="old_password", key="auth.wrong_password")
+    try:
+        validate_password(new_password, field="new_password")
+    except DomainError as exc:
+        raise _fail(session, exc) from None
+    user.password_hash = hash_password(new_password)
+    end_sessions(session, user.id, except_hash=token_hash(raw_session_token), now=now)
+    session.commit()
+
+
+__all__ = [
+    "HASHER",
+    "PASSWORD_MIN_LENGTH",
+    "ResetTokenInfo",
+    "SessionInfo",
+    "change_password",
+    "check_reset_token",
+    "end_sessions",
+    "hash_password",
+    "issue_set_password_link",
+    "link_for",
+    "normalize_email",
+    "register",
+    "request_password_reset",
+    "reset_password",
+    "resolve",
+    "sign_in",
+    "sign_out",
+    "switch_organisation",
+    "token_hash",
+    "validate_locale",
+    "validate_name",
+    "validate_password",
+    "verify_password",
+]

@@ -1,0 +1,318 @@
+"""Members of an organisation: list, invite, change role, deactivate/reactivate; the own profile.
+
+Rules (DESIGN, Roles):
+- Any member reads the list; Owner and Administrator change it; a Financial manager changes
+  nothing (Forbidden ``error.read_only``).
+- Only an Owner grants or takes away the Owner role, or deactivates/reactivates an Owner
+  (Forbidden ``error.owner_only``).
+- The last active Owner can be neither demoted nor deactivated (Conflict ``users.last_owner``);
+  nobody deactivates themselves (Conflict ``users.cannot_deactivate_self``).
+- A membership id of another organisation is NotFound, like a missing one.
+Every change is audited and commits its own transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from noventiq_panel.models import AuthSession, Membership, Organisation, Role, TokenPurpose, User
+from noventiq_panel.models.types import utcnow
+from noventiq_panel.services.core import audit
+from noventiq_panel.services.identity import auth
+from noventiq_panel.services.notify import notifications
+from noventiq_panel.services.core.authz import Access, Actor, can_manage_owners, can_read, can_write, own
+from noventiq_panel.services.core.errors import Conflict, DomainError, InvalidInput, NotFound
+from noventiq_panel.services.core.ledger import lock_organisation
+
+ROLES = (Role.OWNER, Role.ADMIN, Role.FINANCE)
+
+
+@dataclass(frozen=True)
+class MemberView:
+    membership_id: int
+    user_id: int
+    email: str
+    name: str
+    role: str
+    is_active: bool
+    pending: bool  # invited: has not set a password, or not yet accepted the invitation
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Profile:
+    user_id: int
+    email: str
+    name: str
+    locale: str
+
+
+def _view(m: Membership, u: User, last_seen: datetime | None = None) -> MemberView:
+    """``last_login_at`` is the member's last activity in THIS organisation: a user may belong to
+    several, and one organisation must not learn when its members work for another."""
+    if m.awaiting_consent:
+        # An invitation the user has not accepted: the organisation learns nothing of the account.
+        return MemberView(membership_id=m.id, user_id=u.id, email=u.email, name="", role=m.role,
+                          is_active=m.is_active, pending=True, created_at=m.created_at, last_login_at=None)
+    return MemberView(membership_id=m.id, user_id=u.id, email=u.email, name=u.name, role=m.role,
+                      is_active=m.is_active, pending=not u.password_hash, created_at=m.created_at,
+                      last_login_at=last_seen)
+
+
+def _last_seen_in(session: Session, org_id: int) -> dict[int, datetime]:
+    return dict(session.exec(
+        select(AuthSession.user_id, func.max(AuthSession.last_seen_at))
+        .where(AuthSession.org_id == org_id).group_by(AuthSession.user_id)
+    ).all())
+
+
+def _role(value) -> str:
+    if not isinstance(value, str) or value not in {r.value for r in ROLES}:
+        raise InvalidInput("unknown role", field="role", key="users.role_invalid")
+    return value
+
+
+def _active_owner_count(session: Session, org_id: int) -> int:
+    return session.exec(
+        select(func.count()).select_from(Membership).join(User, User.id == Membership.user_id)
+        .where(Membership.org_id == org_id, Membership.role == Role.OWNER, Membership.in_force(),  # noqa: E712
+               User.is_active == True)  # noqa: E712
+    ).one()
+
+
+def _target(session: Session, access: Access, membership_id) -> Membership:
+    if not isinstance(membership_id, int) or isinstance(membership_id, bool):
+        membership = None
+    else:
+        membership = session.get(Membership, membership_id)
+    return own(membership, access, "member")
+
+
+def _guard_last_owner(session: Session, target: Membership) -> None:
+    """Refuse when ``target`` is the organisation's last active Owner (the org row is locked so two
+    owners cannot demote each other at the same moment)."""
+    lock_organisation(session, target.org_id)
+    if target.role == Role.OWNER and target.is_active and _active_owner_count(session, target.org_id) <= 1:
+        raise Conflict("the last owner cannot lose the owner role", key="users.last_owner")
+
+
+def list_members(session: Session, actor: Actor, *, include_inactive: bool = True) -> list[MemberView]:
+    """Members of the actor's organisation: active first, then by name."""
+    access = can_read(session, actor)
+    query = select(Membership, User).join(User, User.id == Membership.user_id).where(Membership.org_id == access.org_id)
+    if not include_inactive:
+        query = query.where(Membership.in_force())  # noqa: E712
+    seen = _last_seen_in(session, access.org_id)
+    rows = [_view(m, u, seen.get(u.id)) for m, u in session.exec(query).all()]
+    return sorted(rows, key=lambda v: (not v.is_active, (v.name or v.email).lower(), v.membership_id))
+
+
+def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, locale: str | None = None,
+           now: datetime | None = None) -> MemberView:
+    """Add a member. A known e-mail gets a new membership (and a mail saying so); an unknown one
+    becomes a user without a password who gets a 72-hour set-password link (kind ``invite``)."""
+    now = now or utcnow()
+    try:
+        access = can_write(session, actor)
+        role = _role(role)
+        if role == Role.OWNER:
+            can_manage_owners(session, actor)
+        email = auth.normalize_email(email)
+        name = auth.validate_name(name)
+        inviter = session.get(User, actor.user_id) if actor.user_id else None
+        locale = auth.validate_locale(locale) if locale else (inviter.locale if inviter else "ru")
+        user = session.exec(select(User).where(User.email == email)).first()
+        if user is not None:
+            existing = session.exec(select(Membership).where(Membership.user_id == user.id,
+                                                             Membership.org_id == access.org_id)).first()
+            if existing is not None:
+                key = "users.already_member" if existing.is_active else "users.member_inactive"
+                raise Conflict("already a member of this organisation", key=key, field="email")
+    except DomainError:
+        session.rollback()
+        raise
+    try:
+        # A user who already has an account must accept before the membership gives access (and
+        # before this organisation sees anything of them); a new user accepts by setting a password.
+        awaiting_consent = user is not None
+        if user is None:
+            user = User(email=email, name=name, locale=locale, created_at=now)
+            session.add(user)
+            session.flush()
+        membership = Membership(user_id=user.id, org_id=access.org_id, role=role, created_at=now,
+                                awaiting_consent=awaiting_consent)
+        session.add(membership)
+        session.flush()
+        org = session.get(Organisation, access.org_id)
+        context = {"org_name": org.name, "inviter_name": (inviter.name or inviter.email) if inviter else "Noventiq",
+                   "role": role}
+        if not user.password_hash:
+            context["link"] = auth.issue_set_password_link(session, user, TokenPurpose.INVITE,
+                                                           auth.INVITE_TOKEN_HOURS, now=now)
+            context["expires_at"] = now + timedelta(hours=auth.INVITE_TOKEN_HOURS)
+        notifications.notify_user(session, user, "invite", context, org_id=access.org_id, now=now)
+        audit.record(session, actor, "user.invited", email=email, role=role, member_user_id=user.id)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict("already a member of this organisation", key="users.already_member", field="email") from None
+    return _view(membership, user, _last_seen_in(session, membership.org_id).get(user.id))
+
+
+@dataclass(frozen=True)
+class Invitation:
+    membership_id: int
+    org_name: str
+    role: str
+    created_at: datetime
+
+
+def pending_invitations(session: Session, user_id: int) -> list[Invitation]:
+    """Invitations of this user that wait for their answer."""
+    rows = session.exec(
+        select(Membership, Organisation).join(Organisation, Organisation.id == Membership.org_id)
+        .where(Membership.user_id == user_id, Membership.is_active == True,  # noqa: E712
+               Membership.awaiting_consent == True)  # noqa: E712
+        .order_by(Membership.id)
+    ).all()
+    return [Invitation(m.id, o.name, m.role, m.created_at) for m, o in rows]
+
+
+def _own_invitation(session: Session, user_id: int, membership_id) -> Membership:
+    if not isinstance(membership_id, int) or isinstance(membership_id, bool):
+        raise NotFound("invitation not found", key="users.invitation_not_found")
+    m = session.get(Membership, membership_id)
+    if m is None or m.user_id != user_id or not m.awaiting_consent or not m.is_active:
+        raise NotFound("invitation not found", key="users.invitation_not_found")
+    return m
+
+
+def accept_invitation(session: Session, user_id: int, membership_id: int) -> None:
+    """The invited user joins the organisation."""
+    try:
+        m = _own_invitation(session, user_id, membership_id)
+    except DomainError:
+        session.rollback()
+        raise
+    m.awaiting_consent = False
+    session.add(m)
+    audit.record(session, Actor(user_id=user_id, org_id=m.org_id), "user.invitation_accepted", role=m.role)
+    session.commit()
+
+
+def decline_invitation(session: Session, user_id: int, membership_id: int) -> None:
+    """The invited user refuses: the invitation is removed (the organisation may invite again)."""
+    try:
+        m = _own_invitation(session, user_id, membership_id)
+    except DomainError:
+        session.rollback()
+        raise
+    audit.record(session, Actor(user_id=None, org_id=m.org_id), "user.invitation_declined", member_user_id=user_id)
+    session.delete(m)
+    session.commit()
+
+
+def change_role(session: Session, actor: Actor, membership_id: int, role: str) -> MemberView:
+    try:
+        access = can_write(session, actor)
+        role = _role(role)
+        target = _target(session, access, membership_id)
+        old = target.role
+        if role != old:
+            if Role.OWNER in (role, old):
+                can_manage_owners(session, actor)
+            if old == Role.OWNER:
+                _guard_last_owner(session, target)
+    except DomainError:
+        session.rollback()
+        raise
+    if role != old:
+        target.role = role
+        audit.record(session, actor, "user.role_changed", membership_id=target.id, member_user_id=target.user_id,
+                     old_role=old, new_role=role)
+    user = session.get(User, target.user_id)
+    session.commit()
+    return _view(target, user, _last_seen_in(session, target.org_id).get(user.id))
+
+
+def deactivate(session: Session, actor: Actor, membership_id: int) -> MemberView:
+    """Take away a member's access to the organisation (their sessions fall back to another
+    organisation of theirs, or end, at the next request)."""
+    try:
+        access = can_write(session, actor)
+        target = _target(session, access, membership_id)
+        if actor.user_id is not None and target.user_id == actor.user_id:
+            raise Conflict("you cannot deactivate yourself", key="users.cannot_deactivate_self")
+        if target.role == Role.OWNER:
+            can_manage_owners(session, actor)
+            _guard_last_owner(session, target)
+    except DomainError:
+        session.rollback()
+        raise
+    if target.is_active:
+        target.is_active = False
+        audit.record(session, actor, "user.deactivated", membership_id=target.id, member_user_id=target.user_id)
+    user = session.get(User, target.user_id)
+    session.commit()
+    return _view(target, user, _last_seen_in(session, target.org_id).get(user.id))
+
+
+def reactivate(session: Session, actor: Actor, membership_id: int) -> MemberView:
+    try:
+        access = can_write(session, actor)
+        target = _target(session, access, membership_id)
+        if target.role == Role.OWNER:
+            can_manage_owners(session, actor)
+    except DomainError:
+        session.rollback()
+        raise
+    if not target.is_active:
+        target.is_active = True
+        audit.record(session, actor, "user.reactivated", membership_id=target.id, member_user_id=target.user_id)
+    user = session.get(User, target.user_id)
+    session.commit()
+    return _view(target, user, _last_seen_in(session, target.org_id).get(user.id))
+
+
+def get_profile(session: Session, user_id: int) -> Profile:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("user not found")
+    return Profile(user_id=user.id, email=user.email, name=user.name, locale=user.locale)
+
+
+def update_profile(session: Session, user_id: int, *, name: str, locale: str) -> Profile:
+    """The signed-in user's own name and language (``user_id`` comes from ``auth.resolve``)."""
+    try:
+        name = auth.validate_name(name)
+        locale = auth.validate_locale(locale)
+        user = session.get(User, user_id)
+        if user is None or not user.is_active:
+            raise NotFound("user not found")
+    except DomainError:
+        session.rollback()
+        raise
+    user.name = name
+    user.locale = locale
+    session.commit()
+    return Profile(user_id=user.id, email=user.email, name=user.name, locale=user.locale)
+
+
+__all__ = [
+    "MemberView",
+    "Profile",
+    "ROLES",
+    "change_role",
+    "deactivate",
+    "get_profile",
+    "invite",
+    "list_members",
+    "reactivate",
+    "update_profile",
+]

@@ -1,0 +1,597 @@
+"""Metered rating: usage records not yet charged → one ledger entry per subscription, billing
+period and usage currency.
+
+What is charged is decided by a watermark, not by marking records: ``RatingWatermark`` keeps, per
+subscription, the highest record id already settled, and a record is new exactly when its id is
+above it. Record ids only grow (``models/usage.py``), and a batch reads the records while imports
+are locked out (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``LOCK TABLE usagerecord IN SHARE ROW
+EXCLUSIVE MODE``, which waits for running imports and is self-exclusive, taken before the snapshot),
+so a record committed later always has a higher id than the watermark set now.
+
+One batch (``batch_subscriptions`` subscriptions, one transaction), all of it set-based SQL:
+
+1. the pay-as-you-go subscriptions with records above their watermark go into a temporary table;
+2. one ``GROUP BY`` sums their new records per (subscription, period_start, currency), read from
+   the covering index ``ix_usage_rating``;
+3. Python maps the few distinct period starts to billing periods — the hour (hourly plans) or the
+   local day (daily plans) in the organisation's time zone — and looks up the few rates needed;
+4. one ``INSERT … SELECT`` folds the sums into periods and posts the entries under the key
+   ``usage:{subscription}:{period start UTC %Y%m%dT%H%M}:{max record id}`` with
+   ``ON CONFLICT (idempotency_key) DO NOTHING`` (money moves only under a unique key);
+5. the watermarks move to the highest record id summed, in the same transaction.
+
+A crash mid-batch leaves nothing of the batch; a second run finds nothing above the watermarks; a
+concurrent run waits for the lock and then finds the watermarks moved.
+
+Amount (billing currency, negative = a charge), from the two figures stored on the entry::
+
+    source_amount = round_half_up(Σ cost × (1 + usage_markup_pct/100), 6 decimals)   (usage currency)
+    amount        = −round_half_up(source_amount × fx_rate, minor unit)
+
+so anyone can recompute an entry from what it shows. ``fx_rate`` is the rate of the usage day (the
+period's first day in the organisation's time zone), fixed the first time usage of that day is
+charged (``rates.usage_rate``, ``UsageFxRate``): late records of a day are charged at the same rate
+as the rest of it, and analytics convert every record of the day at it. ``occurred_at`` is the
+period's start (a month's usage is in that month), ``created_at`` when it was rated — except for
+late usage of a month whose closing document is already made: that is dated when it is rated, so
+it goes into the next document instead of into none (the period fields keep the usage's own dates).
+
+Not billable: records of a **suspended** subscription whose period starts at or after
+``suspended_at`` (all of them when it is unknown), and records of a **trial** before
+``trial_ends_at``; they are settled with a zero-amount entry (meta ``not_billed``), so resuming never
+charges the suspension. Records whose day has no exchange rate at all (not even an earlier one)
+wait: the subscription's watermark stops below the first of them (later records of it wait too, so
+nothing is charged out of order twice), and they are listed in the summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
+
+from noventiq_panel.models import (
+    BillingType,
+    Organisation,
+    Plan,
+    RatingWatermark,
+    Subscription,
+    SubscriptionStatus,
+    UsageRecord,
+)
+from noventiq_panel.models.types import utcnow
+from noventiq_panel.services.core import rates
+from noventiq_panel.services.core.clock import day_bounds, local_midnight, next_month
+from noventiq_panel.services.core.errors import RateMissing
+from noventiq_panel.services.core.money import minor_unit
+
+log = logging.getLogger(__name__)
+
+MICRO = 10**6
+_PCT_DEN = 100 * MICRO  # usage_markup_pct is stored in micro-percent
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DATETIME on SQLite
+_NOT_BILLED_RU = {"suspended": "подписка приостановлена", "trial": "пробный период"}
+
+
+def _div_half_up(n: int, d: int) -> int:
+    """n / d rounded half away from zero (d > 0): Decimal's ROUND_HALF_UP."""
+    q, r = divmod(abs(n), d)
+    if 2 * r >= d:
+        q += 1
+    return q if n >= 0 else -q
+
+
+def source_micro(cost_micro: int, markup_micro: int) -> int:
+    """Σ cost with the plan's markup, in micro-units of the usage currency, rounded half-up."""
+    return _div_half_up(cost_micro * (_PCT_DEN + markup_micro), _PCT_DEN)
+
+
+def amount_minor(source: int, rate_micro: int, step: int = 1) -> int:
+    """``source`` (micro-units) × rate (micro) in minor units of the billing currency, rounded half-up
+    to ``step`` minor units (1; 100 for a currency without decimals)."""
+    return _div_half_up(source * rate_micro, 10**10 * step) * step
+
+
+@dataclass
+class RatingSummary:
+    records: int = 0  # records settled (charged or not billable)
+    entries: int = 0  # ledger entries posted
+    not_billed_records: int = 0
+    subscriptions: int = 0
+    batches: int = 0
+    charged: dict[str, Decimal] = field(default_factory=dict)  # currency -> total charged (positive)
+    missing_rates: dict[int, str] = field(default_factory=dict)  # subscription id -> reason
+    rollup_rows: int = 0  # analytics roll-up rows rebuilt (only where the rate used differs)
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase (benchmarks)
+
+    def _tick(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - since
+        return now
+
+    def add(self, other: "RatingSummary") -> None:
+        for name in ("records", "entries", "not_billed_records", "subscriptions", "batches", "rollup_rows"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for cur, amount in other.charged.items():
+            self.charged[cur] = self.charged.get(cur, Decimal(0)) + amount
+        for phase, seconds in other.phases.items():
+            self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+        self.missing_rates.update(other.missing_rates)
+
+    def __str__(self) -> str:
+        money = ", ".join(f"{v} {k}" for k, v in sorted(self.charged.items())) or "0"
+        text = (f"rated {self.records} records of {self.subscriptions} subscriptions into {self.entries} "
+                f"entries ({money}; {self.not_billed_records} not billable) in {self.batches} batches, "
+                f"{self.seconds:.2f}s")
+        if self.missing_rates:
+            text += f"; waiting for rates: {len(self.missing_rates)} subscriptions"
+        return text
+
+
+@dataclass(frozen=True)
+class _Sub:
+    id: int
+    after_id: int  # the watermark
+    org_id: int
+    name: str
+    suspended: bool
+    suspended_at: datetime | None
+    trial_until: datetime | None
+    granularity: str
+    markup_micro: int
+    currency: str  # billing currency of the organisation
+    tz: str
+
+
+class _Dialect:
+    """The few places where SQLite and PostgreSQL differ."""
+
+    def __init__(self, name: str):
+        self.pg = name == "postgresql"
+        self.ts = "timestamptz" if self.pg else "TEXT"
+        self.day = "date" if self.pg else "TEXT"
+        self.temp = "ON COMMIT DROP" if self.pg else ""
+        self.key = "bigint" if self.pg else "INTEGER"  # SQLite: the rowid itself, no extra index
+        self.json = "json_build_object" if self.pg else "json_object"
+        # Each subscription's records from its first new one on, read from the covering index: a
+        # lateral subquery makes PostgreSQL seek per subscription; SQLite is told the index.
+        self.new_usage = (
+            "LATERAL (SELECT u.subscription_id, u.period_start, u.currency, u.cost, u.id FROM usagerecord u "
+            "WHERE u.subscription_id = s.sub_id AND u.period_start >= s.from_period OFFSET 0) u" if self.pg
+            else "usagerecord u INDEXED BY ix_usage_rating")
+        self.new_records_index = "" if self.pg else "INDEXED BY ix_usage_sub_id"
+        self.fence = "OFFSET 0" if self.pg else ""  # keeps PostgreSQL from flattening a subquery
+
+    def ts_out(self, raw) -> datetime:
+        if isinstance(raw, datetime):
+            return raw.astimezone(timezone.utc) if raw.tzinfo else raw.replace(tzinfo=timezone.utc)
+        return datetime.fromisoformat(raw).replace(tzinfo=timezone.utc)
+
+    def ts_in(self, value: datetime | None):
+        if value is None:
+            return None
+        value = value.astimezone(timezone.utc)
+        return value if self.pg else value.replace(tzinfo=None).strftime(_SQLITE_TS)
+
+    def date_in(self, value: date):
+        return value if self.pg else value.isoformat()
+
+    def date_out(self, raw) -> date:
+        return raw if isinstance(raw, date) else date.fromisoformat(str(raw)[:10])
+
+    def source(self, cost: str, markup: str, small: bool) -> str:
+        """SQL for ``source_micro``. PostgreSQL: exact numeric. SQLite: integer arithmetic when the
+        batch's figures are ``small`` enough for 64 bits (its integers would otherwise silently
+        turn into floats), else the Python rule as a function."""
+        if self.pg:
+            return f"CAST(ROUND(CAST({cost} AS numeric) * ({_PCT_DEN} + {markup}) / {_PCT_DEN}) AS bigint)"
+        if small:
+            return _half_up_sql(f"{cost} * ({_PCT_DEN} + {markup})", str(_PCT_DEN))
+        return f"rating_source({cost}, {markup})"
+
+    def amount(self, source: str, rate: str, step: str, small: bool) -> str:
+        """SQL for ``amount_minor`` (see ``source``)."""
+        if self.pg:
+            return f"CAST(ROUND(CAST({source} AS numeric) * {rate} / ({10**10} * {step})) AS bigint) * {step}"
+        if small:
+            return f"{_half_up_sql(f'{source} * {rate}', f'({10**10} * {step})')} * {step}"
+        return f"rating_amount({source}, {rate}, {step})"
+
+
+def _half_up_sql(n: str, d: str) -> str:
+    """n / d rounded half away from zero in integer SQL (d even and positive; no overflow)."""
+    return f"(CASE WHEN {n} >= 0 THEN ({n} + {d} / 2) / {d} ELSE -(({d} / 2 - ({n})) / {d}) END)"
+
+
+_INT_LIMIT = 2**62  # products below this, plus half a divisor, stay inside SQLite's 64-bit integers
+
+
+def rate_usage(session: Session, now: datetime | None = None, batch_subscriptions: int = 500) -> RatingSummary:
+    """Charge every usage record of pay-as-you-go subscriptions above its subscription's watermark;
+    commits once per batch. Safe to run twice, concurrently, or again after a crash.
+    An open transaction of ``session`` is committed first (each batch needs a fresh one)."""
+    started = time.perf_counter()
+    now = now or utcnow()
+    summary = RatingSummary()
+    if session.in_transaction():
+        session.commit()
+    dialect = _Dialect(session.get_bind().dialect.name)
+    after = 0
+    while True:
+        for attempt in range(5):
+            try:
+                done, after = _run_batch(session, dialect, after, batch_subscriptions, now, summary)
+                break
+            except DBAPIError as exc:
+                session.rollback()
+                if getattr(getattr(exc, "orig", None), "sqlstate", None) in ("40001", "40P01") and attempt < 4:
+                    log.info("rating batch retried after a serialisation conflict: %s", exc.orig)
+                    continue
+                raise
+            except BaseException:
+                session.rollback()
+                raise
+        if done:
+            break
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _run_batch(session: Session, dialect: _Dialect, after: int, limit: int, now: datetime,
+               summary: RatingSummary) -> tuple[bool, int]:
+    if dialect.pg:
+        conn = session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        # Before any query, so the snapshot is taken after the lock: imports running now have
+        # committed, and new ones wait until this batch commits.
+        conn.exec_driver_sql("LOCK TABLE usagerecord IN SHARE ROW EXCLUSIVE MODE")
+        # A closing document made meanwhile is either seen here or waits for this batch: late usage
+        # of a documented month is never dated into it (see the module documentation).
+        conn.exec_driver_sql("LOCK TABLE closingdocument IN SHARE MODE")
+        # Large estimates would make PostgreSQL compile these one-off statements: slower, not faster.
+        conn.exec_driver_sql("SET LOCAL jit = off")
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")  # a batch's groups sort in memory
+    else:
+        conn = session.connection()  # BEGIN IMMEDIATE (db.py): the write lock for the whole batch
+    subs = _candidates(session, after, limit)
+    if not subs:
+        session.commit()  # nothing written; a commit (unlike a rollback) keeps the caller's objects loaded
+        return True, after
+    batch = RatingSummary()
+    _Batch(session, conn, dialect, subs, now, batch).run()
+    t = time.perf_counter()
+    session.commit()
+    batch._tick("commit", t)
+    batch.batches = 1
+    summary.add(batch)  # only a committed batch counts (a retried one must not count twice)
+    return False, max(subs)
+
+
+def _candidates(session: Session, after: int, limit: int) -> dict[int, _Sub]:
+    watermark = RatingWatermark.last_record_id
+    new = (select(UsageRecord.id)
+           .where(UsageRecord.subscription_id == Subscription.id, UsageRecord.id > func.coalesce(watermark, 0))
+           .exists())
+    rows = session.execute(
+        select(Subscription.id, watermark, Subscription.org_id, Subscription.name, Subscription.status,
+               Subscription.suspended_at, Subscription.is_trial, Subscription.trial_ends_at, Plan.granularity,
+               Plan.usage_markup_pct, Plan.name, Organisation.billing_currency, Organisation.timezone)
+        .join(Plan, Plan.id == Subscription.plan_id)
+        .join(Organisation, Organisation.id == Subscription.org_id)
+        .outerjoin(RatingWatermark, RatingWatermark.subscription_id == Subscription.id)
+        .where(Plan.billing_type == BillingType.PAYG, Subscription.id > after, new)
+        .order_by(Subscription.id)
+        .limit(limit)
+    ).all()
+    return {
+        sid: _Sub(id=sid, after_id=mark or 0, org_id=org_id, name=name or plan_name,
+                  suspended=status == SubscriptionStatus.SUSPENDED, suspended_at=suspended_at,
+                  trial_until=trial_ends_at if is_trial else None, granularity=gran or "hour",
+                  markup_micro=int(Decimal(markup or 0) * MICRO), currency=cur, tz=tz or "Asia/Tashkent")
+        for (sid, mark, org_id, name, status, suspended_at, is_trial, trial_ends_at, gran, markup, plan_name, cur,
+             tz) in rows
+    }
+
+
+
+# The reason a group of records is not billed, in SQL over rating_sub s and a record start column.
+def _reason_sql(start: str) -> str:
+    return (f"CASE WHEN s.suspended = 1 AND (s.suspended_at IS NULL OR {start} >= s.suspended_at) THEN 'suspended' "
+            f"WHEN s.trial_until IS NOT NULL AND {start} < s.trial_until THEN 'trial' END")
+
+
+class _Batch:
+    """The SQL of one batch over its temporary tables (see the module documentation)."""
+
+    def __init__(self, session: Session, conn, dialect: _Dialect, subs: dict[int, _Sub], now: datetime,
+                 summary: RatingSummary):
+        self.session, self.dialect, self.subs, self.now, self.summary = session, dialect, subs, now, summary
+        self.raw = conn.connection.dbapi_connection
+        self.cur = self.raw.cursor()
+        self.zones = {key: i for i, key in enumerate(sorted({(s.tz, s.granularity) for s in subs.values()}))}
+
+    def q(self, sql: str, params=()):
+        self.cur.execute(sql.replace("?", "%s") if self.dialect.pg else sql, params)
+        return self.cur
+
+    def many(self, sql: str, rows: list[tuple]) -> None:
+        if rows:
+            self.cur.executemany(sql.replace("?", "%s") if self.dialect.pg else sql, rows)
+
+    def run(self) -> None:
+        t = time.perf_counter()
+        self.create_tables()
+        self.fill_subs()
+        self.aggregate()
+        t = self.summary._tick("aggregate", t)
+        self.fill_periods()
+        self.fill_rates()
+        t = self.summary._tick("periods_and_rates", t)
+        self.post_entries()
+        t = self.summary._tick("insert_entries", t)
+        self.move_watermarks()
+        self.summary.rollup_rows += _refresh_rollup(self.session, self, self.used_rates())
+        self.summary._tick("rollup", t)
+        if not self.dialect.pg:
+            for table in ("rating_sub", "rating_group", "rating_period", "rating_fx"):
+                self.q(f"DELETE FROM {table}")
+        self.cur.close()
+
+    def create_tables(self) -> None:
+        d = self.dialect
+        prefix = "CREATE TEMP TABLE" if d.pg else "CREATE TEMP TABLE IF NOT EXISTS"
+        self.q(f"{prefix} rating_sub (sub_id {d.key} PRIMARY KEY, after_id bigint, upto_id bigint, "
+               f"from_period {d.ts}, zone integer, org_id bigint, org_currency varchar(3), markup bigint, step bigint, "
+               f"suspended integer, suspended_at {d.ts}, trial_until {d.ts}, open_from {d.ts}, description text, "
+               f"desc_suspended text, desc_trial text) {d.temp}")
+        self.q(f"{prefix} rating_group (sub_id bigint, period_start {d.ts}, currency varchar(3), cost bigint, "
+               f"n bigint, max_id bigint) {d.temp}")
+        self.q(f"{prefix} rating_period (zone integer, period_start {d.ts}, bucket_start {d.ts}, bucket_end {d.ts}, "
+               f"label varchar(16), fx_day {d.day}, PRIMARY KEY (zone, period_start)) {d.temp}")
+        self.q(f"{prefix} rating_fx (currency varchar(3), org_currency varchar(3), fx_day {d.day}, rate bigint, "
+               f"PRIMARY KEY (currency, org_currency, fx_day)) {d.temp}")
+        if not d.pg:
+            for table in ("rating_sub", "rating_group", "rating_period", "rating_fx"):
+                self.q(f"DELETE FROM {table}")
+            # Exact integer pricing (see _Dialect.source): the rule's one definition, in Python.
+            self.raw.create_function("rating_source", 2, source_micro, deterministic=True)
+            self.raw.create_function("rating_amount", 3, amount_minor, deterministic=True)
+
+    def open_months(self) -> dict[int, datetime]:
+        """Organisation → where its months not covered by a closing document begin."""
+        org_ids = sorted({s.org_id for s in self.subs.values()})
+        zone = {s.org_id: s.tz for s in self.subs.values()}
+        rows = self.q(f"SELECT org_id, MAX(period) FROM closingdocument WHERE org_id IN ({','.join('?' * len(org_ids))}) "
+                      "GROUP BY org_id", org_ids).fetchall()
+        return {org_id: local_midnight(next_month(self.dialect.date_out(period)), zone[org_id])
+                for org_id, period in rows}
+
+    def fill_subs(self) -> None:
+        d = self.dialect
+        open_from = self.open_months()
+        rows = []
+        for s in self.subs.values():
+            name = s.name
+            rows.append((
+                s.id, s.after_id, self.zones[(s.tz, s.granularity)], s.org_id, s.currency, s.markup_micro,
+                10 ** (2 - minor_unit(s.currency)), int(s.suspended), d.ts_in(s.suspended_at), d.ts_in(s.trial_until),
+                d.ts_in(open_from.get(s.org_id)), f"Потребление: {name}"[:500],
+                f"Потребление не оплачивается ({_NOT_BILLED_RU['suspended']}): {name}"[:500],
+                f"Потребление не оплачивается ({_NOT_BILLED_RU['trial']}): {name}"[:500],
+            ))
+        self.many("INSERT INTO rating_sub (sub_id, after_id, zone, org_id, org_currency, markup, step, suspended, "
+                  "suspended_at, trial_until, open_from, description, desc_suspended, desc_trial) "
+                  "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        # Where each subscription's new records start in time: the grouping below reads the index
+        # from there, not the subscription's whole history.
+        # (read the new records by id, not the subscription's whole history in time order)
+        self.analyze("rating_sub")
+        self.q("UPDATE rating_sub SET from_period = (SELECT MIN(x.period_start) FROM (SELECT u.period_start "
+               f"FROM usagerecord u {self.dialect.new_records_index} "
+               f"WHERE u.subscription_id = rating_sub.sub_id AND u.id > rating_sub.after_id {self.dialect.fence}) x)")
+        self.analyze("rating_sub")
+
+    def analyze(self, table: str) -> None:
+        """PostgreSQL plans temporary tables well only with their statistics."""
+        if self.dialect.pg:
+            self.q(f"ANALYZE {table}")
+
+    def aggregate(self, only_cut: bool = False) -> None:
+        self.q(
+            "INSERT INTO rating_group (sub_id, period_start, currency, cost, n, max_id) "
+            "SELECT s.sub_id, u.period_start, u.currency, SUM(u.cost), COUNT(*), MAX(u.id) "
+            f"FROM rating_sub s CROSS JOIN {self.dialect.new_usage} "
+            "WHERE u.subscription_id = s.sub_id AND u.period_start >= s.from_period AND u.id > s.after_id "
+            "AND (s.upto_id IS NULL OR u.id <= s.upto_id) "
+            + ("AND s.upto_id IS NOT NULL " if only_cut else "")
+            + "GROUP BY s.sub_id, u.period_start, u.currency")
+        self.analyze("rating_group")
+
+    def fill_periods(self) -> None:
+        """Billing period of each distinct (zone, record start): Python, a few hundred values."""
+        d = self.dialect
+        zone_of = {i: key for key, i in self.zones.items()}
+        rows = []
+        buckets: set[tuple[int, datetime]] = set()
+        for zone, raw_start in self.q("SELECT DISTINCT s.zone, g.period_start FROM rating_group g "
+                                      "JOIN rating_sub s ON s.sub_id = g.sub_id").fetchall():
+            tz, granularity = zone_of[zone]
+            local = d.ts_out(raw_start).astimezone(ZoneInfo(tz))
+            if granularity == "day":
+                start, end = day_bounds(local.date(), tz)
+            else:
+                start = local.replace(minute=0, second=0, microsecond=0).astimezone(timezone.utc)
+                end = start + timedelta(hours=1)
+            fx_day = start.astimezone(ZoneInfo(tz)).date()  # the rate of the period's first local day
+            buckets.add((zone, start))
+            rows.append((zone, raw_start, d.ts_in(start), d.ts_in(end), start.strftime("%Y%m%dT%H%M"),
+                         d.date_in(fx_day)))
+        self.many("INSERT INTO rating_period VALUES (?,?,?,?,?,?)", rows)
+        self.analyze("rating_period")
+        # Hour-aligned records of hourly plans: each group is a period already, no second GROUP BY.
+        self.one_group_per_period = len(buckets) == len(rows)
+
+    def fill_rates(self) -> None:
+        """The rate of each (usage currency, billing currency, usage day) needed, fixed for the day
+        the first time it is used; subscriptions with usage of a day without any rate wait."""
+        d = self.dialect
+        rows, missing = [], []
+        for currency, org_currency, raw_day in self.q(
+                "SELECT DISTINCT g.currency, s.org_currency, p.fx_day FROM rating_group g "
+                "JOIN rating_sub s ON s.sub_id = g.sub_id "
+                "JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start").fetchall():
+            day = d.date_out(raw_day)
+            try:
+                rate = rates.usage_rate(self.session, currency, org_currency, day, fix=True)
+            except RateMissing:
+                missing.append((currency, org_currency, day))
+                continue
+            rows.append((currency, org_currency, d.date_in(day), int(rate * MICRO)))
+        self.many("INSERT INTO rating_fx VALUES (?,?,?,?)", rows)
+        self.analyze("rating_fx")
+        if missing:
+            self.wait_for_rates(missing)
+
+    def wait_for_rates(self, missing: list[tuple[str, str, date]]) -> None:
+        """Stop each affected subscription's watermark below its first billable record without a
+        rate, and group its records again up to there."""
+        reason = _reason_sql("u.period_start")
+        cut = self.q(
+            "SELECT s.sub_id, MIN(u.id) FROM rating_sub s CROSS JOIN usagerecord u "
+            "JOIN rating_period p ON p.zone = s.zone AND p.period_start = u.period_start "
+            "LEFT JOIN rating_fx f ON f.currency = u.currency AND f.org_currency = s.org_currency AND f.fx_day = p.fx_day "
+            f"WHERE u.subscription_id = s.sub_id AND u.id > s.after_id AND f.rate IS NULL AND ({reason}) IS NULL "
+            "GROUP BY s.sub_id").fetchall()
+        for sub_id, first_id in cut:
+            self.q("UPDATE rating_sub SET upto_id = ? WHERE sub_id = ?", (first_id - 1, sub_id))
+            self.q("DELETE FROM rating_group WHERE sub_id = ?", (sub_id,))
+            days = sorted({str(m[2]) for m in missing})
+            self.summary.missing_rates[sub_id] = f"no rate on or before {', '.join(days)} ({missing[0][0]})"
+        if cut:
+            self.aggregate(only_cut=True)
+
+    def small_figures(self) -> bool:
+        """Whether every product of the pricing fits SQLite's 64-bit integers in this batch."""
+        biggest = self.q("SELECT MAX(t) FROM (SELECT SUM(ABS(cost)) AS t FROM rating_group GROUP BY sub_id) x"
+                         ).fetchone()[0] or 0
+        rate = self.q("SELECT MAX(rate) FROM rating_fx").fetchone()[0] or 1
+        marked_up = biggest * (_PCT_DEN + max(s.markup_micro for s in self.subs.values()))
+        return marked_up < _INT_LIMIT and (marked_up // _PCT_DEN + 1) * rate < _INT_LIMIT
+
+    def post_entries(self) -> None:
+        d = self.dialect
+        small = False if d.pg else self.small_figures()
+        reason = _reason_sql("g.period_start")
+        meta = f"{d.json}('records', y.n, 'max_record_id', y.max_id, 'cost_micro', y.cost"
+        if self.one_group_per_period:
+            groups = ("SELECT g.sub_id, p.bucket_start, p.bucket_end, p.label, p.fx_day, g.currency, "
+                      f"{reason} AS reason, g.cost, g.n, g.max_id")
+            fold = ""
+        else:  # records of several starts in one period (daily plans): one entry per period, grouped
+            # by the keys only; the period's other columns follow from its start (zone is the sub's)
+            groups = ("SELECT g.sub_id, p.bucket_start, MAX(p.bucket_end) AS bucket_end, MAX(p.label) AS label, "
+                      f"MAX(p.fx_day) AS fx_day, g.currency, {reason} AS reason, SUM(g.cost) AS cost, "
+                      "SUM(g.n) AS n, MAX(g.max_id) AS max_id")
+            fold = f"GROUP BY g.sub_id, p.bucket_start, g.currency, {reason}"
+        # Under the batch's lock only this batch posts usage entries: they are the ones above ``before``.
+        before = self.q("SELECT COALESCE(MAX(id), 0) FROM ledgerentry").fetchone()[0]
+        self.q(
+            "INSERT INTO ledgerentry (org_id, kind, amount, currency, description, subscription_id, source_amount, "
+            "source_currency, fx_rate, fx_date, period_start, period_end, idempotency_key, occurred_at, created_at, meta) "
+            "SELECT y.org_id, 'usage', "
+            f"CASE WHEN y.reason IS NULL THEN -{d.amount('y.source', 'y.rate', 'y.step', small)} ELSE 0 END, "
+            "y.org_currency, "
+            "CASE y.reason WHEN 'suspended' THEN y.desc_suspended WHEN 'trial' THEN y.desc_trial ELSE y.description END, "
+            "y.sub_id, CASE WHEN y.reason IS NULL THEN y.source ELSE 0 END, y.currency, "
+            "CASE WHEN y.reason IS NULL THEN y.rate END, CASE WHEN y.reason IS NULL THEN y.fx_day END, "
+            "y.bucket_start, y.bucket_end, 'usage:' || y.sub_id || ':' || y.label || ':' || y.max_id, "
+            "CASE WHEN y.bucket_start < y.open_from THEN ? ELSE y.bucket_start END, ?, "
+            f"CASE WHEN y.reason IS NULL THEN {meta}) ELSE {meta}, 'not_billed', y.reason) END "
+            "FROM (SELECT x.*, s.org_id, s.org_currency, s.markup, s.step, s.open_from, s.description, "
+            f"s.desc_suspended, s.desc_trial, f.rate, {d.source('x.cost', 's.markup', small)} AS source FROM ("
+            f"  {groups} FROM rating_group g JOIN rating_sub s ON s.sub_id = g.sub_id "
+            f"  JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start {fold}"
+            ") x JOIN rating_sub s ON s.sub_id = x.sub_id "
+            "LEFT JOIN rating_fx f ON f.currency = x.currency AND f.org_currency = s.org_currency "
+            "AND f.fx_day = x.fx_day) y WHERE true "
+            "ON CONFLICT (idempotency_key) DO NOTHING",
+            (d.ts_in(self.now), d.ts_in(self.now)))
+        self.summary.entries = self.cur.rowcount
+        for currency, minor, subs in self.q(
+                "SELECT currency, -SUM(amount), COUNT(DISTINCT subscription_id) FROM ledgerentry "
+                "WHERE id > ? AND kind = 'usage' GROUP BY currency", (before,)).fetchall():
+            self.summary.subscriptions += subs
+            if minor:
+                self.summary.charged[currency] = Decimal(int(minor)).scaleb(-2)
+        records, not_billed, groups = self.q(
+            f"SELECT COALESCE(SUM(g.n), 0), COALESCE(SUM(CASE WHEN ({reason}) IS NULL THEN 0 ELSE g.n END), 0), "
+            "COUNT(*) FROM rating_group g JOIN rating_sub s ON s.sub_id = g.sub_id").fetchone()
+        self.summary.records, self.summary.not_billed_records = int(records), int(not_billed)
+        if self.summary.entries == 0 and groups:
+            log.warning("rating: every usage entry of this batch was already posted")
+
+    def move_watermarks(self) -> None:
+        self.q("INSERT INTO ratingwatermark (subscription_id, last_record_id, rated_at) "
+               "SELECT sub_id, MAX(max_id), ? FROM rating_group WHERE true GROUP BY sub_id "
+               "ON CONFLICT (subscription_id) DO UPDATE SET last_record_id = excluded.last_record_id, "
+               "rated_at = excluded.rated_at", (self.dialect.ts_in(self.now),))
+
+    def used_rates(self) -> dict[tuple[int, date, str], int]:
+        """(subscription, usage day, currency) → rate (micro) of what was charged in this batch."""
+        d = self.dialect
+        rate_of = {(cur, org_cur, d.date_out(day)): rate for cur, org_cur, day, rate in
+                   self.q("SELECT currency, org_currency, fx_day, rate FROM rating_fx").fetchall()}
+        currency_of = {s.id: s.currency for s in self.subs.values()}
+        used = {}
+        for sid, day, currency in self.q(
+                "SELECT g.sub_id, p.fx_day, g.currency FROM rating_group g "
+                "JOIN rating_sub s ON s.sub_id = g.sub_id "
+                "JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start "
+                f"WHERE ({_reason_sql('g.period_start')}) IS NULL GROUP BY g.sub_id, p.fx_day, g.currency").fetchall():
+            day = d.date_out(day)
+            used[(sid, day, currency)] = rate_of[(currency, currency_of[sid], day)]
+        return used
+
+
+def _refresh_rollup(session: Session, batch: _Batch, used: dict[tuple[int, date, str], int]) -> int:
+    """Keep the analytics roll-up (``UsageDaily``, services/reporting/analytics.py) in step with the rates used.
+
+    The importer builds the roll-up with the day's rate known at import time; rating may fix another
+    one (the day's rate arrived meanwhile). Only (subscription, day) pairs whose roll-up is missing
+    or disagrees with the rate used are rebuilt — by the analytics service, in this transaction.
+    """
+    if not used:
+        return 0
+    from noventiq_panel.services.reporting import analytics
+
+    sub_ids = sorted({k[0] for k in used})
+    days = [k[1] for k in used]
+    d = batch.dialect
+    have = {}
+    for sid, day, currency, cost, cost_org, n, n_org in batch.q(
+            "SELECT subscription_id, day, currency, SUM(cost), SUM(cost_org), COUNT(*), COUNT(cost_org) "
+            f"FROM usagedaily WHERE subscription_id IN ({','.join('?' * len(sub_ids))}) AND day >= ? AND day <= ? "
+            "GROUP BY subscription_id, day, currency",
+            [*sub_ids, d.date_in(min(days)), d.date_in(max(days))]).fetchall():
+        have[(sid, d.date_out(day), currency)] = (int(cost or 0), int(cost_org or 0), n, n_org)
+    stale = set()
+    for key, rate in used.items():
+        row = have.get(key)
+        if row is None or row[3] != row[2]:
+            stale.add(key[:2])
+            continue
+        cost, cost_org, n, _ = row
+        # cost and cost_org are micro units; each of the n roll-up rows rounds its cost and its
+        # cost_org to 6 decimals, so they may disagree by up to half a micro-unit times (rate + 1).
+        if abs(cost_org * MICRO - cost * rate) > n * (rate + MICRO):
+            stale.add(key[:2])
+    if not stale:
+        return 0
+    return analytics.refresh_rollup_pairs(session, stale)

@@ -1,0 +1,203 @@
+"""Closing documents: month boundaries in the organisation's time zone, totals equal to the ledger to
+the tiyin, an unbroken number sequence per year under concurrent generators, no second number for
+a month already generated, refusal of an open month, mail to Owner and Financial managers, access."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from noventiq_panel.models import (
+    ClosingDocument,
+    LedgerEntry,
+    Notification,
+    NotificationAttachment,
+    Role,
+    Sequence,
+    Subscription,
+)
+from noventiq_panel.services.billing import documents
+from noventiq_panel.services.core import ledger
+from noventiq_panel.services.core.errors import InvalidInput, NotFound
+
+from tests import factories as f
+
+AFTER = datetime(2026, 11, 2, 3, 0, tzinfo=timezone.utc)
+UTC = timezone.utc
+
+
+def _charge(session, o, amount, at, key, kind="charge", **kw):
+    ledger.post(session, org_id=o.id, kind=kind, amount=Decimal(amount), idempotency_key=key, occurred_at=at,
+                description=kw.pop("description", "Лицензии"), **kw)
+
+
+def _counter(session, year=2026):
+    session.rollback()
+    row = session.get(Sequence, f"act-{year}")
+    return row.value if row else 0
+
+
+@pytest.fixture
+def charged_org(session):
+    o = f.org(session, name="ООО «Ромашка»", tax_id="300000001", address="г. Ташкент, ул. Навои, 1")
+    owner = f.user(session, o, Role.OWNER, email="owner@romashka.uz")
+    plans = f.catalog(session)
+    basic = Subscription(org_id=o.id, plan_id=plans["basic-m"].id, name="Microsoft 365 Business Basic", quantity=10)
+    azure = Subscription(org_id=o.id, plan_id=plans["azure-h"].id, name="Microsoft Azure", quantity=1)
+    session.add_all([basic, azure])
+    session.commit()
+    # In the month (Asia/Tashkent, UTC+5): from 1 Oct 00:00 local (= 30 Sep 19:00 UTC)...
+    _charge(session, o, "-300000.00", datetime(2026, 9, 30, 19, 0, tzinfo=UTC), "in-first", subscription_id=basic.id,
+            quantity=Decimal(10), unit_price=Decimal("30000"), description="продление, 10 шт.")
+    _charge(session, o, "-12345.67", datetime(2026, 10, 10, 5, tzinfo=UTC), "in-u1", kind="usage",
+            subscription_id=azure.id)
+    _charge(session, o, "-0.01", datetime(2026, 10, 20, 5, tzinfo=UTC), "in-u2", kind="usage", subscription_id=azure.id)
+    _charge(session, o, "15000.00", datetime(2026, 10, 21, 5, tzinfo=UTC), "in-refund", kind="refund",
+            subscription_id=basic.id, quantity=Decimal(-1), description="возврат, 1 шт.")
+    # ...to 31 Oct 23:30 local (= 18:30 UTC), included
+    _charge(session, o, "-90000.33", datetime(2026, 10, 31, 18, 30, tzinfo=UTC), "in-last", subscription_id=basic.id,
+            quantity=Decimal(3), description="увеличение, 3 шт.")
+    # Excluded: 30 Sep 23:59 local, 1 Nov 00:30 local (= 31 Oct 19:30 UTC), and money that is no charge
+    _charge(session, o, "-7.00", datetime(2026, 9, 30, 18, 59, tzinfo=UTC), "out-before", subscription_id=basic.id)
+    _charge(session, o, "-11.00", datetime(2026, 10, 31, 19, 30, tzinfo=UTC), "out-after", subscription_id=basic.id)
+    _charge(session, o, "500000.00", datetime(2026, 10, 5, tzinfo=UTC), "topup", kind="topup")
+    _charge(session, o, "-1.00", datetime(2026, 10, 5, tzinfo=UTC), "adj", kind="adjustment")
+    session.commit()
+    return o, owner
+
+
+def test_act_total_equals_the_month_charges_to_the_tiyin(session, charged_org):
+    o, _owner = charged_org
+    [doc] = documents.generate_month(session, "2026-10", now=AFTER)
+    start, end = datetime(2026, 9, 30, 19, 0, tzinfo=UTC), datetime(2026, 10, 31, 19, 0, tzinfo=UTC)
+    ledger_sum = session.exec(select(func.sum(LedgerEntry.amount)).where(
+        LedgerEntry.org_id == o.id, LedgerEntry.kind.in_(["charge", "usage", "refund"]),
+        LedgerEntry.occurred_at >= start, LedgerEntry.occurred_at < end)).one()
+    assert doc.total == -ledger_sum == Decimal("387346.01")
+    assert (doc.org_id, doc.period, doc.year, doc.number, doc.kind) == (o.id, date(2026, 10, 1), 2026, 1, "act")
+    lines, total, vat = documents.month_lines(session, o, date(2026, 10, 1))
+    assert total == doc.total and vat == doc.vat == sum(line.vat for line in lines)
+    # licence charges one line each, usage one line per subscription, refund negative
+    assert sorted(line.amount for line in lines) == sorted(
+        [Decimal("300000.00"), Decimal("-15000.00"), Decimal("90000.33"), Decimal("12345.68")])
+    # prices include VAT at 12 %: VAT part = amount * 12 / 112
+    assert {line.amount: line.vat for line in lines}[Decimal("300000.00")] == Decimal("32142.86")
+
+
+def test_generating_a_month_again_takes_no_second_number(session, charged_org):
+    documents.generate_month(session, "2026-10", now=AFTER)
+    assert _counter(session) == 1
+    assert documents.generate_month(session, date(2026, 10, 15), now=AFTER) == []
+    assert _counter(session) == 1
+    assert session.exec(select(func.count()).select_from(ClosingDocument)).one() == 1
+
+
+def test_a_month_that_has_not_closed_is_refused_or_waits(session, charged_org):
+    with pytest.raises(InvalidInput) as err:
+        documents.generate_month(session, "2026-10", now=datetime(2026, 10, 20, tzinfo=UTC))
+    assert err.value.key == "error.billing.month_not_closed"
+    # 31 Oct 18:00 UTC: already November east of Tashkent, still 23:00 on 31 Oct in Tashkent
+    assert documents.generate_month(session, "2026-10", now=datetime(2026, 10, 31, 18, 0, tzinfo=UTC)) == []
+    assert _counter(session) == 0
+    assert len(documents.generate_month(session, "2026-10", now=datetime(2026, 10, 31, 19, 0, tzinfo=UTC))) == 1
+    with pytest.raises(InvalidInput):
+        documents.generate_month(session, "2026-13", now=AFTER)
+
+
+def test_numbers_are_unbroken_per_year_across_organisations_and_months(session):
+    orgs = [f.org(session, name=f"ООО «Орг {i}»", tax_id=f"30000010{i}") for i in range(3)]
+    for i, o in enumerate(orgs):
+        _charge(session, o, "-100", datetime(2026, 11, 10, tzinfo=UTC), f"nov{i}")
+        _charge(session, o, "-200", datetime(2026, 12, 10, tzinfo=UTC), f"dec{i}")
+        _charge(session, o, "-300", datetime(2027, 1, 10, tzinfo=UTC), f"jan{i}")
+    _charge(session, orgs[1], "-1", datetime(2026, 10, 10, tzinfo=UTC), "only-oct")
+    session.commit()
+    now = datetime(2027, 2, 5, tzinfo=UTC)
+    numbers = []
+    for month in ("2026-11", "2026-10", "2026-12", "2027-01"):
+        numbers += [(d.year, d.number) for d in documents.generate_month(session, month, now=now)]
+    assert numbers == [(2026, n) for n in range(1, 8)] + [(2027, 1), (2027, 2), (2027, 3)]
+
+
+def _concurrent_orgs(engine, n):
+    with Session(engine, expire_on_commit=False) as s:
+        ids = []
+        for i in range(n):
+            o = f.org(s, name=f"ООО «Параллель {i}»", tax_id=f"3000002{i:02d}")
+            f.user(s, o, Role.OWNER)
+            _charge(s, o, f"-{1000 + i}.{i:02d}", datetime(2026, 10, 15, tzinfo=UTC), f"p{i}")
+            ids.append(o.id)
+        s.commit()
+    return ids
+
+
+def test_two_concurrent_generators_give_an_unbroken_sequence_and_one_document_per_org(engine):
+    org_ids = _concurrent_orgs(engine, 6)
+    barrier = threading.Barrier(2)
+    results: list[list[tuple[int, int]]] = []
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            with Session(engine, expire_on_commit=False) as s:
+                barrier.wait()
+                docs = documents.generate_month(s, "2026-10", now=AFTER)
+                results.append([(d.org_id, d.number) for d in docs])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    made = [x for r in results for x in r]
+    assert sorted(n for _o, n in made) == list(range(1, 7))  # each number handed out once, no gap
+    with Session(engine) as s:
+        docs = s.exec(select(ClosingDocument)).all()
+        assert sorted(d.number for d in docs) == list(range(1, 7))
+        assert sorted(d.org_id for d in docs) == sorted(org_ids)  # one per organisation
+        assert s.get(Sequence, "act-2026").value == 6
+        mails = s.exec(select(func.count()).select_from(Notification)
+                       .where(Notification.kind == "closing_documents")).one()
+        assert mails == 6
+
+
+def test_documents_are_mailed_to_owner_and_finance_with_the_pdf(session, charged_org):
+    o, _owner = charged_org
+    f.user(session, o, Role.FINANCE, email="fin@romashka.uz")
+    f.user(session, o, Role.ADMIN, email="admin@romashka.uz")
+    [doc] = documents.generate_month(session, "2026-10", now=AFTER)
+    mails = session.exec(select(Notification).where(Notification.kind == "closing_documents")).all()
+    assert sorted(m.to_email for m in mails) == ["fin@romashka.uz", "owner@romashka.uz"]
+    for m in mails:
+        att = session.exec(select(NotificationAttachment).where(NotificationAttachment.notification_id == m.id)).one()
+        assert att.mime_type == "application/pdf" and att.data == doc.pdf and att.filename == documents.filename(doc)
+
+
+def test_list_and_download_are_limited_to_the_organisation(session, charged_org):
+    o, owner = charged_org
+    other = f.org(session, name="ООО «Чужая»", tax_id="300000002")
+    _charge(session, other, "-5", datetime(2026, 10, 5, tzinfo=UTC), "other")
+    session.commit()
+    docs = documents.generate_month(session, "2026-10", now=AFTER)
+    mine = next(d for d in docs if d.org_id == o.id)
+    theirs = next(d for d in docs if d.org_id == other.id)
+    a = f.actor(owner, o)
+    rows, total = documents.list_documents(session, a)
+    assert total == 1 and rows[0].id == mine.id and rows[0].act_number == f"АКТ-2026-{mine.number:06d}"
+    assert documents.list_documents(session, a, year=2025)[1] == 0
+    assert documents.list_documents(session, a, start="2026-10", end="2026-10")[1] == 1
+    name, pdf = documents.document_pdf(session, a, mine.id)
+    assert name == documents.filename(mine) and pdf.startswith(b"%PDF")
+    for bad in (theirs.id, 999999, "abc", None):
+        with pytest.raises(NotFound):
+            documents.document_pdf(session, a, bad)
+    fin = f.user(session, o, Role.FINANCE)
+    assert documents.document_pdf(session, f.actor(fin, o), mine.id)[0] == name
