@@ -10,13 +10,12 @@ from __future__ import annotations
 import inspect
 import logging
 from datetime import date, datetime
-from decimal import Decimal
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from noventiq_panel.services.core import clock
 
-from .registry import SCHEDULE_TZ, job
+from .job import SCHEDULE_TZ, job
 
 log = logging.getLogger("jobs")
 
@@ -145,66 +144,10 @@ def iaas_report(now: datetime) -> str:
 
 
 def send_iaas_reports(month: date, now: datetime) -> str:
-    """For every pay-as-you-go subscription with usage in ``month`` (a closed month in its
-    organisation's time zone): a ``iaas_monthly_report`` mail with the XLSX report of the
-    subscription to the owners and financial managers. Once per subscription, month and user."""
-    from noventiq_panel.models import LedgerEntry, Organisation, Plan, Product, Subscription
-    from noventiq_panel.services.notify import notifications
-    from noventiq_panel.services.reporting import reports
-    from noventiq_panel.services.core.authz import Actor
-    from sqlalchemy import func
+    from noventiq_panel.services.reporting import monthly_reports
 
-    sent = skipped = 0
-    month = clock.month_start(month)
     with _session() as s:
-        subs = s.exec(
-            select(Subscription, Plan, Product, Organisation)
-            .join(Plan, Plan.id == Subscription.plan_id).join(Product, Product.id == Plan.product_id)
-            .join(Organisation, Organisation.id == Subscription.org_id)
-            .where(Plan.billing_type == "payg", Organisation.is_active == True)  # noqa: E712
-            .order_by(Subscription.id)).all()
-        s.rollback()
-        for sub, plan, product, org in subs:
-            start, end = clock.month_bounds(month, org.timezone)
-            if now < end:
-                skipped += 1  # the month has not closed in this organisation's time zone yet
-                continue
-            key = f"iaas_monthly_report:{sub.id}:{month:%Y%m}"
-            try:
-                total = s.exec(select(func.sum(LedgerEntry.amount)).where(
-                    LedgerEntry.subscription_id == sub.id, LedgerEntry.kind == "usage",
-                    LedgerEntry.occurred_at >= start, LedgerEntry.occurred_at < end)).one()
-                if total is None:
-                    s.rollback()
-                    continue  # no usage that month
-                recipients = notifications.recipients(s, org.id, ("owner", "finance"))
-                from noventiq_panel.models import Notification
-
-                pending = [u for u in recipients if s.exec(select(Notification.id).where(
-                    Notification.dedupe_key == f"{key}:u{u.id}")).first() is None]
-                if not pending:
-                    s.rollback()
-                    continue
-                next_day = clock.next_month(month)
-                data = reports.iaas_report_xlsx(s, Actor.system(org.id), month, next_day, subscription_id=sub.id)
-                name = reports.iaas_report_filename(month, next_day, "xlsx") if hasattr(
-                    reports, "iaas_report_filename") else f"iaas-usage_{month:%Y-%m}.xlsx"
-                context = {"product": product.name, "month": month, "amount": -Decimal(total),
-                           "currency": org.billing_currency, "subscription_id": sub.id}
-                for user in pending:
-                    notifications.notify_user(
-                        s, user, "iaas_monthly_report", context, org_id=org.id, dedupe_key=f"{key}:u{user.id}",
-                        attachments=[(name, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                                      data)], now=now)
-                    sent += 1
-                s.commit()
-            except Exception:
-                s.rollback()
-                raise
-    text = f"IaaS reports of {month:%Y-%m}: {sent} mails"
-    if skipped:
-        text += f"; {skipped} subscriptions wait for their month to close"
-    return text
+        return f"IaaS reports of {month:%Y-%m}: {monthly_reports.send_iaas_reports(s, month, now)}"
 
 
 # -- every minute -----------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from noventiq_panel.models import JobLease
 from noventiq_panel.services.core import clock
 
 from . import registry
+from .job import SCHEDULE_TZ, Job
 
 log = logging.getLogger("jobs.scheduler")
 
@@ -105,7 +106,7 @@ class Scheduler:
     """One process's scheduler; runs the jobs only while it holds the lease."""
 
     def __init__(self, *, holder: str | None = None, lease_seconds: float = 60, renew_seconds: float = 20,
-                 jobs: dict[str, registry.Job] | None = None, catch_up: bool = True):
+                 jobs: dict[str, Job] | None = None, catch_up: bool = True):
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.ttl = timedelta(seconds=lease_seconds)
         self.renew_seconds = renew_seconds
@@ -117,7 +118,7 @@ class Scheduler:
         self.runs: list[tuple[str, str]] = []  # (job, summary) of this process, for tests and logs
 
     @property
-    def jobs(self) -> dict[str, registry.Job]:
+    def jobs(self) -> dict[str, Job]:
         if self._jobs is None:
             self._jobs = registry.all_jobs()
         return self._jobs
@@ -129,7 +130,7 @@ class Scheduler:
         if self.scheduler is not None:
             return
         self.scheduler = AsyncIOScheduler(
-            timezone=registry.SCHEDULE_TZ,
+            timezone=SCHEDULE_TZ,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
         )
         self.scheduler.start()

@@ -9,7 +9,6 @@ from decimal import Decimal
 
 import click
 from sqlalchemy.engine import make_url
-from sqlmodel import col, select
 
 from ..config import get_settings
 from ..services.core.errors import DomainError
@@ -175,8 +174,8 @@ def create_customer(org_name: str, tax_id: str, owner_email: str, owner_name: st
     """A customer organisation and its Owner, who gets an e-mail with a set-password link.
 
     Without SMTP settings the mail stays in the outbox: `noventiq-panel outbox list`."""
-    from ..models import Notification
-    from noventiq_panel.services.identity import organisations
+    from ..services.identity import organisations
+    from ..services.notify import notifications
 
     try:
         with _session() as session:
@@ -184,9 +183,7 @@ def create_customer(org_name: str, tax_id: str, owner_email: str, owner_name: st
                 session, org_name=org_name, tax_id=tax_id, owner_email=owner_email, owner_name=owner_name,
                 locale=locale, billing_mode="postpaid" if postpaid else "prepaid", credit_limit=credit_limit,
                 currency=currency, timezone=tz)
-            mail = session.exec(select(Notification).where(Notification.user_id == user.id,
-                                                           Notification.kind == "welcome")
-                                .order_by(col(Notification.id).desc())).first()
+            mail = next(iter(notifications.outbox(session, user_id=user.id, kind="welcome", limit=1)), None)
             org_id, org_name_saved, email = org.id, org.name, user.email
             mail_id = mail.id if mail else None
             links = LINK.findall(mail.body_text) if mail else []
@@ -299,15 +296,12 @@ def rates_set(currency: str, day: str, rate: str, nominal: int) -> None:
 @click.option("--currency", default=None, help="Only this currency.")
 def rates_list(days: int, currency: str | None) -> None:
     """The stored rates of the last DAYS days."""
-    from ..models import ExchangeRate
+    from ..services.core import rates as rates_service
     from ..services.core.clock import local_date, utcnow
 
     since = local_date(utcnow(), "Asia/Tashkent") - timedelta(days=days)
     with _session() as session:
-        query = select(ExchangeRate).where(ExchangeRate.rate_date > since)
-        if currency:
-            query = query.where(ExchangeRate.currency == currency.upper())
-        rows = session.exec(query.order_by(col(ExchangeRate.rate_date).desc(), ExchangeRate.currency)).all()
+        rows = rates_service.stored_since(session, since, currency)
         if not rows:
             click.echo("No rates stored for that period.")
         for r in rows:
@@ -331,18 +325,10 @@ def outbox() -> None:
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 def outbox_list(status: str | None, to_email: str | None, kind: str | None, limit: int) -> None:
     """Newest mail first, with the links each one carries (set-password links included)."""
-    from ..models import Notification
+    from ..services.notify import notifications
 
     with _session() as session:
-        query = select(Notification)
-        if status:
-            query = query.where(Notification.status == status)
-        if to_email:
-            query = query.where(Notification.to_email == to_email.strip().lower())
-        if kind:
-            query = query.where(Notification.kind == kind)
-        rows = session.exec(query.order_by(col(Notification.created_at).desc(), col(Notification.id).desc())
-                            .limit(limit)).all()
+        rows = notifications.outbox(session, status=status, to_email=to_email, kind=kind, limit=limit)
         if not rows:
             click.echo("The outbox is empty." if not (status or to_email or kind) else "No mail matches.")
         for n in rows:
@@ -356,10 +342,10 @@ def outbox_list(status: str | None, to_email: str | None, kind: str | None, limi
 @click.argument("notification_id", type=int)
 def outbox_show(notification_id: int) -> None:
     """Print one mail (headers and text body)."""
-    from ..models import Notification
+    from ..services.notify import notifications
 
     with _session() as session:
-        n = session.get(Notification, notification_id)
+        n = notifications.outbox_mail(session, notification_id)
         if n is None:
             raise click.ClickException(f"no mail #{notification_id}")
         click.echo(f"To:      {n.to_email}\nSubject: {n.subject}\nKind:    {n.kind}\nStatus:  {n.status}"

@@ -15,6 +15,7 @@ from openpyxl import load_workbook
 from sqlmodel import Session, select
 
 from jobs import registry
+from jobs.job import JOBS, Job
 from noventiq_panel.models import ClosingDocument, JobRun, LedgerEntry, Notification, NotificationAttachment, Subscription
 from noventiq_panel.services.usage import rating
 
@@ -72,7 +73,7 @@ def test_a_failed_job_keeps_its_last_run_so_catch_up_retries_it(engine, monkeypa
     def broken(_now):
         raise RuntimeError("database on fire")
 
-    monkeypatch.setitem(registry.JOBS, "budgets", registry.Job("budgets", broken, None))
+    monkeypatch.setitem(JOBS, "budgets", Job("budgets", broken, None))
     with pytest.raises(RuntimeError):
         registry.run_job("budgets", now + timedelta(hours=1))
     run = registry.last_run("budgets")

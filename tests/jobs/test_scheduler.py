@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from sqlmodel import Session, select
 
 from jobs import registry, scheduler
+from jobs.job import JOBS, Job
 from noventiq_panel.config import reset_settings
 from noventiq_panel.models import JobLease, JobRun
 
@@ -53,8 +54,8 @@ def _probe(monkeypatch, calls):
         calls.append(now)
         return "probe ran"
 
-    job = registry.Job("probe", probe, {"trigger": "interval", "seconds": 1})
-    monkeypatch.setitem(registry.JOBS, "probe", job)
+    job = Job("probe", probe, {"trigger": "interval", "seconds": 1})
+    monkeypatch.setitem(JOBS, "probe", job)
     return {"probe": job}
 
 
@@ -106,10 +107,10 @@ async def test_catch_up_runs_a_missed_job_once_at_start(engine, monkeypatch):
         calls.append(now)
         return "daily ran"
 
-    job = registry.Job("daily", daily, {"trigger": "cron", "hour": 9, "minute": 0})
-    monthly = registry.Job("monthly", daily, {"trigger": "cron", "day": 1, "hour": 3}, run_when_new=False)
-    monkeypatch.setitem(registry.JOBS, "daily", job)
-    monkeypatch.setitem(registry.JOBS, "monthly", monthly)
+    job = Job("daily", daily, {"trigger": "cron", "hour": 9, "minute": 0})
+    monthly = Job("monthly", daily, {"trigger": "cron", "day": 1, "hour": 3}, run_when_new=False)
+    monkeypatch.setitem(JOBS, "daily", job)
+    monkeypatch.setitem(JOBS, "monthly", monthly)
     registry.record("daily", at=datetime.now(timezone.utc) - timedelta(hours=26), result="before the downtime")
     s = scheduler.Scheduler(holder="A", lease_seconds=5, renew_seconds=0.3, jobs={"daily": job, "monthly": monthly})
     await s.start()

@@ -14,14 +14,12 @@ from decimal import Decimal
 from sqlmodel import Session, col, select
 
 from noventiq_panel.models import Organisation, Plan, Product, Vendor
-from noventiq_panel.services.core import authz, clock, rates
-from noventiq_panel.services.core import proration
+from noventiq_panel.services.core import authz, clock, proration, rates
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import InvalidInput, NotFound, RateMissing
 from noventiq_panel.services.core.money import round_money
 
 MAX_SEARCH = 100
-MAX_ID = 2**31 - 1  # ids are INTEGER columns: a larger number is simply not found
 
 
 @dataclass(frozen=True)
@@ -43,12 +41,7 @@ def _active_plan_query():
 
 def get_plan(session: Session, plan_id, *, active_only: bool = True) -> PlanInfo:
     """The plan with this id (with product and vendor); NotFound if missing or withdrawn."""
-    try:
-        plan_id = int(str(plan_id).strip()) if not isinstance(plan_id, bool) else 0
-    except (TypeError, ValueError):
-        raise NotFound("plan not found", key="error.plan_not_found") from None
-    if not 0 < plan_id <= MAX_ID:
-        raise NotFound("plan not found", key="error.plan_not_found")
+    plan_id = authz.parse_id(plan_id, "plan", key="error.plan_not_found")
     row = session.exec(_active_plan_query().where(Plan.id == plan_id)).first()
     if row is None or (active_only and not (row[0].is_active and row[1].is_active)):
         raise NotFound("plan not found", key="error.plan_not_found")

@@ -86,3 +86,11 @@ def store_rate(session: Session, currency: str, day: date, rate: Decimal, source
 
 def latest_rates(session: Session, day: date, currencies=("USD", "EUR", "RUB")) -> list[ExchangeRate]:
     return [r for c in currencies if (r := rate_on(session, c, day)) is not None]
+
+
+def stored_since(session: Session, since: date, currency: str | None = None) -> list[ExchangeRate]:
+    """The stored rates of days after ``since`` (one currency or all), newest first (operators)."""
+    query = select(ExchangeRate).where(ExchangeRate.rate_date > since)
+    if currency:
+        query = query.where(ExchangeRate.currency == currency.upper())
+    return list(session.exec(query.order_by(col(ExchangeRate.rate_date).desc(), ExchangeRate.currency)).all())

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from noventiq_panel.config import get_settings
-from noventiq_panel.i18n.format import SUPPORTED_LOCALES, normalize_locale
+from noventiq_panel.i18n.format import normalize_locale
 from noventiq_panel.models import (
     AuthSession,
     BillingMode,
@@ -51,6 +50,8 @@ from noventiq_panel.models import (
 )
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.core.authz import Actor
+from noventiq_panel.services.identity import validation
+from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.core.errors import (
     Conflict,
     DomainError,
@@ -62,8 +63,6 @@ from noventiq_panel.services.core.errors import (
 
 HASHER = PasswordHasher()  # tests may replace it with cheaper parameters
 
-PASSWORD_MIN_LENGTH = 8
-PASSWORD_MAX_LENGTH = 256  # argon2 takes any length; a megabyte "password" would only burn CPU
 IP_LIMIT_FACTOR = 4  # one IP may fail this many times more than one account (offices share an IP)
 RESET_MAX_PER_EMAIL = 3  # reset mails per address per login window
 RESET_TOKEN_HOURS = 1
@@ -74,7 +73,6 @@ REGISTER_PREFIX = "register:"  # LoginAttempt rows of sign-ups, counted per IP
 REGISTER_MAX_PER_IP = 10
 RESET_PATH = "/reset/"
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -82,46 +80,6 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 def token_hash(raw: str) -> str:
     """The stored form of a session or reset secret."""
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
-
-
-def normalize_email(email: Any) -> str:
-    """Trimmed, lower-case; InvalidInput (field ``email``) when it is not an e-mail address."""
-    if not isinstance(email, str):
-        raise InvalidInput("e-mail is required", field="email", key="auth.email_invalid")
-    value = email.strip().lower()
-    if not value:
-        raise InvalidInput("e-mail is required", field="email", key="auth.email_required")
-    if len(value) > 254 or not _EMAIL.match(value):
-        raise InvalidInput("not an e-mail address", field="email", key="auth.email_invalid")
-    return value
-
-
-def validate_password(password: Any, *, field: str = "password") -> str:
-    if not isinstance(password, str) or len(password) < PASSWORD_MIN_LENGTH:
-        raise InvalidInput(f"the password needs at least {PASSWORD_MIN_LENGTH} characters", field=field,
-                           key="auth.password_too_short", min=PASSWORD_MIN_LENGTH)
-    if len(password) > PASSWORD_MAX_LENGTH:
-        raise InvalidInput(f"the password may have at most {PASSWORD_MAX_LENGTH} characters", field=field,
-                           key="auth.password_too_long", max=PASSWORD_MAX_LENGTH)
-    if not password.strip():
-        raise InvalidInput("the password cannot be blank", field=field, key="auth.password_too_short",
-                           min=PASSWORD_MIN_LENGTH)
-    return password
-
-
-def validate_name(name: Any, *, field: str = "name", key: str = "auth.name_required") -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInput("a name is required", field=field, key=key)
-    value = " ".join(name.split())
-    if len(value) > 255:
-        raise InvalidInput("the name is too long", field=field, key="auth.name_too_long", max=255)
-    return value
-
-
-def validate_locale(locale: Any) -> str:
-    if not isinstance(locale, str) or locale.strip().lower() not in SUPPORTED_LOCALES:
-        raise InvalidInput("unsupported language", field="locale", key="auth.locale_invalid")
-    return locale.strip().lower()
 
 
 def hash_password(password: str) -> str:
@@ -298,7 +256,7 @@ def sign_in(session: Session, email: str, password: str, ip: str = "", now: date
     """
     now = _now(now)
     try:
-        email = normalize_email(email)
+        email = validation.normalize_email(email)
     except InvalidInput:
         raise _fail(session, NotAuthenticated("bad credentials", key="auth.bad_credentials")) from None
     try:
@@ -397,18 +355,16 @@ def register(session: Session, *, email: str, password: str, name: str, org_name
              locale: str = "ru", ip: str = "", now: datetime | None = None) -> tuple[str, User]:
     """Self-service sign-up: a new Organisation (UZS, Asia/Tashkent, prepaid) with the user as its
     Owner, a welcome e-mail, and a session. Conflict ``auth.email_taken`` for a known e-mail."""
-    from noventiq_panel.services.notify import notifications
-    from noventiq_panel.services.identity import organisations
 
     now = _now(now)
     _throttle_registration(session, ip, email, now)
     try:
-        email = normalize_email(email)
-        validate_password(password)
-        name = validate_name(name)
-        org_name = organisations.validate_org_name(org_name)
-        tax_id = organisations.validate_tax_id(tax_id)
-        locale = validate_locale(locale)
+        email = validation.normalize_email(email)
+        validation.validate_password(password)
+        name = validation.validate_name(name)
+        org_name = validation.validate_org_name(org_name)
+        tax_id = validation.validate_tax_id(tax_id)
+        locale = validation.validate_locale(locale)
         if session.exec(select(User.id).where(User.email == email)).first() is not None:
             raise Conflict("this e-mail is already registered", key="auth.email_taken", field="email")
     except DomainError as exc:
@@ -501,11 +457,10 @@ def request_password_reset(session: Session, email: str, ip: str = "", now: date
     after ``RESET_MAX_PER_EMAIL`` requests per address, and ``login_max_failures * IP_LIMIT_FACTOR``
     per IP, within the login window — counted for known and unknown addresses alike.
     """
-    from noventiq_panel.services.notify import notifications
 
     now = _now(now)
     try:
-        email = normalize_email(email)
+        email = validation.normalize_email(email)
         requests = _reset_requests(session, email=email, now=now)
         if len(requests) >= RESET_MAX_PER_EMAIL:
             raise Throttled("too many reset requests", key="auth.throttled",
@@ -558,7 +513,7 @@ def reset_password(session: Session, raw_token: str, new_password: str, now: dat
     requests race), every other open link of the user is voided and all the user's sessions end."""
     now = _now(now)
     try:
-        validate_password(new_password)
+        validation.validate_password(new_password)
         row, user = _valid_token(session, raw_token, now)
         used = session.execute(
             update(PasswordResetToken)
@@ -598,7 +553,7 @@ def change_password(session: Session, raw_session_token: str, old_password: str,
         session.commit()
         raise InvalidInput("wrong password", field="old_password", key="auth.wrong_password")
     try:
-        validate_password(new_password, field="new_password")
+        validation.validate_password(new_password, field="new_password")
     except DomainError as exc:
         raise _fail(session, exc) from None
     user.password_hash = hash_password(new_password)
@@ -608,7 +563,6 @@ def change_password(session: Session, raw_session_token: str, old_password: str,
 
 __all__ = [
     "HASHER",
-    "PASSWORD_MIN_LENGTH",
     "ResetTokenInfo",
     "SessionInfo",
     "change_password",
@@ -617,7 +571,6 @@ __all__ = [
     "hash_password",
     "issue_set_password_link",
     "link_for",
-    "normalize_email",
     "register",
     "request_password_reset",
     "reset_password",
@@ -626,8 +579,5 @@ __all__ = [
     "sign_out",
     "switch_organisation",
     "token_hash",
-    "validate_locale",
-    "validate_name",
-    "validate_password",
     "verify_password",
 ]

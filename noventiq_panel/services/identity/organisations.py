@@ -23,11 +23,10 @@ from noventiq_panel.services.core import audit
 from noventiq_panel.services.identity import auth
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.core.authz import Actor, can_read, can_write
+from noventiq_panel.services.identity import validation
 from noventiq_panel.services.core.errors import Conflict, DomainError, InvalidInput
 from noventiq_panel.services.core.money import parse_amount
 
-TAX_ID_RE = re.compile(r"^\d{9}$")  # Uzbek INN (СТИР): nine digits
-PHONE_RE = re.compile(r"^\+?[\d\s()\-]{5,32}$")
 
 
 @dataclass(frozen=True)
@@ -55,38 +54,6 @@ def _details(org: Organisation) -> OrgDetails:
                       low_balance_threshold=org.low_balance_threshold, created_at=org.created_at)
 
 
-def _text(value: Any, *, field: str, max_len: int, required: bool = False, key: str | None = None) -> str:
-    if value is None:
-        value = ""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{field}: text expected", field=field, key="organisations.invalid")
-    value = value.strip()
-    if required and not value:
-        raise InvalidInput(f"{field} is required", field=field, key=key or "organisations.required")
-    if len(value) > max_len:
-        raise InvalidInput(f"{field}: at most {max_len} characters", field=field, key="organisations.too_long", max=max_len)
-    return value
-
-
-def validate_org_name(value: Any) -> str:
-    return " ".join(_text(value, field="org_name", max_len=255, required=True, key="organisations.name_required").split())
-
-
-def validate_tax_id(value: Any) -> str:
-    """Nine digits (spaces ignored) or empty."""
-    text = _text(value, field="tax_id", max_len=32).replace(" ", "")
-    if text and not TAX_ID_RE.match(text):
-        raise InvalidInput("the tax id (INN) has 9 digits", field="tax_id", key="organisations.tax_id_invalid")
-    return text
-
-
-def validate_phone(value: Any) -> str:
-    text = " ".join(_text(value, field="phone", max_len=64).split())
-    if text and (not PHONE_RE.match(text) or sum(c.isdigit() for c in text) < 5):
-        raise InvalidInput("not a phone number", field="phone", key="organisations.phone_invalid")
-    return text
-
-
 def get_details(session: Session, actor: Actor) -> OrgDetails:
     access = can_read(session, actor)
     org = session.get(Organisation, access.org_id)
@@ -99,12 +66,12 @@ def update_details(session: Session, actor: Actor, *, name: str, tax_id: str = "
     try:
         access = can_write(session, actor)
         values = {
-            "name": " ".join(_text(name, field="name", max_len=255, required=True,
+            "name": " ".join(validation._text(name, field="name", max_len=255, required=True,
                                    key="organisations.name_required").split()),
-            "tax_id": validate_tax_id(tax_id),
-            "address": _text(address, field="address", max_len=500),
-            "phone": validate_phone(phone),
-            "bank_details": _text(bank_details, field="bank_details", max_len=500),
+            "tax_id": validation.validate_tax_id(tax_id),
+            "address": validation._text(address, field="address", max_len=500),
+            "phone": validation.validate_phone(phone),
+            "bank_details": validation._text(bank_details, field="bank_details", max_len=500),
         }
     except DomainError:
         session.rollback()
@@ -131,11 +98,11 @@ def create_customer(session: Session, *, org_name: str, tax_id: str = "", owner_
     """
     now = now or utcnow()
     try:
-        org_name = validate_org_name(org_name)
-        tax_id = validate_tax_id(tax_id)
-        email = auth.normalize_email(owner_email)
-        owner_name = auth.validate_name(owner_name, field="owner_name")
-        locale = auth.validate_locale(locale)
+        org_name = validation.validate_org_name(org_name)
+        tax_id = validation.validate_tax_id(tax_id)
+        email = validation.normalize_email(owner_email)
+        owner_name = validation.validate_name(owner_name, field="owner_name")
+        locale = validation.validate_locale(locale)
         if billing_mode not in (BillingMode.PREPAID, BillingMode.POSTPAID):
             raise InvalidInput("billing mode is prepaid or postpaid", field="billing_mode",
                                key="organisations.billing_mode_invalid")
@@ -143,7 +110,7 @@ def create_customer(session: Session, *, org_name: str, tax_id: str = "", owner_
         if billing_mode == BillingMode.PREPAID and limit != 0:
             raise InvalidInput("a prepaid organisation has no credit limit", field="credit_limit",
                                key="organisations.credit_limit_prepaid")
-        currency = _text(currency, field="currency", max_len=3, required=True).upper()
+        currency = validation._text(currency, field="currency", max_len=3, required=True).upper()
         if not re.fullmatch(r"[A-Z]{3}", currency):
             raise InvalidInput("currency code expected", field="currency", key="organisations.currency_invalid")
         try:
@@ -185,7 +152,4 @@ __all__ = [
     "create_customer",
     "get_details",
     "update_details",
-    "validate_org_name",
-    "validate_phone",
-    "validate_tax_id",
 ]

@@ -26,6 +26,7 @@ from noventiq_panel.services.core import audit
 from noventiq_panel.services.identity import auth
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.core.authz import Access, Actor, can_manage_owners, can_read, can_write, own
+from noventiq_panel.services.identity import validation
 from noventiq_panel.services.core.errors import Conflict, DomainError, InvalidInput, NotFound
 from noventiq_panel.services.core.ledger import lock_organisation
 
@@ -123,10 +124,10 @@ def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, 
         role = _role(role)
         if role == Role.OWNER:
             can_manage_owners(session, actor)
-        email = auth.normalize_email(email)
-        name = auth.validate_name(name)
+        email = validation.normalize_email(email)
+        name = validation.validate_name(name)
         inviter = session.get(User, actor.user_id) if actor.user_id else None
-        locale = auth.validate_locale(locale) if locale else (inviter.locale if inviter else "ru")
+        locale = validation.validate_locale(locale) if locale else (inviter.locale if inviter else "ru")
         user = session.exec(select(User).where(User.email == email)).first()
         if user is not None:
             existing = session.exec(select(Membership).where(Membership.user_id == user.id,
@@ -290,8 +291,8 @@ def get_profile(session: Session, user_id: int) -> Profile:
 def update_profile(session: Session, user_id: int, *, name: str, locale: str) -> Profile:
     """The signed-in user's own name and language (``user_id`` comes from ``auth.resolve``)."""
     try:
-        name = auth.validate_name(name)
-        locale = auth.validate_locale(locale)
+        name = validation.validate_name(name)
+        locale = validation.validate_locale(locale)
         user = session.get(User, user_id)
         if user is None or not user.is_active:
             raise NotFound("user not found")

@@ -504,3 +504,26 @@ __all__ = [
     "recipients",
     "render",
 ]
+
+
+# --- the operator's view of the outbox (CLI) -------------------------------------------------
+
+def outbox(session: Session, *, status: str | None = None, to_email: str | None = None, kind: str | None = None,
+           user_id: int | None = None, limit: int = 20) -> list[Notification]:
+    """Newest mail first, filtered (operators: ``noventiq-panel outbox list``)."""
+    query = select(Notification)
+    if status:
+        query = query.where(Notification.status == status)
+    if to_email:
+        query = query.where(Notification.to_email == to_email.strip().lower())
+    if kind:
+        query = query.where(Notification.kind == kind)
+    if user_id is not None:
+        query = query.where(Notification.user_id == user_id)
+    return list(session.exec(query.order_by(col(Notification.created_at).desc(), col(Notification.id).desc())
+                             .limit(limit)).all())
+
+
+def outbox_mail(session: Session, notification_id: int) -> Notification | None:
+    """One mail of the outbox by id (operators: ``noventiq-panel outbox show``)."""
+    return session.get(Notification, notification_id)

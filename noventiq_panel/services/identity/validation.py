@@ -1,0 +1,89 @@
+"""Checks of what people type about themselves and their organisation: e-mail addresses, passwords,
+names, the language, and an organisation's name, tax id and phone. Shared by sign-up, invitations,
+the reseller's ``create-customer`` and the guest order, so each rule is written once."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from noventiq_panel.i18n.format import SUPPORTED_LOCALES
+from noventiq_panel.services.core.errors import InvalidInput
+
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 256  # argon2 takes any length; a megabyte "password" would only burn CPU
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+TAX_ID_RE = re.compile(r"^\d{9}$")  # Uzbek INN (СТИР): nine digits
+PHONE_RE = re.compile(r"^\+?[\d\s()\-]{5,32}$")
+
+
+def normalize_email(email: Any) -> str:
+    """Trimmed, lower-case; InvalidInput (field ``email``) when it is not an e-mail address."""
+    if not isinstance(email, str):
+        raise InvalidInput("e-mail is required", field="email", key="auth.email_invalid")
+    value = email.strip().lower()
+    if not value:
+        raise InvalidInput("e-mail is required", field="email", key="auth.email_required")
+    if len(value) > 254 or not _EMAIL.match(value):
+        raise InvalidInput("not an e-mail address", field="email", key="auth.email_invalid")
+    return value
+
+
+def validate_password(password: Any, *, field: str = "password") -> str:
+    if not isinstance(password, str) or len(password) < PASSWORD_MIN_LENGTH:
+        raise InvalidInput(f"the password needs at least {PASSWORD_MIN_LENGTH} characters", field=field,
+                           key="auth.password_too_short", min=PASSWORD_MIN_LENGTH)
+    if len(password) > PASSWORD_MAX_LENGTH:
+        raise InvalidInput(f"the password may have at most {PASSWORD_MAX_LENGTH} characters", field=field,
+                           key="auth.password_too_long", max=PASSWORD_MAX_LENGTH)
+    if not password.strip():
+        raise InvalidInput("the password cannot be blank", field=field, key="auth.password_too_short",
+                           min=PASSWORD_MIN_LENGTH)
+    return password
+
+
+def validate_name(name: Any, *, field: str = "name", key: str = "auth.name_required") -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("a name is required", field=field, key=key)
+    value = " ".join(name.split())
+    if len(value) > 255:
+        raise InvalidInput("the name is too long", field=field, key="auth.name_too_long", max=255)
+    return value
+
+
+def validate_locale(locale: Any) -> str:
+    if not isinstance(locale, str) or locale.strip().lower() not in SUPPORTED_LOCALES:
+        raise InvalidInput("unsupported language", field="locale", key="auth.locale_invalid")
+    return locale.strip().lower()
+
+
+def _text(value: Any, *, field: str, max_len: int, required: bool = False, key: str | None = None) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field}: text expected", field=field, key="organisations.invalid")
+    value = value.strip()
+    if required and not value:
+        raise InvalidInput(f"{field} is required", field=field, key=key or "organisations.required")
+    if len(value) > max_len:
+        raise InvalidInput(f"{field}: at most {max_len} characters", field=field, key="organisations.too_long", max=max_len)
+    return value
+
+
+def validate_org_name(value: Any) -> str:
+    return " ".join(_text(value, field="org_name", max_len=255, required=True, key="organisations.name_required").split())
+
+
+def validate_tax_id(value: Any) -> str:
+    """Nine digits (spaces ignored) or empty."""
+    text = _text(value, field="tax_id", max_len=32).replace(" ", "")
+    if text and not TAX_ID_RE.match(text):
+        raise InvalidInput("the tax id (INN) has 9 digits", field="tax_id", key="organisations.tax_id_invalid")
+    return text
+
+
+def validate_phone(value: Any) -> str:
+    text = " ".join(_text(value, field="phone", max_len=64).split())
+    if text and (not PHONE_RE.match(text) or sum(c.isdigit() for c in text) < 5):
+        raise InvalidInput("not a phone number", field="phone", key="organisations.phone_invalid")
+    return text
