@@ -6,6 +6,7 @@ from .analytics import *  # noqa: F401,F403
 from .billing import *  # noqa: F401,F403
 from .catalog import *  # noqa: F401,F403
 from .notify import *  # noqa: F401,F403
+from .operations import *  # noqa: F401,F403
 from .org import *  # noqa: F401,F403
 from .subscription import *  # noqa: F401,F403
 from .types import Money, Price, ScaledDecimal, UTCDateTime, utcnow  # noqa: F401

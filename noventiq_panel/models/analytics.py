@@ -1,7 +1,7 @@
 """The daily roll-up of pay-as-you-go usage that the analytics pages and reports read.
 
 ``UsageDaily`` holds one row per subscription, organisation-local day, service (meter category),
-resource group, resource and usage currency. It is derived data: ``services.reporting.analytics.
+resource group, resource and usage currency. It is derived data: ``services.usage.rollup.
 refresh_daily_rollup`` rebuilds the rows of the (subscription, day) pairs it is given from the
 usage records, and is called by the usage importer and by the rating job (whose ledger entries
 carry the rate used). Reading it instead of the raw records keeps the IaaS detail of one

@@ -71,6 +71,9 @@ class Plan(SQLModel, table=True):
     price: Decimal = Field(default=Decimal("0"), sa_type=Price)
     currency: str = Field(default="USD", max_length=3)
     usage_markup_pct: Decimal = Field(default=Decimal("0"), sa_type=Price)
+    # Pay-as-you-go: the expected cost of a first month (plan currency); a prepaid organisation needs
+    # this much on its balance to order (None: the PANEL_PAYG_DEPOSIT setting).
+    expected_monthly_cost: Optional[Decimal] = Field(default=None, sa_type=Price)
     min_quantity: int = Field(default=1)
     max_quantity: int = Field(default=300)
     trial_days: int = Field(default=0)  # >0: a free trial plan

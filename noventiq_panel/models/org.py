@@ -38,6 +38,9 @@ class Organisation(SQLModel, table=True):
     low_balance_threshold: Optional[Decimal] = Field(default=None, sa_type=Money)
     is_active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Credit control: since when the balance is below what the organisation may spend (below zero
+    # when prepaid, beyond the credit limit when postpaid); None while it is not.
+    overdrawn_since: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
 
 
 class User(SQLModel, table=True):

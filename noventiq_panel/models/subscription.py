@@ -46,6 +46,9 @@ class Subscription(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     activated_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
     suspended_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    # Why it is suspended: "customer" (asked for it), "credit" (pay-as-you-go of an overdrawn
+    # organisation: a top-up resumes it), "payment" (a renewal not paid: paying resumes it).
+    suspend_reason: str = Field(default="", max_length=16)
     cancelled_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
     cancel_at_term_end: bool = Field(default=False)
 
