@@ -35,9 +35,10 @@ from sqlmodel import Session  # noqa: E402
 
 from noventiq_panel import models  # noqa: E402
 from noventiq_panel.db import make_engine  # noqa: E402
-from noventiq_panel.services.reporting import analytics
-from noventiq_panel.services.reporting.analytics import Filters
-from noventiq_panel.services.core.authz import Actor
+from noventiq_panel.services.core.authz import Actor  # noqa: E402
+from noventiq_panel.services.reporting import iaas, spend  # noqa: E402
+from noventiq_panel.services.usage import rollup  # noqa: E402
+from noventiq_panel.services.reporting.filters import Filters  # noqa: E402
 
 END = date(2026, 1, 1)  # the data ends here (exclusive); the benchmark's "today" is 31 Dec 2025
 SERVICES = ["Virtual Machines", "Storage", "SQL Database", "Bandwidth", "Azure App Service", "Key Vault",
@@ -221,20 +222,20 @@ def main() -> None:
         s.rollback()
 
         def overview():
-            st = analytics.structure(s, actor, year)
-            dy = analytics.dynamics(s, actor, year)
+            st = spend.structure(s, actor, year)
+            dy = spend.dynamics(s, actor, year)
             s.rollback()  # end the read transaction as a request would
             return st, dy
 
         med, cpu, (st, dy) = timed(overview, args.runs)
         print(f"12-month structure + dynamics: median {med:.2f} ms wall, {cpu:.2f} ms CPU; total {st.total} "
               f"{st.currency}, {len(dy.buckets)} months, previous year {dy.previous_total}")
-        med_s, cpu_s, _ = timed(lambda: (analytics.structure(s, actor, year), s.rollback()), args.runs)
-        med_d, cpu_d, _ = timed(lambda: (analytics.dynamics(s, actor, year), s.rollback()), args.runs)
+        med_s, cpu_s, _ = timed(lambda: (spend.structure(s, actor, year), s.rollback()), args.runs)
+        med_d, cpu_d, _ = timed(lambda: (spend.dynamics(s, actor, year), s.rollback()), args.runs)
         print(f"  structure alone {med_s:.2f} ms ({cpu_s:.2f} CPU), dynamics alone {med_d:.2f} ms ({cpu_d:.2f} CPU)")
 
         def detail():
-            r = analytics.iaas_detail(s, actor, *d90)
+            r = iaas.iaas_detail(s, actor, *d90)
             s.rollback()
             return r
 
@@ -243,7 +244,7 @@ def main() -> None:
               f"{det.total}, {len(det.by_service)} services, {len(det.by_resource)} resource series, "
               f"{len(det.movers)} movers, budget {det.budget}")
         one = det.subscriptions[0][0]
-        med, cpu, _ = timed(lambda: (analytics.iaas_detail(s, actor, *d90, subscription_id=one), s.rollback()),
+        med, cpu, _ = timed(lambda: (iaas.iaas_detail(s, actor, *d90, subscription_id=one), s.rollback()),
                             args.runs)
         print(f"90-day IaaS daily detail (one subscription): median {med:.2f} ms wall, {cpu:.2f} ms CPU")
 
@@ -252,14 +253,14 @@ def main() -> None:
         days = [END - timedelta(days=args.days) + timedelta(days=i) for i in range(args.days)]
         subs = [4 * org_id - 3, 4 * org_id - 2]
         t = time.perf_counter()
-        written = analytics.refresh_daily_rollup(s, subs, days)
+        written = rollup.refresh_daily_rollup(s, subs, days)
         s.commit()
         took = time.perf_counter() - t
         after = s.execute(text("SELECT sum(cost_org) FROM usagedaily WHERE org_id = :o"), {"o": org_id}).scalar()
         print(f"refresh_daily_rollup, 1 organisation x {args.days} days: {written} rows in {took * 1000:.0f} ms "
               f"({n_org / took:,.0f} usage rows/s); roll-up sum unchanged: {before == after}")
         t = time.perf_counter()
-        analytics.refresh_daily_rollup(s, subs[:1], [END - timedelta(days=1)])
+        rollup.refresh_daily_rollup(s, subs[:1], [END - timedelta(days=1)])
         s.commit()
         print(f"refresh_daily_rollup, 1 subscription x 1 day (what a rating batch adds): "
               f"{(time.perf_counter() - t) * 1000:.1f} ms")

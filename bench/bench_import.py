@@ -20,16 +20,18 @@ import resource
 import sys
 import time
 import tracemalloc
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy import insert  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 from noventiq_panel import models  # noqa: E402
 from noventiq_panel.db import make_engine  # noqa: E402
-from noventiq_panel.services.usage import usage_import
+from noventiq_panel.services.usage import usage_import  # noqa: E402
 
 HEADER = ["AvailabilityZone", "BilledCost", "BillingAccountId", "BillingAccountName", "BillingCurrency",
           "BillingPeriodEnd", "BillingPeriodStart", "ChargeCategory", "ChargeClass", "ChargeDescription",
@@ -75,26 +77,24 @@ def fresh_db(path: Path, subs: int):
         p.unlink(missing_ok=True)
     engine = make_engine(f"sqlite:///{path}")
     models.metadata.create_all(engine)
+    created = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    # Core inserts: the columns not named here take the models' defaults.
     with engine.begin() as c:
-        c.exec_driver_sql("INSERT INTO vendor (id, code, name, portal_url) VALUES (1, 'ms', 'Microsoft', '')")
-        c.exec_driver_sql("INSERT INTO product (id, code, vendor_id, name, category, description, activation_md, "
-                          "is_active, sort_order) VALUES (1, 'azure', 1, 'Azure', 'IaaS', '', '', 1, 0)")
-        c.exec_driver_sql(
-            "INSERT INTO plan (id, code, product_id, name, billing_type, term, billing_frequency, granularity, "
-            "price, currency, usage_markup_pct, min_quantity, max_quantity, trial_days, trial_max_quantity, "
-            "cancellation_window_hours, suspendable, allowed_changes, is_active, sort_order) VALUES "
-            "(1, 'azure-h', 1, 'Azure', 'payg', NULL, NULL, 'hour', 0, 'USD', 0, 1, 1, 0, 25, 168, 0, '[]', 1, 0)")
-        c.exec_driver_sql("INSERT INTO exchangerate (currency, rate_date, rate, source, fetched_at) VALUES "
-                          "('USD', '2020-01-01', 12000000000, 'manual', '2020-01-01 00:00:00.000000')")
-        for i in range(subs):
-            c.exec_driver_sql(
-                "INSERT INTO organisation (id, name, tax_id, address, phone, bank_details, billing_currency, "
-                "timezone, billing_mode, credit_limit, is_active, created_at) VALUES (?, ?, '', '', '', '', 'UZS', "
-                "'Asia/Tashkent', 'prepaid', 0, 1, '2024-01-01 00:00:00.000000')", (i + 1, f"Org {i}"))
-            c.exec_driver_sql(
-                "INSERT INTO subscription (id, org_id, plan_id, name, status, quantity, auto_renew, is_trial, "
-                "trial_convert, vendor_ref, created_at, cancel_at_term_end) VALUES (?, ?, 1, 'Azure', 'active', 1, "
-                "1, 0, 0, ?, '2024-01-01 00:00:00.000000', 0)", (i + 1, i + 1, ref(i)))
+        c.execute(insert(models.Vendor.__table__), [{"id": 1, "code": "ms", "name": "Microsoft"}])
+        c.execute(insert(models.Product.__table__), [{"id": 1, "code": "azure", "vendor_id": 1, "name": "Azure",
+                                                      "category": "IaaS"}])
+        c.execute(insert(models.Plan.__table__), [{"id": 1, "code": "azure-h", "product_id": 1, "name": "Azure",
+                                                   "billing_type": "payg", "term": None, "billing_frequency": None,
+                                                   "granularity": "hour", "currency": "USD"}])
+        c.execute(insert(models.ExchangeRate.__table__), [{"currency": "USD", "rate_date": date(2020, 1, 1),
+                                                           "rate": Decimal("12000"), "source": "manual",
+                                                           "fetched_at": created}])
+        c.execute(insert(models.Organisation.__table__), [
+            {"id": i + 1, "name": f"Org {i}", "billing_currency": "UZS", "timezone": "Asia/Tashkent",
+             "created_at": created} for i in range(subs)])
+        c.execute(insert(models.Subscription.__table__), [
+            {"id": i + 1, "org_id": i + 1, "plan_id": 1, "name": "Azure", "status": "active", "vendor_ref": ref(i),
+             "created_at": created} for i in range(subs)])
     return engine
 
 

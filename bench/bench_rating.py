@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import insert, text  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 from noventiq_panel import models  # noqa: E402
 from noventiq_panel.db import make_engine  # noqa: E402
-from noventiq_panel.services.usage import rating
+from noventiq_panel.services.usage import rating  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("PANEL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 START = datetime(2026, 10, 1, tzinfo=timezone.utc) - timedelta(hours=5)  # 1 Oct 00:00 in Tashkent
@@ -44,8 +44,7 @@ def _ts(dt: datetime, pg: bool):
 
 
 def generate(engine, subs: int, days: int, services: int, granularity: str) -> int:
-    """Insert the catalogue, organisations, subscriptions, rates and usage; return (records, expected cents)."""
-    pg = engine.dialect.name == "postgresql"
+    """Insert the catalogue, organisations, subscriptions, rates and usage; return the number of records."""
     with Session(engine) as s:
         vendor = models.Vendor(code="ms", name="Microsoft")
         s.add(vendor)
@@ -60,33 +59,19 @@ def generate(engine, subs: int, days: int, services: int, granularity: str) -> i
         s.flush()
         plan_id = plan.id
         s.commit()
-    raw = engine.raw_connection()
-    cur = raw.cursor()
-    if not pg:
-        cur.execute("BEGIN")  # the engine's connections are in autocommit mode until SQLAlchemy begins
-    p = "%s" if pg else "?"
     orgs = max(1, subs // 10)
     now = datetime.now(timezone.utc)
-    cur.executemany(
-        f"INSERT INTO organisation (id, name, tax_id, address, phone, bank_details, billing_currency, timezone, "
-        f"billing_mode, credit_limit, is_active, created_at) VALUES ({','.join([p] * 12)})",
-        [(o, f"Org {o}", f"{300000000 + o}", "", "", "", "UZS", "Asia/Tashkent", "prepaid", 0, True, _ts(now, pg))
-         for o in range(1, orgs + 1)],
-    )
-    cur.executemany(
-        f"INSERT INTO subscription (id, org_id, plan_id, name, status, quantity, auto_renew, is_trial, "
-        f"trial_convert, vendor_ref, created_at, cancel_at_term_end) VALUES ({','.join([p] * 12)})",
-        [(i, (i - 1) % orgs + 1, plan_id, f"Azure {i}", "active", 1, True, False, False, "", _ts(now, pg), False)
-         for i in range(1, subs + 1)],
-    )
-    cur.executemany(
-        f"INSERT INTO exchangerate (currency, rate_date, rate, source, fetched_at) VALUES ({','.join([p] * 5)})",
-        [("USD", (date(2026, 9, 30) + timedelta(days=d)) if pg else (date(2026, 9, 30) + timedelta(days=d)).isoformat(),
-          int((RATE + d) * 10**6), "demo", _ts(now, pg)) for d in range(days + 2)],
-    )
-    raw.commit()
-    cur.close()
-    raw.close()
+    # Core inserts: the columns not named here take the models' defaults.
+    with engine.begin() as c:
+        c.execute(insert(models.Organisation.__table__), [
+            {"id": o, "name": f"Org {o}", "tax_id": f"{300000000 + o}", "billing_currency": "UZS",
+             "timezone": "Asia/Tashkent", "created_at": now} for o in range(1, orgs + 1)])
+        c.execute(insert(models.Subscription.__table__), [
+            {"id": i, "org_id": (i - 1) % orgs + 1, "plan_id": plan_id, "name": f"Azure {i}", "status": "active",
+             "created_at": now} for i in range(1, subs + 1)])
+        c.execute(insert(models.ExchangeRate.__table__), [
+            {"currency": "USD", "rate_date": date(2026, 9, 30) + timedelta(days=d), "rate": RATE + d, "source": "demo",
+             "fetched_at": now} for d in range(days + 2)])
     return insert_usage(engine, subs, range(days * 24), services, first_id=1)
 
 
@@ -179,11 +164,11 @@ def run(label: str, url: str, subs: int, days: int, services: int, batch: int, g
     print(f"[{label}] generated {total:,} usage records in {time.perf_counter() - t0:.1f}s", flush=True)
     if prebuild_rollup:
         # The importer keeps the analytics roll-up current at import time; do the same (not timed).
-        from noventiq_panel.services.reporting import analytics
+        from noventiq_panel.services.usage import rollup
 
         t0 = time.perf_counter()
         with Session(engine) as s:
-            rows = analytics.rebuild_rollup(s)
+            rows = rollup.rebuild_rollup(s)
         print(f"[{label}] analytics roll-up built as the importer would: {rows:,} rows in "
               f"{time.perf_counter() - t0:.1f}s (not timed)", flush=True)
     now = START + timedelta(days=days, hours=1)
@@ -203,10 +188,10 @@ def run(label: str, url: str, subs: int, days: int, services: int, batch: int, g
     # The hourly job's usual work: one new hour of usage for every subscription.
     new = insert_usage(engine, subs, range(days * 24, days * 24 + 1), services, first_id=total + 1)
     if prebuild_rollup:  # as the importer would (not timed)
-        from noventiq_panel.services.reporting import analytics
+        from noventiq_panel.services.usage import rollup
 
         with Session(engine) as s:
-            analytics.refresh_daily_rollup(s, range(1, subs + 1), [(START + timedelta(days=days, hours=5)).date()])
+            rollup.refresh_daily_rollup(s, range(1, subs + 1), [(START + timedelta(days=days, hours=5)).date()])
             s.commit()
     with Session(engine) as s:
         t0 = time.perf_counter()

@@ -83,10 +83,10 @@ def generate(engine, subs: int) -> int:
     start, end = _ts(NOW - timedelta(days=30, hours=1), pg), _ts(NOW - timedelta(hours=1), pg)
     cur.executemany(
         f"INSERT INTO subscription (id, org_id, plan_id, name, status, quantity, term_start, term_end, auto_renew, "
-        f"is_trial, trial_convert, vendor_ref, created_at, activated_at, cancel_at_term_end) "
-        f"VALUES ({','.join([p] * 15)})",
+        f"is_trial, trial_convert, vendor_ref, created_at, activated_at, cancel_at_term_end, suspend_reason) "
+        f"VALUES ({','.join([p] * 16)})",
         [(i, (i - 1) // SUBS_PER_ORG + 1, plan_id, f"M365 {i}", "active", SEATS, start, end, True, False, False,
-          f"ref-{i}", start, start, False) for i in range(1, subs + 1)])
+          f"ref-{i}", start, start, False, "") for i in range(1, subs + 1)])
     raw.commit()
     if pg:
         for table in ("organisation", "user", "subscription", "ledgerentry"):
@@ -138,11 +138,6 @@ def main() -> None:
     ap.add_argument("--db", choices=("sqlite", "pg", "both"), default="both")
     ap.add_argument("--pg-url", default=PG_ADMIN_URL)
     args = ap.parse_args()
-    try:
-        from noventiq_panel.services.subscriptions import renewals
-    except ImportError:
-        print("services/subscriptions/renewals.py is not there yet: nothing to measure")
-        return
     print(f"renewals benchmark: {args.subs:,} licence subscriptions due at once", flush=True)
     if args.db in ("sqlite", "both"):
         with tempfile.TemporaryDirectory() as tmp:

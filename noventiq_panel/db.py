@@ -165,3 +165,13 @@ class BulkInsert:
         finally:
             cursor.close()
         return count
+
+
+def insert_rows(session: Session, table, rows: Iterable[dict]) -> int:
+    """Insert ``rows`` (dicts with the same keys, as a row builder makes them) with :class:`BulkInsert`;
+    returns how many."""
+    rows = list(rows)
+    if rows:
+        names = list(rows[0])
+        BulkInsert(session, table, names).insert([row[name] for name in names] for row in rows)
+    return len(rows)

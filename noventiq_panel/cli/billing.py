@@ -11,10 +11,12 @@ closing documents.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import click
-from sqlmodel import col, select
+from sqlmodel import Session
 
 from ..services.core.errors import DomainError
 
@@ -27,8 +29,22 @@ def _now(value: str | None) -> datetime | None:
     return aware(datetime.fromisoformat(value))
 
 
-def _fail(exc: DomainError):
-    raise click.ClickException(str(exc))
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A session for one command; a domain error ends the command with its message."""
+    from ..db import session_scope
+
+    with session_scope() as session:
+        try:
+            yield session
+        except DomainError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _complete_waiting_actions() -> None:
+    """Money confirmed here may complete an order or licence increase that waits for it: the
+    subscriptions area registers that with ``payments.on_payment_confirmed`` when imported."""
+    import noventiq_panel.services.subscriptions.pending_actions  # noqa: F401
 
 
 @click.group("payments")
@@ -42,14 +58,11 @@ def payments() -> None:
 @click.option("--now", default=None, help="ISO date-time (UTC) to record instead of now.")
 def confirm(number: str, amount: str | None, now: str | None) -> None:
     """Confirm that money for invoice NUMBER arrived."""
-    from ..db import session_scope
     from noventiq_panel.services.billing import payments as svc
 
-    with session_scope() as session:
-        try:
-            result = svc.confirm_payment(session, number, amount=amount, now=_now(now), source="operator")
-        except DomainError as exc:
-            _fail(exc)
+    _complete_waiting_actions()
+    with _session() as session:
+        result = svc.confirm_payment(session, number, amount=amount, now=_now(now), source="operator")
         p = result.payment
         if result.changed:
             click.echo(f"{p.number}: credited {result.credited} {p.currency}; paid {p.paid_amount} of {p.amount}; "
@@ -65,14 +78,11 @@ def confirm(number: str, amount: str | None, now: str | None) -> None:
 @click.option("--now", default=None, help="ISO date-time (UTC) to record instead of now.")
 def import_statement(file: str, now: str | None) -> None:
     """Import a bank statement CSV (date, amount, payer tax id, purpose)."""
-    from ..db import session_scope
-    from noventiq_panel.services.billing import payments as svc
+    from noventiq_panel.services.billing import statement_import
 
-    with session_scope() as session:
-        try:
-            report = svc.import_statement(session, file, now=_now(now))
-        except DomainError as exc:
-            _fail(exc)
+    _complete_waiting_actions()
+    with _session() as session:
+        report = statement_import.import_statement(session, file, now=_now(now))
     for line in report.lines:
         details = " ".join(x for x in (line.payment_number or "", f"{line.amount}" if line.amount else "",
                                        line.reason) if x)
@@ -88,25 +98,11 @@ def import_statement(file: str, now: str | None) -> None:
 @click.option("--limit", type=int, default=50)
 def list_(status: str | None, org_id: int | None, limit: int) -> None:
     """List invoices to pay, newest first."""
-    from ..db import session_scope
-    from ..models import Organisation
-    from ..services.core.authz import Actor
-    from noventiq_panel.services.billing import payments as svc
+    from noventiq_panel.services.billing import invoices
 
-    with session_scope() as session:
-        if org_id is not None:
-            org_ids = [org_id]
-        else:
-            org_ids = list(session.exec(select(Organisation.id).order_by(col(Organisation.id))).all())
-        rows = []
-        try:
-            for oid in org_ids:
-                page, _ = svc.list_payments(session, Actor.system(oid), status=status, limit=limit)
-                rows += [(oid, r) for r in page]
-        except DomainError as exc:
-            _fail(exc)
-        rows.sort(key=lambda x: x[1].created_at, reverse=True)
-        for oid, r in rows[:limit]:
+    with _session() as session:
+        rows = invoices.operator_list(session, status=status, org_id=org_id, limit=limit)
+        for oid, r in rows:
             click.echo(f"{r.number}\torg {oid}\t{r.created_at:%Y-%m-%d}\t{r.amount} {r.currency}\t"
                        f"paid {r.paid_amount}\tdue {r.due_date or '-'}\t{r.status}\t{r.kind}")
         if not rows:
@@ -117,11 +113,10 @@ def list_(status: str | None, org_id: int | None, limit: int) -> None:
 @click.option("--now", default=None)
 def mark_overdue(now: str | None) -> None:
     """Mark pending invoices past their due date as overdue."""
-    from ..db import session_scope
-    from noventiq_panel.services.billing import payments as svc
+    from noventiq_panel.services.billing import postpaid
 
-    with session_scope() as session:
-        changed = svc.mark_overdue(session, now=_now(now))
+    with _session() as session:
+        changed = postpaid.mark_overdue(session, now=_now(now))
         for p in changed:
             click.echo(f"{p.number}: overdue (due {p.due_date})")
         click.echo(f"{len(changed)} newly overdue")
@@ -132,15 +127,11 @@ def mark_overdue(now: str | None) -> None:
 @click.option("--now", default=None)
 def postpaid(month: str, now: str | None) -> None:
     """Issue the monthly invoices of postpaid organisations for MONTH (YYYY-MM)."""
-    from ..db import session_scope
-    from noventiq_panel.services.billing import payments as svc
+    from noventiq_panel.services.billing import postpaid as svc
     from ..services.billing.documents import parse_month
 
-    with session_scope() as session:
-        try:
-            created = svc.issue_postpaid_invoices(session, parse_month(month), now=_now(now))
-        except DomainError as exc:
-            _fail(exc)
+    with _session() as session:
+        created = svc.issue_postpaid_invoices(session, parse_month(month), now=_now(now))
         for p in created:
             click.echo(f"{p.number}: org {p.org_id}, {p.amount} {p.currency}, due {p.due_date}")
         click.echo(f"{len(created)} invoices issued")
@@ -156,18 +147,12 @@ def documents() -> None:
 @click.option("--now", default=None, help="ISO date-time (UTC) to use instead of now.")
 def generate(month: str, now: str | None) -> None:
     """Generate the closing documents of MONTH (YYYY-MM) for every organisation charged in it."""
-    from ..db import session_scope
     from noventiq_panel.services.billing import documents as svc
 
-    with session_scope() as session:
-        try:
-            created = svc.generate_month(session, month, now=_now(now))
-        except DomainError as exc:
-            _fail(exc)
+    with _session() as session:
+        created = svc.generate_month(session, month, now=_now(now))
         for doc in created:
             click.echo(f"{svc.act_number(doc.year, doc.number)}: org {doc.org_id}, {doc.period:%Y-%m}, "
                        f"{doc.total} {doc.currency} (VAT {doc.vat})")
         click.echo(f"{len(created)} documents generated")
 
-
-commands = [payments, documents]

@@ -69,11 +69,11 @@ def import_cmd(file: str, fmt: str | None, batch_size: int) -> None:
 def import_folder_cmd(folder: str | None, fmt: str | None) -> None:
     """Import every CSV in FOLDER (default PANEL_USAGE_IMPORT_DIR); move them to done/ or failed/."""
     from ..db import session_scope
-    from noventiq_panel.services.usage import usage_import
+    from noventiq_panel.services.usage import folder_import
 
     with session_scope() as session:
         try:
-            reports = usage_import.import_folder(session, folder, fmt=fmt)
+            reports = folder_import.import_folder(session, folder, fmt=fmt)
         except DomainError as exc:
             _fail(exc)
     if not reports:
@@ -91,13 +91,13 @@ def import_folder_cmd(folder: str | None, fmt: str | None) -> None:
 def export_cmd(org_id: int, start: str, last: str, output: str | None) -> None:
     """Export an organisation's usage of a period as FOCUS CSV (customer prices, billing currency)."""
     from ..db import session_scope
-    from noventiq_panel.services.usage import usage_import
+    from noventiq_panel.services.usage import focus_export
     from ..services.core.authz import Actor
 
     first, to = _date(start, "--from"), _date(last, "--to")
     with session_scope() as session:
         try:
-            chunks = usage_import.export_focus(session, Actor.system(org_id), first, to + timedelta(days=1))
+            chunks = focus_export.export_focus(session, Actor.system(org_id), first, to + timedelta(days=1))
             if output:
                 with open(output, "wb") as fh:
                     for chunk in chunks:
@@ -116,11 +116,11 @@ def export_cmd(org_id: int, start: str, last: str, output: str | None) -> None:
 def rollup_cmd(org_id: int | None) -> None:
     """Rebuild the analytics daily roll-up from the usage records (after a repair or a crash)."""
     from ..db import session_scope
-    from noventiq_panel.services.reporting import analytics
+    from noventiq_panel.services.usage import rollup
 
     with session_scope() as session:
         try:
-            written = analytics.rebuild_rollup(session, org_id)
+            written = rollup.rebuild_rollup(session, org_id)
         except DomainError as exc:
             _fail(exc)
     click.echo(f"roll-up rows written: {written}")

@@ -1,28 +1,49 @@
-"""Shared UI pieces: the layout and page decorator, translated text, tables, dialogs, search, money."""
+"""Shared UI pieces: the layout and page decorator, translated text, cards, forms and dialogs,
+tables, the search box, money and the confirmation step of a charge.
 
-from .dialogs import confirm_dialog
-from .layout import page_header, panel_page
-from .search import search_form
-from .money import amount_text, big_amount, fmt_date, fmt_datetime, fmt_money, fmt_number
-from .tables import Column, clamp_page, data_table, page_count, sort_rows
-from .text import T, T_var
+Components sit above the states: they may read ``state.base.BaseState`` (the signed-in frame) and
+take a page's state as an argument; the states never import them (their view text comes from
+``state.formatting``)."""
+
+from .cards import card_title, section_card
+from .dialogs import confirm_dialog, step_dialog
+from .forms import back_button, button_row, close_button, error_callout, field_label, hint, labelled, read_only_note
+from .layout import page_header, panel_page, tab_panel, when_loaded
+from .money import amount_line, amount_text, big_amount
+from .preview import quote_confirm, shortfall_block
+from .search import filter_bar, search_form
+from .tables import Column, data_table, empty_box, paged, sort_header, table_box
+from .text import T
 
 __all__ = [
     "Column",
     "T",
-    "T_var",
+    "amount_line",
     "amount_text",
+    "back_button",
     "big_amount",
-    "clamp_page",
+    "button_row",
+    "card_title",
+    "close_button",
     "confirm_dialog",
     "data_table",
-    "fmt_date",
-    "fmt_datetime",
-    "fmt_money",
-    "fmt_number",
-    "page_count",
+    "empty_box",
+    "error_callout",
+    "field_label",
+    "filter_bar",
+    "hint",
+    "labelled",
     "page_header",
+    "paged",
     "panel_page",
+    "quote_confirm",
+    "read_only_note",
     "search_form",
-    "sort_rows",
+    "section_card",
+    "shortfall_block",
+    "sort_header",
+    "step_dialog",
+    "tab_panel",
+    "table_box",
+    "when_loaded",
 ]

@@ -46,3 +46,27 @@ def confirm_dialog(
             max_width="28rem",
         ),
     )
+
+
+def step_dialog(
+    title: Any,
+    body: rx.Component,
+    *,
+    open: Any,
+    on_open_change: Any,
+    description: Any = None,
+    trigger: rx.Component | None = None,
+    max_width: str = "30rem",
+    content_id: str | None = None,
+) -> rx.Component:
+    """A dialog the state opens and closes (``open``/``on_open_change``) around a form or the
+    steps of an action (form → confirm → done). ``description``: a line under the title (a
+    Var, or a tuple of pieces); ``trigger``: the button that opens it, when it has one."""
+    content: list[Any] = [rx.dialog.title(title)]
+    if description is not None:
+        pieces = description if isinstance(description, tuple) else (description,)
+        content.append(rx.dialog.description(*pieces, size="2", color=rx.color("gray", 11), margin_bottom="0.75rem"))
+    content.append(body)
+    parts: list[Any] = [rx.dialog.trigger(trigger)] if trigger is not None else []
+    parts.append(rx.dialog.content(*content, max_width=max_width, id=content_id))
+    return rx.dialog.root(*parts, open=open, on_open_change=on_open_change)

@@ -33,8 +33,8 @@ DESKTOP = rx.breakpoints(initial="none", md="flex")
 MOBILE = rx.breakpoints(initial="flex", md="none")
 
 
-def brand(compact: bool = False) -> rx.Component:
-    """The logo; ``compact`` shows the name only from tablet width (phone top bar)."""
+def brand(compact: bool = False, href: str = "/") -> rx.Component:
+    """The logo, a link to ``href``; ``compact`` shows the name only from tablet width (phone top bar)."""
     return rx.link(
         rx.hstack(
             rx.box(
@@ -49,7 +49,7 @@ def brand(compact: bool = False) -> rx.Component:
             spacing="2",
             align="center",
         ),
-        href="/",
+        href=href,
         underline="none",
         id="brand",
     )
@@ -142,6 +142,25 @@ def mobile_menu(active: str | None) -> rx.Component:
     )
 
 
+def _menu_line(*parts: rx.Component) -> rx.Component:
+    return rx.hstack(*parts, spacing="2", align="center")
+
+
+def _menu_label(icon: str, key: str) -> rx.Component:
+    """An icon and a translated label: one line of a menu."""
+    return _menu_line(rx.icon(icon, size=14), rx.text(T(key)))
+
+
+def _menu_choice(chosen: Any, label: Any) -> rx.Component:
+    """A choice of a menu, ticked when it is the current one."""
+    return _menu_line(rx.cond(chosen, rx.icon("check", size=14), rx.box(width="14px")), rx.text(label))
+
+
+def _menu_note(text: Any) -> rx.Component:
+    """A small grey line inside a menu (who is signed in, what the items below do)."""
+    return rx.text(text, size="1", color=rx.color("gray", 10), padding_x="0.75rem", padding_y="0.25rem")
+
+
 def org_switcher() -> rx.Component:
     """The organisation's name → /account; a menu to switch when the user has several."""
     single = rx.link(
@@ -170,26 +189,14 @@ def org_switcher() -> rx.Component:
             )
         ),
         rx.menu.content(
-            rx.menu.item(
-                rx.hstack(rx.icon("settings", size=14), rx.text(T("menu.account")), spacing="2", align="center"),
-                on_click=rx.redirect("/account"),
-                id="org-menu-account",
-            ),
+            rx.menu.item(_menu_label("settings", "menu.account"), on_click=rx.redirect("/account"),
+                         id="org-menu-account"),
             rx.menu.separator(),
-            rx.text(T("layout.switch_org"), size="1", color=rx.color("gray", 10), padding_x="0.75rem", padding_y="0.25rem"),
+            _menu_note(T("layout.switch_org")),
             rx.foreach(
                 BaseState.orgs,
                 lambda o: rx.menu.item(
-                    rx.hstack(
-                        rx.cond(
-                            o["id"] == BaseState.current_org_id,
-                            rx.icon("check", size=14),
-                            rx.box(width="14px"),
-                        ),
-                        rx.text(o["name"]),
-                        spacing="2",
-                        align="center",
-                    ),
+                    _menu_choice(o["id"] == BaseState.current_org_id, o["name"]),
                     on_click=BaseState.switch_org(o["id"]),
                     class_name="org-option",
                 ),
@@ -214,52 +221,31 @@ def user_menu() -> rx.Component:
             )
         ),
         rx.menu.content(
-            rx.text(BaseState.user_email, size="1", color=rx.color("gray", 10), padding_x="0.75rem", padding_y="0.25rem"),
-            rx.menu.item(
-                rx.hstack(rx.icon("user", size=14), rx.text(T("menu.profile")), spacing="2", align="center"),
-                on_click=rx.redirect("/profile"),
-                id="menu-profile",
-            ),
-            rx.menu.item(
-                rx.hstack(rx.icon("circle-help", size=14), rx.text(T("menu.help")), spacing="2", align="center"),
-                on_click=rx.redirect("/help"),
-                id="menu-help",
-            ),
+            _menu_note(BaseState.user_email),
+            rx.menu.item(_menu_label("user", "menu.profile"), on_click=rx.redirect("/profile"), id="menu-profile"),
+            rx.menu.item(_menu_label("circle-help", "menu.help"), on_click=rx.redirect("/help"), id="menu-help"),
             rx.menu.separator(),
             rx.menu.sub(
-                rx.menu.sub_trigger(
-                    rx.hstack(rx.icon("languages", size=14), rx.text(T("menu.language")), spacing="2", align="center"),
-                    id="menu-language",
-                ),
+                rx.menu.sub_trigger(_menu_label("languages", "menu.language"), id="menu-language"),
                 rx.menu.sub_content(
                     *[
-                        rx.menu.item(
-                            rx.hstack(
-                                rx.cond(BaseState.locale == loc, rx.icon("check", size=14), rx.box(width="14px")),
-                                rx.text(LOCALE_NAMES[loc]),
-                                spacing="2",
-                                align="center",
-                            ),
-                            on_click=BaseState.set_locale(loc),
-                            id=f"menu-lang-{loc}",
-                        )
+                        rx.menu.item(_menu_choice(BaseState.locale == loc, LOCALE_NAMES[loc]),
+                                     on_click=BaseState.set_locale(loc), id=f"menu-lang-{loc}")
                         for loc in LOCALES
                     ]
                 ),
             ),
             rx.menu.item(
-                rx.hstack(
+                _menu_line(
                     rx.color_mode_cond(light=rx.icon("moon", size=14), dark=rx.icon("sun", size=14)),
                     rx.color_mode_cond(light=rx.text(T("menu.theme_dark")), dark=rx.text(T("menu.theme_light"))),
-                    spacing="2",
-                    align="center",
                 ),
                 on_click=rx.toggle_color_mode,
                 id="menu-theme",
             ),
             rx.menu.separator(),
             rx.menu.item(
-                rx.hstack(rx.icon("log-out", size=14), rx.text(T("menu.sign_out")), spacing="2", align="center"),
+                _menu_label("log-out", "menu.sign_out"),
                 on_click=BaseState.sign_out,
                 color_scheme="red",
                 id="menu-sign-out",
@@ -306,8 +292,18 @@ def topbar(active: str | None) -> rx.Component:
     )
 
 
-def loading_block() -> rx.Component:
-    return rx.center(rx.spinner(size="3"), padding="4rem", width="100%")
+def loading_block(padding: str = "4rem") -> rx.Component:
+    return rx.center(rx.spinner(size="3"), padding=padding, width="100%")
+
+
+def when_loaded(loaded: Any, content: rx.Component) -> rx.Component:
+    """A page's content once its state has loaded it; a spinner until then."""
+    return rx.cond(loaded, content, loading_block("3rem"))
+
+
+def tab_panel(value: str, content: rx.Component) -> rx.Component:
+    """The content of the tab ``value``, a little below the tab list."""
+    return rx.tabs.content(rx.box(content, padding_top="1rem"), value=value)
 
 
 def layout(content: rx.Component, active: str | None) -> rx.Component:
@@ -333,21 +329,26 @@ def layout(content: rx.Component, active: str | None) -> rx.Component:
     )
 
 
+def language_links(on_select: Callable[[str], Any] = BaseState.set_locale) -> list[rx.Component]:
+    """One link a language, the current one in bold; ``on_select(locale)`` is the event."""
+    return [
+        rx.link(
+            LOCALE_NAMES[loc],
+            on_click=on_select(loc),
+            size="2",
+            weight=rx.cond(BaseState.locale == loc, "bold", "regular"),
+            color=rx.cond(BaseState.locale == loc, rx.color("accent", 11), rx.color("gray", 11)),
+            cursor="pointer",
+            id=f"lang-{loc}",
+        )
+        for loc in LOCALES
+    ]
+
+
 def language_switch() -> rx.Component:
     """Language links for the pages before sign-in."""
     return rx.hstack(
-        *[
-            rx.link(
-                LOCALE_NAMES[loc],
-                on_click=BaseState.set_locale(loc),
-                size="2",
-                weight=rx.cond(BaseState.locale == loc, "bold", "regular"),
-                color=rx.cond(BaseState.locale == loc, rx.color("accent", 11), rx.color("gray", 11)),
-                cursor="pointer",
-                id=f"lang-{loc}",
-            )
-            for loc in LOCALES
-        ],
+        *language_links(),
         rx.icon_button(
             rx.color_mode_cond(light=rx.icon("moon", size=16), dark=rx.icon("sun", size=16)),
             on_click=rx.toggle_color_mode,
@@ -381,36 +382,11 @@ def storefront_layout(content: rx.Component, language_switch_of: Callable[[str],
     """The frame of a page a visitor may see without signing in (the catalog): the logo, "Sign in"
     and "Register" links and the language switch above the full-width content.
     ``language_switch_of(locale)``: the page's own language event (to reload server-formatted data)."""
-    langs = rx.hstack(
-        *[
-            rx.link(
-                LOCALE_NAMES[loc],
-                on_click=(language_switch_of(loc) if language_switch_of else BaseState.set_locale(loc)),
-                size="2",
-                weight=rx.cond(BaseState.locale == loc, "bold", "regular"),
-                color=rx.cond(BaseState.locale == loc, rx.color("accent", 11), rx.color("gray", 11)),
-                cursor="pointer",
-                id=f"lang-{loc}",
-            )
-            for loc in LOCALES
-        ],
-        spacing="3",
-        align="center",
-    )
+    on_select = BaseState.set_locale if language_switch_of is None else language_switch_of
+    langs = rx.hstack(*language_links(on_select), spacing="3", align="center")
     return rx.box(
         _bar(
-            rx.link(
-                rx.hstack(
-                    rx.box(rx.icon("cloud", size=18, color="white"), background=rx.color("accent", 9),
-                           border_radius="8px", padding="5px", display="flex"),
-                    rx.text(APP_NAME, weight="bold", size="4", color=rx.color("gray", 12)),
-                    spacing="2",
-                    align="center",
-                ),
-                href="/catalog",
-                underline="none",
-                id="brand",
-            ),
+            brand(href="/catalog"),
             rx.hstack(
                 langs,
                 rx.separator(orientation="vertical", size="1"),

@@ -1,4 +1,5 @@
-"""The search box of a list page: an input, a Search button and a clear button once searching."""
+"""The search box of a list page (an input, a Search button and a clear button once searching)
+and the bar of filters it stands in."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from .text import T
 
 
 def search_form(state, *, placeholder_key: str, input_id: str, width: str = "18rem") -> rx.Component:
-    """``state`` has a ``search`` var and the ``apply_search(form)`` / ``clear_search`` handlers.
-    The input gets ``input_id``, the button ``<input_id>-go``."""
+    """``state`` takes the ``state.parts.Search`` mixin (the ``search`` var and the
+    ``apply_search(form)`` / ``clear_search`` handlers). The input gets ``input_id``, the button
+    ``<input_id>-go``."""
     return rx.form(
         rx.hstack(
             rx.input(rx.input.slot(rx.icon("search", size=16)), name="search", default_value=state.search,
@@ -27,3 +29,8 @@ def search_form(state, *, placeholder_key: str, input_id: str, width: str = "18r
         reset_on_submit=False,
         width="auto",
     )
+
+
+def filter_bar(*controls: rx.Component, margin_bottom: str = "1rem") -> rx.Component:
+    """The search box and the filters above a list, wrapping on a narrow screen."""
+    return rx.flex(*controls, gap="2", wrap="wrap", align="center", width="100%", margin_bottom=margin_bottom)

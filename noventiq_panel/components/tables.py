@@ -13,12 +13,15 @@ public ``list[dict[str, str]]``; sorting and paging are handlers of the page sta
                on_row_click=State.open_row)
 
 Handlers receive ``sort_by(key: str)``, ``go_page(page: int)`` (1-based) and ``open_row(row_id)``
-(``row["id"]``) from the browser: validate them (``paging.clamp_page``, ``key in allowed``).
+(``row["id"]``) from the browser: validate them (``state.paging.clamp_page``, ``key in allowed``).
+
+A table whose cells need more than a ``Column`` says is put together from the same pieces:
+``sort_header``, ``table_box`` (the surface table that scrolls sideways), ``empty_box`` and
+``paged`` (the pager under it).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,57 +53,34 @@ PHONE_INLINE = rx.breakpoints(initial="inline", sm="none")
 PHONE_FLEX = rx.breakpoints(initial="flex", sm="none")
 
 
-def page_count(total: int, size: int) -> int:
-    return max(1, math.ceil(max(0, int(total)) / max(1, int(size))))
-
-
-def clamp_page(page: Any, total: int, size: int) -> int:
-    """A 1-based page number from browser input, within [1, pages]."""
-    try:
-        number = int(str(page))
-    except (TypeError, ValueError):
-        number = 1
-    return min(max(1, number), page_count(total, size))
-
-
-def sort_rows(rows: list[dict], key: str, desc: bool, sort_values: dict[str, Any] | None = None) -> list[dict]:
-    """Sort prepared rows in Python by ``row["_sort"][key]`` when present (the raw value: Decimal,
-    date), else by the displayed text. Use for small in-memory lists; page big ones in SQL."""
-
-    def value(row: dict):
-        raw = (row.get("_sort") or {}).get(key)
-        if raw is None:
-            raw = row.get(key, "")
-        return (raw is None, raw)
-
-    return sorted(rows, key=value, reverse=desc)
+def sort_header(label: Any, key: str, align: str, sort_key: Any, sort_desc: Any, on_sort: Any) -> rx.Component:
+    """A header label that sorts by ``key`` when clicked, with the arrow of the current order."""
+    icon = rx.cond(
+        sort_key == key,
+        rx.cond(sort_desc, rx.icon("arrow-down", size=14), rx.icon("arrow-up", size=14)),
+        rx.icon("arrow-up-down", size=14, opacity="0.35"),
+    )
+    return rx.hstack(
+        label,
+        icon,
+        spacing="1",
+        align="center",
+        justify="end" if align == "right" else "start",
+        cursor="pointer",
+        on_click=on_sort(key),
+        class_name=f"sort-{key}",
+    )
 
 
 def _header_cell(col: Column, sort_key: Any, sort_desc: Any, on_sort: Any) -> rx.Component:
-    label: Any = T(col.label_key)
+    content: Any = T(col.label_key)
     props: dict[str, Any] = {"white_space": "nowrap"}
     if col.min_width:
         props["min_width"] = col.min_width
     if col.hide_on_phone:
         props["display"] = WIDE_CELL
     if col.sortable and on_sort is not None and sort_key is not None:
-        icon = rx.cond(
-            sort_key == col.key,
-            rx.cond(sort_desc, rx.icon("arrow-down", size=14), rx.icon("arrow-up", size=14)),
-            rx.icon("arrow-up-down", size=14, opacity="0.35"),
-        )
-        content = rx.hstack(
-            label,
-            icon,
-            spacing="1",
-            align="center",
-            justify="end" if col.align == "right" else "start",
-            cursor="pointer",
-            on_click=on_sort(col.key),
-            class_name=f"sort-{col.key}",
-        )
-    else:
-        content = label
+        content = sort_header(content, col.key, col.align, sort_key, sort_desc, on_sort)
     return rx.table.column_header_cell(content, text_align=col.align, **props)
 
 
@@ -154,6 +134,38 @@ def pager(page: Any, pages: Any, on_page: Any, total: Any = None) -> rx.Componen
     )
 
 
+def table_box(headers: list[rx.Component], rows: Any, render_row: Any, *, size: Any = TABLE_SIZE,
+              table_id: str | None = None, **box_props: Any) -> rx.Component:
+    """A surface table of ``rows`` (``render_row(row)`` each) that scrolls sideways when the screen
+    is narrower than it. ``size=None``: Radix's default cell size."""
+    table_props: dict[str, Any] = {} if size is None else {"size": size}
+    return rx.box(
+        rx.table.root(
+            rx.table.header(rx.table.row(*headers)),
+            rx.table.body(rx.foreach(rows, render_row)),
+            variant="surface",
+            width="100%",
+            id=table_id,
+            **table_props,
+        ),
+        overflow_x="auto",
+        width="100%",
+        **box_props,
+    )
+
+
+def empty_box(key: str, box_id: str | None = None) -> rx.Component:
+    """What stands in for a table without rows."""
+    return rx.center(rx.text(T(key), color=rx.color("gray", 10)), padding="2rem", width="100%",
+                     border=f"1px dashed {rx.color('gray', 6)}", border_radius="8px", id=box_id)
+
+
+def paged(body: rx.Component, page: Any, pages: Any, on_page: Any, total: Any = None) -> rx.Component:
+    """``body`` (a table) with the pager under it when there is more than one page."""
+    return rx.vstack(body, rx.cond(pages > 1, pager(page, pages, on_page, total), rx.fragment()),
+                     spacing="0", width="100%")
+
+
 def data_table(
     columns: list[Column],
     rows: Any,
@@ -187,21 +199,7 @@ def data_table(
     headers = [_header_cell(c, sort_key, sort_desc, on_sort) for c in columns]
     if actions is not None:
         headers.append(rx.table.column_header_cell(T(actions_label_key) if actions_label_key else ""))
-    table = rx.table.root(
-        rx.table.header(rx.table.row(*headers)),
-        rx.table.body(rx.foreach(rows, render_row)),
-        variant="surface",
-        size=TABLE_SIZE,
-        width="100%",
-        id=table_id,
-    )
-    body = rx.cond(
-        rows.length() > 0,
-        rx.box(table, overflow_x="auto", width="100%"),
-        rx.center(rx.text(T(empty_key), color=rx.color("gray", 10)), padding="2rem", width="100%",
-                  border=f"1px dashed {rx.color('gray', 6)}", border_radius="8px"),
-    )
+    body = rx.cond(rows.length() > 0, table_box(headers, rows, render_row, table_id=table_id), empty_box(empty_key))
     if page is not None and pages is not None and on_page is not None:
-        return rx.vstack(body, rx.cond(pages > 1, pager(page, pages, on_page, total), rx.fragment()),
-                         spacing="0", width="100%")
+        return paged(body, page, pages, on_page, total)
     return body

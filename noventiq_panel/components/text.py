@@ -73,12 +73,3 @@ def T(key: str, **params: Any) -> rx.Var:
         if loc != DEFAULT_LOCALE:
             result = rx.cond(BaseState.locale == loc, texts[loc], result)
     return result
-
-
-def T_var(key_var: rx.Var, keys: list[str] | tuple[str, ...]) -> rx.Var:
-    """Translate a key chosen at run time (e.g. a role or a status code coming from the state).
-
-    ``keys`` lists every key the var may hold, so all translations are compiled in.
-    """
-    table = {loc: {k: _text(k, loc) for k in keys} for loc in LOCALES}
-    return rx.Var.create(table)[BaseState.locale].to(dict)[key_var].to(str)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..components import T, confirm_dialog, page_header, panel_page
+from ..components import (
+    T, button_row, close_button, confirm_dialog, error_callout, field_label, hint, labelled, page_header,
+    panel_page, read_only_note, section_card, step_dialog, tab_panel, table_box, when_loaded,
+)
 from ..state.account import ROLES, AccountState
 
 
@@ -22,13 +25,7 @@ def detail_input(label_key: str, name: str, *, textarea: bool = False, hint_key:
         width="100%",
     )
     control = rx.text_area(rows="3", **common) if textarea else rx.input(size="2", **common)
-    return rx.vstack(
-        rx.text(T(label_key), as_="label", html_for=f"org-{name}", size="2", weight="medium"),
-        control,
-        rx.text(T(hint_key), size="1", color=rx.color("gray", 10)) if hint_key else rx.fragment(),
-        spacing="1",
-        width="100%",
-    )
+    return labelled(label_key, control, f"org-{name}", hint_key=hint_key)
 
 
 def info_row(label_key: str, value) -> rx.Component:
@@ -57,7 +54,7 @@ def details_tab() -> rx.Component:
             rx.cond(
                 AccountState.can_write,
                 rx.button(T("common.save"), type="submit", loading=AccountState.saving, id="save-details"),
-                rx.callout(T("account.read_only"), icon="lock", color_scheme="gray", size="1", id="read-only-note"),
+                read_only_note("account.read_only", id="read-only-note"),
             ),
             spacing="4",
             width="100%",
@@ -68,24 +65,19 @@ def details_tab() -> rx.Component:
         id="details-form",
         key=AccountState.details["name"] + AccountState.details["tax_id"],
     )
-    terms = rx.card(
-        rx.vstack(
-            rx.heading(T("account.terms"), size="3"),
-            info_row("account.field.billing_mode", AccountState.details["billing_mode"]),
-            info_row("account.field.currency", AccountState.details["currency"]),
-            rx.cond(
-                AccountState.details["postpaid"] != "",
-                info_row("account.field.credit_limit", AccountState.details["credit_limit"]),
-                rx.fragment(),
-            ),
-            info_row("account.field.low_balance_threshold", AccountState.details["low_balance_threshold"]),
-            info_row("account.field.timezone", AccountState.details["timezone"]),
-            info_row("account.field.created_at", AccountState.details["created_at"]),
-            rx.text(T("account.terms_hint"), size="1", color=rx.color("gray", 10)),
-            spacing="3",
-            width="100%",
+    terms = section_card(
+        "account.terms",
+        info_row("account.field.billing_mode", AccountState.details["billing_mode"]),
+        info_row("account.field.currency", AccountState.details["currency"]),
+        rx.cond(
+            AccountState.details["postpaid"] != "",
+            info_row("account.field.credit_limit", AccountState.details["credit_limit"]),
+            rx.fragment(),
         ),
-        width="100%",
+        info_row("account.field.low_balance_threshold", AccountState.details["low_balance_threshold"]),
+        info_row("account.field.timezone", AccountState.details["timezone"]),
+        info_row("account.field.created_at", AccountState.details["created_at"]),
+        hint("account.terms_hint"),
     )
     return rx.grid(
         rx.card(form, width="100%", grid_column=rx.breakpoints(initial="span 1", md="span 2")),
@@ -131,19 +123,27 @@ def member_actions(row) -> rx.Component:
     )
 
 
+def member_name(row, *more: rx.Component, **props) -> rx.Component:
+    """The member's name, "you" for the signed-in user."""
+    return rx.hstack(
+        rx.text(row["name"], weight="medium", size="2"),
+        rx.cond(row["is_self"] != "", rx.badge(T("account.you"), variant="outline", size="1"), rx.fragment()),
+        *more,
+        spacing="2",
+        align="center",
+        **props,
+    )
+
+
+def status_badge(row) -> rx.Component:
+    return rx.badge(row["status_label"], color_scheme=row["status_color"], variant="soft")
+
+
 def member_card(row) -> rx.Component:
     """One member at phone width (the table needs more room than a phone has)."""
     return rx.card(
         rx.vstack(
-            rx.hstack(
-                rx.text(row["name"], weight="medium", size="2"),
-                rx.cond(row["is_self"] != "", rx.badge(T("account.you"), variant="outline", size="1"), rx.fragment()),
-                rx.spacer(),
-                rx.badge(row["status_label"], color_scheme=row["status_color"], variant="soft"),
-                spacing="2",
-                align="center",
-                width="100%",
-            ),
+            member_name(row, rx.spacer(), status_badge(row), width="100%"),
             rx.text(row["email"], size="1", color=rx.color("gray", 11)),
             rx.hstack(role_cell(row), rx.spacer(), member_actions(row), align="center", width="100%"),
             spacing="2",
@@ -159,19 +159,13 @@ def members_table() -> rx.Component:
         return rx.table.row(
             rx.table.cell(
                 rx.vstack(
-                    rx.hstack(
-                        rx.text(row["name"], weight="medium", size="2"),
-                        rx.cond(row["is_self"] != "", rx.badge(T("account.you"), variant="outline", size="1"),
-                                rx.fragment()),
-                        spacing="2",
-                        align="center",
-                    ),
+                    member_name(row),
                     rx.text(row["email"], size="1", color=rx.color("gray", 11)),
                     spacing="0",
                 ),
             ),
             rx.table.cell(role_cell(row)),
-            rx.table.cell(rx.badge(row["status_label"], color_scheme=row["status_color"], variant="soft")),
+            rx.table.cell(status_badge(row)),
             rx.table.cell(rx.text(row["last_login"], size="2", white_space="nowrap"),
                           display=rx.breakpoints(initial="none", md="table-cell")),
             rx.table.cell(member_actions(row), text_align="right"),
@@ -179,27 +173,16 @@ def members_table() -> rx.Component:
             data_email=row["email"],
         )
 
-    return rx.box(
-        rx.table.root(
-            rx.table.header(
-                rx.table.row(
-                    rx.table.column_header_cell(T("account.col.user")),
-                    rx.table.column_header_cell(T("account.col.role")),
-                    rx.table.column_header_cell(T("account.col.status")),
-                    rx.table.column_header_cell(T("account.col.last_login"),
-                                                display=rx.breakpoints(initial="none", md="table-cell")),
-                    rx.table.column_header_cell(""),
-                )
-            ),
-            rx.table.body(rx.foreach(AccountState.members, render)),
-            variant="surface",
-            width="100%",
-            id="members-table",
-        ),
-        overflow_x="auto",
-        width="100%",
-        display=rx.breakpoints(initial="none", sm="block"),
-    )
+    headers = [
+        rx.table.column_header_cell(T("account.col.user")),
+        rx.table.column_header_cell(T("account.col.role")),
+        rx.table.column_header_cell(T("account.col.status")),
+        rx.table.column_header_cell(T("account.col.last_login"),
+                                    display=rx.breakpoints(initial="none", md="table-cell")),
+        rx.table.column_header_cell(""),
+    ]
+    return table_box(headers, AccountState.members, render, size=None, table_id="members-table",
+                     display=rx.breakpoints(initial="none", sm="block"))
 
 
 def members_list() -> rx.Component:
@@ -211,53 +194,34 @@ def members_list() -> rx.Component:
 
 
 def invite_dialog() -> rx.Component:
-    return rx.dialog.root(
-        rx.dialog.trigger(
-            rx.button(rx.icon("user-plus", size=16), T("account.invite"), id="invite-open"),
-        ),
-        rx.dialog.content(
-            rx.dialog.title(T("account.invite_title")),
-            rx.dialog.description(T("account.invite_body"), size="2", margin_bottom="1rem"),
-            rx.form(
-                rx.vstack(
-                    rx.cond(
-                        AccountState.invite_error != "",
-                        rx.callout(AccountState.invite_error, icon="circle-alert", color_scheme="red", size="1",
-                                   width="100%", id="invite-error"),
-                        rx.fragment(),
-                    ),
-                    rx.text(T("signin.email"), as_="label", html_for="invite-email", size="2", weight="medium"),
-                    rx.input(name="email", id="invite-email", type="email", required=True, width="100%"),
-                    rx.text(T("signin.name"), as_="label", html_for="invite-name", size="2", weight="medium"),
-                    rx.input(name="name", id="invite-name", required=True, width="100%"),
-                    rx.text(T("account.col.role"), size="2", weight="medium"),
-                    rx.select.root(
-                        rx.select.trigger(width="100%", id="invite-role"),
-                        rx.select.content(
-                            *[rx.select.item(T(f"users.role.{r}"), value=r) for r in ROLES]
-                        ),
-                        name="role",
-                        default_value="admin",
-                    ),
-                    rx.text(T("account.role_hint"), size="1", color=rx.color("gray", 10)),
-                    rx.hstack(
-                        rx.dialog.close(rx.button(T("common.cancel"), variant="soft", color_scheme="gray",
-                                                  type="button")),
-                        rx.button(T("account.invite_send"), type="submit", id="invite-submit"),
-                        justify="end",
-                        width="100%",
-                        spacing="3",
-                        margin_top="0.5rem",
-                    ),
-                    spacing="2",
-                    width="100%",
-                ),
-                on_submit=AccountState.invite,
-                reset_on_submit=False,
-                width="100%",
+    form = rx.form(
+        rx.vstack(
+            error_callout(AccountState.invite_error, "invite-error"),
+            field_label("signin.email", "invite-email"),
+            rx.input(name="email", id="invite-email", type="email", required=True, width="100%"),
+            field_label("signin.name", "invite-name"),
+            rx.input(name="name", id="invite-name", required=True, width="100%"),
+            field_label("account.col.role"),
+            rx.select.root(
+                rx.select.trigger(width="100%", id="invite-role"),
+                rx.select.content(*[rx.select.item(T(f"users.role.{r}"), value=r) for r in ROLES]),
+                name="role",
+                default_value="admin",
             ),
-            max_width="30rem",
+            hint("account.role_hint"),
+            button_row(close_button(type="button"),
+                       rx.button(T("account.invite_send"), type="submit", id="invite-submit")),
+            spacing="2",
+            width="100%",
         ),
+        on_submit=AccountState.invite,
+        reset_on_submit=False,
+        width="100%",
+    )
+    return step_dialog(
+        T("account.invite_title"),
+        rx.fragment(rx.dialog.description(T("account.invite_body"), size="2", margin_bottom="1rem"), form),
+        trigger=rx.button(rx.icon("user-plus", size=16), T("account.invite"), id="invite-open"),
         open=AccountState.invite_open,
         on_open_change=AccountState.set_invite_open,
     )
@@ -275,8 +239,7 @@ def users_tab() -> rx.Component:
             direction=rx.breakpoints(initial="column", sm="row"),
         ),
         members_list(),
-        rx.cond(AccountState.can_write, rx.fragment(),
-                rx.callout(T("account.read_only"), icon="lock", color_scheme="gray", size="1", width="100%")),
+        rx.cond(AccountState.can_write, rx.fragment(), read_only_note("account.read_only", width="100%")),
         spacing="4",
         width="100%",
     )
@@ -286,20 +249,19 @@ def users_tab() -> rx.Component:
 def account_page() -> rx.Component:
     return rx.vstack(
         page_header("account.title", subtitle=AccountState.org_name),
-        rx.cond(
+        when_loaded(
             AccountState.loaded,
             rx.tabs.root(
                 rx.tabs.list(
                     rx.tabs.trigger(T("account.tab.details"), value="details", id="tab-details"),
                     rx.tabs.trigger(T("account.tab.users"), value="users", id="tab-users"),
                 ),
-                rx.tabs.content(rx.box(details_tab(), padding_top="1rem"), value="details"),
-                rx.tabs.content(rx.box(users_tab(), padding_top="1rem"), value="users"),
+                tab_panel("details", details_tab()),
+                tab_panel("users", users_tab()),
                 value=AccountState.tab,
                 on_change=AccountState.set_tab,
                 width="100%",
             ),
-            rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
         ),
         spacing="0",
         width="100%",

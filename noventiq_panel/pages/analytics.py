@@ -10,7 +10,9 @@ from typing import Any
 
 import reflex as rx
 
-from ..components import Column, T, amount_text, big_amount, data_table, page_header, panel_page
+from ..components import (
+    Column, T, amount_text, big_amount, data_table, page_header, panel_page, section_card, when_loaded,
+)
 from ..state.analytics import AnalyticsState as S
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True,
@@ -27,28 +29,18 @@ def _chart(fig: Any, chart_id: str) -> rx.Component:
     )
 
 
-def _card(title_key: str, *children: rx.Component, card_id: str, actions: rx.Component | None = None,
-          **props) -> rx.Component:
-    return rx.card(
-        rx.vstack(
-            rx.flex(
-                rx.heading(T(title_key), size="4"),
-                actions if actions is not None else rx.fragment(),
-                justify="between", align="center", width="100%", wrap="wrap", gap="2",
-            ),
-            *children,
-            spacing="3",
-            width="100%",
-        ),
-        width="100%",
-        id=card_id,
-        **props,
-    )
+def _card(title_key: str, *children: rx.Component, card_id: str) -> rx.Component:
+    return section_card(title_key, *children, size="4", card_id=card_id)
+
+
+def _filter(label_key: str, control: rx.Component, **props) -> rx.Component:
+    """A filter control with its small label above it."""
+    return rx.vstack(rx.text(T(label_key), size="1", color=rx.color("gray", 11)), control, spacing="1", **props)
 
 
 def _select(options: Any, value: Any, on_change: Any, label_key: str, select_id: str) -> rx.Component:
-    return rx.vstack(
-        rx.text(T(label_key), size="1", color=rx.color("gray", 11)),
+    return _filter(
+        label_key,
         rx.select.root(
             rx.select.trigger(width="100%", id=select_id),
             rx.select.content(rx.foreach(options, lambda o: rx.select.item(o["label"], value=o["value"]))),
@@ -56,10 +48,22 @@ def _select(options: Any, value: Any, on_change: Any, label_key: str, select_id:
             on_change=on_change,
             size="2",
         ),
-        spacing="1",
         min_width="11rem",
         flex="1",
     )
+
+
+def _figure(title_key: str, value: Any, value_id: str, *extra: rx.Component) -> rx.Component:
+    """A headline figure of a period: its name, the sum, what to compare it with."""
+    return rx.card(
+        rx.vstack(rx.text(T(title_key), size="2", color=rx.color("gray", 11)), big_amount(value, id=value_id), *extra,
+                  spacing="1"),
+        width="100%",
+    )
+
+
+def _figures(*cards: rx.Component) -> rx.Component:
+    return rx.grid(*cards, columns=rx.breakpoints(initial="1", sm="3"), spacing="4", width="100%")
 
 
 def _download_buttons(section: str) -> rx.Component:
@@ -76,18 +80,7 @@ def filters_bar() -> rx.Component:
     return rx.card(
         rx.vstack(
             rx.flex(
-                rx.vstack(
-                    rx.text(T("analytics.filter.period"), size="1", color=rx.color("gray", 11)),
-                    rx.select.root(
-                        rx.select.trigger(width="100%", id="filter-period"),
-                        rx.select.content(rx.foreach(S.period_options,
-                                                     lambda o: rx.select.item(o["label"], value=o["value"]))),
-                        value=S.period,
-                        on_change=S.set_period,
-                        size="2",
-                    ),
-                    spacing="1", min_width="11rem", flex="1",
-                ),
+                _select(S.period_options, S.period, S.set_period, "analytics.filter.period", "filter-period"),
                 _select(S.product_options, S.product, lambda v: S.set_filter("product", v),
                         "analytics.filter.product", "filter-product"),
                 _select(S.vendor_options, S.vendor, lambda v: S.set_filter("vendor", v),
@@ -102,12 +95,12 @@ def filters_bar() -> rx.Component:
                 S.period == "custom",
                 rx.form(
                     rx.flex(
-                        rx.vstack(rx.text(T("analytics.filter.from"), size="1", color=rx.color("gray", 11)),
-                                  rx.input(type="date", name="from", default_value=S.date_from, key=S.date_from,
-                                           id="filter-from", required=True), spacing="1"),
-                        rx.vstack(rx.text(T("analytics.filter.to"), size="1", color=rx.color("gray", 11)),
-                                  rx.input(type="date", name="to", default_value=S.date_to, key=S.date_to,
-                                           id="filter-to", required=True), spacing="1"),
+                        _filter("analytics.filter.from",
+                                rx.input(type="date", name="from", default_value=S.date_from, key=S.date_from,
+                                         id="filter-from", required=True)),
+                        _filter("analytics.filter.to",
+                                rx.input(type="date", name="to", default_value=S.date_to, key=S.date_to,
+                                         id="filter-to", required=True)),
                         rx.button(T("analytics.filter.apply"), type="submit", size="2", id="filter-apply"),
                         gap="3", wrap="wrap", align="end",
                     ),
@@ -133,27 +126,13 @@ def filters_bar() -> rx.Component:
 
 
 def summary() -> rx.Component:
-    def figure(title_key: str, value: Any, value_id: str, *extra: rx.Component) -> rx.Component:
-        return rx.card(
-            rx.vstack(
-                rx.text(T(title_key), size="2", color=rx.color("gray", 11)),
-                big_amount(value, id=value_id),
-                *extra,
-                spacing="1",
-            ),
-            width="100%",
-        )
-
-    return rx.grid(
-        figure("analytics.total_spend", S.total, "total"),
-        figure("analytics.previous_period", S.previous_total, "previous-total",
-               rx.text(S.previous_label, size="1", color=rx.color("gray", 10))),
-        figure("analytics.change", S.change_pct, "change-pct",
-               amount_text(S.change, color=rx.cond(S.change_up, rx.color("red", 11), rx.color("green", 11)),
-                           id="change")),
-        columns=rx.breakpoints(initial="1", sm="3"),
-        spacing="4",
-        width="100%",
+    return _figures(
+        _figure("analytics.total_spend", S.total, "total"),
+        _figure("analytics.previous_period", S.previous_total, "previous-total",
+                rx.text(S.previous_label, size="1", color=rx.color("gray", 10))),
+        _figure("analytics.change", S.change_pct, "change-pct",
+                amount_text(S.change, color=rx.cond(S.change_up, rx.color("red", 11), rx.color("green", 11)),
+                            id="change")),
     )
 
 
@@ -254,20 +233,14 @@ def iaas_section() -> rx.Component:
                     "analytics.filter.resource_group", "filter-rg"),
             gap="3", wrap="wrap", width="100%",
         ),
-        rx.grid(
-            rx.card(rx.vstack(rx.text(T("analytics.iaas.total"), size="2", color=rx.color("gray", 11)),
-                              big_amount(S.iaas_total, id="iaas-total"), spacing="1"), width="100%"),
-            rx.card(rx.vstack(rx.text(T("analytics.previous_period"), size="2", color=rx.color("gray", 11)),
-                              big_amount(S.iaas_previous_total, id="iaas-previous"),
-                              rx.text(S.iaas_change_pct, size="2", color=rx.color("gray", 11)), spacing="1"),
-                    width="100%"),
+        _figures(
+            _figure("analytics.iaas.total", S.iaas_total, "iaas-total"),
+            _figure("analytics.previous_period", S.iaas_previous_total, "iaas-previous",
+                    rx.text(S.iaas_change_pct, size="2", color=rx.color("gray", 11))),
             rx.card(rx.vstack(rx.text(T("analytics.iaas.budget"), size="2", color=rx.color("gray", 11)),
                               rx.cond(S.iaas_budget != "", big_amount(S.iaas_budget, id="iaas-budget"),
                                       rx.text(T("analytics.iaas.no_budget"), size="2", color=rx.color("gray", 10))),
                               spacing="1"), width="100%"),
-            columns=rx.breakpoints(initial="1", sm="3"),
-            spacing="4",
-            width="100%",
         ),
         rx.cond(S.iaas_unconverted != "",
                 rx.callout(T("analytics.iaas.unconverted", amount=S.iaas_unconverted), icon="info", size="1",
@@ -303,7 +276,7 @@ def iaas_section() -> rx.Component:
 def analytics_page() -> rx.Component:
     return rx.vstack(
         page_header("analytics.title", _download_buttons("overview"), subtitle=S.org_name),
-        rx.cond(
+        when_loaded(
             S.loaded,
             rx.vstack(
                 filters_bar(),
@@ -317,7 +290,6 @@ def analytics_page() -> rx.Component:
                 spacing="4",
                 width="100%",
             ),
-            rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
         ),
         spacing="0",
         width="100%",

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..components import Column, T, amount_text, big_amount, data_table, page_header, panel_page
-from ..components.tables import PHONE_FLEX, PHONE_INLINE, TABLE_SIZE, WIDE_CELL, WIDE_INLINE, pager
+from ..components import (
+    Column, T, amount_line, amount_text, back_button, big_amount, button_row, card_title, close_button,
+    data_table, empty_box, error_callout, field_label, labelled, page_header, paged, panel_page,
+    read_only_note, step_dialog, tab_panel, table_box, when_loaded,
+)
+from ..components.tables import PHONE_FLEX, PHONE_INLINE, WIDE_CELL, WIDE_INLINE
 from ..state.billing import ALL, PAY_STATUSES, TX_KINDS, BillingState
 
 PAY_COLUMNS = [
@@ -34,29 +38,21 @@ DOC_COLUMNS = [
 ]
 
 
-def label(key: str, html_for: str | None = None) -> rx.Component:
-    return rx.text(T(key), as_="label", html_for=html_for, size="2", weight="medium")
-
-
 # ---------------------------------------------------------------- summary
 
 def summary() -> rx.Component:
     return rx.card(
         rx.flex(
             rx.vstack(
-                rx.hstack(rx.icon("wallet", size=16, color=rx.color("accent", 10)),
-                          rx.text(T("billing.balance"), size="2", weight="medium", color=rx.color("gray", 11)),
-                          spacing="2", align="center"),
+                card_title("billing.balance", "wallet"),
                 big_amount(BillingState.balance, negative=BillingState.balance_negative, id="billing-balance"),
                 spacing="1",
             ),
             rx.cond(
                 BillingState.is_postpaid,
                 rx.vstack(
-                    rx.hstack(rx.text(T("billing.credit_limit"), size="2", color=rx.color("gray", 11)),
-                              amount_text(BillingState.credit_limit), spacing="2"),
-                    rx.hstack(rx.text(T("billing.available"), size="2", color=rx.color("gray", 11)),
-                              amount_text(BillingState.available, weight="medium"), spacing="2"),
+                    amount_line("billing.credit_limit", BillingState.credit_limit, spread=False),
+                    amount_line("billing.available", BillingState.available, spread=False, weight="medium"),
                     spacing="1",
                 ),
                 rx.fragment(),
@@ -76,13 +72,8 @@ def summary() -> rx.Component:
 
 def topup_form() -> rx.Component:
     return rx.vstack(
-        rx.cond(
-            BillingState.topup_error != "",
-            rx.callout(BillingState.topup_error, icon="circle-alert", color_scheme="red", size="1", width="100%",
-                       id="topup-error"),
-            rx.fragment(),
-        ),
-        label("billing.topup.method", "topup-method"),
+        error_callout(BillingState.topup_error, "topup-error"),
+        field_label("billing.topup.method", "topup-method"),
         rx.select.root(
             rx.select.trigger(width="100%", id="topup-method"),
             rx.select.content(rx.foreach(BillingState.methods, lambda m: rx.select.item(m["label"],
@@ -95,11 +86,8 @@ def topup_form() -> rx.Component:
         rx.input(value=BillingState.topup_amount, on_change=BillingState.set_topup_amount, id="topup-amount",
                  input_mode="decimal", auto_complete="off", placeholder="1 000 000", width="100%", size="3"),
         rx.text(BillingState.topup_hint, size="1", color=rx.color("gray", 10)),
-        rx.hstack(
-            rx.dialog.close(rx.button(T("billing.topup.cancel"), variant="soft", color_scheme="gray")),
-            rx.button(T("billing.topup.continue"), on_click=BillingState.topup_review, id="topup-continue"),
-            justify="end", width="100%", spacing="3", margin_top="0.5rem",
-        ),
+        button_row(close_button("billing.topup.cancel"),
+                   rx.button(T("billing.topup.continue"), on_click=BillingState.topup_review, id="topup-continue")),
         spacing="2",
         width="100%",
     )
@@ -109,12 +97,9 @@ def topup_confirm() -> rx.Component:
     return rx.vstack(
         rx.text(T("billing.topup.confirm_text", amount=BillingState.topup_amount_label,
                   method=BillingState.topup_method_label), size="3", id="topup-confirm-text"),
-        rx.hstack(
-            rx.button(T("billing.topup.back"), variant="soft", color_scheme="gray", on_click=BillingState.topup_back),
-            rx.button(T("billing.topup.confirm"), on_click=BillingState.topup_confirm, loading=BillingState.topup_busy,
-                      id="topup-confirm"),
-            justify="end", width="100%", spacing="3", margin_top="0.5rem",
-        ),
+        button_row(back_button(BillingState.topup_back, "billing.topup.back"),
+                   rx.button(T("billing.topup.confirm"), on_click=BillingState.topup_confirm,
+                             loading=BillingState.topup_busy, id="topup-confirm")),
         spacing="3",
         width="100%",
     )
@@ -125,31 +110,19 @@ def topup_done() -> rx.Component:
         rx.callout(T("billing.topup.created", number=BillingState.topup_number), icon="circle-check",
                    color_scheme="green", width="100%", id="topup-created"),
         rx.text(T("billing.method.bank_transfer.instructions"), size="2"),
-        rx.hstack(
-            rx.button(rx.icon("download", size=16), T("billing.topup.download"),
-                      on_click=BillingState.download_topup_invoice, id="topup-download"),
-            rx.dialog.close(rx.button(T("billing.close"), variant="soft", color_scheme="gray")),
-            justify="end", width="100%", spacing="3", margin_top="0.5rem",
-        ),
+        button_row(rx.button(rx.icon("download", size=16), T("billing.topup.download"),
+                             on_click=BillingState.download_topup_invoice, id="topup-download"),
+                   close_button("billing.close")),
         spacing="3",
         width="100%",
     )
 
 
 def topup_dialog() -> rx.Component:
-    return rx.dialog.root(
-        rx.dialog.trigger(rx.button(rx.icon("plus", size=16), T("billing.topup.button"), id="topup-open")),
-        rx.dialog.content(
-            rx.dialog.title(rx.cond(BillingState.topup_step == "confirm", T("billing.topup.confirm_title"),
-                                    T("billing.topup.title"))),
-            rx.match(
-                BillingState.topup_step,
-                ("confirm", topup_confirm()),
-                ("done", topup_done()),
-                topup_form(),
-            ),
-            max_width="30rem",
-        ),
+    return step_dialog(
+        rx.cond(BillingState.topup_step == "confirm", T("billing.topup.confirm_title"), T("billing.topup.title")),
+        rx.match(BillingState.topup_step, ("confirm", topup_confirm()), ("done", topup_done()), topup_form()),
+        trigger=rx.button(rx.icon("plus", size=16), T("billing.topup.button"), id="topup-open"),
         open=BillingState.topup_open,
         on_open_change=BillingState.set_topup_open,
     )
@@ -175,8 +148,7 @@ def payments_tab() -> rx.Component:
     return rx.vstack(
         rx.flex(
             status_filter(),
-            rx.cond(BillingState.can_write, topup_dialog(),
-                    rx.callout(T("billing.read_only"), icon="lock", color_scheme="gray", size="1")),
+            rx.cond(BillingState.can_write, topup_dialog(), read_only_note("billing.read_only")),
             justify="between", align="center", gap="3", wrap="wrap", width="100%",
         ),
         data_table(
@@ -197,24 +169,24 @@ def payments_tab() -> rx.Component:
 def tx_filters() -> rx.Component:
     return rx.form(
         rx.flex(
-            rx.vstack(label("billing.tx.from", "tx-start"),
-                      rx.input(type="date", name="start", id="tx-start", default_value=BillingState.tx_start),
-                      spacing="1"),
-            rx.vstack(label("billing.tx.to", "tx-end"),
-                      rx.input(type="date", name="end", id="tx-end", default_value=BillingState.tx_end),
-                      spacing="1"),
-            rx.vstack(
-                label("billing.tx.kind"),
+            labelled("billing.tx.from",
+                     rx.input(type="date", name="start", id="tx-start", default_value=BillingState.tx_start),
+                     "tx-start", width="auto"),
+            labelled("billing.tx.to",
+                     rx.input(type="date", name="end", id="tx-end", default_value=BillingState.tx_end),
+                     "tx-end", width="auto"),
+            labelled(
+                "billing.tx.kind",
                 rx.select.root(
                     rx.select.trigger(id="tx-kind", min_width="10rem"),
                     rx.select.content(*[rx.select.item(T("billing.all") if k == ALL else T(f"billing.tx.kind.{k}"),
                                                        value=k) for k in TX_KINDS]),
                     name="kind", default_value=ALL,
                 ),
-                spacing="1",
+                width="auto",
             ),
-            rx.vstack(
-                label("billing.tx.subscription"),
+            labelled(
+                "billing.tx.subscription",
                 rx.select.root(
                     rx.select.trigger(id="tx-sub", min_width="12rem"),
                     rx.select.content(
@@ -223,7 +195,7 @@ def tx_filters() -> rx.Component:
                     ),
                     name="subscription", default_value=ALL,
                 ),
-                spacing="1",
+                width="auto",
             ),
             rx.hstack(
                 rx.button(T("billing.apply"), type="submit", id="tx-apply"),
@@ -263,28 +235,18 @@ def tx_table() -> rx.Component:
         props = {} if phone else {"display": WIDE_CELL}
         return rx.table.column_header_cell(T(key), text_align=align, white_space="nowrap", **props)
 
-    table = rx.table.root(
-        rx.table.header(rx.table.row(
-            head("billing.tx.date", phone=False), head("billing.tx.kind", phone=False), head("billing.tx.description"),
-            head("billing.tx.subscription", phone=False), head("billing.tx.amount", "right"),
-            head("billing.tx.running", "right", phone=False),
-        )),
-        rx.table.body(rx.foreach(BillingState.tx_rows, render)),
-        variant="surface", size=TABLE_SIZE, width="100%", id="transactions-table",
-    )
-
-    return rx.vstack(
+    headers = [
+        head("billing.tx.date", phone=False), head("billing.tx.kind", phone=False), head("billing.tx.description"),
+        head("billing.tx.subscription", phone=False), head("billing.tx.amount", "right"),
+        head("billing.tx.running", "right", phone=False),
+    ]
+    return paged(
         rx.cond(
             BillingState.tx_rows.length() > 0,
-            rx.box(table, overflow_x="auto", width="100%"),
-            rx.center(rx.text(T("billing.empty"), color=rx.color("gray", 10)), padding="2rem", width="100%",
-                      border=f"1px dashed {rx.color('gray', 6)}", border_radius="8px"),
+            table_box(headers, BillingState.tx_rows, render, table_id="transactions-table"),
+            empty_box("billing.empty"),
         ),
-        rx.cond(BillingState.tx_pages > 1,
-                pager(BillingState.tx_page, BillingState.tx_pages, BillingState.tx_go_page, BillingState.tx_total),
-                rx.fragment()),
-        spacing="0",
-        width="100%",
+        BillingState.tx_page, BillingState.tx_pages, BillingState.tx_go_page, BillingState.tx_total,
     )
 
 
@@ -355,7 +317,7 @@ def documents_tab() -> rx.Component:
 def billing_page() -> rx.Component:
     return rx.vstack(
         page_header("billing.title", subtitle=BillingState.org_name),
-        rx.cond(
+        when_loaded(
             BillingState.loaded,
             rx.vstack(
                 summary(),
@@ -368,9 +330,9 @@ def billing_page() -> rx.Component:
                             rx.text(T("billing.tab.documents_short"), as_="span", display=PHONE_INLINE),
                             value="documents", id="tab-documents"),
                     ),
-                    rx.tabs.content(rx.box(payments_tab(), padding_top="1rem"), value="payments"),
-                    rx.tabs.content(rx.box(transactions_tab(), padding_top="1rem"), value="transactions"),
-                    rx.tabs.content(rx.box(documents_tab(), padding_top="1rem"), value="documents"),
+                    tab_panel("payments", payments_tab()),
+                    tab_panel("transactions", transactions_tab()),
+                    tab_panel("documents", documents_tab()),
                     value=BillingState.tab,
                     on_change=BillingState.set_tab,
                     width="100%",
@@ -378,7 +340,6 @@ def billing_page() -> rx.Component:
                 spacing="0",
                 width="100%",
             ),
-            rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
         ),
         spacing="0",
         width="100%",

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..components import T, page_header, panel_page, search_form
+from ..components import (
+    T, button_row, close_button, empty_box, error_callout, field_label, filter_bar, labelled, page_header,
+    panel_page, quote_confirm, search_form, step_dialog, when_loaded,
+)
 from ..components.layout import storefront_layout
 from ..state.base import BaseState
 from ..state.catalog import CatalogState as S
 from ..state.guest_catalog import GuestOrderState as G
-from .subscriptions import shortfall_block
 
 YES = "1"
 
 
 def toolbar() -> rx.Component:
-    return rx.flex(
+    return filter_bar(
         search_form(S, placeholder_key="catalog.search", input_id="catalog-search", width="20rem"),
         rx.select.root(
             rx.select.trigger(id="catalog-category", min_width="12rem"),
@@ -29,24 +31,15 @@ def toolbar() -> rx.Component:
             value=S.category,
             on_change=S.set_category,
         ),
-        gap="2",
-        wrap="wrap",
-        align="center",
-        width="100%",
         margin_bottom="1.5rem",
     )
 
 
-def order_button(pl) -> rx.Component:
+def order_button(pl, state) -> rx.Component:
+    """Buy / Try of one plan: opens ``state``'s order dialog (the customer's, or the visitor's)."""
     return rx.button(rx.cond(pl.is_trial == YES, T("catalog.try"), T("catalog.buy")), size="1",
                      variant=rx.cond(pl.is_trial == YES, "soft", "solid"), min_width="6.5rem",
-                     on_click=S.open_order(pl.id), class_name="order-plan", data_plan=pl.code)
-
-
-def guest_order_button(pl) -> rx.Component:
-    return rx.button(rx.cond(pl.is_trial == YES, T("catalog.try"), T("catalog.buy")), size="1",
-                     variant=rx.cond(pl.is_trial == YES, "soft", "solid"), min_width="6.5rem",
-                     on_click=G.open_order(pl.id), class_name="order-plan", data_plan=pl.code)
+                     on_click=state.open_order(pl.id), class_name="order-plan", data_plan=pl.code)
 
 
 def plan_row(pl, guest: bool = False) -> rx.Component:
@@ -74,7 +67,7 @@ def plan_row(pl, guest: bool = False) -> rx.Component:
             spacing="0",
             align="end",
         ),
-        guest_order_button(pl) if guest else rx.cond(BaseState.can_write, order_button(pl), rx.fragment()),
+        order_button(pl, G) if guest else rx.cond(BaseState.can_write, order_button(pl, S), rx.fragment()),
         justify="between",
         align="center",
         gap="3",
@@ -129,36 +122,29 @@ def catalog_body(guest: bool = False) -> rx.Component:
             spacing="0",
             width="100%",
         ),
-        rx.center(rx.text(T("catalog.nothing_found"), color=rx.color("gray", 10)), padding="2rem", width="100%",
-                  border=f"1px dashed {rx.color('gray', 6)}", border_radius="8px", id="catalog-empty"),
+        empty_box("catalog.nothing_found", "catalog-empty"),
     )
 
 
 def order_form() -> rx.Component:
     return rx.vstack(
-        rx.text(T("catalog.order.variant"), size="2", weight="medium"),
+        field_label("catalog.order.variant"),
         rx.select.root(
             rx.select.trigger(width="100%", id="order-variant"),
             rx.select.content(rx.foreach(S.order_variants, lambda v: rx.select.item(v["label"], value=v["id"]))),
             value=S.order_plan_id,
             on_change=S.set_order_plan,
         ),
-        rx.text(T("catalog.order.quantity"), as_="label", html_for="order-qty", size="2", weight="medium"),
+        field_label("catalog.order.quantity", "order-qty"),
         rx.input(value=S.order_qty, on_change=S.set_order_qty, id="order-qty", type="number", min="1", step="1",
                  input_mode="numeric", width="8rem", size="3"),
         rx.cond(S.order_is_trial,
                 rx.checkbox(T("catalog.order.trial_convert"), checked=S.order_trial_convert,
                             on_change=S.set_order_trial_convert, id="order-trial-convert"),
                 rx.fragment()),
-        rx.cond(S.order_error != "",
-                rx.callout(S.order_error, icon="circle-alert", color_scheme="red", size="1", width="100%",
-                           id="order-error"),
-                rx.fragment()),
-        rx.hstack(
-            rx.dialog.close(rx.button(T("common.cancel"), variant="soft", color_scheme="gray")),
-            rx.button(T("subscriptions.qty.preview"), on_click=S.preview_order, id="order-preview"),
-            justify="end", width="100%", spacing="3", margin_top="0.5rem",
-        ),
+        error_callout(S.order_error, "order-error"),
+        button_row(close_button(), rx.button(T("subscriptions.qty.preview"), on_click=S.preview_order,
+                                             id="order-preview")),
         spacing="2",
         width="100%",
     )
@@ -166,45 +152,31 @@ def order_form() -> rx.Component:
 
 def order_confirm() -> rx.Component:
     p = S.order_preview
-    return rx.vstack(
-        rx.text(T("catalog.order.summary", plan=p["plan"], quantity=p["quantity"]), size="3", weight="medium"),
-        rx.callout(p["now"], icon="info", size="1", width="100%", id="order-now"),
-        rx.cond(p["later"] != "", rx.text(p["later"], size="2", id="order-later"), rx.fragment()),
+    return quote_confirm(
+        T("catalog.order.summary", plan=p["plan"], quantity=p["quantity"]), p, "order",
         rx.cond(p["rate"] != "", rx.text(p["rate"], size="1", color=rx.color("gray", 10)), rx.fragment()),
         rx.text(T("catalog.order.available", amount=p["available"]), size="1", color=rx.color("gray", 10)),
-        shortfall_block(p, S.request_order_invoice, S.order_invoice),
-        rx.hstack(
-            rx.button(T("common.back"), variant="soft", color_scheme="gray", on_click=S.order_back),
-            rx.button(T("catalog.order.confirm"), on_click=S.confirm_order, loading=S.order_busy,
-                      disabled=p["shortfall"] != "", id="order-confirm"),
-            justify="end", width="100%", spacing="3", margin_top="0.5rem",
-        ),
-        spacing="3",
-        width="100%",
+        on_back=S.order_back, confirm_key="catalog.order.confirm", on_confirm=S.confirm_order, busy=S.order_busy,
+        shortfall=(S.request_order_invoice, S.order_invoice),
     )
 
 
 def order_done() -> rx.Component:
     return rx.vstack(
         rx.callout(T("catalog.order.done"), icon="circle-check", color_scheme="green", width="100%", id="order-done"),
-        rx.hstack(
-            rx.link(rx.button(T("catalog.order.open")), href=S.order_sub_href, id="order-open-sub"),
-            rx.dialog.close(rx.button(T("common.close"), variant="soft", color_scheme="gray")),
-            justify="end", width="100%", spacing="3",
-        ),
+        button_row(rx.link(rx.button(T("catalog.order.open")), href=S.order_sub_href, id="order-open-sub"),
+                   close_button("common.close"), margin_top="0"),
         spacing="3",
         width="100%",
     )
 
 
 def order_dialog() -> rx.Component:
-    return rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title(T("catalog.order.title")),
-            rx.dialog.description(S.order_product, size="2", color=rx.color("gray", 11), margin_bottom="0.75rem"),
-            rx.match(S.order_step, ("confirm", order_confirm()), ("done", order_done()), order_form()),
-            max_width="32rem",
-        ),
+    return step_dialog(
+        T("catalog.order.title"),
+        rx.match(S.order_step, ("confirm", order_confirm()), ("done", order_done()), order_form()),
+        description=S.order_product,
+        max_width="32rem",
         open=S.order_open,
         on_open_change=S.set_order_open,
     )
@@ -213,20 +185,13 @@ def order_dialog() -> rx.Component:
 # --- a visitor without a session -------------------------------------------------------------
 
 def guest_field(name: str, label_key: str, **kw) -> rx.Component:
-    return rx.vstack(
-        rx.text(T(label_key), as_="label", html_for=f"guest-{name}", size="2", weight="medium"),
-        rx.input(value=G.form[name], on_change=lambda v: G.set_field(name, v), id=f"guest-{name}", width="100%",
-                 **kw),
-        spacing="1",
-        width="100%",
-    )
+    control = rx.input(value=G.form[name], on_change=lambda v: G.set_field(name, v), id=f"guest-{name}",
+                       width="100%", **kw)
+    return labelled(label_key, control, f"guest-{name}")
 
 
 def guest_error() -> rx.Component:
-    return rx.cond(G.error != "",
-                   rx.callout(G.error, icon="circle-alert", color_scheme="red", size="1", width="100%",
-                              id="guest-error"),
-                   rx.fragment())
+    return error_callout(G.error, "guest-error")
 
 
 def guest_form() -> rx.Component:
@@ -243,11 +208,8 @@ def guest_form() -> rx.Component:
             width="100%",
         ),
         guest_error(),
-        rx.hstack(
-            rx.dialog.close(rx.button(T("common.cancel"), variant="soft", color_scheme="gray")),
-            rx.button(T("subscriptions.qty.preview"), on_click=G.preview_order, id="guest-preview"),
-            justify="end", width="100%", spacing="3", margin_top="0.5rem",
-        ),
+        button_row(close_button(), rx.button(T("subscriptions.qty.preview"), on_click=G.preview_order,
+                                             id="guest-preview")),
         spacing="3",
         width="100%",
     )
@@ -255,19 +217,11 @@ def guest_form() -> rx.Component:
 
 def guest_confirm() -> rx.Component:
     p = G.preview
-    return rx.vstack(
-        rx.text(p["summary"], size="3", weight="medium"),
-        rx.callout(p["now"], icon="info", size="1", width="100%", id="guest-now"),
-        rx.cond(p["later"] != "", rx.text(p["later"], size="2", id="guest-later"), rx.fragment()),
+    return quote_confirm(
+        p["summary"], p, "guest",
         rx.text(T("guest.order.for", org=p["org"], email=p["email"]), size="2", color=rx.color("gray", 11)),
         guest_error(),
-        rx.hstack(
-            rx.button(T("common.back"), variant="soft", color_scheme="gray", on_click=G.back),
-            rx.button(T("catalog.order.confirm"), on_click=G.confirm_order, loading=G.busy, id="guest-confirm"),
-            justify="end", width="100%", spacing="3", margin_top="0.5rem",
-        ),
-        spacing="3",
-        width="100%",
+        on_back=G.back, confirm_key="catalog.order.confirm", on_confirm=G.confirm_order, busy=G.busy,
     )
 
 
@@ -280,26 +234,20 @@ def guest_done() -> rx.Component:
         rx.cond(d["active"] != "", rx.text(d["active"], size="2"), rx.fragment()),
         rx.cond(d["invoice"] != "", rx.callout(d["invoice"], icon="receipt", size="1", width="100%",
                                                id="guest-done-invoice"), rx.fragment()),
-        rx.hstack(
-            rx.link(rx.button(T("guest.header.sign_in"), variant="soft"), href="/login"),
-            rx.dialog.close(rx.button(T("common.close"))),
-            justify="end", width="100%", spacing="3",
-        ),
+        button_row(rx.link(rx.button(T("guest.header.sign_in"), variant="soft"), href="/login"),
+                   rx.dialog.close(rx.button(T("common.close"))), margin_top="0"),
         spacing="3",
         width="100%",
     )
 
 
 def guest_order_dialog() -> rx.Component:
-    return rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title(T("catalog.order.title")),
-            rx.dialog.description(G.product, " — ", G.plan, size="2", color=rx.color("gray", 11),
-                                  margin_bottom="0.75rem"),
-            rx.match(G.step, ("confirm", guest_confirm()), ("done", guest_done()), guest_form()),
-            max_width="32rem",
-            id="guest-order-dialog",
-        ),
+    return step_dialog(
+        T("catalog.order.title"),
+        rx.match(G.step, ("confirm", guest_confirm()), ("done", guest_done()), guest_form()),
+        description=(G.product, " — ", G.plan),
+        max_width="32rem",
+        content_id="guest-order-dialog",
         open=G.open,
         on_open_change=G.set_open,
     )
@@ -310,11 +258,7 @@ def guest_catalog() -> rx.Component:
     return storefront_layout(
         rx.vstack(
             page_header("catalog.title", subtitle=T("guest.subtitle")),
-            rx.cond(
-                S.loaded,
-                rx.vstack(toolbar(), catalog_body(guest=True), spacing="0", width="100%"),
-                rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
-            ),
+            when_loaded(S.loaded, rx.vstack(toolbar(), catalog_body(guest=True), spacing="0", width="100%")),
             guest_order_dialog(),
             spacing="0",
             width="100%",
@@ -329,7 +273,7 @@ def guest_catalog() -> rx.Component:
 def catalog_page() -> rx.Component:
     return rx.vstack(
         page_header("catalog.title", subtitle=T("catalog.subtitle")),
-        rx.cond(
+        when_loaded(
             S.loaded,
             rx.vstack(
                 toolbar(),
@@ -340,7 +284,6 @@ def catalog_page() -> rx.Component:
                 spacing="0",
                 width="100%",
             ),
-            rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
         ),
         order_dialog(),
         spacing="0",

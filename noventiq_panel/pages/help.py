@@ -4,37 +4,33 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..components import T, page_header, panel_page
+from ..components import T, page_header, panel_page, section_card
 from ..state.help import HelpState
 
 FAQ_COUNT = 6
 
 
 def contact_card() -> rx.Component:
-    return rx.card(
-        rx.vstack(
-            rx.heading(T("help.contacts"), size="4"),
-            rx.text(T("help.kb_body"), size="2", color=rx.color("gray", 11)),
-            rx.link(
-                rx.button(rx.icon("book-open", size=16), T("help.kb_link"), rx.icon("external-link", size=14),
-                          variant="soft"),
-                href=HelpState.kb_url,
-                is_external=True,
-                id="kb-link",
-            ),
-            rx.separator(size="4"),
-            rx.text(T("help.support_body"), size="2", color=rx.color("gray", 11)),
-            rx.hstack(
-                rx.icon("mail", size=16),
-                rx.link(HelpState.support_email, href="mailto:" + HelpState.support_email, id="support-email"),
-                spacing="2",
-                align="center",
-            ),
-            rx.hstack(rx.icon("phone", size=16), rx.text(HelpState.support_phone), spacing="2", align="center"),
-            spacing="3",
-            width="100%",
+    return section_card(
+        "help.contacts",
+        rx.text(T("help.kb_body"), size="2", color=rx.color("gray", 11)),
+        rx.link(
+            rx.button(rx.icon("book-open", size=16), T("help.kb_link"), rx.icon("external-link", size=14),
+                      variant="soft"),
+            href=HelpState.kb_url,
+            is_external=True,
+            id="kb-link",
         ),
-        width="100%",
+        rx.separator(size="4"),
+        rx.text(T("help.support_body"), size="2", color=rx.color("gray", 11)),
+        rx.hstack(
+            rx.icon("mail", size=16),
+            rx.link(HelpState.support_email, href="mailto:" + HelpState.support_email, id="support-email"),
+            spacing="2",
+            align="center",
+        ),
+        rx.hstack(rx.icon("phone", size=16), rx.text(HelpState.support_phone), spacing="2", align="center"),
+        size="4",
     )
 
 

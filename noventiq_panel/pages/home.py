@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..components import T, amount_text, big_amount, page_header, panel_page
+from ..components import T, amount_line, amount_text, big_amount, card_title, page_header, panel_page, when_loaded
 from ..state.home import HomeState
 
 
@@ -12,12 +12,7 @@ def card(title_key: str, *children: rx.Component, icon: str | None = None, card_
          **props) -> rx.Component:
     return rx.card(
         rx.vstack(
-            rx.hstack(
-                rx.icon(icon, size=16, color=rx.color("accent", 10)) if icon else rx.fragment(),
-                rx.text(T(title_key), size="2", weight="medium", color=rx.color("gray", 11)),
-                spacing="2",
-                align="center",
-            ),
+            card_title(title_key, icon),
             *children,
             spacing="2",
             width="100%",
@@ -79,16 +74,8 @@ def balance_card() -> rx.Component:
         rx.cond(
             HomeState.is_postpaid,
             rx.vstack(
-                rx.hstack(
-                    rx.text(T("home.credit_limit"), size="2", color=rx.color("gray", 11)),
-                    amount_text(HomeState.credit_limit, id="credit-limit"),
-                    justify="between", width="100%", wrap="wrap",
-                ),
-                rx.hstack(
-                    rx.text(T("home.available"), size="2", color=rx.color("gray", 11)),
-                    amount_text(HomeState.available, weight="medium", id="available"),
-                    justify="between", width="100%", wrap="wrap",
-                ),
+                amount_line("home.credit_limit", HomeState.credit_limit, id="credit-limit"),
+                amount_line("home.available", HomeState.available, weight="medium", id="available"),
                 spacing="1",
                 width="100%",
             ),
@@ -110,13 +97,7 @@ def consumption_card() -> rx.Component:
         "home.consumption",
         rx.text(T("home.month_to_date", month=HomeState.month_label), size="1", color=rx.color("gray", 10)),
         big_amount(HomeState.month_to_date, id="month-to-date"),
-        rx.hstack(
-            rx.text(T("home.forecast"), size="2", color=rx.color("gray", 11)),
-            amount_text(HomeState.forecast, weight="medium", id="forecast"),
-            justify="between",
-            width="100%",
-            wrap="wrap",
-        ),
+        amount_line("home.forecast", HomeState.forecast, weight="medium", id="forecast"),
         rx.spacer(),
         rx.link(T("home.to_analytics"), href="/analytics", size="2"),
         icon="activity",
@@ -245,7 +226,7 @@ def home_page() -> rx.Component:
                     href="/catalog", id="buy-subscription"),
             subtitle=HomeState.org_name,
         ),
-        rx.cond(
+        when_loaded(
             HomeState.loaded,
             rx.vstack(
                 invitations(),
@@ -263,7 +244,6 @@ def home_page() -> rx.Component:
                 spacing="4",
                 width="100%",
             ),
-            rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
         ),
         spacing="0",
         width="100%",

@@ -4,83 +4,67 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..components import Column, T, data_table, page_header, panel_page
+from ..components import Column, T, data_table, error_callout, hint, labelled, page_header, panel_page, when_loaded
 from ..i18n import LOCALE_NAMES, LOCALES
 from ..state.profile import ProfileState
 
 
-def labelled(label_key: str, control: rx.Component, html_for: str) -> rx.Component:
-    return rx.vstack(
-        rx.text(T(label_key), as_="label", html_for=html_for, size="2", weight="medium"),
-        control,
-        spacing="1",
+def form_card(title_key: str, *children: rx.Component, on_submit, reset_on_submit: bool, key) -> rx.Component:
+    return rx.card(
+        rx.form(
+            rx.vstack(rx.heading(T(title_key), size="4"), *children, spacing="3", width="100%"),
+            on_submit=on_submit,
+            reset_on_submit=reset_on_submit,
+            key=key,
+            width="100%",
+        ),
         width="100%",
     )
 
 
+def password_input(name: str, input_id: str, autocomplete: str) -> rx.Component:
+    return rx.input(name=name, id=input_id, type="password", auto_complete=autocomplete, required=True, width="100%")
+
+
 def personal_card() -> rx.Component:
-    return rx.card(
-        rx.form(
-            rx.vstack(
-                rx.heading(T("profile.personal"), size="4"),
-                labelled("signin.name", rx.input(name="name", id="profile-name", default_value=ProfileState.name,
-                                                 required=True, width="100%"), "profile-name"),
-                labelled("signin.email", rx.input(id="profile-email", value=ProfileState.email, read_only=True,
-                                                  disabled=True, width="100%"), "profile-email"),
-                labelled(
-                    "profile.language",
-                    rx.select.root(
-                        rx.select.trigger(width="100%", id="profile-locale"),
-                        rx.select.content(*[rx.select.item(LOCALE_NAMES[loc], value=loc) for loc in LOCALES]),
-                        name="locale",
-                        default_value=ProfileState.profile_locale,
-                    ),
-                    "profile-locale",
-                ),
-                rx.button(T("common.save"), type="submit", id="profile-save"),
-                spacing="3",
-                width="100%",
+    return form_card(
+        "profile.personal",
+        labelled("signin.name", rx.input(name="name", id="profile-name", default_value=ProfileState.name,
+                                         required=True, width="100%"), "profile-name"),
+        labelled("signin.email", rx.input(id="profile-email", value=ProfileState.email, read_only=True,
+                                          disabled=True, width="100%"), "profile-email"),
+        labelled(
+            "profile.language",
+            rx.select.root(
+                rx.select.trigger(width="100%", id="profile-locale"),
+                rx.select.content(*[rx.select.item(LOCALE_NAMES[loc], value=loc) for loc in LOCALES]),
+                name="locale",
+                default_value=ProfileState.profile_locale,
             ),
-            on_submit=ProfileState.save_profile,
-            reset_on_submit=False,
-            key=ProfileState.name + ProfileState.profile_locale,
-            width="100%",
+            "profile-locale",
         ),
-        width="100%",
+        rx.button(T("common.save"), type="submit", id="profile-save"),
+        on_submit=ProfileState.save_profile,
+        reset_on_submit=False,
+        key=ProfileState.name + ProfileState.profile_locale,
     )
 
 
 def password_card() -> rx.Component:
-    return rx.card(
-        rx.form(
-            rx.vstack(
-                rx.heading(T("profile.password"), size="4"),
-                rx.cond(
-                    ProfileState.password_error != "",
-                    rx.callout(ProfileState.password_error, icon="circle-alert", color_scheme="red", size="1",
-                               width="100%", id="password-error"),
-                    rx.fragment(),
-                ),
-                labelled("profile.old_password",
-                         rx.input(name="old_password", id="old-password", type="password",
-                                  auto_complete="current-password", required=True, width="100%"), "old-password"),
-                labelled("signin.new_password",
-                         rx.input(name="new_password", id="new-password", type="password",
-                                  auto_complete="new-password", required=True, width="100%"), "new-password"),
-                labelled("signin.password2",
-                         rx.input(name="new_password2", id="new-password2", type="password",
-                                  auto_complete="new-password", required=True, width="100%"), "new-password2"),
-                rx.text(T("profile.password_hint"), size="1", color=rx.color("gray", 10)),
-                rx.button(T("profile.change_password"), type="submit", id="password-save"),
-                spacing="3",
-                width="100%",
-            ),
-            on_submit=ProfileState.change_password,
-            reset_on_submit=True,
-            key=ProfileState.form_key.to_string(),
-            width="100%",
-        ),
-        width="100%",
+    return form_card(
+        "profile.password",
+        error_callout(ProfileState.password_error, "password-error"),
+        labelled("profile.old_password", password_input("old_password", "old-password", "current-password"),
+                 "old-password"),
+        labelled("signin.new_password", password_input("new_password", "new-password", "new-password"),
+                 "new-password"),
+        labelled("signin.password2", password_input("new_password2", "new-password2", "new-password"),
+                 "new-password2"),
+        hint("profile.password_hint"),
+        rx.button(T("profile.change_password"), type="submit", id="password-save"),
+        on_submit=ProfileState.change_password,
+        reset_on_submit=True,
+        key=ProfileState.form_key.to_string(),
     )
 
 
@@ -158,7 +142,7 @@ def history_section() -> rx.Component:
 def profile_page() -> rx.Component:
     return rx.vstack(
         page_header("profile.title", subtitle=ProfileState.user_email),
-        rx.cond(
+        when_loaded(
             ProfileState.loaded,
             rx.vstack(
                 rx.grid(personal_card(), password_card(), columns=rx.breakpoints(initial="1", md="2"), spacing="4",
@@ -167,7 +151,6 @@ def profile_page() -> rx.Component:
                 spacing="6",
                 width="100%",
             ),
-            rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
         ),
         spacing="0",
         width="100%",

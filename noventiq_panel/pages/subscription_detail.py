@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..components import T, amount_text, confirm_dialog, panel_page
+from ..components import (
+    T, amount_text, button_row, close_button, confirm_dialog, error_callout, field_label, hint, panel_page,
+    section_card, shortfall_block, step_dialog, table_box, when_loaded,
+)
 from ..state.base import BaseState
 from ..state.subscription_detail import SubscriptionDetailState as S
-from .subscriptions import shortfall_block
+from .subscriptions import quantity_confirm
 
 YES = "1"
 
@@ -25,14 +28,6 @@ def field(label_key: str, value, **props) -> rx.Component:
         spacing="3",
         width="100%",
         wrap="wrap",
-    )
-
-
-def section(title_key: str, *children, **props) -> rx.Component:
-    return rx.card(
-        rx.vstack(rx.heading(T(title_key), size="3"), *children, spacing="3", width="100%"),
-        width="100%",
-        **props,
     )
 
 
@@ -104,7 +99,7 @@ def overview_tab() -> rx.Component:
                 rx.callout(T("subscription.grace", date=S.d["grace_until"]), icon="triangle-alert",
                            color_scheme="orange", width="100%", id="grace"),
                 rx.fragment()),
-        section(
+        section_card(
             "subscription.overview",
             field("subscription.field.product", S.d["product"]),
             field("subscription.field.plan", S.d["plan"]),
@@ -128,7 +123,7 @@ def overview_tab() -> rx.Component:
             field("subscription.field.vendor_ref", S.d["vendor_ref"]),
             field("subscription.field.created", S.d["created"]),
         ),
-        rx.cond(S.d["description"] != "", section("subscription.about", rx.text(S.d["description"], size="2")),
+        rx.cond(S.d["description"] != "", section_card("subscription.about", rx.text(S.d["description"], size="2")),
                 rx.fragment()),
         spacing="4",
         width="100%",
@@ -137,67 +132,41 @@ def overview_tab() -> rx.Component:
 
 def resources_form() -> rx.Component:
     return rx.vstack(
-        rx.text(T("subscriptions.qty.new"), as_="label", html_for="res-qty", size="2", weight="medium"),
+        field_label("subscriptions.qty.new", "res-qty"),
         rx.hstack(
-            rx.input(value=S.res_qty, on_change=S.set_res_qty, id="res-qty", type="number", min=S.d["min"],
+            rx.input(value=S.qty_value, on_change=S.set_qty_value, id="res-qty", type="number", min=S.d["min"],
                      max=S.d["max"], step="1", input_mode="numeric", width="8rem", size="3"),
-            rx.button(T("subscriptions.qty.preview"), on_click=S.preview_res, id="res-preview"),
+            rx.button(T("subscriptions.qty.preview"), on_click=S.preview_qty, id="res-preview"),
             spacing="2",
             align="center",
         ),
         rx.text(T("subscriptions.qty.range", min=S.d["min"], max=S.d["max"]), size="1", color=rx.color("gray", 10)),
-        rx.cond(S.res_error != "",
-                rx.callout(S.res_error, icon="circle-alert", color_scheme="red", size="1", width="100%",
-                           id="res-error"),
-                rx.fragment()),
+        error_callout(S.qty_error, "res-error"),
         spacing="2",
         width="100%",
     )
 
 
-def resources_confirm() -> rx.Component:
-    p = S.res_preview
-    return rx.vstack(
-        rx.text(T("subscriptions.qty.change", old=p["old"], new=p["new"]), size="3", weight="medium"),
-        rx.callout(p["now"], icon="info", size="1", width="100%", id="res-now"),
-        rx.cond(p["later"] != "", rx.text(p["later"], size="2", id="res-later"), rx.fragment()),
-        shortfall_block(p, S.request_res_invoice, S.res_invoice),
-        rx.hstack(
-            rx.button(T("common.back"), variant="soft", color_scheme="gray", on_click=S.res_back),
-            rx.button(T("subscriptions.qty.confirm"), on_click=S.confirm_res, loading=S.res_busy,
-                      disabled=p["shortfall"] != "", id="res-confirm"),
-            spacing="3",
-        ),
-        spacing="3",
-        width="100%",
-    )
+def headers(*keys: str) -> list[rx.Component]:
+    return [rx.table.column_header_cell(T(k)) for k in keys]
 
 
 def batches_table() -> rx.Component:
     return rx.cond(
         S.batches.length() > 0,
-        rx.box(
-            rx.table.root(
-                rx.table.header(rx.table.row(
-                    rx.table.column_header_cell(T("subscription.batch.quantity"), text_align="right"),
-                    rx.table.column_header_cell(T("subscription.batch.source")),
-                    rx.table.column_header_cell(T("subscription.batch.added")),
-                    rx.table.column_header_cell(T("subscription.batch.window")),
-                )),
-                rx.table.body(rx.foreach(S.batches, lambda b: rx.table.row(
-                    rx.table.cell(amount_text(b["quantity"]), text_align="right"),
-                    rx.table.cell(b["source"]),
-                    rx.table.cell(b["added"]),
-                    rx.table.cell(rx.badge(b["window"], color_scheme=rx.cond(b["in_window"] == YES, "green", "gray"),
-                                           variant="soft")),
-                    class_name="batch-row",
-                ))),
-                variant="surface",
-                size="1",
-                width="100%",
+        table_box(
+            [rx.table.column_header_cell(T("subscription.batch.quantity"), text_align="right"),
+             *headers("subscription.batch.source", "subscription.batch.added", "subscription.batch.window")],
+            S.batches,
+            lambda b: rx.table.row(
+                rx.table.cell(amount_text(b["quantity"]), text_align="right"),
+                rx.table.cell(b["source"]),
+                rx.table.cell(b["added"]),
+                rx.table.cell(rx.badge(b["window"], color_scheme=rx.cond(b["in_window"] == YES, "green", "gray"),
+                                       variant="soft")),
+                class_name="batch-row",
             ),
-            overflow_x="auto",
-            width="100%",
+            size="1",
         ),
         rx.fragment(),
     )
@@ -206,19 +175,18 @@ def batches_table() -> rx.Component:
 def resources_tab() -> rx.Component:
     return rx.vstack(
         scheduled_changes(),
-        section(
+        section_card(
             "subscription.resources",
             field("subscription.field.quantity", S.d["quantity"], id="res-current"),
             field("subscription.field.refundable", S.d["refundable"]),
-            rx.text(T("subscriptions.qty.window_note"), size="1", color=rx.color("gray", 10)),
+            hint("subscriptions.qty.window_note"),
             rx.cond(
                 (S.d["can_qty"] == YES) & BaseState.can_write,
-                rx.cond(S.res_step == "confirm", resources_confirm(), resources_form()),
+                rx.cond(S.qty_step == "confirm", quantity_confirm(S, "res", end=False), resources_form()),
                 rx.text(T("subscription.resources.readonly"), size="2", color=rx.color("gray", 10)),
             ),
         ),
-        section("subscription.batches", rx.text(T("subscription.batches_hint"), size="1", color=rx.color("gray", 10)),
-                batches_table()),
+        section_card("subscription.batches", hint("subscription.batches_hint"), batches_table()),
         spacing="4",
         width="100%",
     )
@@ -226,7 +194,7 @@ def resources_tab() -> rx.Component:
 
 def plan_change() -> rx.Component:
     p = S.plan_preview
-    return section(
+    return section_card(
         "subscription.plan.title",
         rx.text(T("subscription.plan.hint"), size="2", color=rx.color("gray", 11)),
         rx.hstack(
@@ -249,17 +217,7 @@ def plan_change() -> rx.Component:
                 rx.cond(p["recurring"] != "", rx.text(p["recurring"], size="2"), rx.fragment()),
                 rx.cond(
                     p["shortfall"] != "",
-                    rx.callout.root(
-                        rx.callout.icon(rx.icon("wallet", size=16)),
-                        rx.vstack(
-                            rx.text(T("subscriptions.shortfall", amount=p["shortfall"]), size="2"),
-                            rx.link(rx.button(rx.icon("plus", size=14), T("subscriptions.top_up"), size="1"),
-                                    href=p["topup_href"]),
-                            spacing="2",
-                        ),
-                        color_scheme="orange",
-                        width="100%",
-                    ),
+                    shortfall_block(p),
                     rx.button(T("subscription.plan.confirm"), on_click=S.confirm_plan, loading=S.action_busy,
                               id="plan-confirm"),
                 ),
@@ -268,12 +226,12 @@ def plan_change() -> rx.Component:
             ),
             rx.fragment(),
         ),
-        id="plan-change",
+        card_id="plan-change",
     )
 
 
 def cancel_block() -> rx.Component:
-    return section(
+    return section_card(
         "subscription.cancel.title",
         rx.text(T("subscription.cancel.hint"), size="2", color=rx.color("gray", 11)),
         rx.cond(
@@ -296,40 +254,38 @@ def cancel_block() -> rx.Component:
     )
 
 
+def switch_section(title_key: str, flag: str, on_change, switch_id: str, text_key: str) -> rx.Component:
+    """A setting of the subscription that is on or off (``S.d[flag]``)."""
+    return section_card(
+        title_key,
+        rx.hstack(
+            rx.switch(checked=S.d[flag] == YES, on_change=on_change, id=switch_id),
+            rx.text(T(text_key), size="2"),
+            spacing="2",
+            align="center",
+        ),
+    )
+
+
 def options_tab() -> rx.Component:
     return rx.cond(
         BaseState.can_write,
         rx.vstack(
             rx.cond(
                 S.d["show_auto_renew"] == YES,
-                section(
-                    "subscription.field.auto_renew",
-                    rx.hstack(
-                        rx.switch(checked=S.d["auto_renew"] == YES, on_change=S.toggle_auto_renew, id="auto-renew"),
-                        rx.text(T("subscriptions.auto_renew_hint"), size="2"),
-                        spacing="2",
-                        align="center",
-                    ),
-                ),
+                switch_section("subscription.field.auto_renew", "auto_renew", S.toggle_auto_renew, "auto-renew",
+                               "subscriptions.auto_renew_hint"),
                 rx.fragment(),
             ),
             rx.cond(
                 (S.d["is_trial"] == YES) & (S.d["ended"] != YES),
-                section(
-                    "subscription.trial.title",
-                    rx.hstack(
-                        rx.switch(checked=S.d["trial_convert"] == YES, on_change=S.toggle_trial_convert,
-                                  id="trial-convert"),
-                        rx.text(T("subscription.trial.convert"), size="2"),
-                        spacing="2",
-                        align="center",
-                    ),
-                ),
+                switch_section("subscription.trial.title", "trial_convert", S.toggle_trial_convert, "trial-convert",
+                               "subscription.trial.convert"),
                 rx.fragment(),
             ),
             rx.cond(
                 (S.d["can_suspend"] == YES) | (S.d["can_resume"] == YES),
-                section(
+                section_card(
                     "subscription.suspend.title",
                     rx.text(T("subscription.suspend.hint"), size="2", color=rx.color("gray", 11)),
                     rx.cond(
@@ -361,11 +317,11 @@ def options_tab() -> rx.Component:
 
 
 def activation_tab() -> rx.Component:
-    return section(
+    return section_card(
         "subscription.activation",
         rx.cond(S.d["activation_md"] != "", rx.markdown(S.d["activation_md"], use_raw=False),
                 rx.text(T("subscription.activation.none"), size="2", color=rx.color("gray", 10))),
-        id="activation",
+        card_id="activation",
     )
 
 
@@ -389,49 +345,41 @@ def threshold_row(t: rx.Var, index: rx.Var) -> rx.Component:
 
 
 def budget_dialog() -> rx.Component:
-    return rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title(T("budget.title")),
-            rx.dialog.description(T("budget.hint"), size="2", color=rx.color("gray", 11), margin_bottom="0.75rem"),
-            rx.vstack(
-                rx.text(T("budget.amount", currency=S.d["currency"]), as_="label", html_for="budget-amount", size="2",
-                        weight="medium"),
-                rx.input(value=S.budget_amount, on_change=S.set_budget_amount, id="budget-amount",
-                         input_mode="decimal", width="100%"),
-                rx.text(T("budget.thresholds"), size="2", weight="medium"),
-                rx.foreach(S.budget_thresholds, threshold_row),
-                rx.cond(S.budget_thresholds.length() < 5,
-                        rx.button(rx.icon("plus", size=14), T("budget.add_threshold"), size="1", variant="soft",
-                                  on_click=S.add_threshold, id="add-threshold"),
+    return step_dialog(
+        T("budget.title"),
+        rx.vstack(
+            rx.text(T("budget.amount", currency=S.d["currency"]), as_="label", html_for="budget-amount", size="2",
+                    weight="medium"),
+            rx.input(value=S.budget_amount, on_change=S.set_budget_amount, id="budget-amount",
+                     input_mode="decimal", width="100%"),
+            field_label("budget.thresholds"),
+            rx.foreach(S.budget_thresholds, threshold_row),
+            rx.cond(S.budget_thresholds.length() < 5,
+                    rx.button(rx.icon("plus", size=14), T("budget.add_threshold"), size="1", variant="soft",
+                              on_click=S.add_threshold, id="add-threshold"),
+                    rx.fragment()),
+            field_label("budget.recipients"),
+            rx.foreach(S.budget_members, lambda m: rx.checkbox(
+                m["label"], checked=S.budget_recipients.contains(m["id"]),
+                on_change=lambda v: S.toggle_recipient(m["id"], v), class_name="budget-recipient")),
+            field_label("budget.extra_emails", "budget-emails"),
+            rx.text_area(value=S.budget_emails, on_change=S.set_budget_emails, id="budget-emails",
+                         placeholder="cfo@example.com, it@example.com", width="100%"),
+            error_callout(S.budget_error, "budget-error"),
+            button_row(
+                rx.cond(S.budget.contains("amount"),
+                        rx.button(T("budget.remove"), color_scheme="red", variant="soft", on_click=S.remove_budget,
+                                  id="budget-remove"),
                         rx.fragment()),
-                rx.text(T("budget.recipients"), size="2", weight="medium"),
-                rx.foreach(S.budget_members, lambda m: rx.checkbox(
-                    m["label"], checked=S.budget_recipients.contains(m["id"]),
-                    on_change=lambda v: S.toggle_recipient(m["id"], v), class_name="budget-recipient")),
-                rx.text(T("budget.extra_emails"), as_="label", html_for="budget-emails", size="2", weight="medium"),
-                rx.text_area(value=S.budget_emails, on_change=S.set_budget_emails, id="budget-emails",
-                             placeholder="cfo@example.com, it@example.com", width="100%"),
-                rx.cond(S.budget_error != "",
-                        rx.callout(S.budget_error, icon="circle-alert", color_scheme="red", size="1", width="100%",
-                                   id="budget-error"),
-                        rx.fragment()),
-                rx.hstack(
-                    rx.cond(S.budget.contains("amount"),
-                            rx.button(T("budget.remove"), color_scheme="red", variant="soft", on_click=S.remove_budget,
-                                      id="budget-remove"),
-                            rx.fragment()),
-                    rx.spacer(),
-                    rx.dialog.close(rx.button(T("common.cancel"), variant="soft", color_scheme="gray")),
-                    rx.button(T("common.save"), on_click=S.save_budget, loading=S.budget_busy, id="budget-save"),
-                    spacing="3",
-                    width="100%",
-                    margin_top="0.5rem",
-                ),
-                spacing="2",
-                width="100%",
+                rx.spacer(),
+                close_button(),
+                rx.button(T("common.save"), on_click=S.save_budget, loading=S.budget_busy, id="budget-save"),
             ),
-            max_width="34rem",
+            spacing="2",
+            width="100%",
         ),
+        description=T("budget.hint"),
+        max_width="34rem",
         open=S.budget_open,
         on_open_change=S.set_budget_open,
     )
@@ -440,7 +388,7 @@ def budget_dialog() -> rx.Component:
 def usage_tab() -> rx.Component:
     u = S.usage
     return rx.vstack(
-        section(
+        section_card(
             "subscription.usage",
             rx.cond(
                 u.contains("total"),
@@ -460,7 +408,7 @@ def usage_tab() -> rx.Component:
                 rx.text(T("subscription.usage.none"), size="2", color=rx.color("gray", 10)),
             ),
         ),
-        section(
+        section_card(
             "budget.title",
             rx.cond(
                 S.budget.contains("amount"),
@@ -486,31 +434,22 @@ def usage_tab() -> rx.Component:
 
 
 def history_tab() -> rx.Component:
-    return section(
+    return section_card(
         "subscription.history",
         rx.cond(
             S.events.length() > 0,
-            rx.box(
-                rx.table.root(
-                    rx.table.header(rx.table.row(
-                        rx.table.column_header_cell(T("subscription.history.when")),
-                        rx.table.column_header_cell(T("subscription.history.what")),
-                        rx.table.column_header_cell(T("subscription.history.who")),
-                        rx.table.column_header_cell(T("subscription.history.details")),
-                    )),
-                    rx.table.body(rx.foreach(S.events, lambda e: rx.table.row(
-                        rx.table.cell(e["when"], white_space="nowrap"),
-                        rx.table.cell(e["action"]),
-                        rx.table.cell(e["user"]),
-                        rx.table.cell(rx.text(e["details"], size="1", color=rx.color("gray", 11))),
-                        class_name="history-row",
-                    ))),
-                    variant="surface",
-                    size="1",
-                    width="100%",
+            table_box(
+                headers("subscription.history.when", "subscription.history.what", "subscription.history.who",
+                        "subscription.history.details"),
+                S.events,
+                lambda e: rx.table.row(
+                    rx.table.cell(e["when"], white_space="nowrap"),
+                    rx.table.cell(e["action"]),
+                    rx.table.cell(e["user"]),
+                    rx.table.cell(rx.text(e["details"], size="1", color=rx.color("gray", 11))),
+                    class_name="history-row",
                 ),
-                overflow_x="auto",
-                width="100%",
+                size="1",
             ),
             rx.text(T("table.empty"), size="2", color=rx.color("gray", 10)),
         ),
@@ -566,8 +505,7 @@ def not_found() -> rx.Component:
 
 @panel_page("/subscriptions/[id]", title_key="subscription.title", section="subscriptions", on_load=S.load)
 def subscription_detail_page() -> rx.Component:
-    return rx.cond(
+    return when_loaded(
         S.loaded,
         rx.cond(S.not_found, not_found(), rx.vstack(header(), tabs(), spacing="0", width="100%")),
-        rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
     )

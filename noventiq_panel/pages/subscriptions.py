@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..components import T, page_header, panel_page, search_form
-from ..components.tables import pager
+from ..components import (
+    T, button_row, close_button, empty_box, error_callout, field_label, filter_bar, hint, page_header, paged,
+    panel_page, quote_confirm, search_form, sort_header, step_dialog, table_box, when_loaded,
+)
 from ..state.base import BaseState
 from ..state.subscriptions import ALL, STATUSES, SubscriptionsState as S
 
@@ -27,7 +29,7 @@ WIDE = rx.breakpoints(initial="none", md="table-cell")
 
 
 def filters() -> rx.Component:
-    return rx.flex(
+    return filter_bar(
         search_form(S, placeholder_key="subscriptions.search", input_id="subs-search", width="18rem"),
         rx.select.root(
             rx.select.trigger(id="subs-status", min_width="10rem"),
@@ -48,24 +50,13 @@ def filters() -> rx.Component:
             value=S.vendor_filter,
             on_change=S.set_vendor_filter,
         ),
-        gap="2",
-        wrap="wrap",
-        align="center",
-        width="100%",
-        margin_bottom="1rem",
     )
 
 
 def header_cell(key, label_key: str | None, align: str, phone: bool) -> rx.Component:
     label = T(label_key) if label_key else ""
     if key in SORTABLE:
-        icon = rx.cond(
-            S.sort_key == key,
-            rx.cond(S.sort_desc, rx.icon("arrow-down", size=14), rx.icon("arrow-up", size=14)),
-            rx.icon("arrow-up-down", size=14, opacity="0.35"),
-        )
-        label = rx.hstack(label, icon, spacing="1", align="center", cursor="pointer", on_click=S.sort_by(key),
-                          justify="end" if align == "right" else "start", class_name=f"sort-{key}")
+        label = sort_header(label, key, align, S.sort_key, S.sort_desc, S.sort_by)
     return rx.table.column_header_cell(label, text_align=align, white_space="nowrap",
                                        display=None if phone else WIDE)
 
@@ -110,25 +101,13 @@ def table_row(row: rx.Var) -> rx.Component:
 
 
 def subscriptions_table() -> rx.Component:
-    table = rx.table.root(
-        rx.table.header(rx.table.row(*[header_cell(*h) for h in HEADERS])),
-        rx.table.body(rx.foreach(S.rows, table_row)),
-        variant="surface",
-        size="2",
-        width="100%",
-        id="subscriptions-table",
-    )
-    return rx.vstack(
+    return paged(
         rx.cond(
             S.rows.length() > 0,
-            rx.box(table, overflow_x="auto", width="100%"),
-            rx.center(rx.text(T("subscriptions.nothing_found"), color=rx.color("gray", 10)), padding="2rem",
-                      width="100%", border=f"1px dashed {rx.color('gray', 6)}", border_radius="8px",
-                      id="subs-nothing"),
+            table_box([header_cell(*h) for h in HEADERS], S.rows, table_row, size="2", table_id="subscriptions-table"),
+            empty_box("subscriptions.nothing_found", "subs-nothing"),
         ),
-        rx.cond(S.pages > 1, pager(S.page, S.pages, S.go_page, S.total), rx.fragment()),
-        spacing="0",
-        width="100%",
+        S.page, S.pages, S.go_page, S.total,
     )
 
 
@@ -166,81 +145,34 @@ def row_actions(row: rx.Var) -> rx.Component:
 def quantity_form() -> rx.Component:
     return rx.vstack(
         rx.text(T("subscriptions.qty.current", quantity=S.qty_current), size="2"),
-        rx.text(T("subscriptions.qty.new"), as_="label", html_for="qty-value", size="2", weight="medium"),
+        field_label("subscriptions.qty.new", "qty-value"),
         rx.input(value=S.qty_value, on_change=S.set_qty_value, id="qty-value", type="number", min=S.qty_min,
                  max=S.qty_max, step="1", input_mode="numeric", width="100%", size="3", auto_focus=True),
         rx.text(T("subscriptions.qty.range", min=S.qty_min, max=S.qty_max), size="1", color=rx.color("gray", 10)),
-        rx.cond(S.qty_error != "",
-                rx.callout(S.qty_error, icon="circle-alert", color_scheme="red", size="1", width="100%",
-                           id="qty-error"),
-                rx.fragment()),
-        rx.text(T("subscriptions.qty.window_note"), size="1", color=rx.color("gray", 10)),
-        rx.hstack(
-            rx.dialog.close(rx.button(T("common.cancel"), variant="soft", color_scheme="gray")),
-            rx.button(T("subscriptions.qty.preview"), on_click=S.preview_qty, id="qty-preview"),
-            justify="end", width="100%", spacing="3", margin_top="0.5rem",
-        ),
+        error_callout(S.qty_error, "qty-error"),
+        hint("subscriptions.qty.window_note"),
+        button_row(close_button(), rx.button(T("subscriptions.qty.preview"), on_click=S.preview_qty, id="qty-preview")),
         spacing="2",
         width="100%",
     )
 
 
-def shortfall_block(preview: rx.Var, on_invoice, invoice_number: rx.Var) -> rx.Component:
-    """Shown when the balance does not cover the charge: the missing amount, a top-up link with
-    exactly that amount, and an invoice for it (the action is carried out once it is paid)."""
-    return rx.cond(
-        preview["shortfall"] != "",
-        rx.callout.root(
-            rx.callout.icon(rx.icon("wallet", size=16)),
-            rx.vstack(
-                rx.text(T("subscriptions.shortfall", amount=preview["shortfall"]), size="2"),
-                rx.hstack(
-                    rx.link(rx.button(rx.icon("plus", size=14), T("subscriptions.top_up"), size="1"),
-                            href=preview["topup_href"], class_name="topup-link"),
-                    rx.cond(invoice_number == "",
-                            rx.button(rx.icon("file-text", size=14), T("subscriptions.invoice"), size="1",
-                                      variant="soft", on_click=on_invoice, class_name="shortfall-invoice"),
-                            rx.link(T("subscriptions.invoice_open", number=invoice_number), href="/billing",
-                                    size="2")),
-                    spacing="2",
-                    wrap="wrap",
-                ),
-                spacing="2",
-            ),
-            color_scheme="orange",
-            width="100%",
-            class_name="shortfall",
-        ),
-        rx.fragment(),
-    )
-
-
-def quantity_confirm() -> rx.Component:
-    p = S.qty_preview
-    return rx.vstack(
-        rx.text(T("subscriptions.qty.change", old=p["old"], new=p["new"]), size="3", weight="medium"),
-        rx.callout(p["now"], icon="info", size="1", width="100%", id="qty-now"),
-        rx.cond(p["later"] != "", rx.text(p["later"], size="2", id="qty-later"), rx.fragment()),
-        shortfall_block(p, S.request_qty_invoice, S.qty_invoice),
-        rx.hstack(
-            rx.button(T("common.back"), variant="soft", color_scheme="gray", on_click=S.qty_back),
-            rx.button(T("subscriptions.qty.confirm"), on_click=S.confirm_qty, loading=S.qty_busy,
-                      disabled=p["shortfall"] != "", id="qty-confirm"),
-            justify="end", width="100%", spacing="3", margin_top="0.5rem",
-        ),
-        spacing="3",
-        width="100%",
+def quantity_confirm(state=S, id_prefix: str = "qty", end: bool = True) -> rx.Component:
+    """The confirmation of a licence-count change (``state``: a ``QuantityChange`` page state),
+    in this page's dialog and on the detail page's Resources tab."""
+    p = state.qty_preview
+    return quote_confirm(
+        T("subscriptions.qty.change", old=p["old"], new=p["new"]), p, id_prefix,
+        on_back=state.qty_back, confirm_key="subscriptions.qty.confirm", on_confirm=state.confirm_qty,
+        busy=state.qty_busy, shortfall=(state.request_qty_invoice, state.qty_invoice), end=end,
     )
 
 
 def quantity_dialog() -> rx.Component:
-    return rx.dialog.root(
-        rx.dialog.content(
-            rx.dialog.title(T("subscriptions.qty.title")),
-            rx.dialog.description(S.qty_name, size="2", color=rx.color("gray", 11), margin_bottom="0.75rem"),
-            rx.cond(S.qty_step == "confirm", quantity_confirm(), quantity_form()),
-            max_width="30rem",
-        ),
+    return step_dialog(
+        T("subscriptions.qty.title"),
+        rx.cond(S.qty_step == "confirm", quantity_confirm(), quantity_form()),
+        description=S.qty_name,
         open=S.qty_open,
         on_open_change=S.set_qty_open,
     )
@@ -274,14 +206,13 @@ def subscriptions_page() -> rx.Component:
             rx.link(rx.button(rx.icon("shopping-cart", size=16), T("subscriptions.buy")), href="/catalog",
                     id="buy-subscription"),
         ),
-        rx.cond(
+        when_loaded(
             S.loaded,
             rx.cond(
                 (S.total == 0) & no_filters,
                 rx.vstack(filters(), empty_state(), spacing="0", width="100%"),
                 rx.vstack(filters(), subscriptions_table(), spacing="0", width="100%"),
             ),
-            rx.center(rx.spinner(size="3"), padding="3rem", width="100%"),
         ),
         quantity_dialog(),
         spacing="0",

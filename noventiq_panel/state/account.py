@@ -7,40 +7,23 @@ every handler here with the caller resolved again from the session secret.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
 import reflex as rx
+from babel.dates import get_timezone, get_timezone_gmt, get_timezone_location
 
-from ..components.money import fmt_date, fmt_datetime, fmt_money
 from noventiq_panel.services.identity import organisations, users
 from ..services.core.errors import DomainError, InvalidInput
 from .base import BaseState
+from .formatting import flag, fmt_date, fmt_datetime, fmt_money
+from .inputs import form_text, parse_id
 
 ROLES = ("owner", "admin", "finance")
 DETAIL_FIELDS = {"name": 255, "tax_id": 32, "address": 500, "phone": 64, "bank_details": 500}
 
 
-def _id(value: Any, field: str = "id") -> int:
-    """A positive integer id from browser input (InvalidInput otherwise)."""
-    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-    if not text.isdigit() or len(text) > 18:
-        raise InvalidInput(f"{field}: not an id", field=field, key="error.invalid")
-    return int(text)
-
-
-def _text(form: Any, name: str, limit: int) -> str:
-    value = form.get(name, "") if isinstance(form, dict) else ""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name}: text expected", field=name, key="error.invalid")
-    return value.strip()[: limit + 1]  # one over the limit: the service reports "too long"
-
-
 def _zone_label(zone: str, locale: str) -> str:
     """'Ташкент (GMT+05:00)' rather than the raw IANA id."""
-    from datetime import datetime
-
-    from babel.dates import get_timezone, get_timezone_gmt, get_timezone_location
-
     try:
         tz = get_timezone(zone)
         city = get_timezone_location(tz, locale=locale, return_city=True)
@@ -93,7 +76,7 @@ class AccountState(BaseState):
             "currency": d.billing_currency,
             "timezone": _zone_label(d.timezone, lang),
             "billing_mode": self._t(f"account.billing_mode.{d.billing_mode}"),
-            "postpaid": "1" if d.billing_mode == "postpaid" else "",
+            "postpaid": flag(d.billing_mode == "postpaid"),
             "credit_limit": fmt_money(d.credit_limit, d.billing_currency, lang),
             "low_balance_threshold": (fmt_money(d.low_balance_threshold, d.billing_currency, lang)
                                       if d.low_balance_threshold is not None else self._t("account.not_set")),
@@ -116,8 +99,8 @@ class AccountState(BaseState):
                 "status": status,
                 "status_label": self._t(f"account.status.{status}"),
                 "status_color": color,
-                "active": "1" if m.is_active else "",
-                "is_self": "1" if m.user_id == self._user_id else "",
+                "active": flag(m.is_active),
+                "is_self": flag(m.user_id == self._user_id),
                 "last_login": (fmt_datetime(m.last_login_at, lang, d.timezone, format="short")
                                if m.last_login_at else self._t("account.never")),
             })
@@ -131,9 +114,9 @@ class AccountState(BaseState):
     @rx.event
     async def save_details(self, form: dict):
         try:
-            values = {name: _text(form, name, limit) for name, limit in DETAIL_FIELDS.items()}
+            values = {name: form_text(form, name, limit) for name, limit in DETAIL_FIELDS.items()}
             self.saving = True
-            await self._act(_update_details, values)
+            await self._act(organisations.update_details, **values)
             await self._reload()
         except Exception as exc:  # noqa: BLE001
             self.saving = False
@@ -144,18 +127,16 @@ class AccountState(BaseState):
     @rx.event
     async def invite(self, form: dict):
         try:
-            email = _text(form, "email", 254)
-            name = _text(form, "name", 255)
-            role = _text(form, "role", 16) or "admin"
+            email = form_text(form, "email", 254)
+            name = form_text(form, "name", 255)
+            role = form_text(form, "role", 16) or "admin"
             if role not in ROLES:
                 raise InvalidInput("unknown role", field="role", key="users.role_invalid")
-            await self._act(_invite, email, name, role, self._lang)
+            await self._act(users.invite, email=email, name=name, role=role, locale=self._lang)
             await self._reload()
         except DomainError as exc:
             if isinstance(exc, InvalidInput) or exc.key.startswith(("users.", "auth.")):
-                from ..i18n import error_text
-
-                self.invite_error = error_text(exc, self.locale)
+                self.invite_error = self._error_text(exc)
                 return
             return self._fail(exc)
         except Exception as exc:  # noqa: BLE001
@@ -168,10 +149,10 @@ class AccountState(BaseState):
     @rx.event
     async def change_role(self, membership_id: str, role: str):
         try:
-            target = _id(membership_id)
+            target = parse_id(membership_id)
             if role not in ROLES:
                 raise InvalidInput("unknown role", field="role", key="users.role_invalid")
-            await self._act(_change_role, target, role)
+            await self._act(users.change_role, target, role)
             await self._reload()
         except Exception as exc:  # noqa: BLE001
             try:
@@ -183,38 +164,17 @@ class AccountState(BaseState):
 
     @rx.event
     async def deactivate(self, membership_id: str):
-        try:
-            await self._act(_deactivate, _id(membership_id))
-            await self._reload()
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
-        return self._ok("account.deactivated")
+        return await self._member_action(users.deactivate, membership_id, "account.deactivated")
 
     @rx.event
     async def reactivate(self, membership_id: str):
+        return await self._member_action(users.reactivate, membership_id, "account.reactivated")
+
+    async def _member_action(self, fn, membership_id: str, ok_key: str):
+        """``fn(session, actor, membership_id)`` on one member, then the list again."""
         try:
-            await self._act(_reactivate, _id(membership_id))
+            await self._act(fn, parse_id(membership_id))
             await self._reload()
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
-        return self._ok("account.reactivated")
-
-
-def _update_details(session, actor, values: dict):
-    return organisations.update_details(session, actor, **values)
-
-
-def _invite(session, actor, email: str, name: str, role: str, locale: str):
-    return users.invite(session, actor, email=email, name=name, role=role, locale=locale)
-
-
-def _change_role(session, actor, membership_id: int, role: str):
-    return users.change_role(session, actor, membership_id, role)
-
-
-def _deactivate(session, actor, membership_id: int):
-    return users.deactivate(session, actor, membership_id)
-
-
-def _reactivate(session, actor, membership_id: int):
-    return users.reactivate(session, actor, membership_id)
+        return self._ok(ok_key)

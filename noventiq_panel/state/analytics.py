@@ -2,7 +2,7 @@
 
 The URL query is the single source of the filters (``?period=custom&from=2025-01-01&to=...&product=3``):
 a change of a filter navigates to the new URL, ``load`` (the page's on_load) parses and validates
-it through ``services.reporting.analytics.parse_filters`` and loads the figures. So a view can be
+it through ``services.reporting.filters.parse_filters`` and loads the figures. So a view can be
 bookmarked and shared, and Back returns to the previous filters.
 
 Every public handler resolves the caller again (``_act``) and validates its arguments; the
@@ -21,13 +21,16 @@ from urllib.parse import urlencode
 import plotly.graph_objects as go
 import reflex as rx
 
-from ..components.money import fmt_date, fmt_money
 from ..i18n import format as fmt
 from ..models import Organisation
-from noventiq_panel.services.reporting import analytics, reports
-from ..services.reporting.analytics import PRESETS, Filters
+from noventiq_panel.services.reporting import reports, spend
+from noventiq_panel.services.reporting.filters import (
+    OTHER, PRESETS, FilterOptions, Filters, filter_options, parse_filters, period_presets)
+from noventiq_panel.services.reporting.iaas import IaasDetail, iaas_detail
+from noventiq_panel.services.reporting.spend import Dynamics, Series, Slice, Structure
 from ..services.core.errors import InvalidInput
-from .base import BaseState
+from .base import EXPORT_FORMATS, BaseState
+from .formatting import fmt_date, fmt_money
 
 ROUTE = "/analytics"
 STRUCTURE_DIMS = ("product", "vendor", "subscription", "payment_model")
@@ -42,10 +45,10 @@ class _View:
 
     filters: Filters
     timezone: str
-    options: analytics.FilterOptions
-    structure: analytics.Structure
-    dynamics: analytics.Dynamics
-    iaas: analytics.IaasDetail | None
+    options: FilterOptions
+    structure: Structure
+    dynamics: Dynamics
+    iaas: IaasDetail | None
     warning: str | None = None
 
 
@@ -54,23 +57,23 @@ def _load_view(session, actor, params: dict[str, str]) -> _View:
     tz = org.timezone if org else "Asia/Tashkent"
     warning = None
     try:
-        filters = analytics.parse_filters(params, tz=tz)
+        filters = parse_filters(params, tz=tz)
     except InvalidInput as exc:
-        filters = analytics.parse_filters({}, tz=tz)
+        filters = parse_filters({}, tz=tz)
         warning = exc.key
-    options = analytics.filter_options(session, actor)
+    options = filter_options(session, actor)
     if filters.subscription_id is not None and filters.subscription_id not in {i for i, _ in options.subscriptions}:
         filters = Filters(start=filters.start, end=filters.end, preset=filters.preset)
         warning = "error.analytics_filter"
-    structure = analytics.structure(session, actor, filters)
-    dyn = analytics.dynamics(session, actor, filters)
+    structure = spend.structure(session, actor, filters)
+    dyn = spend.dynamics(session, actor, filters)
     payg_ids = {i for i, _ in options.payg_subscriptions}
     iaas = None
     show_iaas = bool(payg_ids) and (filters.subscription_id is None or filters.subscription_id in payg_ids) and \
         (not filters.payment_model or filters.payment_model.startswith("payg"))
     if show_iaas:
-        iaas = analytics.iaas_detail(session, actor, filters.start, filters.end, filters.subscription_id,
-                                     service=filters.service, resource_group=filters.resource_group)
+        iaas = iaas_detail(session, actor, filters.start, filters.end, filters.subscription_id,
+                           service=filters.service, resource_group=filters.resource_group)
     return _View(filters, tz, options, structure, dyn, iaas, warning)
 
 
@@ -88,6 +91,11 @@ def _layout(**kw: Any) -> dict[str, Any]:
                 paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", hovermode="closest")
     base.update(kw)
     return base
+
+
+def _segment(value: str | list[str]) -> str:
+    """The value a segmented control sends (a list of one when it allows several)."""
+    return str(value[0] if isinstance(value, list) and value else value)
 
 
 def _date_axis(granularity: str) -> dict[str, Any]:
@@ -212,7 +220,7 @@ class AnalyticsState(BaseState):
             self._show_iaas()
         self.loaded = True
 
-    def _options(self, o: analytics.FilterOptions) -> None:
+    def _options(self, o: FilterOptions) -> None:
         self.period_options = [{"value": p, "label": self._t(f"analytics.period.{p}")} for p in PRESETS]
         every = {"value": "all", "label": self._t("analytics.filter.all")}
         self.product_options = [every] + [{"value": str(i), "label": n} for i, n in o.products]
@@ -225,8 +233,8 @@ class AnalyticsState(BaseState):
         self.service_options = [every] + [{"value": x, "label": x} for x in o.services]
         self.rg_options = [every] + [{"value": x, "label": x} for x in o.resource_groups]
 
-    def _slice(self, x: analytics.Slice, dim: str) -> dict[str, Any]:
-        if x.key == analytics.OTHER:
+    def _slice(self, x: Slice, dim: str) -> dict[str, Any]:
+        if x.key == OTHER:
             label = self._t("analytics.other")
         elif dim == "payment_model":
             label = self._t(f"analytics.model.{x.key}")
@@ -262,14 +270,14 @@ class AnalyticsState(BaseState):
             return fmt.format_date(day, lang, format="d MMM")
         return fmt.format_date(day, lang, format="LLL y")
 
-    def _show_dynamics(self, d: analytics.Dynamics, cur: str) -> None:
+    def _show_dynamics(self, d: Dynamics, cur: str) -> None:
         lang = self._lang
         self.granularity = d.granularity
         labels = [self._bucket_label(b, d.granularity) for b in d.buckets]
         x = [b.isoformat() for b in d.buckets]  # a date axis: Plotly names months in the UI language
         fig = go.Figure()
         for s in d.series:
-            name = self._t("analytics.other") if s.key == analytics.OTHER else s.label
+            name = self._t("analytics.other") if s.key == OTHER else s.label
             fig.add_trace(go.Bar(
                 name=name, x=x, y=[float(v) for v in s.values],
                 customdata=[f"{lbl}: {fmt_money(v, cur, lang)}" for lbl, v in zip(labels, s.values)],
@@ -294,9 +302,9 @@ class AnalyticsState(BaseState):
             for i, (b, label, t) in enumerate(zip(d.buckets, labels, d.totals))
         ]
 
-    def _keep_iaas(self, i: analytics.IaasDetail) -> None:
+    def _keep_iaas(self, i: IaasDetail) -> None:
         """Keep the IaaS detail as plain values (backend var) so a dimension switch needs no query."""
-        def series(items: list[analytics.Series]) -> list[dict[str, Any]]:
+        def series(items: list[Series]) -> list[dict[str, Any]]:
             return [{"key": s.key, "label": s.label, "values": [str(v) for v in s.values], "total": str(s.total),
                      "extra": {k: str(v) for k, v in s.extra.items()}} for s in items]
 
@@ -372,7 +380,7 @@ class AnalyticsState(BaseState):
         ]
 
     def _iaas_label(self, s: dict[str, Any]) -> str:
-        if s["key"] == analytics.OTHER and self.iaas_dim == "resource":
+        if s["key"] == OTHER and self.iaas_dim == "resource":
             return self._t("analytics.iaas.other_resources", count=s["extra"].get("count", ""))
         return s["label"] or self._t("analytics.iaas.none")
 
@@ -414,7 +422,7 @@ class AnalyticsState(BaseState):
         """The custom period's form: ``from`` and ``to`` (inclusive), ISO dates, validated."""
         start, end = str(form.get("from", "")).strip(), str(form.get("to", "")).strip()
         try:
-            analytics.parse_filters({"period": "custom", "from": start, "to": end})
+            parse_filters({"period": "custom", "from": start, "to": end})
         except InvalidInput as exc:
             return self._fail(exc)
         return self._go(self._query(period="custom", **{"from": start, "to": end}))
@@ -439,7 +447,7 @@ class AnalyticsState(BaseState):
 
     @rx.event
     async def set_structure_dim(self, dim: str | list[str]):
-        dim = str(dim[0] if isinstance(dim, list) and dim else dim)
+        dim = _segment(dim)
         if dim not in STRUCTURE_DIMS:
             return
         self.structure_dim = dim
@@ -448,7 +456,7 @@ class AnalyticsState(BaseState):
 
     @rx.event
     async def set_iaas_dim(self, dim: str | list[str]):
-        dim = str(dim[0] if isinstance(dim, list) and dim else dim)
+        dim = _segment(dim)
         if dim not in IAAS_DIMS:
             return
         self.iaas_dim = dim
@@ -461,12 +469,12 @@ class AnalyticsState(BaseState):
     @rx.event
     async def download(self, fmt_: str, section: str = "overview"):
         fmt_, section = str(fmt_), str(section)
-        if fmt_ not in ("csv", "xlsx") or section not in ("overview", "iaas"):
+        if fmt_ not in EXPORT_FORMATS or section not in ("overview", "iaas"):
             return rx.toast.error(self._t("error.analytics_format"))
         f = self._filters
         try:
             if not f:  # nothing loaded yet: this month, unfiltered (the caller is checked below)
-                f = {**Filters(*analytics.period_presets()["this_month"], preset="this_month").__dict__}
+                f = {**Filters(*period_presets()["this_month"], preset="this_month").__dict__}
                 f.update(start=f["start"].isoformat(), end=f["end"].isoformat())
             filters = Filters(start=date.fromisoformat(f["start"]), end=date.fromisoformat(f["end"]),
                               preset=f["preset"], product_id=f["product_id"], vendor_id=f["vendor_id"],
@@ -475,9 +483,7 @@ class AnalyticsState(BaseState):
             filename, data = await self._act(_export, filters, fmt_, self._lang, section)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
-        mime = "text/csv" if fmt_ == "csv" else \
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        return rx.download(data=data, filename=filename, mime_type=mime)
+        return self._download(filename, data, fmt_)
 
 
 __all__ = ["AnalyticsState"]

@@ -10,9 +10,9 @@ from typing import Any
 
 import reflex as rx
 
-from ..i18n import error_text
 from ..services.core.errors import DomainError, InvalidInput
-from .base import BaseState, Ctx, _ctx_from_info, safe_next
+from ..services.identity import auth
+from .base import BaseState, Ctx, ctx_of, safe_next
 
 MAX_FIELD = 500
 
@@ -28,17 +28,13 @@ def _field(form: Any, name: str, limit: int = MAX_FIELD) -> str:
 
 
 def _sign_in(session, email: str, password: str, ip: str) -> tuple[str, Ctx]:
-    from noventiq_panel.services.identity import auth
-
     raw, _user = auth.sign_in(session, email, password, ip=ip)
-    return raw, _ctx_from_info(auth.resolve(session, raw))
+    return raw, ctx_of(auth.resolve(session, raw))
 
 
 def _register(session, fields: dict) -> tuple[str, Ctx]:
-    from noventiq_panel.services.identity import auth
-
     raw, _user = auth.register(session, **fields)
-    return raw, _ctx_from_info(auth.resolve(session, raw))
+    return raw, ctx_of(auth.resolve(session, raw))
 
 
 class AuthFormState(BaseState):
@@ -51,12 +47,13 @@ class AuthFormState(BaseState):
         return (self.router.session.client_ip or "")[:64]
 
     def _show_error(self, exc: BaseException) -> None:
-        self.error = error_text(exc, self.locale)
+        self.error = self._error_text(exc)
 
     async def _submit(self, fn, *args, **kwargs) -> tuple[bool, Any]:
         """Run the form's service call and clear ``busy``. ``(True, result)``, or ``(False, event)``
-        after a failure: a domain error is shown on the form (event None; the services never say
-        more than the form may), anything else is the generic message event to yield."""
+        after a failure to yield: a domain error is shown on the form (event None, a plain state
+        update; the services never say more than the form may), anything else is the generic
+        message."""
         try:
             return True, await self._call(fn, *args, **kwargs)
         except DomainError as exc:
@@ -86,11 +83,9 @@ class LoginState(AuthFormState):
         yield
         ok, out = await self._submit(_sign_in, email, password, self._client_ip())
         if not ok:
-            if out is not None:
-                yield out
+            yield out
             return
-        secret, ctx = out
-        await self._start(secret, ctx)
+        await self._start(*out)
         yield rx.redirect(safe_next(self.router.url.query_parameters.get("next")), replace=True)
 
 
@@ -115,11 +110,9 @@ class RegisterState(AuthFormState):
         yield
         ok, out = await self._submit(_register, {**fields, "ip": self._client_ip()})
         if not ok:
-            if out is not None:
-                yield out
+            yield out
             return
-        secret, ctx = out
-        await self._start(secret, ctx)
+        await self._start(*out)
         yield rx.redirect("/", replace=True)
         yield rx.toast.success(self._t("signin.registered"))
 
@@ -134,8 +127,6 @@ class RecoveryState(AuthFormState):
 
     @rx.event
     async def request_link(self, form: dict):
-        from noventiq_panel.services.identity import auth
-
         email = _field(form, "email", 254).lower()
         if not email or "@" not in email:
             self.error = self._t("signin.email_required")
@@ -144,29 +135,10 @@ class RecoveryState(AuthFormState):
         yield
         ok, out = await self._submit(auth.request_password_reset, email, ip=self._client_ip())
         if not ok:
-            if out is not None:
-                yield out
+            yield out
             return
         self.error = ""
         self.sent = True
-
-
-def _check_token(session, raw: str) -> dict[str, str]:
-    from noventiq_panel.services.identity import auth
-
-    result = auth.check_reset_token(session, raw)
-    email = ""
-    purpose = ""
-    for source in (result, getattr(result, "user", None)):
-        if source is None:
-            continue
-        if isinstance(source, dict):
-            email = email or str(source.get("email") or "")
-            purpose = purpose or str(source.get("purpose") or "")
-        else:
-            email = email or str(getattr(source, "email", "") or "")
-            purpose = purpose or str(getattr(source, "purpose", "") or "")
-    return {"email": email, "purpose": purpose}
 
 
 class ResetState(AuthFormState):
@@ -189,7 +161,7 @@ class ResetState(AuthFormState):
             self.checked = True
             return
         try:
-            info = await self._call(_check_token, raw)
+            info = await self._call(auth.check_reset_token, raw)
         except DomainError as exc:
             self._show_error(exc)
             self.checked = True
@@ -197,15 +169,13 @@ class ResetState(AuthFormState):
         except Exception as exc:  # noqa: BLE001
             self.checked = True
             return self._fail(exc)
-        self.email = info["email"]
-        self.is_invite = info["purpose"] == "invite"
+        self.email = info.email
+        self.is_invite = info.purpose == "invite"
         self.valid = True
         self.checked = True
 
     @rx.event
     async def set_password(self, form: dict):
-        from noventiq_panel.services.identity import auth
-
         password = _field(form, "password", 200)
         if not password:
             self.error = self._t("signin.fill_in")
@@ -221,8 +191,7 @@ class ResetState(AuthFormState):
         yield
         ok, out = await self._submit(auth.reset_password, raw, password)
         if not ok:
-            if out is not None:
-                yield out
+            yield out
             return
         self.error = ""
         self.done = True

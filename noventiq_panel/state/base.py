@@ -19,15 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import reflex as rx
 
 from ..config import get_settings
 from ..db import session_scope
-from ..i18n import DEFAULT_LOCALE, LOCALES, error_text, normalize_locale, t, tn
-from ..services.core.errors import DomainError, Forbidden, NotAuthenticated
+from ..i18n import DEFAULT_LOCALE, LOCALES, error_text, normalize_locale, t
+from ..services.core.authz import Actor
+from ..services.core.errors import DomainError, NotAuthenticated
+from ..services.identity import auth, users
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,13 @@ SESSION_COOKIE_MAX_AGE = 30 * 24 * 3600  # the server expires idle sessions much
 # Pages reachable without signing in. Everything else goes through ``BaseState.guard``.
 PUBLIC_PATHS = ("/login", "/register", "/recovery", "/reset")
 WRITE_ROLES = ("owner", "admin")
+# What the browser is told a download is.
+MIME_TYPES = {
+    "pdf": "application/pdf",
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+EXPORT_FORMATS = ("csv", "xlsx")
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,7 @@ class Ctx:
     """The resolved caller of one handler: a plain value, safe to pass to services."""
 
     user_id: int
-    org_id: int | None
+    org_id: int
     role: str
     locale: str
     email: str = ""
@@ -56,11 +65,7 @@ class Ctx:
     orgs: tuple = field(default_factory=tuple)
 
     @property
-    def actor(self):
-        from ..services.core.authz import Actor
-
-        if self.org_id is None:
-            raise Forbidden("no organisation", key="error.no_organisation")
+    def actor(self) -> Actor:
         return Actor(user_id=self.user_id, org_id=self.org_id)
 
     @property
@@ -75,36 +80,28 @@ def _run_in_session(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
 
 def _resolve(secret: str) -> Ctx:
     """Resolve the session secret to a Ctx (raises NotAuthenticated). Runs in a worker thread."""
-    from noventiq_panel.services.identity import auth
-
     with session_scope() as session:
-        info = auth.resolve(session, secret)
-        return _ctx_from_info(info)
+        return ctx_of(auth.resolve(session, secret))
 
 
-def _ctx_from_info(info: Any) -> Ctx:
-    orgs = tuple(
-        {"id": str(o["id"]), "name": str(o["name"]), "role": str(o.get("role") or "")}
-        for o in (getattr(info, "orgs", None) or [])
-    )
+def ctx_of(info: auth.SessionInfo) -> Ctx:
+    """The plain view of ``auth.resolve``'s answer (the organisations' ids as strings)."""
     return Ctx(
-        user_id=int(info.user_id),
-        org_id=int(info.org_id) if info.org_id is not None else None,
-        role=str(getattr(info, "role", "") or ""),
-        locale=normalize_locale(getattr(info, "locale", None)),
-        email=str(getattr(info, "email", "") or ""),
-        name=str(getattr(info, "name", "") or ""),
-        org_name=str(getattr(info, "org_name", "") or ""),
-        orgs=orgs,
+        user_id=info.user_id,
+        org_id=info.org_id,
+        role=str(info.role),
+        locale=normalize_locale(info.locale),
+        email=info.email,
+        name=info.name,
+        org_name=info.org_name,
+        orgs=tuple({"id": str(o["id"]), "name": o["name"], "role": str(o["role"])} for o in info.orgs),
     )
 
 
 def _act_in_session(secret: str, fn: Callable[..., T], args: tuple, kwargs: dict) -> tuple[Ctx, T]:
     """Resolve the caller and run ``fn(session, actor, ...)`` in one unit of work."""
-    from noventiq_panel.services.identity import auth
-
     with session_scope() as session:
-        ctx = _ctx_from_info(auth.resolve(session, secret))
+        ctx = ctx_of(auth.resolve(session, secret))
         return ctx, fn(session, ctx.actor, *args, **kwargs)
 
 
@@ -181,9 +178,6 @@ class BaseState(rx.State):
         """Translate for the current UI language (server-side: view dicts, toasts)."""
         return t(key, self.locale, **params)
 
-    def _tn(self, key: str, count: int, **params: Any) -> str:
-        return tn(key, count, self.locale, **params)
-
     @property
     def _lang(self) -> str:
         return normalize_locale(self.locale)
@@ -197,7 +191,7 @@ class BaseState(rx.State):
         self.org_name = ctx.org_name
         self.role = ctx.role
         self.orgs = [dict(o) for o in ctx.orgs]
-        self.current_org_id = str(ctx.org_id or "")
+        self.current_org_id = str(ctx.org_id)
         if ctx.locale in LOCALES and self.locale != ctx.locale:
             self.locale = ctx.locale
 
@@ -302,6 +296,24 @@ class BaseState(rx.State):
     def _ok(self, key: str, **params: Any):
         return rx.toast.success(self._t(key, **params))
 
+    @staticmethod
+    def _download(filename: str, data: bytes, kind: str):
+        """Hand a file a service built (``kind``: pdf, csv, xlsx) to the browser, as data: never
+        through ``/_upload``."""
+        return rx.download(data=data, filename=filename, mime_type=MIME_TYPES[kind])
+
+    def _error_text(self, exc: BaseException) -> str:
+        """The translated message of ``exc``, for an error line inside a form or a dialog."""
+        return error_text(exc, self.locale)
+
+    async def _attempt(self, work: Awaitable[Any]):
+        """Await ``work`` (a reload); an exception becomes the event that tells the user."""
+        try:
+            await work
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+            return self._fail(exc)
+        return None
+
     # ============================================================================================
     # Event handlers (public: every one checks the caller itself)
     # ============================================================================================
@@ -321,8 +333,6 @@ class BaseState(rx.State):
 
     @rx.event
     async def sign_out(self):
-        from noventiq_panel.services.identity import auth
-
         secret = self.session_secret
         if secret:
             try:
@@ -335,8 +345,6 @@ class BaseState(rx.State):
     @rx.event
     async def switch_org(self, org_id: str):
         """Switch the session to another organisation of the user (the service checks membership)."""
-        from noventiq_panel.services.identity import auth
-
         try:
             target = int(str(org_id))
         except (TypeError, ValueError):
@@ -361,10 +369,8 @@ class BaseState(rx.State):
         self.locale = code
         if not self.session_secret:
             return
-        from noventiq_panel.services.identity import users
-
         try:
-            await self._act(_save_locale, users, code)
+            await self._act(_save_locale, code)
         except NotAuthenticated:
             self.locale = code
             return
@@ -375,9 +381,9 @@ class BaseState(rx.State):
         return rx.call_script("window.location.reload()")
 
 
-def _save_locale(session, actor, users_module, code: str):
-    profile = users_module.get_profile(session, actor.user_id)
-    return users_module.update_profile(session, actor.user_id, name=profile.name, locale=code)
+def _save_locale(session, actor, code: str):
+    profile = users.get_profile(session, actor.user_id)
+    return users.update_profile(session, actor.user_id, name=profile.name, locale=code)
 
 
 def _all_substates(cls: type[rx.State]) -> list[type[rx.State]]:

@@ -18,28 +18,23 @@ from typing import Any
 
 import reflex as rx
 
-from ..components.money import fmt_date, fmt_datetime, fmt_money
-from ..components.tables import clamp_page, page_count
-from noventiq_panel.services.billing import documents, payments, transactions
+from ..i18n.format import format_month
+from noventiq_panel.services.billing import documents, invoices, transactions
 from ..services.core.errors import DomainError, InvalidInput, NotAuthenticated
 from ..services.core.money import parse_amount, to_decimal
-from .base import BaseState
+from .base import EXPORT_FORMATS, BaseState
+from .formatting import flag, fmt_date, fmt_datetime, fmt_money
+from .inputs import parse_id
+from .paging import clamp_page, fetch_page, page_count
+from .parts import BalanceFigures
 
 TABS = ("payments", "transactions", "documents")
 ALL = "all"
-PAY_STATUSES = (ALL,) + payments.STATUSES
+PAY_STATUSES = (ALL,) + invoices.STATUSES
 TX_KINDS = (ALL,) + transactions.KINDS
 PAGE_SIZE = 20
 STATUS_COLORS = {"pending": "blue", "paid": "green", "overdue": "red", "cancelled": "gray", "failed": "orange"}
 KIND_COLORS = {"topup": "green", "charge": "red", "usage": "orange", "refund": "blue", "adjustment": "gray"}
-
-
-def _id(value: Any, field: str = "id") -> int:
-    """A positive integer id from browser input (InvalidInput otherwise)."""
-    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-    if not text.isdigit() or len(text) > 18:
-        raise InvalidInput(f"{field}: not an id", field=field, key="error.invalid")
-    return int(text)
 
 
 def _choice(value: Any, allowed: tuple[str, ...], default: str = ALL) -> str:
@@ -61,18 +56,13 @@ def _day(value: Any, field: str) -> str:
 # ---------------------------------------------------------------- loaders (worker thread, one session)
 
 def _load_summary(session, actor):
-    return payments.billing_summary(session, actor)
+    return invoices.billing_summary(session, actor)
 
 
 def _load_payments(session, actor, status: str, page: int):
     status_arg = None if status == ALL else status
-    rows, total = payments.list_payments(session, actor, status=status_arg, offset=(page - 1) * PAGE_SIZE,
-                                         limit=PAGE_SIZE)
-    if not rows and total and page > 1:  # the page vanished (filter changed): show the last one
-        page = page_count(total, PAGE_SIZE)
-        rows, total = payments.list_payments(session, actor, status=status_arg, offset=(page - 1) * PAGE_SIZE,
-                                             limit=PAGE_SIZE)
-    return rows, total, page
+    return fetch_page(lambda offset, limit: invoices.list_payments(session, actor, status=status_arg, offset=offset,
+                                                                   limit=limit), page, PAGE_SIZE)
 
 
 def _tx_args(filters: dict[str, str]) -> dict[str, Any]:
@@ -87,13 +77,8 @@ def _tx_args(filters: dict[str, str]) -> dict[str, Any]:
 
 def _load_transactions(session, actor, filters: dict[str, str], page: int):
     args = _tx_args(filters)
-    rows, total = transactions.list_transactions(session, actor, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE,
-                                                 **args)
-    if not rows and total and page > 1:
-        page = page_count(total, PAGE_SIZE)
-        rows, total = transactions.list_transactions(session, actor, offset=(page - 1) * PAGE_SIZE,
-                                                     limit=PAGE_SIZE, **args)
-    return rows, total, page
+    return fetch_page(lambda offset, limit: transactions.list_transactions(session, actor, offset=offset, limit=limit,
+                                                                           **args), page, PAGE_SIZE)
 
 
 def _load_subscriptions(session, actor):
@@ -102,9 +87,10 @@ def _load_subscriptions(session, actor):
 
 def _load_documents(session, actor, year: str, page: int):
     year_arg = None if year == ALL else int(year)
-    rows, total = documents.list_documents(session, actor, year=year_arg, offset=(page - 1) * PAGE_SIZE,
-                                           limit=PAGE_SIZE)
-    return rows, total, documents.list_years(session, actor)
+    rows, total, page = fetch_page(lambda offset, limit: documents.list_documents(session, actor, year=year_arg,
+                                                                                  offset=offset, limit=limit),
+                                   page, PAGE_SIZE)
+    return rows, total, page, documents.list_years(session, actor)
 
 
 def _load_all(session, actor, pay_status, pay_page, tx_filters, tx_page, doc_year, doc_page):
@@ -118,21 +104,13 @@ def _export(session, actor, fmt: str, filters: dict[str, str], locale: str):
 
 
 def _topup(session, actor, amount: str, method: str):
-    p = payments.request_topup(session, actor, amount, method=method)
+    p = invoices.request_topup(session, actor, amount, method=method)
     return p.id, p.number
 
 
-class BillingState(BaseState):
+class BillingState(BalanceFigures, BaseState):
     loaded: bool = False
     tab: str = "payments"
-
-    # summary
-    currency: str = ""
-    balance: str = ""
-    balance_negative: bool = False
-    is_postpaid: bool = False
-    credit_limit: str = ""
-    available: str = ""
 
     # payments
     pay_rows: list[dict[str, str]] = []
@@ -185,15 +163,11 @@ class BillingState(BaseState):
 
     # ------------------------------------------------------------ view conversion
 
-    def _show_summary(self, s: payments.BillingSummary) -> None:
+    def _show_summary(self, s: invoices.BillingSummary) -> None:
         lang = self._lang
-        self.currency = s.currency
         self._tz = s.timezone
-        self.balance = fmt_money(s.balance, s.currency, lang)
-        self.balance_negative = s.balance < 0
-        self.is_postpaid = s.billing_mode == "postpaid"
-        self.credit_limit = fmt_money(s.credit_limit, s.currency, lang)
-        self.available = fmt_money(s.available, s.currency, lang)
+        self._show_balance(currency=s.currency, balance=s.balance, credit_limit=s.credit_limit,
+                           available=s.available, billing_mode=s.billing_mode)
         self._topup_min = str(s.topup_min)
         self._topup_max = str(s.topup_max)
         self.topup_hint = self._t("billing.topup.amount_hint", min=fmt_money(s.topup_min, s.currency, lang),
@@ -215,7 +189,6 @@ class BillingState(BaseState):
                 "kind": self._t(f"billing.kind.{r.kind}"),
                 "due": fmt_date(r.due_date, lang) if r.due_date else "—",
                 "status": self._t(f"billing.status.{r.status}"),
-                "status_code": r.status,
                 "status_color": STATUS_COLORS.get(r.status, "gray"),
             }
             for r in rows
@@ -237,7 +210,7 @@ class BillingState(BaseState):
                 "description": transactions.describe(r, lang, tz) or (r.payment_number or ""),
                 "subscription": r.subscription_name or "—",
                 "amount": ("+" if r.amount > 0 else "") + fmt_money(r.amount, r.currency, lang),
-                "negative": "1" if r.amount < 0 else "",
+                "negative": flag(r.amount < 0),
                 "running": fmt_money(r.running_balance, r.currency, lang),
             }
             for r in rows
@@ -249,14 +222,12 @@ class BillingState(BaseState):
     def _show_subscriptions(self, options) -> None:
         self.sub_options = [{"id": str(i), "name": name} for i, name in options]
 
-    def _show_documents(self, rows, total: int, years: list[int]) -> None:
+    def _show_documents(self, rows, total: int, page: int, years: list[int]) -> None:
         lang, tz = self._lang, self._tz
-        from ..i18n import format as fmt
-
         self.doc_rows = [
             {
                 "id": str(d.id),
-                "period": fmt.format_month(d.period, lang),
+                "period": format_month(d.period, lang),
                 "number": d.act_number,
                 "invoice": d.invoice_number,
                 "total": fmt_money(d.total, d.currency, lang),
@@ -267,6 +238,7 @@ class BillingState(BaseState):
         ]
         self.doc_total = total
         self.doc_pages = page_count(total, PAGE_SIZE)
+        self.doc_page = page
         self.doc_years = [str(y) for y in years]
 
     def _tx_filters(self) -> dict[str, str]:
@@ -288,7 +260,6 @@ class BillingState(BaseState):
         self._show_payments(*pay)
         self._show_transactions(*tx)
         self._show_subscriptions(subs)
-        self.doc_page = 1
         self._show_documents(*docs)
         self.loaded = True
         prefill = params.get("topup")
@@ -323,25 +294,23 @@ class BillingState(BaseState):
     @rx.event
     async def set_pay_status(self, status: str):
         self.pay_status = _choice(status, PAY_STATUSES)
-        try:
-            await self._reload_payments(1)
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
+        return await self._attempt(self._reload_payments(1))
 
     @rx.event
     async def pay_go_page(self, page: Any):
+        return await self._attempt(self._reload_payments(clamp_page(page, self.pay_total, PAGE_SIZE)))
+
+    async def _pdf(self, fn, raw_id: Any, what: str):
+        """``fn(session, actor, id) -> (filename, pdf)`` of one row the browser names, downloaded."""
         try:
-            await self._reload_payments(clamp_page(page, self.pay_total, PAGE_SIZE))
+            filename, data = await self._act(fn, parse_id(raw_id, what))
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
+        return self._download(filename, data, "pdf")
 
     @rx.event
     async def download_invoice(self, payment_id: Any):
-        try:
-            filename, data = await self._act(payments.invoice_pdf, _id(payment_id, "payment"))
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
-        return rx.download(data=data, filename=filename, mime_type="application/pdf")
+        return await self._pdf(invoices.invoice_pdf, payment_id, "payment")
 
     # ------------------------------------------------------------ top-up dialog
 
@@ -372,9 +341,7 @@ class BillingState(BaseState):
             if self.topup_method not in self._method_codes:
                 raise InvalidInput("unknown method", field="method", key="error.billing.method_unknown")
         except DomainError as exc:
-            from ..i18n import error_text
-
-            self.topup_error = error_text(exc, self.locale)
+            self.topup_error = self._error_text(exc)
             return
         self._topup_value = str(amount)
         self.topup_amount_label = fmt_money(amount, self.currency or "UZS", self._lang)
@@ -397,9 +364,7 @@ class BillingState(BaseState):
             self.topup_busy = False
             self.topup_step = "form"
             if isinstance(exc, DomainError) and not isinstance(exc, NotAuthenticated):
-                from ..i18n import error_text
-
-                self.topup_error = error_text(exc, self.locale)
+                self.topup_error = self._error_text(exc)
             return self._fail(exc)
         self.topup_busy = False
         self._topup_payment_id = payment_id
@@ -408,11 +373,8 @@ class BillingState(BaseState):
         self.topup_step = "done"
         self.topup_amount = ""
         self.pay_status = ALL
-        try:
-            await self._reload_payments(1)
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
-        return self._ok("billing.topup.created", number=number)
+        failure = await self._attempt(self._reload_payments(1))
+        return failure or self._ok("billing.topup.created", number=number)
 
     @rx.event
     async def download_topup_invoice(self):
@@ -433,7 +395,7 @@ class BillingState(BaseState):
             start, end = _day(form.get("start"), "start"), _day(form.get("end"), "end")
             kind = _choice(form.get("kind"), TX_KINDS)
             sub = form.get("subscription") or ALL
-            sub = ALL if sub == ALL else str(_id(sub, "subscription"))
+            sub = ALL if sub == ALL else str(parse_id(sub, "subscription"))
             self.tx_start, self.tx_end, self.tx_kind, self.tx_sub = start, end, kind, sub
             await self._reload_transactions(1)
         except Exception as exc:  # noqa: BLE001
@@ -444,29 +406,20 @@ class BillingState(BaseState):
         if not isinstance(value, bool):
             return self._fail(InvalidInput("grouping is on or off", key="error.billing.bad_switch"))
         self.tx_group = value
-        try:
-            await self._reload_transactions(1)
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
+        return await self._attempt(self._reload_transactions(1))
 
     @rx.event
     async def tx_reset(self):
         self.tx_start, self.tx_end, self.tx_kind, self.tx_sub, self.tx_group = "", "", ALL, ALL, True
-        try:
-            await self._reload_transactions(1)
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
+        return await self._attempt(self._reload_transactions(1))
 
     @rx.event
     async def tx_go_page(self, page: Any):
-        try:
-            await self._reload_transactions(clamp_page(page, self.tx_total, PAGE_SIZE))
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
+        return await self._attempt(self._reload_transactions(clamp_page(page, self.tx_total, PAGE_SIZE)))
 
     @rx.event
     async def export_transactions(self, fmt: str):
-        if fmt not in ("csv", "xlsx"):
+        if fmt not in EXPORT_FORMATS:
             return self._fail(InvalidInput("unknown format", key="error.billing.export_format"))
         self.exporting = True
         try:
@@ -475,38 +428,24 @@ class BillingState(BaseState):
             self.exporting = False
             return self._fail(exc)
         self.exporting = False
-        mime = "text/csv" if fmt == "csv" else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        return rx.download(data=data, filename=filename, mime_type=mime)
+        return self._download(filename, data, fmt)
 
     # ------------------------------------------------------------ documents
 
-    async def _reload_documents(self) -> None:
-        rows, total, years = await self._act(_load_documents, self.doc_year, self.doc_page)
-        self._show_documents(rows, total, years)
+    async def _reload_documents(self, page: int) -> None:
+        self._show_documents(*await self._act(_load_documents, self.doc_year, page))
 
     @rx.event
     async def set_doc_year(self, year: str):
         if year != ALL and not (isinstance(year, str) and year.isdigit() and len(year) == 4):
             year = ALL
         self.doc_year = year
-        self.doc_page = 1
-        try:
-            await self._reload_documents()
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
+        return await self._attempt(self._reload_documents(1))
 
     @rx.event
     async def doc_go_page(self, page: Any):
-        self.doc_page = clamp_page(page, self.doc_total, PAGE_SIZE)
-        try:
-            await self._reload_documents()
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
+        return await self._attempt(self._reload_documents(clamp_page(page, self.doc_total, PAGE_SIZE)))
 
     @rx.event
     async def download_document(self, doc_id: Any):
-        try:
-            filename, data = await self._act(documents.document_pdf, _id(doc_id, "document"))
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
-        return rx.download(data=data, filename=filename, mime_type="application/pdf")
+        return await self._pdf(documents.document_pdf, doc_id, "document")

@@ -8,20 +8,20 @@ retried request cannot charge twice. Prices shown are the service's; nothing is 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import reflex as rx
 
-from ..components.money import fmt_money
-from ..i18n import error_text
 from ..i18n import LOCALES
 from noventiq_panel.services.catalog import catalog
 from noventiq_panel.services.subscriptions import guest_orders
-from noventiq_panel.services.billing import payments
-from noventiq_panel.services.subscriptions import subscriptions as subs
-from ..services.core.errors import Conflict, DomainError, InsufficientFunds, InvalidInput
+from noventiq_panel.services.billing import invoices
+from noventiq_panel.services.subscriptions import ordering, pending_actions
+from ..services.core.errors import Conflict, DomainError, InsufficientFunds
 from .base import BaseState
-from .subscriptions import clean_text, flag, model_label, new_token, parse_id, shortfall_view, text_date
+from .formatting import flag, fmt_money, text_date
+from .inputs import clean_text, parse_id
+from .parts import Search
+from .subscriptions import model_label, new_token, shortfall_fields, shortfall_view
 
 
 @dataclass
@@ -35,7 +35,6 @@ class PlanView:
     period_price: str = ""  # per billing period (a month for yearly billed monthly)
     is_trial: str = ""
     trial: str = ""
-    payg: str = ""
 
 
 @dataclass
@@ -62,6 +61,20 @@ class CategoryView:
     products: list[ProductView] = field(default_factory=list)  # of all its vendors, by vendor
 
 
+def order_terms(state: BaseState, q, now_key: str) -> tuple[str, str]:
+    """What an order's quote charges now and later, in the UI language (the customer's order
+    dialog and the visitor's, which names the charge with ``now_key``)."""
+    lang, cur = state._lang, q.currency
+    if q.is_trial:
+        return state._t("catalog.order.trial_now", date=text_date(q.renewal_date, lang)), ""
+    if q.is_payg:
+        return state._t("catalog.order.payg_now"), ""
+    later_key = "catalog.order.recurring_month" if q.recurring_period == "month" else "catalog.order.recurring_year"
+    return (state._t(now_key, amount=fmt_money(q.price_now, cur, lang)),
+            state._t(later_key, amount=fmt_money(q.recurring_price, cur, lang),
+                     date=text_date(q.next_charge_date, lang)))
+
+
 def _load(session, actor, search: str, category: str | None):
     view = catalog.list_catalog(session, actor, search=search, category=category)
     return view, catalog.list_categories(session)
@@ -76,22 +89,21 @@ def _load_public(session, search: str, category: str | None):
 def _shortfall_invoice_order(session, actor, plan_id: int, quantity: str, trial_convert: bool, request_id: str):
     """An invoice for exactly what the order misses; the order is placed once it is paid. The
     amount comes from a fresh quote, never from the browser."""
-    q = subs.quote_order(session, actor, plan_id, quantity)
+    q = ordering.quote_order(session, actor, plan_id, quantity)
     if q.shortfall <= 0:
         raise Conflict("the balance covers it now", key="subscriptions.error.no_shortfall")
-    action = subs.pending_action_for_order(actor, plan_id, q.quantity, trial_convert=trial_convert,
+    action = pending_actions.pending_action_for_order(actor, plan_id, q.quantity, trial_convert=trial_convert,
                                            request_id=request_id)
-    return payments.request_shortfall_invoice(session, actor, q.shortfall, action).number
+    return invoices.request_shortfall_invoice(session, actor, q.shortfall, action).number
 
 
-class CatalogState(BaseState):
+class CatalogState(Search, BaseState):
     # "" until load ran, "guest" (no session: the public storefront), "user" (signed in)
     mode: str = ""
     loaded: bool = False
     categories: list[CategoryView] = []
     category_options: list[str] = []
     category: str = "all"
-    search: str = ""
     count: int = 0
     currency: str = ""
 
@@ -173,7 +185,6 @@ class CatalogState(BaseState):
             id=str(pl["id"]), code=pl["code"], name=pl["name"], model=model_label(self, model), price=price,
             price_org=price_org, period_price=period, is_trial=flag(pl["is_trial"]),
             trial=self._t("catalog.trial_days", days=pl["trial_days"], max=pl["max_quantity"]) if pl["is_trial"] else "",
-            payg=flag(payg),
         )
 
     @rx.event
@@ -186,14 +197,7 @@ class CatalogState(BaseState):
         self.locale = code
         return await self._reload()
 
-    @rx.event
-    async def apply_search(self, form: dict):
-        self.search = clean_text((form or {}).get("search", "") if isinstance(form, dict) else "")
-        return await self._reload()
-
-    @rx.event
-    async def clear_search(self):
-        self.search = ""
+    async def _search_changed(self):
         return await self._reload()
 
     @rx.event
@@ -260,29 +264,14 @@ class CatalogState(BaseState):
     async def preview_order(self):
         try:
             plan_id = parse_id(self.order_plan_id)
-            q = await self._act(subs.quote_order, plan_id, self.order_qty)
-        except InvalidInput as exc:
-            self.order_error = error_text(exc, self.locale)
-            return
+            q = await self._act(ordering.quote_order, plan_id, self.order_qty)
         except DomainError as exc:
-            self.order_error = error_text(exc, self.locale)
+            self.order_error = self._error_text(exc)
             return
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         lang, cur = self._lang, q.currency
-        money = lambda v: fmt_money(v, cur, lang)  # noqa: E731
-        if q.is_trial:
-            now = self._t("catalog.order.trial_now", date=text_date(q.renewal_date, lang))
-            later = ""
-        elif q.is_payg:
-            now = self._t("catalog.order.payg_now")
-            later = ""
-        else:
-            now = self._t("catalog.order.now", amount=money(q.price_now))
-            period_key = "catalog.order.recurring_month" if q.recurring_period == "month" else "catalog.order.recurring_year"
-            later = self._t(period_key, amount=money(q.recurring_price),
-                            date=text_date(q.next_charge_date, lang))
-        shortfall = q.shortfall if q.shortfall > 0 else Decimal("0")
+        now, later = order_terms(self, q, "catalog.order.now")
         rate = ""
         if q.plan_currency != cur and not q.is_trial and not q.is_payg:
             rate = self._t("catalog.order.rate", currency=q.plan_currency, rate=fmt_money(q.fx_rate, cur, lang),
@@ -294,9 +283,8 @@ class CatalogState(BaseState):
             "now": now,
             "later": later,
             "rate": rate,
-            "available": money(q.available),
-            "shortfall": money(shortfall) if shortfall else "",
-            "topup_href": f"/billing?topup={shortfall}" if shortfall else "",
+            "available": fmt_money(q.available, cur, lang),
+            **shortfall_fields(q.shortfall, cur, lang),
         }
         self.order_step = "confirm"
         self._request_id = new_token()
@@ -309,7 +297,7 @@ class CatalogState(BaseState):
         yield
         try:
             plan_id = parse_id(self.order_plan_id)
-            outcome = await self._act(subs.order, plan_id, self.order_qty,
+            outcome = await self._act(ordering.order, plan_id, self.order_qty,
                                       trial_convert=bool(self.order_trial_convert and self.order_is_trial),
                                       request_id=self._request_id)
         except InsufficientFunds as exc:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..components.money import fmt_money
-from ..i18n import error_text
 from noventiq_panel.services.subscriptions import guest_orders
 from ..services.core.errors import DomainError
 from .base import BaseState
-from .catalog import CatalogState
-from .subscriptions import clean_text, text_date
+from .catalog import CatalogState, order_terms
+from .formatting import fmt_money, text_date
+from .inputs import clean_text
 
 FIELDS = {"email": 254, "name": 255, "org_name": 255, "tax_id": 32, "quantity": 12}
 
@@ -79,19 +78,11 @@ class GuestOrderState(BaseState):
         try:
             q = await self._call(guest_orders.check, **self._fields())
         except DomainError as exc:
-            self.error = error_text(exc, self.locale)
+            self.error = self._error_text(exc)
             return
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
-        lang, cur = self._lang, q.currency
-        if q.is_trial:
-            now, later = self._t("catalog.order.trial_now", date=text_date(q.renewal_date, lang)), ""
-        elif q.is_payg:
-            now, later = self._t("catalog.order.payg_now"), ""
-        else:
-            now = self._t("guest.order.now", amount=fmt_money(q.price_now, cur, lang))
-            key = "catalog.order.recurring_month" if q.recurring_period == "month" else "catalog.order.recurring_year"
-            later = self._t(key, amount=fmt_money(q.recurring_price, cur, lang), date=text_date(q.next_charge_date, lang))
+        now, later = order_terms(self, q, "guest.order.now")
         self.preview = {"summary": self._t("catalog.order.summary", plan=q.plan_name, quantity=str(q.quantity)),
                         "now": now, "later": later, "email": self.form.get("email", "").strip().lower(),
                         "org": self.form.get("org_name", "")}
@@ -108,7 +99,7 @@ class GuestOrderState(BaseState):
             r = await self._call(guest_orders.guest_order, **self._fields(), ip=ip)
         except DomainError as exc:
             self.busy = False
-            self.error = error_text(exc, self.locale)
+            self.error = self._error_text(exc)
             return
         except Exception as exc:  # noqa: BLE001
             self.busy = False

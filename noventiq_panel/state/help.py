@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..config import get_settings
 from ..services.core.errors import DomainError
 from .base import BaseState
+from .parts import SupportContacts
 
 
-class HelpState(BaseState):
-    kb_url: str = ""
-    support_email: str = ""
-    support_phone: str = ""
-
+class HelpState(SupportContacts, BaseState):
     @rx.event
     async def load(self):
         try:
             await self._require()
         except DomainError as exc:
             return self._fail(exc)
-        settings = get_settings()
-        self.kb_url = settings.knowledge_base_url
-        self.support_email = settings.support_email
-        self.support_phone = settings.support_phone
+        self._show_support()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import reflex as rx
 
-from ..components.money import fmt_date, fmt_money
-from ..config import get_settings
 from ..i18n import format as fmt
 from noventiq_panel.services.reporting import dashboard
 from noventiq_panel.services.identity import users
-from ..services.core.errors import DomainError, NotFound
+from ..services.core.errors import NotFound
 from .base import BaseState
+from .formatting import fmt_date, fmt_money
+from .parts import BalanceFigures, SupportContacts
 
 ALERT_COLORS = {
     "negative_balance": "red",
@@ -21,14 +21,8 @@ ALERT_COLORS = {
 }
 
 
-class HomeState(BaseState):
+class HomeState(BalanceFigures, SupportContacts, BaseState):
     loaded: bool = False
-    currency: str = ""
-    balance: str = ""
-    balance_negative: bool = False
-    is_postpaid: bool = False
-    credit_limit: str = ""
-    available: str = ""
     month_label: str = ""
     month_to_date: str = ""
     forecast: str = ""
@@ -37,17 +31,12 @@ class HomeState(BaseState):
     rates_date: str = ""
     alerts: list[dict[str, str]] = []
     invitations: list[dict[str, str]] = []  # invitations to other organisations waiting for an answer
-    support_email: str = ""
-    support_phone: str = ""
-    kb_url: str = ""
 
     @rx.event
     async def load(self):
         try:
             d = await self._act(dashboard.get_dashboard)
-        except DomainError as exc:
-            return self._fail(exc)
-        except Exception as exc:  # noqa: BLE001 - shown as a generic message, logged
+        except Exception as exc:  # noqa: BLE001 - a domain error or a generic message (logged)
             return self._fail(exc)
         self._show(d)
         await self._load_invitations()
@@ -83,12 +72,8 @@ class HomeState(BaseState):
 
     def _show(self, d: dashboard.Dashboard) -> None:
         lang, tz, cur = self._lang, d.timezone, d.currency
-        self.currency = cur
-        self.balance = fmt_money(d.balance, cur, lang)
-        self.balance_negative = d.balance < 0
-        self.is_postpaid = d.billing_mode == "postpaid"
-        self.credit_limit = fmt_money(d.credit_limit, cur, lang)
-        self.available = fmt_money(d.available, cur, lang)
+        self._show_balance(currency=cur, balance=d.balance, credit_limit=d.credit_limit, available=d.available,
+                           billing_mode=d.billing_mode)
         self.month_label = fmt.format_month(d.month, lang)
         self.month_to_date = fmt_money(d.month_to_date, cur, lang)
         self.forecast = fmt_money(d.forecast, cur, lang)
@@ -104,20 +89,12 @@ class HomeState(BaseState):
             for i in d.soon[:8]
         ]
         self.rates = [
-            {
-                "currency": r.currency,
-                "label": self._t("home.rates.line", currency=r.currency),
-                "rate": fmt_money(r.rate, "UZS", lang),
-                "date": fmt_date(r.rate_date, lang),
-            }
+            {"label": self._t("home.rates.line", currency=r.currency), "rate": fmt_money(r.rate, "UZS", lang)}
             for r in d.rates
         ]
         self.rates_date = fmt_date(d.rates_date, lang) if d.rates_date else ""
         self.alerts = [self._alert_view(a) for a in d.alerts]
-        settings = get_settings()
-        self.support_email = settings.support_email
-        self.support_phone = settings.support_phone
-        self.kb_url = settings.knowledge_base_url
+        self._show_support()
         self.loaded = True
 
     def _alert_view(self, a: dashboard.Alert) -> dict[str, str]:

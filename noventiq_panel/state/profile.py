@@ -6,24 +6,17 @@ from typing import Any
 
 import reflex as rx
 
-from ..components.money import fmt_datetime
-from ..components.tables import clamp_page, page_count
-from ..i18n import LOCALES, error_text
+from ..i18n import LOCALES
 from noventiq_panel.services.identity import auth, users
 from noventiq_panel.services.notify import notifications
 from ..services.core.errors import DomainError, InvalidInput
-from .account import _id
 from .base import BaseState
+from .formatting import fmt_datetime
+from .inputs import form_text, parse_id
+from .paging import clamp_page, fetch_page, page_count
 
 HISTORY_PAGE_SIZE = 10
 STATUS_COLORS = {"queued": "amber", "sent": "green", "failed": "red"}
-
-
-def _text(form: Any, name: str, limit: int, strip: bool = True) -> str:
-    value = form.get(name, "") if isinstance(form, dict) else ""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{name}: text expected", field=name, key="error.invalid")
-    return (value.strip() if strip else value)[: limit + 1]
 
 
 def _profile(session, actor):
@@ -34,13 +27,15 @@ def _update(session, actor, name: str, locale: str):
     return users.update_profile(session, actor.user_id, name=name, locale=locale)
 
 
-def _history(session, actor, page: int, size: int):
-    rows, total = notifications.history(session, actor.user_id, limit=size, offset=(page - 1) * size)
+def _history(session, actor, page: int):
+    rows, total, page = fetch_page(
+        lambda offset, limit: notifications.history(session, actor.user_id, limit=limit, offset=offset),
+        page, HISTORY_PAGE_SIZE)
     return [
         {"id": r.id, "created_at": r.created_at, "subject": r.subject, "kind": r.kind, "status": r.status,
          "to": r.to_email}
         for r in rows
-    ], total
+    ], total, page
 
 
 def _message(session, actor, notification_id: int) -> dict[str, Any]:
@@ -79,10 +74,7 @@ class ProfileState(BaseState):
         self.loaded = True
 
     async def _load_history(self, page: int) -> None:
-        rows, total = await self._act(_history, page, HISTORY_PAGE_SIZE)
-        if rows == [] and total and page > 1:  # the page shrank meanwhile
-            page = clamp_page(page, total, HISTORY_PAGE_SIZE)
-            rows, total = await self._act(_history, page, HISTORY_PAGE_SIZE)
+        rows, total, page = await self._act(_history, page)
         lang = self._lang
         self.history = [
             {
@@ -95,22 +87,18 @@ class ProfileState(BaseState):
             }
             for r in rows
         ]
-        self.history_total = int(total)
+        self.history_total = total
         self.history_pages = page_count(total, HISTORY_PAGE_SIZE)
         self.history_page = page
 
     @rx.event
     async def go_page(self, page: Any):
-        try:
-            target = clamp_page(page, self.history_total, HISTORY_PAGE_SIZE)
-            await self._load_history(target)
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
+        return await self._attempt(self._load_history(clamp_page(page, self.history_total, HISTORY_PAGE_SIZE)))
 
     @rx.event
     async def open_message(self, notification_id: Any):
         try:
-            data = await self._act(_message, _id(notification_id))
+            data = await self._act(_message, parse_id(notification_id))
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         lang = self._lang
@@ -136,8 +124,8 @@ class ProfileState(BaseState):
     @rx.event
     async def save_profile(self, form: dict):
         try:
-            name = _text(form, "name", 255)
-            locale = _text(form, "locale", 8) or self.profile_locale
+            name = form_text(form, "name", 255)
+            locale = form_text(form, "locale", 8) or self.profile_locale
             if locale not in LOCALES:
                 raise InvalidInput("unknown locale", field="locale", key="auth.locale_invalid")
             profile = await self._act(_update, name, locale)
@@ -156,17 +144,17 @@ class ProfileState(BaseState):
     async def change_password(self, form: dict):
         self.password_error = ""
         try:
-            old = _text(form, "old_password", 300, strip=False)
-            new = _text(form, "new_password", 300, strip=False)
+            old = form_text(form, "old_password", 300, strip=False)
+            new = form_text(form, "new_password", 300, strip=False)
             if not old or not new:
                 raise InvalidInput("fill in", key="signin.fill_in")
-            if new != _text(form, "new_password2", 300, strip=False):
+            if new != form_text(form, "new_password2", 300, strip=False):
                 raise InvalidInput("passwords differ", key="signin.passwords_differ")
             await self._require()
             await self._call(auth.change_password, self.session_secret, old, new)
         except DomainError as exc:
             if isinstance(exc, InvalidInput):
-                self.password_error = error_text(exc, self.locale)
+                self.password_error = self._error_text(exc)
                 return
             return self._fail(exc)
         except Exception as exc:  # noqa: BLE001

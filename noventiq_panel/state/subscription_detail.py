@@ -15,28 +15,24 @@ from typing import Any
 
 import reflex as rx
 
-from ..components.money import fmt_date, fmt_datetime, fmt_money
-from ..i18n import error_text
 from ..i18n import format as fmt
 from ..models import Organisation
-from noventiq_panel.services.reporting import analytics
+from noventiq_panel.services.reporting import iaas
 from noventiq_panel.services.usage import budgets
 from noventiq_panel.services.core import clock
-from noventiq_panel.services.billing import payments
-from noventiq_panel.services.subscriptions import subscriptions as subs
-from ..services.core.errors import Conflict, DomainError, InsufficientFunds, InvalidInput, NotFound
+from noventiq_panel.services.subscriptions import cancellation, lifecycle, listing, plan_change
+from ..services.core.errors import DomainError, InsufficientFunds, InvalidInput, NotFound
 from .base import BaseState
+from .formatting import flag, fmt_date, fmt_datetime, fmt_money, text_date
+from .inputs import clean_text, parse_id
 from .subscriptions import (
     STATUS_COLORS,
-    clean_text,
-    flag,
+    QuantityChange,
+    auto_renew_shown,
     model_label,
-    new_token,
-    parse_id,
-    quantity_preview,
+    shortfall_fields,
     shortfall_view,
     status_label,
-    text_date,
 )
 
 TABS = ("overview", "resources", "options", "activation", "usage", "history")
@@ -63,8 +59,8 @@ def _sub_id_from_path(path: str) -> int:
 
 def _load(session, actor, sub_id: int):
     """Everything the page shows, read in one session (plain values)."""
-    detail = subs.get_subscription(session, actor, sub_id)
-    history = subs.history(session, actor, sub_id, limit=100)
+    detail = listing.get_subscription(session, actor, sub_id)
+    history = listing.history(session, actor, sub_id, limit=100)
     org = session.get(Organisation, actor.org_id)
     budget_form = usage = None
     if detail["billing_type"] == "payg":
@@ -72,21 +68,13 @@ def _load(session, actor, sub_id: int):
         today = clock.local_date(clock.utcnow(), org.timezone)
         first = today.replace(day=1)
         try:
-            usage = analytics.iaas_detail(session, actor, first, today + timedelta(days=1), sub_id)
+            usage = iaas.iaas_detail(session, actor, first, today + timedelta(days=1), sub_id)
         except DomainError:
             usage = None
     return detail, history, budget_form, usage, org.timezone
 
 
-def _shortfall_invoice(session, actor, sub_id: int, quantity: str, change_id: str):
-    q = subs.quote_quantity_change(session, actor, sub_id, quantity)
-    if q.shortfall <= 0:
-        raise Conflict("the balance covers it now", key="subscriptions.error.no_shortfall")
-    action = subs.pending_action_for_quantity(actor, sub_id, q.new_quantity, change_id=change_id)
-    return payments.request_shortfall_invoice(session, actor, q.shortfall, action).number
-
-
-class SubscriptionDetailState(BaseState):
+class SubscriptionDetailState(QuantityChange, BaseState):
     loaded: bool = False
     not_found: bool = False
     tab: str = "overview"
@@ -96,13 +84,7 @@ class SubscriptionDetailState(BaseState):
     plan_options: list[dict[str, str]] = []
     events: list[dict[str, str]] = []
 
-    # Resources
-    res_qty: str = ""
-    res_step: str = "form"
-    res_error: str = ""
-    res_preview: dict[str, str] = {}
-    res_busy: bool = False
-    res_invoice: str = ""
+    # Resources: the licence count (QuantityChange)
 
     # Options: plan change and cancellation
     plan_choice: str = ""
@@ -125,14 +107,13 @@ class SubscriptionDetailState(BaseState):
     budget_busy: bool = False
 
     _sub_id: int = 0
-    _change_id: str = ""
 
     # --- loading -----------------------------------------------------------------------------
     @rx.event
     async def load(self):
         self.loaded = False
         self.not_found = False
-        self.res_step, self.res_error, self.res_preview, self.res_invoice = "form", "", {}, ""
+        self._qty_reset()
         self.plan_preview, self.cancel_preview, self.plan_choice = {}, {}, ""
         tab = clean_text(self.router.url.query_parameters.get("tab", ""))
         self.tab = tab if tab in TABS else "overview"
@@ -157,13 +138,11 @@ class SubscriptionDetailState(BaseState):
 
     def _show(self, x: dict, history: list[dict], form: dict | None, usage, tz: str) -> None:
         lang, cur = self._lang, x["currency"]
-        money = lambda v: fmt_money(v, cur, lang) if v is not None else "—"  # noqa: E731
+        money = lambda v: fmt_money(v, cur, lang)  # noqa: E731
         status = x["status"]
         licence = x["billing_type"] == "license"
         active = status == "active"
-        period = x.get("period") or {}
-        plan_view = x["plan_view"]
-        price = plan_view.get("period_price_org")
+        period = x["period"] or {}
         self.d = {
             "id": str(x["id"]),
             "name": x["name"],
@@ -183,8 +162,6 @@ class SubscriptionDetailState(BaseState):
             "trial_ends": fmt_date(x["trial_ends_at"], lang, tz) if x["trial_ends_at"] else "",
             "grace_until": text_date(x["grace_until"], lang, tz) if x["grace_until"] else "",
             "recurring": money(x.get("recurring_price")) if x.get("recurring_price") is not None else "",
-            "unit_price": money(price) if price is not None else "—",
-            "plan_price": fmt_money(plan_view["price"], plan_view["currency"], lang) if licence else "",
             "period": (self._t("subscription.period_left", days=period["remaining_days"], total=period["total_days"],
                                end=text_date(period["end"], lang, tz)) if period else ""),
             "term_end_text": text_date(x["end_date"], lang) if x["end_date"] else "",
@@ -199,7 +176,7 @@ class SubscriptionDetailState(BaseState):
             "trial_convert": flag(x["trial_convert"]),
             "auto_renew": flag(x["auto_renew"]),
             "cancel_at_term_end": flag(x["cancel_at_term_end"]),
-            "show_auto_renew": flag(licence and not x["is_trial"] and status in ("active", "suspended")),
+            "show_auto_renew": auto_renew_shown(x),
             "can_qty": flag(x["can_change_quantity"]),
             "can_suspend": flag(x["suspendable"] and active),
             "can_resume": flag(status == "suspended"),
@@ -219,12 +196,11 @@ class SubscriptionDetailState(BaseState):
         self.changes = [self._change_view(c) for c in x["scheduled_changes"]]
         self.plan_options = [
             {"code": o["code"], "label": f"{o['name']} — {o['product']} "
-                                         f"({self._t('subscription.plan.' + o['direction'])})",
-             "direction": o["direction"]}
+                                         f"({self._t('subscription.plan.' + o['direction'])})"}
             for o in x["plan_options"]
         ]
         self.events = [self._event_view(e, tz) for e in history]
-        self.res_qty = str(x["quantity"])
+        self.qty_value = str(x["quantity"])
         self.usage, self.usage_services, self.budget, self.budget_thresholds_view = {}, [], {}, []
         if form is not None:
             self._show_budget(form)
@@ -277,7 +253,7 @@ class SubscriptionDetailState(BaseState):
     def _event_view(self, e: dict, tz: str) -> dict[str, str]:
         action = e["action"]
         label = self._t(f"subscription.event.{action}") if action in KNOWN_EVENTS else action
-        details = e.get("details") or {}
+        details = e["details"] or {}
         shown = {k: v for k, v in details.items() if k in (
             "quantity", "old_quantity", "new_quantity", "plan", "from_plan", "to_plan", "amount", "charged",
             "refunded", "enabled", "reason", "scheduled_quantity") and v not in (None, "", "0.00")}
@@ -288,9 +264,6 @@ class SubscriptionDetailState(BaseState):
             "details": ", ".join(f"{k}: {v}" for k, v in shown.items()),
         }
 
-    def _error(self, exc: BaseException) -> str:
-        return error_text(exc, self.locale)
-
     # --- tabs --------------------------------------------------------------------------------
     @rx.event
     def set_tab(self, tab: str):
@@ -299,58 +272,12 @@ class SubscriptionDetailState(BaseState):
             self.tab = tab
 
     # --- Resources: licence count ----------------------------------------------------------------
-    @rx.event
-    def set_res_qty(self, value: str):
-        self.res_qty = clean_text(value, 12)
-        self.res_error = ""
+    def _qty_sub_id(self) -> int:
+        return self._sub_id
 
-    @rx.event
-    def res_back(self):
-        self.res_step, self.res_error, self.res_invoice = "form", "", ""
-
-    @rx.event
-    async def preview_res(self):
-        try:
-            quote = await self._act(subs.quote_quantity_change, self._sub_id, self.res_qty)
-        except InvalidInput as exc:
-            self.res_error = self._error(exc)
-            return
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
-        self.res_preview = quantity_preview(self, quote)
-        self.res_step = "confirm"
-        self.res_invoice = ""
-        self._change_id = new_token()
-
-    @rx.event
-    async def confirm_res(self):
-        if self.res_busy or self.res_step != "confirm":
-            return
-        self.res_busy = True
-        yield
-        try:
-            outcome = await self._act(subs.change_quantity, self._sub_id, self.res_qty, change_id=self._change_id)
-        except InsufficientFunds as exc:
-            self.res_busy = False
-            self.res_preview = {**self.res_preview, **shortfall_view(self, exc)}
-            return
-        except Exception as exc:  # noqa: BLE001
-            self.res_busy = False
-            yield self._fail(exc)
-            return
-        self.res_busy = False
-        self.res_step = "form"
+    async def _qty_changed(self) -> None:
+        self.qty_step = "form"
         await self._reload()
-        yield self._ok("subscriptions.qty.done", quantity=outcome.quantity)
-
-    @rx.event
-    async def request_res_invoice(self):
-        try:
-            number = await self._act(_shortfall_invoice, self._sub_id, self.res_qty, self._change_id)
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
-        self.res_invoice = number
-        return self._ok("subscriptions.invoice_created", number=number)
 
     # --- Options ---------------------------------------------------------------------------------
     async def _do(self, fn, *args, ok: str, **params):
@@ -374,22 +301,22 @@ class SubscriptionDetailState(BaseState):
     async def toggle_auto_renew(self, enabled: bool):
         if not isinstance(enabled, bool):
             return self._fail(InvalidInput("flag", key="error.invalid_flag"))
-        return await self._do(subs.set_auto_renew, enabled,
+        return await self._do(lifecycle.set_auto_renew, enabled,
                               ok="subscriptions.auto_renew_on" if enabled else "subscriptions.auto_renew_off")
 
     @rx.event
     async def toggle_trial_convert(self, enabled: bool):
         if not isinstance(enabled, bool):
             return self._fail(InvalidInput("flag", key="error.invalid_flag"))
-        return await self._do(subs.set_trial_convert, enabled, ok="subscription.saved")
+        return await self._do(lifecycle.set_trial_convert, enabled, ok="subscription.saved")
 
     @rx.event
     async def suspend(self):
-        return await self._do(subs.suspend, ok="subscription.suspended_ok")
+        return await self._do(lifecycle.suspend, ok="subscription.suspended_ok")
 
     @rx.event
     async def resume(self):
-        return await self._do(subs.resume, ok="subscription.resumed_ok")
+        return await self._do(lifecycle.resume, ok="subscription.resumed_ok")
 
     @rx.event
     def set_plan_choice(self, code: str):
@@ -403,7 +330,7 @@ class SubscriptionDetailState(BaseState):
         if not self.plan_choice:
             return
         try:
-            q = await self._act(subs.quote_plan_change, self._sub_id, self.plan_choice)
+            q = await self._act(plan_change.quote_plan_change, self._sub_id, self.plan_choice)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         lang, cur = self._lang, q.currency
@@ -416,14 +343,12 @@ class SubscriptionDetailState(BaseState):
             text = self._t("subscription.plan.upgrade_refund", amount=fmt_money(q.refund_now, cur, lang))
         else:
             text = self._t("subscription.plan.upgrade_free")
-        shortfall = q.shortfall if q.shortfall > 0 else Decimal("0")
         self.plan_preview = {
             "text": text,
             "new_term": self._t("subscription.plan.new_term") if q.new_term else "",
             "recurring": self._t("subscriptions.qty.later_price", amount=fmt_money(q.recurring_price, cur, lang))
             if q.recurring_price else "",
-            "shortfall": fmt_money(shortfall, cur, lang) if shortfall else "",
-            "topup_href": f"/billing?topup={shortfall}" if shortfall else "",
+            **shortfall_fields(q.shortfall, cur, lang),
         }
 
     @rx.event
@@ -431,14 +356,14 @@ class SubscriptionDetailState(BaseState):
         if not self.plan_choice or not self.plan_preview:
             return
         code = self.plan_choice
-        result = await self._do(subs.change_plan, code, ok="subscription.plan.done")
+        result = await self._do(plan_change.change_plan, code, ok="subscription.plan.done")
         self.plan_choice, self.plan_preview = "", {}
         return result
 
     @rx.event
     async def preview_cancel(self):
         try:
-            q = await self._act(subs.quote_cancel, self._sub_id)
+            q = await self._act(cancellation.quote_cancel, self._sub_id)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         lang = self._lang
@@ -458,7 +383,7 @@ class SubscriptionDetailState(BaseState):
         if not self.cancel_preview:
             return
         self.cancel_preview = {}
-        return await self._do(subs.cancel, ok="subscription.cancel.done")
+        return await self._do(cancellation.cancel, ok="subscription.cancel.done")
 
     @rx.event
     async def cancel_change(self, change_id: str):
@@ -557,7 +482,7 @@ class SubscriptionDetailState(BaseState):
         except DomainError as exc:
             self.budget_busy = False
             if isinstance(exc, InvalidInput):
-                self.budget_error = self._error(exc)
+                self.budget_error = self._error_text(exc)
                 return
             return self._fail(exc)
         except Exception as exc:  # noqa: BLE001
@@ -580,4 +505,4 @@ class SubscriptionDetailState(BaseState):
 
 
 def _cancel_change(session, actor, change_id: int):
-    return subs.cancel_scheduled_change(session, actor, change_id)
+    return cancellation.cancel_scheduled_change(session, actor, change_id)

@@ -1,6 +1,6 @@
 """State of /subscriptions: the list (search, filters, sort, paging), the auto-renew switch, the
-licence-count dialog (preview from the service, then confirmation), and the view helpers the detail
-and catalog pages share.
+licence-count dialog, and what the detail and catalog pages share with it: the licence-count change
+(``QuantityChange``: preview from the service, then confirmation) and the view helpers.
 
 Thin by design: handlers parse the browser's input, call ``services.subscriptions`` through
 ``BaseState._act`` (which resolves the caller again every time; the service checks role and
@@ -15,56 +15,40 @@ from typing import Any
 
 import reflex as rx
 
-from ..components.money import fmt_date, fmt_money
-from ..components.tables import clamp_page, page_count
 from ..models import Organisation
 from noventiq_panel.services.catalog import catalog
-from noventiq_panel.services.billing import payments
-from noventiq_panel.services.subscriptions import subscriptions as subs
-from ..services.core.errors import Conflict, DomainError, InsufficientFunds, InvalidInput
-from ..services.subscriptions.subscriptions import QuantityQuote
+from noventiq_panel.services.billing import invoices
+from noventiq_panel.services.subscriptions import licence_count, lifecycle, listing, pending_actions
+from ..services.core.errors import Conflict, InsufficientFunds, InvalidInput
+from noventiq_panel.services.subscriptions.quotes import QuantityQuote
 from .base import BaseState
+from .formatting import flag, fmt_date, fmt_money, text_date
+from .inputs import clean_text, parse_id
+from .paging import clamp_page, fetch_page, page_count
+from .parts import Search
 
 PAGE_SIZE = 20
 ALL = "all"
 STATUSES = ("active", "trial", "suspended", "pending", "expired", "cancelled")
 STATUS_FILTERS = (ALL, "current") + STATUSES
-MODELS = ("month", "year", "year_monthly", "payg", "trial")
 STATUS_COLORS = {"active": "green", "trial": "blue", "suspended": "orange", "pending": "gray",
                  "expired": "gray", "cancelled": "red"}
-STATUS_KEYS = [f"subscriptions.status.{s}" for s in STATUSES]
-MODEL_KEYS = [f"subscriptions.model.{m}" for m in MODELS]
-MAX_TEXT = 100
 
 
 # --- helpers shared with the detail and catalog pages -----------------------------------------
 
-def flag(value: Any) -> str:
-    """Booleans travel to the browser as "1" / "" (view dicts hold strings only)."""
-    return "1" if value else ""
-
-
-def clean_text(value: Any, limit: int = MAX_TEXT) -> str:
-    """Browser text input: a string, trimmed, at most ``limit`` characters."""
-    return str(value).strip()[:limit] if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-
-
-def parse_id(value: Any) -> int:
-    """A positive id from browser input; anything else is InvalidInput (the service checks ownership)."""
-    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
-    if not text.isdigit() or len(text) > 10 or int(text) <= 0:
-        raise InvalidInput("bad id", key="error.invalid")
-    return int(text)
-
-
-def text_date(value, lang: str, tz: str | None = None) -> str:
-    """A date inside a sentence: '29 января 2027' (no 'г.' to clash with a full stop)."""
-    return fmt_date(value, lang, tz, format="text") if value is not None else "—"
-
-
 def new_token() -> str:
     """A fresh idempotency token for one confirmation (order request id / change id)."""
     return uuid.uuid4().hex
+
+
+def shortfall_fields(amount: Decimal, currency: str, lang: str) -> dict[str, str]:
+    """What a preview shows of a missing balance: the amount, and the top-up link for exactly that
+    amount ("" for each when nothing is missing)."""
+    if amount <= 0:
+        return {"shortfall": "", "shortfall_raw": "", "topup_href": ""}
+    return {"shortfall": fmt_money(amount, currency, lang), "shortfall_raw": str(amount),
+            "topup_href": f"/billing?topup={amount}"}
 
 
 def quantity_preview(state: BaseState, q: QuantityQuote) -> dict[str, str]:
@@ -87,7 +71,6 @@ def quantity_preview(state: BaseState, q: QuantityQuote) -> dict[str, str]:
                          date=text_date(q.effective_date, lang))
     elif not q.free and q.recurring_price:
         later = state._t("subscriptions.qty.later_price", amount=money(q.recurring_price))
-    shortfall = q.shortfall if q.shortfall > 0 else Decimal("0")
     return {
         "now": now,
         "later": later,
@@ -96,21 +79,14 @@ def quantity_preview(state: BaseState, q: QuantityQuote) -> dict[str, str]:
         "charge": money(q.charge_now) if q.charge_now > 0 else "",
         "refund": money(q.refund_now) if q.refund_now > 0 else "",
         "available": money(q.available),
-        "shortfall": money(shortfall) if shortfall else "",
-        "shortfall_raw": str(shortfall) if shortfall else "",
-        "topup_href": f"/billing?topup={shortfall}" if shortfall else "",
+        **shortfall_fields(q.shortfall, cur, lang),
     }
 
 
 def shortfall_view(state: BaseState, exc: InsufficientFunds) -> dict[str, str]:
     """The message and top-up link of a refused charge."""
-    amount = exc.shortfall if exc.shortfall > 0 else Decimal("0")
-    return {
-        "shortfall": fmt_money(amount, exc.currency, state._lang),
-        "shortfall_raw": str(amount),
-        "topup_href": f"/billing?topup={amount}",
-        "text": state._t("subscriptions.shortfall", amount=fmt_money(amount, exc.currency, state._lang)),
-    }
+    fields = shortfall_fields(exc.shortfall, exc.currency, state._lang)
+    return {**fields, "text": state._t("subscriptions.shortfall", amount=fields["shortfall"])}
 
 
 def status_label(state: BaseState, code: str) -> str:
@@ -119,6 +95,11 @@ def status_label(state: BaseState, code: str) -> str:
 
 def model_label(state: BaseState, code: str) -> str:
     return state._t(f"subscriptions.model.{code}")
+
+
+def auto_renew_shown(sub: dict) -> str:
+    """Whether the auto-renew switch applies (a running licence subscription, not a trial), as a flag."""
+    return flag(sub["billing_type"] == "license" and not sub["is_trial"] and sub["status"] in ("active", "suspended"))
 
 
 def row_view(state: BaseState, r: dict, tz: str) -> dict[str, str]:
@@ -145,7 +126,6 @@ def row_view(state: BaseState, r: dict, tz: str) -> dict[str, str]:
         "vendor": r["vendor"],
         "portal_url": r["portal_url"] or "",
         "status": status_label(state, status),
-        "status_code": status,
         "status_color": STATUS_COLORS.get(status, "gray"),
         "model": model_label(state, r["payment_model"]),
         "end": end,
@@ -153,7 +133,7 @@ def row_view(state: BaseState, r: dict, tz: str) -> dict[str, str]:
         "end_label": "" if end == "—" else state._t(end_label),
         "quantity": str(r["quantity"]) if licence else "—",
         "auto_renew": flag(r["auto_renew"]),
-        "show_auto_renew": flag(licence and not r["is_trial"] and status in ("active", "suspended")),
+        "show_auto_renew": auto_renew_shown(r),
         "can_qty": flag(r["can_change_quantity"]),
         "min": str(r["min_quantity"]),
         "max": str(r["max_quantity"]),
@@ -163,51 +143,126 @@ def row_view(state: BaseState, r: dict, tz: str) -> dict[str, str]:
 # --- database work (worker thread, one session each) ----------------------------------------
 
 def _list(session, actor, search: str, status: str | None, vendor: str | None, sort: str, desc: bool, page: int):
-    rows, total = subs.list_subscriptions(session, actor, search=search, status=status, vendor=vendor, sort=sort,
-                                          descending=desc, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    rows, total, page = fetch_page(
+        lambda offset, limit: listing.list_subscriptions(session, actor, search=search, status=status, vendor=vendor,
+                                                      sort=sort, descending=desc, offset=offset, limit=limit),
+        page, PAGE_SIZE)
     org = session.get(Organisation, actor.org_id)
     vendors = catalog.list_vendors(session)
-    return rows, int(total), vendors, org.timezone
+    return rows, total, page, vendors, org.timezone
 
 
 def _shortfall_invoice_quantity(session, actor, sub_id: int, quantity: str, change_id: str):
     """An invoice for exactly what is missing for this increase; the increase waits for it.
     The amount is computed again here from a fresh quote (the browser's figure is not trusted)."""
-    q = subs.quote_quantity_change(session, actor, sub_id, quantity)
+    q = licence_count.quote_quantity_change(session, actor, sub_id, quantity)
     if q.shortfall <= 0:
         raise Conflict("the balance covers it now", key="subscriptions.error.no_shortfall")
-    action = subs.pending_action_for_quantity(actor, sub_id, q.new_quantity, change_id=change_id)
-    return payments.request_shortfall_invoice(session, actor, q.shortfall, action).number
+    action = pending_actions.pending_action_for_quantity(actor, sub_id, q.new_quantity, change_id=change_id)
+    return invoices.request_shortfall_invoice(session, actor, q.shortfall, action).number
 
 
-class SubscriptionsState(BaseState):
+class QuantityChange(BaseState, mixin=True):
+    """The licence-count change of one subscription: the number typed, the service's preview, the
+    confirmation (the money moves there, once per confirmation token) and the invoice for a
+    shortfall. The list's dialog and the detail's Resources tab use it; each says which
+    subscription (``_qty_sub_id``) and what follows a change (``_qty_changed``)."""
+
+    qty_value: str = ""
+    qty_step: str = "form"  # form | confirm
+    qty_error: str = ""
+    qty_preview: dict[str, str] = {}
+    qty_busy: bool = False
+    qty_invoice: str = ""
+
+    _change_id: str = ""
+
+    def _qty_sub_id(self) -> int:
+        raise NotImplementedError
+
+    async def _qty_changed(self) -> None:
+        raise NotImplementedError
+
+    def _qty_reset(self) -> None:
+        self.qty_step, self.qty_error, self.qty_preview, self.qty_invoice = "form", "", {}, ""
+
+    @rx.event
+    def set_qty_value(self, value: str):
+        self.qty_value = clean_text(value, 12)
+        self.qty_error = ""
+
+    @rx.event
+    def qty_back(self):
+        self.qty_step, self.qty_error, self.qty_invoice = "form", "", ""
+
+    @rx.event
+    async def preview_qty(self):
+        """Ask the service what the change would do; nothing is written."""
+        try:
+            quote = await self._act(licence_count.quote_quantity_change, self._qty_sub_id(), self.qty_value)
+        except InvalidInput as exc:
+            self.qty_error = self._error_text(exc)
+            return
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.qty_preview = quantity_preview(self, quote)
+        self.qty_step = "confirm"
+        self.qty_invoice = ""
+        self._change_id = new_token()
+
+    @rx.event
+    async def confirm_qty(self):
+        """Carry the change out (the money moves here, once per confirmation token)."""
+        if self.qty_busy or self.qty_step != "confirm":
+            return
+        self.qty_busy = True
+        yield
+        try:
+            outcome = await self._act(licence_count.change_quantity, self._qty_sub_id(), self.qty_value,
+                                      change_id=self._change_id)
+        except InsufficientFunds as exc:
+            self.qty_busy = False
+            self.qty_preview = {**self.qty_preview, **shortfall_view(self, exc)}
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.qty_busy = False
+            yield self._fail(exc)
+            return
+        self.qty_busy = False
+        await self._qty_changed()
+        yield self._ok("subscriptions.qty.done", quantity=outcome.quantity)
+
+    @rx.event
+    async def request_qty_invoice(self):
+        """An invoice for the shortfall; the increase is carried out when it is paid."""
+        try:
+            number = await self._act(_shortfall_invoice_quantity, self._qty_sub_id(), self.qty_value,
+                                     self._change_id)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.qty_invoice = number
+        return self._ok("subscriptions.invoice_created", number=number)
+
+
+class SubscriptionsState(QuantityChange, Search, BaseState):
     loaded: bool = False
     rows: list[dict[str, str]] = []
     total: int = 0
     page: int = 1
     pages: int = 1
-    search: str = ""
     status_filter: str = "current"
     vendor_filter: str = ALL
     sort_key: str = "term_end"
     sort_desc: bool = False
     vendor_options: list[dict[str, str]] = []
 
-    # the licence-count dialog
+    # the licence-count dialog (the change itself: QuantityChange)
     qty_open: bool = False
-    qty_step: str = "form"  # form | confirm
     qty_sub_id: str = ""
     qty_name: str = ""
     qty_current: str = ""
     qty_min: str = "1"
     qty_max: str = "1"
-    qty_value: str = ""
-    qty_error: str = ""
-    qty_busy: bool = False
-    qty_preview: dict[str, str] = {}
-    qty_invoice: str = ""
-
-    _change_id: str = ""
 
     # --- list --------------------------------------------------------------------------------
     @rx.event
@@ -222,29 +277,17 @@ class SubscriptionsState(BaseState):
         status = None if self.status_filter == ALL else self.status_filter
         vendor = None if self.vendor_filter == ALL else self.vendor_filter
         try:
-            rows, total, vendors, tz = await self._act(_list, self.search, status, vendor, self.sort_key,
-                                                       self.sort_desc, self.page)
-            if rows == [] and total > 0 and self.page > 1:  # the page ran past the end (e.g. filtered)
-                self.page = clamp_page(self.page, total, PAGE_SIZE)
-                rows, total, vendors, tz = await self._act(_list, self.search, status, vendor, self.sort_key,
-                                                           self.sort_desc, self.page)
+            rows, total, page, vendors, tz = await self._act(_list, self.search, status, vendor, self.sort_key,
+                                                             self.sort_desc, self.page)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message
             return self._fail(exc)
         self.rows = [row_view(self, r, tz) for r in rows]
-        self.total = total
+        self.total, self.page = total, page
         self.pages = page_count(total, PAGE_SIZE)
         self.vendor_options = [{"value": v["code"], "label": v["name"]} for v in vendors]
         self.loaded = True
 
-    @rx.event
-    async def apply_search(self, form: dict):
-        self.search = clean_text((form or {}).get("search", "") if isinstance(form, dict) else "")
-        self.page = 1
-        return await self._reload()
-
-    @rx.event
-    async def clear_search(self):
-        self.search = ""
+    async def _search_changed(self):
         self.page = 1
         return await self._reload()
 
@@ -267,7 +310,7 @@ class SubscriptionsState(BaseState):
     @rx.event
     async def sort_by(self, key: str):
         key = clean_text(key)
-        if key not in subs.SORTS:
+        if key not in listing.SORTS:
             return
         self.sort_desc = (not self.sort_desc) if key == self.sort_key else False
         self.sort_key = key
@@ -284,7 +327,7 @@ class SubscriptionsState(BaseState):
             sid = parse_id(sub_id)
             if not isinstance(enabled, bool):
                 raise InvalidInput("flag", key="error.invalid_flag")
-            await self._act(subs.set_auto_renew, sid, enabled)
+            await self._act(lifecycle.set_auto_renew, sid, enabled)
         except Exception as exc:  # noqa: BLE001
             await self._reload()
             return self._fail(exc)
@@ -300,7 +343,7 @@ class SubscriptionsState(BaseState):
         self.qty_sub_id, self.qty_name = row["id"], row["name"]
         self.qty_current = self.qty_value = row["quantity"]
         self.qty_min, self.qty_max = row["min"], row["max"]
-        self.qty_step, self.qty_error, self.qty_preview, self.qty_invoice = "form", "", {}, ""
+        self._qty_reset()
         self.qty_open = True
 
     @rx.event
@@ -309,67 +352,9 @@ class SubscriptionsState(BaseState):
         if not self.qty_open:
             self.qty_busy = False
 
-    @rx.event
-    def set_qty_value(self, value: str):
-        self.qty_value = clean_text(value, 12)
-        self.qty_error = ""
+    def _qty_sub_id(self) -> int:
+        return parse_id(self.qty_sub_id)
 
-    @rx.event
-    def qty_back(self):
-        self.qty_step, self.qty_error, self.qty_invoice = "form", "", ""
-
-    @rx.event
-    async def preview_qty(self):
-        """Ask the service what the change would do; nothing is written."""
-        try:
-            sid = parse_id(self.qty_sub_id)
-            quote = await self._act(subs.quote_quantity_change, sid, self.qty_value)
-        except DomainError as exc:
-            if isinstance(exc, InvalidInput):
-                self.qty_error = self._error(exc)
-                return
-            return self._fail(exc)
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
-        self.qty_preview = quantity_preview(self, quote)
-        self.qty_step = "confirm"
-        self._change_id = new_token()
-
-    @rx.event
-    async def confirm_qty(self):
-        """Carry the change out (the money moves here, once per confirmation token)."""
-        if self.qty_busy or self.qty_step != "confirm":
-            return
-        self.qty_busy = True
-        yield
-        try:
-            sid = parse_id(self.qty_sub_id)
-            outcome = await self._act(subs.change_quantity, sid, self.qty_value, change_id=self._change_id)
-        except InsufficientFunds as exc:
-            self.qty_busy = False
-            self.qty_preview = {**self.qty_preview, **shortfall_view(self, exc)}
-            return
-        except Exception as exc:  # noqa: BLE001
-            self.qty_busy = False
-            yield self._fail(exc)
-            return
-        self.qty_busy = False
+    async def _qty_changed(self) -> None:
         self.qty_open = False
         await self._reload()
-        yield self._ok("subscriptions.qty.done", quantity=outcome.quantity)
-
-    @rx.event
-    async def request_qty_invoice(self):
-        """An invoice for the shortfall; the increase is carried out when it is paid."""
-        try:
-            sid = parse_id(self.qty_sub_id)
-            number = await self._act(_shortfall_invoice_quantity, sid, self.qty_value, self._change_id)
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
-        self.qty_invoice = number
-        return self._ok("subscriptions.invoice_created", number=number)
-
-    def _error(self, exc: DomainError) -> str:
-        from ..i18n import error_text
-
-        return error_text(exc, self.locale)

@@ -8,8 +8,8 @@ import re
 from playwright.sync_api import expect
 from sqlmodel import Session
 
-from noventiq_panel.components.money import fmt_money
-from noventiq_panel.services.reporting import analytics
+from noventiq_panel.state.formatting import fmt_money
+from noventiq_panel.services.reporting import filters, spend
 from noventiq_panel.services.core.authz import Actor
 
 from tests.e2e.helpers import org_of, shot, sign_in, text_of
@@ -18,8 +18,8 @@ from tests.e2e.helpers import org_of, shot, sign_in, text_of
 def ledger_total(db, email: str, preset: str) -> str:
     org, _ = org_of(db, email)
     with Session(db) as s:
-        start, end = analytics.period_presets(None, org.timezone)[preset]
-        st = analytics.structure(s, Actor.system(org.id), analytics.Filters(start=start, end=end))
+        start, end = filters.period_presets(None, org.timezone)[preset]
+        st = spend.structure(s, Actor.system(org.id), filters.Filters(start=start, end=end))
         return fmt_money(st.total, st.currency, "ru").replace("\u00a0", " ")
 
 

@@ -62,7 +62,7 @@ def _wait_for(probe, what: str, timeout: float = 20.0):
 
 
 def _money(amount: Decimal, currency: str) -> str:
-    from noventiq_panel.components.money import fmt_money
+    from noventiq_panel.state.formatting import fmt_money
 
     return plain(fmt_money(amount, currency, LOCALE))
 
@@ -122,11 +122,11 @@ def _new_customer(engine, balance: Decimal) -> tuple[str, int, int]:
 
 
 def _order_quote(engine, user_id: int, org_id: int, plan_id: int, quantity: int = 1):
-    from noventiq_panel.services.subscriptions import subscriptions as subs
+    from noventiq_panel.services.subscriptions import ordering
     from noventiq_panel.services.core.authz import Actor
 
     with Session(engine) as s:
-        return subs.quote_order(s, Actor(user_id, org_id), plan_id, quantity)
+        return ordering.quote_order(s, Actor(user_id, org_id), plan_id, quantity)
 
 
 def _open_order(page, plan_code: str, quantity: int = 1) -> None:

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from noventiq_panel.models import ClosingDocument, Payment, Role
 from noventiq_panel.services.identity import auth
-from noventiq_panel.services.billing import documents, payments
+from noventiq_panel.services.billing import documents, invoices
 from noventiq_panel.services.core import ledger
 from noventiq_panel.state.billing import BillingState
 from tests import factories
@@ -42,7 +42,7 @@ def world(db):
     ledger.post(db, org_id=b.id, kind="charge", amount=Decimal("-70000"), idempotency_key="c-oct-b",
                 description="Лицензии", occurred_at=datetime(2026, 10, 10, tzinfo=timezone.utc))
     db.commit()
-    foreign_invoice = payments.request_topup(db, factories.actor(other, b), "5000")
+    foreign_invoice = invoices.request_topup(db, factories.actor(other, b), "5000")
     documents.generate_month(db, "2026-10", now=datetime(2026, 11, 3, tzinfo=timezone.utc))
     ids = dict(a=a.id, b=b.id, foreign_invoice=foreign_invoice.id)  # plain ids: no lazy refresh later
     db.commit()

@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from noventiq_panel.models import Budget, LedgerEntry, Payment, Role, Subscription
 from noventiq_panel.services.identity import auth
 from noventiq_panel.services.core import ledger
-from noventiq_panel.services.subscriptions import subscriptions as subs
+from noventiq_panel.services.subscriptions import ordering
 from noventiq_panel.state.catalog import CatalogState
 from noventiq_panel.state.subscription_detail import SubscriptionDetailState
 from noventiq_panel.state.subscriptions import SubscriptionsState
@@ -44,9 +44,9 @@ def world(db):
     factories.usd_rate(db, date(2020, 1, 1))
     factories.topup(db, a, "100000")
     factories.topup(db, b, "100000")
-    mine = subs.order(db, factories.actor(owner, a), plans["basic-m"].id, 2).subscription_id
-    azure = subs.order(db, factories.actor(owner, a), plans["azure-d"].id, 1).subscription_id
-    theirs = subs.order(db, factories.actor(other, b), plans["std-m"].id, 1).subscription_id
+    mine = ordering.order(db, factories.actor(owner, a), plans["basic-m"].id, 2).subscription_id
+    azure = ordering.order(db, factories.actor(owner, a), plans["azure-d"].id, 1).subscription_id
+    theirs = ordering.order(db, factories.actor(other, b), plans["std-m"].id, 1).subscription_id
     ids = dict(a=a.id, b=b.id, mine=mine, azure=azure, theirs=theirs, owner=owner.id,
                basic_m=plans["basic-m"].id, std_m=plans["std-m"].id, trial=plans["basic-trial"].id)
     db.commit()
@@ -190,11 +190,11 @@ async def test_detail_shows_tabs_data_and_history(db, world):
 
 async def test_resources_tab_refund_inside_the_window_after_confirmation(db, world):
     state = await _detail(db, "owner@a.example", f"/subscriptions/{world['mine']}")
-    SubscriptionDetailState.set_res_qty.fn(state, "1")
-    await SubscriptionDetailState.preview_res.fn(state)
-    assert state.res_step == "confirm" and state.res_preview["refund"]
+    SubscriptionDetailState.set_qty_value.fn(state, "1")
+    await SubscriptionDetailState.preview_qty.fn(state)
+    assert state.qty_step == "confirm" and state.qty_preview["refund"]
     before = balance(db, world["a"])
-    await run(SubscriptionDetailState.confirm_res.fn(state))
+    await run(SubscriptionDetailState.confirm_qty.fn(state))
     assert balance(db, world["a"]) > before
     assert state.d["quantity"] == "1"
 

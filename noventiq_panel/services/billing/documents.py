@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
@@ -38,11 +39,13 @@ from noventiq_panel.models import (
     Subscription,
 )
 from noventiq_panel.models.types import utcnow
+from noventiq_panel.services.billing.invoice_document import parties, vat_part
 from noventiq_panel.services.core import numbering
-from noventiq_panel.services.core.authz import Actor, can_read
+from noventiq_panel.services.core.authz import Actor, can_read, load_owned
 from noventiq_panel.services.core.clock import local_midnight, month_bounds, month_start, next_month
-from noventiq_panel.services.core.errors import InvalidInput, NotFound
-from noventiq_panel.services.billing.payments import CHARGE_KINDS, vat_part
+from noventiq_panel.services.core import ledger
+from noventiq_panel.services.core.errors import InvalidInput
+from noventiq_panel.services.notify import notifications
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +142,7 @@ def month_lines(session: Session, org: Organisation, month: date) -> tuple[list,
     start, end = month_bounds(month, org.timezone)
     entries = session.exec(
         select(LedgerEntry).where(
-            LedgerEntry.org_id == org.id, col(LedgerEntry.kind).in_(CHARGE_KINDS),
+            LedgerEntry.org_id == org.id, col(LedgerEntry.kind).in_(ledger.CONSUMPTION_KINDS),
             LedgerEntry.occurred_at >= start, LedgerEntry.occurred_at < end)
         .order_by(col(LedgerEntry.occurred_at), col(LedgerEntry.id))
     ).all()
@@ -186,16 +189,15 @@ def render_pdf(session: Session, org: Organisation, month: date, year: int, numb
 
     settings = get_settings()
     last_day = next_month(month) - timedelta(days=1)
+    seller, buyer = parties(org)
     data = pdf.ClosingData(
         act_number=act_number(year, number),
         invoice_number=invoice_number(year, number),
         doc_date=last_day,
         period_start=month,
         period_end=last_day,
-        seller=pdf.Party(name=settings.seller_name, tax_id=settings.seller_tax_id, address=settings.seller_address,
-                         bank=settings.seller_bank, account=settings.seller_account),
-        buyer=pdf.Party(name=org.name, tax_id=org.tax_id, address=org.address, phone=org.phone,
-                        bank=org.bank_details),
+        seller=seller,
+        buyer=buyer,
         currency=org.billing_currency,
         vat_rate=settings.vat_rate,
         lines=lines,
@@ -209,10 +211,10 @@ def render_pdf(session: Session, org: Organisation, month: date, year: int, numb
 
 def _orgs_charged(session: Session, month: date) -> list[int]:
     # The widest window any time zone can give the month; each organisation is then checked in its own.
-    start = local_midnight(month, "Etc/GMT-14")
+    start = local_midnight(month, EARLIEST_ZONE)
     end = local_midnight(next_month(month), "Etc/GMT+12")
     return list(session.exec(
-        select(LedgerEntry.org_id).where(col(LedgerEntry.kind).in_(CHARGE_KINDS), LedgerEntry.occurred_at >= start,
+        select(LedgerEntry.org_id).where(col(LedgerEntry.kind).in_(ledger.CONSUMPTION_KINDS), LedgerEntry.occurred_at >= start,
                                          LedgerEntry.occurred_at < end)
         .distinct().order_by(LedgerEntry.org_id)
     ).all())
@@ -238,8 +240,6 @@ def generate_month(session: Session, month, now: datetime | None = None) -> list
 
 
 def _generate_for_org(session: Session, org_id: int, month: date, now: datetime) -> ClosingDocument | None:
-    from noventiq_panel.services.notify import notifications
-
     try:
         org = session.get(Organisation, org_id)
         if org is None or now < month_bounds(month, org.timezone)[1]:
@@ -286,8 +286,6 @@ def list_documents(session: Session, actor: Actor, *, year: int | None = None, s
                    offset: int = 0, limit: int = 100) -> tuple[list[DocumentRow], int]:
     """The organisation's closing documents, newest period first (optionally of one year or a
     range of periods), and how many there are."""
-    from sqlalchemy import func
-
     access = can_read(session, actor)
     conditions = [ClosingDocument.org_id == access.org_id]
     if year not in (None, ""):
@@ -315,13 +313,7 @@ def list_documents(session: Session, actor: Actor, *, year: int | None = None, s
 def document_pdf(session: Session, actor: Actor, doc_id) -> tuple[str, bytes]:
     """(file name, PDF) of one of the organisation's documents; NotFound for a foreign or missing id."""
     access = can_read(session, actor)
-    try:
-        doc_id = int(doc_id)
-    except (TypeError, ValueError):
-        raise NotFound("document not found", key="error.billing.document_not_found") from None
-    doc = session.get(ClosingDocument, doc_id)
-    if doc is None or doc.org_id != access.org_id:
-        raise NotFound("document not found", key="error.billing.document_not_found")
+    doc = load_owned(session, access, ClosingDocument, doc_id, "document", key="error.billing.document_not_found")
     return filename(doc), bytes(doc.pdf)
 
 

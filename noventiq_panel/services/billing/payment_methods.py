@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 from sqlmodel import Session
 
 from noventiq_panel.models import Payment
+from noventiq_panel.services.billing.invoice_document import invoice_filename, render_invoice_pdf
 from noventiq_panel.services.core.errors import InvalidInput
 
 
@@ -47,8 +48,6 @@ class BankTransfer:
     title_key = "billing.method.bank_transfer"
 
     def start(self, session: Session, payment: Payment) -> PaymentStart:
-        from noventiq_panel.services.billing.payments import invoice_filename, render_invoice_pdf
-
         pdf = render_invoice_pdf(session, payment)
         return PaymentStart(
             method=self.code,
@@ -65,10 +64,6 @@ def register(method: PaymentMethod) -> PaymentMethod:
         raise TypeError(f"{method!r} does not implement PaymentMethod")
     _REGISTRY[method.code] = method
     return method
-
-
-def unregister(code: str) -> None:
-    _REGISTRY.pop(code, None)
 
 
 def get(code: str) -> PaymentMethod:

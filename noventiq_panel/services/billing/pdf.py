@@ -20,6 +20,7 @@ from num2words import num2words
 
 FONT_DIR = Path(__file__).resolve().parents[2] / "fonts"
 FONT = "DejaVu"
+HEADINGS = FontFace(emphasis="BOLD", fill_color=(235, 235, 235))  # the lines tables' heading row
 
 # Currency names for the amount in words: (major unit, minor unit). Accounting style: the unit
 # name stays in its base form and the minor units are written as two digits.
@@ -237,18 +238,10 @@ def render_invoice(data: InvoiceData) -> bytes:
 
     pdf.set_font(FONT, "", 8)
     with pdf.table(col_widths=(8, 92, 16, 14, 25, 25), text_align=("CENTER", "LEFT", "RIGHT", "CENTER", "RIGHT", "RIGHT"),
-                   line_height=5, headings_style=FontFace(emphasis="BOLD", fill_color=(235, 235, 235))) as table:
-        head = table.row()
-        for title in ("№", "Наименование", "Кол-во", "Ед.", "Цена", "Сумма"):
-            head.cell(title)
-        for i, line in enumerate(data.lines, 1):
-            row = table.row()
-            row.cell(str(i))
-            row.cell(line.description)
-            row.cell(fmt_quantity(line.quantity))
-            row.cell(line.unit)
-            row.cell(fmt_money(line.unit_price))
-            row.cell(fmt_money(line.amount))
+                   line_height=5, headings_style=HEADINGS) as table:
+        _fill(table, ("№", "Наименование", "Кол-во", "Ед.", "Цена", "Сумма"),
+              ((str(i), line.description, fmt_quantity(line.quantity), line.unit, fmt_money(line.unit_price),
+                fmt_money(line.amount)) for i, line in enumerate(data.lines, 1)))
     pdf.ln(2)
     _totals(pdf, [("Итого:", data.total), (f"В том числе НДС ({fmt_quantity(data.vat_rate)}%):", data.vat),
                   ("Всего к оплате:", data.total)])
@@ -274,6 +267,17 @@ def render_invoice(data: InvoiceData) -> bytes:
     pdf.set_font(FONT, "", 8)
     pdf.cell(0, 5, "М.П.")
     return _output(pdf)
+
+
+def _fill(table, titles: tuple[str, ...], rows) -> None:
+    """The heading row and one row of text cells per document line."""
+    head = table.row()
+    for title in titles:
+        head.cell(title)
+    for cells in rows:
+        row = table.row()
+        for text in cells:
+            row.cell(text)
 
 
 def _totals(pdf: FPDF, rows: list[tuple[str, Decimal]], size: float = 9):
@@ -308,20 +312,11 @@ def render_closing(data: ClosingData) -> bytes:
     pdf.set_font(FONT, "", 8)
     with pdf.table(col_widths=(8, 72, 16, 12, 24, 24, 24),
                    text_align=("CENTER", "LEFT", "RIGHT", "CENTER", "RIGHT", "RIGHT", "RIGHT"), line_height=4.5,
-                   headings_style=FontFace(emphasis="BOLD", fill_color=(235, 235, 235))) as table:
-        head = table.row()
-        for title in ("№", "Наименование работ, услуг", "Кол-во", "Ед.", "Цена", "Сумма",
-                      f"в т.ч. НДС {fmt_quantity(data.vat_rate)}%"):
-            head.cell(title)
-        for i, line in enumerate(data.lines, 1):
-            row = table.row()
-            row.cell(str(i))
-            row.cell(line.description)
-            row.cell(fmt_quantity(line.quantity))
-            row.cell(line.unit)
-            row.cell(fmt_money(line.unit_price))
-            row.cell(fmt_money(line.amount))
-            row.cell(fmt_money(line.vat))
+                   headings_style=HEADINGS) as table:
+        _fill(table, ("№", "Наименование работ, услуг", "Кол-во", "Ед.", "Цена", "Сумма",
+                      f"в т.ч. НДС {fmt_quantity(data.vat_rate)}%"),
+              ((str(i), line.description, fmt_quantity(line.quantity), line.unit, fmt_money(line.unit_price),
+                fmt_money(line.amount), fmt_money(line.vat)) for i, line in enumerate(data.lines, 1)))
     pdf.ln(2)
     _totals(pdf, [("Итого:", data.total), (f"В том числе НДС ({fmt_quantity(data.vat_rate)}%):", data.vat)])
     pdf.ln(3)
@@ -371,22 +366,12 @@ def render_closing(data: ClosingData) -> bytes:
     net_total = data.total - data.vat
     with pdf.table(col_widths=(8, 80, 14, 16, 24, 30, 14, 26, 32),
                    text_align=("CENTER", "LEFT", "CENTER", "RIGHT", "RIGHT", "RIGHT", "CENTER", "RIGHT", "RIGHT"),
-                   line_height=4.2, headings_style=FontFace(emphasis="BOLD", fill_color=(235, 235, 235))) as table:
-        head = table.row()
-        for title in ("№", "Наименование товаров (работ, услуг)", "Ед. изм.", "Кол-во", "Цена",
-                      "Стоимость поставки без НДС", "НДС, %", "НДС, сумма", "Стоимость поставки с НДС"):
-            head.cell(title)
-        for i, line in enumerate(data.lines, 1):
-            row = table.row()
-            row.cell(str(i))
-            row.cell(line.description)
-            row.cell(line.unit)
-            row.cell(fmt_quantity(line.quantity))
-            row.cell(fmt_money(line.unit_price))
-            row.cell(fmt_money(line.amount - line.vat))
-            row.cell(fmt_quantity(data.vat_rate))
-            row.cell(fmt_money(line.vat))
-            row.cell(fmt_money(line.amount))
+                   line_height=4.2, headings_style=HEADINGS) as table:
+        _fill(table, ("№", "Наименование товаров (работ, услуг)", "Ед. изм.", "Кол-во", "Цена",
+                      "Стоимость поставки без НДС", "НДС, %", "НДС, сумма", "Стоимость поставки с НДС"),
+              ((str(i), line.description, line.unit, fmt_quantity(line.quantity), fmt_money(line.unit_price),
+                fmt_money(line.amount - line.vat), fmt_quantity(data.vat_rate), fmt_money(line.vat),
+                fmt_money(line.amount)) for i, line in enumerate(data.lines, 1)))
         row = table.row()
         row.cell("Итого", colspan=5, align="RIGHT", style=FontFace(emphasis="BOLD"))
         row.cell(fmt_money(net_total), style=FontFace(emphasis="BOLD"))

@@ -29,7 +29,7 @@ from noventiq_panel.models import EntryKind, LedgerEntry, Organisation, Payment,
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.core.authz import Actor, can_read
 from noventiq_panel.services.core.clock import aware, local_midnight
-from noventiq_panel.services.core.errors import InvalidInput, NotFound
+from noventiq_panel.services.core.errors import InvalidInput
 
 KINDS = tuple(k.value for k in EntryKind)
 MAX_PAGE = 200
@@ -45,6 +45,18 @@ KIND_NAMES = {
     "en": {"topup": "Top-up", "charge": "Charge", "usage": "Usage", "refund": "Refund",
            "adjustment": "Adjustment"},
 }
+
+
+def page(offset, limit) -> tuple[int, int]:
+    """The paging of the billing lists (transactions, invoices): whole numbers, ``offset >= 0``,
+    ``limit >= 1`` (at most :data:`MAX_PAGE`)."""
+    try:
+        offset, limit = int(offset), int(limit)
+    except (TypeError, ValueError):
+        raise InvalidInput("offset and limit must be whole numbers", key="error.billing.paging") from None
+    if offset < 0 or limit < 1:
+        raise InvalidInput("offset must be >= 0 and limit >= 1", key="error.billing.paging")
+    return offset, min(limit, MAX_PAGE)
 
 
 @dataclass(frozen=True)
@@ -186,13 +198,6 @@ def _query(session: Session, org: Organisation, *, start=None, end=None, kind=No
     return grouped, []
 
 
-def _org(session: Session, org_id: int) -> Organisation:
-    org = session.get(Organisation, org_id)
-    if org is None:
-        raise NotFound("organisation not found")
-    return org
-
-
 def _rows(session: Session, inner, conditions, offset: int | None, limit: int | None) -> list[TransactionRow]:
     sub_name = func.coalesce(func.nullif(Subscription.name, ""), Product.name, Plan.name)
     query = (
@@ -229,14 +234,8 @@ def list_transactions(session: Session, actor: Actor, *, start=None, end=None, k
     of matching rows. ``start``/``end``: local dates (inclusive) or aware datetimes ([start, end));
     ``group_usage``: a day's usage of a subscription is one row (module documentation)."""
     access = can_read(session, actor)
-    try:
-        offset, limit = int(offset), int(limit)
-    except (TypeError, ValueError):
-        raise InvalidInput("offset and limit must be whole numbers", key="error.billing.paging") from None
-    if offset < 0 or limit < 1:
-        raise InvalidInput("offset must be >= 0 and limit >= 1", key="error.billing.paging")
-    limit = min(limit, MAX_PAGE)
-    org = _org(session, access.org_id)
+    offset, limit = page(offset, limit)
+    org = session.get(Organisation, access.org_id)  # exists: the access check read it
     inner, conditions = _query(session, org, start=start, end=end, kind=kind, subscription_id=subscription_id,
                                group_usage=group_usage)
     total = session.execute(select(func.count()).select_from(inner).where(*conditions)).scalar_one()
@@ -252,7 +251,7 @@ def export_transactions(session: Session, actor: Actor, fmt: str = "csv", *, sta
     if fmt not in ("csv", "xlsx"):
         raise InvalidInput(f"unknown export format {fmt!r}", field="fmt", key="error.billing.export_format")
     loc = "en" if str(locale).lower().startswith("en") else "ru"
-    org = _org(session, access.org_id)
+    org = session.get(Organisation, access.org_id)
     inner, conditions = _query(session, org, start=start, end=end, kind=kind, subscription_id=subscription_id,
                                group_usage=group_usage)
     rows = _rows(session, inner, conditions, None, MAX_EXPORT_ROWS)

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from noventiq_panel.db import BulkInsert
+from noventiq_panel.db import insert_rows
 from noventiq_panel.models.types import utcnow
 
 from noventiq_panel.models import AuditEvent
@@ -39,11 +39,7 @@ def record(session: Session, actor: Actor, action: str, *, subscription_id: int 
 
 def record_many(session: Session, rows: Iterable[dict[str, Any]]) -> int:
     """Write rows made by :func:`event_row` in one bulk insert; returns how many."""
-    rows = list(rows)
-    if rows:
-        names = list(rows[0])
-        BulkInsert(session, AuditEvent.__table__, names).insert([row[n] for n in names] for row in rows)
-    return len(rows)
+    return insert_rows(session, AuditEvent.__table__, rows)
 
 
 def list_events(session: Session, actor: Actor, *, subscription_id: int | None = None, limit: int = 100,

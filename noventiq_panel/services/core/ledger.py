@@ -19,11 +19,15 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from noventiq_panel.db import BulkInsert
-from noventiq_panel.models import BillingMode, LedgerEntry, Organisation
+from noventiq_panel.db import insert_rows
+from noventiq_panel.models import BillingMode, EntryKind, LedgerEntry, Organisation
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.core.errors import InsufficientFunds, InvalidInput, NotFound
 from noventiq_panel.services.core.money import round_money
+
+
+# What counts as consumption (spend): charges, usage and the refunds of charges; not top-ups.
+CONSUMPTION_KINDS = (EntryKind.CHARGE.value, EntryKind.USAGE.value, EntryKind.REFUND.value)
 
 
 def lock_organisation(session: Session, org_id: int) -> Organisation:
@@ -150,10 +154,7 @@ def post_many(session: Session, rows: Iterable[dict[str, Any]], *, known: set[st
         if row["idempotency_key"] not in seen:
             seen.add(row["idempotency_key"])
             fresh.append(row)
-    if fresh:
-        names = list(fresh[0])
-        BulkInsert(session, LedgerEntry.__table__, names).insert([row[n] for n in names] for row in fresh)
-    return len(fresh)
+    return insert_rows(session, LedgerEntry.__table__, fresh)
 
 
 def balance(session: Session, org_id: int, *, until: datetime | None = None) -> Decimal:

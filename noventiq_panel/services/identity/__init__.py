@@ -1,2 +1,3 @@
 """Who is signing in and for whom: accounts, passwords and sessions (``auth``), the members of an
-organisation and their roles (``users``), and the organisations themselves (``organisations``)."""
+organisation and their roles (``users``), the organisations themselves (``organisations``), and
+the checks of what people type about themselves (``validation``)."""

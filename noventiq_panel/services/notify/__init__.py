@@ -1,2 +1,2 @@
-"""E-mail: the outbox and its templates (``notifications``), sending it over SMTP (``mailer``) and
-the reminders the daily jobs send (``reminders``)."""
+"""E-mail: the outbox, its templates and the operator's view of it (``notifications``), and
+sending it over SMTP (``mailer``)."""

@@ -36,11 +36,11 @@ from noventiq_panel.models import (
 )
 from noventiq_panel.services.core import clock, ledger, rates
 from noventiq_panel.services.core.authz import Actor, can_read
-from noventiq_panel.services.core.errors import DomainError, NotFound
+from noventiq_panel.services.billing import invoices
+from noventiq_panel.services.core.errors import DomainError
 
 SOON_DAYS = 30
 LIVE_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIAL, SubscriptionStatus.SUSPENDED)
-CONSUMPTION_KINDS = (EntryKind.CHARGE, EntryKind.USAGE, EntryKind.REFUND)
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _month_consumption(session: Session, org_id: int, start: datetime, end: date
         select(LedgerEntry.kind, func.sum(LedgerEntry.amount))
         .where(
             LedgerEntry.org_id == org_id,
-            col(LedgerEntry.kind).in_([k.value for k in CONSUMPTION_KINDS]),
+            col(LedgerEntry.kind).in_(ledger.CONSUMPTION_KINDS),
             LedgerEntry.occurred_at >= start,
             LedgerEntry.occurred_at < end,
         )
@@ -206,8 +206,7 @@ def _alerts(session: Session, org: Organisation, balance: Decimal, available: De
         select(Payment)
         .where(
             Payment.org_id == org.id,
-            (Payment.status == PaymentStatus.OVERDUE)
-            | ((Payment.status == PaymentStatus.PENDING) & (col(Payment.due_date) < today)),
+            invoices.status_condition(PaymentStatus.OVERDUE, today),
         )
         .order_by(col(Payment.due_date))
     ).all()
@@ -220,8 +219,6 @@ def _alerts(session: Session, org: Organisation, balance: Decimal, available: De
 def get_dashboard(session: Session, actor: Actor, *, now: datetime | None = None, soon_days: int = SOON_DAYS) -> Dashboard:
     access = can_read(session, actor)
     org = session.get(Organisation, access.org_id)
-    if org is None:
-        raise NotFound("organisation not found")
     now = clock.aware(now) if now is not None else clock.utcnow()
     tz = org.timezone or "Asia/Tashkent"
     today = clock.local_date(now, tz)

@@ -21,8 +21,8 @@ from sqlmodel import Session
 
 from noventiq_panel import i18n
 from noventiq_panel.models import Organisation
-from noventiq_panel.services.reporting import analytics
-from noventiq_panel.services.reporting.analytics import Filters
+from noventiq_panel.services.reporting import iaas, spend
+from noventiq_panel.services.reporting.filters import OTHER, Filters
 from noventiq_panel.services.core.authz import Actor, can_read
 from noventiq_panel.services.core.errors import InvalidInput
 from noventiq_panel.services.core.money import quantum
@@ -76,7 +76,7 @@ class _Summary:
 
 
 def _summarise(session: Session, actor: Actor, start: date, end: date, subscription_id: int | None) -> _Summary:
-    currency, rows = analytics.iaas_rows(session, actor, start, end, subscription_id)
+    currency, rows = iaas.iaas_rows(session, actor, start, end, subscription_id)
     acc: dict[tuple[str, str, str], list] = defaultdict(lambda: [ZERO, ZERO, False])
     total = ZERO
     unconverted: dict[str, Decimal] = defaultdict(lambda: ZERO)
@@ -200,13 +200,13 @@ def iaas_report_filename(start: date, end: date, fmt: str) -> str:
 
 
 def _label(slice_or_series, locale: str) -> str:
-    if slice_or_series.key == analytics.OTHER:
+    if slice_or_series.key == OTHER:
         return _t("analytics.other", locale)
     return slice_or_series.label
 
 
 def _model_label(key: str, locale: str) -> str:
-    return _t(f"analytics.model.{key}", locale) if key != analytics.OTHER else _t("analytics.other", locale)
+    return _t(f"analytics.model.{key}", locale) if key != OTHER else _t("analytics.other", locale)
 
 
 def _overview_tables(structure, dyn, locale: str):
@@ -249,8 +249,8 @@ def analytics_export(session: Session, actor: Actor, filters: Filters, fmt: str,
                                                                  locale=locale)
     if section != "overview":
         raise InvalidInput("unknown section", field="section", key="error.analytics_filter")
-    structure = analytics.structure(session, actor, f)
-    dyn = analytics.dynamics(session, actor, f)
+    structure = spend.structure(session, actor, f)
+    dyn = spend.dynamics(session, actor, f)
     tables = _overview_tables(structure, dyn, locale)
     name = f"analytics_{_filename_part(f.start, f.end)}.{fmt}"
     if fmt == "csv":

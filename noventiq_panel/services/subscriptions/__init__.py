@@ -1,3 +1,6 @@
-"""What a customer bought and every change to it: ordering, licence counts, plan changes,
-suspension and cancellation, the jobs that renew and bill them (``renewals``), the pro rata rules
-(``proration``) and the vendor connectors (``provisioning``)."""
+"""What a customer bought and every change to it: ordering (``ordering``), licence counts
+(``licence_count``, ``licences`` for the batches and their cancellation windows), plan changes
+(``plan_change``), suspension and settings (``lifecycle``), cancellation (``cancellation``), reading
+(``listing``), operations waiting for a payment (``pending_actions``), the jobs that renew and bill
+them (``renewals`` over ``chunks``), reminders, guest orders and the vendor connectors
+(``provisioning``). ``context`` holds what the operations share; ``quotes`` what they return."""

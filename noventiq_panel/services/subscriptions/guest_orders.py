@@ -9,10 +9,10 @@
   (a user without a password, a single-use set-password link in the ``welcome`` mail), then
   orders as that Owner with the ordinary ordering code:
 
-  - nothing to pay now (a trial, pay-as-you-go): :func:`subscriptions.order` — the subscription
+  - nothing to pay now (a trial, pay-as-you-go): :func:`ordering.order` — the subscription
     starts at once and ``order_confirmed`` is mailed;
-  - a paid plan (the balance is empty): :func:`payments.request_shortfall_invoice` for exactly
-    the price with :func:`subscriptions.pending_action_for_order`; ``invoice_to_pay`` is mailed
+  - a paid plan (the balance is empty): :func:`invoices.request_shortfall_invoice` for exactly
+    the price with :func:`pending_actions.pending_action_for_order`; ``invoice_to_pay`` is mailed
     and, once the invoice is paid (``payments.confirm_payment``), the subscription is created.
 
   All of it is ONE transaction: the ordinary services commit their own work, so they run in a
@@ -47,12 +47,16 @@ from noventiq_panel.models import (
     User,
 )
 from noventiq_panel.services.core import audit, clock
-from noventiq_panel.services.identity import auth, organisations
+from noventiq_panel.services.identity import auth
 from noventiq_panel.services.catalog import catalog
 from noventiq_panel.services.notify import notifications
-from noventiq_panel.services.billing import payments
-from noventiq_panel.services.subscriptions import subscriptions as subs
+from noventiq_panel.services.billing import invoices
+from noventiq_panel.services.subscriptions import ordering
+from noventiq_panel.services.subscriptions.context import utc_now
+from noventiq_panel.services.subscriptions.pending_actions import pending_action_for_order
+from noventiq_panel.services.subscriptions.quotes import OrderQuote
 from noventiq_panel.services.core.authz import Actor
+from noventiq_panel.services.identity import validation
 from noventiq_panel.services.core.errors import Conflict, DomainError, InvalidInput, Throttled
 
 GUEST_PREFIX = "guest:"
@@ -82,10 +86,6 @@ class GuestOrderResult:
     mails: list[str] = field(default_factory=list)  # the kinds mailed, for the record
 
 
-def _now(now: datetime | None) -> datetime:
-    return clock.aware(now) if now else clock.utcnow()
-
-
 def _new_customer_org() -> Organisation:
     """A transient (never added) organisation with a new customer's defaults, for pricing."""
     return Organisation(name="", **NEW_CUSTOMER)
@@ -102,14 +102,14 @@ def public_catalog(session: Session, *, search: str = "", category: str | None =
     return result
 
 
-def quote(session: Session, plan_id, quantity, *, now: datetime | None = None) -> subs.OrderQuote:
+def quote(session: Session, plan_id, quantity, *, now: datetime | None = None) -> OrderQuote:
     """Price a visitor's order with the ordinary quote code, for a new (empty) organisation.
     NotFound for a missing or withdrawn plan, InvalidInput for a quantity the plan refuses,
     RateMissing when the plan's currency has no rate. Nothing is written."""
     try:
         info = catalog.get_plan(session, plan_id)
-        qty = subs._order_quantity(info.plan, quantity)
-        return subs._order_quote(session, _new_customer_org(), info, qty, _now(now))
+        qty = ordering.order_quantity(info.plan, quantity)
+        return ordering.order_quote(session, _new_customer_org(), info, qty, utc_now(now))
     finally:
         session.rollback()
 
@@ -146,20 +146,20 @@ def _sign_in_instead() -> Conflict:
 
 
 def _validate(session: Session, *, email, name, org_name, tax_id, plan_id, quantity, locale):
-    email = auth.normalize_email(email)
-    name = auth.validate_name(name)
-    org_name = organisations.validate_org_name(org_name)
-    tax_id = organisations.validate_tax_id(tax_id)
+    email = validation.normalize_email(email)
+    name = validation.validate_name(name)
+    org_name = validation.validate_org_name(org_name)
+    tax_id = validation.validate_tax_id(tax_id)
     if not tax_id:
         raise InvalidInput("the tax id (INN) is required", field="tax_id", key="organisations.tax_id_invalid")
-    locale = auth.validate_locale(locale)
+    locale = validation.validate_locale(locale)
     info = catalog.get_plan(session, plan_id)  # NotFound for a missing or withdrawn plan
-    quantity = subs._order_quantity(info.plan, quantity)  # the plan's own quantity rules
+    quantity = ordering.order_quantity(info.plan, quantity)  # the plan's own quantity rules
     return email, name, org_name, tax_id, locale, info, quantity
 
 
 def check(session: Session, *, email, name, org_name, tax_id, plan_id, quantity, locale: str = "ru",
-          now: datetime | None = None) -> subs.OrderQuote:
+          now: datetime | None = None) -> OrderQuote:
     """Validate a visitor's order form as :func:`guest_order` will and price it (the dialog's
     preview). Does not say whether the e-mail has an account (the order does, throttled).
     Nothing is written."""
@@ -167,7 +167,7 @@ def check(session: Session, *, email, name, org_name, tax_id, plan_id, quantity,
         _email, _name, _org, _tax, _loc, info, qty = _validate(
             session, email=email, name=name, org_name=org_name, tax_id=tax_id, plan_id=plan_id,
             quantity=quantity, locale=locale)
-        return subs._order_quote(session, _new_customer_org(), info, qty, _now(now))
+        return ordering.order_quote(session, _new_customer_org(), info, qty, utc_now(now))
     finally:
         session.rollback()
 
@@ -200,7 +200,7 @@ def guest_order(session: Session, *, email, name, org_name, tax_id, plan_id, qua
     ``guest.error.sign_in`` for an e-mail with an account (the attempt is recorded), the ordering
     errors (Conflict, RateMissing...) with everything rolled back. Commits.
     """
-    now = _now(now)
+    now = utc_now(now)
     ip = ip[:64] if isinstance(ip, str) else ""
     try:
         email, name, org_name, tax_id, locale, info, quantity = _validate(
@@ -225,17 +225,17 @@ def guest_order(session: Session, *, email, name, org_name, tax_id, plan_id, qua
             result = GuestOrderResult(org_id=org.id, user_id=user.id, email=email, product_name=product.name,
                                       plan_name=plan.name, quantity=quantity, currency=org.billing_currency,
                                       is_trial=plan.trial_days > 0, mails=["welcome"])
-            q = subs.quote_order(inner, actor, plan.id, quantity, now=now)
+            q = ordering.quote_order(inner, actor, plan.id, quantity, now=now)
             if q.price_now > 0:
-                action = subs.pending_action_for_order(actor, plan.id, q.quantity)
-                payment = payments.request_shortfall_invoice(inner, actor, q.price_now, action, now=now)
+                action = pending_action_for_order(actor, plan.id, q.quantity)
+                payment = invoices.request_shortfall_invoice(inner, actor, q.price_now, action, now=now)
                 result.status = "waiting_payment"
                 result.invoice_number = payment.number
                 result.invoice_amount = payment.amount
                 result.invoice_due = payment.due_date
                 result.mails.append("invoice_to_pay")
             else:
-                outcome = subs.order(inner, actor, plan.id, q.quantity, request_id=secrets.token_hex(16), now=now)
+                outcome = ordering.order(inner, actor, plan.id, q.quantity, request_id=secrets.token_hex(16), now=now)
                 result.subscription_id = outcome.subscription_id
                 result.status = outcome.status
                 if q.is_trial and q.trial_ends_at:

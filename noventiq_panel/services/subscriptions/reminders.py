@@ -13,15 +13,13 @@ threshold reached, not every missed one):
   ``renewal_reminder:<sub>:<yyyymmdd>:<days>:u<user>`` (owners, administrators, financial managers).
 - **trial ending** (``trial_reminder``): 3 days before ``trial_ends_at``; key
   ``trial_reminder:<sub>:<yyyymmdd>:3:u<user>``.
-  The key formats are those of ``services.subscriptions.renewals.send_reminders`` so the two can never mail the
-  same reminder twice (the jobs schedule only this module).
 - **low balance** (``low_balance``): the available funds are below the next 7 days of projected
   spend — renewals and monthly instalments falling due within 7 days plus the pay-as-you-go usage
   of the last 7 days (its daily average × 7) — or below the organisation's own
   ``low_balance_threshold``. Once per episode: the key carries the id of the latest top-up
   (``low_balance:<org>:t<entry id>``), so it is sent again only after a new top-up.
 - **payments** (``payment_due`` / ``payment_overdue``): invoices due within 3 days, and invoices
-  past due (``services.billing.payments.mark_overdue`` stores the overdue status first); keys
+  past due (``services.billing.postpaid.mark_overdue`` stores the overdue status first); keys
   ``payment_due:<payment>`` / ``payment_overdue:<payment>`` (+ recipient suffix); to the user who
   asked for the invoice, else the owners and financial managers.
 
@@ -55,11 +53,12 @@ from noventiq_panel.models import (
     User,
 )
 from noventiq_panel.models.types import utcnow
-from noventiq_panel.services.core import clock, ledger, rates
-from noventiq_panel.services.notify import notifications
-from noventiq_panel.services.core import proration
+from noventiq_panel.services.billing import postpaid
+from noventiq_panel.services.core import clock, ledger, proration, rates
 from noventiq_panel.services.core.errors import RateMissing
 from noventiq_panel.services.core.money import round_money
+from noventiq_panel.services.notify import notifications
+from noventiq_panel.services.subscriptions.context import BILLING_ROLES, LIFECYCLE_ROLES, MONEY_ROLES, clamp, seat_price
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +68,6 @@ RENEWAL_DAYS = (7, 3, 1)
 TRIAL_DAYS = (3,)
 PAYMENT_DUE_DAYS = 3
 LOW_BALANCE_DAYS = 7
-LIFECYCLE_ROLES = ("owner", "admin")
-MONEY_ROLES = ("owner", "admin", "finance")
-BILLING_ROLES = ("owner", "finance")
 
 
 @dataclass
@@ -140,8 +136,7 @@ def _price(session: Session, plan: Plan, org: Organisation, quantity: int, day: 
     key = (plan.currency, org.billing_currency, day)
     if key not in cache:
         cache[key] = rates.conversion_rate(session, plan.currency, org.billing_currency, day)
-    unit = proration.period_price(plan.price, plan.term, plan.billing_frequency)
-    return round_money(unit * quantity * cache[key], org.billing_currency)
+    return round_money(seat_price(plan) * quantity * cache[key], org.billing_currency)
 
 
 def _renewal_terms(session: Session, sub: Subscription, plans: dict[int, tuple[Plan, Product]]) -> tuple[Plan, int]:
@@ -157,7 +152,7 @@ def _renewal_terms(session: Session, sub: Subscription, plans: dict[int, tuple[P
             quantity = change.new_quantity
         elif change.kind == "plan" and change.new_plan_id in plans:
             plan = plans[change.new_plan_id][0]
-    return plan, max(plan.min_quantity, min(quantity, plan.max_quantity))
+    return plan, clamp(quantity, plan)
 
 
 def _subscription_reminders(session: Session, org: Organisation, subs: list[Subscription],
@@ -182,8 +177,7 @@ def _subscription_reminders(session: Session, org: Organisation, subs: list[Subs
             target = next((p for p, _pr in plans.values() if p.code == plan.trial_converts_to), None)
             if sub.trial_convert and target is not None:
                 try:
-                    context["amount"] = _price(session, target, org, max(target.min_quantity, min(
-                        sub.quantity, target.max_quantity)), today, rate_cache)
+                    context["amount"] = _price(session, target, org, clamp(sub.quantity, target), today, rate_cache)
                     context["currency"] = org.billing_currency
                 except RateMissing as exc:
                     summary.errors.append(f"subscription {sub.id}: {exc}")
@@ -315,12 +309,7 @@ def send_reminders(session: Session, now: datetime | None = None) -> ReminderSum
     summary = ReminderSummary()
     if session.in_transaction():
         session.commit()
-    try:
-        from noventiq_panel.services.billing import payments
-    except ImportError:  # pragma: no cover - billing is another module
-        payments = None
-    if payments is not None and hasattr(payments, "mark_overdue"):
-        summary.marked_overdue = len(payments.mark_overdue(session, now))
+    summary.marked_overdue = len(postpaid.mark_overdue(session, now))
     plans = {p.id: (p, pr) for p, pr in session.exec(
         select(Plan, Product).join(Product, Product.id == Plan.product_id)).all()}
     horizon = now + timedelta(days=max(EXPIRY_DAYS + RENEWAL_DAYS + TRIAL_DAYS))

@@ -32,7 +32,7 @@ from noventiq_panel.models import (
 from noventiq_panel.services.core import audit, authz, clock
 from noventiq_panel.services.catalog import catalog
 from noventiq_panel.services.core.authz import Access, Actor
-from noventiq_panel.services.core.errors import Conflict, InvalidInput, NotFound
+from noventiq_panel.services.core.errors import Conflict, InvalidInput
 from noventiq_panel.services.core.money import parse_amount, to_decimal
 
 MAX_THRESHOLDS = 5
@@ -154,14 +154,9 @@ def _parse_recipients(session: Session, org_id: int, value) -> list[int]:
 
 
 def _payg_sub(session: Session, access: Access, sub_id) -> Subscription:
-    try:
-        sid = int(str(sub_id).strip())
-    except (TypeError, ValueError):
-        raise NotFound("subscription not found", key="error.subscription_not_found") from None
-    valid = not isinstance(sub_id, bool) and 0 < sid <= catalog.MAX_ID
-    sub = session.get(Subscription, sid) if valid else None
-    if sub is None or sub.org_id != access.org_id:
-        raise NotFound("subscription not found", key="error.subscription_not_found")
+    """The organisation's pay-as-you-go subscription ``sub_id`` (NotFound for a malformed, missing
+    or foreign id; Conflict for another kind of plan)."""
+    sub = authz.load_owned(session, access, Subscription, sub_id, "subscription", key="error.subscription_not_found")
     plan = catalog.get_plan(session, sub.plan_id, active_only=False).plan
     if plan.billing_type != "payg":
         raise Conflict("budgets are for pay-as-you-go subscriptions", key="error.not_payg")

@@ -23,6 +23,15 @@ One batch (``batch_subscriptions`` subscriptions, one transaction), all of it se
 A crash mid-batch leaves nothing of the batch; a second run finds nothing above the watermarks; a
 concurrent run waits for the lock and then finds the watermarks moved.
 
+Why not ``ledger.entry_row``/``post_many``: they build each entry in Python, so rating would read
+every group back out of the database, price it and write it again — the cost the benchmark
+(``bench/bench_rating.py``) measures away. The entries are therefore made by the database, under
+the ledger's rules written for SQL once here: the key (``_KEY_SQL``), the amount rounded half-up
+once to the billing currency's minor unit (:func:`amount_minor`, the same rounding as
+``money.round_money``; :meth:`_Dialect.half_up` is its SQL form), the description cut to the
+column's 500 characters, and a key already posted left alone (``ON CONFLICT DO NOTHING``, as
+``post_many`` skips it).
+
 Amount (billing currency, negative = a charge), from the two figures stored on the entry::
 
     source_amount = round_half_up(Σ cost × (1 + usage_markup_pct/100), 6 decimals)   (usage currency)
@@ -71,13 +80,20 @@ from noventiq_panel.services.core import rates
 from noventiq_panel.services.core.clock import day_bounds, local_midnight, next_month
 from noventiq_panel.services.core.errors import RateMissing
 from noventiq_panel.services.core.money import minor_unit
+from noventiq_panel.services.usage import rollup
 
 log = logging.getLogger(__name__)
 
 MICRO = 10**6
 _PCT_DEN = 100 * MICRO  # usage_markup_pct is stored in micro-percent
+_RATE_DEN = MICRO * MICRO // 100  # micro-units × micro-rate → hundredths
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DATETIME on SQLite
 _NOT_BILLED_RU = {"suspended": "подписка приостановлена", "trial": "пробный период"}
+
+# The idempotency key of a usage entry, written here only: the subscription, the start of its
+# billing period in UTC (``PERIOD_LABEL``) and the highest record id the entry settles.
+PERIOD_LABEL = "%Y%m%dT%H%M"
+_KEY_SQL = "'usage:' || y.sub_id || ':' || y.label || ':' || y.max_id"
 
 
 def _div_half_up(n: int, d: int) -> int:
@@ -94,9 +110,10 @@ def source_micro(cost_micro: int, markup_micro: int) -> int:
 
 
 def amount_minor(source: int, rate_micro: int, step: int = 1) -> int:
-    """``source`` (micro-units) × rate (micro) in minor units of the billing currency, rounded half-up
-    to ``step`` minor units (1; 100 for a currency without decimals)."""
-    return _div_half_up(source * rate_micro, 10**10 * step) * step
+    """``source`` (micro-units) × rate (micro) in hundredths of the billing currency (the ledger's
+    stored scale), rounded half-up to ``step`` hundredths: 1, or 100 for a currency without
+    decimals — ``money.round_money`` on the stored integers."""
+    return _div_half_up(source * rate_micro, _RATE_DEN * step) * step
 
 
 @dataclass
@@ -187,28 +204,27 @@ class _Dialect:
     def date_out(self, raw) -> date:
         return raw if isinstance(raw, date) else date.fromisoformat(str(raw)[:10])
 
-    def source(self, cost: str, markup: str, small: bool) -> str:
-        """SQL for ``source_micro``. PostgreSQL: exact numeric. SQLite: integer arithmetic when the
-        batch's figures are ``small`` enough for 64 bits (its integers would otherwise silently
-        turn into floats), else the Python rule as a function."""
+    def half_up(self, a: str, b: str, d: str) -> str:
+        """SQL for ``a × b / d`` rounded half away from zero, as :func:`_div_half_up` does.
+        PostgreSQL: exact numeric. SQLite: integer arithmetic (the caller checks that the batch's
+        figures are small enough for 64 bits: SQLite's integers would silently turn into floats)."""
         if self.pg:
-            return f"CAST(ROUND(CAST({cost} AS numeric) * ({_PCT_DEN} + {markup}) / {_PCT_DEN}) AS bigint)"
-        if small:
-            return _half_up_sql(f"{cost} * ({_PCT_DEN} + {markup})", str(_PCT_DEN))
+            return f"CAST(ROUND(CAST({a} AS numeric) * {b} / {d}) AS bigint)"
+        n = f"{a} * {b}"
+        return f"(CASE WHEN {n} >= 0 THEN ({n} + {d} / 2) / {d} ELSE -(({d} / 2 - ({n})) / {d}) END)"
+
+    def source(self, cost: str, markup: str, small: bool) -> str:
+        """SQL for :func:`source_micro`; on SQLite with figures too large for its integers, the
+        Python function itself."""
+        if self.pg or small:
+            return self.half_up(cost, f"({_PCT_DEN} + {markup})", str(_PCT_DEN))
         return f"rating_source({cost}, {markup})"
 
     def amount(self, source: str, rate: str, step: str, small: bool) -> str:
-        """SQL for ``amount_minor`` (see ``source``)."""
-        if self.pg:
-            return f"CAST(ROUND(CAST({source} AS numeric) * {rate} / ({10**10} * {step})) AS bigint) * {step}"
-        if small:
-            return f"{_half_up_sql(f'{source} * {rate}', f'({10**10} * {step})')} * {step}"
+        """SQL for :func:`amount_minor` (see ``source``)."""
+        if self.pg or small:
+            return f"{self.half_up(source, rate, f'({_RATE_DEN} * {step})')} * {step}"
         return f"rating_amount({source}, {rate}, {step})"
-
-
-def _half_up_sql(n: str, d: str) -> str:
-    """n / d rounded half away from zero in integer SQL (d even and positive; no overflow)."""
-    return f"(CASE WHEN {n} >= 0 THEN ({n} + {d} / 2) / {d} ELSE -(({d} / 2 - ({n})) / {d}) END)"
 
 
 _INT_LIMIT = 2**62  # products below this, plus half a divisor, stay inside SQLite's 64-bit integers
@@ -300,7 +316,6 @@ def _candidates(session: Session, after: int, limit: int) -> dict[int, _Sub]:
     }
 
 
-
 # The reason a group of records is not billed, in SQL over rating_sub s and a record start column.
 def _reason_sql(start: str) -> str:
     return (f"CASE WHEN s.suspended = 1 AND (s.suspended_at IS NULL OR {start} >= s.suspended_at) THEN 'suspended' "
@@ -389,9 +404,8 @@ class _Batch:
         self.many("INSERT INTO rating_sub (sub_id, after_id, zone, org_id, org_currency, markup, step, suspended, "
                   "suspended_at, trial_until, open_from, description, desc_suspended, desc_trial) "
                   "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        # Where each subscription's new records start in time: the grouping below reads the index
-        # from there, not the subscription's whole history.
-        # (read the new records by id, not the subscription's whole history in time order)
+        # Where each subscription's new records start in time (found by record id): the grouping
+        # below reads the index from there, not the subscription's whole history.
         self.analyze("rating_sub")
         self.q("UPDATE rating_sub SET from_period = (SELECT MIN(x.period_start) FROM (SELECT u.period_start "
                f"FROM usagerecord u {self.dialect.new_records_index} "
@@ -431,7 +445,7 @@ class _Batch:
                 end = start + timedelta(hours=1)
             fx_day = start.astimezone(ZoneInfo(tz)).date()  # the rate of the period's first local day
             buckets.add((zone, start))
-            rows.append((zone, raw_start, d.ts_in(start), d.ts_in(end), start.strftime("%Y%m%dT%H%M"),
+            rows.append((zone, raw_start, d.ts_in(start), d.ts_in(end), start.strftime(PERIOD_LABEL),
                          d.date_in(fx_day)))
         self.many("INSERT INTO rating_period VALUES (?,?,?,?,?,?)", rows)
         self.analyze("rating_period")
@@ -511,7 +525,7 @@ class _Batch:
             "CASE y.reason WHEN 'suspended' THEN y.desc_suspended WHEN 'trial' THEN y.desc_trial ELSE y.description END, "
             "y.sub_id, CASE WHEN y.reason IS NULL THEN y.source ELSE 0 END, y.currency, "
             "CASE WHEN y.reason IS NULL THEN y.rate END, CASE WHEN y.reason IS NULL THEN y.fx_day END, "
-            "y.bucket_start, y.bucket_end, 'usage:' || y.sub_id || ':' || y.label || ':' || y.max_id, "
+            f"y.bucket_start, y.bucket_end, {_KEY_SQL}, "
             "CASE WHEN y.bucket_start < y.open_from THEN ? ELSE y.bucket_start END, ?, "
             f"CASE WHEN y.reason IS NULL THEN {meta}) ELSE {meta}, 'not_billed', y.reason) END "
             "FROM (SELECT x.*, s.org_id, s.org_currency, s.markup, s.step, s.open_from, s.description, "
@@ -561,16 +575,14 @@ class _Batch:
 
 
 def _refresh_rollup(session: Session, batch: _Batch, used: dict[tuple[int, date, str], int]) -> int:
-    """Keep the analytics roll-up (``UsageDaily``, services/reporting/analytics.py) in step with the rates used.
+    """Keep the analytics roll-up (``UsageDaily``, services/usage/rollup.py) in step with the rates used.
 
     The importer builds the roll-up with the day's rate known at import time; rating may fix another
     one (the day's rate arrived meanwhile). Only (subscription, day) pairs whose roll-up is missing
-    or disagrees with the rate used are rebuilt — by the analytics service, in this transaction.
+    or disagrees with the rate used are rebuilt (``rollup``), in this transaction.
     """
     if not used:
         return 0
-    from noventiq_panel.services.reporting import analytics
-
     sub_ids = sorted({k[0] for k in used})
     days = [k[1] for k in used]
     d = batch.dialect
@@ -594,4 +606,4 @@ def _refresh_rollup(session: Session, batch: _Batch, used: dict[tuple[int, date,
             stale.add(key[:2])
     if not stale:
         return 0
-    return analytics.refresh_rollup_pairs(session, stale)
+    return rollup.refresh_rollup_pairs(session, stale)

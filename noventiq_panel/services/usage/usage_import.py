@@ -1,147 +1,57 @@
-"""Import of pay-as-you-go usage from the vendors' billing exports, and export as FOCUS CSV.
-
-Formats:
-- FinOps FOCUS 1.0 and later (``ChargePeriodStart``, ``ChargePeriodEnd``, ``BilledCost``,
-  ``BillingCurrency``, ``ServiceName``, ``ResourceId``, ``SubAccountId``, ...). Rows of
-  ``ChargeCategory`` *Tax* are skipped (the panel bills its own VAT); provider-specific ``x_``
-  columns, ``RegionName`` and the rest are not needed (``x_ResourceGroupName`` is used when the
-  resource id does not name a resource group).
-- Azure cost-management export, actual cost, daily (``Date``, ``MeterCategory``, ``MeterName``,
-  ``ResourceGroup``/``ResourceGroupName``, ``ResourceId``/``InstanceId``,
-  ``CostInBillingCurrency``/``Cost``/``PreTaxCost``, ``BillingCurrency``/``BillingCurrencyCode``/
-  ``Currency``, ``SubscriptionId``/``SubscriptionGuid``, ...), in any letter case (newer exports
-  write ``costInBillingCurrency``), dates as ``MM/DD/YYYY`` or ISO.
+"""Import of pay-as-you-go usage from the vendors' exports (formats: ``usage_formats``).
 
 The importer streams: the ``csv`` module reads the text stream row by row and rows are written in
-batches (``batch_size``, one transaction each), so memory does not grow with the file. A UTF-8
-byte-order mark is ignored; ``;`` and tab separated files are recognised by their header.
-
-Each row's ``source_key`` is a hash of the row's content (format and every non-empty column,
-independent of the column order and of the line number): re-importing a file adds nothing, and an
-identical line repeated inside a file counts as a duplicate.
+batches (``batch_size``, one transaction each), so memory does not grow with the file. Each row's
+``source_key`` (``usage_formats``) makes re-importing a file add nothing, and an identical line
+repeated inside a file counts as a duplicate.
 
 Corrections. Vendors deliver month-to-date exports again and again, and revise the figures of
-recent lines (late meter readings, price corrections) or fill in an invoice id. Each row also gets
-a ``line_key``: the same hash without the figures (``MEASURE_COLUMNS``: costs, quantities, prices,
-exchange rates) and without ``VOLATILE_COLUMNS`` (invoice ids). A new row whose ``line_key`` was
-imported by another, earlier import (its records have another ``imported_at``) is a correction of
-that line: it is recorded as a record of the
-difference (new cost and quantity minus what earlier imports recorded for the line), so the records
-of a line always add up to its latest figures and rating charges only the difference, once. Rows
-of one import with the same ``line_key`` (a line split in tiers) add up: only the first of them is
-compared with the earlier imports. A line sent again with the same figures (an invoice id filled
-in) adds no record and counts as a duplicate. Imports take the usage table's lock for each batch (SQLite:
-``BEGIN IMMEDIATE``; PostgreSQL: ``SHARE ROW EXCLUSIVE``), so two imports never compute a
-difference against the same figures. Rows are matched to subscriptions by
-``Subscription.vendor_ref`` (``SubAccountId``/``SubscriptionId``, case and ``/subscriptions/``
-prefix ignored); rows with no matching subscription are counted and listed by reference, rows that
-cannot be read are listed with their line number and the reason, and the good rows are imported.
+recent lines (late meter readings, price corrections) or fill in an invoice id. A new row whose
+``line_key`` (the row's identity without its figures and invoice ids) was imported by another,
+earlier import (its records have another ``imported_at``) is a correction of that line: it is
+recorded as a record of the difference (new cost and quantity minus what earlier imports recorded
+for the line), so the records of a line always add up to its latest figures and rating charges
+only the difference, once. Rows of one import with the same ``line_key`` (a line split in tiers)
+add up: only the first of them is compared with the earlier imports. A line sent again with the
+same figures (an invoice id filled in) adds no record and counts as a duplicate. Imports take the
+usage table's lock for each batch (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``SHARE ROW
+EXCLUSIVE``), so two imports never compute a difference against the same figures.
 
-Importing is an operation of the reseller (CLI, scheduled folder), not of a customer: it takes no
-actor. The daily roll-up of the touched (subscription, day) pairs is rebuilt at the end.
+Rows are matched to subscriptions by ``Subscription.vendor_ref`` (``SubAccountId``/
+``SubscriptionId``, case and ``/subscriptions/`` prefix ignored); rows with no matching
+subscription are counted and listed by reference, rows that cannot be read are listed with their
+line number and the reason, and the good rows are imported.
+
+Importing is an operation of the reseller (CLI, scheduled folder: ``folder_import``), not of a
+customer: it takes no actor. The daily roll-up of the touched (subscription, day) pairs is rebuilt
+at the end.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
-import hashlib
-import io
-import itertools
-import json
-import logging
-import operator
 import os
-import re
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 from sqlalchemy import func, select, text
 from sqlmodel import Session
 
-from noventiq_panel.config import get_settings
-from noventiq_panel.models import Organisation, Plan, Subscription, UsageRecord
 from noventiq_panel.db import BulkInsert
+from noventiq_panel.models import Organisation, Plan, Subscription, UsageRecord
 from noventiq_panel.models.types import utcnow
-from noventiq_panel.services.reporting import analytics
-from noventiq_panel.services.core import clock, rates
-from noventiq_panel.services.core.authz import Actor, can_read
-from noventiq_panel.services.core.errors import InvalidInput, RateMissing
+from noventiq_panel.services.core import clock
+from noventiq_panel.services.core.errors import InvalidInput
+from noventiq_panel.services.usage import rollup
+from noventiq_panel.services.usage.usage_formats import BadRow, UsageCsv, normalise_ref
 
-log = logging.getLogger(__name__)
-
-FOCUS = "focus"
-AZURE = "azure"
-FORMATS = (FOCUS, AZURE)
 BATCH_SIZE = 5000
 MAX_BAD_LISTED = 1000  # the report lists this many bad lines (and counts all)
 MAX_UNMATCHED_LISTED = 100
-MICRO = Decimal("0.000001")
-MAX_VALUE = Decimal("1000000000000")  # |cost| or quantity above 10**12 is an input error
-
-# Canonical field -> header names (lower case), in order of preference.
-FOCUS_COLUMNS: dict[str, tuple[str, ...]] = {
-    "start": ("chargeperiodstart",),
-    "end": ("chargeperiodend",),
-    "cost": ("billedcost",),
-    "currency": ("billingcurrency",),
-    "service": ("servicename",),
-    "category": ("servicecategory",),
-    "description": ("chargedescription",),
-    "resource_id": ("resourceid",),
-    "resource_name": ("resourcename",),
-    "resource_group": ("x_resourcegroupname",),
-    "subscription": ("subaccountid",),
-    "quantity": ("consumedquantity",),
-    "unit": ("consumedunit",),
-    "charge_category": ("chargecategory",),
-}
-FOCUS_REQUIRED = ("start", "end", "cost", "currency", "subscription")
-
-AZURE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "date": ("date", "usagedate", "usagedatetime"),
-    "service": ("metercategory",),
-    "subcategory": ("metersubcategory",),
-    "meter": ("metername",),
-    "resource_group": ("resourcegroup", "resourcegroupname"),
-    "resource_id": ("resourceid", "instanceid"),
-    "resource_name": ("resourcename",),
-    "quantity": ("quantity", "usagequantity", "consumedquantity"),
-    "unit": ("unitofmeasure",),
-    "cost": ("costinbillingcurrency", "cost", "pretaxcost"),
-    "currency": ("billingcurrency", "billingcurrencycode", "currency"),
-    "subscription": ("subscriptionid", "subscriptionguid"),
-}
-AZURE_REQUIRED = ("date", "cost", "subscription")
-
-# Columns that are figures of a line, not its identity (lower case; see "Corrections" above).
-MEASURE_COLUMNS = frozenset({
-    # FOCUS
-    "billedcost", "effectivecost", "listcost", "contractedcost", "consumedquantity", "pricingquantity",
-    "listunitprice", "contractedunitprice",
-    # Azure cost details (EA, MCA, legacy)
-    "cost", "costinbillingcurrency", "costinusd", "costinpricingcurrency", "pretaxcost", "quantity",
-    "usagequantity", "unitprice", "effectiveprice", "paygprice", "paygcostinbillingcurrency", "paygcostinusd",
-    "exchangeratepricingtobilling", "exchangeratedate", "resourcerate",
-})
-_MEASURE_PARTS = ("cost", "unitprice", "exchangerate")  # provider columns (x_…) holding figures
-VOLATILE_COLUMNS = frozenset({"invoiceid", "x_invoiceid", "invoicesectionid", "x_invoicesectionid"})
-
-
-def _is_measure(name: str) -> bool:
-    return name in MEASURE_COLUMNS or (name.startswith("x_") and any(p in name for p in _MEASURE_PARTS))
-
-_RG_IN_ID = re.compile(r"/resourcegroups/([^/]+)", re.IGNORECASE)
-_CURRENCY = re.compile(r"[A-Z]{3}")
-
-
-class BadRow(ValueError):
-    """A row that cannot be imported; the message is the reason shown in the report."""
 
 
 @dataclass
@@ -180,93 +90,6 @@ class ImportReport:
         return (f"{self.source or '-'} [{self.format}]: read {self.rows_read}, imported {self.imported}, "
                 f"corrections {self.corrections}, duplicates {self.duplicates}, unmatched {self.unmatched}, skipped {self.skipped}, "
                 f"bad {self.bad_count}; imported cost {totals}")
-
-
-# --------------------------------------------------------------------------------------------
-# Parsing helpers
-
-
-def _norm_header(name: str) -> str:
-    return name.strip().lstrip("\ufeff").strip().strip('"').lower()
-
-
-def detect_format(header: Iterable[str]) -> str | None:
-    names = {_norm_header(h) for h in header}
-    if {"chargeperiodstart", "billedcost"} <= names:
-        return FOCUS
-    has_cost = any(c in names for c in AZURE_COLUMNS["cost"])
-    if has_cost and ("metercategory" in names or any(c in names for c in AZURE_COLUMNS["date"])):
-        return AZURE
-    return None
-
-
-def _resolve(header: list[str], columns: dict[str, tuple[str, ...]]) -> dict[str, list[int]]:
-    index: dict[str, int] = {}
-    for i, h in enumerate(header):
-        index.setdefault(_norm_header(h), i)
-    return {name: [index[a] for a in aliases if a in index] for name, aliases in columns.items()}
-
-
-def _decimal(raw: str, what: str, *, required: bool = True) -> Decimal:
-    text = raw.strip()
-    if not text:
-        if required:
-            raise BadRow(f"{what}: empty")
-        return Decimal(0)
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        try:  # "1 234,56" written by a spreadsheet in some locales
-            value = Decimal(text.replace("\u00a0", "").replace(" ", "").replace(",", "."))
-        except InvalidOperation:
-            raise BadRow(f"{what}: not a number: {raw[:40]!r}") from None
-    if not value.is_finite():
-        raise BadRow(f"{what}: not a number: {raw[:40]!r}")
-    value = value.quantize(MICRO, rounding=ROUND_HALF_UP)
-    if abs(value) >= MAX_VALUE:
-        raise BadRow(f"{what}: out of range: {raw[:40]!r}")
-    return value
-
-
-class _DateParser:
-    """Cached date parsing (an export repeats the same few dates millions of times)."""
-
-    def __init__(self):
-        self._cache: dict[str, datetime] = {}
-
-    def instant(self, raw: str, what: str) -> datetime:
-        hit = self._cache.get(raw)
-        if hit is not None:
-            return hit
-        text = raw.strip()
-        if not text:
-            raise BadRow(f"{what}: empty")
-        try:
-            if "/" in text:  # Azure: MM/DD/YYYY (optionally with a time)
-                month, day, year = text.split(" ", 1)[0].split("/")
-                value = datetime(int(year), int(month), int(day), tzinfo=timezone.utc)
-            else:
-                value = datetime.fromisoformat(text.replace(" UTC", "").replace("z", "Z"))
-                value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-        except (ValueError, TypeError):
-            raise BadRow(f"{what}: not a date: {raw[:40]!r}") from None
-        if not 1990 <= value.year <= 2200:
-            raise BadRow(f"{what}: not a date: {raw[:40]!r}")
-        if len(self._cache) > 50000:
-            self._cache.clear()
-        self._cache[raw] = value
-        return value
-
-    def day(self, raw: str, what: str) -> datetime:
-        value = self.instant(raw, what)
-        return value.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def normalise_ref(ref: str) -> str:
-    ref = ref.strip().lower()
-    if ref.startswith("/subscriptions/"):
-        ref = ref[len("/subscriptions/"):].split("/", 1)[0]
-    return ref
 
 
 _MISS = object()
@@ -309,115 +132,6 @@ class _SubscriptionMatcher:
         return found
 
 
-class _RowKey:
-    """The row's identity, as ``(source_key, line_key)``: sha256 of the format and the non-empty
-    ``column=value`` pairs, columns in name order (so the keys depend neither on the line number
-    nor on the column order); every column for ``source_key``, the line's identity columns only
-    (no figures, no invoice id) for ``line_key`` (its first 32 hex digits)."""
-
-    def __init__(self, fmt: str, header: list[str]):
-        named = sorted((_norm_header(h), i) for i, h in enumerate(header) if h.strip())
-        identity = [(name, i) for name, i in named if not (_is_measure(name) or name in VOLATILE_COLUMNS)]
-        self.prefix = fmt.encode()
-        self.names = [f"{name}=" for name, _ in named]
-        self.getter = self._getter([i for _, i in named])
-        self.id_names = [f"{name}=" for name, _ in identity]
-        self.id_getter = self._getter([i for _, i in identity])
-
-    @staticmethod
-    def _getter(indexes: list[int]):
-        if not indexes:
-            return lambda row: ()
-        if len(indexes) == 1:
-            return lambda row: (row[indexes[0]],)
-        return operator.itemgetter(*indexes)
-
-    def __call__(self, row: list[str]) -> tuple[str, str]:
-        content = "\x1f".join([n + v for n, v in zip(self.names, self.getter(row)) if v])
-        identity = "\x1f".join([n + v for n, v in zip(self.id_names, self.id_getter(row)) if v])
-        return (hashlib.sha256(self.prefix + b"\x1f" + content.encode("utf-8")).hexdigest(),
-                hashlib.sha256(self.prefix + b"\x1e" + identity.encode("utf-8")).hexdigest()[:32])
-
-
-def _first(row: list[str], idx: list[int]) -> str:
-    if len(idx) == 1:
-        return row[idx[0]].strip()
-    for i in idx:
-        if i < len(row):
-            v = row[i].strip()
-            if v:
-                return v
-    return ""
-
-
-def _resource_group(resource_id: str) -> str:
-    m = _RG_IN_ID.search(resource_id)
-    return m.group(1) if m else ""
-
-
-# Row parsers: return the canonical values (without org/subscription) or raise BadRow;
-# return None for a row that is skipped on purpose.
-
-
-def _parse_focus(row: list[str], cols: dict[str, list[int]], dates: _DateParser) -> dict | None:
-    category = _first(row, cols["charge_category"])
-    if category.lower() == "tax":
-        return None
-    start = dates.instant(_first(row, cols["start"]), "ChargePeriodStart")
-    end = dates.instant(_first(row, cols["end"]), "ChargePeriodEnd")
-    if end < start:
-        raise BadRow("ChargePeriodEnd is before ChargePeriodStart")
-    if end == start:
-        end = start + timedelta(hours=1)
-    currency = _first(row, cols["currency"]).upper()
-    if not _CURRENCY.fullmatch(currency):
-        raise BadRow(f"BillingCurrency: not a currency code: {currency[:10]!r}")
-    resource_id = _first(row, cols["resource_id"])
-    return {
-        "period_start": start, "period_end": end,
-        "cost": _decimal(_first(row, cols["cost"]), "BilledCost"),
-        "currency": currency,
-        "service": (_first(row, cols["service"]) or _first(row, cols["category"]))[:128],
-        "meter": (_first(row, cols["description"]) or _first(row, cols["category"]))[:255],
-        "resource_id": resource_id[:500],
-        "resource_name": (_first(row, cols["resource_name"]) or resource_id.rsplit("/", 1)[-1])[:255],
-        "resource_group": (_resource_group(resource_id) or _first(row, cols["resource_group"]))[:255],
-        "quantity": _decimal(_first(row, cols["quantity"]), "ConsumedQuantity", required=False),
-        "unit": _first(row, cols["unit"])[:64],
-    }
-
-
-def _parse_azure(row: list[str], cols: dict[str, list[int]], dates: _DateParser) -> dict:
-    start = dates.day(_first(row, cols["date"]), "Date")
-    currency = _first(row, cols["currency"]).upper()
-    if cols["currency"] and not _CURRENCY.fullmatch(currency):
-        raise BadRow(f"BillingCurrency: not a currency code: {currency[:10]!r}")
-    sub, name = _first(row, cols["subcategory"]), _first(row, cols["meter"])
-    resource_id = _first(row, cols["resource_id"])
-    return {
-        "period_start": start, "period_end": start + timedelta(days=1),
-        "cost": _decimal(_first(row, cols["cost"]), "Cost"),
-        "currency": currency,  # "" when the export has no currency column: the plan's currency
-        "service": _first(row, cols["service"])[:128],
-        "meter": (f"{sub} / {name}" if sub and name and sub != name else (name or sub))[:255],
-        "resource_id": resource_id[:500],
-        "resource_name": (_first(row, cols["resource_name"]) or resource_id.rsplit("/", 1)[-1])[:255],
-        "resource_group": (_first(row, cols["resource_group"]) or _resource_group(resource_id))[:255],
-        "quantity": _decimal(_first(row, cols["quantity"]), "Quantity", required=False),
-        "unit": _first(row, cols["unit"])[:64],
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# Import
-
-
-def _sniff_delimiter(first_line: str) -> str:
-    counts = {d: first_line.count(d) for d in (",", ";", "\t")}
-    best = max(counts, key=counts.get)
-    return best if counts[best] > 0 else ","
-
-
 def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, source: str = "",
                   batch_size: int = BATCH_SIZE, now: datetime | None = None) -> ImportReport:
     """Import usage rows from a text stream. Commits each batch; returns the report.
@@ -427,37 +141,12 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
     """
     started = time.perf_counter()
     report = ImportReport(source=source)
-    first_line = stream.readline()
-    if not first_line.strip():
-        raise InvalidInput("the file is empty", key="error.usage_empty")
-    first_line = first_line.lstrip("\ufeff")
-    reader = csv.reader(itertools.chain([first_line], stream), delimiter=_sniff_delimiter(first_line))
-    header = next(reader)
-    detected = detect_format(header)
-    if fmt is None:
-        fmt = detected
-        if fmt is None:
-            raise InvalidInput("unknown usage file format (neither FOCUS nor Azure cost export)",
-                               key="error.usage_format_unknown")
-    fmt = fmt.lower()
-    if fmt not in FORMATS:
-        raise InvalidInput(f"unknown format {fmt!r}", field="format", key="error.usage_format_unknown")
-    columns, required = (FOCUS_COLUMNS, FOCUS_REQUIRED) if fmt == FOCUS else (AZURE_COLUMNS, AZURE_REQUIRED)
-    cols = _resolve(header, columns)
-    missing = [columns[name][0] for name in required if not cols[name]]
-    if missing:
-        raise InvalidInput(f"missing columns for {fmt}: {', '.join(missing)}", key="error.usage_missing_columns",
-                           columns=", ".join(missing), format=fmt)
-    report.format = fmt
-    parse = _parse_focus if fmt == FOCUS else _parse_azure
-    row_key = _RowKey(fmt, header)
-    ncols = len(header)
-    dates = _DateParser()
+    usage_csv = UsageCsv(stream, fmt)
+    report.format = usage_csv.format
     matcher = _SubscriptionMatcher(session)
     imported_at = now or utcnow()
     touched: dict[int, set[date]] = {}  # subscription -> UTC dates of its rows (duplicates included)
     batch: list[dict] = []
-    line_end = reader.line_num
 
     writer = _writer(session)
 
@@ -466,35 +155,24 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
             _write_batch(session, writer, batch, report)
             batch.clear()
 
-    for row in reader:
-        line = line_end + 1
-        line_end = reader.line_num
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
+    for line, row in usage_csv.rows():
         report.rows_read += 1
         try:
-            if len(row) < ncols:
-                raise BadRow(f"expected {ncols} columns, found {len(row)}")
-            if len(row) > ncols and any(v.strip() for v in row[ncols:]):
-                raise BadRow(f"expected {ncols} columns, found {len(row)}")
-            values = parse(row, cols, dates)
-            if values is None:
-                report.skipped += 1
-                continue
-            ref = _first(row, cols["subscription"])
-            if not ref:
-                raise BadRow("no subscription id")
+            parsed = usage_csv.parse(row)
         except BadRow as exc:
             report.bad_count += 1
             if len(report.bad) < MAX_BAD_LISTED:
                 report.bad.append((line, str(exc)))
             continue
+        if parsed is None:
+            report.skipped += 1
+            continue
+        values, ref = parsed
         match = None
-        for i in cols["subscription"]:  # SubscriptionId, then SubscriptionGuid (EA exports carry both)
-            if i < len(row) and row[i].strip():
-                match = matcher.match(row[i])
-                if match:
-                    break
+        for candidate in usage_csv.references(row):
+            match = matcher.match(candidate)
+            if match:
+                break
         if not values["currency"]:
             if match is None:
                 currency = "?"
@@ -510,8 +188,8 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
                 report.unmatched_refs[key] = report.unmatched_refs.get(key, 0) + 1
             continue
         sub_id, org_id, _plan_currency = match
-        source_key, line_key = row_key(row)
-        values.update(org_id=org_id, subscription_id=sub_id, source=fmt,
+        source_key, line_key = usage_csv.key(row)
+        values.update(org_id=org_id, subscription_id=sub_id, source=usage_csv.format,
                       imported_at=imported_at, source_key=source_key, line_key=line_key)
         batch.append(values)
         touched.setdefault(sub_id, set()).add(values["period_start"].date())
@@ -624,7 +302,7 @@ def _refresh_touched(session: Session, touched: dict[int, set[date]]) -> int:
             first = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
             pairs.add((sid, clock.local_date(first, tz)))
             pairs.add((sid, clock.local_date(first + timedelta(days=1) - timedelta(microseconds=1), tz)))
-    written = analytics.refresh_rollup_pairs(session, pairs)
+    written = rollup.refresh_rollup_pairs(session, pairs)
     session.commit()
     return written
 
@@ -646,161 +324,3 @@ def import_file(session: Session, path: str | os.PathLike, fmt: str | None = Non
         except UnicodeDecodeError as exc:
             raise InvalidInput(f"{Path(path).name}: not UTF-8 text ({exc.reason})", key="error.usage_encoding") from None
 
-
-def _move(path: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / path.name
-    if target.exists():
-        target = folder / f"{path.stem}.{utcnow().strftime('%Y%m%dT%H%M%S%f')}{path.suffix}"
-    shutil.move(str(path), str(target))
-    return target
-
-
-STALE_CLAIM_SECONDS = 6 * 3600  # a file left in processing/ this long was claimed by a run that died
-
-
-def _is_usage_file(p: Path) -> bool:
-    name = p.name.lower()
-    return p.is_file() and (name.endswith(".csv") or name.endswith(".csv.gz"))
-
-
-def import_folder(session: Session, folder: str | os.PathLike | None = None, *, now: datetime | None = None,
-                  fmt: str | None = None) -> list[ImportReport]:
-    """Import every ``*.csv``/``*.csv.gz`` in ``folder`` (default: ``PANEL_USAGE_IMPORT_DIR``).
-
-    A file is first claimed by moving it into ``processing/`` (so two runs never take the same
-    file), then moved to ``done/`` with a ``.report.json`` beside it, or to ``failed/`` when the
-    whole file could not be read (unknown format, missing columns, not UTF-8). A file left in
-    ``processing/`` for six hours (its run died) is taken again: re-importing adds nothing twice.
-    """
-    folder = Path(folder or get_settings().usage_import_dir or "")
-    if not str(folder) or not folder.is_dir():
-        raise InvalidInput(f"not a folder: {folder}", key="error.usage_folder")
-    processing = folder / "processing"
-    if processing.is_dir():
-        for stale in processing.iterdir():
-            try:
-                if _is_usage_file(stale) and time.time() - stale.stat().st_mtime > STALE_CLAIM_SECONDS:
-                    os.rename(stale, folder / stale.name)
-            except FileNotFoundError:
-                continue
-    reports = []
-    candidates = sorted(p for p in folder.iterdir() if _is_usage_file(p))
-    for path in candidates:
-        processing.mkdir(exist_ok=True)
-        claimed = processing / path.name
-        try:
-            os.rename(path, claimed)  # atomic: a concurrent run gets FileNotFoundError
-            os.utime(claimed)  # the claim's time (for the stale-claim rule), not the file's
-        except (FileNotFoundError, FileExistsError):
-            continue
-        try:
-            report = import_file(session, claimed, fmt, now=now)
-            target = _move(claimed, folder / "done")
-        except InvalidInput as exc:
-            session.rollback()
-            report = ImportReport(source=path.name, error=str(exc))
-            target = _move(claimed, folder / "failed")
-        except Exception:
-            session.rollback()
-            _move(claimed, folder)  # leave it for the next run
-            raise
-        report.source = path.name
-        Path(str(target) + ".report.json").write_text(json.dumps(report.as_dict(), ensure_ascii=False, indent=1),
-                                                       encoding="utf-8")
-        log.info("usage import: %s", report.summary())
-        reports.append(report)
-    return reports
-
-
-# --------------------------------------------------------------------------------------------
-# Export
-
-
-FOCUS_EXPORT_COLUMNS = (
-    "BillingAccountId", "BillingAccountName", "BillingCurrency", "BilledCost", "EffectiveCost",
-    "ChargeCategory", "ChargeDescription", "ChargePeriodStart", "ChargePeriodEnd", "ConsumedQuantity",
-    "ConsumedUnit", "ProviderName", "PublisherName", "InvoiceIssuerName", "ResourceId", "ResourceName",
-    "ServiceName", "SubAccountId", "SubAccountName", "x_ResourceGroupName", "x_PricingCurrency",
-    "x_PricingCost", "x_ExchangeRate",
-)
-
-
-def _iso(dt: datetime) -> str:
-    return clock.aware(dt).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _plain(value: Decimal) -> str:
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
-
-
-def export_focus(session: Session, actor: Actor, start: date, end: date, *, chunk_rows: int = 5000
-                 ) -> Iterator[bytes]:
-    """The organisation's usage of ``[start, end)`` (local dates) as FOCUS CSV, in chunks of bytes.
-
-    Costs are the customer's: the price with the plan's markup, in the billing currency at the rate
-    the rating used (the day's rate while not rated yet); ``x_PricingCost``/``x_PricingCurrency``
-    give it in the usage currency. Access is checked at once; rows stream as the result is read.
-    """
-    access = can_read(session, actor)
-    if end <= start:
-        raise InvalidInput("period: the end must be after the start", field="period", key="error.analytics_period")
-    org = session.get(Organisation, access.org_id)
-    subs = analytics.subscriptions_of(session, org.id)
-    return _export_rows(session, org, subs, start, end, chunk_rows)
-
-
-def _export_rows(session: Session, org: Organisation, subs: dict, start: date, end: date, chunk_rows: int
-                 ) -> Iterator[bytes]:
-    a, b = clock.local_midnight(start, org.timezone), clock.local_midnight(end, org.timezone)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(FOCUS_EXPORT_COLUMNS)
-    rate_cache: dict = {}
-    query = (
-        select(UsageRecord.period_start, UsageRecord.period_end, UsageRecord.subscription_id, UsageRecord.service,
-               UsageRecord.meter, UsageRecord.resource_group, UsageRecord.resource_id, UsageRecord.resource_name,
-               UsageRecord.quantity, UsageRecord.unit, UsageRecord.cost, UsageRecord.currency)
-        .where(UsageRecord.org_id == org.id, UsageRecord.period_start >= a, UsageRecord.period_start < b)
-        .order_by(UsageRecord.period_start, UsageRecord.id)
-        .execution_options(yield_per=chunk_rows)
-    )
-    n = 0
-    for ps, pe, sid, svc, meter, rg, rid, rname, qty, unit, cost, currency in session.execute(query):
-        info = subs.get(sid)
-        markup = info.markup_pct if info else Decimal(0)
-        price = cost * (1 + markup / 100)
-        key = (currency, clock.local_date(ps, org.timezone))
-        if key not in rate_cache:
-            try:
-                rate_cache[key] = rates.usage_rate(session, currency, org.billing_currency, key[1])
-            except RateMissing:
-                rate_cache[key] = None
-        fx = rate_cache[key]
-        billed = _plain((price * fx).quantize(MICRO, rounding=ROUND_HALF_UP)) if fx is not None else ""
-        writer.writerow((
-            str(org.id), org.name, org.billing_currency, billed, billed, "Usage", meter, _iso(ps), _iso(pe),
-            _plain(qty), unit, info.vendor_name if info else "", info.vendor_name if info else "",
-            get_settings().seller_name, rid, rname, svc, info.vendor_ref if info else "",
-            info.name if info else str(sid), rg, currency, _plain(price.quantize(MICRO, rounding=ROUND_HALF_UP)),
-            _plain(fx) if fx is not None else "",
-        ))
-        n += 1
-        if n % chunk_rows == 0:
-            yield buf.getvalue().encode("utf-8")
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue().encode("utf-8")
-
-
-def export_focus_bytes(session: Session, actor: Actor, start: date, end: date) -> bytes:
-    return b"".join(export_focus(session, actor, start, end))
-
-
-__all__ = [
-    "ImportReport", "BadRow", "FOCUS", "AZURE", "FORMATS", "detect_format", "normalise_ref", "import_stream",
-    "import_file", "import_folder", "open_text", "export_focus", "export_focus_bytes", "FOCUS_EXPORT_COLUMNS",
-]

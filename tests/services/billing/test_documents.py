@@ -4,7 +4,6 @@ a month already generated, refusal of an open month, mail to Owner and Financial
 
 from __future__ import annotations
 
-import threading
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
@@ -26,6 +25,7 @@ from noventiq_panel.services.core import ledger
 from noventiq_panel.services.core.errors import InvalidInput, NotFound
 
 from tests import factories as f
+from tests.concurrency import at_once
 
 AFTER = datetime(2026, 11, 2, 3, 0, tzinfo=timezone.utc)
 UTC = timezone.utc
@@ -138,25 +138,12 @@ def _concurrent_orgs(engine, n):
 
 def test_two_concurrent_generators_give_an_unbroken_sequence_and_one_document_per_org(engine):
     org_ids = _concurrent_orgs(engine, 6)
-    barrier = threading.Barrier(2)
-    results: list[list[tuple[int, int]]] = []
-    errors: list[BaseException] = []
 
-    def worker():
-        try:
-            with Session(engine, expire_on_commit=False) as s:
-                barrier.wait()
-                docs = documents.generate_month(s, "2026-10", now=AFTER)
-                results.append([(d.org_id, d.number) for d in docs])
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+    def generate():
+        with Session(engine, expire_on_commit=False) as s:
+            return [(d.org_id, d.number) for d in documents.generate_month(s, "2026-10", now=AFTER)]
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    results = at_once(generate, generate)  # raises what either raised
     made = [x for r in results for x in r]
     assert sorted(n for _o, n in made) == list(range(1, 7))  # each number handed out once, no gap
     with Session(engine) as s:

@@ -11,7 +11,7 @@ from pypdf import PdfReader
 
 from noventiq_panel.config import get_settings
 from noventiq_panel.models import Role
-from noventiq_panel.services.billing import documents, payments, pdf
+from noventiq_panel.services.billing import documents, invoices, pdf
 from noventiq_panel.services.core import ledger
 
 from tests import factories as f
@@ -52,8 +52,8 @@ def test_invoice_to_pay_has_requisites_number_amount_in_words_and_due_date(sqlit
     with Session(sqlite_engine, expire_on_commit=False) as session:
         o = f.org(session, name="ООО «Ромашка»", tax_id="300000001", address="г. Ташкент, ул. Навои, 1")
         u = f.user(session, o, Role.OWNER)
-        p = payments.request_topup(session, f.actor(u, o), "1200000", now=NOW)
-        name, data = payments.invoice_pdf(session, f.actor(u, o), p.id)
+        p = invoices.request_topup(session, f.actor(u, o), "1200000", now=NOW)
+        name, data = invoices.invoice_pdf(session, f.actor(u, o), p.id)
     text = _text(data)
     settings = get_settings()
     assert name == f"invoice-{p.number[3:]}.pdf"

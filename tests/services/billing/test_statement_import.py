@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from noventiq_panel.models import LedgerEntry, Notification, Payment, Role, StatementLine
 from noventiq_panel.services.core import ledger
-from noventiq_panel.services.billing import payments
+from noventiq_panel.services.billing import invoices, payments, statement_import
 from noventiq_panel.services.core.errors import InvalidInput
 
 from tests import factories as f
@@ -27,8 +27,8 @@ def setup(session):
     o = f.org(session, name="ООО «Ромашка»", tax_id=TAX)
     u = f.user(session, o, Role.OWNER)
     a = f.actor(u, o)
-    p1 = payments.request_topup(session, a, "1200000", now=NOW)
-    p2 = payments.request_topup(session, a, "500000", now=NOW)
+    p1 = invoices.request_topup(session, a, "1200000", now=NOW)
+    p2 = invoices.request_topup(session, a, "500000", now=NOW)
     return o, a, p1, p2
 
 
@@ -49,7 +49,7 @@ def _state(session, org_id):
 
 def test_lines_are_matched_by_invoice_number_and_payer_tax_id(session, setup):
     o, _a, p1, p2 = setup
-    report = payments.import_statement(session, _csv(
+    report = statement_import.import_statement(session, _csv(
         f"2026-11-26,1200000.00,{TAX},Оплата по счёту № {p1.number} за облачные услуги",
         f"27.11.2026,500000,{TAX},\"оплата сч {p2.number[3:].replace('-', '/')}, НДС 12%\"",
     ), now=NOW)
@@ -64,10 +64,10 @@ def test_lines_are_matched_by_invoice_number_and_payer_tax_id(session, setup):
 
 def test_partial_payments_accumulate_until_the_invoice_is_covered(session, setup):
     o, _a, p1, _p2 = setup
-    payments.import_statement(session, _csv(f"2026-11-26,700000,{TAX},{p1.number}"), now=NOW)
+    statement_import.import_statement(session, _csv(f"2026-11-26,700000,{TAX},{p1.number}"), now=NOW)
     p = session.get(Payment, p1.id)
     assert p.status == "pending" and p.paid_amount == Decimal("700000.00")
-    report = payments.import_statement(session, _csv(f"2026-11-28,500000.00,{TAX},доплата {p1.number}"), now=NOW)
+    report = statement_import.import_statement(session, _csv(f"2026-11-28,500000.00,{TAX},доплата {p1.number}"), now=NOW)
     session.refresh(p)
     assert p.paid_amount == Decimal("1200000.00") and p.status == "paid"
     assert report.paid_numbers == [p1.number]
@@ -78,7 +78,7 @@ def test_partial_payments_accumulate_until_the_invoice_is_covered(session, setup
 
 def test_over_payment_is_credited_in_full(session, setup):
     o, _a, _p1, p2 = setup
-    report = payments.import_statement(session, _csv(f"2026-11-26,650000.50,{TAX},{p2.number}"), now=NOW)
+    report = statement_import.import_statement(session, _csv(f"2026-11-26,650000.50,{TAX},{p2.number}"), now=NOW)
     assert report.imported[0].credited == Decimal("650000.50") and "over payment" in report.imported[0].reason
     p = session.get(Payment, p2.id)
     assert p.status == "paid" and p.paid_amount == Decimal("650000.50")
@@ -88,7 +88,7 @@ def test_over_payment_is_credited_in_full(session, setup):
 def test_duplicate_line_in_one_file_credits_once(session, setup):
     o, _a, p1, _p2 = setup
     line = f"2026-11-26,300000,{TAX},частичная оплата {p1.number}"
-    report = payments.import_statement(session, _csv(line, line), now=NOW)
+    report = statement_import.import_statement(session, _csv(line, line), now=NOW)
     assert [r.status for r in report.lines] == ["imported", "duplicate"]
     assert ledger.balance(session, o.id) == Decimal("300000.00")
 
@@ -97,13 +97,13 @@ def test_reimporting_the_same_file_changes_nothing_even_reordered(session, setup
     o, _a, p1, p2 = setup
     lines = [f"2026-11-26,300000,{TAX},{p1.number}", f"2026-11-26,500000,{TAX},{p2.number}",
              "2026-11-26,100,123,без номера", "oops,1,2,3"]
-    payments.import_statement(session, _csv(*lines), now=NOW)
+    statement_import.import_statement(session, _csv(*lines), now=NOW)
     before = _state(session, o.id)
-    again = payments.import_statement(session, _csv(*lines), now=NOW)
+    again = statement_import.import_statement(session, _csv(*lines), now=NOW)
     assert [r.status for r in again.lines] == ["duplicate", "duplicate", "unmatched", "error"]
     assert _state(session, o.id) == before
     # the same lines in another order, in a file with a different header, are still duplicates
-    moved = payments.import_statement(session, _csv(lines[1], lines[0], header="Дата;Сумма;ИНН;Назначение")
+    moved = statement_import.import_statement(session, _csv(lines[1], lines[0], header="Дата;Сумма;ИНН;Назначение")
                                       .replace(b",", b";"), now=NOW)
     assert [r.status for r in moved.lines] == ["duplicate", "duplicate"]
     assert _state(session, o.id) == before
@@ -111,7 +111,7 @@ def test_reimporting_the_same_file_changes_nothing_even_reordered(session, setup
 
 def test_unmatched_lines_are_reported_with_reasons_and_credit_nothing(session, setup):
     o, _a, p1, _p2 = setup
-    report = payments.import_statement(session, _csv(
+    report = statement_import.import_statement(session, _csv(
         f"2026-11-26,1000,{TAX},оплата без номера счёта",
         f"2026-11-26,1000,{TAX},оплата по счёту СЧ-2026-999999",
         f"2026-11-26,1200000,300000999,{p1.number}",
@@ -129,7 +129,7 @@ def test_unmatched_lines_are_reported_with_reasons_and_credit_nothing(session, s
 
 def test_bad_lines_are_reported_and_good_ones_imported(session, setup):
     o, _a, p1, p2 = setup
-    report = payments.import_statement(session, _csv(
+    report = statement_import.import_statement(session, _csv(
         f"2026-13-45,1000,{TAX},{p1.number}",
         f"2026-11-26,abc,{TAX},{p1.number}",
         f"2026-11-26,-5000,{TAX},{p1.number}",
@@ -147,17 +147,17 @@ def test_statement_without_the_needed_columns_is_refused_whole(session, setup):
     o, _a, p1, _p2 = setup
     before = _state(session, o.id)
     with pytest.raises(InvalidInput) as err:
-        payments.import_statement(session, _csv(f"x,1200000,{p1.number}", header="when,amount,purpose"), now=NOW)
+        statement_import.import_statement(session, _csv(f"x,1200000,{p1.number}", header="when,amount,purpose"), now=NOW)
     assert err.value.key == "error.billing.statement_header"
     with pytest.raises(InvalidInput):
-        payments.import_statement(session, b"\xff\xfe\x00garbage\x81\x98", now=NOW)
+        statement_import.import_statement(session, b"\xff\xfe\x00garbage\x81\x98", now=NOW)
     assert _state(session, o.id) == before
 
 
 def test_operator_confirmation_and_the_statement_line_of_the_same_money_credit_once(session, setup):
     o, _a, p1, _p2 = setup
     payments.confirm_payment(session, p1.number, now=NOW)
-    report = payments.import_statement(session, _csv(f"2026-11-26,1200000,{TAX},{p1.number}"), now=NOW)
+    report = statement_import.import_statement(session, _csv(f"2026-11-26,1200000,{TAX},{p1.number}"), now=NOW)
     assert report.imported[0].credited == 0
     assert ledger.balance(session, o.id) == Decimal("1200000.00")
     assert session.get(Payment, p1.id).paid_amount == Decimal("1200000.00")
@@ -165,7 +165,7 @@ def test_operator_confirmation_and_the_statement_line_of_the_same_money_credit_o
 
 def test_statement_first_then_operator_confirmation_changes_nothing(session, setup):
     o, _a, p1, _p2 = setup
-    payments.import_statement(session, _csv(f"2026-11-26,1200000,{TAX},{p1.number}"), now=NOW)
+    statement_import.import_statement(session, _csv(f"2026-11-26,1200000,{TAX},{p1.number}"), now=NOW)
     assert not payments.confirm_payment(session, p1.number, now=NOW).changed
     assert ledger.balance(session, o.id) == Decimal("1200000.00")
 
@@ -175,7 +175,7 @@ def test_windows_1251_semicolon_file_from_a_path(session, setup, tmp_path):
     path = tmp_path / "выписка.csv"
     path.write_bytes(("Дата;Сумма;ИНН плательщика;Назначение платежа\n"
                       f"26.11.2026;\"500 000,00\";{TAX};Оплата по счёту {p2.number}\n").encode("cp1251"))
-    report = payments.import_statement(session, str(path), now=NOW)
+    report = statement_import.import_statement(session, str(path), now=NOW)
     assert len(report.imported) == 1 and report.paid_numbers == [p2.number]
     assert ledger.balance(session, o.id) == Decimal("500000.00")
 
@@ -184,7 +184,7 @@ def test_two_concurrent_imports_of_one_file_credit_once(engine):
     with Session(engine, expire_on_commit=False) as s:
         o = f.org(s, tax_id=TAX)
         u = f.user(s, o, Role.OWNER)
-        p = payments.request_topup(s, f.actor(u, o), "100000", now=NOW)
+        p = invoices.request_topup(s, f.actor(u, o), "100000", now=NOW)
         org_id, number = o.id, p.number
     data = _csv(f"2026-11-26,40000,{TAX},{number}", f"2026-11-27,60000,{TAX},{number}")
     barrier = threading.Barrier(2)
@@ -194,7 +194,7 @@ def test_two_concurrent_imports_of_one_file_credit_once(engine):
         try:
             with Session(engine, expire_on_commit=False) as s:
                 barrier.wait()
-                payments.import_statement(s, data, now=NOW)
+                statement_import.import_statement(s, data, now=NOW)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 

@@ -20,7 +20,7 @@ from sqlmodel import select
 from noventiq_panel.models import Budget, Subscription
 from noventiq_panel.services.usage import budgets
 from noventiq_panel.services.catalog import catalog
-from noventiq_panel.services.subscriptions import subscriptions as subs
+from noventiq_panel.services.subscriptions import cancellation, licence_count, lifecycle, listing, ordering, plan_change
 from noventiq_panel.services.core.errors import Forbidden, NotAuthenticated, NotFound
 
 from tests.services.subs_world import NOW, World, counts, world
@@ -29,7 +29,7 @@ D = timedelta(days=1)
 
 
 def _sub(w: World, code: str = "basic-m", qty: int = 1, at=NOW) -> int:
-    return subs.order(w.session, w.a_owner, w.plan(code).id, qty, now=at).subscription_id
+    return ordering.order(w.session, w.a_owner, w.plan(code).id, qty, now=at).subscription_id
 
 
 def _trial(w: World) -> int:
@@ -44,13 +44,13 @@ def _trial(w: World) -> int:
 
 def _suspended(w: World) -> int:
     sid = _sub(w)
-    subs.suspend(w.session, w.a_owner, sid, now=NOW)
+    lifecycle.suspend(w.session, w.a_owner, sid, now=NOW)
     return sid
 
 
 def _scheduled(w: World) -> int:
     sid = _sub(w, qty=2, at=NOW - 8 * D)
-    return subs.change_quantity(w.session, w.a_owner, sid, 1, now=NOW).scheduled_change_id
+    return licence_count.change_quantity(w.session, w.a_owner, sid, 1, now=NOW).scheduled_change_id
 
 
 def _budgeted(w: World) -> int:
@@ -70,28 +70,28 @@ class Op:
 
 OPS = [
     # reads
-    Op("list_subscriptions", False, lambda w: _sub(w), lambda s, a, x, w: subs.list_subscriptions(s, a), "org"),
-    Op("get_subscription", False, _sub, lambda s, a, x, w: subs.get_subscription(s, a, x, now=NOW)),
-    Op("history", False, _sub, lambda s, a, x, w: subs.history(s, a, x)),
-    Op("quote_order", False, lambda w: w.plan("basic-m").id, lambda s, a, x, w: subs.quote_order(s, a, x, 2, now=NOW),
+    Op("list_subscriptions", False, lambda w: _sub(w), lambda s, a, x, w: listing.list_subscriptions(s, a), "org"),
+    Op("get_subscription", False, _sub, lambda s, a, x, w: listing.get_subscription(s, a, x, now=NOW)),
+    Op("history", False, _sub, lambda s, a, x, w: listing.history(s, a, x)),
+    Op("quote_order", False, lambda w: w.plan("basic-m").id, lambda s, a, x, w: ordering.quote_order(s, a, x, 2, now=NOW),
        "org"),
-    Op("quote_quantity_change", False, _sub, lambda s, a, x, w: subs.quote_quantity_change(s, a, x, 3, now=NOW)),
-    Op("quote_plan_change", False, _sub, lambda s, a, x, w: subs.quote_plan_change(s, a, x, "std-m", now=NOW)),
-    Op("quote_cancel", False, _sub, lambda s, a, x, w: subs.quote_cancel(s, a, x, now=NOW)),
+    Op("quote_quantity_change", False, _sub, lambda s, a, x, w: licence_count.quote_quantity_change(s, a, x, 3, now=NOW)),
+    Op("quote_plan_change", False, _sub, lambda s, a, x, w: plan_change.quote_plan_change(s, a, x, "std-m", now=NOW)),
+    Op("quote_cancel", False, _sub, lambda s, a, x, w: cancellation.quote_cancel(s, a, x, now=NOW)),
     Op("list_catalog", False, lambda w: None, lambda s, a, x, w: catalog.list_catalog(s, a, now=NOW), "org"),
     Op("get_budget", False, _budgeted, lambda s, a, x, w: budgets.get_budget(s, a, x)),
     Op("budget_form", False, _budgeted, lambda s, a, x, w: budgets.budget_form(s, a, x)),
     # writes
-    Op("order", True, lambda w: w.plan("basic-m").id, lambda s, a, x, w: subs.order(s, a, x, 1, now=NOW), "org"),
-    Op("change_quantity", True, _sub, lambda s, a, x, w: subs.change_quantity(s, a, x, 2, now=NOW)),
-    Op("set_auto_renew", True, _sub, lambda s, a, x, w: subs.set_auto_renew(s, a, x, False, now=NOW)),
-    Op("set_trial_convert", True, _trial, lambda s, a, x, w: subs.set_trial_convert(s, a, x, True, now=NOW)),
-    Op("suspend", True, _sub, lambda s, a, x, w: subs.suspend(s, a, x, now=NOW)),
-    Op("resume", True, _suspended, lambda s, a, x, w: subs.resume(s, a, x, now=NOW + D)),
-    Op("change_plan", True, _sub, lambda s, a, x, w: subs.change_plan(s, a, x, "std-m", now=NOW)),
-    Op("cancel", True, _sub, lambda s, a, x, w: subs.cancel(s, a, x, now=NOW)),
+    Op("order", True, lambda w: w.plan("basic-m").id, lambda s, a, x, w: ordering.order(s, a, x, 1, now=NOW), "org"),
+    Op("change_quantity", True, _sub, lambda s, a, x, w: licence_count.change_quantity(s, a, x, 2, now=NOW)),
+    Op("set_auto_renew", True, _sub, lambda s, a, x, w: lifecycle.set_auto_renew(s, a, x, False, now=NOW)),
+    Op("set_trial_convert", True, _trial, lambda s, a, x, w: lifecycle.set_trial_convert(s, a, x, True, now=NOW)),
+    Op("suspend", True, _sub, lambda s, a, x, w: lifecycle.suspend(s, a, x, now=NOW)),
+    Op("resume", True, _suspended, lambda s, a, x, w: lifecycle.resume(s, a, x, now=NOW + D)),
+    Op("change_plan", True, _sub, lambda s, a, x, w: plan_change.change_plan(s, a, x, "std-m", now=NOW)),
+    Op("cancel", True, _sub, lambda s, a, x, w: cancellation.cancel(s, a, x, now=NOW)),
     Op("cancel_scheduled_change", True, _scheduled,
-       lambda s, a, x, w: subs.cancel_scheduled_change(s, a, x, now=NOW)),
+       lambda s, a, x, w: cancellation.cancel_scheduled_change(s, a, x, now=NOW)),
     Op("set_budget", True, lambda w: _sub(w, "azure-d"),
        lambda s, a, x, w: budgets.set_budget(s, a, x, amount="500", recipient_user_ids=[],
                                               extra_emails=["cfo@romashka.uz"])),
@@ -153,8 +153,9 @@ def test_matrix_covers_every_public_operation():
     import inspect
 
     covered = {o.name for o in OPS}
-    public = {name for name, fn in inspect.getmembers(subs, inspect.isfunction)
-              if fn.__module__ == subs.__name__ and not name.startswith("_")
+    public = {name for module in (listing, ordering, licence_count, lifecycle, plan_change, cancellation)
+              for name, fn in inspect.getmembers(module, inspect.isfunction)
+              if fn.__module__ == module.__name__ and not name.startswith("_")
               and list(inspect.signature(fn).parameters)[:2] == ["session", "actor"]}
     public |= {name for name, fn in inspect.getmembers(budgets, inspect.isfunction)
                if fn.__module__ == budgets.__name__ and list(inspect.signature(fn).parameters)[:2] == ["session", "actor"]}
@@ -164,7 +165,7 @@ def test_matrix_covers_every_public_operation():
 
 def test_budget_of_another_organisation_is_not_even_readable(world):
     w = world
-    sid = subs.order(w.session, w.a_stranger, w.plan("azure-d").id, 1, now=NOW).subscription_id
+    sid = ordering.order(w.session, w.a_stranger, w.plan("azure-d").id, 1, now=NOW).subscription_id
     budgets.set_budget(w.session, w.a_stranger, sid, amount="100", recipient_user_ids=[w.stranger.id])
     with pytest.raises(NotFound):
         budgets.get_budget(w.session, w.a_owner, sid)

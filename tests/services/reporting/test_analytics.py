@@ -12,10 +12,13 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from noventiq_panel.models import Budget, LedgerEntry, Role, UsageDaily, UsageFxRate, UsageRecord
-from noventiq_panel.services.reporting import analytics
+from noventiq_panel.services.reporting.filters import (
+    OTHER, Filters, filter_options, parse_filters, period_presets, previous_period)
+from noventiq_panel.services.reporting.iaas import iaas_detail
+from noventiq_panel.services.usage.rollup import rebuild_rollup, refresh_daily_rollup
+from noventiq_panel.services.reporting.spend import dynamics, structure
 from noventiq_panel.services.core import clock, ledger
 from noventiq_panel.services.usage import usage_import
-from noventiq_panel.services.reporting.analytics import Filters
 from noventiq_panel.services.core.errors import Forbidden, InvalidInput, NotFound
 
 from tests import factories as f
@@ -61,15 +64,15 @@ def test_structure_and_dynamics_equal_the_ledger_to_the_tiyin(session):
     for start, end in [(date(2025, 1, 1), date(2025, 2, 1)), (date(2025, 2, 1), date(2025, 3, 1)),
                        (date(2024, 12, 15), date(2025, 3, 20)), (date(2025, 1, 1), date(2026, 1, 1))]:
         flt = Filters(start=start, end=end)
-        s = analytics.structure(session, w.actor(), flt)
-        d = analytics.dynamics(session, w.actor(), flt)
+        s = structure(session, w.actor(), flt)
+        d = dynamics(session, w.actor(), flt)
         expected = ledger_spend(session, w.org, start, end)
         assert s.total == d.total == expected
         for slices in (s.by_product, s.by_vendor, s.by_subscription, s.by_payment_model):
             assert sum((x.amount for x in slices), Decimal(0)) == expected
         assert sum(d.totals, Decimal(0)) == expected
         assert sum((x.total for x in d.series), Decimal(0)) == expected
-        p_start, p_end = analytics.previous_period(start, end)
+        p_start, p_end = previous_period(start, end)
         assert d.previous_total == ledger_spend(session, w.org, p_start, p_end)
         for sid in (w.azure.id, w.basic.id):
             by_sub = {x.key: x.amount for x in s.by_subscription}
@@ -82,14 +85,14 @@ def test_month_edge_in_tashkent_belongs_to_the_local_month(session):
     spend(session, w.org, "100.01", utc(2025, 1, 31, 18, 59, 59), subscription=w.basic)
     spend(session, w.org, "200.02", utc(2025, 1, 31, 19, 0, 0), subscription=w.basic)
     spend(session, w.org, "400.04", utc(2025, 2, 28, 19, 0, 0), subscription=w.basic)  # 1 March local
-    jan = analytics.structure(session, w.actor(), Filters(start=date(2025, 1, 1), end=date(2025, 2, 1)))
-    feb = analytics.structure(session, w.actor(), Filters(start=date(2025, 2, 1), end=date(2025, 3, 1)))
+    jan = structure(session, w.actor(), Filters(start=date(2025, 1, 1), end=date(2025, 2, 1)))
+    feb = structure(session, w.actor(), Filters(start=date(2025, 2, 1), end=date(2025, 3, 1)))
     assert (jan.total, feb.total) == (Decimal("100.01"), Decimal("200.02"))
-    d = analytics.dynamics(session, w.actor(), Filters(start=date(2025, 2, 1), end=date(2025, 3, 1)))
+    d = dynamics(session, w.actor(), Filters(start=date(2025, 2, 1), end=date(2025, 3, 1)))
     assert d.granularity == "day"
     assert d.totals[0] == Decimal("200.02") and sum(d.totals[1:]) == 0
     assert d.previous_start == date(2025, 1, 1) and d.previous_totals[30] == Decimal("100.01")
-    year = analytics.dynamics(session, w.actor(), Filters(start=date(2025, 1, 1), end=date(2026, 1, 1)))
+    year = dynamics(session, w.actor(), Filters(start=date(2025, 1, 1), end=date(2026, 1, 1)))
     assert year.granularity == "month"
     assert year.totals[:3] == [Decimal("100.01"), Decimal("200.02"), Decimal("400.04")]
 
@@ -108,12 +111,12 @@ def test_day_buckets_across_a_daylight_saving_change(session):
     spend(session, berlin, "32.00", utc(2025, 10, 26, 22, 30), subscription=s)  # 26 Oct 23:30 CET
     spend(session, berlin, "64.00", utc(2025, 10, 26, 23, 30), subscription=s)  # 27 Oct 00:30 CET
     actor = f.actor(owner, berlin)
-    d = analytics.dynamics(session, actor, Filters(start=date(2025, 3, 29), end=date(2025, 4, 1)))
+    d = dynamics(session, actor, Filters(start=date(2025, 3, 29), end=date(2025, 4, 1)))
     assert d.totals == [Decimal("1.00"), Decimal("6.00"), Decimal("8.00")]
-    d = analytics.dynamics(session, actor, Filters(start=date(2025, 10, 25), end=date(2025, 10, 28)))
+    d = dynamics(session, actor, Filters(start=date(2025, 10, 25), end=date(2025, 10, 28)))
     assert d.totals == [Decimal("0"), Decimal("48.00"), Decimal("64.00")]
     # A long period across both changes: the months still add up to the ledger.
-    year = analytics.dynamics(session, actor, Filters(start=date(2025, 1, 1), end=date(2026, 1, 1)))
+    year = dynamics(session, actor, Filters(start=date(2025, 1, 1), end=date(2026, 1, 1)))
     assert year.totals[2] == Decimal("15.00") and year.totals[9] == Decimal("112.00") and year.totals[3] == 0
     assert year.total == ledger_spend(session, berlin, date(2025, 1, 1), date(2026, 1, 1)) == Decimal("127.00")
     assert year.currency == "EUR"
@@ -131,7 +134,7 @@ def test_filters_by_product_vendor_subscription_and_payment_model(session):
     actor = w.actor()
 
     def total(**kw):
-        return analytics.structure(session, actor, Filters(**base, **kw)).total
+        return structure(session, actor, Filters(**base, **kw)).total
 
     assert total() == Decimal("66.00")
     basic_product = w.plans["basic-m"].product_id
@@ -141,25 +144,25 @@ def test_filters_by_product_vendor_subscription_and_payment_model(session):
     assert total(payment_model="payg_day") == Decimal("40.00")
     assert total(payment_model="license") == Decimal("25.00")
     assert total(payment_model="year_upfront") == Decimal("0")
-    s = analytics.structure(session, actor, Filters(**base))
+    s = structure(session, actor, Filters(**base))
     assert [(x.label, x.amount) for x in s.by_vendor] == [("Microsoft", Decimal("65.00")), ("", Decimal("1.00"))]
-    assert s.by_vendor[1].key == analytics.OTHER
+    assert s.by_vendor[1].key == OTHER
     assert s.by_product[0].label == "Microsoft Azure" and s.by_product[0].share == Decimal("60.61")
     assert {x.key for x in s.by_payment_model} == {"payg_day", "month", "other"}
     with pytest.raises(NotFound):  # another organisation's subscription id
         total(subscription_id=w.azure_other.id)
-    d = analytics.dynamics(session, actor, Filters(**base, product_id=basic_product))
+    d = dynamics(session, actor, Filters(**base, product_id=basic_product))
     assert [x.label for x in d.series] == ["Microsoft 365 Business Basic"] and d.total == Decimal("10.00")
 
 
 def test_previous_period_is_whole_months_or_same_length():
-    assert analytics.previous_period(date(2025, 3, 1), date(2025, 4, 1)) == (date(2025, 2, 1), date(2025, 3, 1))
-    assert analytics.previous_period(date(2025, 1, 1), date(2025, 4, 1)) == (date(2024, 10, 1), date(2025, 1, 1))
-    assert analytics.previous_period(date(2025, 3, 10), date(2025, 3, 20)) == (date(2025, 2, 28), date(2025, 3, 10))
+    assert previous_period(date(2025, 3, 1), date(2025, 4, 1)) == (date(2025, 2, 1), date(2025, 3, 1))
+    assert previous_period(date(2025, 1, 1), date(2025, 4, 1)) == (date(2024, 10, 1), date(2025, 1, 1))
+    assert previous_period(date(2025, 3, 10), date(2025, 3, 20)) == (date(2025, 2, 28), date(2025, 3, 10))
 
 
 def test_period_presets_around_a_date():
-    p = analytics.period_presets(date(2025, 5, 17), "Asia/Tashkent")
+    p = period_presets(date(2025, 5, 17), "Asia/Tashkent")
     assert p["this_month"] == (date(2025, 5, 1), date(2025, 6, 1))
     assert p["last_month"] == (date(2025, 4, 1), date(2025, 5, 1))
     assert p["quarter"] == (date(2025, 4, 1), date(2025, 7, 1))
@@ -167,7 +170,7 @@ def test_period_presets_around_a_date():
     assert p["last_12_months"] == (date(2024, 6, 1), date(2025, 6, 1))
     assert p["custom"][1] == date(2025, 5, 18)
     # "today" is the organisation's: 31 Dec 20:00 UTC is already 1 January in Tashkent.
-    p = analytics.period_presets(None, "Asia/Tashkent", now=utc(2024, 12, 31, 20))
+    p = period_presets(None, "Asia/Tashkent", now=utc(2024, 12, 31, 20))
     assert p["this_month"] == (date(2025, 1, 1), date(2025, 2, 1))
 
 
@@ -177,31 +180,31 @@ def test_filters_survive_the_url_and_bad_values_are_refused():
     q = flt.to_query()
     assert q == {"period": "custom", "from": "2025-03-05", "to": "2025-03-19", "product": "3",
                  "subscription": "7", "model": "payg", "service": "Storage"}
-    assert analytics.parse_filters(q, today=date(2025, 5, 1)) == flt
-    assert analytics.parse_filters({"period": "last_month"}, today=date(2025, 5, 1)).start == date(2025, 4, 1)
-    assert analytics.parse_filters({"period": "nonsense"}, today=date(2025, 5, 1)).preset == "this_month"
+    assert parse_filters(q, today=date(2025, 5, 1)) == flt
+    assert parse_filters({"period": "last_month"}, today=date(2025, 5, 1)).start == date(2025, 4, 1)
+    assert parse_filters({"period": "nonsense"}, today=date(2025, 5, 1)).preset == "this_month"
     for bad in ({"product": "1 OR 1=1"}, {"period": "custom", "from": "2025-02-30"},
                 {"period": "custom", "from": "2025-03-10", "to": "2025-03-01"}, {"model": "free"},
                 {"period": "custom", "from": "2015-01-01", "to": "2025-01-01"}):
         with pytest.raises(InvalidInput):
-            analytics.parse_filters(bad, today=date(2025, 5, 1))
+            parse_filters(bad, today=date(2025, 5, 1))
 
 
 def test_finance_reads_and_other_organisations_see_nothing(session):
     w = world(session)
     spend(session, w.org, "123.45", utc(2025, 2, 3), subscription=w.basic)
     flt = Filters(start=date(2025, 2, 1), end=date(2025, 3, 1))
-    assert analytics.structure(session, w.actor(w.finance), flt).total == Decimal("123.45")
+    assert structure(session, w.actor(w.finance), flt).total == Decimal("123.45")
     # A member of the other organisation naming this one is refused ...
     with pytest.raises(Forbidden):
-        analytics.structure(session, f.actor(w.stranger, w.org), flt)
+        structure(session, f.actor(w.stranger, w.org), flt)
     with pytest.raises(Forbidden):
-        analytics.iaas_detail(session, f.actor(w.stranger, w.org), flt.start, flt.end)
+        iaas_detail(session, f.actor(w.stranger, w.org), flt.start, flt.end)
     # ... and in their own organisation sees none of it.
-    theirs = analytics.structure(session, f.actor(w.stranger, w.other), flt)
+    theirs = structure(session, f.actor(w.stranger, w.other), flt)
     assert theirs.total == 0 and theirs.by_subscription == []
     with pytest.raises(NotFound):
-        analytics.iaas_detail(session, f.actor(w.stranger, w.other), flt.start, flt.end, w.azure.id)
+        iaas_detail(session, f.actor(w.stranger, w.other), flt.start, flt.end, w.azure.id)
 
 
 def _rated(session, w, day: date, fx: str):
@@ -214,7 +217,7 @@ def _rated(session, w, day: date, fx: str):
                         idempotency_key=f"usage-{day}", occurred_at=a, subscription_id=w.azure.id,
                         fx_rate=Decimal(fx), source_amount=cost, source_currency="USD")
     session.add(UsageFxRate(currency="USD", billing_currency="UZS", day=day, rate=Decimal(fx)))
-    analytics.refresh_daily_rollup(session, [w.azure.id], [day])
+    refresh_daily_rollup(session, [w.azure.id], [day])
     session.commit()
 
 
@@ -226,7 +229,7 @@ def test_iaas_detail_by_service_group_resource_with_movers_and_budget(session):
     _rated(session, w, date(2025, 1, 10), "12500")  # the rate used wins over the day's rate
     session.add(Budget(org_id=w.org.id, subscription_id=w.azure.id, amount=Decimal("150000.00"), currency="UZS"))
     session.commit()
-    d = analytics.iaas_detail(session, w.actor(w.finance), date(2025, 1, 1), date(2025, 2, 1))
+    d = iaas_detail(session, w.actor(w.finance), date(2025, 1, 1), date(2025, 2, 1))
     jan10 = (Decimal("12.345678") + Decimal("0.5")) * 12500
     rest = (Decimal("3.25") - 2 + Decimal("2.4") + Decimal("0.35")) * 12000
     assert d.total == (jan10 + rest).quantize(Decimal("0.01"))
@@ -240,11 +243,11 @@ def test_iaas_detail_by_service_group_resource_with_movers_and_budget(session):
     assert d.cumulative[-1].cumulative == d.total and d.cumulative[-1].budget == Decimal("150000.00")
     assert d.budget == Decimal("150000.00")
     assert d.movers and d.movers[0].previous == 0 and d.movers[0].change == d.movers[0].current
-    one = analytics.iaas_detail(session, w.actor(), date(2025, 1, 1), date(2025, 2, 1), w.azure.id,
+    one = iaas_detail(session, w.actor(), date(2025, 1, 1), date(2025, 2, 1), w.azure.id,
                                 service="Storage")
     assert [s.key for s in one.by_service] == ["Storage"]
     # February compared with January: everything stopped (the credit's "change" is positive).
-    feb = analytics.iaas_detail(session, w.actor(), date(2025, 2, 1), date(2025, 3, 1))
+    feb = iaas_detail(session, w.actor(), date(2025, 2, 1), date(2025, 3, 1))
     assert feb.total == 0 and feb.previous_total == d.total
     assert feb.movers and all(m.current == 0 and m.change == -m.previous for m in feb.movers)
     assert any(m.key == "Azure Credits" and m.change == 24000 for m in feb.movers)
@@ -253,11 +256,11 @@ def test_iaas_detail_by_service_group_resource_with_movers_and_budget(session):
 def test_usage_without_a_rate_is_reported_not_guessed(session):
     w = world(session)
     usage_import.import_file(session, DATA / "azure_ea_legacy.csv")  # no USD rate stored at all
-    d = analytics.iaas_detail(session, w.actor(), date(2025, 1, 1), date(2025, 2, 1))
+    d = iaas_detail(session, w.actor(), date(2025, 1, 1), date(2025, 2, 1))
     assert d.total == 0 and d.unconverted == {"USD": Decimal("2.75")}
     rate(session, date(2025, 1, 1))
-    analytics.rebuild_rollup(session, w.org.id)
-    d = analytics.iaas_detail(session, w.actor(), date(2025, 1, 1), date(2025, 2, 1))
+    rebuild_rollup(session, w.org.id)
+    d = iaas_detail(session, w.actor(), date(2025, 1, 1), date(2025, 2, 1))
     assert d.total == Decimal("33000.00") and d.unconverted == {}
 
 
@@ -268,7 +271,7 @@ def test_rollup_refresh_twice_writes_the_same_rows(session):
     rows = lambda: sorted((r.subscription_id, r.day, r.service, r.resource_id, r.cost, r.cost_org)  # noqa: E731
                           for r in session.exec(select(UsageDaily)).all())
     first = rows()
-    analytics.refresh_daily_rollup(session, [w.azure.id, w.azure_other.id], [date(2025, 1, 10), date(2025, 1, 11)])
+    refresh_daily_rollup(session, [w.azure.id, w.azure_other.id], [date(2025, 1, 10), date(2025, 1, 11)])
     session.commit()
     assert rows() == first
     # markup 10 %: the customer's price
@@ -284,15 +287,15 @@ def test_rollup_matches_the_ledger_after_rating(session):
     usage_import.import_file(session, DATA / "azure_mca.csv")
     rating.rate_usage(session, now=utc(2025, 2, 1))
     days = [date(2025, 1, 1) + timedelta(days=i) for i in range(31)]
-    analytics.refresh_daily_rollup(session, [w.azure.id], days)
+    refresh_daily_rollup(session, [w.azure.id], days)
     session.commit()
-    d = analytics.iaas_detail(session, w.actor(), date(2025, 1, 1), date(2025, 2, 1))
+    d = iaas_detail(session, w.actor(), date(2025, 1, 1), date(2025, 2, 1))
     entries = session.exec(select(LedgerEntry).where(LedgerEntry.subscription_id == w.azure.id,
                                                      LedgerEntry.kind == "usage")).all()
     charged = -sum((e.amount for e in entries), Decimal(0))
     # Each entry rounds once: the roll-up may differ by at most half a tiyin per entry.
     assert abs(d.total - charged) <= Decimal("0.005") * len(entries) + Decimal("0.005")
-    s = analytics.structure(session, w.actor(), Filters(start=date(2025, 1, 1), end=date(2025, 2, 1)))
+    s = structure(session, w.actor(), Filters(start=date(2025, 1, 1), end=date(2025, 2, 1)))
     assert s.total == charged == ledger_spend(session, w.org, date(2025, 1, 1), date(2025, 2, 1))
 
 
@@ -300,7 +303,7 @@ def test_filter_options_list_only_what_the_organisation_has(session):
     w = world(session)
     rate(session, date(2025, 1, 1))
     usage_import.import_file(session, DATA / "focus_1_0.csv")
-    o = analytics.filter_options(session, w.actor(w.finance))
+    o = filter_options(session, w.actor(w.finance))
     assert [name for _, name in o.subscriptions] == ["Azure Prod", "M365 Basic", "M365 Standard"]
     assert o.payg_subscriptions == [(w.azure.id, "Azure Prod")]
     assert "SQL Database" not in o.services and "Virtual Machines" in o.services
@@ -311,6 +314,6 @@ def test_an_empty_or_reversed_period_is_refused(session):
     w = world(session)
     for start, end in ((date(2025, 2, 1), date(2025, 2, 1)), (date(2025, 2, 2), date(2025, 2, 1))):
         with pytest.raises(InvalidInput):
-            analytics.structure(session, w.actor(), Filters(start=start, end=end))
+            structure(session, w.actor(), Filters(start=start, end=end))
         with pytest.raises(InvalidInput):
-            analytics.iaas_detail(session, w.actor(), start, end)
+            iaas_detail(session, w.actor(), start, end)

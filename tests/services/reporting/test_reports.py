@@ -11,9 +11,11 @@ from decimal import Decimal
 import pytest
 from openpyxl import load_workbook
 
-from noventiq_panel.services.reporting import analytics, reports
+from noventiq_panel.services.reporting import reports
+from noventiq_panel.services.reporting.filters import Filters
+from noventiq_panel.services.reporting.iaas import iaas_detail
+from noventiq_panel.services.reporting.spend import structure
 from noventiq_panel.services.usage import usage_import
-from noventiq_panel.services.reporting.analytics import Filters
 from noventiq_panel.services.core.errors import Forbidden, InvalidInput
 
 from tests import factories as f
@@ -44,7 +46,7 @@ def test_iaas_xlsx_summary_and_daily_totals_match_the_detail(session):
     rows = list(summary.iter_rows(min_row=6, values_only=True))
     total_row = next(r for r in rows if r[0] == "Total")
     body = rows[:rows.index(total_row)]
-    detail = analytics.iaas_detail(session, w.actor(), *JAN)
+    detail = iaas_detail(session, w.actor(), *JAN)
     assert _d(total_row[4]) == detail.total
     assert abs(sum(_d(r[4]) for r in body) - detail.total) <= Decimal("0.005") * len(body)
     assert {r[0] for r in body} == {"Azure Prod"}  # the other organisation's subscription is absent
@@ -70,7 +72,7 @@ def test_iaas_csv_totals_and_bom(session):
     data = reports.iaas_report_csv(session, w.actor(), *JAN)
     assert data.startswith("\ufeff".encode("utf-8"))
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
-    detail = analytics.iaas_detail(session, w.actor(), *JAN)
+    detail = iaas_detail(session, w.actor(), *JAN)
     assert sum(Decimal(r["cost_uzs"]) for r in rows).quantize(Decimal("0.01")) == detail.total
     assert sum(Decimal(r["cost"]) for r in rows) == Decimal("14.095678") + Decimal("5.325")
 
@@ -90,7 +92,7 @@ def test_analytics_export_xlsx_and_csv_equal_the_page(session):
     spend(session, w.org, "100.00", utc(2025, 1, 21), kind="refund", subscription=w.basic)
     spend(session, w.org, "77.00", utc(2024, 12, 10), subscription=w.std)
     flt = Filters(*JAN, preset="last_month")
-    s = analytics.structure(session, w.actor(), flt)
+    s = structure(session, w.actor(), flt)
     name, data = reports.analytics_export(session, w.actor(w.finance), flt, "xlsx", locale="en")
     assert name == "analytics_2025-01-01_2025-01-31.xlsx"
     wb = load_workbook(io.BytesIO(data))

@@ -29,7 +29,7 @@ from noventiq_panel.services.identity import auth
 from noventiq_panel.services.subscriptions import guest_orders
 from noventiq_panel.services.core import ledger
 from noventiq_panel.services.billing import payments
-from noventiq_panel.services.subscriptions import subscriptions as subs
+from noventiq_panel.services.subscriptions import listing, ordering
 from noventiq_panel.services.core.errors import Conflict, InvalidInput, NotFound, RateMissing, Throttled
 
 from tests import factories as f
@@ -194,7 +194,7 @@ def test_a_failure_inside_the_order_leaves_nothing_half_done(session, plans, mon
     def boom(*a, **kw):
         raise RateMissing("no rate", key="error.rate_missing")
 
-    monkeypatch.setattr(subs, "quote_order", boom)
+    monkeypatch.setattr(ordering, "quote_order", boom)
     with pytest.raises(RateMissing):
         order(session, plans, plan="basic-m", quantity=1)
     assert counts(session) == before
@@ -208,7 +208,7 @@ def test_the_mailed_set_password_link_sets_the_password_and_signs_in(session, pl
     raw, user = auth.sign_in(session, "ivan@newco.uz", "new-secret-1", now=NOW + timedelta(minutes=6))
     info = auth.resolve(session, raw, now=NOW + timedelta(minutes=6))
     assert (info.org_id, info.role) == (result.org_id, Role.OWNER)
-    rows, total = subs.list_subscriptions(session, info.actor)
+    rows, total = listing.list_subscriptions(session, info.actor)
     assert total == 1 and rows[0]["id"] == result.subscription_id
     with pytest.raises(NotFound):  # single use
         auth.reset_password(session, token, "other-secret-2", now=NOW + timedelta(minutes=7))

@@ -28,7 +28,8 @@ from noventiq_panel.models import (
 from noventiq_panel.services.core import ledger
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.subscriptions import renewals
-from noventiq_panel.services.subscriptions import subscriptions as subs
+from noventiq_panel.services.subscriptions import licence_count, lifecycle, ordering
+from noventiq_panel.services.subscriptions.context import MONEY_ROLES
 
 from tests import factories as f
 from tests.services.subs_world import NOW, World, make_world, tashkent, world
@@ -39,7 +40,7 @@ TERM_END = tashkent(2026, 4, 10, 0)  # of a monthly term bought at NOW (10 Mar)
 
 
 def buy(w: World, code: str, qty: int = 1, at: datetime = NOW, **kw) -> int:
-    return subs.order(w.session, w.a_owner, w.plan(code).id, qty, now=at, **kw).subscription_id
+    return ordering.order(w.session, w.a_owner, w.plan(code).id, qty, now=at, **kw).subscription_id
 
 
 def charges(w: World, sub_id: int) -> list[tuple[str, Decimal, str]]:
@@ -116,7 +117,7 @@ def test_auto_renew_off_expires_at_the_term_end_without_a_charge(world):
     w = world
     w.topup("100000")
     sid = buy(w, "basic-m", 1)
-    subs.set_auto_renew(w.session, w.a_owner, sid, False, now=NOW + D)
+    lifecycle.set_auto_renew(w.session, w.a_owner, sid, False, now=NOW + D)
     assert renewals.renew_due(w.session, TERM_END + H)["expired"] == 1
     assert w.sub(sid).status == "expired" and w.balance() == Decimal("70000.00")
     assert len(mails(w, "expired")) == 1
@@ -168,11 +169,11 @@ def test_subscription_suspended_by_the_customer_is_not_charged_at_renewal(world)
     w = world
     w.topup("100000")
     sid = buy(w, "basic-m", 1)
-    subs.suspend(w.session, w.a_owner, sid, now=NOW + D)
+    lifecycle.suspend(w.session, w.a_owner, sid, now=NOW + D)
     summary = renewals.renew_due(w.session, TERM_END + H)
     assert summary["renewed"] == 0 and summary["charged"] == {}
     assert w.sub(sid).status == "suspended" and w.balance() == Decimal("70000.00")
-    subs.set_auto_renew(w.session, w.a_owner, sid, False, now=TERM_END + 2 * H)
+    lifecycle.set_auto_renew(w.session, w.a_owner, sid, False, now=TERM_END + 2 * H)
     renewals.renew_due(w.session, TERM_END + 3 * H)
     assert w.sub(sid).status == "expired" and w.balance() == Decimal("70000.00")
 
@@ -206,7 +207,7 @@ def test_renewal_mails_are_what_render_gives_each_recipient(world):
         sub = w.sub(sid)
         product = w.session.get(Product, w.session.get(Plan, sub.plan_id).product_id)
         amount = -charges(w, sid)[-1][1]
-        for user in notifications.recipients(w.session, w.org.id, subs.MONEY_ROLES):
+        for user in notifications.recipients(w.session, w.org.id, MONEY_ROLES):
             context = {"product": product.name, "quantity": sub.quantity, "amount": amount, "currency": "UZS",
                        "period_end": date(2026, 5, 9), "subscription_id": sid,
                        "org_name": w.org.name, "tz": w.org.timezone, "user_name": user.name}
@@ -257,7 +258,7 @@ def test_instalments_follow_an_increase(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-ym", 1)
-    subs.change_quantity(w.session, w.a_owner, sid, 3, now=tashkent(2026, 3, 25))
+    licence_count.change_quantity(w.session, w.a_owner, sid, 3, now=tashkent(2026, 3, 25))
     renewals.bill_instalments_due(w.session, tashkent(2026, 4, 10, 1))
     assert charges(w, sid)[-1][1] == Decimal("-90000.00")
 
@@ -270,11 +271,11 @@ def test_no_instalment_while_suspended_and_resume_charges_the_rest_of_the_month(
     w.session.add(plan)
     w.session.commit()
     sid = buy(w, "basic-ym", 1)
-    subs.suspend(w.session, w.a_owner, sid, now=NOW + D)
+    lifecycle.suspend(w.session, w.a_owner, sid, now=NOW + D)
     summary = renewals.bill_instalments_due(w.session, tashkent(2026, 5, 15))
     assert summary["instalments"] == 0 and summary["charged"] == {}
     balance = w.balance()
-    result = subs.resume(w.session, w.a_owner, sid, now=tashkent(2026, 5, 25, 10))  # 16 of 31 days of May
+    result = lifecycle.resume(w.session, w.a_owner, sid, now=tashkent(2026, 5, 25, 10))  # 16 of 31 days of May
     assert result.charged == Decimal("15483.87")  # 30 000 x 16/31
     assert w.balance() == balance - Decimal("15483.87")
     assert w.sub(sid).next_billing_at == tashkent(2026, 6, 10, 0)
@@ -301,7 +302,7 @@ def test_unpaid_instalment_grace_suspension_and_reactivation(world):
 def test_trial_converts_to_the_paid_plan_when_chosen_and_paid(world):
     w = world
     w.topup("100000")
-    sid = subs.order(w.session, w.a_owner, w.plan("basic-trial").id, 3, trial_convert=True, now=NOW).subscription_id
+    sid = ordering.order(w.session, w.a_owner, w.plan("basic-trial").id, 3, trial_convert=True, now=NOW).subscription_id
     ends = tashkent(2026, 4, 9, 0)
     assert renewals.end_trials(w.session, ends - H)["trials_converted"] == 0
     assert renewals.end_trials(w.session, ends + H)["trials_converted"] == 1
@@ -314,26 +315,10 @@ def test_trial_converts_to_the_paid_plan_when_chosen_and_paid(world):
 
 def test_trial_without_funds_or_without_the_choice_expires(world):
     w = world
-    a = subs.order(w.session, w.a_owner, w.plan("basic-trial").id, 3, trial_convert=True, now=NOW).subscription_id
+    a = ordering.order(w.session, w.a_owner, w.plan("basic-trial").id, 3, trial_convert=True, now=NOW).subscription_id
     summary = renewals.end_trials(w.session, tashkent(2026, 4, 9, 1))
     assert summary["trials_expired"] == 1 and w.sub(a).status == "expired"
     assert w.balance() == Decimal("0.00")
-
-
-# --- reminders -------------------------------------------------------------------------------
-
-def test_reminders_are_sent_once_per_threshold(world):
-    w = world
-    w.topup("1000000")
-    buy(w, "basic-m", 1)
-    off = buy(w, "std-m", 1)
-    subs.set_auto_renew(w.session, w.a_owner, off, False, now=NOW)
-    assert renewals.send_reminders(w.session, TERM_END - 8 * D)["reminders"] == 0
-    renewals.send_reminders(w.session, TERM_END - 6 * D)
-    renewals.send_reminders(w.session, TERM_END - 5 * D)
-    assert len(mails(w, "renewal_reminder")) == 1 and len(mails(w, "expiry_reminder")) == 1
-    renewals.send_reminders(w.session, TERM_END - 12 * H)
-    assert len(mails(w, "renewal_reminder")) == 2 and len(mails(w, "expiry_reminder")) == 2
 
 
 # --- scale -----------------------------------------------------------------------------------

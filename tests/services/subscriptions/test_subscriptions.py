@@ -21,7 +21,7 @@ from noventiq_panel.models import (
 )
 from noventiq_panel.services.core import rates
 from noventiq_panel.services.subscriptions import renewals
-from noventiq_panel.services.subscriptions import subscriptions as subs
+from noventiq_panel.services.subscriptions import cancellation, licence_count, lifecycle, listing, ordering, pending_actions, plan_change, quotes
 from noventiq_panel.services.core.errors import (
     Conflict,
     InsufficientFunds,
@@ -38,7 +38,7 @@ D = timedelta(days=1)
 
 
 def buy(w: World, code: str, qty: int = 1, at: datetime = NOW, **kw) -> int:
-    return subs.order(w.session, w.a_owner, w.plan(code).id, qty, now=at, **kw).subscription_id
+    return ordering.order(w.session, w.a_owner, w.plan(code).id, qty, now=at, **kw).subscription_id
 
 
 def entries(w: World, sub_id: int) -> list[LedgerEntry]:
@@ -64,10 +64,10 @@ def pending(w: World, sub_id: int) -> list[ScheduledChange]:
 def test_monthly_upfront_order_charges_the_term_and_opens_a_168_hour_window(world):
     w = world
     w.topup("100000")
-    quote = subs.quote_order(w.session, w.a_owner, w.plan("basic-m").id, 3, now=NOW)
+    quote = ordering.quote_order(w.session, w.a_owner, w.plan("basic-m").id, 3, now=NOW)
     assert quote.price_now == Decimal("90000.00") and quote.shortfall == 0
     assert quote.renewal_date == date(2026, 4, 10) and quote.recurring_period == "month"
-    result = subs.order(w.session, w.a_owner, w.plan("basic-m").id, "3", now=NOW)
+    result = ordering.order(w.session, w.a_owner, w.plan("basic-m").id, "3", now=NOW)
     assert result.charged == Decimal("90000.00") and result.status == "active"
     sub = w.sub(result.subscription_id)
     assert (sub.quantity, sub.term_start, sub.term_end) == (3, NOW, tashkent(2026, 4, 10, 0))
@@ -95,7 +95,7 @@ def test_yearly_upfront_order_charges_the_whole_year(world):
 def test_yearly_plan_billed_monthly_charges_only_the_first_instalment(world):
     w = world
     w.topup("100000")
-    quote = subs.quote_order(w.session, w.a_owner, w.plan("basic-ym").id, 2, now=NOW)
+    quote = ordering.quote_order(w.session, w.a_owner, w.plan("basic-ym").id, 2, now=NOW)
     assert quote.price_now == Decimal("60000.00") and quote.recurring_period == "month"
     sid = buy(w, "basic-ym", 2)
     sub = w.sub(sid)
@@ -125,18 +125,18 @@ def test_usd_plan_without_any_rate_is_refused_and_changes_nothing(session):
     f.topup(session, o, "1000000")
     before = counts(session)
     with pytest.raises(RateMissing):
-        subs.order(session, f.actor(owner, o), plans["std-usd"].id, 1, now=NOW)
+        ordering.order(session, f.actor(owner, o), plans["std-usd"].id, 1, now=NOW)
     assert counts(session) == before
 
 
 def test_pay_as_you_go_order_costs_nothing_and_has_no_term(world):
     w = world
-    result = subs.order(w.session, w.a_admin, w.plan("azure-d").id, 1, now=NOW)
+    result = ordering.order(w.session, w.a_admin, w.plan("azure-d").id, 1, now=NOW)
     sub = w.sub(result.subscription_id)
     assert (sub.status, sub.term_end, result.charged) == ("active", None, Decimal("0.00"))
     assert entries(w, sub.id) == [] and batches(w, sub.id) == []
     with pytest.raises(Conflict):
-        subs.change_quantity(w.session, w.a_owner, sub.id, 2, now=NOW)
+        licence_count.change_quantity(w.session, w.a_owner, sub.id, 2, now=NOW)
 
 
 def test_order_with_too_little_balance_tells_the_shortfall_and_changes_nothing(world):
@@ -144,10 +144,10 @@ def test_order_with_too_little_balance_tells_the_shortfall_and_changes_nothing(w
     w.topup("50000")
     before = counts(w.session)
     with pytest.raises(InsufficientFunds) as err:
-        subs.order(w.session, w.a_owner, w.plan("basic-m").id, 3, now=NOW)
+        ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 3, now=NOW)
     assert err.value.shortfall == Decimal("40000.00") and err.value.key == "error.insufficient_funds"
     assert counts(w.session) == before
-    assert subs.quote_order(w.session, w.a_owner, w.plan("basic-m").id, 3, now=NOW).shortfall == Decimal("40000.00")
+    assert ordering.quote_order(w.session, w.a_owner, w.plan("basic-m").id, 3, now=NOW).shortfall == Decimal("40000.00")
 
 
 def test_postpaid_organisation_orders_up_to_its_credit_limit(session):
@@ -167,8 +167,8 @@ def test_postpaid_organisation_orders_up_to_its_credit_limit(session):
 def test_retried_order_with_the_same_request_id_charges_once(world):
     w = world
     w.topup("100000")
-    first = subs.order(w.session, w.a_owner, w.plan("basic-m").id, 1, request_id="dialog-0001", now=NOW)
-    again = subs.order(w.session, w.a_owner, w.plan("basic-m").id, 1, request_id="dialog-0001", now=NOW + H)
+    first = ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 1, request_id="dialog-0001", now=NOW)
+    again = ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 1, request_id="dialog-0001", now=NOW + H)
     assert again.already_done and again.subscription_id == first.subscription_id
     assert w.balance() == Decimal("70000.00")
     assert len(w.session.exec(select(Subscription)).all()) == 1
@@ -180,7 +180,7 @@ def test_bad_order_quantity_is_a_clear_error_and_changes_nothing(world, quantity
     w.topup("100000000")
     before = counts(w.session)
     with pytest.raises(InvalidInput) as err:
-        subs.order(w.session, w.a_owner, w.plan("basic-m").id, quantity, now=NOW)
+        ordering.order(w.session, w.a_owner, w.plan("basic-m").id, quantity, now=NOW)
     assert err.value.key in {"error.quantity_min", "error.quantity_max", "error.not_integer"}
     assert counts(w.session) == before
 
@@ -191,9 +191,9 @@ def test_unknown_plan_is_not_found_and_changes_nothing(world, plan_id):
     w.topup("1000000")
     before = counts(w.session)
     with pytest.raises(NotFound):
-        subs.order(w.session, w.a_owner, plan_id, 1, now=NOW)
+        ordering.order(w.session, w.a_owner, plan_id, 1, now=NOW)
     with pytest.raises(NotFound):
-        subs.quote_order(w.session, w.a_owner, plan_id, 1, now=NOW)
+        ordering.quote_order(w.session, w.a_owner, plan_id, 1, now=NOW)
     assert counts(w.session) == before
 
 
@@ -214,39 +214,39 @@ def test_trial_is_free_limited_to_its_maximum_and_once_per_product(world):
     w = world
     before = counts(w.session)
     with pytest.raises(InvalidInput) as err:
-        subs.order(w.session, w.a_owner, w.plan("basic-trial").id, 26, now=NOW)
+        ordering.order(w.session, w.a_owner, w.plan("basic-trial").id, 26, now=NOW)
     assert err.value.key == "error.quantity_max"
     assert counts(w.session) == before
-    result = subs.order(w.session, w.a_owner, w.plan("basic-trial").id, 25, trial_convert=True, now=NOW)
+    result = ordering.order(w.session, w.a_owner, w.plan("basic-trial").id, 25, trial_convert=True, now=NOW)
     sub = w.sub(result.subscription_id)
     assert (sub.status, sub.is_trial, sub.trial_convert, result.charged) == ("trial", True, True, Decimal("0.00"))
     assert sub.trial_ends_at == tashkent(2026, 4, 9, 0)  # 30 days
     assert w.balance() == Decimal("0.00")
     before = counts(w.session)
     with pytest.raises(Conflict) as err:
-        subs.order(w.session, w.a_admin, w.plan("basic-trial").id, 1, now=NOW + D)
+        ordering.order(w.session, w.a_admin, w.plan("basic-trial").id, 1, now=NOW + D)
     assert err.value.key == "error.trial_already_used"
     assert counts(w.session) == before
     # Cancelling the trial does not give a second one.
-    subs.cancel(w.session, w.a_owner, sub.id, now=NOW + 2 * D)
+    cancellation.cancel(w.session, w.a_owner, sub.id, now=NOW + 2 * D)
     with pytest.raises(Conflict):
-        subs.order(w.session, w.a_owner, w.plan("basic-trial").id, 1, now=NOW + 3 * D)
+        ordering.order(w.session, w.a_owner, w.plan("basic-trial").id, 1, now=NOW + 3 * D)
 
 
 def test_trial_of_another_organisation_does_not_count(world):
     w = world
-    subs.order(w.session, w.a_stranger, w.plan("basic-trial").id, 1, now=NOW)
-    assert subs.order(w.session, w.a_owner, w.plan("basic-trial").id, 1, now=NOW).status == "trial"
+    ordering.order(w.session, w.a_stranger, w.plan("basic-trial").id, 1, now=NOW)
+    assert ordering.order(w.session, w.a_owner, w.plan("basic-trial").id, 1, now=NOW).status == "trial"
 
 
 def test_trial_seats_change_for_free_within_the_trial_maximum(world):
     w = world
-    sid = subs.order(w.session, w.a_owner, w.plan("basic-trial").id, 5, now=NOW).subscription_id
-    result = subs.change_quantity(w.session, w.a_owner, sid, 25, now=NOW + D)
+    sid = ordering.order(w.session, w.a_owner, w.plan("basic-trial").id, 5, now=NOW).subscription_id
+    result = licence_count.change_quantity(w.session, w.a_owner, sid, 25, now=NOW + D)
     assert (result.quantity, result.charged) == (25, Decimal("0.00"))
     with pytest.raises(InvalidInput):
-        subs.change_quantity(w.session, w.a_owner, sid, 26, now=NOW + D)
-    assert subs.change_quantity(w.session, w.a_owner, sid, 2, now=NOW + 2 * D).quantity == 2
+        licence_count.change_quantity(w.session, w.a_owner, sid, 26, now=NOW + D)
+    assert licence_count.change_quantity(w.session, w.a_owner, sid, 2, now=NOW + 2 * D).quantity == 2
     assert w.balance() == Decimal("0.00")
 
 
@@ -257,10 +257,10 @@ def test_increase_mid_term_is_charged_pro_rata_by_local_days(world):
     w.topup("1000000")
     sid = buy(w, "basic-m", 3)
     at = tashkent(2026, 3, 25, 10)  # 16 of 31 days left (25 Mar .. 9 Apr)
-    quote = subs.quote_quantity_change(w.session, w.a_owner, sid, 5, now=at)
+    quote = licence_count.quote_quantity_change(w.session, w.a_owner, sid, 5, now=at)
     assert (quote.remaining_days, quote.total_days) == (16, 31)
     assert quote.charge_now == Decimal("30967.74")  # 2 x 30 000 x 16/31
-    result = subs.change_quantity(w.session, w.a_admin, sid, 5, now=at)
+    result = licence_count.change_quantity(w.session, w.a_admin, sid, 5, now=at)
     assert result.charged == quote.charge_now and result.quantity == 5
     assert batches(w, sid) == [(3, "purchase"), (2, "increase")]
     assert entries(w, sid)[-1].meta["remaining_days"] == 16
@@ -270,7 +270,7 @@ def test_increase_on_the_first_day_of_the_term_costs_the_whole_term(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-m", 1)
-    assert subs.change_quantity(w.session, w.a_owner, sid, 3, now=tashkent(2026, 3, 10, 23, 59)).charged \
+    assert licence_count.change_quantity(w.session, w.a_owner, sid, 3, now=tashkent(2026, 3, 10, 23, 59)).charged \
         == Decimal("60000.00")
 
 
@@ -278,7 +278,7 @@ def test_increase_on_the_last_day_of_the_term_costs_one_day(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-m", 1)
-    assert subs.change_quantity(w.session, w.a_owner, sid, 3, now=tashkent(2026, 4, 9, 23, 0)).charged \
+    assert licence_count.change_quantity(w.session, w.a_owner, sid, 3, now=tashkent(2026, 4, 9, 23, 0)).charged \
         == Decimal("1935.48")  # 2 x 30 000 / 31
 
 
@@ -287,7 +287,7 @@ def test_increase_on_29_february(world):
     w.topup("1000000")
     sid = buy(w, "basic-m", 1, at=tashkent(2028, 2, 10, 9))  # 10 Feb .. 9 Mar 2028: 29 days
     assert w.sub(sid).term_end == tashkent(2028, 3, 10, 0)
-    quote = subs.quote_quantity_change(w.session, w.a_owner, sid, 3, now=tashkent(2028, 2, 29, 15))
+    quote = licence_count.quote_quantity_change(w.session, w.a_owner, sid, 3, now=tashkent(2028, 2, 29, 15))
     assert (quote.remaining_days, quote.total_days) == (10, 29)
     assert quote.charge_now == Decimal("20689.66")  # 2 x 30 000 x 10/29
 
@@ -297,7 +297,7 @@ def test_term_from_31_january_ends_28_february_and_prorates_over_28_days(world):
     w.topup("1000000")
     sid = buy(w, "basic-m", 1, at=tashkent(2026, 1, 31, 10))
     assert w.sub(sid).term_end == tashkent(2026, 2, 28, 0)
-    quote = subs.quote_quantity_change(w.session, w.a_owner, sid, 2, now=tashkent(2026, 2, 27, 20))
+    quote = licence_count.quote_quantity_change(w.session, w.a_owner, sid, 2, now=tashkent(2026, 2, 27, 20))
     assert (quote.remaining_days, quote.total_days, quote.charge_now) == (1, 28, Decimal("1071.43"))
 
 
@@ -305,11 +305,11 @@ def test_increase_on_a_yearly_plan_billed_monthly_costs_the_rest_of_the_month_on
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-ym", 2)  # first month 10 Mar .. 9 Apr (31 days)
-    quote = subs.quote_quantity_change(w.session, w.a_owner, sid, 4, now=tashkent(2026, 3, 25, 10))
+    quote = licence_count.quote_quantity_change(w.session, w.a_owner, sid, 4, now=tashkent(2026, 3, 25, 10))
     assert (quote.remaining_days, quote.total_days) == (16, 31)
     assert quote.charge_now == Decimal("30967.74")  # 2 x (360 000 / 12) x 16/31
     assert quote.recurring_price == Decimal("120000.00")  # 4 x 30 000 a month from now on
-    assert subs.change_quantity(w.session, w.a_owner, sid, 4, now=tashkent(2026, 3, 25, 10)).charged \
+    assert licence_count.change_quantity(w.session, w.a_owner, sid, 4, now=tashkent(2026, 3, 25, 10)).charged \
         == quote.charge_now
 
 
@@ -319,7 +319,7 @@ def test_increase_without_funds_tells_the_shortfall_and_changes_nothing(world):
     sid = buy(w, "basic-m", 1)  # 10 000 left
     before = counts(w.session)
     with pytest.raises(InsufficientFunds) as err:
-        subs.change_quantity(w.session, w.a_owner, sid, 2, now=NOW)
+        licence_count.change_quantity(w.session, w.a_owner, sid, 2, now=NOW)
     assert err.value.shortfall == Decimal("20000.00")
     assert counts(w.session) == before
 
@@ -328,8 +328,8 @@ def test_retried_increase_with_the_same_change_id_charges_once(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-m", 1)
-    subs.change_quantity(w.session, w.a_owner, sid, 2, change_id="confirm-0001", now=NOW)
-    again = subs.change_quantity(w.session, w.a_owner, sid, 2, change_id="confirm-0001", now=NOW + H)
+    licence_count.change_quantity(w.session, w.a_owner, sid, 2, change_id="confirm-0001", now=NOW)
+    again = licence_count.change_quantity(w.session, w.a_owner, sid, 2, change_id="confirm-0001", now=NOW + H)
     assert again.already_done and w.sub(sid).quantity == 2
     assert w.balance() == Decimal("1000000.00") - Decimal("60000.00")
 
@@ -341,9 +341,9 @@ def test_bad_licence_count_is_a_clear_error_and_changes_nothing(world, quantity)
     sid = buy(w, "basic-m", 2)
     before = counts(w.session)
     with pytest.raises(InvalidInput):
-        subs.change_quantity(w.session, w.a_owner, sid, quantity, now=NOW + D)
+        licence_count.change_quantity(w.session, w.a_owner, sid, quantity, now=NOW + D)
     with pytest.raises(InvalidInput):
-        subs.quote_quantity_change(w.session, w.a_owner, sid, quantity, now=NOW + D)
+        licence_count.quote_quantity_change(w.session, w.a_owner, sid, quantity, now=NOW + D)
     assert counts(w.session) == before
 
 
@@ -352,7 +352,7 @@ def test_unchanged_count_is_refused(world):
     w.topup("100000")
     sid = buy(w, "basic-m", 2)
     with pytest.raises(InvalidInput) as err:
-        subs.change_quantity(w.session, w.a_owner, sid, 2, now=NOW)
+        licence_count.change_quantity(w.session, w.a_owner, sid, 2, now=NOW)
     assert err.value.key == "error.quantity_unchanged"
 
 
@@ -363,10 +363,10 @@ def test_decrease_inside_the_168_hour_window_refunds_at_once(world):
     w.topup("1000000")
     sid = buy(w, "basic-m", 5)
     at = NOW + 3 * D  # 13 Mar: 28 of 31 days left
-    quote = subs.quote_quantity_change(w.session, w.a_owner, sid, 2, now=at)
+    quote = licence_count.quote_quantity_change(w.session, w.a_owner, sid, 2, now=at)
     assert (quote.removed_now, quote.quantity_now, quote.scheduled_quantity) == (3, 2, None)
     assert quote.refund_now == Decimal("81290.32")  # 3 x 30 000 x 28/31
-    result = subs.change_quantity(w.session, w.a_owner, sid, 2, now=at)
+    result = licence_count.change_quantity(w.session, w.a_owner, sid, 2, now=at)
     assert (result.refunded, result.quantity, result.scheduled_change_id) == (Decimal("81290.32"), 2, None)
     assert batches(w, sid) == [(2, "purchase")]
     assert entries(w, sid)[-1].kind == "refund" and entries(w, sid)[-1].amount == Decimal("81290.32")
@@ -378,12 +378,12 @@ def test_decrease_outside_the_window_waits_for_the_renewal(world):
     w.topup("1000000")
     sid = buy(w, "basic-m", 5)
     at = NOW + 168 * H  # the window is half-open: at 168 h it has closed
-    result = subs.change_quantity(w.session, w.a_owner, sid, 2, now=at)
+    result = licence_count.change_quantity(w.session, w.a_owner, sid, 2, now=at)
     assert (result.refunded, result.quantity) == (Decimal("0.00"), 5)
     [change] = pending(w, sid)
     assert (change.kind, change.new_quantity, change.effective_at) == ("quantity", 2, tashkent(2026, 4, 10, 0))
     assert w.balance() == Decimal("850000.00")
-    detail = subs.get_subscription(w.session, w.a_finance, sid, now=at)
+    detail = listing.get_subscription(w.session, w.a_finance, sid, now=at)
     assert detail["scheduled_changes"][0]["new_quantity"] == 2 and detail["refundable_now"] == 0
     renewals.renew_due(w.session, tashkent(2026, 4, 10, 0))
     sub = w.sub(sid)
@@ -394,9 +394,9 @@ def test_one_minute_before_the_window_closes_the_seats_are_still_refundable(worl
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-m", 2)
-    quote = subs.quote_quantity_change(w.session, w.a_owner, sid, 1, now=NOW + 168 * H - timedelta(minutes=1))
+    quote = licence_count.quote_quantity_change(w.session, w.a_owner, sid, 1, now=NOW + 168 * H - timedelta(minutes=1))
     assert quote.removed_now == 1 and quote.refund_now > 0
-    detail = subs.get_subscription(w.session, w.a_owner, sid, now=NOW + 167 * H)
+    detail = listing.get_subscription(w.session, w.a_owner, sid, now=NOW + 167 * H)
     assert detail["batches"][0]["window_seconds_left"] == 3600
 
 
@@ -404,8 +404,8 @@ def test_decrease_removes_recent_seats_at_once_and_schedules_the_rest(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-m", 5)
-    subs.change_quantity(w.session, w.a_owner, sid, 7, now=NOW + 8 * D)  # 2 seats with a fresh window
-    result = subs.change_quantity(w.session, w.a_owner, sid, 3, now=NOW + 9 * D)
+    licence_count.change_quantity(w.session, w.a_owner, sid, 7, now=NOW + 8 * D)  # 2 seats with a fresh window
+    result = licence_count.change_quantity(w.session, w.a_owner, sid, 3, now=NOW + 9 * D)
     assert result.quantity == 5 and result.refunded > 0
     assert [c.new_quantity for c in pending(w, sid)] == [3]
     assert batches(w, sid) == [(5, "purchase"), (0, "increase")]
@@ -415,10 +415,10 @@ def test_new_quantity_change_replaces_the_scheduled_one(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-m", 5)
-    subs.change_quantity(w.session, w.a_owner, sid, 2, now=NOW + 8 * D)
-    subs.change_quantity(w.session, w.a_owner, sid, 4, now=NOW + 9 * D)
+    licence_count.change_quantity(w.session, w.a_owner, sid, 2, now=NOW + 8 * D)
+    licence_count.change_quantity(w.session, w.a_owner, sid, 4, now=NOW + 9 * D)
     assert [c.new_quantity for c in pending(w, sid)] == [4]
-    subs.change_quantity(w.session, w.a_owner, sid, 6, now=NOW + 10 * D)  # an increase drops it
+    licence_count.change_quantity(w.session, w.a_owner, sid, 6, now=NOW + 10 * D)  # an increase drops it
     assert pending(w, sid) == []
 
 
@@ -426,7 +426,7 @@ def test_decrease_on_a_yearly_plan_billed_monthly_refunds_the_rest_of_the_month(
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-ym", 4)
-    result = subs.change_quantity(w.session, w.a_owner, sid, 1, now=NOW + 3 * D)
+    result = licence_count.change_quantity(w.session, w.a_owner, sid, 1, now=NOW + 3 * D)
     assert result.refunded == Decimal("81290.32")  # 3 x 30 000 x 28/31
 
 
@@ -437,10 +437,10 @@ def test_upgrade_applies_at_once_for_the_pro_rata_difference(world):
     w.topup("1000000")
     sid = buy(w, "basic-m", 2)
     at = tashkent(2026, 3, 25, 10)  # 16/31 left
-    quote = subs.quote_plan_change(w.session, w.a_owner, sid, "std-m", now=at)
+    quote = plan_change.quote_plan_change(w.session, w.a_owner, sid, "std-m", now=at)
     assert (quote.direction, quote.immediate) == ("upgrade", True)
     assert quote.charge_now == Decimal("61935.49")  # 92 903.23 - 30 967.74
-    result = subs.change_plan(w.session, w.a_owner, sid, "std-m", now=at)
+    result = plan_change.change_plan(w.session, w.a_owner, sid, "std-m", now=at)
     assert result.charged == Decimal("61935.49")
     sub = w.sub(sid)
     assert sub.plan_id == w.plan("std-m").id and sub.term_end == tashkent(2026, 4, 10, 0)
@@ -451,7 +451,7 @@ def test_downgrade_waits_for_the_renewal(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "std-m", 2)
-    result = subs.change_plan(w.session, w.a_owner, sid, "basic-m", now=NOW + 2 * D)
+    result = plan_change.change_plan(w.session, w.a_owner, sid, "basic-m", now=NOW + 2 * D)
     assert result.scheduled_change_id and result.charged == 0
     assert w.sub(sid).plan_id == w.plan("std-m").id
     renewals.renew_due(w.session, tashkent(2026, 4, 10, 0))
@@ -468,7 +468,7 @@ def test_upgrade_to_another_term_starts_a_new_term_today(world):
     w.session.commit()
     sid = buy(w, "basic-m", 1)
     at = tashkent(2026, 3, 25, 10)
-    result = subs.change_plan(w.session, w.a_owner, sid, "basic-y", now=at)
+    result = plan_change.change_plan(w.session, w.a_owner, sid, "basic-y", now=at)
     sub = w.sub(sid)
     assert sub.term_start == tashkent(2026, 3, 25, 0) and sub.term_end == tashkent(2027, 3, 25, 0)
     assert result.charged == Decimal("360000.00") and result.refunded == Decimal("15483.87")  # 30 000 x 16/31
@@ -486,7 +486,7 @@ def test_plan_change_outside_the_allowed_list_is_refused(world, code, error, key
     sid = buy(w, "basic-m", 2)
     before = counts(w.session)
     with pytest.raises(error) as err:
-        subs.change_plan(w.session, w.a_owner, sid, code, now=NOW)
+        plan_change.change_plan(w.session, w.a_owner, sid, code, now=NOW)
     assert err.value.key == key
     assert counts(w.session) == before
 
@@ -497,22 +497,22 @@ def test_upgrade_without_funds_changes_nothing(world):
     sid = buy(w, "basic-m", 2)
     before = counts(w.session)
     with pytest.raises(InsufficientFunds):
-        subs.change_plan(w.session, w.a_owner, sid, "std-m", now=NOW)
+        plan_change.change_plan(w.session, w.a_owner, sid, "std-m", now=NOW)
     assert counts(w.session) == before
 
 
 def test_trial_cannot_change_plan(world):
     w = world
-    sid = subs.order(w.session, w.a_owner, w.plan("basic-trial").id, 1, now=NOW).subscription_id
+    sid = ordering.order(w.session, w.a_owner, w.plan("basic-trial").id, 1, now=NOW).subscription_id
     with pytest.raises(Conflict):
-        subs.change_plan(w.session, w.a_owner, sid, "basic-m", now=NOW)
+        plan_change.change_plan(w.session, w.a_owner, sid, "basic-m", now=NOW)
 
 
 def test_detail_lists_the_allowed_plans_with_their_direction(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "std-m", 1)
-    detail = subs.get_subscription(w.session, w.a_owner, sid, now=NOW)
+    detail = listing.get_subscription(w.session, w.a_owner, sid, now=NOW)
     assert [(o["code"], o["direction"]) for o in detail["plan_options"]] == [("basic-m", "downgrade")]
 
 
@@ -523,15 +523,15 @@ def test_suspend_only_where_the_plan_allows(world):
     w.topup("10000000")
     yearly = buy(w, "basic-y", 1)
     with pytest.raises(Conflict) as err:
-        subs.suspend(w.session, w.a_owner, yearly, now=NOW)
+        lifecycle.suspend(w.session, w.a_owner, yearly, now=NOW)
     assert err.value.key == "error.not_suspendable"
     monthly = buy(w, "basic-m", 1)
-    assert subs.suspend(w.session, w.a_owner, monthly, now=NOW + D).status == "suspended"
+    assert lifecycle.suspend(w.session, w.a_owner, monthly, now=NOW + D).status == "suspended"
     with pytest.raises(Conflict):
-        subs.suspend(w.session, w.a_owner, monthly, now=NOW + D)
+        lifecycle.suspend(w.session, w.a_owner, monthly, now=NOW + D)
     with pytest.raises(Conflict):
-        subs.change_quantity(w.session, w.a_owner, monthly, 3, now=NOW + D)
-    resumed = subs.resume(w.session, w.a_owner, monthly, now=NOW + 2 * D)
+        licence_count.change_quantity(w.session, w.a_owner, monthly, 3, now=NOW + D)
+    resumed = lifecycle.resume(w.session, w.a_owner, monthly, now=NOW + 2 * D)
     assert (resumed.status, resumed.charged) == ("active", Decimal("0.00"))  # the term was paid
 
 
@@ -539,15 +539,15 @@ def test_resume_after_the_term_ended_starts_a_new_term_and_needs_funds(world):
     w = world
     w.topup("30000")
     sid = buy(w, "basic-m", 1)
-    subs.suspend(w.session, w.a_owner, sid, now=NOW + D)
+    lifecycle.suspend(w.session, w.a_owner, sid, now=NOW + D)
     renewals.renew_due(w.session, tashkent(2026, 4, 12))  # suspended: not charged
     assert w.balance() == Decimal("0.00") and w.sub(sid).status == "suspended"
     before = counts(w.session)
     with pytest.raises(InsufficientFunds):
-        subs.resume(w.session, w.a_owner, sid, now=tashkent(2026, 4, 20, 10))
+        lifecycle.resume(w.session, w.a_owner, sid, now=tashkent(2026, 4, 20, 10))
     assert counts(w.session) == before
     w.topup("30000")
-    result = subs.resume(w.session, w.a_owner, sid, now=tashkent(2026, 4, 20, 10))
+    result = lifecycle.resume(w.session, w.a_owner, sid, now=tashkent(2026, 4, 20, 10))
     sub = w.sub(sid)
     assert result.charged == Decimal("30000.00")
     assert (sub.status, sub.term_start, sub.term_end) == ("active", tashkent(2026, 4, 20, 0), tashkent(2026, 5, 20, 0))
@@ -559,13 +559,13 @@ def test_cancel_inside_the_window_ends_at_once_with_a_pro_rata_refund(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-m", 2)
-    quote = subs.quote_cancel(w.session, w.a_owner, sid, now=NOW + 2 * D)
+    quote = cancellation.quote_cancel(w.session, w.a_owner, sid, now=NOW + 2 * D)
     assert quote.immediate and quote.refund_now == Decimal("56129.03")  # 2 x 30 000 x 29/31
-    result = subs.cancel(w.session, w.a_owner, sid, now=NOW + 2 * D)
+    result = cancellation.cancel(w.session, w.a_owner, sid, now=NOW + 2 * D)
     assert (result.status, result.refunded) == ("cancelled", Decimal("56129.03"))
     assert batches(w, sid) == [(0, "purchase")]
     with pytest.raises(Conflict):
-        subs.cancel(w.session, w.a_owner, sid, now=NOW + 3 * D)
+        cancellation.cancel(w.session, w.a_owner, sid, now=NOW + 3 * D)
     assert w.balance() == Decimal("1000000") - Decimal("60000") + Decimal("56129.03")
 
 
@@ -573,15 +573,15 @@ def test_cancel_outside_the_window_ends_the_subscription_at_the_term_end(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-m", 2)
-    result = subs.cancel(w.session, w.a_owner, sid, now=NOW + 8 * D)
+    result = cancellation.cancel(w.session, w.a_owner, sid, now=NOW + 8 * D)
     assert result.status == "active" and result.effective_at == tashkent(2026, 4, 10, 0)
     assert w.sub(sid).cancel_at_term_end
     # Withdrawn, then cancelled again.
-    subs.cancel_scheduled_change(w.session, w.a_owner, result.scheduled_change_id, now=NOW + 9 * D)
+    cancellation.cancel_scheduled_change(w.session, w.a_owner, result.scheduled_change_id, now=NOW + 9 * D)
     assert not w.sub(sid).cancel_at_term_end
     with pytest.raises(Conflict):
-        subs.cancel_scheduled_change(w.session, w.a_owner, result.scheduled_change_id, now=NOW + 9 * D)
-    subs.cancel(w.session, w.a_owner, sid, now=NOW + 10 * D)
+        cancellation.cancel_scheduled_change(w.session, w.a_owner, result.scheduled_change_id, now=NOW + 9 * D)
+    cancellation.cancel(w.session, w.a_owner, sid, now=NOW + 10 * D)
     balance = w.balance()
     renewals.renew_due(w.session, tashkent(2026, 4, 10, 0))
     sub = w.sub(sid)
@@ -592,10 +592,10 @@ def test_foreign_scheduled_change_is_not_found(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-m", 2)
-    change_id = subs.cancel(w.session, w.a_owner, sid, now=NOW + 8 * D).scheduled_change_id
+    change_id = cancellation.cancel(w.session, w.a_owner, sid, now=NOW + 8 * D).scheduled_change_id
     for bad in (change_id, "abc", None, 10**9, 10**13):
         with pytest.raises(NotFound):
-            subs.cancel_scheduled_change(w.session, w.a_stranger, bad, now=NOW + 9 * D)
+            cancellation.cancel_scheduled_change(w.session, w.a_stranger, bad, now=NOW + 9 * D)
     assert w.sub(sid).cancel_at_term_end
 
 
@@ -607,49 +607,49 @@ def test_list_searches_filters_sorts_and_pages_only_the_own_subscriptions(world)
     w.topup("100000000", org=w.other_org)
     ids = [buy(w, "basic-m", q) for q in (1, 2, 3)]
     std = buy(w, "std-m", 4)
-    subs.order(w.session, w.a_stranger, w.plan("basic-m").id, 9, now=NOW)
+    ordering.order(w.session, w.a_stranger, w.plan("basic-m").id, 9, now=NOW)
     sub = w.session.get(Subscription, ids[0])
     sub.name = "Почта для отдела продаж"
     w.session.add(sub)
     w.session.commit()
-    rows, total = subs.list_subscriptions(w.session, w.a_finance)
+    rows, total = listing.list_subscriptions(w.session, w.a_finance)
     assert total == 4 and {r["id"] for r in rows} == set(ids) | {std}
-    rows, total = subs.list_subscriptions(w.session, w.a_owner, search="почта")
+    rows, total = listing.list_subscriptions(w.session, w.a_owner, search="почта")
     assert [r["id"] for r in rows] == [ids[0]] and total == 1
-    rows, total = subs.list_subscriptions(w.session, w.a_owner, search="standard")
+    rows, total = listing.list_subscriptions(w.session, w.a_owner, search="standard")
     assert [r["id"] for r in rows] == [std]
-    rows, total = subs.list_subscriptions(w.session, w.a_owner, sort="quantity", descending=True, limit=2)
+    rows, total = listing.list_subscriptions(w.session, w.a_owner, sort="quantity", descending=True, limit=2)
     assert [r["quantity"] for r in rows] == [4, 3] and total == 4
-    rows, _ = subs.list_subscriptions(w.session, w.a_owner, sort="quantity", descending=True, offset=2, limit=2)
+    rows, _ = listing.list_subscriptions(w.session, w.a_owner, sort="quantity", descending=True, offset=2, limit=2)
     assert [r["quantity"] for r in rows] == [2, 1]
-    subs.cancel(w.session, w.a_owner, ids[1], now=NOW + D)
-    assert subs.list_subscriptions(w.session, w.a_owner, status="cancelled")[1] == 1
-    assert subs.list_subscriptions(w.session, w.a_owner, status="current")[1] == 3
-    assert subs.list_subscriptions(w.session, w.a_owner, vendor="ms")[1] == 4
-    assert subs.list_subscriptions(w.session, w.a_owner, vendor="nobody")[1] == 0
-    assert subs.list_subscriptions(w.session, w.a_owner, search="100%_")[1] == 0
+    cancellation.cancel(w.session, w.a_owner, ids[1], now=NOW + D)
+    assert listing.list_subscriptions(w.session, w.a_owner, status="cancelled")[1] == 1
+    assert listing.list_subscriptions(w.session, w.a_owner, status="current")[1] == 3
+    assert listing.list_subscriptions(w.session, w.a_owner, vendor="ms")[1] == 4
+    assert listing.list_subscriptions(w.session, w.a_owner, vendor="nobody")[1] == 0
+    assert listing.list_subscriptions(w.session, w.a_owner, search="100%_")[1] == 0
 
 
 @pytest.mark.parametrize("kw", [{"sort": "password_hash"}, {"status": "weird"}, {"limit": 0}, {"limit": 1000},
                                 {"offset": -1}, {"limit": "abc"}, {"search": {"$ne": 1}}, {"descending": "yes"}])
 def test_list_refuses_bad_parameters(world, kw):
     with pytest.raises(InvalidInput):
-        subs.list_subscriptions(world.session, world.a_owner, **kw)
+        listing.list_subscriptions(world.session, world.a_owner, **kw)
 
 
 def test_foreign_or_missing_subscription_is_not_found_everywhere(world):
     w = world
     w.topup("1000000", org=w.other_org)
-    foreign = subs.order(w.session, w.a_stranger, w.plan("basic-m").id, 1, now=NOW).subscription_id
+    foreign = ordering.order(w.session, w.a_stranger, w.plan("basic-m").id, 1, now=NOW).subscription_id
     before = counts(w.session)
     for sid in (foreign, 987654, "abc", None, -5, True, 2**40):
         with pytest.raises(NotFound) as err:
-            subs.get_subscription(w.session, w.a_owner, sid, now=NOW)
+            listing.get_subscription(w.session, w.a_owner, sid, now=NOW)
         assert err.value.key == "error.subscription_not_found"
-        for call in (lambda: subs.change_quantity(w.session, w.a_owner, sid, 2, now=NOW),
-                     lambda: subs.cancel(w.session, w.a_owner, sid, now=NOW),
-                     lambda: subs.set_auto_renew(w.session, w.a_owner, sid, False, now=NOW),
-                     lambda: subs.history(w.session, w.a_owner, sid)):
+        for call in (lambda: licence_count.change_quantity(w.session, w.a_owner, sid, 2, now=NOW),
+                     lambda: cancellation.cancel(w.session, w.a_owner, sid, now=NOW),
+                     lambda: lifecycle.set_auto_renew(w.session, w.a_owner, sid, False, now=NOW),
+                     lambda: listing.history(w.session, w.a_owner, sid)):
             with pytest.raises(NotFound):
                 call()
     assert counts(w.session) == before
@@ -659,8 +659,8 @@ def test_history_shows_the_subscriptions_audit_events(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-m", 1)
-    subs.set_auto_renew(w.session, w.a_admin, sid, False, now=NOW)
-    events = subs.history(w.session, w.a_finance, sid)
+    lifecycle.set_auto_renew(w.session, w.a_admin, sid, False, now=NOW)
+    events = listing.history(w.session, w.a_finance, sid)
     assert [e["action"] for e in events] == ["subscription.auto_renew", "subscription.ordered"]
     assert events[0]["user"] == "Анна Админ"
 
@@ -671,7 +671,7 @@ def test_auto_renew_takes_only_a_boolean(world):
     sid = buy(w, "basic-m", 1)
     for bad in ("false", 0, None, "yes"):
         with pytest.raises(InvalidInput):
-            subs.set_auto_renew(w.session, w.a_owner, sid, bad, now=NOW)
+            lifecycle.set_auto_renew(w.session, w.a_owner, sid, bad, now=NOW)
     assert w.sub(sid).auto_renew is True
 
 
@@ -681,12 +681,12 @@ def test_waiting_order_is_carried_out_once_when_its_invoice_is_paid(world):
     w = world
     w.topup("10000")
     with pytest.raises(InsufficientFunds) as err:
-        subs.order(w.session, w.a_owner, w.plan("basic-m").id, 2, now=NOW)
-    action = subs.pending_action_for_order(w.a_owner, w.plan("basic-m").id, 2)
+        ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 2, now=NOW)
+    action = pending_actions.pending_action_for_order(w.a_owner, w.plan("basic-m").id, 2)
     assert action["type"] == "order" and action["org_id"] == w.org.id and len(action["request_id"]) >= 8
     w.topup(str(err.value.shortfall))
-    first = subs.complete_pending_action(w.session, dict(action), NOW + H)
-    again = subs.complete_pending_action(w.session, dict(action), NOW + 2 * H)
+    first = pending_actions.complete_pending_action(w.session, dict(action), NOW + H)
+    again = pending_actions.complete_pending_action(w.session, dict(action), NOW + 2 * H)
     assert again.already_done and again.subscription_id == first.subscription_id
     assert w.balance() == Decimal("0.00") and w.sub(first.subscription_id).quantity == 2
 
@@ -695,26 +695,26 @@ def test_waiting_increase_is_carried_out_once_and_never_shrinks_a_subscription(w
     w = world
     w.topup("30000")
     sid = buy(w, "basic-m", 1)
-    action = subs.pending_action_for_quantity(w.a_owner, sid, 3)
+    action = pending_actions.pending_action_for_quantity(w.a_owner, sid, 3)
     w.topup("60000")
-    assert subs.complete_pending_action(w.session, dict(action), NOW).quantity == 3
-    assert subs.complete_pending_action(w.session, dict(action), NOW).already_done
+    assert pending_actions.complete_pending_action(w.session, dict(action), NOW).quantity == 3
+    assert pending_actions.complete_pending_action(w.session, dict(action), NOW).already_done
     assert w.balance() == Decimal("0.00")
     w.topup("90000")
-    subs.change_quantity(w.session, w.a_owner, sid, 6, now=NOW)
-    stale = subs.pending_action_for_quantity(w.a_owner, sid, 4)
-    assert subs.complete_pending_action(w.session, stale, NOW).already_done and w.sub(sid).quantity == 6
+    licence_count.change_quantity(w.session, w.a_owner, sid, 6, now=NOW)
+    stale = pending_actions.pending_action_for_quantity(w.a_owner, sid, 4)
+    assert pending_actions.complete_pending_action(w.session, stale, NOW).already_done and w.sub(sid).quantity == 6
 
 
 def test_waiting_action_still_short_of_funds_changes_nothing(world):
     w = world
-    action = subs.pending_action_for_order(w.a_owner, w.plan("basic-m").id, 2)
+    action = pending_actions.pending_action_for_order(w.a_owner, w.plan("basic-m").id, 2)
     before = counts(w.session)
     with pytest.raises(InsufficientFunds):
-        subs.complete_pending_action(w.session, action, NOW)
+        pending_actions.complete_pending_action(w.session, action, NOW)
     for bad in (None, {}, {"type": "drop"}, {"type": "order"}, {"type": "order", "org_id": "x"}):
         with pytest.raises(InvalidInput):
-            subs.complete_pending_action(w.session, bad, NOW)
+            pending_actions.complete_pending_action(w.session, bad, NOW)
     assert counts(w.session) == before
 
 
@@ -722,13 +722,13 @@ def test_waiting_action_of_a_user_who_left_runs_as_the_system(world):
     w = world
     from noventiq_panel.models import Membership
 
-    action = subs.pending_action_for_order(w.a_admin, w.plan("basic-m").id, 1)
+    action = pending_actions.pending_action_for_order(w.a_admin, w.plan("basic-m").id, 1)
     m = w.session.exec(select(Membership).where(Membership.user_id == w.admin.id)).one()
     m.is_active = False
     w.session.add(m)
     w.session.commit()
     w.topup("30000")
-    result = subs.complete_pending_action(w.session, action, NOW)
+    result = pending_actions.complete_pending_action(w.session, action, NOW)
     event = w.session.exec(select(AuditEvent).where(AuditEvent.subscription_id == result.subscription_id)).one()
     assert event.user_id is None
 
@@ -760,9 +760,9 @@ def test_two_concurrent_increases_on_a_small_balance_do_not_overdraw(engine, ses
     w.topup("90000")
     a, b = buy(w, "basic-m", 1), buy(w, "basic-m", 1)  # 30 000 left: one more seat
     actor = w.a_owner
-    results = _race(engine, [lambda s: subs.change_quantity(s, actor, a, 2, now=NOW),
-                             lambda s: subs.change_quantity(s, actor, b, 2, now=NOW)])
-    ok = [r for r in results if isinstance(r, subs.Outcome)]
+    results = _race(engine, [lambda s: licence_count.change_quantity(s, actor, a, 2, now=NOW),
+                             lambda s: licence_count.change_quantity(s, actor, b, 2, now=NOW)])
+    ok = [r for r in results if isinstance(r, quotes.Outcome)]
     refused = [r for r in results if isinstance(r, InsufficientFunds)]
     assert len(ok) == 1 and len(refused) == 1, results
     assert w.balance() == Decimal("0.00")
@@ -774,9 +774,9 @@ def test_two_concurrent_identical_increases_charge_once(engine, session):
     w.topup("1000000")
     sid = buy(w, "basic-m", 1)
     actor = w.a_owner
-    results = _race(engine, [lambda s: subs.change_quantity(s, actor, sid, 2, now=NOW),
-                             lambda s: subs.change_quantity(s, actor, sid, 2, now=NOW)])
-    assert sum(isinstance(r, subs.Outcome) for r in results) == 1, results
+    results = _race(engine, [lambda s: licence_count.change_quantity(s, actor, sid, 2, now=NOW),
+                             lambda s: licence_count.change_quantity(s, actor, sid, 2, now=NOW)])
+    assert sum(isinstance(r, quotes.Outcome) for r in results) == 1, results
     assert w.sub(sid).quantity == 2 and w.balance() == Decimal("940000.00")
 
 
@@ -787,10 +787,11 @@ def test_every_error_key_of_these_services_has_a_message_in_both_languages():
     from noventiq_panel import i18n
 
     i18n.reload()
-    root = Path(subs.__file__).parent
+    services = Path(renewals.__file__).parents[1]
     keys = set()
-    for name in ("subscriptions", "renewals", "budgets", "catalog", "proration", "provisioning", "money"):
-        keys |= set(re.findall(r'key="(error\.[a-z_.]+)"', (root / f"{name}.py").read_text(encoding="utf-8")))
+    for path in [*sorted((services / "subscriptions").glob("*.py")), services / "usage" / "budgets.py",
+                 services / "catalog" / "catalog.py", services / "core" / "proration.py", services / "core" / "money.py"]:
+        keys |= set(re.findall(r'key="(error\.[a-z_.]+)"', path.read_text(encoding="utf-8")))
     assert len(keys) > 30
     for locale in ("ru", "en"):
         assert sorted(k for k in keys if not i18n.has(k, locale)) == [], locale
@@ -804,7 +805,7 @@ def test_sorting_by_name_uses_the_name_shown(world):
     sub.name = "Zeta archive"  # shown instead of the product name: now it sorts last
     w.session.add(sub)
     w.session.commit()
-    rows, _ = subs.list_subscriptions(w.session, w.a_owner, sort="name")
+    rows, _ = listing.list_subscriptions(w.session, w.a_owner, sort="name")
     assert [r["id"] for r in rows] == [b, a]
-    rows, _ = subs.list_subscriptions(w.session, w.a_owner, sort="name", descending=True)
+    rows, _ = listing.list_subscriptions(w.session, w.a_owner, sort="name", descending=True)
     assert [r["id"] for r in rows] == [a, b]

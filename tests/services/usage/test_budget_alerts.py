@@ -3,7 +3,6 @@ from two threads), the month boundary in Tashkent, recipients; a budget never st
 
 from __future__ import annotations
 
-import threading
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -14,6 +13,7 @@ from noventiq_panel.services.usage import budget_alerts
 from noventiq_panel.services.core import ledger
 
 from tests import factories as f
+from tests.concurrency import at_once
 from tests.services.usage_world import payg_sub, payg_world, tashkent
 
 
@@ -91,23 +91,12 @@ def test_two_threads_at_once_alert_once(engine):
     with Session(engine, expire_on_commit=False) as s:
         org, sub, budget, _ = _setup(s, [("50", "actual"), ("80", "actual")])
         spend(s, org, sub, "900000", tashkent(2026, 11, 20), "u1")
-    barrier = threading.Barrier(2)
-    errors = []
 
-    def worker():
-        try:
-            with Session(engine, expire_on_commit=False) as s:
-                barrier.wait()
-                budget_alerts.check_budgets(s, now=tashkent(2026, 11, 20, 12))
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+    def check():
+        with Session(engine, expire_on_commit=False) as s:
+            budget_alerts.check_budgets(s, now=tashkent(2026, 11, 20, 12))
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    at_once(check, check)  # raises what either raised
     with Session(engine) as s:
         assert len(alerts(s)) == 2 and len(mails(s)) == 4
 

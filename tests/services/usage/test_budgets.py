@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from noventiq_panel.models import Budget, BudgetAlert
 from noventiq_panel.services.usage import budgets
-from noventiq_panel.services.subscriptions import subscriptions as subs
+from noventiq_panel.services.subscriptions import cancellation, ordering
 from noventiq_panel.services.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 from tests import factories as f
@@ -19,7 +19,7 @@ from tests.services.subs_world import NOW, World, counts, world
 
 @pytest.fixture
 def azure(world) -> int:
-    return subs.order(world.session, world.a_owner, world.plan("azure-d").id, 1, now=NOW).subscription_id
+    return ordering.order(world.session, world.a_owner, world.plan("azure-d").id, 1, now=NOW).subscription_id
 
 
 def test_budget_with_defaults_and_recipients(world, azure):
@@ -115,8 +115,8 @@ def test_recipients_must_belong_to_the_organisation_and_addresses_must_be_valid(
 def test_budget_only_on_own_pay_as_you_go_subscriptions_and_only_by_owner_or_admin(world, azure):
     w = world
     w.topup("100000")
-    licence = subs.order(w.session, w.a_owner, w.plan("basic-m").id, 1, now=NOW).subscription_id
-    foreign = subs.order(w.session, w.a_stranger, w.plan("azure-h").id, 1, now=NOW).subscription_id
+    licence = ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 1, now=NOW).subscription_id
+    foreign = ordering.order(w.session, w.a_stranger, w.plan("azure-h").id, 1, now=NOW).subscription_id
     before = counts(w.session)
     with pytest.raises(Conflict):
         budgets.set_budget(w.session, w.a_owner, licence, amount="1000", recipient_user_ids=[w.owner.id])
@@ -136,6 +136,6 @@ def test_budget_only_on_own_pay_as_you_go_subscriptions_and_only_by_owner_or_adm
 
 def test_budget_on_an_ended_subscription_is_refused(world, azure):
     w = world
-    subs.cancel(w.session, w.a_owner, azure, now=NOW)
+    cancellation.cancel(w.session, w.a_owner, azure, now=NOW)
     with pytest.raises(Conflict):
         budgets.set_budget(w.session, w.a_owner, azure, amount="1000", recipient_user_ids=[w.owner.id])

@@ -4,7 +4,6 @@ rate with the markup, rounded once; safe twice, from two threads, and after a cr
 from __future__ import annotations
 
 import random
-import threading
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -12,11 +11,12 @@ import pytest
 from sqlmodel import Session, select
 
 from noventiq_panel.models import LedgerEntry, UsageRecord
-from noventiq_panel.services.billing import payments
+from noventiq_panel.services.billing import postpaid
 from noventiq_panel.services.usage import rating
 from noventiq_panel.services.core import rates
 
 from tests import factories as f
+from tests.concurrency import at_once
 from tests.services.usage_world import (
     add_usage,
     assert_entries_match_records,
@@ -156,24 +156,12 @@ def _world_with_subs(session, n: int, hours: int = 6):
 def test_two_threads_at_once_charge_each_record_once(engine):
     with Session(engine, expire_on_commit=False) as s:
         _org, subs = _world_with_subs(s, 6)
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
-    results = []
 
-    def worker():
-        try:
-            with Session(engine, expire_on_commit=False) as s:
-                barrier.wait()
-                results.append(rating.rate_usage(s, now=START + timedelta(days=1), batch_subscriptions=2))
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+    def rate():
+        with Session(engine, expire_on_commit=False) as s:
+            return rating.rate_usage(s, now=START + timedelta(days=1), batch_subscriptions=2)
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    results = at_once(rate, rate)  # raises what either raised
     assert sum(r.records for r in results) == 6 * 6 * 3  # together they rated every record once
     with Session(engine) as s:
         assert_ledger_matches_usage(s, *subs)
@@ -263,8 +251,8 @@ def test_month_boundary_in_tashkent_puts_usage_in_its_local_month(session):
         add_usage(session, sub, tashkent(2026, 10, 31, 22), 4)
     rating.rate_usage(session, now=tashkent(2026, 11, 1, 3))
     assert_ledger_matches_usage(session, daily, hourly)
-    october = payments.month_charges(session, org, date(2026, 10, 1))
-    november = payments.month_charges(session, org, date(2026, 11, 1))
+    october = postpaid.month_charges(session, org, date(2026, 10, 1))
+    november = postpaid.month_charges(session, org, date(2026, 11, 1))
     exp = {**{("d", k): v for k, v in expected_charges(session, daily).items()},
            **{("h", k): v for k, v in expected_charges(session, hourly).items()}}
     assert october == -sum(v for (_, k), v in exp.items() if k < tashkent(2026, 11, 1))
@@ -375,19 +363,19 @@ def test_late_usage_of_a_month_already_documented_goes_into_the_next_document(se
 
 def test_the_analytics_roll_up_is_rebuilt_only_where_the_rate_charged_differs(session):
     from noventiq_panel.models import UsageDaily
-    from noventiq_panel.services.reporting import analytics
+    from noventiq_panel.services.usage import rollup
 
     org, plans, _ = payg_world(session, markup="12.5")  # marked-up costs need rounding to 6 decimals
     sub = payg_sub(session, org, plans["azure-h"])
     set_rates(session, date(2026, 11, 9), 2)  # 10 Nov has its own rate
     add_usage(session, sub, START, 6, services=5)
-    analytics.refresh_daily_rollup(session, [sub.id], [date(2026, 11, 10)])  # as the importer does
+    rollup.refresh_daily_rollup(session, [sub.id], [date(2026, 11, 10)])  # as the importer does
     session.commit()
     assert rating.rate_usage(session, now=START + timedelta(hours=7)).rollup_rows == 0  # same rate: kept
 
     tomorrow = START + timedelta(days=1)
     add_usage(session, sub, tomorrow, 2)
-    analytics.refresh_daily_rollup(session, [sub.id], [date(2026, 11, 11)])  # at 11 Nov's rate as known then
+    rollup.refresh_daily_rollup(session, [sub.id], [date(2026, 11, 11)])  # at 11 Nov's rate as known then
     rates.store_rate(session, "USD", date(2026, 11, 11), Decimal("13000.00"), source="manual")  # corrected
     session.commit()
     # rating fixes the corrected rate for 11 Nov: that day's roll-up is rebuilt at it, 10 Nov's is kept

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections import defaultdict
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func
@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from noventiq_panel.models import UsageDaily, UsageRecord
 from noventiq_panel.services.usage import usage_import
-from noventiq_panel.services.core.errors import Forbidden, InvalidInput
+from noventiq_panel.services.core.errors import InvalidInput
 
 from tests.services.analytics_helpers import DATA, REF_A, REF_B, rate, utc, world
 
@@ -188,48 +188,6 @@ def test_import_refreshes_the_daily_rollup(session):
     assert len(session.exec(select(UsageDaily).where(UsageDaily.subscription_id == w.azure.id)).all()) == len(rows)
 
 
-def test_import_folder_moves_done_and_failed_files(session, tmp_path):
-    world(session)
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    (inbox / "a.csv").write_bytes((DATA / "azure_mca.csv").read_bytes())
-    (inbox / "b.csv").write_text("x,y\n1,2\n", encoding="utf-8")
-    (inbox / "notes.txt").write_text("ignored", encoding="utf-8")
-    reports = usage_import.import_folder(session, inbox)
-    assert [(r.source, r.ok, r.imported) for r in reports] == [("a.csv", True, 4), ("b.csv", False, 0)]
-    assert (inbox / "done" / "a.csv").exists() and (inbox / "failed" / "b.csv").exists()
-    assert not (inbox / "a.csv").exists() and (inbox / "notes.txt").exists()
-    saved = json.loads((inbox / "done" / "a.csv.report.json").read_text(encoding="utf-8"))
-    assert saved["imported"] == 4 and saved["totals"] == {"USD": "5.475000"}
-    # The same file dropped again is moved to done/ under another name and adds nothing.
-    (inbox / "a.csv").write_bytes((DATA / "azure_mca.csv").read_bytes())
-    [again] = usage_import.import_folder(session, inbox)
-    assert again.imported == 0 and again.duplicates == 4
-    assert len(list((inbox / "done").glob("a*.csv"))) == 2
-
-
-def test_export_focus_round_trips_the_customers_costs(session):
-    w = world(session, markup="10")
-    rate(session, date(2025, 1, 1), "12000")
-    usage_import.import_file(session, DATA / "azure_mca.csv")
-    data = usage_import.export_focus_bytes(session, w.actor(), date(2025, 1, 1), date(2025, 2, 1))
-    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
-    assert len(rows) == 3  # only this organisation's
-    assert {r["SubAccountId"] for r in rows} == {REF_A}
-    assert {r["BillingCurrency"] for r in rows} == {"UZS"}
-    # 5.325 USD of usage, +10 % markup, at 12 000: the customer's price, not the vendor's cost.
-    assert sum(Decimal(r["BilledCost"]) for r in rows) == Decimal("5.325") * Decimal("1.1") * 12000
-    assert sum(Decimal(r["x_PricingCost"]) for r in rows) == Decimal("5.8575")
-    # Round trip: the export reads back as FOCUS.
-    assert usage_import.detect_format(rows[0].keys()) == "focus"
-
-
-def test_export_checks_access(session):
-    w = world(session)
-    with pytest.raises(Forbidden):
-        usage_import.export_focus(session, w.actor(w.stranger), date(2025, 1, 1), date(2025, 2, 1))
-
-
 def test_cli_import_twice_and_export(sqlite_engine, tmp_path):
     from click.testing import CliRunner
     from sqlmodel import Session
@@ -286,24 +244,6 @@ def test_over_long_values_are_cut_to_the_column_and_gzip_files_read(session, tmp
     rec = session.exec(select(UsageRecord)).one()
     assert (len(rec.service), len(rec.meter), len(rec.resource_id)) == (128, 255, 500)
     assert rec.resource_group == "rg-long" and rec.subscription_id == w.azure.id
-
-
-def test_a_file_left_in_processing_by_a_dead_run_is_taken_again(session, tmp_path):
-    import os
-    import time
-
-    world(session)
-    inbox = tmp_path / "inbox"
-    (inbox / "processing").mkdir(parents=True)
-    fresh = inbox / "processing" / "busy.csv"  # claimed a minute ago by a run still working
-    fresh.write_bytes((DATA / "azure_ea_new.csv").read_bytes())
-    dead = inbox / "processing" / "dead.csv"
-    dead.write_bytes((DATA / "azure_mca.csv").read_bytes())
-    old = time.time() - usage_import.STALE_CLAIM_SECONDS - 60
-    os.utime(dead, (old, old))
-    reports = usage_import.import_folder(session, inbox)
-    assert [(r.source, r.imported) for r in reports] == [("dead.csv", 4)]
-    assert (inbox / "done" / "dead.csv").exists() and fresh.exists()
 
 
 # --- corrections: the vendor sends a line again with revised figures ---------------------------

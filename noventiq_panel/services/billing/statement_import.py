@@ -1,0 +1,262 @@
+"""Bank statement import: each line of the bank's CSV is matched to an invoice and credited.
+
+- A line is matched by the invoice number in its purpose (``invoice_document.normalize_number``)
+  and the payer's tax id, which must be the organisation's. Matched lines credit the balance
+  through ``payments.credit`` (partial and over payments included, a cancelled invoice's money
+  too): a line of exactly the invoice amount that is the invoice's first under ``payment:<id>``
+  (the key an operator confirmation uses, so the same money credits once), every other line
+  under ``payment:<id>:line:<hash>``.
+- A line's identity is the hash of its fields (:func:`line_hash`), not its position: a line
+  already imported, in this file or any earlier one, is a duplicate and changes nothing.
+- Unmatched and unreadable lines are reported with their line numbers; the good ones are imported
+  all the same, in one transaction. Invoices that became paid then have their waiting action
+  completed (``payments.complete_action``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from noventiq_panel.models import Organisation, Payment, PaymentStatus, StatementLine
+from noventiq_panel.models.types import utcnow
+from noventiq_panel.services.billing.invoice_document import normalize_number
+from noventiq_panel.services.billing.payments import complete_action, credit, lock_payment
+from noventiq_panel.services.core import ledger
+from noventiq_panel.services.core.errors import InvalidInput
+from noventiq_panel.services.core.money import to_decimal
+
+
+@dataclass
+class LineResult:
+    line_no: int
+    status: str  # imported | duplicate | unmatched | error
+    reason: str = ""
+    payment_number: str | None = None
+    amount: Decimal | None = None
+    credited: Decimal = Decimal("0.00")
+
+
+def _lines_with(status: str) -> property:
+    return property(lambda self: [r for r in self.lines if r.status == status], doc=f"The lines {status}.")
+
+
+@dataclass
+class ImportReport:
+    lines: list[LineResult] = field(default_factory=list)
+    paid_numbers: list[str] = field(default_factory=list)  # invoices that became paid
+
+    imported = _lines_with("imported")
+    duplicates = _lines_with("duplicate")
+    unmatched = _lines_with("unmatched")
+    errors = _lines_with("error")
+
+    @property
+    def credited(self) -> Decimal:
+        return sum((r.credited for r in self.lines), Decimal("0.00"))
+
+    def summary(self) -> str:
+        return (f"imported {len(self.imported)}, duplicates {len(self.duplicates)}, "
+                f"unmatched {len(self.unmatched)}, errors {len(self.errors)}, credited {self.credited}")
+
+
+_HEADERS = {
+    "date": ("date", "value_date", "дата", "дата платежа", "дата операции"),
+    "amount": ("amount", "sum", "сумма", "сумма платежа"),
+    "payer_tax_id": ("payer_tax_id", "payer tax id", "tax_id", "inn", "payer_inn", "инн", "инн плательщика"),
+    "purpose": ("purpose", "description", "назначение", "назначение платежа"),
+}
+_ORDER = ("date", "amount", "payer_tax_id", "purpose")
+
+
+def _decode(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "cp1251"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise InvalidInput("the statement is neither UTF-8 nor Windows-1251 text", key="error.billing.statement_unreadable")
+
+
+def _read_statement(source) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _decode(bytes(source))
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        try:
+            return _decode(path.read_bytes())
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {path}: {exc.strerror}", key="error.billing.statement_unreadable") from None
+    raise InvalidInput("a statement is CSV bytes or a file path", key="error.billing.statement_unreadable")
+
+
+def _delimiter(text: str) -> str:
+    """``;``, tab or ``,``: the first that splits the first non-empty line into the four fields."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    for candidate in (";", "\t", ","):
+        try:
+            if len(next(csv.reader([first], delimiter=candidate))) >= len(_ORDER):
+                return candidate
+        except (csv.Error, StopIteration):
+            continue
+    return ","
+
+
+def _parse_date(text: str) -> date:
+    text = text.strip()
+    for fmt in ("%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y", "%d.%m.%y"):
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    raise ValueError(f"bad date {text!r}")
+
+
+def _parse_line_amount(text: str) -> Decimal:
+    value = to_decimal(text)
+    if value <= 0:
+        raise ValueError(f"amount must be positive: {text!r}")
+    if value != value.quantize(Decimal("0.01")):
+        raise ValueError(f"amount has more than 2 decimals: {text!r}")
+    if value > Decimal("1000000000000"):
+        raise ValueError(f"amount too large: {text!r}")
+    return value.quantize(Decimal("0.01"))
+
+
+def line_hash(value_date: date, amount: Decimal, payer_tax_id: str, purpose: str) -> str:
+    """The identity of a statement line: its fields, not its position in the file."""
+    canonical = "|".join([value_date.isoformat(), f"{amount:.2f}", payer_tax_id.strip(),
+                          " ".join(purpose.split()).casefold()])
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _columns(header: list[str]) -> dict[str, int] | None:
+    names = [h.strip().strip("\ufeff").lower() for h in header]
+    mapping: dict[str, int] = {}
+    for key, aliases in _HEADERS.items():
+        for i, name in enumerate(names):
+            if name in aliases:
+                mapping[key] = i
+                break
+    return mapping
+
+
+def _match(session: Session, tax_id: str, purpose: str) -> tuple[Payment | None, str]:
+    number = normalize_number(purpose)
+    if number is None:
+        return None, "no invoice number in the purpose"
+    payment = session.exec(select(Payment).where(Payment.number == number)).first()
+    if payment is None:
+        return None, f"invoice {number} not found"
+    org = session.get(Organisation, payment.org_id)
+    if not org.tax_id:
+        return None, f"invoice {number}: the organisation has no tax id to compare"
+    if tax_id != org.tax_id:
+        return None, f"invoice {number}: payer tax id {tax_id or '(empty)'} is not the organisation's"
+    return payment, ""
+
+
+def import_statement(session: Session, csv_bytes_or_path, now: datetime | None = None) -> ImportReport:
+    """Import a bank statement (CSV: date, amount, payer tax id, purpose with the invoice number).
+
+    A header row is optional (names: date/amount/payer_tax_id/purpose or Russian ones); the
+    delimiter may be ``,`` ``;`` or a tab. Each line is matched by the invoice number in its purpose
+    and the payer's tax id (must be the organisation's). Matched lines credit the balance (partial
+    and over payments included); a line already imported (same fields, anywhere in any file) is a
+    duplicate and changes nothing; unmatched and bad lines are reported with their line numbers and
+    the good ones are imported all the same.
+    """
+    now = now or utcnow()
+    text = _read_statement(csv_bytes_or_path)
+    report = ImportReport()
+    delimiter = _delimiter(text)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    columns: dict[str, int] | None = None
+    newly_paid: list[int] = []
+    try:
+        for row in reader:
+            line_no = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if columns is None:
+                try:
+                    _parse_date(row[0])
+                    columns = {k: i for i, k in enumerate(_ORDER)}  # no header: fixed order
+                except ValueError:
+                    columns = _columns(row)
+                    missing = [k for k in _ORDER if k not in columns]
+                    if missing:
+                        raise InvalidInput(f"statement header lacks {', '.join(missing)}",
+                                           key="error.billing.statement_header", missing=", ".join(missing))
+                    continue
+            result = _import_line(session, row, line_no, columns, now, newly_paid)
+            report.lines.append(result)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    for payment_id in newly_paid:
+        payment = session.get(Payment, payment_id)
+        report.paid_numbers.append(payment.number)
+        complete_action(session, payment_id, now)
+    return report
+
+
+def _import_line(session: Session, row: list[str], line_no: int, columns: dict[str, int], now: datetime,
+                 newly_paid: list[int]) -> LineResult:
+    try:
+        cells = {k: row[i] if i < len(row) else None for k, i in columns.items()}
+        if any(value is None for value in cells.values()):
+            raise ValueError(f"expected {len(_ORDER)} fields, got {len(row)}")
+        value_date = _parse_date(cells["date"])
+        amount = _parse_line_amount(cells["amount"])
+        tax_id = (cells["payer_tax_id"] or "").strip()
+        purpose = " ".join((cells["purpose"] or "").split())
+        if len(purpose) > 500 or len(tax_id) > 32:
+            raise ValueError("purpose or tax id too long")
+    except (ValueError, InvalidInput) as exc:
+        return LineResult(line_no, "error", str(exc))
+    digest = line_hash(value_date, amount, tax_id, purpose)
+    if session.exec(select(StatementLine.id).where(StatementLine.line_hash == digest)).first() is not None:
+        return LineResult(line_no, "duplicate", "already imported", amount=amount)
+    payment, reason = _match(session, tax_id, purpose)
+    if payment is None:
+        return LineResult(line_no, "unmatched", reason, payment_number=normalize_number(purpose), amount=amount)
+    org = ledger.lock_organisation(session, payment.org_id)
+    payment = lock_payment(session, payment.id)
+    earlier_lines = session.exec(
+        select(func.count()).select_from(StatementLine).where(StatementLine.payment_id == payment.id)).one()
+    try:
+        with session.begin_nested():
+            session.add(StatementLine(line_hash=digest, value_date=value_date, amount=amount, payer_tax_id=tax_id,
+                                      purpose=purpose, payment_id=payment.id, imported_at=now))
+            session.flush()
+    except IntegrityError:
+        return LineResult(line_no, "duplicate", "already imported", amount=amount)
+    if earlier_lines == 0 and amount == payment.amount:
+        key = f"payment:{payment.id}"  # the same money the operator may have confirmed by hand
+    else:
+        key = f"payment:{payment.id}:line:{digest[:32]}"
+    credited, became_paid = credit(session, payment, org, amount, key, now, "statement", line_hash=digest)
+    if became_paid:
+        newly_paid.append(payment.id)
+    notes = []
+    if credited == 0:
+        notes.append("already confirmed by the operator")
+    if payment.status == PaymentStatus.CANCELLED:
+        notes.append("invoice cancelled: credited to the balance")
+    elif payment.paid_amount > payment.amount and credited > 0:
+        notes.append(f"over payment by {payment.paid_amount - payment.amount}: credited to the balance")
+    elif payment.paid_amount < payment.amount:
+        notes.append(f"partial payment, {payment.amount - payment.paid_amount} still due")
+    return LineResult(line_no, "imported", "; ".join(notes), payment_number=payment.number, amount=amount,
+                      credited=credited)

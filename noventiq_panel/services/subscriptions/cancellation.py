@@ -1,0 +1,113 @@
+"""Cancelling a subscription, and withdrawing a scheduled change.
+
+When every seat is still inside its licence batch's cancellation window, a cancellation ends the
+subscription at once with a pro rata refund of the current billing period; otherwise at the end of
+the term (a scheduled ``cancel`` change that :func:`cancel_scheduled_change` can withdraw). Trials,
+pay-as-you-go and unpaid (grace, suspended for funds) subscriptions end at once, refunding nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from noventiq_panel.models import Organisation, ScheduledChange, Subscription
+from noventiq_panel.models.subscription import ChangeKind
+from noventiq_panel.services.core import audit, authz, clock, proration
+from noventiq_panel.services.core.authz import Actor
+from noventiq_panel.services.core.errors import Conflict
+from noventiq_panel.services.subscriptions import licences
+from noventiq_panel.services.subscriptions.context import (
+    S, Ctx, atomic, cancel_pending, connector, current_period, load, post_pro_rata, pro_rata, require_status,
+    schedule, to_org_currency, utc_now,
+)
+from noventiq_panel.services.subscriptions.quotes import CancelQuote, Outcome
+
+
+def _cancel_plan(session: Session, ctx: Ctx) -> CancelQuote:
+    sub, plan, org, now = ctx.sub, ctx.plan, ctx.org, ctx.now
+    require_status(ctx, S.ACTIVE, S.TRIAL, S.SUSPENDED, S.PENDING)
+    q = CancelQuote(subscription_id=sub.id, immediate=True, currency=org.billing_currency, effective_at=now,
+                    effective_date=clock.local_date(now, org.timezone))
+    if plan.billing_type != "license" or sub.is_trial or sub.status == S.PENDING or sub.grace_until is not None:
+        return q  # nothing paid ahead (or unpaid): ends at once, nothing refunded
+    if sub.term_end is not None and sub.term_end <= now:
+        return q
+    if sub.cancel_at_term_end:
+        raise Conflict("the cancellation is already scheduled", key="error.cancel_already_scheduled")
+    if sub.quantity > 0 and licences.in_window(licences.held(session, sub.id), now) >= sub.quantity:
+        period = current_period(sub, plan, org, now)
+        if not (proration.is_billed_monthly(plan.term, plan.billing_frequency) and sub.next_billing_at is not None
+                and sub.next_billing_at <= now):
+            q.refund_now = to_org_currency(session, pro_rata(ctx, plan, sub.quantity, period), plan, org, ctx.day)[0]
+        return q
+    q.immediate = False
+    q.effective_at = sub.term_end
+    q.effective_date = clock.local_date(sub.term_end, org.timezone)
+    return q
+
+
+def quote_cancel(session: Session, actor: Actor | None, sub_id, *, now: datetime | None = None) -> CancelQuote:
+    """Whether cancelling ends the subscription now (with what refund) or at the term's end."""
+    access = authz.can_read(session, actor)
+    ctx = load(session, access, sub_id, utc_now(now))
+    return _cancel_plan(session, ctx)
+
+
+def cancel(session: Session, actor: Actor | None, sub_id, *, now: datetime | None = None) -> Outcome:
+    """Cancel: at once with a pro rata refund when every seat is inside its cancellation window (key
+    ``cancel:<sub>``), else at the end of the term (``cancel_at_term_end`` and a scheduled change).
+    Trials, pay-as-you-go and unpaid (grace/suspended for funds) subscriptions end at once."""
+    now = utc_now(now)
+    with atomic(session):
+        access = authz.can_write(session, actor)
+        ctx = load(session, access, sub_id, now, lock=True)
+        q = _cancel_plan(session, ctx)
+        sub, plan, org = ctx.sub, ctx.plan, ctx.org
+        outcome = Outcome(sub.id, "cancel", org.billing_currency)
+        if q.immediate:
+            if q.refund_now > 0:
+                period = current_period(sub, plan, org, now)
+                outcome.refunded = post_pro_rata(session, ctx, kind="refund", seats=sub.quantity, period=period,
+                                                 key=f"cancel:{sub.id}", what="отмена, возврат остатка",
+                                                 action="cancel")
+            cancel_pending(session, sub.id)
+            licences.empty(session, [sub.id])
+            connector(ctx.vendor).cancel(sub.vendor_ref)
+            sub.status, sub.cancelled_at, sub.auto_renew = S.CANCELLED, now, False
+            sub.next_billing_at = None
+            outcome.effective_at = now
+        else:
+            sub.cancel_at_term_end = True
+            cancel_pending(session, sub.id, ChangeKind.CANCEL)
+            change = schedule(session, ctx, ChangeKind.CANCEL)
+            outcome.scheduled_change_id, outcome.effective_at = change.id, change.effective_at
+        session.add(sub)
+        audit.record(session, access.actor, "subscription.cancelled" if q.immediate else "subscription.cancel_scheduled",
+                     subscription_id=sub.id, refunded=str(outcome.refunded),
+                     effective_at=outcome.effective_at.isoformat() if outcome.effective_at else None)
+        outcome.status, outcome.quantity = str(sub.status), sub.quantity
+    return outcome
+
+
+def cancel_scheduled_change(session: Session, actor: Actor | None, change_id, *, now: datetime | None = None) -> Outcome:
+    """Withdraw a pending scheduled change (a decrease, a downgrade or a cancellation at term end)."""
+    now = utc_now(now)
+    with atomic(session):
+        access = authz.can_write(session, actor)
+        key = "error.scheduled_change_not_found"
+        change = session.get(ScheduledChange, authz.parse_id(change_id, "scheduled change", key=key))
+        sub = authz.own(session.get(Subscription, change.subscription_id) if change else None, access,
+                        "scheduled change", key=key)
+        if change.status != "pending":
+            raise Conflict("the change is no longer pending", key="error.change_not_pending")
+        change.status = "cancelled"
+        if change.kind == ChangeKind.CANCEL:
+            sub.cancel_at_term_end = False
+        session.add_all([change, sub])
+        audit.record(session, access.actor, "subscription.scheduled_change_cancelled", subscription_id=sub.id,
+                     change_id=change.id, kind=change.kind)
+        outcome = Outcome(sub.id, "cancel_scheduled_change", session.get(Organisation, access.org_id).billing_currency,
+                          sub.status, sub.quantity, scheduled_change_id=change.id)
+    return outcome

@@ -1,0 +1,139 @@
+"""Changing a subscription's licence count.
+
+- **Increase** mid-term: the added seats cost ``period price x seats x remaining days / days of
+  the current billing period`` (the term, or the current month of a yearly plan billed monthly;
+  :func:`proration.pro_rata_charge`) and come as a new licence batch with its own cancellation
+  window.
+- **Decrease**: seats still inside the cancellation window of the batch they came with
+  (``plan.cancellation_window_hours``, 168 h, counted from purchase, renewal or increase) go at once
+  with the same pro rata refund, newest first; the rest is a scheduled change applied at the next
+  renewal. A new quantity change replaces a pending scheduled one.
+- A trial's seats change for free, within the trial's maximum.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+
+from sqlmodel import Session
+
+from noventiq_panel.models.subscription import ChangeKind
+from noventiq_panel.services.core import audit, authz, clock, ledger, proration
+from noventiq_panel.services.core.authz import Actor
+from noventiq_panel.services.core.errors import InvalidInput
+from noventiq_panel.services.core.money import parse_quantity
+from noventiq_panel.services.subscriptions import licences
+from noventiq_panel.services.subscriptions.context import (
+    S, Ctx, atomic, cancel_pending, connector, current_period, load, mail_actor, parse_token, post_pro_rata,
+    pro_rata, require_licence, require_status, require_term_running, schedule, seat_price, shortfall,
+    to_org_currency, utc_now,
+)
+from noventiq_panel.services.subscriptions.quotes import Outcome, QuantityQuote
+
+
+def _quantity_plan(session: Session, ctx: Ctx, quantity) -> tuple[QuantityQuote, proration.Period | None]:
+    """The quote of the change and the billing period it is priced over (None for a trial)."""
+    require_licence(ctx)
+    require_status(ctx, S.ACTIVE, S.TRIAL)
+    require_term_running(ctx)
+    sub, plan, org, now = ctx.sub, ctx.plan, ctx.org, ctx.now
+    maximum = plan.trial_max_quantity if sub.is_trial else plan.max_quantity
+    new = parse_quantity(quantity, minimum=max(1, plan.min_quantity), maximum=maximum)
+    old = sub.quantity
+    if new == old:
+        raise InvalidInput("the quantity is unchanged", field="quantity", key="error.quantity_unchanged")
+    q = QuantityQuote(subscription_id=sub.id, old_quantity=old, new_quantity=new, currency=org.billing_currency,
+                      quantity_now=new)
+    q.available = ledger.available(session, org)
+    if sub.is_trial:
+        q.free = True
+        return q, None
+    period = current_period(sub, plan, org, now)
+    q.period_start, q.period_end = period.start, period.end
+    q.remaining_days, q.total_days = proration.days_remaining(period.start, period.end, now, org.timezone)
+    q.recurring_price = to_org_currency(session, seat_price(plan) * new, plan, org, ctx.day)[0]
+    if new > old:
+        q.charge_now = to_org_currency(session, pro_rata(ctx, plan, new - old, period), plan, org, ctx.day)[0]
+        q.shortfall = shortfall(q.charge_now, q.available)
+        return q, period
+    removable = min(old - new, licences.in_window(licences.held(session, sub.id), now))
+    q.removed_now = removable
+    q.quantity_now = old - removable
+    if removable:
+        q.refund_now = to_org_currency(session, pro_rata(ctx, plan, removable, period), plan, org, ctx.day)[0]
+    if q.quantity_now != new:
+        q.scheduled_quantity = new
+        q.effective_at = sub.term_end
+        q.effective_date = clock.local_date(sub.term_end, org.timezone)
+    return q, period
+
+
+def quote_quantity_change(session: Session, actor: Actor | None, sub_id, quantity, *,
+                          now: datetime | None = None) -> QuantityQuote:
+    """What changing to ``quantity`` seats would do: charge or refund now, seats now, and what waits
+    for the next renewal. Nothing is written."""
+    access = authz.can_read(session, actor)
+    ctx = load(session, access, sub_id, utc_now(now))
+    return _quantity_plan(session, ctx, quantity)[0]
+
+
+def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, change_id: str | None = None,
+                    now: datetime | None = None) -> Outcome:
+    """Change the licence count (Owner/Admin); see the module rules. ``change_id`` (8-64 characters,
+    one per confirmation) keys the money (``qty:<sub>:<change_id>``): a retried request with the same
+    id does nothing more."""
+    now = utc_now(now)
+    with atomic(session):
+        access = authz.can_write(session, actor)
+        change_id = parse_token(change_id, "change_id") or uuid.uuid4().hex
+        ctx = load(session, access, sub_id, now, lock=True)
+        sub, plan, org = ctx.sub, ctx.plan, ctx.org
+        key = f"qty:{sub.id}:{change_id}"
+        if (done := ledger.find(session, key)) is not None:
+            return Outcome(sub.id, "quantity", org.billing_currency, sub.status, sub.quantity,
+                           charged=max(-done.amount, Decimal("0.00")), refunded=max(done.amount, Decimal("0.00")),
+                           already_done=True)
+        q, period = _quantity_plan(session, ctx, quantity)
+        old = sub.quantity
+        outcome = Outcome(sub.id, "quantity", org.billing_currency)
+        vendor = connector(ctx.vendor)
+        cancel_pending(session, sub.id, ChangeKind.QUANTITY)
+        if q.new_quantity > old:
+            if q.charge_now > 0:
+                ledger.require_funds(session, org, q.charge_now)
+            sub.quantity = q.new_quantity
+            if not q.free:
+                added = q.new_quantity - old
+                licences.add(session, sub.id, added, now, plan.cancellation_window_hours, "increase")
+                outcome.charged = post_pro_rata(session, ctx, kind="charge", seats=added, period=period, key=key,
+                                                what=f"увеличение {old} → {q.new_quantity}", action="increase")
+            vendor.change_quantity(sub.vendor_ref, sub.quantity)
+        else:
+            if q.free:
+                sub.quantity = q.new_quantity
+                vendor.change_quantity(sub.vendor_ref, sub.quantity)
+            if q.removed_now:
+                licences.take_back(session, sub.id, q.removed_now, now)
+                sub.quantity = q.quantity_now
+                outcome.refunded = post_pro_rata(session, ctx, kind="refund", seats=q.removed_now, period=period,
+                                                 key=key, what=f"уменьшение {old} → {q.quantity_now}, возврат",
+                                                 action="decrease")
+                vendor.change_quantity(sub.vendor_ref, sub.quantity)
+            if q.scheduled_quantity is not None:
+                change = schedule(session, ctx, ChangeKind.QUANTITY, new_quantity=q.scheduled_quantity)
+                outcome.scheduled_change_id, outcome.effective_at = change.id, change.effective_at
+        session.add(sub)
+        audit.record(session, access.actor, "subscription.quantity_changed", subscription_id=sub.id,
+                     old_quantity=old, new_quantity=sub.quantity, requested=q.new_quantity,
+                     scheduled_quantity=q.scheduled_quantity, charged=str(outcome.charged),
+                     refunded=str(outcome.refunded), change_id=change_id)
+        context = {"product": ctx.product.name, "old_quantity": old, "new_quantity": q.new_quantity,
+                   "amount": outcome.charged - outcome.refunded, "currency": org.billing_currency,
+                   "subscription_id": sub.id}
+        if q.scheduled_quantity is not None:
+            context["scheduled_for"] = clock.local_date(sub.term_end, org.timezone)
+        mail_actor(session, access, "licence_changed", context, now=now)
+        outcome.status, outcome.quantity = str(sub.status), sub.quantity
+    return outcome

@@ -1,0 +1,173 @@
+"""Ordering a subscription, and its price before it is placed.
+
+The first billing period is charged at once (the whole term when billed upfront, the first monthly
+instalment of a yearly plan billed monthly), converted from the plan's currency at the day's rate,
+which is stored on the ledger entry. Prepaid: only if the balance covers it, else
+:class:`InsufficientFunds` with the shortfall (nothing is created); postpaid: balance plus credit
+limit. Trials are free, up to ``plan.trial_max_quantity`` seats, once per product and organisation.
+Pay-as-you-go subscriptions cost nothing at order: usage is rated later. A licence order opens the
+first licence batch and its cancellation window.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from noventiq_panel.models import Organisation, Plan, Subscription
+from noventiq_panel.services.catalog import catalog
+from noventiq_panel.services.core import audit, authz, clock, ledger, proration
+from noventiq_panel.services.core.authz import Actor
+from noventiq_panel.services.core.errors import Conflict
+from noventiq_panel.services.core.money import parse_quantity
+from noventiq_panel.services.subscriptions import licences, provisioning
+from noventiq_panel.services.subscriptions.context import (
+    S, atomic, connector, describe, mail_actor, parse_bool, parse_token, post_money, seat_price, shortfall,
+    to_org_currency, utc_now,
+)
+from noventiq_panel.services.subscriptions.quotes import OrderQuote, Outcome
+
+
+def order_quantity(plan: Plan, quantity) -> int:
+    """The seats of an order, within the plan's limits (a trial's own maximum)."""
+    maximum = plan.trial_max_quantity if plan.trial_days > 0 else plan.max_quantity
+    return parse_quantity(quantity, minimum=max(1, plan.min_quantity), maximum=maximum)
+
+
+def _trial_used(session: Session, org_id: int, product_id: int) -> bool:
+    """Has the organisation ever had a trial of this product (any status, converted included)?"""
+    row = session.exec(
+        select(Subscription.id).join(Plan, Plan.id == Subscription.plan_id)
+        .where(Subscription.org_id == org_id, Plan.product_id == product_id,
+               or_(col(Subscription.trial_ends_at).is_not(None), Subscription.is_trial == True))  # noqa: E712
+        .limit(1)
+    ).first()
+    return row is not None
+
+
+def order_quote(session: Session, org: Organisation, info: catalog.PlanInfo, quantity: int, now: datetime) -> OrderQuote:
+    """The price of ``quantity`` seats of the plan ordered at ``now`` by ``org`` (an organisation
+    not stored yet for a guest); nothing is written."""
+    plan, product, vendor = info.plan, info.product, info.vendor
+    tz = org.timezone
+    day = clock.local_date(now, tz)
+    is_trial = plan.trial_days > 0
+    is_payg = plan.billing_type == "payg"
+    if is_trial and _trial_used(session, org.id, product.id):
+        raise Conflict("a trial of this product was already used", key="error.trial_already_used",
+                       product=product.name)
+    term_end = next_billing = trial_ends = None
+    price_now = recurring = Decimal("0.00")
+    unit = Decimal("0")
+    rate = Decimal(1)
+    recurring_period = None
+    renewal_date = None
+    if is_trial:
+        trial_ends = term_end = proration.trial_end(now, plan.trial_days, tz)
+        renewal_date = clock.local_date(term_end, tz)
+    elif not is_payg:
+        term_end = proration.term_end(now, plan.term, tz)
+        period = proration.billing_period(now, term_end, plan.term, plan.billing_frequency, now, tz)
+        unit = seat_price(plan)
+        price_now, _raw, rate = to_org_currency(session, unit * quantity, plan, org, day)
+        recurring = price_now
+        recurring_period = "month" if proration.is_billed_monthly(plan.term, plan.billing_frequency) \
+            else (plan.term or "month")
+        next_billing = proration.next_period_start(period, term_end)
+        renewal_date = clock.local_date(term_end, tz)
+    available = ledger.available(session, org)
+    return OrderQuote(
+        plan_id=plan.id, plan_code=plan.code, plan_name=plan.name, product_name=product.name,
+        vendor_name=vendor.name, quantity=quantity, currency=org.billing_currency, plan_currency=plan.currency,
+        unit_price=unit, price_now=price_now, recurring_price=recurring, recurring_period=recurring_period,
+        fx_rate=rate, fx_date=day, term_start=now, term_end=term_end, renewal_date=renewal_date,
+        next_billing_at=next_billing,
+        next_charge_date=clock.local_date(next_billing, tz) if next_billing else (
+            renewal_date if not is_trial and not is_payg else None),
+        is_trial=is_trial, trial_ends_at=trial_ends,
+        converts_to=plan.trial_converts_to, is_payg=is_payg, available=available,
+        shortfall=shortfall(price_now, available),
+    )
+
+
+def quote_order(session: Session, actor: Actor | None, plan_id, quantity, *, now: datetime | None = None) -> OrderQuote:
+    """Price an order (nothing is written): price now, recurring price, renewal date, shortfall.
+    Raises the same errors :func:`order` would, except for missing funds (reported as shortfall)."""
+    access = authz.can_read(session, actor)
+    now = utc_now(now)
+    info = catalog.get_plan(session, plan_id)
+    quantity = order_quantity(info.plan, quantity)
+    org = session.get(Organisation, access.org_id)
+    return order_quote(session, org, info, quantity, now)
+
+
+def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_convert: bool = False,
+          request_id: str | None = None, now: datetime | None = None) -> Outcome:
+    """Order a subscription of ``quantity`` seats of the plan (Owner/Admin).
+
+    The first billing period is charged at once; prepaid organisations need the balance to cover
+    it (else InsufficientFunds with the shortfall and nothing is created). ``request_id`` (8-64
+    characters, made once per order dialog) makes a retried request return the first result
+    instead of charging again (charge key ``order:<org>:<request_id>``; without it
+    ``order:<subscription id>``). Trials: ``trial_convert`` = become the paid plan when the trial ends.
+    """
+    now = utc_now(now)
+    with atomic(session):
+        access = authz.can_write(session, actor)
+        info = catalog.get_plan(session, plan_id)
+        plan, product, vendor = info.plan, info.product, info.vendor
+        quantity = order_quantity(plan, quantity)
+        trial_convert = parse_bool(trial_convert, "trial_convert")
+        request_id = parse_token(request_id, "request_id")
+        org = ledger.lock_organisation(session, access.org_id)
+        key = f"order:{org.id}:{request_id}" if request_id else None
+        if key and (done := ledger.find(session, key)) is not None:
+            sub = session.get(Subscription, done.subscription_id)
+            return Outcome(sub.id, "order", org.billing_currency, sub.status, sub.quantity,
+                           charged=-done.amount, already_done=True)
+        quote = order_quote(session, org, info, quantity, now)
+        if quote.price_now > 0:
+            ledger.require_funds(session, org, quote.price_now)
+        is_trial = quote.is_trial
+        sub = Subscription(
+            org_id=org.id, plan_id=plan.id, name=product.name, status=S.PENDING, quantity=quantity,
+            term_start=now, term_end=quote.term_end, next_billing_at=quote.next_billing_at,
+            auto_renew=not is_trial and not quote.is_payg, is_trial=is_trial, trial_ends_at=quote.trial_ends_at,
+            trial_convert=trial_convert if is_trial else False, created_at=now,
+        )
+        session.add(sub)
+        session.flush()
+        result = connector(vendor).provision(provisioning.ProvisionRequest(
+            org_id=org.id, subscription_id=sub.id, vendor_code=vendor.code, product_code=product.code,
+            plan_code=plan.code, quantity=quantity, is_trial=is_trial))
+        sub.vendor_ref = result.vendor_ref
+        if result.active:
+            sub.status = S.TRIAL if is_trial else S.ACTIVE
+            sub.activated_at = now
+        if plan.billing_type == "license" and not is_trial:
+            licences.add(session, sub.id, quantity, now, plan.cancellation_window_hours, "purchase")
+        charged = Decimal("0.00")
+        if quote.price_now > 0:
+            period = proration.billing_period(now, quote.term_end, plan.term, plan.billing_frequency, now, org.timezone)
+            charged = post_money(
+                session, org=org, sub=sub, plan=plan, kind="charge",
+                plan_amount=quote.unit_price * quantity, key=key or f"order:{sub.id}",
+                description=describe(product, plan, f"заказ, {quantity} шт."),
+                quantity=quantity, now=now, period=(period.start, period.end), user_id=access.user_id,
+                meta={"action": "order", "plan": plan.code},
+            )
+        session.add(sub)
+        audit.record(session, access.actor, "subscription.ordered", subscription_id=sub.id, plan=plan.code,
+                     quantity=quantity, amount=str(charged), currency=org.billing_currency, trial=is_trial)
+        context = {"product": product.name, "plan": plan.name, "quantity": quantity, "amount": charged,
+                   "currency": org.billing_currency, "subscription_id": sub.id}
+        if is_trial:
+            context["trial_ends_on"] = clock.local_date(quote.trial_ends_at, org.timezone)
+        elif quote.term_end:
+            context["period_end"] = clock.local_date(quote.term_end, org.timezone)
+        mail_actor(session, access, "order_confirmed", context, now=now)
+        outcome = Outcome(sub.id, "order", org.billing_currency, sub.status, sub.quantity, charged=charged)
+    return outcome

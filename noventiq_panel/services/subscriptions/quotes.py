@@ -1,0 +1,120 @@
+"""What the subscription operations return: an :class:`Outcome` (what was done) and the quotes
+(what an operation would do, computed without writing anything). Amounts are in the organisation's
+billing currency, positive numbers, rounded as the ledger rounds them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+
+class _Result:
+    """``as_dict``: the result as a plain dict (pages, JSON)."""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Outcome(_Result):
+    """What an operation did. Amounts are in the organisation's currency, positive numbers."""
+
+    subscription_id: int
+    action: str
+    currency: str
+    status: str = ""
+    quantity: int = 0
+    charged: Decimal = Decimal("0.00")
+    refunded: Decimal = Decimal("0.00")
+    scheduled_change_id: int | None = None
+    effective_at: datetime | None = None
+    already_done: bool = False
+
+    def __post_init__(self):
+        self.status = str(self.status)
+
+
+@dataclass
+class OrderQuote(_Result):
+    """The price of an order before it is placed (nothing is written)."""
+
+    plan_id: int
+    plan_code: str
+    plan_name: str
+    product_name: str
+    vendor_name: str
+    quantity: int
+    currency: str  # the organisation's
+    plan_currency: str
+    unit_price: Decimal  # per seat per billing period, plan currency
+    price_now: Decimal  # charged at once, org currency, rounded
+    recurring_price: Decimal  # per billing period at this quantity, org currency
+    recurring_period: str | None  # "month" | "year" | None (pay-as-you-go, trial)
+    fx_rate: Decimal
+    fx_date: date
+    term_start: datetime
+    term_end: datetime | None
+    renewal_date: date | None  # local date the next term starts (the trial ends)
+    next_billing_at: datetime | None
+    next_charge_date: date | None  # local date of the next charge (instalment or renewal)
+    is_trial: bool
+    trial_ends_at: datetime | None
+    converts_to: str | None
+    is_payg: bool
+    available: Decimal
+    shortfall: Decimal  # 0 when the balance covers price_now
+
+
+@dataclass
+class QuantityQuote(_Result):
+    """What a licence-count change would do now and at the next renewal."""
+
+    subscription_id: int
+    old_quantity: int
+    new_quantity: int
+    currency: str
+    charge_now: Decimal = Decimal("0.00")
+    refund_now: Decimal = Decimal("0.00")
+    quantity_now: int = 0  # seats right after the change
+    removed_now: int = 0  # seats removed at once (inside their window)
+    scheduled_quantity: int | None = None  # seats from the next renewal, when a decrease waits
+    effective_at: datetime | None = None  # when the scheduled part applies
+    effective_date: date | None = None  # its local date (organisation's time zone)
+    remaining_days: int = 0
+    total_days: int = 0
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    recurring_price: Decimal = Decimal("0.00")  # per billing period at the final quantity
+    available: Decimal = Decimal("0.00")
+    shortfall: Decimal = Decimal("0.00")
+    free: bool = False  # a trial: nothing is charged
+
+
+@dataclass
+class PlanChangeQuote(_Result):
+    subscription_id: int
+    from_plan: str
+    to_plan: str
+    to_plan_id: int
+    direction: str  # "upgrade" | "downgrade"
+    immediate: bool
+    currency: str
+    charge_now: Decimal = Decimal("0.00")
+    refund_now: Decimal = Decimal("0.00")
+    effective_at: datetime | None = None
+    effective_date: date | None = None
+    new_term: bool = False  # the upgrade starts a new term today
+    recurring_price: Decimal = Decimal("0.00")
+    available: Decimal = Decimal("0.00")
+    shortfall: Decimal = Decimal("0.00")
+
+
+@dataclass
+class CancelQuote(_Result):
+    subscription_id: int
+    immediate: bool
+    currency: str
+    refund_now: Decimal = Decimal("0.00")
+    effective_at: datetime | None = None
+    effective_date: date | None = None

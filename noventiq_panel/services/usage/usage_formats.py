@@ -1,0 +1,362 @@
+"""The vendors' usage exports: their formats, reading a row, and a row's identity.
+
+Formats:
+- FinOps FOCUS 1.0 and later (``ChargePeriodStart``, ``ChargePeriodEnd``, ``BilledCost``,
+  ``BillingCurrency``, ``ServiceName``, ``ResourceId``, ``SubAccountId``, ...). Rows of
+  ``ChargeCategory`` *Tax* are skipped (the panel bills its own VAT); provider-specific ``x_``
+  columns, ``RegionName`` and the rest are not needed (``x_ResourceGroupName`` is used when the
+  resource id does not name a resource group).
+- Azure cost-management export, actual cost, daily (``Date``, ``MeterCategory``, ``MeterName``,
+  ``ResourceGroup``/``ResourceGroupName``, ``ResourceId``/``InstanceId``,
+  ``CostInBillingCurrency``/``Cost``/``PreTaxCost``, ``BillingCurrency``/``BillingCurrencyCode``/
+  ``Currency``, ``SubscriptionId``/``SubscriptionGuid``, ...), in any letter case (newer exports
+  write ``costInBillingCurrency``), dates as ``MM/DD/YYYY`` or ISO.
+
+A UTF-8 byte-order mark is ignored; ``;`` and tab separated files are recognised by their header.
+Figures are read to 6 decimals (half-up); a row that cannot be read raises :class:`BadRow` with
+the reason the report shows.
+
+Row identity (:class:`RowKey`): ``source_key`` is a hash of the row's content (format and every
+non-empty column, independent of the column order and of the line number); ``line_key`` the same
+hash without the figures (``MEASURE_COLUMNS``: costs, quantities, prices, exchange rates) and
+without ``VOLATILE_COLUMNS`` (invoice ids), so a revised line of a later export has the same
+``line_key`` (``usage_import`` records it as a correction).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import operator
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import IO
+
+from noventiq_panel.services.core.errors import InvalidInput
+
+FOCUS = "focus"
+AZURE = "azure"
+FORMATS = (FOCUS, AZURE)
+MICRO = Decimal("0.000001")
+MAX_VALUE = Decimal("1000000000000")  # |cost| or quantity above 10**12 is an input error
+
+# Canonical field -> header names (lower case), in order of preference.
+FOCUS_COLUMNS: dict[str, tuple[str, ...]] = {
+    "start": ("chargeperiodstart",),
+    "end": ("chargeperiodend",),
+    "cost": ("billedcost",),
+    "currency": ("billingcurrency",),
+    "service": ("servicename",),
+    "category": ("servicecategory",),
+    "description": ("chargedescription",),
+    "resource_id": ("resourceid",),
+    "resource_name": ("resourcename",),
+    "resource_group": ("x_resourcegroupname",),
+    "subscription": ("subaccountid",),
+    "quantity": ("consumedquantity",),
+    "unit": ("consumedunit",),
+    "charge_category": ("chargecategory",),
+}
+FOCUS_REQUIRED = ("start", "end", "cost", "currency", "subscription")
+
+AZURE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "date": ("date", "usagedate", "usagedatetime"),
+    "service": ("metercategory",),
+    "subcategory": ("metersubcategory",),
+    "meter": ("metername",),
+    "resource_group": ("resourcegroup", "resourcegroupname"),
+    "resource_id": ("resourceid", "instanceid"),
+    "resource_name": ("resourcename",),
+    "quantity": ("quantity", "usagequantity", "consumedquantity"),
+    "unit": ("unitofmeasure",),
+    "cost": ("costinbillingcurrency", "cost", "pretaxcost"),
+    "currency": ("billingcurrency", "billingcurrencycode", "currency"),
+    "subscription": ("subscriptionid", "subscriptionguid"),
+}
+AZURE_REQUIRED = ("date", "cost", "subscription")
+
+# Columns that are figures of a line, not its identity (lower case; see "Row identity" above).
+MEASURE_COLUMNS = frozenset({
+    # FOCUS
+    "billedcost", "effectivecost", "listcost", "contractedcost", "consumedquantity", "pricingquantity",
+    "listunitprice", "contractedunitprice",
+    # Azure cost details (EA, MCA, legacy)
+    "cost", "costinbillingcurrency", "costinusd", "costinpricingcurrency", "pretaxcost", "quantity",
+    "usagequantity", "unitprice", "effectiveprice", "paygprice", "paygcostinbillingcurrency", "paygcostinusd",
+    "exchangeratepricingtobilling", "exchangeratedate", "resourcerate",
+})
+_MEASURE_PARTS = ("cost", "unitprice", "exchangerate")  # provider columns (x_…) holding figures
+VOLATILE_COLUMNS = frozenset({"invoiceid", "x_invoiceid", "invoicesectionid", "x_invoicesectionid"})
+
+
+def _is_measure(name: str) -> bool:
+    return name in MEASURE_COLUMNS or (name.startswith("x_") and any(p in name for p in _MEASURE_PARTS))
+
+_RG_IN_ID = re.compile(r"/resourcegroups/([^/]+)", re.IGNORECASE)
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+class BadRow(ValueError):
+    """A row that cannot be imported; the message is the reason shown in the report."""
+
+
+
+def _norm_header(name: str) -> str:
+    return name.strip().lstrip("\ufeff").strip().strip('"').lower()
+
+
+def detect_format(header: Iterable[str]) -> str | None:
+    names = {_norm_header(h) for h in header}
+    if {"chargeperiodstart", "billedcost"} <= names:
+        return FOCUS
+    has_cost = any(c in names for c in AZURE_COLUMNS["cost"])
+    if has_cost and ("metercategory" in names or any(c in names for c in AZURE_COLUMNS["date"])):
+        return AZURE
+    return None
+
+
+def _resolve(header: list[str], columns: dict[str, tuple[str, ...]]) -> dict[str, list[int]]:
+    index: dict[str, int] = {}
+    for i, h in enumerate(header):
+        index.setdefault(_norm_header(h), i)
+    return {name: [index[a] for a in aliases if a in index] for name, aliases in columns.items()}
+
+
+def _decimal(raw: str, what: str, *, required: bool = True) -> Decimal:
+    text = raw.strip()
+    if not text:
+        if required:
+            raise BadRow(f"{what}: empty")
+        return Decimal(0)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        try:  # "1 234,56" written by a spreadsheet in some locales
+            value = Decimal(text.replace("\u00a0", "").replace(" ", "").replace(",", "."))
+        except InvalidOperation:
+            raise BadRow(f"{what}: not a number: {raw[:40]!r}") from None
+    if not value.is_finite():
+        raise BadRow(f"{what}: not a number: {raw[:40]!r}")
+    value = value.quantize(MICRO, rounding=ROUND_HALF_UP)
+    if abs(value) >= MAX_VALUE:
+        raise BadRow(f"{what}: out of range: {raw[:40]!r}")
+    return value
+
+
+class _DateParser:
+    """Cached date parsing (an export repeats the same few dates millions of times)."""
+
+    def __init__(self):
+        self._cache: dict[str, datetime] = {}
+
+    def instant(self, raw: str, what: str) -> datetime:
+        hit = self._cache.get(raw)
+        if hit is not None:
+            return hit
+        text = raw.strip()
+        if not text:
+            raise BadRow(f"{what}: empty")
+        try:
+            if "/" in text:  # Azure: MM/DD/YYYY (optionally with a time)
+                month, day, year = text.split(" ", 1)[0].split("/")
+                value = datetime(int(year), int(month), int(day), tzinfo=timezone.utc)
+            else:
+                value = datetime.fromisoformat(text.replace(" UTC", "").replace("z", "Z"))
+                value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        except (ValueError, TypeError):
+            raise BadRow(f"{what}: not a date: {raw[:40]!r}") from None
+        if not 1990 <= value.year <= 2200:
+            raise BadRow(f"{what}: not a date: {raw[:40]!r}")
+        if len(self._cache) > 50000:
+            self._cache.clear()
+        self._cache[raw] = value
+        return value
+
+    def day(self, raw: str, what: str) -> datetime:
+        value = self.instant(raw, what)
+        return value.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def normalise_ref(ref: str) -> str:
+    ref = ref.strip().lower()
+    if ref.startswith("/subscriptions/"):
+        ref = ref[len("/subscriptions/"):].split("/", 1)[0]
+    return ref
+
+
+
+class _RowKey:
+    """The row's identity, as ``(source_key, line_key)``: sha256 of the format and the non-empty
+    ``column=value`` pairs, columns in name order (so the keys depend neither on the line number
+    nor on the column order); every column for ``source_key``, the line's identity columns only
+    (no figures, no invoice id) for ``line_key`` (its first 32 hex digits)."""
+
+    def __init__(self, fmt: str, header: list[str]):
+        named = sorted((_norm_header(h), i) for i, h in enumerate(header) if h.strip())
+        identity = [(name, i) for name, i in named if not (_is_measure(name) or name in VOLATILE_COLUMNS)]
+        self.prefix = fmt.encode()
+        self.names = [f"{name}=" for name, _ in named]
+        self.getter = self._getter([i for _, i in named])
+        self.id_names = [f"{name}=" for name, _ in identity]
+        self.id_getter = self._getter([i for _, i in identity])
+
+    @staticmethod
+    def _getter(indexes: list[int]):
+        if not indexes:
+            return lambda row: ()
+        if len(indexes) == 1:
+            return lambda row: (row[indexes[0]],)
+        return operator.itemgetter(*indexes)
+
+    def __call__(self, row: list[str]) -> tuple[str, str]:
+        content = "\x1f".join([n + v for n, v in zip(self.names, self.getter(row)) if v])
+        identity = "\x1f".join([n + v for n, v in zip(self.id_names, self.id_getter(row)) if v])
+        return (hashlib.sha256(self.prefix + b"\x1f" + content.encode("utf-8")).hexdigest(),
+                hashlib.sha256(self.prefix + b"\x1e" + identity.encode("utf-8")).hexdigest()[:32])
+
+
+def _first(row: list[str], idx: list[int]) -> str:
+    if len(idx) == 1:
+        return row[idx[0]].strip()
+    for i in idx:
+        if i < len(row):
+            v = row[i].strip()
+            if v:
+                return v
+    return ""
+
+
+def _resource_group(resource_id: str) -> str:
+    m = _RG_IN_ID.search(resource_id)
+    return m.group(1) if m else ""
+
+
+# Row parsers: return the canonical values (without org/subscription) or raise BadRow;
+# return None for a row that is skipped on purpose.
+
+
+def _parse_focus(row: list[str], cols: dict[str, list[int]], dates: _DateParser) -> dict | None:
+    category = _first(row, cols["charge_category"])
+    if category.lower() == "tax":
+        return None
+    start = dates.instant(_first(row, cols["start"]), "ChargePeriodStart")
+    end = dates.instant(_first(row, cols["end"]), "ChargePeriodEnd")
+    if end < start:
+        raise BadRow("ChargePeriodEnd is before ChargePeriodStart")
+    if end == start:
+        end = start + timedelta(hours=1)
+    currency = _first(row, cols["currency"]).upper()
+    if not _CURRENCY.fullmatch(currency):
+        raise BadRow(f"BillingCurrency: not a currency code: {currency[:10]!r}")
+    resource_id = _first(row, cols["resource_id"])
+    return {
+        "period_start": start, "period_end": end,
+        "cost": _decimal(_first(row, cols["cost"]), "BilledCost"),
+        "currency": currency,
+        "service": (_first(row, cols["service"]) or _first(row, cols["category"]))[:128],
+        "meter": (_first(row, cols["description"]) or _first(row, cols["category"]))[:255],
+        "resource_id": resource_id[:500],
+        "resource_name": (_first(row, cols["resource_name"]) or resource_id.rsplit("/", 1)[-1])[:255],
+        "resource_group": (_resource_group(resource_id) or _first(row, cols["resource_group"]))[:255],
+        "quantity": _decimal(_first(row, cols["quantity"]), "ConsumedQuantity", required=False),
+        "unit": _first(row, cols["unit"])[:64],
+    }
+
+
+def _parse_azure(row: list[str], cols: dict[str, list[int]], dates: _DateParser) -> dict:
+    start = dates.day(_first(row, cols["date"]), "Date")
+    currency = _first(row, cols["currency"]).upper()
+    if cols["currency"] and not _CURRENCY.fullmatch(currency):
+        raise BadRow(f"BillingCurrency: not a currency code: {currency[:10]!r}")
+    sub, name = _first(row, cols["subcategory"]), _first(row, cols["meter"])
+    resource_id = _first(row, cols["resource_id"])
+    return {
+        "period_start": start, "period_end": start + timedelta(days=1),
+        "cost": _decimal(_first(row, cols["cost"]), "Cost"),
+        "currency": currency,  # "" when the export has no currency column: the plan's currency
+        "service": _first(row, cols["service"])[:128],
+        "meter": (f"{sub} / {name}" if sub and name and sub != name else (name or sub))[:255],
+        "resource_id": resource_id[:500],
+        "resource_name": (_first(row, cols["resource_name"]) or resource_id.rsplit("/", 1)[-1])[:255],
+        "resource_group": (_first(row, cols["resource_group"]) or _resource_group(resource_id))[:255],
+        "quantity": _decimal(_first(row, cols["quantity"]), "Quantity", required=False),
+        "unit": _first(row, cols["unit"])[:64],
+    }
+
+
+def _sniff_delimiter(first_line: str) -> str:
+    counts = {d: first_line.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] > 0 else ","
+
+
+
+class UsageCsv:
+    """A usage export opened for reading: its format (given, or detected from the header), its
+    columns, and its data rows. An empty file, an unknown format or missing required columns raise
+    ``InvalidInput`` here, before anything is read further."""
+
+    def __init__(self, stream: IO[str], fmt: str | None = None):
+        first_line = stream.readline()
+        if not first_line.strip():
+            raise InvalidInput("the file is empty", key="error.usage_empty")
+        first_line = first_line.lstrip("\ufeff")
+        self._reader = csv.reader(itertools.chain([first_line], stream), delimiter=_sniff_delimiter(first_line))
+        header = next(self._reader)
+        detected = detect_format(header)
+        if fmt is None:
+            fmt = detected
+            if fmt is None:
+                raise InvalidInput("unknown usage file format (neither FOCUS nor Azure cost export)",
+                                   key="error.usage_format_unknown")
+        fmt = fmt.lower()
+        if fmt not in FORMATS:
+            raise InvalidInput(f"unknown format {fmt!r}", field="format", key="error.usage_format_unknown")
+        columns, required = (FOCUS_COLUMNS, FOCUS_REQUIRED) if fmt == FOCUS else (AZURE_COLUMNS, AZURE_REQUIRED)
+        self._cols = _resolve(header, columns)
+        missing = [columns[name][0] for name in required if not self._cols[name]]
+        if missing:
+            raise InvalidInput(f"missing columns for {fmt}: {', '.join(missing)}", key="error.usage_missing_columns",
+                               columns=", ".join(missing), format=fmt)
+        self.format = fmt
+        self.key = _RowKey(fmt, header)  # row -> (source_key, line_key)
+        self._parse = _parse_focus if fmt == FOCUS else _parse_azure
+        self._ncols = len(header)
+        self._dates = _DateParser()
+
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """(line number, cells) of each data row that is not blank (a quoted cell may span lines:
+        the number is the row's first line)."""
+        line_end = self._reader.line_num
+        for row in self._reader:
+            line = line_end + 1
+            line_end = self._reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            yield line, row
+
+    def parse(self, row: list[str]) -> tuple[dict, str] | None:
+        """(canonical values, subscription reference) of a data row, or None for a row the panel
+        does not bill (FOCUS tax); :class:`BadRow` when it cannot be read."""
+        ncols = self._ncols
+        if len(row) < ncols:
+            raise BadRow(f"expected {ncols} columns, found {len(row)}")
+        if len(row) > ncols and any(v.strip() for v in row[ncols:]):
+            raise BadRow(f"expected {ncols} columns, found {len(row)}")
+        values = self._parse(row, self._cols, self._dates)
+        if values is None:
+            return None
+        ref = _first(row, self._cols["subscription"])
+        if not ref:
+            raise BadRow("no subscription id")
+        return values, ref
+
+    def references(self, row: list[str]) -> Iterator[str]:
+        """The row's subscription references as written, in order of preference (SubscriptionId,
+        then SubscriptionGuid: EA exports carry both)."""
+        for i in self._cols["subscription"]:
+            if i < len(row) and row[i].strip():
+                yield row[i]
