@@ -1,9 +1,12 @@
 """The ledger: an append-only list of balance movements per organisation.
 
 - ``entry_row`` is the one place an entry's columns are made (the checks, the key rule, the
-  rounding); ``post`` adds one entry built by it under a unique idempotency key; the same key twice
-  posts once (also from two threads at once: the unique index decides, the loser gets the winner's
-  row). ``post_many`` writes many rows built by ``entry_row`` in one bulk insert (jobs).
+  rounding); ``post`` adds one entry built by it under a unique idempotency key. An idempotency
+  key names one intent: the same key again returns the entry posted first only when the call means
+  the same thing (same organisation, kind and amount), also from two threads at once (the unique
+  index decides, the loser gets the winner's row); a key already used for something else is a
+  Conflict, never a silently skipped charge. ``post_many`` writes many rows built by
+  ``entry_row`` in one bulk insert (jobs), under the same rule.
 - The balance is the sum of the entries. Nothing stores a balance; no entry is ever updated.
 - Amounts are rounded half-up to the currency's minor unit here, once.
 """
@@ -22,7 +25,7 @@ from sqlmodel import Session, select
 from noventiq_panel.db import insert_rows
 from noventiq_panel.models import BillingMode, EntryKind, LedgerEntry, Organisation
 from noventiq_panel.models.types import utcnow
-from noventiq_panel.services.core.errors import InsufficientFunds, InvalidInput, NotFound
+from noventiq_panel.services.core.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
 from noventiq_panel.services.core.money import round_money
 
 
@@ -89,6 +92,14 @@ def entry_row(
     return row
 
 
+def _same_intent(existing: LedgerEntry, org_id: int, kind: str, amount: Decimal) -> LedgerEntry:
+    """``existing`` when posting (org, kind, amount) under its key means the same thing; else Conflict."""
+    if existing.org_id != org_id or existing.kind != str(kind) or existing.amount != amount:
+        raise Conflict(f"idempotency key {existing.idempotency_key!r} was used for another movement",
+                       key="error.ledger_key_reused")
+    return existing
+
+
 def post(
     session: Session,
     *,
@@ -103,39 +114,47 @@ def post(
 ) -> LedgerEntry:
     """Add one entry (flushed, not committed: the caller's transaction commits it with the rest).
 
-    Returns the existing entry when the key was already posted.
+    Returns the existing entry when the key was already posted for the same organisation, kind and
+    amount; raises Conflict when it was posted for anything else.
     """
     # Checked before the organisation is read, so a bad amount or key is refused the same way
     # whatever the organisation (the row is built again below with the organisation's currency).
     entry_row(org_id=org_id, kind=kind, amount=amount, currency=currency or "UZS", idempotency_key=idempotency_key)
-    existing = find(session, idempotency_key)
-    if existing is not None:
-        return existing
     org = session.get(Organisation, org_id)
     if org is None:
         raise NotFound("organisation not found")
-    entry = LedgerEntry(**entry_row(org_id=org_id, kind=kind, amount=amount, currency=currency or org.billing_currency,
-                                    idempotency_key=idempotency_key, description=description,
-                                    occurred_at=occurred_at, **fields))
+    row = entry_row(org_id=org_id, kind=kind, amount=amount, currency=currency or org.billing_currency,
+                    idempotency_key=idempotency_key, description=description, occurred_at=occurred_at, **fields)
+    existing = find(session, idempotency_key)
+    if existing is not None:
+        return _same_intent(existing, org_id, kind, row["amount"])
+    entry = LedgerEntry(**row)
     try:
         with session.begin_nested():
             session.add(entry)
     except IntegrityError:
-        # Another transaction posted the same key first: that one stands.
+        # Another transaction posted the same key first: that one stands, if it meant the same.
         existing = find(session, idempotency_key)
         if existing is None:
             raise
-        return existing
+        return _same_intent(existing, org_id, kind, row["amount"])
     return entry
 
 
 def existing_keys(session: Session, keys: Iterable[str]) -> set[str]:
     """Which of ``keys`` are already posted (looked up 500 at a time)."""
+    return set(_posted(session, keys))
+
+
+def _posted(session: Session, keys: Iterable[str]) -> dict[str, tuple[int, str, Decimal]]:
+    """(organisation, kind, amount) of each of ``keys`` already posted."""
     keys = list(keys)
-    found: set[str] = set()
+    found: dict[str, tuple[int, str, Decimal]] = {}
     for i in range(0, len(keys), 500):
-        found.update(session.exec(select(LedgerEntry.idempotency_key)
-                                  .where(LedgerEntry.idempotency_key.in_(keys[i:i + 500]))).all())
+        for key, org_id, kind, amount in session.exec(
+                select(LedgerEntry.idempotency_key, LedgerEntry.org_id, LedgerEntry.kind, LedgerEntry.amount)
+                .where(LedgerEntry.idempotency_key.in_(keys[i:i + 500]))).all():
+            found[key] = (org_id, kind, amount)
     return found
 
 
@@ -144,16 +163,22 @@ def post_many(session: Session, rows: Iterable[dict[str, Any]], *, known: set[st
     transaction, not committed) and return how many were written. A key already posted, or twice
     in ``rows``, is written once. ``known``: keys the caller already looked up (its own lookup of
     the same keys, under the organisations' locks), to skip the second query. The caller holds the
-    organisations' locks (``lock_organisation``), so no other transaction posts these keys."""
+    organisations' locks (``lock_organisation``), so no other transaction posts these keys. A key
+    posted before, or twice in ``rows``, for another organisation, kind or amount is a Conflict."""
     rows = list(rows)
     if not rows:
         return 0
-    seen = set(known) if known is not None else existing_keys(session, (r["idempotency_key"] for r in rows))
+    meant: dict[str, tuple[int, str, Decimal] | None] = dict.fromkeys(known or ())
+    if known is None:
+        meant.update(_posted(session, (r["idempotency_key"] for r in rows)))
     fresh = []
     for row in rows:
-        if row["idempotency_key"] not in seen:
-            seen.add(row["idempotency_key"])
+        key, intent = row["idempotency_key"], (row["org_id"], row["kind"], row["amount"])
+        if key not in meant:
+            meant[key] = intent
             fresh.append(row)
+        elif meant[key] is not None and meant[key] != intent:
+            raise Conflict(f"idempotency key {key!r} was used for another movement", key="error.ledger_key_reused")
     return insert_rows(session, LedgerEntry.__table__, fresh)
 
 

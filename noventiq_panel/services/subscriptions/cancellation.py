@@ -17,10 +17,11 @@ from noventiq_panel.models.subscription import ChangeKind
 from noventiq_panel.services.core import audit, authz, clock, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict
-from noventiq_panel.services.subscriptions import licences
+from noventiq_panel.services.subscriptions import confirmation, licences
 from noventiq_panel.services.subscriptions.context import (
-    S, Ctx, atomic, cancel_pending, connector, current_period, load, post_pro_rata, pro_rata, require_status,
-    schedule, to_org_currency, utc_now,
+    capped_refund,
+    S, Ctx, atomic, cancel_pending, connector, current_period, load, post_pro_rata, require_status,
+    schedule, utc_now,
 )
 from noventiq_panel.services.subscriptions.quotes import CancelQuote, Outcome
 
@@ -40,7 +41,7 @@ def _cancel_plan(session: Session, ctx: Ctx) -> CancelQuote:
         period = current_period(sub, plan, org, now)
         if not (proration.is_billed_monthly(plan.term, plan.billing_frequency) and sub.next_billing_at is not None
                 and sub.next_billing_at <= now):
-            q.refund_now = to_org_currency(session, pro_rata(ctx, plan, sub.quantity, period), plan, org, ctx.day)[0]
+            q.refund_now = capped_refund(session, ctx, sub.quantity, period)
         return q
     q.immediate = False
     q.effective_at = sub.term_end
@@ -52,25 +53,41 @@ def quote_cancel(session: Session, actor: Actor | None, sub_id, *, now: datetime
     """Whether cancelling ends the subscription now (with what refund) or at the term's end."""
     access = authz.can_read(session, actor)
     ctx = load(session, access, sub_id, utc_now(now))
-    return _cancel_plan(session, ctx)
+    quote = _cancel_plan(session, ctx)
+    quote.quote_id = confirmation.issue(session, access, "cancel", _params(ctx), quote.amount_due,
+                                        ctx.org.billing_currency, now=ctx.now, subscription_id=ctx.sub.id)
+    session.commit()
+    return quote
 
 
-def cancel(session: Session, actor: Actor | None, sub_id, *, now: datetime | None = None) -> Outcome:
+def _params(ctx: Ctx) -> dict:
+    return {"subscription_id": ctx.sub.id}
+
+
+def cancel(session: Session, actor: Actor | None, sub_id, *, quote_id: str | None = None, amount=None,
+           now: datetime | None = None) -> Outcome:
     """Cancel: at once with a pro rata refund when every seat is inside its cancellation window (key
-    ``cancel:<sub>``), else at the end of the term (``cancel_at_term_end`` and a scheduled change).
-    Trials, pay-as-you-go and unpaid (grace/suspended for funds) subscriptions end at once."""
+    ``op:<operation id>:refund``), else at the end of the term (``cancel_at_term_end`` and a
+    scheduled change). Trials, pay-as-you-go and unpaid (grace/suspended for funds) subscriptions end
+    at once. ``quote_id`` and ``amount`` are those of the preview (:func:`quote_cancel`)."""
     now = utc_now(now)
     with atomic(session):
         access = authz.can_write(session, actor)
         ctx = load(session, access, sub_id, now, lock=True)
+        if (done := confirmation.confirmed_before(session, access, "cancel", quote_id)) is not None:
+            return Outcome.replayed(done)
         q = _cancel_plan(session, ctx)
+        op = confirmation.begin(session, access, "cancel", quote_id, amount, params=_params(ctx),
+                                amount_due=q.amount_due, now=now)
+        if op.done is not None:
+            return Outcome.replayed(op.done)
         sub, plan, org = ctx.sub, ctx.plan, ctx.org
         outcome = Outcome(sub.id, "cancel", org.billing_currency)
         if q.immediate:
             if q.refund_now > 0:
                 period = current_period(sub, plan, org, now)
                 outcome.refunded = post_pro_rata(session, ctx, kind="refund", seats=sub.quantity, period=period,
-                                                 key=f"cancel:{sub.id}", what="отмена, возврат остатка",
+                                                 key=op.key("refund"), what="отмена, возврат остатка",
                                                  action="cancel")
             cancel_pending(session, sub.id)
             licences.empty(session, [sub.id])
@@ -86,8 +103,9 @@ def cancel(session: Session, actor: Actor | None, sub_id, *, now: datetime | Non
         session.add(sub)
         audit.record(session, access.actor, "subscription.cancelled" if q.immediate else "subscription.cancel_scheduled",
                      subscription_id=sub.id, refunded=str(outcome.refunded),
-                     effective_at=outcome.effective_at.isoformat() if outcome.effective_at else None)
+                     effective_at=outcome.effective_at.isoformat() if outcome.effective_at else None, operation=op.id)
         outcome.status, outcome.quantity = str(sub.status), sub.quantity
+        confirmation.finish(session, op, outcome.stored(), now=now)
     return outcome
 
 

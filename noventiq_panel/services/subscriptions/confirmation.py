@@ -22,8 +22,9 @@ action) gets a fresh operation id of its own.
 
 from __future__ import annotations
 
+import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -37,6 +38,7 @@ from noventiq_panel.services.core.errors import Conflict, InvalidInput, NotFound
 from noventiq_panel.services.core.money import to_decimal
 
 QUOTE_MINUTES = 30  # how long a preview can be confirmed
+_ID = re.compile(r"^[0-9a-f]{32}$")
 KEEP_DAYS = 2  # unconfirmed quotes are deleted after this
 
 
@@ -48,7 +50,6 @@ class Operation:
     id: str
     quote: Quote | None = None
     done: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def key(self, part: str = "") -> str:
         return f"op:{self.id}" + (f":{part}" if part else "")
@@ -76,29 +77,50 @@ def _changed() -> Conflict:
     return Conflict("the price changed, please review", key="error.price_changed")
 
 
+def confirmed_before(session: Session, access: Access, action: str, quote_id) -> dict[str, Any] | None:
+    """The stored result when ``quote_id`` is this user's quote of ``action`` and was confirmed
+    already; checked first, under the organisation's lock, so a repeated confirmation answers the
+    same even though the operation's own checks would now refuse it (the seats are already there)."""
+    if not isinstance(quote_id, str) or not _ID.match(quote_id):
+        return None
+    quote = session.get(Quote, quote_id, populate_existing=True)
+    if quote is None or quote.action != action or quote.confirmed_at is None:
+        return None
+    if quote.user_id != access.user_id and access.user_id is not None:
+        return None
+    return dict(quote.result)
+
+
 def begin(session: Session, access: Access, action: str, quote_id, confirmed_amount, *, params: dict[str, Any],
           amount_due: Decimal, now: datetime, check_price: bool = True) -> Operation:
     """The operation of a confirmation: a fresh one without ``quote_id``; with it, the quote's, after
     the checks above. Call it under the organisation's lock (``ledger.lock_organisation``), after
-    the operation's own checks and with the amount it would move now. ``check_price=False`` (a
-    payment completing a waiting action) keeps the once-only rule but not the price binding."""
+    the operation's own checks and with the amount it would move now.
+
+    ``check_price=False`` is for a payment completing a waiting action (``pending_actions``): the
+    once-only rule holds (a confirmed quote answers ``done``), the price binding does not (the
+    customer paid for it; every rule of the operation is checked again), and an id without a quote
+    is the waiting action's own operation id."""
     if quote_id is None or quote_id == "":
         return Operation(new_id())
-    if not isinstance(quote_id, str) or len(quote_id) != 32:
+    if not isinstance(quote_id, str) or not _ID.match(quote_id):
         raise NotFound("quote not found", key="error.quote_not_found")
     quote = session.get(Quote, quote_id, with_for_update=True, populate_existing=True)
-    if quote is None or quote.user_id != access.user_id or quote.action != action:
+    if quote is None and not check_price:
+        return Operation(quote_id)
+    if quote is None or quote.action != action or (check_price and quote.user_id != access.user_id):
         raise NotFound("quote not found", key="error.quote_not_found")
     if quote.confirmed_at is not None:
         return Operation(quote.id, quote, done=dict(quote.result))
+    if not check_price:
+        return Operation(quote.id, quote)
     if quote.org_id != access.org_id or quote.params != params:
         raise _changed()
-    if check_price:
-        if confirmed_amount is None:
-            raise InvalidInput("the confirmed amount is missing", field="amount", key="error.price_changed")
-        confirmed = to_decimal(confirmed_amount, field="amount")
-        if quote.expires_at <= now or not (confirmed == quote.amount == amount_due):
-            raise _changed()
+    if confirmed_amount is None:
+        raise InvalidInput("the confirmed amount is missing", field="amount", key="error.price_changed")
+    confirmed = to_decimal(confirmed_amount, field="amount")
+    if quote.expires_at <= now or not (confirmed == quote.amount == amount_due):
+        raise _changed()
     return Operation(quote.id, quote)
 
 

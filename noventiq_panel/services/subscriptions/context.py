@@ -23,9 +23,11 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterator
 
-from sqlmodel import Session, select
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
 from noventiq_panel.models import (
+    LedgerEntry,
     Organisation,
     Plan,
     Product,
@@ -223,16 +225,36 @@ def entry_fields(*, org: Organisation, sub_id: int, plan: Plan, kind: str, amoun
                 created_by=user_id, meta=meta)
 
 
+def refund_cap(session: Session, sub_id: int, period_end: datetime | None) -> Decimal:
+    """What is left to refund of a billing period: what the subscription was charged for the period
+    ending at ``period_end`` less what was refunded of it (organisation currency). A refund never
+    exceeds it, whatever the exchange rate did since the charge."""
+    total = session.exec(select(func.sum(LedgerEntry.amount)).where(
+        LedgerEntry.subscription_id == sub_id, LedgerEntry.period_end == period_end,
+        col(LedgerEntry.kind).in_(("charge", "refund")))).one()
+    return max(-(total or Decimal("0.00")), Decimal("0.00"))
+
+
+def capped_refund(session: Session, ctx: Ctx, seats: int, period: proration.Period) -> Decimal:
+    """The refund of ``seats`` for the rest of ``period`` at today's rate, capped by :func:`refund_cap`."""
+    amount = to_org_currency(session, pro_rata(ctx, ctx.plan, seats, period), ctx.plan, ctx.org, ctx.day)[0]
+    return min(amount, refund_cap(session, ctx.sub.id, period.end))
+
+
 def post_money(session: Session, *, org: Organisation, sub: Subscription, plan: Plan, kind: str,
                plan_amount: Decimal, key: str, description: str, quantity: int, now: datetime,
                period: tuple[datetime | None, datetime | None] = (None, None), user_id: int | None = None,
                meta: dict | None = None) -> Decimal:
     """Post a charge (``kind="charge"``, taken from the balance) or a refund (added) of
     ``plan_amount`` in the plan's currency, converted at today's rate; the rate, date and source
-    amount are stored on the entry (nothing when it rounds to 0). Flushes only. Returns the amount
-    in the organisation's currency."""
+    amount are stored on the entry (nothing when it rounds to 0). A refund is capped by
+    :func:`refund_cap` (then its source amount is scaled down and its meta says ``capped``).
+    Flushes only. Returns the amount in the organisation's currency."""
     day = clock.local_date(now, org.timezone)
     amount, _raw, rate = to_org_currency(session, plan_amount, plan, org, day)
+    if kind == "refund" and amount > (cap := refund_cap(session, sub.id, period[1])):
+        plan_amount = plan_amount * cap / amount if amount else Decimal(0)
+        amount, meta = cap, {**(meta or {}), "capped": True}
     if amount == 0:
         return amount
     ledger.post(session, **entry_fields(

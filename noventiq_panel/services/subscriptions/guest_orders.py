@@ -29,7 +29,6 @@ Invalid input is refused before anything is recorded.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -227,7 +226,7 @@ def guest_order(session: Session, *, email, name, org_name, tax_id, plan_id, qua
                                       is_trial=plan.trial_days > 0, mails=["welcome"])
             q = ordering.quote_order(inner, actor, plan.id, quantity, now=now)
             if q.price_now > 0:
-                action = pending_action_for_order(actor, plan.id, q.quantity)
+                action = pending_action_for_order(actor, plan.id, q.quantity, quote_id=q.quote_id)
                 payment = invoices.request_shortfall_invoice(inner, actor, q.price_now, action, now=now)
                 result.status = "waiting_payment"
                 result.invoice_number = payment.number
@@ -235,7 +234,8 @@ def guest_order(session: Session, *, email, name, org_name, tax_id, plan_id, qua
                 result.invoice_due = payment.due_date
                 result.mails.append("invoice_to_pay")
             else:
-                outcome = ordering.order(inner, actor, plan.id, q.quantity, request_id=secrets.token_hex(16), now=now)
+                outcome = ordering.order(inner, actor, plan.id, q.quantity, quote_id=q.quote_id,
+                                         amount=str(q.amount_due), now=now)
                 result.subscription_id = outcome.subscription_id
                 result.status = outcome.status
                 if q.is_trial and q.trial_ends_at:

@@ -13,9 +13,7 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
-from decimal import Decimal
 
 from sqlmodel import Session
 
@@ -24,9 +22,10 @@ from noventiq_panel.services.core import audit, authz, clock, ledger, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import InvalidInput
 from noventiq_panel.services.core.money import parse_quantity
-from noventiq_panel.services.subscriptions import licences
+from noventiq_panel.services.subscriptions import confirmation, licences
 from noventiq_panel.services.subscriptions.context import (
-    S, Ctx, atomic, cancel_pending, connector, current_period, load, mail_actor, parse_token, post_pro_rata,
+    capped_refund,
+    S, Ctx, atomic, cancel_pending, connector, current_period, load, mail_actor, post_pro_rata,
     pro_rata, require_licence, require_status, require_term_running, schedule, seat_price, shortfall,
     to_org_currency, utc_now,
 )
@@ -62,7 +61,7 @@ def _quantity_plan(session: Session, ctx: Ctx, quantity) -> tuple[QuantityQuote,
     q.removed_now = removable
     q.quantity_now = old - removable
     if removable:
-        q.refund_now = to_org_currency(session, pro_rata(ctx, plan, removable, period), plan, org, ctx.day)[0]
+        q.refund_now = capped_refund(session, ctx, removable, period)
     if q.quantity_now != new:
         q.scheduled_quantity = new
         q.effective_at = sub.term_end
@@ -76,26 +75,37 @@ def quote_quantity_change(session: Session, actor: Actor | None, sub_id, quantit
     for the next renewal. Nothing is written."""
     access = authz.can_read(session, actor)
     ctx = load(session, access, sub_id, utc_now(now))
-    return _quantity_plan(session, ctx, quantity)[0]
+    quote = _quantity_plan(session, ctx, quantity)[0]
+    quote.quote_id = confirmation.issue(session, access, "quantity", _params(ctx, quote.new_quantity), quote.amount_due,
+                                        ctx.org.billing_currency, now=ctx.now, subscription_id=ctx.sub.id)
+    session.commit()
+    return quote
 
 
-def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, change_id: str | None = None,
-                    now: datetime | None = None) -> Outcome:
-    """Change the licence count (Owner/Admin); see the module rules. ``change_id`` (8-64 characters,
-    one per confirmation) keys the money (``qty:<sub>:<change_id>``): a retried request with the same
-    id does nothing more."""
+def _params(ctx: Ctx, quantity: int) -> dict:
+    return {"subscription_id": ctx.sub.id, "quantity": quantity}
+
+
+def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, quote_id: str | None = None,
+                    amount=None, now: datetime | None = None, _paid: bool = False) -> Outcome:
+    """Change the licence count (Owner/Admin); see the module rules. ``quote_id`` and ``amount`` are
+    those of the preview (:func:`quote_quantity_change`): a changed price is refused, a second
+    confirmation returns the first result; the money's key is ``op:<operation id>:charge`` or
+    ``:refund``. ``_paid``: a paid shortfall invoice completes the increase (``pending_actions``)."""
     now = utc_now(now)
     with atomic(session):
         access = authz.can_write(session, actor)
-        change_id = parse_token(change_id, "change_id") or uuid.uuid4().hex
         ctx = load(session, access, sub_id, now, lock=True)
+        if (done := confirmation.confirmed_before(session, access, "quantity", quote_id)) is not None:
+            return Outcome.replayed(done)
         sub, plan, org = ctx.sub, ctx.plan, ctx.org
-        key = f"qty:{sub.id}:{change_id}"
-        if (done := ledger.find(session, key)) is not None:
-            return Outcome(sub.id, "quantity", org.billing_currency, sub.status, sub.quantity,
-                           charged=max(-done.amount, Decimal("0.00")), refunded=max(done.amount, Decimal("0.00")),
-                           already_done=True)
         q, period = _quantity_plan(session, ctx, quantity)
+        op = confirmation.begin(session, access, "quantity", quote_id, amount, params=_params(ctx, q.new_quantity),
+                                amount_due=q.amount_due, now=now, check_price=not _paid)
+        if op.done is not None:
+            return Outcome.replayed(op.done)
+        if _paid and ledger.find(session, op.key("charge")) is not None:  # a waiting action done before
+            return Outcome(sub.id, "quantity", org.billing_currency, sub.status, sub.quantity, already_done=True)
         old = sub.quantity
         outcome = Outcome(sub.id, "quantity", org.billing_currency)
         vendor = connector(ctx.vendor)
@@ -107,7 +117,8 @@ def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, 
             if not q.free:
                 added = q.new_quantity - old
                 licences.add(session, sub.id, added, now, plan.cancellation_window_hours, "increase")
-                outcome.charged = post_pro_rata(session, ctx, kind="charge", seats=added, period=period, key=key,
+                outcome.charged = post_pro_rata(session, ctx, kind="charge", seats=added, period=period,
+                                                key=op.key("charge"),
                                                 what=f"увеличение {old} → {q.new_quantity}", action="increase")
             vendor.change_quantity(sub.vendor_ref, sub.quantity)
         else:
@@ -118,7 +129,7 @@ def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, 
                 licences.take_back(session, sub.id, q.removed_now, now)
                 sub.quantity = q.quantity_now
                 outcome.refunded = post_pro_rata(session, ctx, kind="refund", seats=q.removed_now, period=period,
-                                                 key=key, what=f"уменьшение {old} → {q.quantity_now}, возврат",
+                                                 key=op.key("refund"), what=f"уменьшение {old} → {q.quantity_now}, возврат",
                                                  action="decrease")
                 vendor.change_quantity(sub.vendor_ref, sub.quantity)
             if q.scheduled_quantity is not None:
@@ -128,7 +139,7 @@ def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, 
         audit.record(session, access.actor, "subscription.quantity_changed", subscription_id=sub.id,
                      old_quantity=old, new_quantity=sub.quantity, requested=q.new_quantity,
                      scheduled_quantity=q.scheduled_quantity, charged=str(outcome.charged),
-                     refunded=str(outcome.refunded), change_id=change_id)
+                     refunded=str(outcome.refunded), operation=op.id)
         context = {"product": ctx.product.name, "old_quantity": old, "new_quantity": q.new_quantity,
                    "amount": outcome.charged - outcome.refunded, "currency": org.billing_currency,
                    "subscription_id": sub.id}
@@ -136,4 +147,5 @@ def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, 
             context["scheduled_for"] = clock.local_date(sub.term_end, org.timezone)
         mail_actor(session, access, "licence_changed", context, now=now)
         outcome.status, outcome.quantity = str(sub.status), sub.quantity
+        confirmation.finish(session, op, outcome.stored(), now=now)
     return outcome

@@ -23,9 +23,9 @@ from noventiq_panel.services.core import audit, authz, clock, ledger, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict
 from noventiq_panel.services.core.money import parse_quantity
-from noventiq_panel.services.subscriptions import licences, provisioning
+from noventiq_panel.services.subscriptions import confirmation, licences, provisioning
 from noventiq_panel.services.subscriptions.context import (
-    S, atomic, connector, describe, mail_actor, parse_bool, parse_token, post_money, seat_price, shortfall,
+    S, atomic, connector, describe, mail_actor, parse_bool, post_money, seat_price, shortfall,
     to_org_currency, utc_now,
 )
 from noventiq_panel.services.subscriptions.quotes import OrderQuote, Outcome
@@ -101,18 +101,27 @@ def quote_order(session: Session, actor: Actor | None, plan_id, quantity, *, now
     info = catalog.get_plan(session, plan_id)
     quantity = order_quantity(info.plan, quantity)
     org = session.get(Organisation, access.org_id)
-    return order_quote(session, org, info, quantity, now)
+    quote = order_quote(session, org, info, quantity, now)
+    quote.quote_id = confirmation.issue(session, access, "order", _params(info.plan.id, quantity), quote.amount_due,
+                                        org.billing_currency, now=now)
+    session.commit()
+    return quote
+
+
+def _params(plan_id: int, quantity: int) -> dict:
+    return {"plan_id": plan_id, "quantity": quantity}
 
 
 def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_convert: bool = False,
-          request_id: str | None = None, now: datetime | None = None) -> Outcome:
+          quote_id: str | None = None, amount=None, now: datetime | None = None, _paid: bool = False) -> Outcome:
     """Order a subscription of ``quantity`` seats of the plan (Owner/Admin).
 
     The first billing period is charged at once; prepaid organisations need the balance to cover
-    it (else InsufficientFunds with the shortfall and nothing is created). ``request_id`` (8-64
-    characters, made once per order dialog) makes a retried request return the first result
-    instead of charging again (charge key ``order:<org>:<request_id>``; without it
-    ``order:<subscription id>``). Trials: ``trial_convert`` = become the paid plan when the trial ends.
+    it (else InsufficientFunds with the shortfall and nothing is created). ``quote_id`` and
+    ``amount`` are those of the preview (:func:`quote_order`): a changed price is refused, a second
+    confirmation returns the first result (``confirmation``); the charge's key is
+    ``op:<operation id>:charge``. Trials: ``trial_convert`` = become the paid plan when the trial
+    ends. ``_paid``: a paid shortfall invoice completes the order (``pending_actions``).
     """
     now = utc_now(now)
     with atomic(session):
@@ -121,14 +130,19 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
         plan, product, vendor = info.plan, info.product, info.vendor
         quantity = order_quantity(plan, quantity)
         trial_convert = parse_bool(trial_convert, "trial_convert")
-        request_id = parse_token(request_id, "request_id")
         org = ledger.lock_organisation(session, access.org_id)
-        key = f"order:{org.id}:{request_id}" if request_id else None
-        if key and (done := ledger.find(session, key)) is not None:
+        if (done := confirmation.confirmed_before(session, access, "order", quote_id)) is not None:
+            return Outcome.replayed(done)
+        quote = order_quote(session, org, info, quantity, now)
+        op = confirmation.begin(session, access, "order", quote_id, amount, params=_params(plan.id, quantity),
+                                amount_due=quote.amount_due, now=now, check_price=not _paid)
+        if op.done is not None:
+            return Outcome.replayed(op.done)
+        key = op.key("charge")
+        if _paid and (done := ledger.find(session, key)) is not None:  # a waiting action done before
             sub = session.get(Subscription, done.subscription_id)
             return Outcome(sub.id, "order", org.billing_currency, sub.status, sub.quantity,
                            charged=-done.amount, already_done=True)
-        quote = order_quote(session, org, info, quantity, now)
         if quote.price_now > 0:
             ledger.require_funds(session, org, quote.price_now)
         is_trial = quote.is_trial
@@ -154,7 +168,7 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
             period = proration.billing_period(now, quote.term_end, plan.term, plan.billing_frequency, now, org.timezone)
             charged = post_money(
                 session, org=org, sub=sub, plan=plan, kind="charge",
-                plan_amount=quote.unit_price * quantity, key=key or f"order:{sub.id}",
+                plan_amount=quote.unit_price * quantity, key=key,
                 description=describe(product, plan, f"заказ, {quantity} шт."),
                 quantity=quantity, now=now, period=(period.start, period.end), user_id=access.user_id,
                 meta={"action": "order", "plan": plan.code},
@@ -170,4 +184,5 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
             context["period_end"] = clock.local_date(quote.term_end, org.timezone)
         mail_actor(session, access, "order_confirmed", context, now=now)
         outcome = Outcome(sub.id, "order", org.billing_currency, sub.status, sub.quantity, charged=charged)
+        confirmation.finish(session, op, outcome.stored(), now=now)
     return outcome

@@ -9,17 +9,17 @@ rule checked again, at most once.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from sqlmodel import Session
 
 from noventiq_panel.models import Organisation
 from noventiq_panel.services.billing import payments
-from noventiq_panel.services.core import authz, ledger
+from noventiq_panel.services.core import authz
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import DomainError, InvalidInput
 from noventiq_panel.services.core.money import parse_quantity
+from noventiq_panel.services.subscriptions import confirmation
 from noventiq_panel.services.subscriptions.context import load_sub, utc_now
 from noventiq_panel.services.subscriptions.licence_count import change_quantity
 from noventiq_panel.services.subscriptions.ordering import order
@@ -27,18 +27,20 @@ from noventiq_panel.services.subscriptions.quotes import Outcome
 
 
 def pending_action_for_order(actor: Actor, plan_id, quantity, *, trial_convert: bool = False,
-                             request_id: str | None = None) -> dict:
+                             quote_id: str | None = None) -> dict:
     """The ``Payment.pending_action`` of an order waiting for a shortfall invoice (see
-    :func:`complete_pending_action`). Validates nothing but the shape; completion re-checks all."""
-    return {"type": "order", "version": 1, "org_id": actor.org_id, "user_id": actor.user_id,
+    :func:`complete_pending_action`). Validates nothing but the shape; completion re-checks all.
+    Its operation id is the preview's quote (server-issued), else a new one made here."""
+    return {"type": "order", "version": 2, "org_id": actor.org_id, "user_id": actor.user_id,
             "plan_id": int(plan_id), "quantity": int(quantity), "trial_convert": bool(trial_convert),
-            "request_id": request_id or uuid.uuid4().hex}
+            "operation_id": quote_id or confirmation.new_id()}
 
 
-def pending_action_for_quantity(actor: Actor, sub_id, quantity, *, change_id: str | None = None) -> dict:
+def pending_action_for_quantity(actor: Actor, sub_id, quantity, *, quote_id: str | None = None) -> dict:
     """The ``Payment.pending_action`` of a licence increase waiting for a shortfall invoice."""
-    return {"type": "quantity", "version": 1, "org_id": actor.org_id, "user_id": actor.user_id,
-            "subscription_id": int(sub_id), "quantity": int(quantity), "change_id": change_id or uuid.uuid4().hex}
+    return {"type": "quantity", "version": 2, "org_id": actor.org_id, "user_id": actor.user_id,
+            "subscription_id": int(sub_id), "quantity": int(quantity),
+            "operation_id": quote_id or confirmation.new_id()}
 
 
 def _action_actor(session: Session, org_id: int, user_id) -> Actor:
@@ -59,13 +61,16 @@ def complete_pending_action(session: Session, action: dict, now: datetime | None
 
     ``action`` is what :func:`pending_action_for_order` / :func:`pending_action_for_quantity` made:
 
-    - ``{"type": "order", "version": 1, "org_id": int, "user_id": int | None, "plan_id": int,
-      "quantity": int, "trial_convert": bool, "request_id": str}``
-    - ``{"type": "quantity", "version": 1, "org_id": int, "user_id": int | None,
-      "subscription_id": int, "quantity": int (the target count), "change_id": str}``
+    - ``{"type": "order", "version": 2, "org_id": int, "user_id": int | None, "plan_id": int,
+      "quantity": int, "trial_convert": bool, "operation_id": str}``
+    - ``{"type": "quantity", "version": 2, "org_id": int, "user_id": int | None,
+      "subscription_id": int, "quantity": int (the target count), "operation_id": str}``
+
+    (Version 1 actions, made before operation ids, carry ``request_id``/``change_id``: they are
+    completed under an operation id of their own.)
 
     It runs as the requesting user while they are still Owner/Admin, else as the system. It is
-    idempotent: the money is keyed by ``request_id``/``change_id``, so calling it twice (a retried
+    idempotent: the money is keyed by the operation id, so calling it twice (a retried
     job) charges once; an increase already reached (the count is at or above the target) does
     nothing and returns ``already_done``. Every rule is checked again: a domain error
     (InsufficientFunds when the balance was spent meanwhile, Conflict, NotFound...) means it cannot
@@ -80,17 +85,16 @@ def complete_pending_action(session: Session, action: dict, now: datetime | None
                            key="error.invalid_pending_action") from None
     now = utc_now(now)
     actor = _action_actor(session, org_id, action.get("user_id"))
+    operation_id = action.get("operation_id") or confirmation.new_id()
     if action["type"] == "order":
         return order(session, actor, action.get("plan_id"), action.get("quantity"),
-                     trial_convert=bool(action.get("trial_convert", False)), request_id=action.get("request_id"),
-                     now=now)
+                     trial_convert=bool(action.get("trial_convert", False)), quote_id=operation_id, now=now,
+                     _paid=True)
     access = authz.can_read(session, actor)
     sub = load_sub(session, access, action.get("subscription_id"), fresh=True)
     target = parse_quantity(action.get("quantity"), minimum=1)
-    change_id = action.get("change_id")
-    key = f"qty:{sub.id}:{change_id}" if change_id else None
-    if sub.quantity >= target or (key and ledger.find(session, key) is not None):
+    if sub.quantity >= target:
         session.rollback()
         org = session.get(Organisation, org_id)
         return Outcome(sub.id, "quantity", org.billing_currency, sub.status, sub.quantity, already_done=True)
-    return change_quantity(session, actor, sub.id, target, change_id=change_id, now=now)
+    return change_quantity(session, actor, sub.id, target, quote_id=operation_id, now=now, _paid=True)

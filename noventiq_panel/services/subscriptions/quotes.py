@@ -1,12 +1,14 @@
 """What the subscription operations return: an :class:`Outcome` (what was done) and the quotes
-(what an operation would do, computed without writing anything). Amounts are in the organisation's
-billing currency, positive numbers, rounded as the ledger rounds them."""
+(what an operation would do). Amounts are in the organisation's billing currency, positive numbers,
+rounded as the ledger rounds them. A quote given to someone who may change the subscription
+carries ``quote_id``: the confirmation sends it back with ``amount_due`` (see ``confirmation``)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 
 class _Result:
@@ -33,6 +35,21 @@ class Outcome(_Result):
 
     def __post_init__(self):
         self.status = str(self.status)
+
+    def stored(self) -> dict[str, Any]:
+        """JSON-safe, as a confirmed quote keeps it (a repeated confirmation answers with it)."""
+        return {f.name: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, Decimal) else v)
+                for f in fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def replayed(cls, stored: dict[str, Any]) -> "Outcome":
+        """The outcome of an operation confirmed before, marked ``already_done``."""
+        data = dict(stored)
+        data["charged"], data["refunded"] = Decimal(data["charged"]), Decimal(data["refunded"])
+        if data.get("effective_at"):
+            data["effective_at"] = datetime.fromisoformat(data["effective_at"])
+        data["already_done"] = True
+        return cls(**data)
 
 
 @dataclass
@@ -64,6 +81,12 @@ class OrderQuote(_Result):
     is_payg: bool
     available: Decimal
     shortfall: Decimal  # 0 when the balance covers price_now
+    quote_id: str | None = None
+
+    @property
+    def amount_due(self) -> Decimal:
+        """What moves now (charged > 0): the amount the confirmation carries back."""
+        return self.price_now
 
 
 @dataclass
@@ -89,25 +112,40 @@ class QuantityQuote(_Result):
     available: Decimal = Decimal("0.00")
     shortfall: Decimal = Decimal("0.00")
     free: bool = False  # a trial: nothing is charged
+    quote_id: str | None = None
+
+    @property
+    def amount_due(self) -> Decimal:
+        """What moves now (charged > 0, refunded < 0): the amount the confirmation carries back."""
+        return self.charge_now - self.refund_now
 
 
 @dataclass
 class PlanChangeQuote(_Result):
+    """What a plan change would do: at once (an upgrade: the pro rata difference for the rest of the
+    current billing period, same term end) or at the next renewal (everything else)."""
+
     subscription_id: int
     from_plan: str
     to_plan: str
     to_plan_id: int
-    direction: str  # "upgrade" | "downgrade"
+    direction: str  # "upgrade" | "downgrade" | "same_price" | "switch" (term or billing frequency)
     immediate: bool
     currency: str
     charge_now: Decimal = Decimal("0.00")
     refund_now: Decimal = Decimal("0.00")
     effective_at: datetime | None = None
     effective_date: date | None = None
-    new_term: bool = False  # the upgrade starts a new term today
     recurring_price: Decimal = Decimal("0.00")
     available: Decimal = Decimal("0.00")
     shortfall: Decimal = Decimal("0.00")
+    withdraws_pending: bool = False  # back to the current plan: the scheduled change is withdrawn
+    quote_id: str | None = None
+
+    @property
+    def amount_due(self) -> Decimal:
+        """What moves now (charged > 0, refunded < 0): the amount the confirmation carries back."""
+        return self.charge_now - self.refund_now
 
 
 @dataclass
@@ -118,3 +156,9 @@ class CancelQuote(_Result):
     refund_now: Decimal = Decimal("0.00")
     effective_at: datetime | None = None
     effective_date: date | None = None
+    quote_id: str | None = None
+
+    @property
+    def amount_due(self) -> Decimal:
+        """What moves now (a refund: < 0): the amount the confirmation carries back."""
+        return -self.refund_now

@@ -76,7 +76,7 @@ def test_monthly_upfront_order_charges_the_term_and_opens_a_168_hour_window(worl
     assert (batch.quantity, batch.source, batch.window_ends_at) == (3, "purchase", NOW + 168 * H)
     [entry] = entries(w, sub.id)
     assert (entry.kind, entry.amount, entry.quantity, entry.fx_rate) == ("charge", Decimal("-90000.00"), 3, 1)
-    assert entry.idempotency_key == f"order:{sub.id}"
+    assert entry.idempotency_key.startswith("op:") and entry.idempotency_key.endswith(":charge")
     assert w.balance() == Decimal("10000.00")
     assert w.session.exec(select(AuditEvent).where(AuditEvent.action == "subscription.ordered")).one().user_id == w.owner.id
     mail = w.session.exec(select(Notification).where(Notification.kind == "order_confirmed")).one()
@@ -164,11 +164,14 @@ def test_postpaid_organisation_orders_up_to_its_credit_limit(session):
     assert counts(session) == before
 
 
-def test_retried_order_with_the_same_request_id_charges_once(world):
+def test_an_order_confirmed_twice_from_one_preview_charges_once(world):
     w = world
     w.topup("100000")
-    first = ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 1, request_id="dialog-0001", now=NOW)
-    again = ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 1, request_id="dialog-0001", now=NOW + H)
+    q = ordering.quote_order(w.session, w.a_owner, w.plan("basic-m").id, 1, now=NOW)
+    first = ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 1, quote_id=q.quote_id,
+                           amount=str(q.amount_due), now=NOW)
+    again = ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 1, quote_id=q.quote_id,
+                           amount=str(q.amount_due), now=NOW + H)
     assert again.already_done and again.subscription_id == first.subscription_id
     assert w.balance() == Decimal("70000.00")
     assert len(w.session.exec(select(Subscription)).all()) == 1
@@ -324,12 +327,14 @@ def test_increase_without_funds_tells_the_shortfall_and_changes_nothing(world):
     assert counts(w.session) == before
 
 
-def test_retried_increase_with_the_same_change_id_charges_once(world):
+def test_an_increase_confirmed_twice_from_one_preview_charges_once(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-m", 1)
-    licence_count.change_quantity(w.session, w.a_owner, sid, 2, change_id="confirm-0001", now=NOW)
-    again = licence_count.change_quantity(w.session, w.a_owner, sid, 2, change_id="confirm-0001", now=NOW + H)
+    q = licence_count.quote_quantity_change(w.session, w.a_owner, sid, 2, now=NOW)
+    licence_count.change_quantity(w.session, w.a_owner, sid, 2, quote_id=q.quote_id, amount=str(q.amount_due), now=NOW)
+    again = licence_count.change_quantity(w.session, w.a_owner, sid, 2, quote_id=q.quote_id, amount=str(q.amount_due),
+                                          now=NOW + H)
     assert again.already_done and w.sub(sid).quantity == 2
     assert w.balance() == Decimal("1000000.00") - Decimal("60000.00")
 
@@ -439,12 +444,14 @@ def test_upgrade_applies_at_once_for_the_pro_rata_difference(world):
     at = tashkent(2026, 3, 25, 10)  # 16/31 left
     quote = plan_change.quote_plan_change(w.session, w.a_owner, sid, "std-m", now=at)
     assert (quote.direction, quote.immediate) == ("upgrade", True)
-    assert quote.charge_now == Decimal("61935.49")  # 92 903.23 - 30 967.74
-    result = plan_change.change_plan(w.session, w.a_owner, sid, "std-m", now=at)
-    assert result.charged == Decimal("61935.49")
+    # (90 000 - 30 000) x 2 seats x 16/31, rounded once (one entry for the difference)
+    assert quote.charge_now == Decimal("61935.48")
+    result = plan_change.change_plan(w.session, w.a_owner, sid, "std-m", quote_id=quote.quote_id,
+                                     amount=str(quote.amount_due), now=at)
+    assert result.charged == Decimal("61935.48")
     sub = w.sub(sid)
     assert sub.plan_id == w.plan("std-m").id and sub.term_end == tashkent(2026, 4, 10, 0)
-    assert w.balance() == Decimal("1000000") - Decimal("60000") - Decimal("61935.49")
+    assert w.balance() == Decimal("1000000") - Decimal("60000") - Decimal("61935.48")
 
 
 def test_downgrade_waits_for_the_renewal(world):
@@ -459,7 +466,7 @@ def test_downgrade_waits_for_the_renewal(world):
     assert entries(w, sid)[-1].amount == Decimal("-60000.00")  # renewed at the cheaper plan
 
 
-def test_upgrade_to_another_term_starts_a_new_term_today(world):
+def test_a_change_of_term_waits_for_the_renewal_and_starts_no_term_today(world):
     w = world
     w.topup("10000000")
     plan = w.plan("basic-m")
@@ -468,10 +475,16 @@ def test_upgrade_to_another_term_starts_a_new_term_today(world):
     w.session.commit()
     sid = buy(w, "basic-m", 1)
     at = tashkent(2026, 3, 25, 10)
+    quote = plan_change.quote_plan_change(w.session, w.a_owner, sid, "basic-y", now=at)
+    assert (quote.direction, quote.immediate, quote.effective_date) == ("switch", False, date(2026, 4, 10))
     result = plan_change.change_plan(w.session, w.a_owner, sid, "basic-y", now=at)
     sub = w.sub(sid)
-    assert sub.term_start == tashkent(2026, 3, 25, 0) and sub.term_end == tashkent(2027, 3, 25, 0)
-    assert result.charged == Decimal("360000.00") and result.refunded == Decimal("15483.87")  # 30 000 x 16/31
+    assert result.charged == 0 and result.refunded == 0 and result.scheduled_change_id
+    assert sub.plan_id == plan.id and sub.term_end == tashkent(2026, 4, 10, 0)
+    renewals.renew_due(w.session, tashkent(2026, 4, 10, 0))
+    sub = w.sub(sid)
+    assert sub.plan_id == w.plan("basic-y").id and sub.term_end == tashkent(2027, 4, 10, 0)
+    assert entries(w, sid)[-1].amount == Decimal("-360000.00")  # the yearly term, charged at the renewal
 
 
 @pytest.mark.parametrize("code,error,key", [
@@ -683,7 +696,7 @@ def test_waiting_order_is_carried_out_once_when_its_invoice_is_paid(world):
     with pytest.raises(InsufficientFunds) as err:
         ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 2, now=NOW)
     action = pending_actions.pending_action_for_order(w.a_owner, w.plan("basic-m").id, 2)
-    assert action["type"] == "order" and action["org_id"] == w.org.id and len(action["request_id"]) >= 8
+    assert action["type"] == "order" and action["org_id"] == w.org.id and len(action["operation_id"]) == 32
     w.topup(str(err.value.shortfall))
     first = pending_actions.complete_pending_action(w.session, dict(action), NOW + H)
     again = pending_actions.complete_pending_action(w.session, dict(action), NOW + 2 * H)
