@@ -14,6 +14,7 @@ from noventiq_panel.services.billing import documents, postpaid
 from noventiq_panel.services.core import cbu_rates, clock
 from noventiq_panel.services.notify import mailer as mail_service
 from noventiq_panel.services.reporting import monthly_reports
+from noventiq_panel.services.subscriptions import credit_control
 from noventiq_panel.services.subscriptions import reminders as reminder_service
 from noventiq_panel.services.subscriptions import renewals as renewal_service
 from noventiq_panel.services.usage import budget_alerts
@@ -35,13 +36,15 @@ def _fmt(result: dict) -> str:
 # -- hourly -----------------------------------------------------------------------------------
 
 @job("rating", schedule={"trigger": "cron", "minute": 5},
-     description="Rate unbilled pay-as-you-go usage into the ledger, then check budgets.")
+     description="Rate unbilled pay-as-you-go usage into the ledger, then credit control and budgets.")
 def rating(now: datetime) -> str:
     with _session() as s:
         rated = rating_service.rate_usage(s, now=now)
     with _session() as s:
+        credit = credit_control.check(s, now=now)
+    with _session() as s:
         budgets = budget_alerts.check_budgets(s, now=now)
-    return f"{rated}; budgets: {budgets}"
+    return f"{rated}; {credit}; budgets: {budgets}"
 
 
 @job("budgets", schedule=None, description="Budget thresholds (actual and forecast); runs after rating.")

@@ -63,6 +63,25 @@ class Settings:
     scheduler_enabled: bool = field(default_factory=lambda: _bool("PANEL_SCHEDULER", True))
     usage_import_dir: str = field(default_factory=lambda: _env("PANEL_USAGE_IMPORT_DIR"))
     renewal_grace_days: int = field(default_factory=lambda: int(_env("PANEL_GRACE_DAYS", "7")))
+    # Pay-as-you-go credit control: the deposit a prepaid organisation needs to order a plan without
+    # an expected monthly cost (organisation currency), and the hours an overdrawn organisation has
+    # before its pay-as-you-go subscriptions are suspended.
+    payg_deposit: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_PAYG_DEPOSIT", "100000")))
+    credit_grace_hours: int = field(default_factory=lambda: int(_env("PANEL_CREDIT_GRACE_HOURS", "72")))
+    # Card payments (services/billing/payme.py, click.py; README "Card payments"). A method is offered
+    # only when configured. The keys are secrets: kept out of repr, never logged, never on a page.
+    payme_merchant_id: str = field(default_factory=lambda: _env("PANEL_PAYME_MERCHANT_ID").strip())
+    payme_key: str = field(default_factory=lambda: _env("PANEL_PAYME_KEY"), repr=False)
+    payme_test_key: str = field(default_factory=lambda: _env("PANEL_PAYME_TEST_KEY"), repr=False)
+    payme_test: bool = field(default_factory=lambda: _bool("PANEL_PAYME_TEST", False))  # accept the test key instead
+    payme_ikpu: str = field(default_factory=lambda: _env("PANEL_PAYME_IKPU").strip())  # fiscal receipt: ИКПУ
+    payme_package_code: str = field(default_factory=lambda: _env("PANEL_PAYME_PACKAGE_CODE").strip())
+    click_service_id: str = field(default_factory=lambda: _env("PANEL_CLICK_SERVICE_ID").strip())
+    click_merchant_id: str = field(default_factory=lambda: _env("PANEL_CLICK_MERCHANT_ID").strip())
+    click_secret_key: str = field(default_factory=lambda: _env("PANEL_CLICK_SECRET_KEY"), repr=False)
+    # One card payment (a top-up by card), in сум.
+    card_min: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_CARD_MIN", "1000")))
+    card_max: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_CARD_MAX", "100000000")))
 
 
 _settings: Settings | None = None

@@ -43,7 +43,9 @@ def _session() -> Iterator[Session]:
 
 def _complete_waiting_actions() -> None:
     """Money confirmed here may complete an order or licence increase that waits for it: the
-    subscriptions area registers that with ``payments.on_payment_confirmed`` when imported."""
+    subscriptions area registers that with ``payments.on_payment_confirmed`` when imported; and it
+    may bring an overdrawn balance back (credit control, ``payments.on_payment_received``)."""
+    import noventiq_panel.services.subscriptions.credit_control  # noqa: F401
     import noventiq_panel.services.subscriptions.pending_actions  # noqa: F401
 
 

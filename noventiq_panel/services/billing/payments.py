@@ -21,6 +21,13 @@ error's key when it cannot be carried out now (the money stays on the balance). 
 is registered (a process that never imported the subscriptions area) the action stays
 ``waiting`` and the next confirmation of the invoice runs it. Callers that confirm payments (the
 CLI) import the subscriptions area first.
+
+Money received. Other areas react to any money credited (a top-up may bring an overdrawn balance
+back: credit control resumes what it suspended). They register with :func:`on_payment_received`
+(a list, called in registration order); :func:`complete_action` calls them after the payment's
+transaction has committed and after the waiting action, each with ``(session, payment, now)``. Each
+commits its own work; one that raises is logged and rolled back, and neither the payment nor the
+next handler is affected.
 """
 
 from __future__ import annotations
@@ -57,6 +64,35 @@ def on_payment_confirmed(handler: PendingActionHandler) -> PendingActionHandler:
     global _handler
     _handler = handler
     return handler
+
+
+PaymentHandler = Callable[[Session, Payment, datetime], object]
+"""``handler(session, payment, now)``: react to money credited for ``payment`` (committed); commits
+its own work."""
+
+_received: list[PaymentHandler] = []
+
+
+def on_payment_received(handler: PaymentHandler) -> PaymentHandler:
+    """Add a handler of money received (module documentation); they run in registration order.
+    Registering the same handler again changes nothing. Returns ``handler`` (a decorator)."""
+    if handler not in _received:
+        _received.append(handler)
+    return handler
+
+
+def payment_received(session: Session, payment_id: int, now: datetime) -> None:
+    """Run the handlers of money received for ``payment_id``, after its transaction committed."""
+    for handler in list(_received):
+        payment = session.get(Payment, payment_id)
+        if payment is None:
+            return
+        try:
+            handler(session, payment, now)
+        except Exception:
+            session.rollback()
+            log.exception("payment %s: handler %s of money received failed", payment_id,
+                          getattr(handler, "__qualname__", handler))
 
 
 @dataclass
@@ -111,13 +147,21 @@ def credit(session: Session, payment: Payment, org: Organisation, amount: Decima
     return amount, became_paid
 
 
-def complete_action(session: Session, payment_id: int, now: datetime) -> str | None:
-    """Run the paid shortfall invoice's waiting action (module documentation). Its own transaction(s).
+def complete_action(session: Session, payment_id: int, now: datetime, *, received: bool = True) -> str | None:
+    """Run the paid shortfall invoice's waiting action (module documentation), then, with
+    ``received``, the handlers of money received. Its own transaction(s).
 
     Returns "done", "failed" (a domain error: the money stays on the balance), "unavailable" (no
     handler registered: it stays waiting and a later confirmation retries), "error" (the handler
     raised something else: it stays waiting) or None when there is nothing to do.
     """
+    status = _waiting_action(session, payment_id, now)
+    if received:
+        payment_received(session, payment_id, now)
+    return status
+
+
+def _waiting_action(session: Session, payment_id: int, now: datetime) -> str | None:
     payment = session.get(Payment, payment_id)
     if payment is None or payment.kind != "shortfall" or payment.status != PaymentStatus.PAID:
         return None
@@ -170,7 +214,8 @@ def confirm_payment(session: Session, number: str, *, amount=None, now: datetime
                            number=payment.number)
         if payment.status == PaymentStatus.PAID:
             session.rollback()
-            return ConfirmResult(payment, Decimal("0.00"), False, complete_action(session, payment.id, now))
+            return ConfirmResult(payment, Decimal("0.00"), False,
+                                 complete_action(session, payment.id, now, received=False))
         paid_before = payment.paid_amount or Decimal("0.00")
         remaining = payment.amount - paid_before
         if amount is None:
@@ -186,6 +231,11 @@ def confirm_payment(session: Session, number: str, *, amount=None, now: datetime
     except Exception:
         session.rollback()
         raise
-    action_status = complete_action(session, payment.id, now) if became_paid else None
+    if became_paid:
+        action_status = complete_action(session, payment.id, now)
+    else:
+        action_status = None
+        if credited > 0:
+            payment_received(session, payment.id, now)
     session.refresh(payment)
     return ConfirmResult(payment, credited, credited > 0, action_status)

@@ -21,6 +21,7 @@ The file::
             term: month              # month | year (license)
             billing_frequency: upfront   # upfront | monthly (license)
             granularity: null        # hour | day (payg)
+            expected_monthly_cost: null  # payg: a first month's expected cost in currency (the deposit)
             price: "6.00"            # per seat per term, in currency
             currency: USD
             ...every other Plan field (see PlanIn)...
@@ -83,6 +84,9 @@ class PlanIn(_In):
     price: Decimal = Field(default=Decimal("0"), ge=0, le=MAX_PRICE, decimal_places=6)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     usage_markup_pct: Decimal = Field(default=Decimal("0"), ge=0, le=1000, decimal_places=6)
+    # Pay-as-you-go only: the expected cost of a first month, in currency (the deposit a prepaid
+    # organisation needs to order it; without it the PANEL_PAYG_DEPOSIT setting applies).
+    expected_monthly_cost: Optional[Decimal] = Field(default=None, ge=0, le=MAX_PRICE, decimal_places=6)
     min_quantity: int = Field(default=1, ge=1, le=1_000_000)
     max_quantity: int = Field(default=300, ge=1, le=1_000_000)
     trial_days: int = Field(default=0, ge=0, le=365)
@@ -329,6 +333,8 @@ def _check_references(session: Session | None, catalog: CatalogIn, lines: dict[t
         else:
             if plan.granularity is not None:
                 issue(path + ("granularity",), "granularity is for pay-as-you-go plans only")
+            if plan.expected_monthly_cost is not None:
+                issue(path + ("expected_monthly_cost",), "expected_monthly_cost is for pay-as-you-go plans only")
             if plan.term == "month" and plan.billing_frequency == "monthly":
                 issue(path + ("billing_frequency",), "a monthly term is billed upfront")
         if plan.min_quantity > plan.max_quantity:

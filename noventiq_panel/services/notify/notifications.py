@@ -101,6 +101,15 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                           "currency", "month", "subscription_id"), ()),
     # Monthly usage report of a pay-as-you-go subscription (report attached).
     "iaas_monthly_report": (("product", "month", "amount", "currency", "subscription_id"), ()),
+    # Pay-as-you-go credit control (subscriptions.credit_control). The organisation is overdrawn
+    # (prepaid: balance below zero; postpaid: beyond credit_limit, given for postpaid only):
+    # suspend_at = when its pay-as-you-go subscriptions are suspended unless it tops up; products =
+    # those subscriptions' names (list of str).
+    "credit_overdrawn": (("balance", "currency", "suspend_at"), ("credit_limit", "products")),
+    # Still overdrawn after the grace period: the pay-as-you-go subscriptions products were suspended.
+    "credit_suspended": (("products", "balance", "currency"), ("credit_limit",)),
+    # A top-up brought the balance back: the subscriptions products were resumed.
+    "credit_resumed": (("products", "balance", "currency"), ("credit_limit",)),
 }
 
 ROLE_NAMES = {

@@ -74,7 +74,7 @@ def suspend(session: Session, actor: Actor | None, sub_id, *, now: datetime | No
         require_status(ctx, S.ACTIVE)
         sub = ctx.sub
         connector(ctx.vendor).suspend(sub.vendor_ref)
-        sub.status, sub.suspended_at, sub.grace_until = S.SUSPENDED, now, None
+        sub.status, sub.suspended_at, sub.grace_until, sub.suspend_reason = S.SUSPENDED, now, None, "customer"
         session.add(sub)
         audit.record(session, access.actor, "subscription.suspended", subscription_id=sub.id, reason="manual")
         mail_org(session, sub.org_id, LIFECYCLE_ROLES, "suspended",
@@ -136,6 +136,8 @@ def resume(session: Session, actor: Actor | None, sub_id, *, now: datetime | Non
         ctx = load(session, access, sub_id, now, lock=True)
         require_status(ctx, S.SUSPENDED)
         sub, plan, org = ctx.sub, ctx.plan, ctx.org
+        if sub.suspend_reason == "credit":
+            raise Conflict("suspended until the balance is topped up", key="error.suspended_for_credit")
         if not plan.suspendable and sub.grace_until is None:
             raise Conflict("this plan cannot be suspended", key="error.not_suspendable")
         charged = Decimal("0.00")
@@ -158,7 +160,7 @@ def resume(session: Session, actor: Actor | None, sub_id, *, now: datetime | Non
                                       meta={"action": "resume", **days_left(ctx, period)})
                 sub.next_billing_at = proration.next_period_start(period, sub.term_end)
         connector(ctx.vendor).resume(sub.vendor_ref)
-        sub.status, sub.suspended_at, sub.grace_until = S.ACTIVE, None, None
+        sub.status, sub.suspended_at, sub.grace_until, sub.suspend_reason = S.ACTIVE, None, None, ""
         session.add(sub)
         audit.record(session, access.actor, "subscription.resumed", subscription_id=sub.id, charged=str(charged))
         outcome = Outcome(sub.id, "resume", org.billing_currency, sub.status, sub.quantity, charged=charged)

@@ -23,7 +23,7 @@ from noventiq_panel.services.core import audit, authz, clock, ledger, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict
 from noventiq_panel.services.core.money import parse_quantity
-from noventiq_panel.services.subscriptions import confirmation, licences, provisioning
+from noventiq_panel.services.subscriptions import confirmation, credit_control, licences, provisioning
 from noventiq_panel.services.subscriptions.context import (
     S, atomic, connector, describe, mail_actor, parse_bool, post_money, seat_price, shortfall,
     to_org_currency, utc_now,
@@ -134,6 +134,7 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
         if (done := confirmation.confirmed_before(session, access, "order", quote_id)) is not None:
             return Outcome.replayed(done)
         quote = order_quote(session, org, info, quantity, now)
+        credit_control.require_deposit(session, org, plan, quote.fx_date)
         op = confirmation.begin(session, access, "order", quote_id, amount, params=_params(plan.id, quantity),
                                 amount_due=quote.amount_due, now=now, check_price=not _paid)
         if op.done is not None:

@@ -121,7 +121,7 @@ def _new_term(chunk: Chunk, sub: Sub, start: datetime, *, key: str, action: str,
     sub.grace_until = None
     if sub.status != S.ACTIVE:
         provisioning.connector_for(chunk.plan(sub.plan_id)[2].code).resume(sub.vendor_ref)
-        sub.status, sub.suspended_at = S.ACTIVE, None
+        sub.status, sub.suspended_at, sub.suspend_reason = S.ACTIVE, None, ""
     chunk.renewed_ids.append(sub.id)
     chunk.batch(sub, plan, "renewal")
     chunk.audit(sub, "subscription.renewed", term_start=start.isoformat(), term_end=end.isoformat(),
@@ -152,7 +152,7 @@ def _unpaid(chunk: Chunk, sub: Sub, *, due_from: datetime, amount: Decimal, what
                    roles=MONEY_ROLES, dedupe=f"{what}_failed:{sub.id}:{_ymd(due_from, tz)}")
     if chunk.now >= sub.grace_until and sub.status == S.ACTIVE:
         provisioning.connector_for(vendor.code).suspend(sub.vendor_ref)
-        sub.status, sub.suspended_at = S.SUSPENDED, chunk.now
+        sub.status, sub.suspended_at, sub.suspend_reason = S.SUSPENDED, chunk.now, "payment"
         chunk.summary.suspended += 1
         chunk.audit(sub, "subscription.suspended", reason="funds")
         chunk.mail(sub, "suspended", {"product": product.name, "suspended_on": clock.local_date(chunk.now, tz), "reason": "funds",
@@ -287,7 +287,7 @@ def _instalment_one(chunk: Chunk, sub: Sub) -> None:
                                     quantity=sub.quantity, period=(period.start, period.end), action="resume")
         if done:
             provisioning.connector_for(vendor.code).resume(sub.vendor_ref)
-            sub.status, sub.suspended_at, sub.grace_until = S.ACTIVE, None, None
+            sub.status, sub.suspended_at, sub.grace_until, sub.suspend_reason = S.ACTIVE, None, None, ""
             sub.next_billing_at = proration.next_period_start(period, sub.term_end)
             chunk.summary.reactivated += 1
             chunk.audit(sub, "subscription.resumed", reason="paid", amount=str(amount))

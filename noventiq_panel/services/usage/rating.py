@@ -46,7 +46,8 @@ late usage of a month whose closing document is already made: that is dated when
 it goes into the next document instead of into none (the period fields keep the usage's own dates).
 
 Not billable: records of a **suspended** subscription whose period starts at or after
-``suspended_at`` (all of them when it is unknown), and records of a **trial** before
+``suspended_at`` (all of them when it is unknown) — except one suspended for credit (an overdrawn
+organisation, ``credit_control``), whose usage that still arrives is charged and shown — and records of a **trial** before
 ``trial_ends_at``; they are settled with a zero-amount entry (meta ``not_billed``), so resuming never
 charges the suspension. Records whose day has no exchange rate at all (not even an earlier one)
 wait: the subscription's watermark stops below the first of them (later records of it wait too, so
@@ -297,7 +298,7 @@ def _candidates(session: Session, after: int, limit: int) -> dict[int, _Sub]:
            .exists())
     rows = session.execute(
         select(Subscription.id, watermark, Subscription.org_id, Subscription.name, Subscription.status,
-               Subscription.suspended_at, Subscription.is_trial, Subscription.trial_ends_at, Plan.granularity,
+               Subscription.suspend_reason, Subscription.suspended_at, Subscription.is_trial, Subscription.trial_ends_at, Plan.granularity,
                Plan.usage_markup_pct, Plan.name, Organisation.billing_currency, Organisation.timezone)
         .join(Plan, Plan.id == Subscription.plan_id)
         .join(Organisation, Organisation.id == Subscription.org_id)
@@ -308,10 +309,11 @@ def _candidates(session: Session, after: int, limit: int) -> dict[int, _Sub]:
     ).all()
     return {
         sid: _Sub(id=sid, after_id=mark or 0, org_id=org_id, name=name or plan_name,
-                  suspended=status == SubscriptionStatus.SUSPENDED, suspended_at=suspended_at,
+                  # suspended for credit (an overdrawn organisation): what still arrives is charged
+                  suspended=status == SubscriptionStatus.SUSPENDED and reason != "credit", suspended_at=suspended_at,
                   trial_until=trial_ends_at if is_trial else None, granularity=gran or "hour",
                   markup_micro=int(Decimal(markup or 0) * MICRO), currency=cur, tz=tz or "Asia/Tashkent")
-        for (sid, mark, org_id, name, status, suspended_at, is_trial, trial_ends_at, gran, markup, plan_name, cur,
+        for (sid, mark, org_id, name, status, reason, suspended_at, is_trial, trial_ends_at, gran, markup, plan_name, cur,
              tz) in rows
     }
 

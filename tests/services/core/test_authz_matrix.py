@@ -165,6 +165,7 @@ def test_matrix_covers_every_public_operation():
 
 def test_budget_of_another_organisation_is_not_even_readable(world):
     w = world
+    w.topup("100000", w.other_org)  # the pay-as-you-go deposit
     sid = ordering.order(w.session, w.a_stranger, w.plan("azure-d").id, 1, now=NOW).subscription_id
     budgets.set_budget(w.session, w.a_stranger, sid, amount="100", recipient_user_ids=[w.stranger.id])
     with pytest.raises(NotFound):

@@ -61,6 +61,12 @@ SAMPLES: dict[str, dict] = {
                          "currency": "UZS", "month": date(2025, 9, 1), "subscription_id": 9},
     "iaas_monthly_report": {"product": "Microsoft Azure", "month": date(2025, 9, 1), "amount": D("8100000"),
                             "currency": "UZS", "subscription_id": 9},
+    "credit_overdrawn": {"balance": D("-1250000.50"), "currency": "UZS", "suspend_at": T0 + timedelta(hours=72),
+                         "credit_limit": D("5000000"), "products": ["Azure prod", "Azure dev"]},
+    "credit_suspended": {"products": ["Azure prod", "Azure dev"], "balance": D("-1250000.50"), "currency": "UZS",
+                         "credit_limit": D("5000000")},
+    "credit_resumed": {"products": ["Azure prod", "Azure dev"], "balance": D("50000"), "currency": "UZS",
+                       "credit_limit": D("5000000")},
 }
 
 TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
@@ -72,7 +78,7 @@ def plain(text: str) -> str:
 
 def test_the_samples_cover_exactly_the_kinds_of_the_contract():
     assert set(SAMPLES) == set(n.KINDS)
-    assert len(n.KINDS) == 20
+    assert len(n.KINDS) == 23
 
 
 @pytest.mark.parametrize("locale", ["ru", "en"])

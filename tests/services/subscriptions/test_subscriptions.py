@@ -129,9 +129,15 @@ def test_usd_plan_without_any_rate_is_refused_and_changes_nothing(session):
     assert counts(session) == before
 
 
-def test_pay_as_you_go_order_costs_nothing_and_has_no_term(world):
+def test_pay_as_you_go_order_needs_the_deposit_costs_nothing_and_has_no_term(world):
     w = world
+    before = counts(w.session)
+    with pytest.raises(InsufficientFunds) as err:  # a prepaid organisation needs the deposit on its balance
+        ordering.order(w.session, w.a_admin, w.plan("azure-d").id, 1, now=NOW)
+    assert err.value.shortfall == Decimal("100000.00") and counts(w.session) == before
+    w.topup("100000")
     result = ordering.order(w.session, w.a_admin, w.plan("azure-d").id, 1, now=NOW)
+    assert w.balance() == Decimal("100000.00")
     sub = w.sub(result.subscription_id)
     assert (sub.status, sub.term_end, result.charged) == ("active", None, Decimal("0.00"))
     assert entries(w, sub.id) == [] and batches(w, sub.id) == []

@@ -19,6 +19,7 @@ from tests.services.subs_world import NOW, World, counts, world
 
 @pytest.fixture
 def azure(world) -> int:
+    world.topup("100000")  # the pay-as-you-go deposit of a prepaid organisation
     return ordering.order(world.session, world.a_owner, world.plan("azure-d").id, 1, now=NOW).subscription_id
 
 
@@ -116,6 +117,7 @@ def test_budget_only_on_own_pay_as_you_go_subscriptions_and_only_by_owner_or_adm
     w = world
     w.topup("100000")
     licence = ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 1, now=NOW).subscription_id
+    w.topup("100000", w.other_org)  # the other organisation's pay-as-you-go deposit
     foreign = ordering.order(w.session, w.a_stranger, w.plan("azure-h").id, 1, now=NOW).subscription_id
     before = counts(w.session)
     with pytest.raises(Conflict):
