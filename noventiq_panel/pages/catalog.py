@@ -156,6 +156,7 @@ def order_confirm() -> rx.Component:
         T("catalog.order.summary", plan=p["plan"], quantity=p["quantity"]), p, "order",
         rx.cond(p["rate"] != "", rx.text(p["rate"], size="1", color=rx.color("gray", 10)), rx.fragment()),
         rx.text(T("catalog.order.available", amount=p["available"]), size="1", color=rx.color("gray", 10)),
+        error_callout(S.order_error, "order-changed"),
         on_back=S.order_back, confirm_key="catalog.order.confirm", on_confirm=S.confirm_order, busy=S.order_busy,
         shortfall=(S.request_order_invoice, S.order_invoice),
     )

@@ -12,7 +12,7 @@ import reflex as rx
 
 from ..components import (
     T, amount_text, button_row, close_button, confirm_dialog, error_callout, field_label, hint, panel_page,
-    section_card, shortfall_block, step_dialog, table_box, when_loaded,
+    quote_confirm, section_card, step_dialog, table_box, when_loaded,
 )
 from ..state.base import BaseState
 from ..state.subscription_detail import SubscriptionDetailState as S
@@ -192,14 +192,51 @@ def resources_tab() -> rx.Component:
     )
 
 
-def plan_change() -> rx.Component:
+def amount_now(p, amount_id: str) -> rx.Component:
+    """The exact sum charged or refunded now (``p["amount_label"]``, ``p["amount"]``)."""
+    return rx.hstack(
+        rx.text(p["amount_label"], size="2", color=rx.color("gray", 11)),
+        amount_text(p["amount"], weight="bold", id=amount_id),
+        justify="between",
+        width="100%",
+        wrap="wrap",
+    )
+
+
+def plan_confirm() -> rx.Component:
+    """The confirmation of a plan change: when it takes effect (at once, or at the renewal and why),
+    the exact amount now, the price from then on, the shortfall; a stale preview's message."""
     p = S.plan_preview
+    return quote_confirm(
+        p["summary"], p, "plan",
+        amount_now(p, "plan-amount"),
+        rx.cond(p["recurring"] != "", rx.text(p["recurring"], size="2", id="plan-recurring"), rx.fragment()),
+        error_callout(S.plan_error, "plan-changed"),
+        on_back=S.set_plan_open(False), confirm_key="subscription.plan.confirm", on_confirm=S.confirm_plan,
+        busy=S.action_busy, shortfall=(None, None),
+    )
+
+
+def plan_dialog() -> rx.Component:
+    return step_dialog(
+        T("subscription.plan.title"),
+        rx.cond(S.plan_preview.contains("now"), plan_confirm(), rx.fragment()),
+        description=(S.d["name"], " · ", S.d["plan"]),
+        max_width="32rem",
+        content_id="plan-dialog",
+        open=S.plan_open,
+        on_open_change=S.set_plan_open,
+    )
+
+
+def plan_change() -> rx.Component:
     return section_card(
         "subscription.plan.title",
-        rx.text(T("subscription.plan.hint"), size="2", color=rx.color("gray", 11)),
+        rx.text(T("subscription.plan.rules"), size="2", color=rx.color("gray", 11)),
         rx.hstack(
             rx.select.root(
-                rx.select.trigger(placeholder=T("subscription.plan.choose"), id="plan-choice", min_width="16rem"),
+                rx.select.trigger(placeholder=T("subscription.plan.choose"), id="plan-choice", min_width="16rem",
+                                  max_width="100%"),
                 rx.select.content(rx.foreach(S.plan_options, lambda o: rx.select.item(o["label"], value=o["code"]))),
                 value=S.plan_choice,
                 on_change=S.set_plan_choice,
@@ -209,36 +246,23 @@ def plan_change() -> rx.Component:
             spacing="2",
             wrap="wrap",
         ),
-        rx.cond(
-            p.contains("text"),
-            rx.vstack(
-                rx.callout(p["text"], icon="info", size="1", width="100%", id="plan-preview-text"),
-                rx.cond(p["new_term"] != "", rx.text(p["new_term"], size="2"), rx.fragment()),
-                rx.cond(p["recurring"] != "", rx.text(p["recurring"], size="2"), rx.fragment()),
-                rx.cond(
-                    p["shortfall"] != "",
-                    shortfall_block(p),
-                    rx.button(T("subscription.plan.confirm"), on_click=S.confirm_plan, loading=S.action_busy,
-                              id="plan-confirm"),
-                ),
-                spacing="2",
-                width="100%",
-            ),
-            rx.fragment(),
-        ),
+        plan_dialog(),
         card_id="plan-change",
     )
 
 
 def cancel_block() -> rx.Component:
+    p = S.cancel_preview
     return section_card(
         "subscription.cancel.title",
         rx.text(T("subscription.cancel.hint"), size="2", color=rx.color("gray", 11)),
         rx.cond(
-            S.cancel_preview.contains("text"),
+            p.contains("text"),
             rx.vstack(
-                rx.callout(S.cancel_preview["text"], icon="triangle-alert", color_scheme="red", size="1", width="100%",
+                rx.callout(p["text"], icon="triangle-alert", color_scheme="red", size="1", width="100%",
                            id="cancel-preview-text"),
+                amount_now(p, "cancel-amount"),
+                error_callout(S.cancel_error, "cancel-changed"),
                 rx.hstack(
                     rx.button(T("common.back"), variant="soft", color_scheme="gray", on_click=S.close_cancel),
                     rx.button(T("subscription.cancel.confirm"), color_scheme="red", on_click=S.confirm_cancel,

@@ -163,6 +163,7 @@ def quantity_confirm(state=S, id_prefix: str = "qty", end: bool = True) -> rx.Co
     p = state.qty_preview
     return quote_confirm(
         T("subscriptions.qty.change", old=p["old"], new=p["new"]), p, id_prefix,
+        error_callout(state.qty_error, f"{id_prefix}-changed"),
         on_back=state.qty_back, confirm_key="subscriptions.qty.confirm", on_confirm=state.confirm_qty,
         busy=state.qty_busy, shortfall=(state.request_qty_invoice, state.qty_invoice), end=end,
     )

@@ -1,8 +1,10 @@
 """State of /catalog: products grouped by category and vendor with their plans (billing variants),
 search, and the order dialog (variant, quantity, preview from the service, confirmation).
 
-The order's idempotency token (``request_id``) is made once per preview, so a double click or a
-retried request cannot charge twice. Prices shown are the service's; nothing is computed here.
+The confirmation carries the preview's server-issued quote id and amount (backend vars), so a
+double click or a retried request cannot charge twice, and a price that changed since the preview
+is refused by the service: the dialog then shows the message and the new preview to confirm again.
+Prices shown are the service's; nothing is computed here.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .base import BaseState
 from .formatting import flag, fmt_money, text_date
 from .inputs import clean_text, parse_id
 from .parts import Search
-from .subscriptions import model_label, new_token, shortfall_fields, shortfall_view
+from .subscriptions import model_label, quote_binding, shortfall_fields, shortfall_view, stale_quote
 
 
 @dataclass
@@ -86,14 +88,15 @@ def _load_public(session, search: str, category: str | None):
     return guest_orders.public_catalog(session, search=search, category=category), categories
 
 
-def _shortfall_invoice_order(session, actor, plan_id: int, quantity: str, trial_convert: bool, request_id: str):
+def _shortfall_invoice_order(session, actor, plan_id: int, quantity: str, trial_convert: bool, quote_id: str):
     """An invoice for exactly what the order misses; the order is placed once it is paid. The
-    amount comes from a fresh quote, never from the browser."""
+    amount comes from a fresh quote, never from the browser; the waiting order carries the
+    preview's ``quote_id`` (paying and confirming the preview are one operation)."""
     q = ordering.quote_order(session, actor, plan_id, quantity)
     if q.shortfall <= 0:
         raise Conflict("the balance covers it now", key="subscriptions.error.no_shortfall")
     action = pending_actions.pending_action_for_order(actor, plan_id, q.quantity, trial_convert=trial_convert,
-                                           request_id=request_id)
+                                                      quote_id=quote_id or None)
     return invoices.request_shortfall_invoice(session, actor, q.shortfall, action).number
 
 
@@ -122,7 +125,8 @@ class CatalogState(Search, BaseState):
     order_sub_href: str = ""
     order_invoice: str = ""
 
-    _request_id: str = ""
+    _order_quote_id: str = ""  # the preview's quote (see quote_binding)
+    _order_amount: str = ""
 
     @rx.event
     async def load(self):
@@ -230,6 +234,7 @@ class CatalogState(Search, BaseState):
         self.order_qty, self.order_trial_convert = "1", False
         self.order_step, self.order_error, self.order_preview = "form", "", {}
         self.order_sub_href, self.order_invoice = "", ""
+        self._order_quote_id = self._order_amount = ""
         self.order_open = True
 
     @rx.event
@@ -270,6 +275,26 @@ class CatalogState(Search, BaseState):
             return
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
+        self._order_show(q)
+        self.order_step = "confirm"
+        self.order_error = self.order_invoice = ""
+
+    async def _order_requote(self, exc: DomainError):
+        """The confirmation was refused as stale: a fresh preview of the same order, with the message."""
+        try:
+            q = await self._act(ordering.quote_order, parse_id(self.order_plan_id), self.order_qty)
+        except Exception as again:  # noqa: BLE001
+            self.order_step, self.order_preview, self.order_invoice = "form", {}, ""
+            if isinstance(again, DomainError):
+                self.order_error = self._error_text(again)
+                return None
+            return self._fail(again)
+        self._order_show(q)
+        self.order_invoice = ""
+        self.order_error = self._error_text(exc)
+        return None
+
+    def _order_show(self, q) -> None:
         lang, cur = self._lang, q.currency
         now, later = order_terms(self, q, "catalog.order.now")
         rate = ""
@@ -286,8 +311,7 @@ class CatalogState(Search, BaseState):
             "available": fmt_money(q.available, cur, lang),
             **shortfall_fields(q.shortfall, cur, lang),
         }
-        self.order_step = "confirm"
-        self._request_id = new_token()
+        self._order_quote_id, self._order_amount = quote_binding(q)
 
     @rx.event
     async def confirm_order(self):
@@ -299,7 +323,7 @@ class CatalogState(Search, BaseState):
             plan_id = parse_id(self.order_plan_id)
             outcome = await self._act(ordering.order, plan_id, self.order_qty,
                                       trial_convert=bool(self.order_trial_convert and self.order_is_trial),
-                                      request_id=self._request_id)
+                                      quote_id=self._order_quote_id or None, amount=self._order_amount or None)
         except InsufficientFunds as exc:
             self.order_busy = False
             view = shortfall_view(self, exc)
@@ -308,6 +332,11 @@ class CatalogState(Search, BaseState):
             return
         except Exception as exc:  # noqa: BLE001
             self.order_busy = False
+            if stale_quote(exc):
+                event = await self._order_requote(exc)
+                if event is not None:
+                    yield event
+                return
             yield self._fail(exc)
             return
         self.order_busy = False
@@ -320,7 +349,8 @@ class CatalogState(Search, BaseState):
         try:
             plan_id = parse_id(self.order_plan_id)
             number = await self._act(_shortfall_invoice_order, plan_id, self.order_qty,
-                                     bool(self.order_trial_convert and self.order_is_trial), self._request_id)
+                                     bool(self.order_trial_convert and self.order_is_trial),
+                                     self._order_quote_id)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         self.order_invoice = number

@@ -30,17 +30,21 @@ from .subscriptions import (
     QuantityChange,
     auto_renew_shown,
     model_label,
+    quote_binding,
     shortfall_fields,
     shortfall_view,
+    stale_quote,
     status_label,
 )
 
+WAIT_REASONS = ("downgrade", "same_price", "switch")  # why a plan change waits for the renewal
 TABS = ("overview", "resources", "options", "activation", "usage", "history")
 THRESHOLD_TYPES = ("actual", "forecast")
 KNOWN_EVENTS = (
     "subscription.ordered", "subscription.quantity_changed", "subscription.auto_renew", "subscription.trial_convert",
     "subscription.suspended", "subscription.resumed", "subscription.plan_changed",
-    "subscription.plan_change_scheduled", "subscription.cancelled", "subscription.cancel_scheduled",
+    "subscription.plan_change_scheduled", "subscription.plan_change_withdrawn", "subscription.cancelled",
+    "subscription.cancel_scheduled",
     "subscription.scheduled_change_cancelled", "subscription.renewed", "subscription.payment_failed",
     "subscription.instalment", "subscription.trial_converted", "subscription.expired", "budget.created",
     "budget.updated", "budget.removed",
@@ -86,10 +90,13 @@ class SubscriptionDetailState(QuantityChange, BaseState):
 
     # Resources: the licence count (QuantityChange)
 
-    # Options: plan change and cancellation
+    # Options: plan change (its confirmation dialog) and cancellation
     plan_choice: str = ""
+    plan_open: bool = False
     plan_preview: dict[str, str] = {}
+    plan_error: str = ""
     cancel_preview: dict[str, str] = {}
+    cancel_error: str = ""
     action_busy: bool = False
 
     # Usage and the budget dialog
@@ -107,6 +114,12 @@ class SubscriptionDetailState(QuantityChange, BaseState):
     budget_busy: bool = False
 
     _sub_id: int = 0
+    # the previews the confirmations bind to (see quote_binding)
+    _plan_code: str = ""
+    _plan_quote_id: str = ""
+    _plan_amount: str = ""
+    _cancel_quote_id: str = ""
+    _cancel_amount: str = ""
 
     # --- loading -----------------------------------------------------------------------------
     @rx.event
@@ -114,7 +127,9 @@ class SubscriptionDetailState(QuantityChange, BaseState):
         self.loaded = False
         self.not_found = False
         self._qty_reset()
-        self.plan_preview, self.cancel_preview, self.plan_choice = {}, {}, ""
+        self._plan_clear()
+        self.plan_choice = ""
+        self._cancel_clear()
         tab = clean_text(self.router.url.query_parameters.get("tab", ""))
         self.tab = tab if tab in TABS else "overview"
         try:
@@ -195,8 +210,8 @@ class SubscriptionDetailState(QuantityChange, BaseState):
         ]
         self.changes = [self._change_view(c) for c in x["scheduled_changes"]]
         self.plan_options = [
-            {"code": o["code"], "label": f"{o['name']} — {o['product']} "
-                                         f"({self._t('subscription.plan.' + o['direction'])})"}
+            {"code": o["code"], "name": f"{o['product']} — {o['name']}",
+             "label": f"{o['name']} — {o['product']} ({self._t('subscription.plan.' + o['direction'])})"}
             for o in x["plan_options"]
         ]
         self.events = [self._event_view(e, tz) for e in history]
@@ -323,42 +338,121 @@ class SubscriptionDetailState(QuantityChange, BaseState):
         code = clean_text(code, 64)
         if code in {o["code"] for o in self.plan_options}:
             self.plan_choice = code
-            self.plan_preview = {}
+            self._plan_clear()
 
-    @rx.event
-    async def preview_plan(self):
-        if not self.plan_choice:
-            return
-        try:
-            q = await self._act(plan_change.quote_plan_change, self._sub_id, self.plan_choice)
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
+    def _plan_clear(self) -> None:
+        self.plan_open, self.plan_preview, self.plan_error = False, {}, ""
+        self._plan_code = self._plan_quote_id = self._plan_amount = ""
+
+    def _plan_view(self, q) -> dict[str, str]:
+        """What the plan change does now and when, in the UI language: the exact amount charged or
+        refunded now, the date it takes effect and, for a change that waits, why."""
         lang, cur = self._lang, q.currency
         when = text_date(q.effective_date, lang)
-        if not q.immediate:
-            text = self._t("subscription.plan.downgrade_text", date=when)
+        reason = ""
+        if q.withdraws_pending:
+            text = self._t("subscription.plan.withdraw_text")
+        elif not q.immediate:
+            text = self._t("subscription.plan.at_renewal", date=when)
+            reason = self._t(f"subscription.plan.why_{q.direction}") if q.direction in WAIT_REASONS else ""
         elif q.charge_now > 0:
             text = self._t("subscription.plan.upgrade_charge", amount=fmt_money(q.charge_now, cur, lang))
         elif q.refund_now > 0:
             text = self._t("subscription.plan.upgrade_refund", amount=fmt_money(q.refund_now, cur, lang))
         else:
             text = self._t("subscription.plan.upgrade_free")
-        self.plan_preview = {
-            "text": text,
-            "new_term": self._t("subscription.plan.new_term") if q.new_term else "",
+        due = q.amount_due
+        target = next((o["name"] for o in self.plan_options if o["code"] == q.to_plan), q.to_plan)
+        return {
+            "summary": self._t("subscription.plan.summary", plan=target),
+            "now": text,
+            "later": reason,
+            "amount_label": self._t("subscription.amount_now.refund" if due < 0 else "subscription.amount_now.charge"),
+            "amount": fmt_money(abs(due), cur, lang),
+            "date": when,
+            "waits": flag(not q.immediate),
+            "withdraws": flag(q.withdraws_pending),
             "recurring": self._t("subscriptions.qty.later_price", amount=fmt_money(q.recurring_price, cur, lang))
             if q.recurring_price else "",
             **shortfall_fields(q.shortfall, cur, lang),
         }
 
+    def _plan_show(self, q) -> None:
+        self.plan_preview = self._plan_view(q)
+        self._plan_code = q.to_plan
+        self._plan_quote_id, self._plan_amount = quote_binding(q)
+
+    @rx.event
+    async def preview_plan(self):
+        """The confirmation dialog of the chosen plan, from the service's quote (the confirmation
+        binds to it)."""
+        if not self.plan_choice:
+            return
+        try:
+            q = await self._act(plan_change.quote_plan_change, self._sub_id, self.plan_choice)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self._plan_show(q)
+        self.plan_error = ""
+        self.plan_open = True
+
+    @rx.event
+    def set_plan_open(self, value: bool):
+        if value is not True and not self.action_busy:
+            self._plan_clear()
+
     @rx.event
     async def confirm_plan(self):
-        if not self.plan_choice or not self.plan_preview:
+        """Carry the previewed plan change out, once per preview; a stale preview is shown afresh."""
+        if self.action_busy or not self.plan_open or not self._plan_code:
             return
-        code = self.plan_choice
-        result = await self._do(plan_change.change_plan, code, ok="subscription.plan.done")
-        self.plan_choice, self.plan_preview = "", {}
-        return result
+        self.action_busy = True
+        yield
+        try:
+            await self._act(plan_change.change_plan, self._sub_id, self._plan_code,
+                            quote_id=self._plan_quote_id or None, amount=self._plan_amount or None)
+        except InsufficientFunds as exc:
+            self.action_busy = False
+            self.plan_preview = {**self.plan_preview, **shortfall_fields(exc.shortfall, exc.currency, self._lang)}
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.action_busy = False
+            if stale_quote(exc):
+                try:
+                    q = await self._act(plan_change.quote_plan_change, self._sub_id, self._plan_code)
+                except Exception as again:  # noqa: BLE001 - e.g. the plan is no longer offered
+                    self._plan_clear()
+                    yield self._fail(again)
+                    return
+                self._plan_show(q)
+                self.plan_error = self._error_text(exc)
+                return
+            yield self._fail(exc)
+            return
+        p = self.plan_preview
+        done = (self._ok("subscription.change.withdrawn") if p.get("withdraws") == "1" else
+                self._ok("subscription.plan.scheduled_done", date=p.get("date", "")) if p.get("waits") == "1" else
+                self._ok("subscription.plan.done"))
+        self.action_busy = False
+        self.plan_choice = ""
+        self._plan_clear()
+        await self._reload()
+        yield done
+
+    def _cancel_clear(self) -> None:
+        self.cancel_preview, self.cancel_error = {}, ""
+        self._cancel_quote_id = self._cancel_amount = ""
+
+    def _cancel_show(self, q) -> None:
+        lang = self._lang
+        if q.immediate:
+            text = (self._t("subscription.cancel.now_refund", amount=fmt_money(q.refund_now, q.currency, lang))
+                    if q.refund_now > 0 else self._t("subscription.cancel.now"))
+        else:
+            text = self._t("subscription.cancel.at_end", date=text_date(q.effective_date, lang))
+        self.cancel_preview = {"text": text, "amount_label": self._t("subscription.amount_now.refund"),
+                               "amount": fmt_money(q.refund_now, q.currency, lang)}
+        self._cancel_quote_id, self._cancel_amount = quote_binding(q)
 
     @rx.event
     async def preview_cancel(self):
@@ -366,24 +460,43 @@ class SubscriptionDetailState(QuantityChange, BaseState):
             q = await self._act(cancellation.quote_cancel, self._sub_id)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
-        lang = self._lang
-        if q.immediate:
-            text = (self._t("subscription.cancel.now_refund", amount=fmt_money(q.refund_now, q.currency, lang))
-                    if q.refund_now > 0 else self._t("subscription.cancel.now"))
-        else:
-            text = self._t("subscription.cancel.at_end", date=text_date(q.effective_date, lang))
-        self.cancel_preview = {"text": text}
+        self._cancel_show(q)
+        self.cancel_error = ""
 
     @rx.event
     def close_cancel(self):
-        self.cancel_preview = {}
+        if not self.action_busy:
+            self._cancel_clear()
 
     @rx.event
     async def confirm_cancel(self):
-        if not self.cancel_preview:
+        """Cancel as previewed (the refund the preview named, once); a stale preview is shown afresh."""
+        if self.action_busy or not self.cancel_preview:
             return
-        self.cancel_preview = {}
-        return await self._do(cancellation.cancel, ok="subscription.cancel.done")
+        self.action_busy = True
+        yield
+        try:
+            await self._act(cancellation.cancel, self._sub_id, quote_id=self._cancel_quote_id or None,
+                            amount=self._cancel_amount or None)
+        except Exception as exc:  # noqa: BLE001
+            self.action_busy = False
+            if stale_quote(exc):
+                try:
+                    q = await self._act(cancellation.quote_cancel, self._sub_id)
+                except Exception as again:  # noqa: BLE001
+                    self._cancel_clear()
+                    yield self._fail(again)
+                    return
+                self._cancel_show(q)
+                self.cancel_error = self._error_text(exc)
+                return
+            self._cancel_clear()
+            yield self._fail(exc)
+            return
+        self.action_busy = False
+        self._cancel_clear()
+        await self._reload()
+        yield self._ok("subscription.cancel.done")
 
     @rx.event
     async def cancel_change(self, change_id: str):

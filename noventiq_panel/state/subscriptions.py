@@ -9,7 +9,6 @@ organisation) and turn results into plain string dicts. No rule lives here.
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +18,7 @@ from ..models import Organisation
 from noventiq_panel.services.catalog import catalog
 from noventiq_panel.services.billing import invoices
 from noventiq_panel.services.subscriptions import licence_count, lifecycle, listing, pending_actions
-from ..services.core.errors import Conflict, InsufficientFunds, InvalidInput
+from ..services.core.errors import Conflict, DomainError, InsufficientFunds, InvalidInput
 from noventiq_panel.services.subscriptions.quotes import QuantityQuote
 from .base import BaseState
 from .formatting import flag, fmt_date, fmt_money, text_date
@@ -37,9 +36,21 @@ STATUS_COLORS = {"active": "green", "trial": "blue", "suspended": "orange", "pen
 
 # --- helpers shared with the detail and catalog pages -----------------------------------------
 
-def new_token() -> str:
-    """A fresh idempotency token for one confirmation (order request id / change id)."""
-    return uuid.uuid4().hex
+STALE_QUOTE_KEYS = ("error.price_changed", "error.quote_not_found")
+
+
+def quote_binding(quote: Any) -> tuple[str, str]:
+    """What a confirmation carries back to the service (kept in backend vars, never sent to the
+    browser): the preview's server-issued ``quote_id`` ("" for a read-only caller, who gets none)
+    and its ``amount_due`` as a string (charged now > 0, refunded now < 0)."""
+    return quote.quote_id or "", str(quote.amount_due)
+
+
+def stale_quote(exc: BaseException) -> bool:
+    """The service refused the confirmation because it no longer matches its preview (the price,
+    plan, quantity or organisation changed, or the preview expired): show the message and a fresh
+    preview, and let the customer confirm again."""
+    return isinstance(exc, DomainError) and exc.key in STALE_QUOTE_KEYS
 
 
 def shortfall_fields(amount: Decimal, currency: str, lang: str) -> dict[str, str]:
@@ -152,21 +163,24 @@ def _list(session, actor, search: str, status: str | None, vendor: str | None, s
     return rows, total, page, vendors, org.timezone
 
 
-def _shortfall_invoice_quantity(session, actor, sub_id: int, quantity: str, change_id: str):
+def _shortfall_invoice_quantity(session, actor, sub_id: int, quantity: str, quote_id: str):
     """An invoice for exactly what is missing for this increase; the increase waits for it.
-    The amount is computed again here from a fresh quote (the browser's figure is not trusted)."""
+    The amount is computed again here from a fresh quote (the browser's figure is not trusted); the
+    waiting action carries the preview's ``quote_id``, so paying the invoice and confirming the
+    preview are one operation (whichever comes second is already done)."""
     q = licence_count.quote_quantity_change(session, actor, sub_id, quantity)
     if q.shortfall <= 0:
         raise Conflict("the balance covers it now", key="subscriptions.error.no_shortfall")
-    action = pending_actions.pending_action_for_quantity(actor, sub_id, q.new_quantity, change_id=change_id)
+    action = pending_actions.pending_action_for_quantity(actor, sub_id, q.new_quantity, quote_id=quote_id or None)
     return invoices.request_shortfall_invoice(session, actor, q.shortfall, action).number
 
 
 class QuantityChange(BaseState, mixin=True):
     """The licence-count change of one subscription: the number typed, the service's preview, the
-    confirmation (the money moves there, once per confirmation token) and the invoice for a
-    shortfall. The list's dialog and the detail's Resources tab use it; each says which
-    subscription (``_qty_sub_id``) and what follows a change (``_qty_changed``)."""
+    confirmation (the money moves there, once per preview: it carries the preview's quote id and
+    amount) and the invoice for a shortfall. The list's dialog and the detail's Resources tab use
+    it; each says which subscription (``_qty_sub_id``) and what follows a change (``_qty_changed``).
+    When the service says the preview is stale, the step shows the message and a fresh preview."""
 
     qty_value: str = ""
     qty_step: str = "form"  # form | confirm
@@ -175,7 +189,9 @@ class QuantityChange(BaseState, mixin=True):
     qty_busy: bool = False
     qty_invoice: str = ""
 
-    _change_id: str = ""
+    _qty_quantity: str = ""  # the number the preview is for
+    _qty_quote_id: str = ""
+    _qty_amount: str = ""
 
     def _qty_sub_id(self) -> int:
         raise NotImplementedError
@@ -185,6 +201,7 @@ class QuantityChange(BaseState, mixin=True):
 
     def _qty_reset(self) -> None:
         self.qty_step, self.qty_error, self.qty_preview, self.qty_invoice = "form", "", {}, ""
+        self._qty_quantity = self._qty_quote_id = self._qty_amount = ""
 
     @rx.event
     def set_qty_value(self, value: str):
@@ -195,9 +212,14 @@ class QuantityChange(BaseState, mixin=True):
     def qty_back(self):
         self.qty_step, self.qty_error, self.qty_invoice = "form", "", ""
 
+    def _qty_show(self, quote: QuantityQuote) -> None:
+        self.qty_preview = quantity_preview(self, quote)
+        self._qty_quantity = str(quote.new_quantity)
+        self._qty_quote_id, self._qty_amount = quote_binding(quote)
+
     @rx.event
     async def preview_qty(self):
-        """Ask the service what the change would do; nothing is written."""
+        """Ask the service what the change would do (it issues the quote the confirmation binds to)."""
         try:
             quote = await self._act(licence_count.quote_quantity_change, self._qty_sub_id(), self.qty_value)
         except InvalidInput as exc:
@@ -205,27 +227,44 @@ class QuantityChange(BaseState, mixin=True):
             return
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
-        self.qty_preview = quantity_preview(self, quote)
+        self._qty_show(quote)
         self.qty_step = "confirm"
+        self.qty_invoice = self.qty_error = ""
+
+    async def _qty_requote(self, exc: DomainError):
+        """The confirmation was refused as stale: a fresh preview of the same number, with the message."""
+        try:
+            quote = await self._act(licence_count.quote_quantity_change, self._qty_sub_id(), self._qty_quantity)
+        except Exception as again:  # noqa: BLE001 - e.g. the subscription changed meanwhile
+            self.qty_step, self.qty_preview, self.qty_invoice, self.qty_error = "form", {}, "", ""
+            return self._fail(again)
+        self._qty_show(quote)
         self.qty_invoice = ""
-        self._change_id = new_token()
+        self.qty_error = self._error_text(exc)
+        return None
 
     @rx.event
     async def confirm_qty(self):
-        """Carry the change out (the money moves here, once per confirmation token)."""
+        """Carry the previewed change out: the money moves here, once per preview (a second
+        confirmation of the same preview is answered as already done)."""
         if self.qty_busy or self.qty_step != "confirm":
             return
         self.qty_busy = True
         yield
         try:
-            outcome = await self._act(licence_count.change_quantity, self._qty_sub_id(), self.qty_value,
-                                      change_id=self._change_id)
+            outcome = await self._act(licence_count.change_quantity, self._qty_sub_id(), self._qty_quantity,
+                                      quote_id=self._qty_quote_id or None, amount=self._qty_amount or None)
         except InsufficientFunds as exc:
             self.qty_busy = False
             self.qty_preview = {**self.qty_preview, **shortfall_view(self, exc)}
             return
         except Exception as exc:  # noqa: BLE001
             self.qty_busy = False
+            if stale_quote(exc):
+                event = await self._qty_requote(exc)
+                if event is not None:
+                    yield event
+                return
             yield self._fail(exc)
             return
         self.qty_busy = False
@@ -236,8 +275,8 @@ class QuantityChange(BaseState, mixin=True):
     async def request_qty_invoice(self):
         """An invoice for the shortfall; the increase is carried out when it is paid."""
         try:
-            number = await self._act(_shortfall_invoice_quantity, self._qty_sub_id(), self.qty_value,
-                                     self._change_id)
+            number = await self._act(_shortfall_invoice_quantity, self._qty_sub_id(), self._qty_quantity,
+                                     self._qty_quote_id)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         self.qty_invoice = number

@@ -3,7 +3,8 @@ buying a monthly plan charges exactly the price the dialog showed; a balance tha
 shows the shortfall and its top-up link and charges nothing (also when the balance is spent between
 the preview and the confirmation); a licence increase charges and a decrease refunds the seats in
 their window and schedules the rest, as the preview said; the auto-renew switch of the list row
-writes the subscription and survives a reload."""
+writes the subscription and survives a reload; a plan change's dialog says when a change that waits
+takes effect (and why) and names the exact charge of an upgrade, which is what is charged."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from decimal import Decimal
 from playwright.sync_api import expect
 from sqlmodel import Session, col, func, select
 
-from tests.e2e.helpers import PASSWORD, expected_balance, org_of, plain, sign_in
+from tests.e2e.helpers import PASSWORD, expected_balance, org_of, plain, shot, sign_in
 
 OWNER = "owner@demo.example"
 LOCALE = "ru"
@@ -254,6 +255,50 @@ def test_balance_spent_between_preview_and_confirm_refuses_the_order(page, db):
     assert not page.js_errors
 
 
+def _set_price(engine, plan_id: int, price=lambda old: old) -> Decimal:
+    """Set a plan's price to ``price(old price)`` (as a catalog import would); returns the old one."""
+    from noventiq_panel.models import Plan
+
+    with Session(engine) as s:
+        plan = s.get(Plan, plan_id)
+        old = plan.price
+        plan.price = price(old)
+        s.add(plan)
+        s.commit()
+        return old
+
+
+def test_price_changed_between_preview_and_confirm_shows_the_new_amount_and_charges_nothing(page, db):
+    """The catalog price changes while the dialog is open: the confirmation is refused, the dialog
+    says so and shows the new amount; only a second confirmation charges, exactly the new amount."""
+    email, org_id, user_id = _new_customer(db, Decimal("10000000.00"))
+    plan_id, plan_code = _monthly_plan_not_held(db, org_id)
+    sign_in(page, email)
+    _open_order(page, plan_code)
+    old_price = _amount_in(page.inner_text("#order-now"))
+    expect(page.locator("#order-changed")).to_have_count(0)
+    before, last_id = _balance(db, org_id), _last_entry_id(db)
+    previous = _set_price(db, plan_id, lambda old: old + Decimal("1.00"))  # one unit of its currency more
+    try:
+        new_price = _order_quote(db, user_id, org_id, plan_id).price_now
+        assert new_price != old_price
+        page.click("#order-confirm")
+        expect(page.locator("#order-changed")).to_contain_text("Цена или условия изменились")
+        expect(page.locator("#order-now")).to_contain_text(_money(new_price, "UZS"))
+        shot(page, "order-price-changed", "ru", full_page=False)
+        assert _entries_after(db, org_id, last_id) == [] and _subs_of_plan(db, org_id, plan_id) == []
+
+        page.click("#order-confirm")
+        expect(page.locator("#order-done")).to_be_visible()
+        entries = _entries_after(db, org_id, last_id)
+        assert [e.kind for e in entries] == ["charge"] and -entries[0].amount == new_price
+        assert before - _balance(db, org_id) == new_price
+        assert len(_subs_of_plan(db, org_id, plan_id)) == 1
+    finally:
+        _set_price(db, plan_id, lambda _new: previous)
+    assert not page.js_errors
+
+
 # --- 3. licence count from the Resources tab --------------------------------------------------
 
 def _licence_sub_without_open_window(engine, org_id: int):
@@ -408,3 +453,137 @@ def test_auto_renew_switch_in_the_list_writes_the_subscription(page, db):
         expect(switch).to_have_attribute("aria-checked", str(state).lower())
         assert _auto_renew(db, sub_id) is state
     assert not page.js_errors
+
+
+# --- 5. plan change: what happens now and when ----------------------------------------------------
+
+def _order_sub(engine, user_id: int, org_id: int, code: str, quantity: int) -> int:
+    """A paid subscription of the plan ``code`` ordered through the service (a fresh operation)."""
+    from noventiq_panel.models import Plan
+    from noventiq_panel.services.core.authz import Actor
+    from noventiq_panel.services.subscriptions import ordering
+
+    with Session(engine) as s:
+        plan_id = s.exec(select(Plan.id).where(Plan.code == code)).one()
+        return ordering.order(s, Actor(user_id, org_id), plan_id, quantity).subscription_id
+
+
+def _plan_target(engine, sub_id: int, code: str):
+    """(the option's product name, the target plan's name, the local renewal date) of a plan change."""
+    from noventiq_panel.models import Organisation, Plan, Product, Subscription
+    from noventiq_panel.services.core.clock import local_date
+
+    with Session(engine) as s:
+        plan, product = s.exec(select(Plan, Product).join(Product, Product.id == Plan.product_id)
+                               .where(Plan.code == code)).one()
+        sub = s.get(Subscription, sub_id)
+        org = s.get(Organisation, sub.org_id)
+        return product.name, plan.name, local_date(sub.term_end, org.timezone)
+
+
+def _set_locale(engine, email: str, locale: str) -> None:
+    from noventiq_panel.models import User
+
+    with Session(engine) as s:
+        user = s.exec(select(User).where(User.email == email)).one()
+        user.locale = locale
+        s.add(user)
+        s.commit()
+
+
+def _open_plan_dialog(page, sub_id: int, product: str, plan: str) -> None:
+    page.goto(f"/subscriptions/{sub_id}?tab=options")
+    page.click("#plan-choice")
+    page.get_by_role("option").filter(has_text=product).filter(has_text=plan).click()
+    page.click("#plan-preview")
+    expect(page.locator("#plan-dialog")).to_be_visible()
+    expect(page.locator("#plan-now")).to_be_visible()
+
+
+def test_plan_change_dialog_says_when_a_change_waits_and_charges_the_exact_upgrade_amount(page, browser, base_url,
+                                                                                            db):
+    from noventiq_panel.services.core.authz import Actor
+    from noventiq_panel.services.subscriptions import plan_change
+    from noventiq_panel.state.formatting import text_date
+    from tests.e2e.helpers import PHONE, new_page
+
+    email, org_id, user_id = _new_customer(db, Decimal("10000000.00"))
+    yearly = _order_sub(db, user_id, org_id, "m365-bs-1y", 1)  # Business Standard, a year
+    monthly = _order_sub(db, user_id, org_id, "m365-bb-1m", 2)  # Business Basic, a month
+    product, plan_name, renewal = _plan_target(db, yearly, "m365-bb-1y")  # cheaper: waits for the renewal
+
+    # A downgrade waits: the dialog says until when and why, and that nothing moves now.
+    sign_in(page, email)
+    _open_plan_dialog(page, yearly, product, plan_name)
+    expect(page.locator("#plan-now")).to_have_text(f"Вступит в силу при продлении {text_date(renewal, 'ru')}")
+    expect(page.locator("#plan-later")).to_have_text("Новый план дешевле: он начнёт действовать со следующего срока.")
+    assert plain(page.inner_text("#plan-amount")) == _money(Decimal(0), "UZS")
+    shot(page, "plan-change-renewal", "ru", full_page=False)
+
+    phone = new_page(browser, base_url, viewport=PHONE)
+    try:
+        sign_in(phone, email)
+        _open_plan_dialog(phone, yearly, product, plan_name)
+        expect(phone.locator("#plan-confirm")).to_be_in_viewport()
+        shot(phone, "plan-change-renewal", "ru", phone=True, full_page=False)
+        assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"] + 1
+    finally:
+        phone.context.close()
+
+    _set_locale(db, email, "en")
+    english = new_page(browser, base_url)
+    try:
+        sign_in(english, email)
+        _open_plan_dialog(english, yearly, product, plan_name)
+        expect(english.locator("#plan-now")).to_have_text(f"Takes effect at renewal on {text_date(renewal, 'en')}")
+        expect(english.locator("#plan-later")).to_have_text("The new plan is cheaper: it starts with the next term.")
+        shot(english, "plan-change-renewal", "en", full_page=False)
+    finally:
+        english.context.close()
+        _set_locale(db, email, "ru")
+
+    last_id = _last_entry_id(db)
+    page.click("#plan-confirm")
+    expect(page.locator("#plan-dialog")).to_have_count(0)
+    page.click("#tab-overview")
+    expect(page.locator("#scheduled-changes")).to_contain_text(
+        f"С {text_date(renewal, 'ru')}: переход на план «{plan_name}»")
+    assert _entries_after(db, org_id, last_id) == []
+    assert [(c.kind, c.effective_at) for c in _pending_changes(db, yearly)] == [
+        ("plan", _subscription(db, yearly).term_end)]
+    assert _subscription(db, yearly).plan_id != _plan_id_of(db, "m365-bb-1y")
+
+    # An upgrade applies at once: the dialog names the exact pro rata charge, and exactly that is charged.
+    product, plan_name, _renewal = _plan_target(db, monthly, "m365-bs-1m")
+    with Session(db) as s:
+        quote = plan_change.quote_plan_change(s, Actor(user_id, org_id), monthly, "m365-bs-1m")
+    assert quote.direction == "upgrade" and quote.charge_now > 0
+    _open_plan_dialog(page, monthly, product, plan_name)
+    shown = plain(page.inner_text("#plan-amount"))
+    assert shown == _money(quote.charge_now, "UZS") and shown in plain(page.inner_text("#plan-now"))
+    expect(page.locator("#plan-later")).to_have_count(0)
+    shot(page, "plan-change-upgrade", "ru", full_page=False)
+    last_id, before = _last_entry_id(db), _balance(db, org_id)
+    page.click("#plan-confirm")
+    expect(page.locator("#plan-dialog")).to_have_count(0)
+    _wait_for(lambda: _subscription(db, monthly).plan_id == _plan_id_of(db, "m365-bs-1m"), "the upgrade")
+    entries = _entries_after(db, org_id, last_id)
+    assert [(e.kind, e.subscription_id) for e in entries] == [("charge", monthly)], entries
+    assert -entries[0].amount == quote.charge_now == before - _balance(db, org_id)
+    assert not page.js_errors
+
+
+def _subscription(engine, sub_id: int):
+    from noventiq_panel.models import Subscription
+
+    with Session(engine) as s:
+        sub = s.get(Subscription, sub_id)
+        s.expunge(sub)
+        return sub
+
+
+def _plan_id_of(engine, code: str) -> int:
+    from noventiq_panel.models import Plan
+
+    with Session(engine) as s:
+        return s.exec(select(Plan.id).where(Plan.code == code)).one()

@@ -12,12 +12,16 @@ from reflex.istate.data import ReflexURL, RouterData
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from noventiq_panel.models import Budget, LedgerEntry, Payment, Role, Subscription
+from noventiq_panel import i18n
+from noventiq_panel.models import Budget, LedgerEntry, Organisation, Payment, Plan, Role, Subscription
 from noventiq_panel.services.identity import auth
 from noventiq_panel.services.core import ledger
+from noventiq_panel.services.core.authz import Actor
+from noventiq_panel.services.core.clock import local_date
 from noventiq_panel.services.subscriptions import ordering
 from noventiq_panel.state.catalog import CatalogState
 from noventiq_panel.state.subscription_detail import SubscriptionDetailState
+from noventiq_panel.state.formatting import fmt_money, text_date
 from noventiq_panel.state.subscriptions import SubscriptionsState
 from tests import factories
 
@@ -42,7 +46,7 @@ def world(db):
     other = factories.user(db, b, Role.OWNER, email="owner@b.example", password_hash=h)
     plans = factories.catalog(db)
     factories.usd_rate(db, date(2020, 1, 1))
-    factories.topup(db, a, "100000")
+    factories.topup(db, a, "200000")  # covers the pay-as-you-go deposit after the licences
     factories.topup(db, b, "100000")
     mine = ordering.order(db, factories.actor(owner, a), plans["basic-m"].id, 2).subscription_id
     azure = ordering.order(db, factories.actor(owner, a), plans["azure-d"].id, 1).subscription_id
@@ -162,6 +166,7 @@ async def test_short_balance_shows_the_shortfall_and_issues_an_invoice_for_it(db
     db.commit()
     assert invoice.amount == missing and invoice.pending_action["type"] == "quantity"
     assert invoice.pending_action["quantity"] == 300 and state.qty_invoice == invoice.number
+    assert invoice.pending_action["operation_id"] == state._qty_quote_id != ""  # bound to the preview
 
 
 # --- the detail page ---------------------------------------------------------------------------
@@ -205,7 +210,7 @@ async def test_read_only_and_forged_option_events_change_nothing(db, world):
                           (SubscriptionDetailState.preview_cancel, ())):
         await handler.fn(finance, *args)
     finance.cancel_preview = {"text": "forged"}
-    assert is_error_toast(await SubscriptionDetailState.confirm_cancel.fn(finance))
+    assert is_error_toast(await run(SubscriptionDetailState.confirm_cancel.fn(finance)))
     sub = db.get(Subscription, world["mine"], populate_existing=True)
     assert (sub.status, sub.auto_renew) == ("active", True)
     db.commit()
@@ -217,21 +222,110 @@ async def test_read_only_and_forged_option_events_change_nothing(db, world):
 
 
 async def test_plan_upgrade_and_cancel_go_through_preview_and_confirmation(db, world):
-    from noventiq_panel.models import Organisation
-
     factories.topup(db, db.get(Organisation, world["a"]), "1000000")
     owner = await _detail(db, "owner@a.example", f"/subscriptions/{world['mine']}")
     SubscriptionDetailState.set_plan_choice.fn(owner, "std-m")
     await SubscriptionDetailState.preview_plan.fn(owner)
-    assert owner.plan_preview["text"]
-    await SubscriptionDetailState.confirm_plan.fn(owner)
+    p = owner.plan_preview
+    assert owner.plan_open and p["waits"] == "" and p["later"] == ""  # an upgrade: at once
+    assert p["summary"].startswith("Новый план: ") and p["summary"].endswith("Standard, month")
+    assert owner._plan_quote_id and Decimal(owner._plan_amount) > 0
+    shown = p["amount"]
+    assert shown == fmt_money(Decimal(owner._plan_amount), "UZS", "ru") and shown in p["now"]
+    before = balance(db, world["a"])
+    await run(SubscriptionDetailState.confirm_plan.fn(owner))
+    charged = _amount(shown)
+    assert before - balance(db, world["a"]) == charged
     assert db.get(Subscription, world["mine"], populate_existing=True).plan_id == world["std_m"]
     db.commit()
+    assert not owner.plan_open and owner._plan_quote_id == ""
+    await run(SubscriptionDetailState.confirm_plan.fn(owner))  # a forged second confirmation: nothing to confirm
+    assert before - balance(db, world["a"]) == charged
     await SubscriptionDetailState.preview_cancel.fn(owner)
-    assert owner.cancel_preview["text"]
-    await SubscriptionDetailState.confirm_cancel.fn(owner)
+    assert owner.cancel_preview["text"] and owner.cancel_preview["amount"]
+    await run(SubscriptionDetailState.confirm_cancel.fn(owner))
     assert db.get(Subscription, world["mine"], populate_existing=True).status == "cancelled"
     db.commit()
+
+
+def _amount(text: str) -> Decimal:
+    """'45 000,00 сум' → Decimal('45000.00')."""
+    digits = "".join(ch for ch in text if ch.isdigit() or ch == ",")
+    return Decimal(digits.replace(",", "."))
+
+
+async def test_plan_change_that_waits_says_when_and_why_and_moves_no_money(db, world):
+    standard = ordering.order(db, Actor(world["owner"], world["a"]), world["std_m"], 1).subscription_id
+    db.commit()
+    owner = await _detail(db, "owner@a.example", f"/subscriptions/{standard}")
+    assert [o["code"] for o in owner.plan_options] == ["basic-m"] and "понижение" in owner.plan_options[0]["label"]
+    SubscriptionDetailState.set_plan_choice.fn(owner, "basic-m")
+    await SubscriptionDetailState.preview_plan.fn(owner)
+    p = owner.plan_preview
+    sub = db.get(Subscription, standard, populate_existing=True)
+    org = db.get(Organisation, world["a"])
+    renewal = text_date(local_date(sub.term_end, org.timezone), "ru")
+    db.commit()
+    assert p["now"] == f"Вступит в силу при продлении {renewal}" and p["waits"] == "1"
+    assert p["later"] == "Новый план дешевле: он начнёт действовать со следующего срока."
+    assert p["amount"] == fmt_money(Decimal(0), "UZS", "ru") and owner._plan_amount == "0.00"
+    before, entries = balance(db, world["a"]), count(db, LedgerEntry)
+    result = await run(SubscriptionDetailState.confirm_plan.fn(owner))
+    assert any(renewal in repr(e) for e in result)  # "scheduled for <date>"
+    assert (balance(db, world["a"]), count(db, LedgerEntry)) == (before, entries)
+    assert db.get(Subscription, standard, populate_existing=True).plan_id == world["std_m"]
+    db.commit()
+    assert [c["text"] for c in owner.changes] == [f"С {renewal}: переход на план «Basic, month»"]
+
+
+async def test_confirm_after_the_price_changed_shows_the_message_and_the_new_preview_and_charges_nothing(db, world):
+    state = await _list(db, "owner@a.example")
+    SubscriptionsState.open_qty.fn(state, str(world["mine"]))
+    SubscriptionsState.set_qty_value.fn(state, "3")
+    await SubscriptionsState.preview_qty.fn(state)
+    old_charge, old_quote = state.qty_preview["charge"], state._qty_quote_id
+    plan = db.get(Plan, world["basic_m"])
+    plan.price = Decimal(45000)  # the price changes while the dialog is open
+    db.add(plan)
+    db.commit()
+    before, entries = balance(db, world["a"]), count(db, LedgerEntry)
+
+    await run(SubscriptionsState.confirm_qty.fn(state))
+    assert state.qty_error == i18n.t("error.price_changed", "ru")
+    assert state.qty_step == "confirm" and state.qty_open  # the same dialog, with the new amount
+    assert state.qty_preview["charge"] != old_charge and state._qty_quote_id != old_quote
+    assert (balance(db, world["a"]), count(db, LedgerEntry)) == (before, entries)
+    assert db.get(Subscription, world["mine"], populate_existing=True).quantity == 2
+    db.commit()
+
+    new_charge = _amount(state.qty_preview["charge"])
+    await run(SubscriptionsState.confirm_qty.fn(state))  # confirmed again, at the new price
+    assert before - balance(db, world["a"]) == new_charge
+    state.qty_step = "confirm"  # a second confirmation of the same preview
+    await run(SubscriptionsState.confirm_qty.fn(state))
+    assert before - balance(db, world["a"]) == new_charge and count(db, LedgerEntry) == entries + 1
+    assert db.get(Subscription, world["mine"], populate_existing=True).quantity == 3
+    db.commit()
+
+
+async def test_order_confirmed_after_the_price_changed_is_previewed_again_not_charged(db, world):
+    state = await _catalog(db, "owner@a.example")
+    CatalogState.open_order.fn(state, str(world["basic_m"]))
+    await CatalogState.preview_order.fn(state)
+    old_now = state.order_preview["now"]
+    plan = db.get(Plan, world["basic_m"])
+    plan.price = Decimal(31000)
+    db.add(plan)
+    db.commit()
+    subs, before = count(db, Subscription), balance(db, world["a"])
+    await run(CatalogState.confirm_order.fn(state))
+    assert state.order_error == i18n.t("error.price_changed", "ru") and state.order_step == "confirm"
+    assert state.order_preview["now"] != old_now
+    assert fmt_money(Decimal(31000), "UZS", "ru") in state.order_preview["now"]  # the new price, to confirm again
+    assert (count(db, Subscription), balance(db, world["a"])) == (subs, before)
+    await run(CatalogState.confirm_order.fn(state))
+    assert state.order_step == "done" and count(db, Subscription) == subs + 1
+    assert before - balance(db, world["a"]) == Decimal("31000.00")
 
 
 async def test_budget_dialog_validates_and_saves(db, world):
@@ -294,6 +388,7 @@ async def test_catalog_order_without_funds_offers_the_shortfall_invoice(db, worl
     invoice = db.exec(select(Payment).where(Payment.kind == "shortfall")).one()
     db.commit()
     assert invoice.pending_action["type"] == "order" and invoice.pending_action["quantity"] == 100
+    assert invoice.pending_action["operation_id"] == state._order_quote_id != ""
 
 
 async def test_read_only_role_cannot_order_even_with_forged_events(db, world):
