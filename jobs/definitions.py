@@ -10,7 +10,7 @@ from datetime import date, datetime
 from sqlmodel import Session
 
 from noventiq_panel.db import get_engine
-from noventiq_panel.services.billing import documents, postpaid
+from noventiq_panel.services.billing import documents, payme, postpaid
 from noventiq_panel.services.core import cbu_rates, clock
 from noventiq_panel.services.notify import mailer as mail_service
 from noventiq_panel.services.reporting import monthly_reports
@@ -68,6 +68,13 @@ def renewals(now: datetime) -> str:
 def rates(now: datetime) -> str:
     with _session() as s:
         return cbu_rates.fetch_if_missing(s, now)
+
+
+@job("payme_timeouts", schedule={"trigger": "cron", "minute": "*/10"},
+     description="Cancel Payme transactions not performed within 12 hours (reason 4).")
+def payme_timeouts(now: datetime) -> str:
+    with _session() as s:
+        return f"cancelled {payme.expire_stale(s, now=now)}"
 
 
 # -- daily ------------------------------------------------------------------------------------

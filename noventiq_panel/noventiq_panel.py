@@ -8,6 +8,7 @@ import traceback
 import reflex as rx
 
 from . import pages  # noqa: F401 - importing registers every @panel_page
+from .api import app as gateway_api
 from .i18n import t
 
 log = logging.getLogger("noventiq_panel")
@@ -31,6 +32,9 @@ app = rx.App(
     html_lang="ru",
     backend_exception_handler=backend_exception_handler,
     toaster=rx.toast.provider(position="top-right", close_button=True, rich_colors=True),
+    # The payment gateways' endpoints (POST /api/payme, /api/click/prepare, /api/click/complete) on
+    # the panel's own port; Reflex mounts its backend under this Starlette app.
+    api_transformer=gateway_api,
 )
 
 # The job scheduler (jobs/scheduler.py) runs inside each worker's lifespan — never at import, since

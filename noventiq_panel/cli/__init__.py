@@ -18,7 +18,7 @@ import logging
 
 import click
 
-from . import billing, core, jobs, usage
+from . import billing, core, jobs, ledger, usage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -35,4 +35,6 @@ for _command in core.COMMANDS:
 main.add_command(billing.payments)
 main.add_command(billing.documents)
 main.add_command(usage.usage)
+main.add_command(ledger.ledger)
 main.add_command(jobs.jobs)  # importing jobs also adds `rates fetch` to core's `rates` group
+from . import gateways  # noqa: E402,F401 - adds `payments reconcile` to billing's `payments` group

@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 from .analytics import *  # noqa: F401,F403
 from .billing import *  # noqa: F401,F403
 from .catalog import *  # noqa: F401,F403
+from .gateways import *  # noqa: F401,F403
 from .notify import *  # noqa: F401,F403
 from .operations import *  # noqa: F401,F403
 from .org import *  # noqa: F401,F403

@@ -1,4 +1,5 @@
-"""/billing — balance, payments (top-up by bank transfer), transactions, closing documents.
+"""/billing — balance, payments (top-up by bank transfer, or by card through Payme/Click when
+configured), transactions, closing documents.
 
 ``/billing?tab=transactions`` / ``?tab=documents`` open a tab; ``/billing?topup=AMOUNT`` opens the
 top-up dialog pre-filled (the shortfall path). Files are handed to the browser by the state
@@ -49,6 +50,11 @@ def summary() -> rx.Component:
                 spacing="1",
             ),
             rx.cond(
+                BillingState.card_account != "",
+                rx.text(T("billing.card.account", account=BillingState.card_account), size="2", id="card-account"),
+                rx.fragment(),
+            ),
+            rx.cond(
                 BillingState.is_postpaid,
                 rx.vstack(
                     amount_line("billing.credit_limit", BillingState.credit_limit, spread=False),
@@ -86,9 +92,27 @@ def topup_form() -> rx.Component:
         rx.input(value=BillingState.topup_amount, on_change=BillingState.set_topup_amount, id="topup-amount",
                  input_mode="decimal", auto_complete="off", placeholder="1 000 000", width="100%", size="3"),
         rx.text(BillingState.topup_hint, size="1", color=rx.color("gray", 10)),
+        rx.cond(BillingState.card_payme | BillingState.card_click, card_buttons(), rx.fragment()),
         button_row(close_button("billing.topup.cancel"),
                    rx.button(T("billing.topup.continue"), on_click=BillingState.topup_review, id="topup-continue")),
         spacing="2",
+        width="100%",
+    )
+
+
+def card_buttons() -> rx.Component:
+    """Leave for a gateway's page with the amount typed (shown only when one is configured)."""
+    def button(provider: str, enabled) -> rx.Component:
+        return rx.cond(enabled, rx.button(rx.icon("credit-card", size=16), T(f"billing.card.{provider}"),
+                                          variant="soft", on_click=BillingState.pay_by_card(provider),
+                                          id=f"pay-{provider}"), rx.fragment())
+
+    return rx.vstack(
+        rx.text(T("billing.card.title"), size="2", weight="medium"),
+        rx.flex(button("payme", BillingState.card_payme), button("click", BillingState.card_click), gap="2",
+                wrap="wrap"),
+        rx.text(T("billing.card.hint"), size="1", color=rx.color("gray", 10)),
+        spacing="1",
         width="100%",
     )
 

@@ -8,6 +8,11 @@ and the user stay in the base state's backend vars. Downloads go to the browser 
 
 Query parameters: ``?tab=payments|transactions|documents``; ``?topup=AMOUNT`` opens the top-up
 dialog pre-filled (the shortfall path of an order or a licence increase).
+
+Card payments: when Payme or Click is configured and the organisation is billed in сум, the page
+shows its account number and the top-up dialog offers "Pay by card (Payme)" / "Pay with Click",
+which leave for the gateway's page with the amount typed (``pay_by_card``); the gateway's own calls
+create and credit the payment (``services/billing/payme``, ``click``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Any
 import reflex as rx
 
 from ..i18n.format import format_month
-from noventiq_panel.services.billing import documents, invoices, transactions
+from noventiq_panel.services.billing import card_accounts, documents, invoices, payme, transactions
+from noventiq_panel.services.billing import click as click_gateway
 from ..services.core.errors import DomainError, InvalidInput, NotAuthenticated
 from ..services.core.money import parse_amount, to_decimal
 from .base import EXPORT_FORMATS, BaseState
@@ -33,6 +39,7 @@ ALL = "all"
 PAY_STATUSES = (ALL,) + invoices.STATUSES
 TX_KINDS = (ALL,) + transactions.KINDS
 PAGE_SIZE = 20
+CARD_PROVIDERS = ("payme", "click")
 STATUS_COLORS = {"pending": "blue", "paid": "green", "overdue": "red", "cancelled": "gray", "failed": "orange"}
 KIND_COLORS = {"topup": "green", "charge": "red", "usage": "orange", "refund": "blue", "adjustment": "gray"}
 
@@ -93,10 +100,24 @@ def _load_documents(session, actor, year: str, page: int):
     return rows, total, page, documents.list_years(session, actor)
 
 
+def _load_card(session, actor):
+    """(card options, Payme configured, Click configured)."""
+    return card_accounts.card_options(session, actor), payme.configured(), click_gateway.configured()
+
+
 def _load_all(session, actor, pay_status, pay_page, tx_filters, tx_page, doc_year, doc_page):
     return (_load_summary(session, actor), _load_payments(session, actor, pay_status, pay_page),
             _load_transactions(session, actor, tx_filters, tx_page), _load_subscriptions(session, actor),
-            _load_documents(session, actor, doc_year, doc_page))
+            _load_documents(session, actor, doc_year, doc_page), _load_card(session, actor))
+
+
+def _card_url(session, actor, amount: str, provider: str, lang: str) -> str | None:
+    """The gateway's page for a top-up by card (None when that gateway is not configured)."""
+    topup = card_accounts.card_topup(session, actor, amount)
+    if provider == "payme":
+        return payme.checkout_url("org", topup.account_number, topup.amount, topup.return_url,
+                                  lang=lang if lang in ("ru", "uz", "en") else "ru")
+    return click_gateway.pay_url(topup.account_number, topup.amount, topup.return_url)
 
 
 def _export(session, actor, fmt: str, filters: dict[str, str], locale: str):
@@ -131,6 +152,11 @@ class BillingState(BalanceFigures, BaseState):
     topup_number: str = ""
     topup_busy: bool = False
     methods: list[dict[str, str]] = []
+
+    # card payments (shown only when a gateway is configured and the organisation is billed in сум)
+    card_account: str = ""
+    card_payme: bool = False
+    card_click: bool = False
 
     # transactions
     tx_rows: list[dict[str, str]] = []
@@ -176,6 +202,11 @@ class BillingState(BalanceFigures, BaseState):
         self._method_codes = [code for code, _key in s.methods]
         if self.topup_method not in self._method_codes and self._method_codes:
             self.topup_method = self._method_codes[0]
+
+    def _show_card(self, options: card_accounts.CardOptions, payme_on: bool, click_on: bool) -> None:
+        self.card_payme = options.payable and payme_on
+        self.card_click = options.payable and click_on
+        self.card_account = options.account_number if (self.card_payme or self.card_click) else ""
 
     def _show_payments(self, rows, total: int, page: int) -> None:
         lang, tz = self._lang, self._tz
@@ -252,7 +283,7 @@ class BillingState(BalanceFigures, BaseState):
         params = self.router.url.query_parameters
         self.tab = _choice(params.get("tab"), TABS, "payments")
         try:
-            summary, pay, tx, subs, docs = await self._act(
+            summary, pay, tx, subs, docs, card = await self._act(
                 _load_all, self.pay_status, 1, self._tx_filters(), 1, self.doc_year, 1)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
@@ -261,6 +292,7 @@ class BillingState(BalanceFigures, BaseState):
         self._show_transactions(*tx)
         self._show_subscriptions(subs)
         self._show_documents(*docs)
+        self._show_card(*card)
         self.loaded = True
         prefill = params.get("topup")
         if prefill and self.can_write:
@@ -375,6 +407,28 @@ class BillingState(BalanceFigures, BaseState):
         self.pay_status = ALL
         failure = await self._attempt(self._reload_payments(1))
         return failure or self._ok("billing.topup.created", number=number)
+
+    @rx.event
+    async def pay_by_card(self, provider: str):
+        """Leave for Payme's checkout or Click's pay page with the amount typed in the top-up dialog
+        (the service checks the role, the currency and the card limits)."""
+        offered = {"payme": self.card_payme, "click": self.card_click}
+        if provider not in CARD_PROVIDERS or not offered[provider]:
+            self.topup_error = self._t("error.billing.card_unavailable")
+            return
+        try:
+            url = await self._act(_card_url, str(self.topup_amount)[:40], provider, self._lang)
+        except Exception as exc:  # noqa: BLE001
+            if isinstance(exc, DomainError) and not isinstance(exc, NotAuthenticated):
+                self.topup_error = self._error_text(exc)
+                return
+            return self._fail(exc)
+        if not url:
+            self.topup_error = self._t("error.billing.card_unavailable")
+            return
+        self.topup_error = ""
+        self.topup_open = False
+        return rx.redirect(url, is_external=True)
 
     @rx.event
     async def download_topup_invoice(self):

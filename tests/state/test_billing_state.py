@@ -199,3 +199,73 @@ async def test_signed_out_events_go_to_sign_in(db, world):
     assert is_redirect_to_login(result)
     result = await BillingState.load.fn(state)
     assert is_redirect_to_login(result)
+
+
+# ---------------------------------------------------------------- card payments (Payme, Click)
+
+CARD_SECRETS = ("payme-key-of-the-state-test", "click-secret-of-the-state-test")
+
+
+@pytest.fixture
+def cards(monkeypatch):
+    """Payme and Click configured (with keys that must never reach the browser)."""
+    from noventiq_panel.config import reset_settings
+
+    for name, value in {"PANEL_PAYME_MERCHANT_ID": "587f72c72cac0d162c722ae2", "PANEL_PAYME_KEY": CARD_SECRETS[0],
+                        "PANEL_CLICK_SERVICE_ID": "23456", "PANEL_CLICK_MERCHANT_ID": "11111",
+                        "PANEL_CLICK_SECRET_KEY": CARD_SECRETS[1],
+                        "PANEL_BASE_URL": "https://panel.example"}.items():
+        monkeypatch.setenv(name, value)
+    reset_settings()
+    yield
+    reset_settings()
+
+
+def redirect_target(result) -> str:
+    (spec,) = events(result)
+    args = {name._js_expr: value._var_value for name, value in spec.args}
+    assert args["external"] is True
+    return args["path"]
+
+
+async def test_card_buttons_leave_for_the_checkout_with_the_account_and_amount(db, world, cards):
+    import base64
+    from urllib.parse import parse_qs, urlsplit
+
+    from noventiq_panel.services.billing import card_accounts
+
+    state = await _loaded(db, "owner@a.example")
+    account = card_accounts.account_number(world["a"])
+    assert (state.card_payme, state.card_click, state.card_account) == (True, True, account)
+    assert not any(secret in repr(state.dict()) for secret in CARD_SECRETS)
+    state.topup_open = True
+    state.topup_amount = "15000.50"
+    url = redirect_target(await BillingState.pay_by_card.fn(state, "payme"))
+    assert url.startswith("https://checkout.paycom.uz/")
+    assert base64.b64decode(url.removeprefix("https://checkout.paycom.uz/")).decode() == (
+        f"m=587f72c72cac0d162c722ae2;ac.org={account};a=1500050;c=https://panel.example/billing;l=ru")
+    assert not state.topup_open
+    query = parse_qs(urlsplit(redirect_target(await BillingState.pay_by_card.fn(state, "click"))).query)
+    assert query["transaction_param"] == [account] and query["amount"] == ["15000.50"]
+    assert count(db, Payment) == 1  # leaving for the gateway writes nothing; its own calls will
+
+
+async def test_card_payment_is_refused_when_not_configured_or_not_allowed(db, world, cards, monkeypatch):
+    from noventiq_panel.config import reset_settings
+
+    state = await _loaded(db, "owner@a.example")
+    for amount, provider in (("500", "payme"), ("abc", "click"), ("15000", "paypal")):
+        state.topup_amount = amount
+        assert not any("redirect" in repr(e) for e in events(await BillingState.pay_by_card.fn(state, provider)))
+        assert state.topup_error, (amount, provider)
+    finance = await _loaded(db, "finance@a.example")
+    finance.topup_amount = "15000"
+    assert not any("redirect" in repr(e) for e in events(await BillingState.pay_by_card.fn(finance, "payme")))
+    assert finance.topup_error
+    monkeypatch.setenv("PANEL_PAYME_MERCHANT_ID", "")
+    monkeypatch.setenv("PANEL_CLICK_SECRET_KEY", "")
+    reset_settings()
+    state = await _loaded(db, "owner@a.example")
+    assert (state.card_payme, state.card_click, state.card_account) == (False, False, "")
+    state.topup_amount = "15000"
+    assert not any("redirect" in repr(e) for e in events(await BillingState.pay_by_card.fn(state, "payme")))

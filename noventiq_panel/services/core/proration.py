@@ -158,3 +158,19 @@ def window_end(added_at: datetime, window_hours: int) -> datetime:
     """The end of the cancellation window of licences added (bought, renewed or increased) at
     ``added_at``: the plan's ``cancellation_window_hours`` (168 h by default) later."""
     return added_at + timedelta(hours=window_hours)
+
+
+def comeback_start(due: datetime | None, suspended_at: datetime | None, now: datetime, tz: str) -> datetime:
+    """Where a term, or the charged part of a billing period, starts when a subscription comes back
+    after a payment lapse: today's local midnight, moved back by the local days it kept running
+    after the payment fell due (``due``) until it was suspended (the grace days: used, so paid; a
+    day begun counts), but never before the due day. A term of one period starting there charges
+    exactly one period for the days of service it gives: the grace days and the days ahead."""
+    today = clock.local_date(now, tz)
+    if due is None or suspended_at is None or suspended_at <= due:
+        return clock.local_midnight(today, tz)
+    used = (clock.local_date(suspended_at, tz) - clock.local_date(due, tz)).days
+    if suspended_at > clock.local_midnight(clock.local_date(suspended_at, tz), tz):
+        used += 1
+    start = max(today - timedelta(days=used), clock.local_date(due, tz))
+    return clock.local_midnight(start, tz)

@@ -19,8 +19,8 @@ from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict
 from noventiq_panel.services.subscriptions import confirmation, licences
 from noventiq_panel.services.subscriptions.context import (
-    capped_refund,
-    S, Ctx, atomic, cancel_pending, connector, current_period, load, post_pro_rata, require_status,
+    capped_refund, post_refund,
+    S, Ctx, atomic, cancel_pending, connector, current_period, load, require_status,
     schedule, utc_now,
 )
 from noventiq_panel.services.subscriptions.quotes import CancelQuote, Outcome
@@ -74,7 +74,7 @@ def cancel(session: Session, actor: Actor | None, sub_id, *, quote_id: str | Non
     with atomic(session):
         access = authz.can_write(session, actor)
         ctx = load(session, access, sub_id, now, lock=True)
-        if (done := confirmation.confirmed_before(session, access, "cancel", quote_id)) is not None:
+        if (done := confirmation.confirmed_before(session, access, "cancel", quote_id, subscription_id=ctx.sub.id)) is not None:
             return Outcome.replayed(done)
         q = _cancel_plan(session, ctx)
         op = confirmation.begin(session, access, "cancel", quote_id, amount, params=_params(ctx),
@@ -86,7 +86,7 @@ def cancel(session: Session, actor: Actor | None, sub_id, *, quote_id: str | Non
         if q.immediate:
             if q.refund_now > 0:
                 period = current_period(sub, plan, org, now)
-                outcome.refunded = post_pro_rata(session, ctx, kind="refund", seats=sub.quantity, period=period,
+                outcome.refunded = post_refund(session, ctx, seats=sub.quantity, period=period,
                                                  key=op.key("refund"), what="отмена, возврат остатка",
                                                  action="cancel")
             cancel_pending(session, sub.id)

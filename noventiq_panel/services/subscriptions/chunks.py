@@ -39,7 +39,7 @@ from noventiq_panel.services.core import audit, clock, ledger, rates
 from noventiq_panel.services.core.errors import DomainError
 from noventiq_panel.services.core.money import round_money
 from noventiq_panel.services.notify import notifications
-from noventiq_panel.services.subscriptions import licences
+from noventiq_panel.services.subscriptions import licences, spans
 from noventiq_panel.services.subscriptions.context import LIFECYCLE_ROLES, describe, entry_fields
 
 CHUNK = 500
@@ -195,13 +195,17 @@ class Chunk:
         session.flush()
         table = Subscription.__table__
         changed: dict[tuple[str, ...], list[dict]] = defaultdict(list)
+        moved: list[spans.State] = []
         for sub in self.subs:
             before = self.loaded[sub.id]
             values = {name: value for name, value in vars(sub).items() if value != before[name]}
             if values:
                 changed[tuple(values)].append({"_id": sub.id, **values})
+                if spans.changed(values):
+                    moved.append(spans.State(sub.id, sub.plan_id, sub.quantity, str(sub.status)))
         for params in changed.values():
             session.connection().execute(update(table).where(table.c.id == bindparam("_id")), params)
+        spans.split(session, moved, self.now)  # the seat spans of the changed rows
         for held in list(session.identity_map.values()):  # ORM copies the caller holds: read again
             if isinstance(held, Subscription) and held.id in self.loaded:
                 session.expire(held)

@@ -77,16 +77,21 @@ def _changed() -> Conflict:
     return Conflict("the price changed, please review", key="error.price_changed")
 
 
-def confirmed_before(session: Session, access: Access, action: str, quote_id) -> dict[str, Any] | None:
-    """The stored result when ``quote_id`` is this user's quote of ``action`` and was confirmed
-    already; checked first, under the organisation's lock, so a repeated confirmation answers the
-    same even though the operation's own checks would now refuse it (the seats are already there)."""
+def confirmed_before(session: Session, access: Access, action: str, quote_id, *, subscription_id: int | None = None,
+                     params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The stored result when ``quote_id`` is this user's quote of ``action`` in this organisation,
+    for this subscription (or these parameters), and was confirmed already; checked first, under
+    the organisation's lock, so a repeated confirmation answers the same even though the
+    operation's own checks would now refuse it (the seats are already there)."""
     if not isinstance(quote_id, str) or not _ID.match(quote_id):
         return None
     quote = session.get(Quote, quote_id, populate_existing=True)
-    if quote is None or quote.action != action or quote.confirmed_at is None:
+    if quote is None or quote.action != action or quote.confirmed_at is None or quote.org_id != access.org_id:
         return None
     if quote.user_id != access.user_id and access.user_id is not None:
+        return None
+    if (subscription_id is not None and quote.subscription_id != subscription_id) or \
+            (params is not None and quote.params != params):
         return None
     return dict(quote.result)
 
@@ -110,12 +115,12 @@ def begin(session: Session, access: Access, action: str, quote_id, confirmed_amo
         return Operation(quote_id)
     if quote is None or quote.action != action or (check_price and quote.user_id != access.user_id):
         raise NotFound("quote not found", key="error.quote_not_found")
+    if quote.org_id != access.org_id or quote.params != params:
+        raise _changed()
     if quote.confirmed_at is not None:
         return Operation(quote.id, quote, done=dict(quote.result))
     if not check_price:
         return Operation(quote.id, quote)
-    if quote.org_id != access.org_id or quote.params != params:
-        raise _changed()
     if confirmed_amount is None:
         raise InvalidInput("the confirmed amount is missing", field="amount", key="error.price_changed")
     confirmed = to_decimal(confirmed_amount, field="amount")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Iterator
 
@@ -45,6 +45,7 @@ from noventiq_panel.services.core.errors import Conflict, InvalidInput
 from noventiq_panel.services.core.money import parse_quantity, round_money
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.subscriptions import provisioning
+from noventiq_panel.services.subscriptions import spans  # noqa: F401  (registers the seat-span listener)
 
 S = SubscriptionStatus
 LIFECYCLE_ROLES = (Role.OWNER, Role.ADMIN)
@@ -153,6 +154,16 @@ def require_status(ctx: Ctx, *statuses: str) -> None:
         raise Conflict(f"subscription is {ctx.sub.status}", key="error.subscription_not_active", status=ctx.sub.status)
 
 
+def require_instalment_paid(ctx: Ctx) -> None:
+    """A yearly plan billed monthly whose instalment fell due but is not charged yet: a change now
+    would price the month that is not paid yet as paid (and charge it twice). Wait for the
+    instalment (the renewal job charges it within the hour)."""
+    sub, plan = ctx.sub, ctx.plan
+    if proration.is_billed_monthly(plan.term, plan.billing_frequency) and sub.next_billing_at is not None \
+            and sub.next_billing_at <= ctx.now:
+        raise Conflict("this month's instalment is due", key="error.instalment_due")
+
+
 def require_term_running(ctx: Ctx) -> None:
     if ctx.sub.term_end is not None and ctx.sub.term_end <= ctx.now:
         raise Conflict("the term has ended; the renewal is pending", key="error.renewal_pending")
@@ -202,8 +213,10 @@ def days_left(ctx: Ctx, period: proration.Period) -> dict[str, int]:
 
 
 def to_org_currency(session: Session, amount: Decimal, plan: Plan, org: Organisation, day: date) -> tuple[Decimal, Decimal, Decimal]:
-    """(rounded amount in the org's currency, unrounded amount, rate used)."""
-    converted, rate = catalog.convert_price(session, amount, plan.currency, org, day)
+    """(rounded amount in the org's currency, unrounded amount, rate used). The plan-currency amount
+    is first taken as the ledger stores it (6 decimals, :func:`q6`), so every entry's amount is
+    ``round(source_amount x fx_rate)`` of the figures it shows, and a quote says the same."""
+    converted, rate = catalog.convert_price(session, q6(amount), plan.currency, org, day)
     return round_money(converted, org.billing_currency), converted, rate
 
 
@@ -235,23 +248,57 @@ def refund_cap(session: Session, sub_id: int, period_end: datetime | None) -> De
     return max(-(total or Decimal("0.00")), Decimal("0.00"))
 
 
+def refund_terms(session: Session, ctx: Ctx, seats: int, period: proration.Period) -> tuple[Decimal, Decimal, Decimal]:
+    """(plan-currency amount, rate, org-currency amount) of refunding ``seats`` for the rest of
+    ``period``. The rule: today was used, so it is paid (the days left count from tomorrow); a seat
+    is refunded at the price and rate it was charged (the period's latest charge), never at a price
+    or rate that rose since; and the total is capped by :func:`refund_cap`."""
+    plan, tz = ctx.plan, ctx.tz
+    basis = session.exec(
+        select(LedgerEntry).where(LedgerEntry.subscription_id == ctx.sub.id, LedgerEntry.period_end == period.end,
+                                  LedgerEntry.kind == "charge", col(LedgerEntry.unit_price).is_not(None))
+        .order_by(col(LedgerEntry.occurred_at).desc(), col(LedgerEntry.id).desc())).first()
+    unit, rate = (basis.unit_price, basis.fx_rate) if basis is not None and basis.fx_rate else (
+        seat_price(plan), to_org_currency(session, Decimal(1), plan, ctx.org, ctx.day)[2])
+    tomorrow = clock.local_midnight(ctx.day + timedelta(days=1), tz)
+    left, total = proration.days_remaining(period.start, period.end, tomorrow, tz)
+    plan_amount = proration.prorate(unit * seats, left, total)
+    amount = min(round_money(q6(plan_amount) * rate, ctx.org.billing_currency),
+                 refund_cap(session, ctx.sub.id, period.end))
+    return plan_amount, rate, amount
+
+
 def capped_refund(session: Session, ctx: Ctx, seats: int, period: proration.Period) -> Decimal:
-    """The refund of ``seats`` for the rest of ``period`` at today's rate, capped by :func:`refund_cap`."""
-    amount = to_org_currency(session, pro_rata(ctx, ctx.plan, seats, period), ctx.plan, ctx.org, ctx.day)[0]
-    return min(amount, refund_cap(session, ctx.sub.id, period.end))
+    """What refunding ``seats`` for the rest of ``period`` gives back now (:func:`refund_terms`)."""
+    return refund_terms(session, ctx, seats, period)[2]
+
+
+def post_refund(session: Session, ctx: Ctx, *, seats: int, period: proration.Period, key: str, what: str,
+                action: str) -> Decimal:
+    """Refund ``seats`` for the rest of ``period`` by :func:`refund_terms`. Flushes; returns the amount."""
+    plan_amount, rate, _amount = refund_terms(session, ctx, seats, period)
+    tomorrow = clock.local_midnight(ctx.day + timedelta(days=1), ctx.tz)
+    left, total = proration.days_remaining(period.start, period.end, tomorrow, ctx.tz)
+    return post_money(session, org=ctx.org, sub=ctx.sub, plan=ctx.plan, kind="refund", plan_amount=plan_amount,
+                      key=key, description=desc(ctx, what), quantity=seats, now=ctx.now,
+                      period=(period.start, period.end), user_id=ctx.access.user_id, rate=rate,
+                      meta={"action": action, "remaining_days": left, "total_days": total})
 
 
 def post_money(session: Session, *, org: Organisation, sub: Subscription, plan: Plan, kind: str,
                plan_amount: Decimal, key: str, description: str, quantity: int, now: datetime,
                period: tuple[datetime | None, datetime | None] = (None, None), user_id: int | None = None,
-               meta: dict | None = None) -> Decimal:
+               meta: dict | None = None, rate: Decimal | None = None) -> Decimal:
     """Post a charge (``kind="charge"``, taken from the balance) or a refund (added) of
-    ``plan_amount`` in the plan's currency, converted at today's rate; the rate, date and source
+    ``plan_amount`` in the plan's currency, converted at today's rate (or ``rate``); the rate, date and source
     amount are stored on the entry (nothing when it rounds to 0). A refund is capped by
     :func:`refund_cap` (then its source amount is scaled down and its meta says ``capped``).
     Flushes only. Returns the amount in the organisation's currency."""
     day = clock.local_date(now, org.timezone)
-    amount, _raw, rate = to_org_currency(session, plan_amount, plan, org, day)
+    if rate is None:
+        amount, _raw, rate = to_org_currency(session, plan_amount, plan, org, day)
+    else:
+        amount = round_money(q6(plan_amount) * rate, org.billing_currency)
     if kind == "refund" and amount > (cap := refund_cap(session, sub.id, period[1])):
         plan_amount = plan_amount * cap / amount if amount else Decimal(0)
         amount, meta = cap, {**(meta or {}), "capped": True}
@@ -264,12 +311,12 @@ def post_money(session: Session, *, org: Organisation, sub: Subscription, plan: 
     return amount
 
 
-def post_pro_rata(session: Session, ctx: Ctx, *, kind: str, seats: int, period: proration.Period, key: str,
+def post_pro_rata(session: Session, ctx: Ctx, *, seats: int, period: proration.Period, key: str,
                   what: str, action: str) -> Decimal:
-    """Charge (``kind="charge"``) or refund what ``seats`` of the context's plan cost from today to
-    the end of ``period`` (:func:`pro_rata`), with the days it was counted over stored on the entry.
-    Flushes only; returns the amount (org currency)."""
-    return post_money(session, org=ctx.org, sub=ctx.sub, plan=ctx.plan, kind=kind,
+    """Charge what ``seats`` of the context's plan cost from today to the end of ``period``
+    (:func:`pro_rata`), with the days it was counted over stored on the entry. Flushes only;
+    returns the amount (org currency). Refunds: :func:`post_refund`."""
+    return post_money(session, org=ctx.org, sub=ctx.sub, plan=ctx.plan, kind="charge",
                       plan_amount=pro_rata(ctx, ctx.plan, seats, period), key=key, description=desc(ctx, what),
                       quantity=seats, now=ctx.now, period=(period.start, period.end), user_id=ctx.access.user_id,
                       meta={"action": action, **days_left(ctx, period)})

@@ -24,7 +24,8 @@ from noventiq_panel.services.core.errors import InvalidInput
 from noventiq_panel.services.core.money import parse_quantity
 from noventiq_panel.services.subscriptions import confirmation, licences
 from noventiq_panel.services.subscriptions.context import (
-    capped_refund,
+    require_instalment_paid,
+    capped_refund, post_refund,
     S, Ctx, atomic, cancel_pending, connector, current_period, load, mail_actor, post_pro_rata,
     pro_rata, require_licence, require_status, require_term_running, schedule, seat_price, shortfall,
     to_org_currency, utc_now,
@@ -37,6 +38,7 @@ def _quantity_plan(session: Session, ctx: Ctx, quantity) -> tuple[QuantityQuote,
     require_licence(ctx)
     require_status(ctx, S.ACTIVE, S.TRIAL)
     require_term_running(ctx)
+    require_instalment_paid(ctx)
     sub, plan, org, now = ctx.sub, ctx.plan, ctx.org, ctx.now
     maximum = plan.trial_max_quantity if sub.is_trial else plan.max_quantity
     new = parse_quantity(quantity, minimum=max(1, plan.min_quantity), maximum=maximum)
@@ -96,7 +98,7 @@ def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, 
     with atomic(session):
         access = authz.can_write(session, actor)
         ctx = load(session, access, sub_id, now, lock=True)
-        if (done := confirmation.confirmed_before(session, access, "quantity", quote_id)) is not None:
+        if (done := confirmation.confirmed_before(session, access, "quantity", quote_id, subscription_id=ctx.sub.id)) is not None:
             return Outcome.replayed(done)
         sub, plan, org = ctx.sub, ctx.plan, ctx.org
         q, period = _quantity_plan(session, ctx, quantity)
@@ -117,7 +119,7 @@ def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, 
             if not q.free:
                 added = q.new_quantity - old
                 licences.add(session, sub.id, added, now, plan.cancellation_window_hours, "increase")
-                outcome.charged = post_pro_rata(session, ctx, kind="charge", seats=added, period=period,
+                outcome.charged = post_pro_rata(session, ctx, seats=added, period=period,
                                                 key=op.key("charge"),
                                                 what=f"увеличение {old} → {q.new_quantity}", action="increase")
             vendor.change_quantity(sub.vendor_ref, sub.quantity)
@@ -128,7 +130,7 @@ def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, 
             if q.removed_now:
                 licences.take_back(session, sub.id, q.removed_now, now)
                 sub.quantity = q.quantity_now
-                outcome.refunded = post_pro_rata(session, ctx, kind="refund", seats=q.removed_now, period=period,
+                outcome.refunded = post_refund(session, ctx, seats=q.removed_now, period=period,
                                                  key=op.key("refund"), what=f"уменьшение {old} → {q.quantity_now}, возврат",
                                                  action="decrease")
                 vendor.change_quantity(sub.vendor_ref, sub.quantity)

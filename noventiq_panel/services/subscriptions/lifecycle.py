@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 from noventiq_panel.models import ScheduledChange
 from noventiq_panel.models.subscription import ChangeKind
 from noventiq_panel.services.catalog import catalog
-from noventiq_panel.services.core import audit, authz, clock, proration
+from noventiq_panel.services.core import audit, authz, clock, ledger, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict
 from noventiq_panel.services.subscriptions import licences
@@ -86,15 +86,17 @@ def suspend(session: Session, actor: Actor | None, sub_id, *, now: datetime | No
 
 def restart_term(session: Session, ctx: Ctx, *, key_prefix: str = "renewal", user_id: int | None = None,
                  source: str = "renewal") -> Decimal:
-    """Start a new term today (local midnight) and charge its first billing period; all seats get a
-    new batch. Used when a subscription comes back after its term ended. Requires funds. Flushes."""
+    """Start a new term and charge its first billing period; all seats get a new batch. Used when a
+    subscription comes back after its term ended: the term starts today, moved back by the days it
+    was used after the term ended (``proration.comeback_start``). Requires funds. Flushes."""
     sub, plan, org, now = ctx.sub, ctx.plan, ctx.org, ctx.now
-    start = clock.local_midnight(ctx.day, org.timezone)
+    start = proration.comeback_start(sub.term_end, sub.suspended_at, now, org.timezone)
     end = proration.term_end(start, plan.term, org.timezone)
     period = proration.billing_period(start, end, plan.term, plan.billing_frequency, start, org.timezone)
     charged = charge_once(session, ctx, plan_amount=seat_price(plan) * sub.quantity,
-                          key=f"{key_prefix}:{sub.id}:{start:%Y%m%d}",
-                          description=desc(ctx, f"новый срок с {ctx.day:%d.%m.%Y}, {sub.quantity} шт."),
+                          key=f"{key_prefix}:{sub.id}:{clock.local_date(start, org.timezone):%Y%m%d}",
+                          description=desc(ctx, f"новый срок с {clock.local_date(start, org.timezone):%d.%m.%Y}, "
+                                                f"{sub.quantity} шт."),
                           period=period, user_id=user_id, meta={"action": "renewal"})
     licences.empty(session, [sub.id])
     licences.add(session, sub.id, sub.quantity, now, plan.cancellation_window_hours, source)
@@ -136,7 +138,9 @@ def resume(session: Session, actor: Actor | None, sub_id, *, now: datetime | Non
         ctx = load(session, access, sub_id, now, lock=True)
         require_status(ctx, S.SUSPENDED)
         sub, plan, org = ctx.sub, ctx.plan, ctx.org
-        if sub.suspend_reason == "credit":
+        if sub.suspend_reason == "credit" or (plan.billing_type == "payg" and ledger.available(session, org) < 0):
+            # credit control resumes it once the balance is back; an overdrawn organisation cannot
+            # run up pay-as-you-go usage by suspending and resuming around its hourly check
             raise Conflict("suspended until the balance is topped up", key="error.suspended_for_credit")
         if not plan.suspendable and sub.grace_until is None:
             raise Conflict("this plan cannot be suspended", key="error.not_suspendable")

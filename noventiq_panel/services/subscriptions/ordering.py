@@ -131,7 +131,7 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
         quantity = order_quantity(plan, quantity)
         trial_convert = parse_bool(trial_convert, "trial_convert")
         org = ledger.lock_organisation(session, access.org_id)
-        if (done := confirmation.confirmed_before(session, access, "order", quote_id)) is not None:
+        if (done := confirmation.confirmed_before(session, access, "order", quote_id, params=_params(plan.id, quantity))) is not None:
             return Outcome.replayed(done)
         quote = order_quote(session, org, info, quantity, now)
         credit_control.require_deposit(session, org, plan, quote.fx_date)

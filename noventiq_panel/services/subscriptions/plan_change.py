@@ -30,6 +30,7 @@ from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict, InvalidInput
 from noventiq_panel.services.subscriptions import confirmation
 from noventiq_panel.services.subscriptions.context import (
+    require_instalment_paid,
     S, Ctx, atomic, cancel_pending, connector, current_period, load, pending_changes, post_money, pro_rata,
     require_status, require_term_running, schedule, seat_price, shortfall, to_org_currency, utc_now, desc,
 )
@@ -82,6 +83,7 @@ def _plan_change_plan(session: Session, ctx: Ctx, plan_code) -> tuple[PlanChange
         q.effective_at, q.effective_date = now, ctx.day
         return q, target
     require_term_running(ctx)
+    require_instalment_paid(ctx)
     q.recurring_price = to_org_currency(session, seat_price(tp) * sub.quantity, tp, org, ctx.day)[0]
     if not q.immediate:
         q.effective_at = sub.term_end
@@ -131,7 +133,7 @@ def change_plan(session: Session, actor: Actor | None, sub_id, plan_code, *, quo
     with atomic(session):
         access = authz.can_write(session, actor)
         ctx = load(session, access, sub_id, now, lock=True)
-        if (done := confirmation.confirmed_before(session, access, "plan", quote_id)) is not None:
+        if (done := confirmation.confirmed_before(session, access, "plan", quote_id, subscription_id=ctx.sub.id)) is not None:
             return Outcome.replayed(done)
         q, target = _plan_change_plan(session, ctx, plan_code)
         op = confirmation.begin(session, access, "plan", quote_id, amount, params=_params(ctx, q.to_plan),

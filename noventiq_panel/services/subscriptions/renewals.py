@@ -182,10 +182,11 @@ def _renewal_due_clause(now: datetime):
 
 
 def _renewal_start(chunk: Chunk, sub: Sub, tz: str) -> datetime:
-    """Where the next term starts: where the last one ended, or today for a subscription suspended
-    for non-payment (the suspended days are not charged)."""
+    """Where the next term starts: where the last one ended; for a subscription suspended for
+    non-payment, today moved back by the grace days it was used (``proration.comeback_start``:
+    the suspended days are not charged, the grace days are)."""
     if sub.status == S.SUSPENDED:
-        return clock.local_midnight(clock.local_date(chunk.now, tz), tz)
+        return proration.comeback_start(sub.term_end, sub.suspended_at, chunk.now, tz)
     return sub.term_end
 
 

@@ -151,7 +151,7 @@ def test_payment_during_the_grace_period_renews_from_the_old_term_end(world):
     assert (sub.term_start, sub.grace_until, sub.status) == (TERM_END, None, "active")
 
 
-def test_payment_after_suspension_reactivates_with_a_term_from_that_day(world):
+def test_payment_after_suspension_reactivates_with_a_term_that_counts_the_grace_days(world):
     w = world
     w.topup("30000")
     sid = buy(w, "basic-m", 1)
@@ -161,7 +161,9 @@ def test_payment_after_suspension_reactivates_with_a_term_from_that_day(world):
     w.topup("30000")
     assert renewals.renew_due(w.session, tashkent(2026, 4, 20, 9))["reactivated"] == 1
     sub = w.sub(sid)
-    assert (sub.status, sub.term_start, sub.term_end) == ("active", tashkent(2026, 4, 20, 0), tashkent(2026, 5, 20, 0))
+    # active 10 Apr .. 17 Apr 01:00 (8 local days begun), suspended until 20 Apr: the month paid
+    # runs from 20 Apr moved back by those 8 days
+    assert (sub.status, sub.term_start, sub.term_end) == ("active", tashkent(2026, 4, 12, 0), tashkent(2026, 5, 12, 0))
     assert w.balance() == Decimal("0.00")
 
 

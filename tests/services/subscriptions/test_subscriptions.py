@@ -373,15 +373,15 @@ def test_decrease_inside_the_168_hour_window_refunds_at_once(world):
     w = world
     w.topup("1000000")
     sid = buy(w, "basic-m", 5)
-    at = NOW + 3 * D  # 13 Mar: 28 of 31 days left
+    at = NOW + 3 * D  # 13 Mar: 28 of 31 days left, today used (paid): 27 refunded
     quote = licence_count.quote_quantity_change(w.session, w.a_owner, sid, 2, now=at)
     assert (quote.removed_now, quote.quantity_now, quote.scheduled_quantity) == (3, 2, None)
-    assert quote.refund_now == Decimal("81290.32")  # 3 x 30 000 x 28/31
+    assert quote.refund_now == Decimal("78387.10")  # 3 x 30 000 x 27/31
     result = licence_count.change_quantity(w.session, w.a_owner, sid, 2, now=at)
-    assert (result.refunded, result.quantity, result.scheduled_change_id) == (Decimal("81290.32"), 2, None)
+    assert (result.refunded, result.quantity, result.scheduled_change_id) == (Decimal("78387.10"), 2, None)
     assert batches(w, sid) == [(2, "purchase")]
-    assert entries(w, sid)[-1].kind == "refund" and entries(w, sid)[-1].amount == Decimal("81290.32")
-    assert w.balance() == Decimal("1000000") - Decimal("150000") + Decimal("81290.32")
+    assert entries(w, sid)[-1].kind == "refund" and entries(w, sid)[-1].amount == Decimal("78387.10")
+    assert w.balance() == Decimal("1000000") - Decimal("150000") + Decimal("78387.10")
 
 
 def test_decrease_outside_the_window_waits_for_the_renewal(world):
@@ -438,7 +438,7 @@ def test_decrease_on_a_yearly_plan_billed_monthly_refunds_the_rest_of_the_month(
     w.topup("1000000")
     sid = buy(w, "basic-ym", 4)
     result = licence_count.change_quantity(w.session, w.a_owner, sid, 1, now=NOW + 3 * D)
-    assert result.refunded == Decimal("81290.32")  # 3 x 30 000 x 28/31
+    assert result.refunded == Decimal("78387.10")  # 3 x 30 000 x 27/31 (today used, so paid)
 
 
 # --- plan changes ----------------------------------------------------------------------------
@@ -579,13 +579,14 @@ def test_cancel_inside_the_window_ends_at_once_with_a_pro_rata_refund(world):
     w.topup("1000000")
     sid = buy(w, "basic-m", 2)
     quote = cancellation.quote_cancel(w.session, w.a_owner, sid, now=NOW + 2 * D)
-    assert quote.immediate and quote.refund_now == Decimal("56129.03")  # 2 x 30 000 x 29/31
+    # 2 x 30 000 x 28/31: 29 days left, today used (paid)
+    assert quote.immediate and quote.refund_now == Decimal("54193.55")
     result = cancellation.cancel(w.session, w.a_owner, sid, now=NOW + 2 * D)
-    assert (result.status, result.refunded) == ("cancelled", Decimal("56129.03"))
+    assert (result.status, result.refunded) == ("cancelled", Decimal("54193.55"))
     assert batches(w, sid) == [(0, "purchase")]
     with pytest.raises(Conflict):
         cancellation.cancel(w.session, w.a_owner, sid, now=NOW + 3 * D)
-    assert w.balance() == Decimal("1000000") - Decimal("60000") + Decimal("56129.03")
+    assert w.balance() == Decimal("1000000") - Decimal("60000") + Decimal("54193.55")
 
 
 def test_cancel_outside_the_window_ends_the_subscription_at_the_term_end(world):
