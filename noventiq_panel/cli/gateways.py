@@ -13,6 +13,7 @@ code is 1 when there is any difference.
 
 from __future__ import annotations
 
+import csv
 import json
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,15 @@ from pathlib import Path
 import click
 
 from . import billing
+
+
+def _when(value: str) -> datetime:
+    from ..services.core.clock import aware
+
+    try:
+        return aware(datetime.fromisoformat(value))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO date-time: {value!r}") from None
 
 
 def _ms(value: str | None) -> int | None:
@@ -34,9 +44,10 @@ def _ms(value: str | None) -> int | None:
 @click.command("reconcile")
 @click.argument("provider", type=click.Choice(["payme", "click"]))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--from", "start", default=None, help="Payme: period start, ISO date-time UTC (default: the "
-                                                    "statement's first transaction).")
-@click.option("--to", "end", default=None, help="Payme: period end, ISO date-time UTC (default: its last).")
+@click.option("--from", "start", default=None, help="Period start, ISO date-time UTC (Payme: default the "
+                                                    "statement's first transaction; Click: required).")
+@click.option("--to", "end", default=None, help="Period end, ISO date-time UTC (Payme: default its last; "
+                                                "Click: required).")
 def reconcile(provider: str, file: Path, start: str | None, end: str | None) -> None:
     """Compare a provider's statement FILE with our transactions and the ledger."""
     from ..services.billing import click as click_svc
@@ -48,8 +59,10 @@ def reconcile(provider: str, file: Path, start: str | None, end: str | None) -> 
             if provider == "payme":
                 found = payme.reconcile(session, json.loads(text), start_ms=_ms(start), end_ms=_ms(end))
             else:
-                found = click_svc.reconcile(session, click_svc.read_export(text))
-        except ValueError as exc:
+                if not (start and end):
+                    raise click.UsageError("a Click export needs the period it covers: --from and --to")
+                found = click_svc.reconcile(session, click_svc.read_export(text), _when(start), _when(end))
+        except (ValueError, RecursionError, csv.Error) as exc:
             raise click.ClickException(f"{file}: {exc}") from None
     if not found:
         click.echo(f"{provider}: no differences")

@@ -373,10 +373,11 @@ def read_export(text: str) -> list[dict[str, str]]:
     return rows
 
 
-def reconcile(session: Session, rows: list[dict[str, str]]) -> list[Discrepancy]:
-    """Compare a Click export (:func:`read_export`) with our transactions and the ledger: each
-    completed payment of the export must be completed here with its money posted, and each
-    transaction completed here between the export's first and last payment must be in it. Read only."""
+def reconcile(session: Session, rows: list[dict[str, str]], start: datetime, end: datetime) -> list[Discrepancy]:
+    """Compare a Click export (:func:`read_export`) covering [start, end] with our transactions and
+    the ledger: each completed payment of the export must be completed here with its money posted,
+    and each transaction completed here in the period must be in it (the period is the operator's:
+    an empty or foreign file cannot hide our payments). Read only."""
     theirs: dict[int, dict[str, str]] = {}
     problems: list[Discrepancy] = []
     for row in rows:
@@ -387,13 +388,10 @@ def reconcile(session: Session, rows: list[dict[str, str]]) -> list[Discrepancy]
         theirs[int(ref)] = row
     ours = {tx.click_trans_id: tx for tx in session.exec(
         select(ClickTransaction).where(col(ClickTransaction.click_trans_id).in_(list(theirs) or [-1]))).all()}
-    if ours:
-        first = min(tx.created_at for tx in ours.values())
-        last = max(tx.created_at for tx in ours.values())
-        for tx in session.exec(select(ClickTransaction).where(
-                ClickTransaction.state == ClickState.COMPLETED, ClickTransaction.created_at >= first,
-                ClickTransaction.created_at <= last)).all():
-            ours.setdefault(tx.click_trans_id, tx)
+    for tx in session.exec(select(ClickTransaction).where(
+            ClickTransaction.state == ClickState.COMPLETED, ClickTransaction.created_at >= start,
+            ClickTransaction.created_at <= end)).all():
+        ours.setdefault(tx.click_trans_id, tx)
     posted = card_accounts.ledger_amounts(session, [_ledger_key(tx) for tx in ours.values()])
     for ref, row in theirs.items():
         done = _status_done(row.get("status"))

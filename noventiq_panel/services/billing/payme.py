@@ -49,6 +49,7 @@ from noventiq_panel.config import get_settings
 from noventiq_panel.models import (
     CardAccountKind,
     Organisation,
+    Payment,
     PaymeState,
     PaymeTransaction,
 )
@@ -309,7 +310,7 @@ def _check_invoice_open(session: Session, target: Target, now: datetime, *, exce
         select(PaymeTransaction.id).where(
             PaymeTransaction.payment_id == target.invoice.id,
             or_(PaymeTransaction.state == PaymeState.PERFORMED,
-                (PaymeTransaction.state == PaymeState.CREATED) & (PaymeTransaction.payme_time > cutoff)),
+                (PaymeTransaction.state == PaymeState.CREATED) & (PaymeTransaction.payme_time >= cutoff)),
             PaymeTransaction.payme_id != (except_id or ""),
         )
     ).first()
@@ -336,6 +337,8 @@ def _locked(session: Session, payme_id: str) -> tuple[Organisation, PaymeTransac
 
 
 def _expired(tx: PaymeTransaction, now: datetime) -> bool:
+    """Older than 12 hours (at exactly 12 hours it is still active: it blocks a second transaction
+    of its invoice, :func:`_check_invoice_open`, and can still be performed)."""
     return tx.state == PaymeState.CREATED and to_ms(now) - tx.payme_time > TIMEOUT_MS
 
 
@@ -468,6 +471,16 @@ def perform_transaction(session: Session, params: dict, now: datetime) -> dict:
         raise PaymeError(CANNOT_PERFORM, "cannot_perform")
     if _expire_if_due(session, tx, now):
         raise PaymeError(CANNOT_PERFORM, "expired")
+    if tx.payment_id is not None and tx.account_kind == CardAccountKind.INVOICE.value:
+        # The invoice may have been paid another way since Create (a bank transfer, Click): it takes
+        # no more than it still needs; refused, Payme releases the hold on the card.
+        target = Target(tx.account_kind, org, session.get(Payment, tx.payment_id, populate_existing=True))
+        try:
+            card_accounts.check_open(target)
+        except AccountRefused as exc:
+            raise PaymeError(CANNOT_PERFORM, exc.reason, data="invoice") from None
+        if target.due < tiyin_to_sum(tx.amount):
+            raise PaymeError(CANNOT_PERFORM, "invoice_paid", data="invoice")
     posted = card_accounts.post(session, org, tx.payment_id, tiyin_to_sum(tx.amount), _ledger_key(tx),
                                 source="payme", now=now)
     tx.state = PaymeState.PERFORMED
@@ -616,8 +629,11 @@ def reconcile(session: Session, statement, *, start_ms: int | None = None, end_m
         raise ValueError("not a GetStatement answer: expected a list of transactions with an id")
     theirs = {r["id"]: r for r in rows}
     times = [r.get("time") for r in rows if isinstance(r.get("time"), int)]
-    start = start_ms if start_ms is not None else (min(times) if times else 0)
-    end = end_ms if end_ms is not None else (max(times) if times else 0)
+    if not times and (start_ms is None or end_ms is None):
+        # an empty or time-less file would compare nothing and say "no differences"
+        raise ValueError("the statement names no time: give the period it covers (--from, --to)")
+    start = start_ms if start_ms is not None else min(times)
+    end = end_ms if end_ms is not None else max(times)
     ours = {tx.payme_id: tx for tx in session.exec(
         select(PaymeTransaction).where(or_(col(PaymeTransaction.payme_id).in_(list(theirs) or [""]),
                                            (PaymeTransaction.payme_time >= start) & (PaymeTransaction.payme_time <= end)))

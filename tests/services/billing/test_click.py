@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -277,14 +277,21 @@ def test_reconcile_an_export_against_our_transactions_and_the_ledger(session, wo
               f"401;2000,00;Успешно;{acct}\n"
               f"403;3000.00;success;{acct}\n"
               f"404;1000.00;success;{acct}\n")
-    found = click.reconcile(session, click.read_export(export))
+    start, end = NOW - timedelta(days=1), NOW + timedelta(days=1)
+    found = click.reconcile(session, click.read_export(export), start, end)
     assert {(d.reference, d.problem) for d in found} == {
         ("403", "state"), ("404", "missing_here"), ("402", "missing_there")}
+    # an export that covers the period but names none of our payments hides nothing (review of issue 15)
+    assert {(d.reference, d.problem) for d in click.reconcile(session, [], start, end)} == {
+        ("401", "missing_there"), ("402", "missing_there")}
+    period = ["--from", start.isoformat(), "--to", end.isoformat()]
     path = tmp_path / "click.csv"
     path.write_text("click_trans_id,amount,status\n401,2000.00,success\n402,2000.00,success\n", encoding="utf-8")
     session.rollback()
     result = CliRunner().invoke(cli_main, ["payments", "reconcile", "click", str(path)])
+    assert result.exit_code != 0 and "--from and --to" in result.output  # the period is the operator's
+    result = CliRunner().invoke(cli_main, ["payments", "reconcile", "click", str(path), *period])
     assert result.exit_code == 0 and "no differences" in result.output, result.output
     path.write_text("when,what\n1,2\n", encoding="utf-8")
-    result = CliRunner().invoke(cli_main, ["payments", "reconcile", "click", str(path)])
+    result = CliRunner().invoke(cli_main, ["payments", "reconcile", "click", str(path), *period])
     assert result.exit_code == 1 and "click_trans_id and amount" in result.output

@@ -527,3 +527,42 @@ def test_reconcile_lists_what_is_missing_on_either_side_and_in_the_ledger(sessio
     path.write_text("{}", encoding="utf-8")
     result = CliRunner().invoke(cli_main, ["payments", "reconcile", "payme", str(path)])
     assert result.exit_code == 1 and "not a GetStatement answer" in result.output
+
+
+def test_perform_on_an_invoice_paid_meanwhile_is_refused_and_credits_nothing(session, world, payme_settings):
+    """Review of issue 15: Payme created a transaction for the invoice, the invoice was then paid
+    another way (here a bank transfer confirmed by the operator); PerformTransaction must not credit
+    the invoice a second time (-31008: Payme releases the hold on the card)."""
+    from noventiq_panel.services.billing import payments
+
+    double = PaymeDouble(session)
+    _create(double, {"invoice": world["invoice_ref"]})
+    payments.confirm_payment(session, world["invoice"].number, now=T0 + timedelta(minutes=1))
+    before = snapshot(session)
+    answer = double.call("PerformTransaction", {"id": "5305e3bab097f420a62ced0b"}, now=T0 + timedelta(minutes=2))
+    assert answer["error"]["code"] == -31008
+    assert snapshot(session) == before
+    assert ledger.balance(session, world["org"].id) == Decimal("5000.00")
+
+
+def test_at_exactly_12_hours_a_transaction_is_either_expired_or_still_blocks_a_second_one(session, world,
+                                                                                          payme_settings):
+    double = PaymeDouble(session)
+    _create(double, {"invoice": world["invoice_ref"]})
+    at = T0 + timedelta(milliseconds=payme.TIMEOUT_MS)
+    answer = double.call("CreateTransaction", {"id": "b" * 24, "time": DOC_TIME + payme.TIMEOUT_MS, "amount": 500000,
+                                               "account": {"invoice": world["invoice_ref"]}}, now=at)
+    performed = double.call("PerformTransaction", {"id": "5305e3bab097f420a62ced0b"}, now=at)
+    # never both: a second transaction accepted while the first can still be performed
+    assert "error" in answer or "error" in performed
+    assert ledger.balance(session, world["org"].id) <= Decimal("5000.00")
+
+
+def test_a_statement_without_times_needs_its_period_or_it_would_hide_our_payments(session, world, payme_settings):
+    double = PaymeDouble(session)
+    _create(double, {"org": world["account"]}, amount=200000)
+    double.call("PerformTransaction", {"id": "5305e3bab097f420a62ced0b"}, now=T0 + timedelta(minutes=1))
+    with pytest.raises(ValueError):
+        payme.reconcile(session, {"transactions": []})
+    found = payme.reconcile(session, {"transactions": []}, start_ms=DOC_TIME - 1000, end_ms=DOC_TIME + 1000)
+    assert [(d.reference, d.problem) for d in found] == [("5305e3bab097f420a62ced0b", "missing_there")]
