@@ -105,7 +105,7 @@ def card_buttons() -> rx.Component:
     def button(provider: str, enabled) -> rx.Component:
         return rx.cond(enabled, rx.button(rx.icon("credit-card", size=16), T(f"billing.card.{provider}"),
                                           variant="soft", on_click=BillingState.pay_by_card(provider),
-                                          id=f"pay-{provider}"), rx.fragment())
+                                          id=f"pay-{provider}", margin_right="0.5rem"), rx.fragment())
 
     return rx.vstack(
         rx.text(T("billing.card.title"), size="2", weight="medium"),

@@ -6,7 +6,8 @@ One server per test session:
 - a temporary SQLite database, migrated and loaded with the demo data through the CLI
   (``noventiq-panel init``, ``noventiq-panel demo``);
 - ``reflex run --env prod --single-port`` with ``REFLEX_DB_URL``, ``PANEL_BASE_URL``,
-  ``PANEL_SCHEDULER=0``, ``REFLEX_USE_NPM=1`` and the venv's Node first on ``PATH``;
+  ``PANEL_SCHEDULER=0``, ``REFLEX_USE_NPM=1``, the venv's Node first on ``PATH`` and Payme (test
+  mode) and Click configured with the test values of ``helpers.CARD_ENV``;
 - waits until the page and the backend answer, yields, then stops the whole process group.
 
 Browser: the sync Playwright API with ``/usr/bin/chromium`` (never a downloaded browser). Each
@@ -35,7 +36,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.e2e.helpers import DESKTOP, ROOT, TIMEOUT_MS
+from tests.e2e.helpers import CARD_ENV, DESKTOP, ROOT, TIMEOUT_MS
 
 VENV_BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "artifacts"
@@ -118,6 +119,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         "REFLEX_TELEMETRY_ENABLED": "false",
         "PATH": _node_bin() + os.pathsep + env.get("PATH", ""),
         "PYTHONUNBUFFERED": "1",
+        **CARD_ENV,  # Payme (test mode) and Click configured: the billing page offers both
     })
     env.pop("REFLEX_ENV_MODE", None)
     cli = str(VENV_BIN / "noventiq-panel")

@@ -12,6 +12,24 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 30_000
 
+# The card gateways of the e2e server (conftest.py puts them in its environment; test_card_payments.py
+# calls the endpoints as Payme and Click would). Payme runs in test mode: the test key is accepted.
+PAYME_MERCHANT_ID = "5e730e8e0b852a417aa49ceb"
+PAYME_KEY = "e2e-payme-production-key"
+PAYME_TEST_KEY = "e2e-payme-test-key"
+CLICK_SERVICE_ID = "30001"
+CLICK_MERCHANT_ID = "20001"
+CLICK_SECRET_KEY = "e2e-click-secret"
+CARD_ENV = {
+    "PANEL_PAYME_MERCHANT_ID": PAYME_MERCHANT_ID,
+    "PANEL_PAYME_KEY": PAYME_KEY,
+    "PANEL_PAYME_TEST_KEY": PAYME_TEST_KEY,
+    "PANEL_PAYME_TEST": "1",
+    "PANEL_CLICK_SERVICE_ID": CLICK_SERVICE_ID,
+    "PANEL_CLICK_MERCHANT_ID": CLICK_MERCHANT_ID,
+    "PANEL_CLICK_SECRET_KEY": CLICK_SECRET_KEY,
+}
+
 
 def new_page(browser, base_url, **kw):
     """A second, independent browser (another user) inside one test."""

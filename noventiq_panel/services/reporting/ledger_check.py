@@ -16,8 +16,10 @@ Per organisation (:func:`check`), four checks:
    (from its ``SeatSpan`` rows; trial, suspended, pending and ended spans aside) are worth at most
    what it paid net: ``Σ value ≤ Σ −charges − Σ refunds``, both in the plan's currency (an entry's
    ``source_amount`` in its ``source_currency``; per currency when plans of several currencies
-   were held), with a tolerance of one minor unit per entry. See :func:`seat_value` for how a day
-   is valued. Spans exist from migration 0005 on (it opened one per running subscription): days
+   were held), with a tolerance of one minor unit per entry — and, so that a term paid ahead does
+   not hide a deficit of an earlier one, the same per billing period the services know (the
+   current term's, and those stored on the subscription's entries: ``period_end``), against the
+   entries of that period. See :func:`seat_value` for how a day is valued. Spans exist from migration 0005 on (it opened one per running subscription): days
    before it are not checked, while the charges before it count — the comparison is one-sided,
    so that only makes it more lenient for those subscriptions.
 4. **Usage** (``usage``). Every usage record rating has settled (id at or below the
@@ -184,7 +186,7 @@ def _check_entries(session: Session, org: Organisation, report: Report) -> None:
                    LedgerEntry.source_amount, LedgerEntry.fx_rate, LedgerEntry.meta, LedgerEntry.subscription_id)
             .where(LedgerEntry.org_id == org.id, col(LedgerEntry.source_amount).is_not(None),
                    col(LedgerEntry.fx_rate).is_not(None))
-            .order_by(LedgerEntry.id)).all():
+            .order_by(LedgerEntry.id).execution_options(yield_per=5000)):
         if (meta or {}).get("capped") is True:
             continue
         expected = round_money(source * rate, currency)
@@ -229,9 +231,18 @@ def _days(start: date, stop: date) -> int:
     return (stop - start).days
 
 
+@dataclass
+class SeatValue:
+    """What the seat-days held active are worth (plan currencies, unrounded): in all, and per known
+    billing period (currency, local day the period ends) — those of rules 1 and 2 below."""
+
+    total: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    periods: dict[tuple[str, date], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+
+
 def seat_value(sub: Subscription, spans: list[_Span], plans: dict[int, Plan], charged_periods: list[tuple[datetime, datetime]],
-               tz: str, now: datetime) -> dict[str, Decimal]:
-    """The value of the seat-days ``sub`` held active, per plan currency (unrounded).
+               tz: str, now: datetime) -> SeatValue:
+    """The value of the seat-days ``sub`` held active (:class:`SeatValue`).
 
     **Which span a day belongs to.** A local day (organisation's time zone) belongs to the span in
     force at its end — at the next local midnight, or at ``now`` for today: a change during a day
@@ -270,9 +281,10 @@ def seat_value(sub: Subscription, spans: list[_Span], plans: dict[int, Plan], ch
     periods = sorted((clock.local_date(ps, tz), clock.local_date(pe, tz), ps, pe) for ps, pe in charged_periods)
     starts = [p[0] for p in periods]
 
-    def period_of(day: date, plan: Plan) -> tuple[date, date, int]:
-        """(first day, first day after, total days) of the billing period holding ``day``."""
+    def period_of(day: date, plan: Plan) -> tuple[date, int, bool]:
+        """(first day after, total days, known) of the billing period holding ``day``."""
         midnight = clock.local_midnight(day, tz)
+        known = True
         if term is not None and term[0] <= day < term[1]:
             p = proration.billing_period(sub.term_start, sub.term_end, plan.term, plan.billing_frequency, midnight,
                                          tz, anchor)
@@ -283,15 +295,16 @@ def seat_value(sub: Subscription, spans: list[_Span], plans: dict[int, Plan], ch
                     p = proration.Period(ps, pe, 0)
                     break
             if p is None:
+                known = False
                 end = proration.term_end(midnight, plan.term, tz)
                 p = proration.billing_period(midnight, end, plan.term, plan.billing_frequency, midnight, tz)
         total = proration.days_remaining(p.start, p.end, p.start, tz)[1]
         first, stop = clock.local_date(p.start, tz), clock.local_date(p.end, tz)
         if not first <= day < stop:  # a period that does not hold the day (bad data): one day of it
-            return day, day + timedelta(days=1), total
-        return first, stop, total
+            return day + timedelta(days=1), total, False
+        return stop, total, known
 
-    values: dict[str, Decimal] = defaultdict(Decimal)
+    value = SeatValue()
     pending = None  # the local day from which the payment is still to come
     current = [s for s in spans if s.start <= now]
     if current and current[-1].status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.SUSPENDED):
@@ -315,15 +328,19 @@ def seat_value(sub: Subscription, spans: list[_Span], plans: dict[int, Plan], ch
         price = proration.period_price(plan.price, plan.term, plan.billing_frequency) * span.quantity
         day = first
         while day < stop:
-            p_first, p_stop, total = period_of(day, plan)
+            p_stop, total, known = period_of(day, plan)
             n = _days(day, min(stop, p_stop))
-            values[plan.currency] += price * n / total
+            worth = price * n / total
+            value.total[plan.currency] += worth
+            if known:
+                value.periods[(plan.currency, p_stop)] += worth
             day += timedelta(days=n)
-    return values
+    return value
 
 
 def _check_seat_days(session: Session, org: Organisation, plans: dict[int, Plan], now: datetime,
                      report: Report) -> None:
+    tz = org.timezone
     spans: dict[int, list[_Span]] = defaultdict(list)
     for sub_id, plan_id, quantity, status, start, end in session.exec(
             select(SeatSpan.subscription_id, SeatSpan.plan_id, SeatSpan.quantity, SeatSpan.status, SeatSpan.start,
@@ -336,7 +353,10 @@ def _check_seat_days(session: Session, org: Organisation, plans: dict[int, Plan]
         return
     subs = {s.id: s for s in session.exec(select(Subscription).where(col(Subscription.id).in_(sorted(licence)))).all()}
     net: dict[int, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    net_period: dict[int, dict[tuple[str, date], Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     entries: dict[int, int] = defaultdict(int)
+    entries_period: dict[int, dict[tuple[str, date], int]] = defaultdict(lambda: defaultdict(int))
+    unperioded: set[int] = set()
     periods: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
     for sub_id, kind, amount, currency, source, source_currency, ps, pe in session.exec(
             select(LedgerEntry.subscription_id, LedgerEntry.kind, LedgerEntry.amount, LedgerEntry.currency,
@@ -346,21 +366,34 @@ def _check_seat_days(session: Session, org: Organisation, plans: dict[int, Plan]
                    col(LedgerEntry.kind).in_((EntryKind.CHARGE.value, EntryKind.REFUND.value)))).all():
         plan_currency = source_currency or currency
         plan_amount = abs(source) if source is not None else abs(amount)
-        net[sub_id][plan_currency] += plan_amount if kind == EntryKind.CHARGE.value else -plan_amount
+        signed = plan_amount if kind == EntryKind.CHARGE.value else -plan_amount
+        net[sub_id][plan_currency] += signed
         entries[sub_id] += 1
         if ps is not None and pe is not None:
             periods[sub_id].append((ps, pe))
+            key = (plan_currency, clock.local_date(pe, tz))
+            net_period[sub_id][key] += signed
+            entries_period[sub_id][key] += 1
+        else:
+            unperioded.add(sub_id)
     for sub_id in sorted(licence):
-        sub = subs[sub_id]
         report.subscriptions += 1
-        values = seat_value(sub, spans[sub_id], plans, periods[sub_id], org.timezone, now)
-        for currency, value in sorted(values.items()):
+        value = seat_value(subs[sub_id], spans[sub_id], plans, periods[sub_id], tz, now)
+        for currency, worth in sorted(value.total.items()):
             paid = net[sub_id].get(currency, Decimal(0))
-            tolerance = quantum(currency) * max(entries[sub_id], 1)
-            if value > paid + tolerance:
+            if worth > paid + quantum(currency) * max(entries[sub_id], 1):
                 report.differences.append(Difference(
                     "seat_days", org.id, "the seat-days held active are worth more than was paid for them",
-                    subscription_id=sub_id, expected=round_money(value, currency), actual=paid, currency=currency))
+                    subscription_id=sub_id, expected=round_money(worth, currency), actual=paid, currency=currency))
+        if sub_id in unperioded:
+            continue  # entries without their period (made before periods were stored): only the total
+        for (currency, end), worth in sorted(value.periods.items()):
+            paid = net_period[sub_id].get((currency, end), Decimal(0))
+            if worth > paid + quantum(currency) * max(entries_period[sub_id].get((currency, end), 0), 1):
+                report.differences.append(Difference(
+                    "seat_days", org.id, f"the seat-days held in the billing period ending {end} are worth more "
+                    "than was paid for that period", subscription_id=sub_id, expected=round_money(worth, currency),
+                    actual=paid, currency=currency))
 
 
 # --- 4. usage --------------------------------------------------------------------------------
@@ -408,6 +441,7 @@ def _check_usage(session: Session, org: Organisation, plans: dict[int, Plan], re
                                         .where(col(SeatSpan.subscription_id).in_(sub_ids)).distinct()).all():
         held_plans[sub_id].add(plan_id)
     tz = org.timezone
+    fixed_rates = _fixed_rates(session, org.billing_currency)
     for sub_id in sub_ids:
         entries = entries_of.get(sub_id, [])
         mark = marks.get(sub_id, 0)
@@ -420,7 +454,7 @@ def _check_usage(session: Session, org: Organisation, plans: dict[int, Plan], re
             day = e.fx_date or clock.local_date(e.start, tz)
             expected = Decimal(0)
             if not e.not_billed and e.records:
-                fixed = _fixed_rate(session, e.source_currency, org.billing_currency, day)
+                fixed = _fixed_rate(fixed_rates, e.source_currency, org.billing_currency, day)
                 rate_micro = int((fixed if fixed is not None else e.rate or Decimal(0)) * _MICRO)
                 source = rating.source_micro(e.cost_micro, max(markups, default=0))
                 for markup in markups:  # the markup of a plan the subscription had
@@ -447,12 +481,20 @@ def _check_usage(session: Session, org: Organisation, plans: dict[int, Plan], re
                     expected=expected, actual=found, currency=org.billing_currency))
 
 
-def _fixed_rate(session: Session, currency: str | None, billing_currency: str, day: date) -> Decimal | None:
-    if currency is None or currency.upper() == billing_currency.upper():
-        return Decimal(1) if currency is not None else None
-    return session.exec(select(UsageFxRate.rate).where(
-        UsageFxRate.currency == currency.upper(), UsageFxRate.billing_currency == billing_currency.upper(),
-        UsageFxRate.day == day)).first()
+def _fixed_rates(session: Session, billing_currency: str) -> dict[tuple[str, date], Decimal]:
+    """(usage currency, day) → the rate usage of that day was fixed at, into ``billing_currency``."""
+    return {(currency, day): rate for currency, day, rate in session.exec(
+        select(UsageFxRate.currency, UsageFxRate.day, UsageFxRate.rate)
+        .where(UsageFxRate.billing_currency == billing_currency.upper())).all()}
+
+
+def _fixed_rate(rates: dict[tuple[str, date], Decimal], currency: str | None, billing_currency: str,
+                day: date) -> Decimal | None:
+    if currency is None:
+        return None
+    if currency.upper() == billing_currency.upper():
+        return Decimal(1)
+    return rates.get((currency.upper(), day))
 
 
 def _attribute(session: Session, org: Organisation, sub_id: int, mark: int, entries: list[_UsageEntry],

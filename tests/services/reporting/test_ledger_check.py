@@ -140,6 +140,21 @@ def test_a_world_the_services_made_is_clean(w):
     assert ledger_check.check(w.session, org_id=w.other_org.id, now=LATER).ok
 
 
+def test_the_demo_data_is_clean_today_and_three_days_later(sqlite_engine):
+    """The demo (histories of renewals, instalments, refunds, Azure usage rated per day) written in
+    one go: its spans start when it is loaded; its money must reconcile."""
+    from noventiq_panel.services.demo import demo
+
+    demo_now = datetime(2026, 11, 25, 8, 30, tzinfo=NOW.tzinfo)
+    with Session(sqlite_engine, expire_on_commit=False) as session:
+        spans.stamp(session, demo_now)
+        demo.load(session, now=demo_now)
+        for moment in (demo_now, demo_now + 3 * D):
+            report = ledger_check.check(session, now=moment)
+            assert report.ok, "\n".join(map(str, report.differences))
+            assert report.organisations == 2 and report.subscriptions > 10 and report.usage_records > 10000
+
+
 def test_the_check_writes_nothing_and_ends_its_own_transaction(w):
     build(w)
     w.session.rollback()
@@ -215,12 +230,29 @@ def test_seats_added_without_a_charge_are_unpaid_seat_days(w):
     w.session.add(sub)
     w.session.commit()
     report = ledger_check.check(w.session, now=end)
-    [seat] = report.differences
-    assert (seat.check, seat.subscription_id, seat.actual) == ("seat_days", sub_id, Decimal("60000.000000"))
-    # a 31-day term: 10 days of 2 seats, then 21 days of 3 seats (20 March held 3 at its end)
-    assert seat.expected == (Decimal(30000) * (10 * 2 + 21 * 3) / 31).quantize(Decimal("0.01"))
+    total, period = report.differences  # in all, and in its billing period (here: the term)
+    for seat in (total, period):
+        assert (seat.check, seat.subscription_id, seat.actual) == ("seat_days", sub_id, Decimal("60000.000000"))
+        # a 31-day term: 10 days of 2 seats, then 21 days of 3 seats (20 March held 3 at its end)
+        assert seat.expected == (Decimal(30000) * (10 * 2 + 21 * 3) / 31).quantize(Decimal("0.01"))
+    assert "billing period ending 2026-04-10" in period.message
     # while the term runs, what was paid ahead still covers the extra seat
     assert ledger_check.check(w.session, now=NOW + 12 * D).ok
+
+
+def test_a_deficit_of_an_earlier_term_is_not_hidden_by_the_next_terms_prepayment(w):
+    w.topup("1000000")
+    sub_id = confirm_order(w, "basic-m", 1, NOW)
+    at(w, NOW + D)
+    sub = w.session.get(Subscription, sub_id)
+    sub.quantity = 4  # three seats more for 30 of the 31 days, nothing charged
+    w.session.add(sub)
+    w.session.commit()
+    jobs(w, tashkent(2026, 4, 10, 0))  # the renewal prepays the next term for the four seats
+    report = ledger_check.check(w.session, now=tashkent(2026, 4, 10, 12))
+    [period] = report.differences  # in all, the next term's prepayment covers it
+    assert "billing period ending 2026-04-10" in period.message
+    assert period.expected - period.actual == (Decimal(30000) * 3 * 30 / 31).quantize(Decimal("0.01"))
 
 
 def test_a_term_started_without_its_charge_is_unpaid(w):
@@ -234,7 +266,8 @@ def test_a_term_started_without_its_charge_is_unpaid(w):
     w.session.delete(renewal)
     w.session.commit()
     report = ledger_check.check(w.session, now=tashkent(2026, 4, 12, 12))
-    assert kinds(report) == ["seat_days"]
+    assert kinds(report) == ["seat_days", "seat_days"]
+    assert any("billing period ending 2026-05-10" in d.message for d in report.differences)
 
 
 def test_suspended_and_trial_days_are_not_counted(w):
@@ -253,7 +286,7 @@ def test_suspended_and_trial_days_are_not_counted(w):
     # the refund leaves 5 000 for 2 seats: less than 2 days of 2 seats (3 871) would be fine, 3 days not
     at(w, NOW + 2 * D)
     lifecycle.resume(w.session, w.a_owner, sub_id, now=NOW + 2 * D)
-    assert kinds(ledger_check.check(w.session, now=NOW + 3 * D)) == ["seat_days"]
+    assert kinds(ledger_check.check(w.session, now=NOW + 3 * D)) == ["seat_days", "seat_days"]
 
 
 def _usage_world(w: World) -> Subscription:

@@ -37,7 +37,7 @@ from sqlalchemy import func, text
 from sqlmodel import Session, col, select
 
 from noventiq_panel import models
-from noventiq_panel.config import get_settings
+from noventiq_panel.config import get_settings, reset_settings
 from noventiq_panel.models import (
     AuditEvent,
     LedgerEntry,
@@ -81,8 +81,7 @@ settings.register_profile("money-deep", max_examples=400, stateful_step_count=40
 PROFILE = os.environ.get("PANEL_MONEY_PROFILE", "money-ci")
 
 LICENCE_CODES = ("basic-m", "basic-m2", "basic-yu", "basic-ym", "std-m", "std-ym", "std-usd", "basic-trial")
-# PANEL_MONEY_WITHOUT=std-usd,...: explore without plans whose known faults would stop every run.
-ORDERABLE = tuple(c for c in (*LICENCE_CODES, "azure-h") if c not in os.environ.get("PANEL_MONEY_WITHOUT", "").split(","))
+ORDERABLE = (*LICENCE_CODES, "azure-h")
 
 
 def catalog(session: Session) -> dict[str, Plan]:
@@ -282,6 +281,7 @@ class MoneyMachine(RuleBasedStateMachine):
             self._jobs()
         self.now = to
         self._jobs()  # it runs every hour: also at the destination (a top-up's renewal retried, say)
+        self.rate_usage()  # and so does rating, with credit control
 
     # -- money in -------------------------------------------------------------------------------
     @rule(amount=st.sampled_from(["45000", "350000", "1000000", "3000000"]))
@@ -297,6 +297,7 @@ class MoneyMachine(RuleBasedStateMachine):
     @rule(code=st.sampled_from(ORDERABLE), quantity=st.integers(1, 6), trial_convert=st.booleans())
     def order(self, code, quantity, trial_convert):
         plan_id = self.plans[code].id
+        quantity = 1 if code == "azure-h" else quantity
         outcome = self._confirm(
             f"order {code} x{quantity}",
             lambda: ordering.quote_order(self.session, self.actor, plan_id, quantity, now=self.now),
@@ -403,16 +404,20 @@ class MoneyMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.subs)
     @rule(index=subs_index, hours=st.integers(1, 6), cost=st.sampled_from(["0.5", "123.456789", "2500"]))
     def usage_arrives(self, index, hours, cost):
-        """Usage of the last hours for a pay-as-you-go subscription (as an import would add it)."""
-        sub = self._sub(index)
-        if next(p for p in self.plans.values() if p.id == sub.plan_id).billing_type != "payg":
+        """Usage of the last hours of a pay-as-you-go subscription (as an import adds it)."""
+        self.session.rollback()
+        payg = self.session.exec(select(Subscription.id).where(Subscription.plan_id == self.plans["azure-h"].id)
+                                 .order_by(Subscription.id)).all()
+        if not payg:
             return
+        sub_id = payg[index % len(payg)]
         hour = self.now.replace(minute=0, second=0, microsecond=0)
         self.session.add_all([UsageRecord(
-            org_id=self.org.id, subscription_id=sub.id, period_start=hour - timedelta(hours=h + 1),
+            org_id=self.org.id, subscription_id=sub_id, period_start=hour - timedelta(hours=h + 1),
             period_end=hour - timedelta(hours=h), service="vm", meter="hours", quantity=Decimal(1),
             cost=Decimal(cost), currency="UZS", source_key=uuid.uuid4().hex) for h in range(hours)])
         self.session.commit()
+        self.log.append(f"{self.now:%Y-%m-%d %H:%M} usage #{sub_id}: {hours} h of {cost}")
 
     @rule()
     def rate_usage(self):
@@ -421,8 +426,10 @@ class MoneyMachine(RuleBasedStateMachine):
         summary = rating.rate_usage(self.session, now=self.now)
         self.charged += summary.charged.get("UZS", Decimal(0))
         self.entries += summary.entries
-        credit_control.check(self.session, now=self.now, org_id=self.org.id)
+        credit = credit_control.check(self.session, now=self.now, org_id=self.org.id)
         self.session.rollback()
+        if summary.entries or credit.suspended or credit.resumed:
+            self.log.append(f"{self.now:%Y-%m-%d %H:%M} {summary}; {credit}")
 
     # -- the invariants -------------------------------------------------------------------------
     @invariant()
@@ -448,7 +455,27 @@ def _run(engine, profile: str = PROFILE) -> None:
     run_state_machine_as_test(MoneyMachine, settings=settings.get_profile(profile))
 
 
-def test_no_sequence_of_actions_creates_or_loses_money(sqlite_engine):
+@pytest.fixture
+def no_grace(monkeypatch):
+    """Renewals and instalments not paid at their due moment are suspended and expire at once."""
+    monkeypatch.setenv("PANEL_GRACE_DAYS", "0")
+    reset_settings()
+    yield
+    monkeypatch.delenv("PANEL_GRACE_DAYS")
+    reset_settings()
+
+
+def test_no_sequence_of_actions_creates_or_loses_money(sqlite_engine, no_grace):
+    """Everything but the grace period after an unpaid renewal or instalment, whose known faults
+    (the xfail regressions below) a run finds within a few hundred steps."""
+    _run(sqlite_engine)
+
+
+@pytest.mark.xfail(strict=False, reason="the known faults of grace periods (the xfail regressions below): drop the "
+                                        "mark once they are fixed")
+def test_no_sequence_of_actions_creates_or_loses_money_with_grace_periods(sqlite_engine):
+    """All of it, with the 7-day grace period of unpaid renewals and instalments (suspension,
+    comeback, expiry)."""
     _run(sqlite_engine)
 
 
@@ -531,4 +558,27 @@ def test_regression_grace_days_of_a_subscription_that_expires_unpaid_are_never_c
     state = _unpaid_renewal(sqlite_engine)
     state.travel(how="days", n=11, after=False)  # 13 March: suspended on 7 March
     state.travel(how="days", n=11, after=False)  # 25 March: expired on 14 March
+    state.money_is_conserved()
+
+
+@pytest.mark.xfail(strict=True, reason="services: an instalment's grace days are not charged when the subscription "
+                                       "comes back (issue 13)")
+def test_regression_instalment_grace_days_are_not_charged_when_the_subscription_comes_back(sqlite_engine):
+    """std-ym × 10 billed monthly (900 000 a month) bought on 28 January; the second
+    instalment (28 February) finds 100 000: grace, the seats stay active 28 February – 6 March,
+    suspended on 7 March. The top-up of 9 March reactivates it (``_instalment_one``, and
+    ``lifecycle.resume`` alike) charging the rest of the month from that day only — the seven
+    grace days are never charged (the renewal path moves its comeback term back by them,
+    ``proration.comeback_start``; the instalment path does not). At the end of that month the
+    seats held are worth 225 000 more than was paid."""
+    state = replay(sqlite_engine)
+    state.order(code="std-ym", quantity=10, trial_convert=False)
+    for n in (11, 11, 7, 7):  # 9, 21 February; 1 March (in grace); 9 March (suspended on 7 March)
+        state.travel(how="days", n=n, after=False)
+        state.money_is_conserved()
+    state.top_up(amount="3000000")
+    state.travel(how="hours", n=2, after=False)  # reactivated by the hourly job
+    state.money_is_conserved()
+    state.travel(how="days", n=11, after=False)
+    state.travel(how="days", n=5, after=False)  # 27 March, the last day of that month's period
     state.money_is_conserved()
