@@ -487,13 +487,12 @@ def replay(engine) -> MoneyMachine:
     return MoneyMachine()
 
 
-def test_regression_usd_refund_is_not_recomputable_from_its_source_amount_and_rate(sqlite_engine):
-    """A USD plan (12.50 at 12 000) bought on 31 January (term to 28 February, 28 days) and cancelled
-    the same day refunds 27 days: 12.053571428… USD × 12 000 = 144 642.857… → 144 642.86, but the
-    entry shows source_amount 12.053571 and fx_rate 12 000, which make 144 642.85. The services
-    round the unrounded plan amount × rate and store the plan amount rounded to 6 decimals, so
-    about one USD pro rata entry in four cannot be recomputed from what it shows (rating computes
-    its amount from the two stored figures)."""
+def test_regression_a_usd_pro_rata_refund_is_recomputable_from_its_source_amount_and_rate(sqlite_engine):
+    """Found by Hypothesis: a USD plan (12.50 at 12 000) bought on 31 January (term to 28 February,
+    28 days) and cancelled the same day refunds 27 days: 12.053571428… USD. The services rounded
+    the unrounded amount × 12 000 = 144 642.857… → 144 642.86 but showed source_amount 12.053571,
+    which × 12 000 makes 144 642.85: about one USD pro rata entry in four could not be recomputed
+    from what it shows. Amounts now come from the 6-decimal source amount (``context.q6``)."""
     state = replay(sqlite_engine)
     state.travel(how="days", n=2, after=False)
     state.order(code="std-usd", quantity=1, trial_convert=False)
@@ -527,10 +526,11 @@ def test_regression_grace_days_used_before_the_customer_suspends_are_charged_on_
     state.money_is_conserved()  # suspended after its term: the grace days wait for the comeback
     state.top_up(amount="1000000")
     state.travel(how="days", n=4, after=False)
-    state.resume(index=0)
+    state.resume(index=0)  # 6 March
     state.money_is_conserved()
     state.travel(how="days", n=11, after=False)
     state.travel(how="days", n=11, after=False)
+    state.travel(how="days", n=5, after=False)  # 5 April: the last day of a term started on 6 March
     state.money_is_conserved()
 
 
