@@ -84,6 +84,13 @@ class Settings:
     card_max: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_CARD_MAX", "100000000")))
 
 
+    def __post_init__(self) -> None:
+        # Two grace periods (running, then suspended) end inside one monthly billing period, so an
+        # instalment that lapsed is settled within its month (services/subscriptions/lapse.py).
+        if not 0 <= self.renewal_grace_days <= 13:
+            raise ValueError(f"PANEL_GRACE_DAYS must be a whole number of days from 0 to 13, not {self.renewal_grace_days}")
+
+
 _settings: Settings | None = None
 
 

@@ -445,13 +445,19 @@ class SubscriptionDetailState(QuantityChange, BaseState):
 
     def _cancel_show(self, q) -> None:
         lang = self._lang
-        if q.immediate:
-            text = (self._t("subscription.cancel.now_refund", amount=fmt_money(q.refund_now, q.currency, lang))
-                    if q.refund_now > 0 else self._t("subscription.cancel.now"))
-        else:
+        if not q.immediate:
             text = self._t("subscription.cancel.at_end", date=text_date(q.effective_date, lang))
-        self.cancel_preview = {"text": text, "amount_label": self._t("subscription.amount_now.refund"),
-                               "amount": fmt_money(q.refund_now, q.currency, lang)}
+        elif q.charge_now > 0:
+            text = self._t("subscription.cancel.now_lapse", amount=fmt_money(q.charge_now, q.currency, lang))
+        elif q.refund_now > 0:
+            text = self._t("subscription.cancel.now_refund", amount=fmt_money(q.refund_now, q.currency, lang))
+        else:
+            text = self._t("subscription.cancel.now")
+        charge = q.amount_due > 0
+        self.cancel_preview = {"text": text,
+                               "amount_label": self._t("subscription.amount_now.charge" if charge
+                                                       else "subscription.amount_now.refund"),
+                               "amount": fmt_money(abs(q.amount_due), q.currency, lang)}
         self._cancel_quote_id, self._cancel_amount = quote_binding(q)
 
     @rx.event

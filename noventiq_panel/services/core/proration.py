@@ -160,17 +160,27 @@ def window_end(added_at: datetime, window_hours: int) -> datetime:
     return added_at + timedelta(hours=window_hours)
 
 
+def lapse_days(due: datetime | None, used_until: datetime | None, tz: str) -> int:
+    """The local days a subscription kept running after a payment fell due (``due``) until it
+    stopped (``used_until``: suspended, ended, or now): used, so owed. A day begun counts; nothing
+    before ``due`` counts."""
+    if due is None or used_until is None or used_until <= due:
+        return 0
+    used = (clock.local_date(used_until, tz) - clock.local_date(due, tz)).days
+    if used_until > clock.local_midnight(clock.local_date(used_until, tz), tz):
+        used += 1
+    return used
+
+
 def comeback_start(due: datetime | None, suspended_at: datetime | None, now: datetime, tz: str) -> datetime:
     """Where a term, or the charged part of a billing period, starts when a subscription comes back
-    after a payment lapse: today's local midnight, moved back by the local days it kept running
-    after the payment fell due (``due``) until it was suspended (the grace days: used, so paid; a
-    day begun counts), but never before the due day. A term of one period starting there charges
-    exactly one period for the days of service it gives: the grace days and the days ahead."""
+    after a payment lapse: today's local midnight, moved back by the lapse days it was used
+    (:func:`lapse_days` from ``due`` to ``suspended_at``), but never before the due day. A term of
+    one period starting there charges exactly one period for the days of service it gives: the
+    grace days and the days ahead."""
     today = clock.local_date(now, tz)
-    if due is None or suspended_at is None or suspended_at <= due:
+    used = lapse_days(due, suspended_at, tz)
+    if not used:
         return clock.local_midnight(today, tz)
-    used = (clock.local_date(suspended_at, tz) - clock.local_date(due, tz)).days
-    if suspended_at > clock.local_midnight(clock.local_date(suspended_at, tz), tz):
-        used += 1
     start = max(today - timedelta(days=used), clock.local_date(due, tz))
     return clock.local_midnight(start, tz)

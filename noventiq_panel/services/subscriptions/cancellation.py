@@ -3,12 +3,15 @@
 When every seat is still inside its licence batch's cancellation window, a cancellation ends the
 subscription at once with a pro rata refund of the current billing period; otherwise at the end of
 the term (a scheduled ``cancel`` change that :func:`cancel_scheduled_change` can withdraw). Trials,
-pay-as-you-go and unpaid (grace, suspended for funds) subscriptions end at once, refunding nothing.
+pay-as-you-go and unpaid (grace, suspended for funds) subscriptions end at once, refunding nothing;
+an unpaid one is charged the days it was used after its payment fell due (:mod:`lapse`), even when
+that overdraws the balance.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from sqlmodel import Session
 
@@ -17,11 +20,10 @@ from noventiq_panel.models.subscription import ChangeKind
 from noventiq_panel.services.core import audit, authz, clock, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict
-from noventiq_panel.services.subscriptions import confirmation, licences
+from noventiq_panel.services.subscriptions import confirmation, lapse, licences
 from noventiq_panel.services.subscriptions.context import (
-    capped_refund, post_refund,
-    S, Ctx, atomic, cancel_pending, connector, current_period, load, require_status,
-    schedule, utc_now,
+    Ctx, S, atomic, cancel_pending, capped_refund, connector, current_period, desc, load, post_money, post_refund,
+    require_status, schedule, to_org_currency, utc_now,
 )
 from noventiq_panel.services.subscriptions.quotes import CancelQuote, Outcome
 
@@ -31,7 +33,14 @@ def _cancel_plan(session: Session, ctx: Ctx) -> CancelQuote:
     require_status(ctx, S.ACTIVE, S.TRIAL, S.SUSPENDED, S.PENDING)
     q = CancelQuote(subscription_id=sub.id, immediate=True, currency=org.billing_currency, effective_at=now,
                     effective_date=clock.local_date(now, org.timezone))
-    if plan.billing_type != "license" or sub.is_trial or sub.status == S.PENDING or sub.grace_until is not None:
+    if (owed := lapse.owed(sub, plan, org.timezone, now)) is not None:
+        q.charge_now = to_org_currency(session, owed.plan_amount, plan, org, ctx.day)[0]
+    # a yearly commitment billed monthly is not left by skipping an instalment: in grace it is
+    # cancelled as if paid (at once only inside the window, else at the term's end)
+    commitment = proration.is_billed_monthly(plan.term, plan.billing_frequency) and sub.term_end is not None \
+        and sub.term_end > now
+    if plan.billing_type != "license" or sub.is_trial or sub.status == S.PENDING or (
+            sub.grace_until is not None and not commitment):
         return q  # nothing paid ahead (or unpaid): ends at once, nothing refunded
     if sub.term_end is not None and sub.term_end <= now:
         return q
@@ -43,10 +52,18 @@ def _cancel_plan(session: Session, ctx: Ctx) -> CancelQuote:
                 and sub.next_billing_at <= now):
             q.refund_now = capped_refund(session, ctx, sub.quantity, period)
         return q
-    q.immediate = False
+    q.immediate, q.charge_now = False, Decimal("0.00")  # a lapse is charged when it ends
     q.effective_at = sub.term_end
     q.effective_date = clock.local_date(sub.term_end, org.timezone)
     return q
+
+
+def _charge_lapse(session: Session, ctx: Ctx, user_id: int | None) -> None:
+    owed = lapse.owed(ctx.sub, ctx.plan, ctx.tz, ctx.now)
+    post_money(session, org=ctx.org, sub=ctx.sub, plan=ctx.plan, kind="charge", plan_amount=owed.plan_amount,
+               key=owed.key(ctx.sub.id, ctx.tz), quantity=ctx.sub.quantity, now=ctx.now, period=(owed.period.start, owed.period.end),
+               description=desc(ctx, owed.what(ctx.tz, ctx.sub.quantity)),
+               user_id=user_id, meta={"action": "lapse", "days": owed.days})
 
 
 def quote_cancel(session: Session, actor: Actor | None, sub_id, *, now: datetime | None = None) -> CancelQuote:
@@ -84,6 +101,8 @@ def cancel(session: Session, actor: Actor | None, sub_id, *, quote_id: str | Non
         sub, plan, org = ctx.sub, ctx.plan, ctx.org
         outcome = Outcome(sub.id, "cancel", org.billing_currency)
         if q.immediate:
+            if q.charge_now > 0:
+                _charge_lapse(session, ctx, access.user_id)
             if q.refund_now > 0:
                 period = current_period(sub, plan, org, now)
                 outcome.refunded = post_refund(session, ctx, seats=sub.quantity, period=period,

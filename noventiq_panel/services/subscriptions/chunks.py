@@ -50,6 +50,7 @@ class Summary:
     renewed: int = 0
     instalments: int = 0
     reactivated: int = 0
+    lapses_charged: int = 0
     grace_started: int = 0
     waiting: int = 0
     suspended: int = 0
@@ -149,14 +150,16 @@ class Chunk:
 
     # -- writing helpers --
     def charge(self, sub: Sub, plan: Plan, product: Product, *, plan_amount: Decimal, key: str,
-               what: str, quantity: int, period: tuple[datetime, datetime], action: str) -> tuple[bool, Decimal]:
-        """Charge if the organisation can pay. Returns (done, amount): done is True when charged now
-        or already charged under ``key`` before; False when the funds do not cover it."""
+               what: str, quantity: int, period: tuple[datetime, datetime], action: str,
+               force: bool = False) -> tuple[bool, Decimal]:
+        """Charge if the organisation can pay (``force``: whatever the balance, for service already
+        given). Returns (done, amount): done is True when charged now or already charged under
+        ``key`` before; False when the funds do not cover it."""
         org = self.org(sub)
         amount, rate, day = self.price(plan, org, plan_amount)
         if key in self.existing_keys or key in self.keys:
             return True, Decimal("0.00")
-        if amount > self.available[org.id]:
+        if amount > self.available[org.id] and not force:
             return False, amount
         if amount > 0:
             self.available[org.id] -= amount

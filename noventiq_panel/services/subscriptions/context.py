@@ -206,9 +206,10 @@ def pro_rata(ctx: Ctx, plan: Plan, seats: int, period: proration.Period) -> Deci
     return proration.pro_rata_charge(plan.price, plan.term, plan.billing_frequency, seats, period, ctx.now, ctx.tz)
 
 
-def days_left(ctx: Ctx, period: proration.Period) -> dict[str, int]:
-    """The whole local days left of ``period`` and its length, as stored with a pro rata entry."""
-    remaining, total = proration.days_remaining(period.start, period.end, ctx.now, ctx.tz)
+def days_left(ctx: Ctx, period: proration.Period, at: datetime | None = None) -> dict[str, int]:
+    """The whole local days of ``period`` left from the context's day (or ``at``) and its length,
+    as stored with a pro rata entry."""
+    remaining, total = proration.days_remaining(period.start, period.end, at or ctx.now, ctx.tz)
     return {"remaining_days": remaining, "total_days": total}
 
 

@@ -24,10 +24,10 @@ from noventiq_panel.services.catalog import catalog
 from noventiq_panel.services.core import audit, authz, clock, ledger, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict
-from noventiq_panel.services.subscriptions import licences
+from noventiq_panel.services.subscriptions import lapse, licences
 from noventiq_panel.services.subscriptions.context import (
     LIFECYCLE_ROLES, S, Ctx, atomic, charge_once, clamp, connector, current_period, days_left, desc, load, mail_org,
-    parse_bool, pro_rata, require_licence, require_status, seat_price, utc_now,
+    parse_bool, require_licence, require_status, seat_price, utc_now,
 )
 from noventiq_panel.services.subscriptions.quotes import Outcome
 
@@ -90,7 +90,7 @@ def restart_term(session: Session, ctx: Ctx, *, key_prefix: str = "renewal", use
     subscription comes back after its term ended: the term starts today, moved back by the days it
     was used after the term ended (``proration.comeback_start``). Requires funds. Flushes."""
     sub, plan, org, now = ctx.sub, ctx.plan, ctx.org, ctx.now
-    start = proration.comeback_start(sub.term_end, sub.suspended_at, now, org.timezone)
+    start = lapse.comeback_term_start(sub, plan, org.timezone, now)
     end = proration.term_end(start, plan.term, org.timezone)
     period = proration.billing_period(start, end, plan.term, plan.billing_frequency, start, org.timezone)
     charged = charge_once(session, ctx, plan_amount=seat_price(plan) * sub.quantity,
@@ -157,11 +157,14 @@ def resume(session: Session, actor: Actor | None, sub_id, *, now: datetime | Non
             # The instalment of the current month was not paid: charge the rest of this month.
             period = current_period(sub, plan, org, now)
             if proration.is_billed_monthly(plan.term, plan.billing_frequency):
-                charged = charge_once(session, ctx, plan_amount=pro_rata(ctx, plan, sub.quantity, period),
+                start = lapse.comeback_from(sub, plan, org.timezone, now, period)
+                amount = proration.pro_rata_charge(plan.price, plan.term, plan.billing_frequency, sub.quantity,
+                                                   period, start, org.timezone)
+                charged = charge_once(session, ctx, plan_amount=amount,
                                       key=f"resume:{sub.id}:{period.start:%Y%m%d}",
                                       description=desc(ctx, "возобновление, остаток месяца"), period=period,
                                       user_id=access.user_id,
-                                      meta={"action": "resume", **days_left(ctx, period)})
+                                      meta={"action": "resume", **days_left(ctx, period, start)})
                 sub.next_billing_at = proration.next_period_start(period, sub.term_end)
         connector(ctx.vendor).resume(sub.vendor_ref)
         sub.status, sub.suspended_at, sub.grace_until, sub.suspend_reason = S.ACTIVE, None, None, ""

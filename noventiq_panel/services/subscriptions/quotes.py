@@ -154,6 +154,7 @@ class CancelQuote(_Result):
     immediate: bool
     currency: str
     refund_now: Decimal = Decimal("0.00")
+    charge_now: Decimal = Decimal("0.00")  # the days used unpaid after a payment fell due (:mod:`lapse`)
     effective_at: datetime | None = None
     effective_date: date | None = None
     quote_id: str | None = None
@@ -161,4 +162,4 @@ class CancelQuote(_Result):
     @property
     def amount_due(self) -> Decimal:
         """What moves now (a refund: < 0): the amount the confirmation carries back."""
-        return -self.refund_now
+        return self.charge_now - self.refund_now

@@ -43,7 +43,7 @@ from noventiq_panel.config import get_settings
 from noventiq_panel.models import Plan, Subscription
 from noventiq_panel.models.subscription import ChangeKind
 from noventiq_panel.services.core import clock, proration
-from noventiq_panel.services.subscriptions import provisioning
+from noventiq_panel.services.subscriptions import lapse, provisioning
 from noventiq_panel.services.subscriptions.chunks import CHUNK, Chunk, Sub, Summary, run_chunks
 from noventiq_panel.services.subscriptions.context import MONEY_ROLES, S, anchor_day, clamp, seat_price, utc_now
 
@@ -83,7 +83,8 @@ def _apply_changes(chunk: Chunk, sub: Sub) -> None:
 
 
 def _end(chunk: Chunk, sub: Sub, status: str, at: datetime) -> None:
-    _plan, product, vendor = chunk.plan(sub.plan_id)
+    plan, product, vendor = chunk.plan(sub.plan_id)
+    _charge_lapse(chunk, sub, plan, product)
     provisioning.connector_for(vendor.code).cancel(sub.vendor_ref)
     sub.status = status
     sub.next_billing_at = None
@@ -130,6 +131,22 @@ def _new_term(chunk: Chunk, sub: Sub, start: datetime, *, key: str, action: str,
                                      "currency": org.billing_currency, "period_end": _last_day(period.end, tz),
                                      "subscription_id": sub.id}, roles=MONEY_ROLES)
     return True
+
+
+def _charge_lapse(chunk: Chunk, sub: Sub, plan: Plan, product) -> None:
+    """An unpaid subscription ends: the days it was used after the payment fell due are charged,
+    whatever the balance (:mod:`lapse`)."""
+    tz = chunk.org(sub).timezone
+    owed = lapse.owed(sub, plan, tz, chunk.now)
+    if owed is None:
+        return
+    _done, amount = chunk.charge(sub, plan, product, plan_amount=owed.plan_amount, key=owed.key(sub.id, tz),
+                                 what=owed.what(tz, sub.quantity),
+                                 quantity=sub.quantity, period=(owed.period.start, owed.period.end),
+                                 action="lapse", force=True)
+    if amount > 0:
+        chunk.summary.lapses_charged += 1
+        chunk.audit(sub, "subscription.lapse_charged", due=owed.due.isoformat(), days=owed.days, amount=str(amount))
 
 
 def _unpaid(chunk: Chunk, sub: Sub, *, due_from: datetime, amount: Decimal, what: str) -> None:
@@ -186,7 +203,7 @@ def _renewal_start(chunk: Chunk, sub: Sub, tz: str) -> datetime:
     non-payment, today moved back by the grace days it was used (``proration.comeback_start``:
     the suspended days are not charged, the grace days are)."""
     if sub.status == S.SUSPENDED:
-        return proration.comeback_start(sub.term_end, sub.suspended_at, chunk.now, tz)
+        return lapse.comeback_term_start(sub, chunk.plan(sub.plan_id)[0], tz, chunk.now)
     return sub.term_end
 
 
@@ -282,7 +299,8 @@ def _instalment_one(chunk: Chunk, sub: Sub) -> None:
             _end(chunk, sub, S.EXPIRED, now)
             return
         period = proration.billing_period(sub.term_start, sub.term_end, plan.term, plan.billing_frequency, now, tz, anchor)
-        amount = proration.pro_rata_charge(plan.price, plan.term, plan.billing_frequency, sub.quantity, period, now, tz)
+        amount = proration.pro_rata_charge(plan.price, plan.term, plan.billing_frequency, sub.quantity, period,
+                                           lapse.comeback_from(sub, plan, tz, now, period), tz)
         done, amount = chunk.charge(sub, plan, product, plan_amount=amount,
                                     key=f"resume:{sub.id}:{_ymd(period.start, tz)}", what="возобновление, остаток месяца",
                                     quantity=sub.quantity, period=(period.start, period.end), action="resume")

@@ -137,7 +137,8 @@ def test_renewal_without_funds_grace_then_suspension_then_expiry(world):
     renewals.renew_due(w.session, TERM_END + 8 * D)
     assert w.sub(sid).status == "suspended"
     assert renewals.renew_due(w.session, TERM_END + 14 * D)["expired"] == 1
-    assert w.sub(sid).status == "expired" and w.balance() == Decimal("0.00")
+    # the seven grace days were used: charged at expiry (30 000 × 7/30), the balance overdrawn
+    assert w.sub(sid).status == "expired" and w.balance() == Decimal("-7000.00")
 
 
 def test_payment_during_the_grace_period_renews_from_the_old_term_end(world):
@@ -161,9 +162,10 @@ def test_payment_after_suspension_reactivates_with_a_term_that_counts_the_grace_
     w.topup("30000")
     assert renewals.renew_due(w.session, tashkent(2026, 4, 20, 9))["reactivated"] == 1
     sub = w.sub(sid)
-    # active 10 Apr .. 17 Apr 01:00 (8 local days begun), suspended until 20 Apr: the month paid
-    # runs from 20 Apr moved back by those 8 days
-    assert (sub.status, sub.term_start, sub.term_end) == ("active", tashkent(2026, 4, 12, 0), tashkent(2026, 5, 12, 0))
+    # active 10 Apr .. the end of the grace period, 17 Apr 00:00 (7 days; the hour the job took to
+    # suspend it is not counted), suspended until 20 Apr: the month paid runs from 20 Apr moved
+    # back by those 7 days
+    assert (sub.status, sub.term_start, sub.term_end) == ("active", tashkent(2026, 4, 13, 0), tashkent(2026, 5, 13, 0))
     assert w.balance() == Decimal("0.00")
 
 
@@ -296,7 +298,8 @@ def test_unpaid_instalment_grace_suspension_and_reactivation(world):
     assert renewals.bill_instalments_due(w.session, tashkent(2026, 4, 22, 10))["reactivated"] == 1
     sub = w.sub(sid)
     assert sub.status == "active" and sub.next_billing_at == tashkent(2026, 5, 10, 0)
-    assert charges(w, sid)[-1][1] == Decimal("-18000.00")  # 30 000 x 18/30: 22 Apr .. 9 May
+    # 30 000 x 25/30: the 7 grace days (10 .. 16 Apr) and 22 Apr .. 9 May; not the suspended days
+    assert charges(w, sid)[-1][1] == Decimal("-25000.00")
 
 
 # --- trials ----------------------------------------------------------------------------------
