@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 from sqlmodel import Session
@@ -19,10 +19,14 @@ def org(session: Session, name: str = "ООО «Тест»", **kw) -> Organisati
     return o
 
 
+VERIFIED = datetime(2020, 1, 1, tzinfo=timezone.utc)  # the mailbox of a test user is proven (``email_verified_at=None``: not)
+
+
 def user(session: Session, organisation: Organisation | None, role: str = Role.OWNER, email: str | None = None,
          **kw) -> User:
     import uuid
 
+    kw.setdefault("email_verified_at", VERIFIED)
     u = User(email=email or f"u{uuid.uuid4().hex[:8]}@example.com", name=kw.pop("name", "Тест Тестов"), **kw)
     session.add(u)
     session.commit()
@@ -86,3 +90,14 @@ def catalog(session: Session) -> dict[str, Plan]:
 def usd_rate(session: Session, day: date, rate: str = "12000.00") -> None:
     rates.store_rate(session, "USD", day, Decimal(rate), source="manual")
     session.commit()
+
+
+def mailed_token(session: Session, mail) -> str:
+    """The secret of a mail's link (set-password, reset, verify): kept beside the outbox until
+    the mail is sent, never in the stored body (which holds the mark in its place)."""
+    from noventiq_panel.services.notify import notifications
+
+    assert notifications.SECRET_MARK in mail.body_text, mail.body_text
+    secret = notifications.mail_secret(session, mail.id)
+    assert secret, f"no secret waits for mail #{mail.id}"
+    return secret

@@ -19,6 +19,8 @@ from noventiq_panel.cli import main
 from noventiq_panel.models import ExchangeRate, Notification, Plan, Vendor
 from noventiq_panel.services.demo import demo as demo_service
 
+from tests import factories as f
+
 NOW = "2026-11-25T08:30:00"
 
 
@@ -141,8 +143,8 @@ def test_create_customer_puts_a_welcome_mail_with_a_set_password_link_in_the_out
     with Session(dbmod.get_engine()) as session:
         mail = session.exec(select(Notification).where(Notification.kind == "welcome")).one()
         assert mail.to_email == "boss@client.example" and mail.status == "queued"
-        links = re.findall(r"https?://\S+/reset/([A-Za-z0-9_\-]+)", mail.body_text)
-        assert links, mail.body_text
+        links = [f.mailed_token(session, mail)]  # kept apart from the stored mail until it is sent
+        assert "/reset/" + links[0] not in mail.body_text
         info = auth.check_reset_token(session, links[0])  # the link works
         assert info.email == "boss@client.example"
     listed = run("outbox", "list", "--kind", "welcome").output

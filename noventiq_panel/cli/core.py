@@ -334,7 +334,7 @@ def outbox_list(status: str | None, to_email: str | None, kind: str | None, limi
         for n in rows:
             click.echo(f"#{n.id}  {n.created_at:%Y-%m-%d %H:%M} UTC  {n.status:<6}  {n.kind:<20}  {n.to_email}")
             click.echo(f"      {n.subject}")
-            for link in dict.fromkeys(LINK.findall(n.body_text)):
+            for link in dict.fromkeys(LINK.findall(notifications.text_to_send(session, n))):
                 click.echo(f"      {link}")
 
 
@@ -351,7 +351,7 @@ def outbox_show(notification_id: int) -> None:
         click.echo(f"To:      {n.to_email}\nSubject: {n.subject}\nKind:    {n.kind}\nStatus:  {n.status}"
                    f" (attempts {n.attempts}{', ' + n.last_error if n.last_error else ''})\n"
                    f"Created: {n.created_at:%Y-%m-%d %H:%M} UTC\n")
-        click.echo(n.body_text)
+        click.echo(notifications.text_to_send(session, n))
 
 
 COMMANDS = [init, db, demo, create_customer, import_catalog, rates, outbox]

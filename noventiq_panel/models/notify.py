@@ -50,6 +50,16 @@ class NotificationAttachment(SQLModel, table=True):
     data: bytes = Field(sa_type=LargeBinary)
 
 
+class MailSecret(SQLModel, table=True):
+    """The secret part of a queued mail's link (a set-password, reset or verification token), kept
+    apart from the stored mail, whose body holds ``notifications.SECRET_MARK`` in its place. The
+    mailer puts it in when it sends the mail and deletes it then; expired ones are purged."""
+
+    notification_id: int = Field(primary_key=True, foreign_key="notification.id")
+    secret: str = Field(max_length=200)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class JobLease(SQLModel, table=True):
     """Who runs the scheduler (or one job) now; a lease expires unless renewed."""
 

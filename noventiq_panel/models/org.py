@@ -52,6 +52,9 @@ class User(SQLModel, table=True):
     is_active: bool = Field(default=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_login_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    # When the user proved they read this mailbox (a verification or set-password link opened);
+    # None: no access to any organisation yet (services/identity/verification.py).
+    email_verified_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
 
 
 class Membership(SQLModel, table=True):
@@ -106,6 +109,7 @@ class LoginAttempt(SQLModel, table=True):
 class TokenPurpose(StrEnum):
     RESET = "reset"  # password recovery
     INVITE = "invite"  # set-password link of an invited user or a new customer
+    VERIFY = "verify"  # e-mail verification link of a self-registered account
 
 
 class PasswordResetToken(SQLModel, table=True):

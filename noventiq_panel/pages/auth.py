@@ -1,11 +1,11 @@
-"""The pages before sign-in: /login, /register, /recovery, /reset/[token]."""
+"""The pages before sign-in: /login, /register, /recovery, /reset/[token], /verify/[token]."""
 
 from __future__ import annotations
 
 import reflex as rx
 
 from ..components import T, error_callout, labelled, panel_page
-from ..state.auth import LoginState, RecoveryState, RegisterState, ResetState
+from ..state.auth import LoginState, RecoveryState, RegisterState, ResetState, VerifyState
 
 
 def field(label_key: str, name: str, *, type_: str = "text", autocomplete: str | None = None,
@@ -53,6 +53,17 @@ def login_page() -> rx.Component:
     return auth_form(
         heading("signin.login.title", "signin.login.subtitle"),
         error_line(LoginState),
+        rx.cond(
+            LoginState.resent,
+            rx.callout(T("signin.resent"), icon="mail-check", color_scheme="green", width="100%", id="resent"),
+            rx.cond(
+                LoginState.unverified_email != "",
+                rx.button(T("signin.resend"), type="button", variant="soft", size="2", width="100%",
+                          on_click=LoginState.resend_verification, loading=LoginState.busy,
+                          id="resend-verification"),
+                rx.fragment(),
+            ),
+        ),
         field("signin.email", "email", type_="email", autocomplete="username"),
         field("signin.password", "password", type_="password", autocomplete="current-password"),
         submit("signin.login.submit", LoginState, "login-submit"),
@@ -68,8 +79,21 @@ def login_page() -> rx.Component:
     )
 
 
-@panel_page("/register", title_key="signin.register.title", public=True, redirect_signed_in=True)
+@panel_page("/register", title_key="signin.register.title", public=True, redirect_signed_in=True,
+            on_load=RegisterState.reset_form)
 def register_page() -> rx.Component:
+    return rx.cond(
+        RegisterState.registered_email != "",
+        outcome(
+            rx.callout(T("signin.registered_check_mail", email=RegisterState.registered_email), icon="mail-check",
+                       color_scheme="green", width="100%", id="register-sent"),
+            rx.link(T("signin.back_to_login"), href="/login", size="2"),
+        ),
+        _register_form(),
+    )
+
+
+def _register_form() -> rx.Component:
     return auth_form(
         heading("signin.register.title", "signin.register.subtitle"),
         error_line(RegisterState),
@@ -155,6 +179,33 @@ def reset_page() -> rx.Component:
                                    id="reset-invalid"),
                         rx.link(T("signin.recovery.again"), href="/recovery", size="2"),
                     ),
+                ),
+            ),
+        ),
+        spacing="2",
+        width="100%",
+    )
+
+
+@panel_page("/verify/[token]", title_key="signin.verify.title", public=True, on_load=VerifyState.load)
+def verify_page() -> rx.Component:
+    return rx.vstack(
+        heading("signin.verify.title"),
+        rx.cond(
+            ~VerifyState.checked,
+            rx.center(rx.spinner(size="3"), padding="2rem", width="100%"),
+            rx.cond(
+                VerifyState.verified,
+                outcome(
+                    rx.callout(T("signin.verified"), icon="circle-check", color_scheme="green", width="100%",
+                               id="verify-done"),
+                    rx.link(rx.button(T("signin.login.submit"), size="3", width="100%"), href="/login", width="100%",
+                            id="verify-to-login"),
+                ),
+                outcome(
+                    rx.callout(T("signin.link_invalid"), icon="circle-alert", color_scheme="red", width="100%",
+                               id="verify-invalid"),
+                    rx.link(T("signin.back_to_login"), href="/login", size="2"),
                 ),
             ),
         ),

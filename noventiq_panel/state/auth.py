@@ -1,4 +1,4 @@
-"""States of the sign-in pages: /login, /register, /recovery, /reset/[token].
+"""States of the sign-in pages: /login, /register, /recovery, /reset/[token], /verify/[token].
 
 These handlers are callable by anyone (nobody is signed in yet); the services throttle sign-in
 and never reveal whether an e-mail address exists.
@@ -11,7 +11,7 @@ from typing import Any
 import reflex as rx
 
 from ..services.core.errors import DomainError, InvalidInput
-from ..services.identity import auth
+from ..services.identity import auth, registration, verification
 from .base import BaseState, Ctx, ctx_of, safe_next
 
 MAX_FIELD = 500
@@ -29,11 +29,6 @@ def _field(form: Any, name: str, limit: int = MAX_FIELD) -> str:
 
 def _sign_in(session, email: str, password: str, ip: str) -> tuple[str, Ctx]:
     raw, _user = auth.sign_in(session, email, password, ip=ip)
-    return raw, ctx_of(auth.resolve(session, raw))
-
-
-def _register(session, fields: dict) -> tuple[str, Ctx]:
-    raw, _user = auth.register(session, **fields)
     return raw, ctx_of(auth.resolve(session, raw))
 
 
@@ -72,24 +67,56 @@ class AuthFormState(BaseState):
 
 
 class LoginState(AuthFormState):
+    unverified_email: str = ""  # the right password, the mailbox not proven: offer the link again
+    resent: bool = False
+
     @rx.event
     async def sign_in(self, form: dict):
         email = _field(form, "email", 254).lower()
         password = _field(form, "password", 200)
+        self.unverified_email, self.resent = "", False
         if not email or not password:
             self.error = self._t("signin.fill_in")
             return
         self.busy = True
         yield
-        ok, out = await self._submit(_sign_in, email, password, self._client_ip())
-        if not ok:
-            yield out
+        try:
+            out = await self._call(_sign_in, email, password, self._client_ip())
+        except DomainError as exc:
+            self.busy = False
+            self._show_error(exc)
+            if exc.key == "auth.email_unverified":
+                self.unverified_email = email
             return
+        except Exception as exc:  # noqa: BLE001
+            self.busy = False
+            yield self._fail(exc)
+            return
+        self.busy = False
         await self._start(*out)
         yield rx.redirect(safe_next(self.router.url.query_parameters.get("next")), replace=True)
 
+    @rx.event
+    async def resend_verification(self):
+        """Mail the verification link again (throttled by the service; the same answer for any address)."""
+        if not self.unverified_email or self.busy:
+            return
+        self.busy = True
+        yield
+        ok, out = await self._submit(verification.resend, self.unverified_email, ip=self._client_ip())
+        if not ok:
+            yield out
+            return
+        self.error, self.resent = "", True
+
 
 class RegisterState(AuthFormState):
+    registered_email: str = ""  # signed up: the verification mail went there
+
+    @rx.event
+    def reset_form(self):
+        self.registered_email, self.error = "", ""
+
     @rx.event
     async def register(self, form: dict):
         fields = {
@@ -108,13 +135,11 @@ class RegisterState(AuthFormState):
             return
         self.busy = True
         yield
-        ok, out = await self._submit(_register, {**fields, "ip": self._client_ip()})
+        ok, out = await self._submit(registration.register, **fields, ip=self._client_ip())
         if not ok:
             yield out
             return
-        await self._start(*out)
-        yield rx.redirect("/", replace=True)
-        yield rx.toast.success(self._t("signin.registered"))
+        self.error, self.registered_email = "", fields["email"]
 
 
 class RecoveryState(AuthFormState):
@@ -201,3 +226,28 @@ class ResetState(AuthFormState):
             self.done = True
             self.checked = True
         yield rx.toast.success(self._t("signin.password_set"))
+
+
+class VerifyState(AuthFormState):
+    """/verify/<token>: the link from the verification mail proves the mailbox."""
+
+    verified: bool = False
+    checked: bool = False
+
+    @rx.event
+    async def load(self):
+        self.error, self.verified, self.checked = "", False, False
+        path = self.router.url.path or ""
+        raw = path.rstrip("/").rsplit("/", 1)[-1][:200] if path.startswith(verification.VERIFY_PATH) else ""
+        if raw:
+            try:
+                await self._call(verification.verify, raw)
+                self.verified = True
+            except DomainError as exc:
+                self._show_error(exc)
+            except Exception as exc:  # noqa: BLE001
+                self.checked = True
+                return self._fail(exc)
+        if self.verified and self.session_secret:
+            await self._clear()  # every session of the account ended; this browser's too
+        self.checked = True

@@ -108,7 +108,8 @@ class GuestOrderState(BaseState):
         lang = self._lang
         self.done = {
             "email": r.email,
-            "trial": self._t("guest.done.trial", date=text_date(r.trial_ends_on, lang)) if r.trial_ends_on else "",
+            "trial": (self._t("guest.done.trial_after_confirm") if r.status == "confirm_email" else
+                      self._t("guest.done.trial", date=text_date(r.trial_ends_on, lang)) if r.trial_ends_on else ""),
             "invoice": self._t("guest.done.invoice", number=r.invoice_number,
                                amount=fmt_money(r.invoice_amount, r.currency, lang)) if r.invoice_number else "",
             "active": self._t("guest.done.active") if r.subscription_id and not r.trial_ends_on else "",

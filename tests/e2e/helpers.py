@@ -120,8 +120,35 @@ def latest_mail(engine, to_email: str, kind: str):
         return row
 
 
-def link_in(mail, base_url: str) -> str:
-    """The /reset/<token> path of a set-password or recovery e-mail."""
-    m = re.search(r"/reset/[A-Za-z0-9_\-]+", mail.body_text or mail.body_html)
-    assert m, f"no /reset/ link in the e-mail {mail.subject!r}"
+def link_in(engine, mail) -> str:
+    """The /reset/<token> or /verify/<token> path of a mail with a secret link (its secret waits
+    beside the outbox until the mail is sent: notifications.text_to_send)."""
+    from sqlmodel import Session
+
+    from noventiq_panel.services.notify import notifications
+
+    with Session(engine) as s:
+        text = notifications.text_to_send(s, mail)
+    m = re.search(r"/(reset|verify)/[A-Za-z0-9_\-]+", text)
+    assert m and notifications.SECRET_MARK not in m.group(0), f"no secret link in the e-mail {mail.subject!r}"
     return m.group(0)
+
+
+def register_verified(engine, **fields):
+    """Sign up through the service, as the /register page does, and open the mailed verification
+    link (the account can sign in then). Returns the user."""
+    from sqlmodel import Session, col, select
+
+    from noventiq_panel.models import Notification
+    from noventiq_panel.services.identity import registration, verification
+    from noventiq_panel.services.notify import notifications
+
+    with Session(engine) as s:
+        user = registration.register(s, **fields)
+        mail = s.exec(select(Notification).where(Notification.user_id == user.id,
+                                                 Notification.kind == "verify_email")
+                      .order_by(col(Notification.id).desc())).first()
+        verification.verify(s, notifications.mail_secret(s, mail.id))
+        s.refresh(user)
+        s.expunge(user)
+    return user

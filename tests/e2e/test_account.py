@@ -39,7 +39,7 @@ def test_invite_a_colleague_who_sets_a_password_and_signs_in(page, browser, base
     expect(row).to_contain_text("Администратор")
     mail = latest_mail(db, email, "invite")
     assert mail is not None, "the invitation is in the outbox"
-    link = link_in(mail, base_url)
+    link = link_in(db, mail)
 
     guest = new_page(browser, base_url)
     try:

@@ -96,7 +96,7 @@ def test_password_recovery_end_to_end(page, db, base_url):
     shot(page, "recovery-sent", "ru")
     mail = latest_mail(db, email, "password_reset")
     assert mail is not None and (before is None or mail.id != before.id)
-    link = link_in(mail, base_url)
+    link = link_in(db, mail)
     new_password = "Novyi-parol-2026"
     try:
         page.goto(link)
@@ -138,27 +138,76 @@ def test_a_forged_reset_link_is_refused(page):
     expect(page.locator("#reset-invalid")).to_be_visible()
 
 
-def test_registration_creates_an_organisation_with_its_owner(page, db):
+def _register(page, email: str, org_name: str, password: str) -> None:
+    page.goto("/register")
+    page.wait_for_selector("#register-form")
+    wait_ready(page)
+    page.fill("#f-name", "Нодира Султанова")
+    page.fill("#f-email", email)
+    page.fill("#f-org_name", org_name)
+    page.fill("#f-password", password)
+    page.fill("#f-password2", password)
+    page.click("#register-submit")
+    expect(page.locator("#register-sent")).to_contain_text(email)
+
+
+def test_registration_signs_in_only_after_the_mailbox_link(page, db):
     email = f"new-{uuid.uuid4().hex[:8]}@example.com"
     page.goto("/login")
     page.click("#link-register")
     page.wait_for_selector("#register-form")
-    page.fill("#f-name", "Нодира Султанова")
-    page.fill("#f-email", email)
-    page.fill("#f-org_name", "ООО «Новая Заря»")
-    page.fill("#f-tax_id", "301234567")
-    page.fill("#f-password", "Zarya-2026-pass")
-    page.fill("#f-password2", "Zarya-2026-pass")
     shot(page, "register", "ru")
-    page.click("#register-submit")
-    page.wait_for_selector("#balance")
+    _register(page, email, "ООО «Новая Заря»", "Zarya-2026-pass")
+    shot(page, "register-check-mail", "ru")
+    assert latest_mail(db, email, "welcome") is None
+    # the right password, the mailbox not proven: told so, offered the link again, no session
+    sign_in(page, email, "Zarya-2026-pass", expect_home=False)
+    expect(page.locator("#form-error")).to_be_visible()
+    page.click("#resend-verification")
+    expect(page.locator("#resent")).to_be_visible()
+    shot(page, "login-unverified", "ru")
+    page.goto("/")
+    page.wait_for_url(re.compile(r".*/login"))
+    mail = latest_mail(db, email, "verify_email")
+    page.goto(link_in(db, mail))
+    expect(page.locator("#verify-done")).to_be_visible()
+    shot(page, "verify-done", "ru")
+    page.goto(link_in(db, mail))  # single use
+    expect(page.locator("#verify-invalid")).to_be_visible()
+    sign_in(page, email, "Zarya-2026-pass")
     org, role = org_of(db, email)
     assert (org.name, role) == ("ООО «Новая Заря»", "owner")
     assert text_of(page, "#balance") == expected_balance(db, email)
     expect(page.locator("#org-link")).to_have_text("ООО «Новая Заря»")
-    assert latest_mail(db, email, "welcome") is not None
     # Nothing of the demo organisations leaks into the new one.
     expect(page.locator("body")).not_to_contain_text("Ромашка")
+
+
+def test_an_address_registered_first_by_a_squatter_goes_to_the_real_owner(page, db):
+    """Issue 14, pre-registration takeover: someone registers a future customer's address; the
+    reseller then creates that customer. The squatter never gets in; the mailbox's owner does."""
+    from sqlmodel import Session
+
+    from noventiq_panel.services.identity import organisations
+
+    email = f"director-{uuid.uuid4().hex[:8]}@example.com"
+    _register(page, email, "ООО «Пустышка»", "Squatter-2026-pass")
+    with Session(db) as s:
+        organisations.create_customer(s, org_name="ООО «Настоящая фирма»", tax_id="", owner_email=email,
+                                      owner_name="Настоящий Директор")
+    sign_in(page, email, "Squatter-2026-pass", expect_home=False)
+    expect(page.locator("#form-error")).to_be_visible()
+    assert "/login" in page.url
+    page.goto(link_in(db, latest_mail(db, email, "welcome")))
+    page.wait_for_selector("#reset-form")
+    page.fill("#f-password", "Real-owner-2026")
+    page.fill("#f-password2", "Real-owner-2026")
+    page.click("#reset-submit")
+    expect(page.locator("#reset-done")).to_be_visible()
+    sign_in(page, email, "Real-owner-2026")
+    page.click("#org-switcher")  # the squatter's empty organisation came with the address; the real one too
+    expect(page.locator("[role=menu]")).to_contain_text("ООО «Настоящая фирма»")
+    shot(page, "squatter-lost", "ru")
 
 
 def test_registration_with_a_taken_email_says_so(page):

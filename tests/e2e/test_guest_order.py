@@ -43,7 +43,7 @@ def test_visitor_orders_a_trial_sets_a_password_and_sees_it(page, db, base_url):
     mail = latest_mail(db, email, "welcome")
     assert mail is not None and "/reset/" in mail.body_text
     assert latest_mail(db, email, "order_confirmed") is not None
-    link = link_in(mail, base_url)
+    link = link_in(db, mail)
     password = "Pervyi-zakaz-2026"
     page.goto(link)
     page.wait_for_selector("#reset-form")

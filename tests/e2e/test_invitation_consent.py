@@ -8,17 +8,16 @@ from playwright.sync_api import expect
 from sqlmodel import Session, select
 
 from noventiq_panel.models import Membership, Organisation, User
-from noventiq_panel.services.identity import auth
 
-from tests.e2e.helpers import new_page, shot, sign_in
+from tests.e2e.helpers import new_page, register_verified, shot, sign_in
 
 PASSWORD = "Svoi-parol-2026"
 
 
 def test_existing_account_accepts_the_invitation_before_the_inviter_sees_anything(page, browser, base_url, db):
     email = f"elsewhere-{uuid.uuid4().hex[:8]}@example.com"
-    with Session(db) as s:  # someone who already works in an organisation of their own
-        auth.register(s, email=email, password=PASSWORD, name="Настоящее Имя", org_name="ООО «Своя»",
+    # someone who already works in an organisation of their own
+    register_verified(db, email=email, password=PASSWORD, name="Настоящее Имя", org_name="ООО «Своя»",
                       tax_id="", locale="ru")
 
     sign_in(page, "owner@demo.example")

@@ -9,9 +9,8 @@ from playwright.sync_api import expect
 from sqlmodel import Session, col, select
 
 from noventiq_panel.models import Notification, User
-from noventiq_panel.services.identity import auth
 
-from tests.e2e.helpers import new_page, sign_in
+from tests.e2e.helpers import new_page, register_verified, sign_in
 
 
 def test_history_lists_the_users_mail_newest_first_and_opens_a_message(page, db):
@@ -39,8 +38,7 @@ def test_history_lists_the_users_mail_newest_first_and_opens_a_message(page, db)
 
 def test_changing_the_password_ends_the_other_sessions(browser, base_url, db):
     email = f"pw-{uuid.uuid4().hex[:8]}@example.com"
-    with Session(db) as s:
-        auth.register(s, email=email, password="First-pass-2026", name="Пётр Петров", org_name="ООО «Пароль»")
+    register_verified(db, email=email, password="First-pass-2026", name="Пётр Петров", org_name="ООО «Пароль»")
     first = new_page(browser, base_url)
     second = new_page(browser, base_url)
     try:
@@ -69,8 +67,7 @@ def test_changing_the_password_ends_the_other_sessions(browser, base_url, db):
 
 def test_language_saved_in_the_profile_switches_the_panel(browser, base_url, db):
     email = f"lang-{uuid.uuid4().hex[:8]}@example.com"
-    with Session(db) as s:
-        auth.register(s, email=email, password="Lang-pass-2026", name="Анна Ли", org_name="ООО «Язык»")
+    register_verified(db, email=email, password="Lang-pass-2026", name="Анна Ли", org_name="ООО «Язык»")
     page = new_page(browser, base_url)
     try:
         sign_in(page, email, "Lang-pass-2026")

@@ -16,7 +16,7 @@ from decimal import Decimal
 from playwright.sync_api import expect
 from sqlmodel import Session, col, func, select
 
-from tests.e2e.helpers import PASSWORD, expected_balance, org_of, plain, shot, sign_in
+from tests.e2e.helpers import PASSWORD, expected_balance, org_of, plain, register_verified, shot, sign_in
 
 OWNER = "owner@demo.example"
 LOCALE = "ru"
@@ -105,14 +105,11 @@ def _subs_of_plan(engine, org_id: int, plan_id: int):
 def _new_customer(engine, balance: Decimal) -> tuple[str, int, int]:
     """A freshly registered prepaid organisation (UZS) whose balance is ``balance``: (email, org id,
     user id). Registered through the service, as the /register page does."""
-    from noventiq_panel.services.identity import auth
     from noventiq_panel.services.core import ledger
 
     email = f"poor-{uuid.uuid4().hex[:10]}@example.test"
-    with Session(engine) as s:
-        _token, user = auth.register(s, email=email, password=PASSWORD, name="Тест Покупатель",
-                                     org_name=f"ООО «Тест {uuid.uuid4().hex[:6]}»", ip="")
-        user_id = user.id
+    user_id = register_verified(engine, email=email, password=PASSWORD, name="Тест Покупатель",
+                                org_name=f"ООО «Тест {uuid.uuid4().hex[:6]}»", ip="").id
     org, _role = org_of(engine, email)
     if balance:
         with Session(engine) as s:

@@ -94,7 +94,8 @@ def _access(session: Session, actor: Actor | None) -> Access:
         select(Membership).where(Membership.user_id == actor.user_id, Membership.org_id == actor.org_id)
     ).first()
     user = session.get(User, actor.user_id)
-    if membership is None or not membership.gives_access or user is None or not user.is_active:
+    if (membership is None or not membership.gives_access or user is None or not user.is_active
+            or user.email_verified_at is None):  # an unproven mailbox holds no membership (identity/verification)
         raise Forbidden("not a member of this organisation", key="error.forbidden")
     return Access(actor, membership.role)
 

@@ -144,7 +144,7 @@ def _ensure_user(session: Session, login: DemoLogin, org: Organisation, created_
     user = session.exec(select(User).where(User.email == login.email)).first()
     if user is None:
         user = User(email=login.email, name=login.name, password_hash=_hash_password(DEMO_PASSWORD),
-                    locale="ru", created_at=created_at)
+                    locale="ru", created_at=created_at, email_verified_at=created_at)
         session.add(user)
         session.flush()
     elif not user.password_hash:

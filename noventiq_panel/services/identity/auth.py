@@ -16,7 +16,7 @@
   Reset requests are throttled per e-mail and per IP; they are recorded as ``LoginAttempt`` rows
   whose email is ``"reset:<email>"`` (so they never count as sign-in failures).
 
-Public operations commit their own transaction. ``issue_set_password_link`` only flushes (it is
+Public operations commit their own transaction. ``link_mail`` only flushes (it is
 called inside the transaction that creates the user or the membership).
 """
 
@@ -32,14 +32,12 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from noventiq_panel.config import get_settings
 from noventiq_panel.i18n.format import normalize_locale
 from noventiq_panel.models import (
     AuthSession,
-    BillingMode,
     LoginAttempt,
     Membership,
     Organisation,
@@ -53,7 +51,6 @@ from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.identity import validation
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.core.errors import (
-    Conflict,
     DomainError,
     InvalidInput,
     NotAuthenticated,
@@ -69,8 +66,6 @@ RESET_TOKEN_HOURS = 1
 INVITE_TOKEN_HOURS = 72
 TOUCH_INTERVAL = timedelta(minutes=1)
 RESET_PREFIX = "reset:"
-REGISTER_PREFIX = "register:"  # LoginAttempt rows of sign-ups, counted per IP
-REGISTER_MAX_PER_IP = 10
 RESET_PATH = "/reset/"
 
 
@@ -106,7 +101,8 @@ def _burn_time(password: str) -> None:
     verify_password(_dummy_hash, password if isinstance(password, str) else "")
 
 
-def _now(now: datetime | None) -> datetime:
+def now_or(now: datetime | None) -> datetime:
+    """``now``, or the current time when None (a naive ``now`` is a programming error)."""
     if now is None:
         return utcnow()
     if now.tzinfo is None:
@@ -114,7 +110,7 @@ def _now(now: datetime | None) -> datetime:
     return now
 
 
-def _fail(session: Session, exc: DomainError) -> DomainError:
+def fail(session: Session, exc: DomainError) -> DomainError:
     """Roll back whatever the failed operation did (and release the SQLite write lock)."""
     session.rollback()
     return exc
@@ -122,11 +118,11 @@ def _fail(session: Session, exc: DomainError) -> DomainError:
 
 # --- throttling ------------------------------------------------------------------------------
 
-def _window(now: datetime) -> datetime:
+def window(now: datetime) -> datetime:
     return now - timedelta(minutes=get_settings().login_window_minutes)
 
 
-def _retry_minutes(times: list[datetime], limit: int, now: datetime) -> int:
+def retry_minutes(times: list[datetime], limit: int, now: datetime) -> int:
     """Minutes until fewer than ``limit`` of ``times`` (ascending) lie inside the window."""
     window = timedelta(minutes=get_settings().login_window_minutes)
     index = max(0, len(times) - limit)
@@ -135,7 +131,7 @@ def _retry_minutes(times: list[datetime], limit: int, now: datetime) -> int:
 
 
 def _account_failures(session: Session, email: str, now: datetime) -> list[datetime]:
-    since = _window(now)
+    since = window(now)
     last_success = session.exec(
         select(func.max(LoginAttempt.at)).where(LoginAttempt.email == email, LoginAttempt.success == True)  # noqa: E712
     ).one()
@@ -150,7 +146,7 @@ def _account_failures(session: Session, email: str, now: datetime) -> list[datet
 def _ip_failures(session: Session, ip: str, now: datetime) -> list[datetime]:
     return list(session.exec(
         select(LoginAttempt.at).where(LoginAttempt.ip == ip, LoginAttempt.success == False,  # noqa: E712
-                                      LoginAttempt.at > _window(now),
+                                      LoginAttempt.at > window(now),
                                       ~col(LoginAttempt.email).startswith(RESET_PREFIX))
         .order_by(LoginAttempt.at)
     ).all())
@@ -162,16 +158,16 @@ def _check_login_throttle(session: Session, email: str, ip: str, now: datetime) 
     failures = _account_failures(session, email, now)
     if len(failures) >= limit:
         raise Throttled("too many failed sign-ins for this account", key="auth.throttled",
-                        minutes=_retry_minutes(failures, limit, now))
+                        minutes=retry_minutes(failures, limit, now))
     if ip:
         ip_limit = limit * IP_LIMIT_FACTOR
         failures = _ip_failures(session, ip, now)
         if len(failures) >= ip_limit:
             raise Throttled("too many failed sign-ins from this address", key="auth.throttled",
-                            minutes=_retry_minutes(failures, ip_limit, now))
+                            minutes=retry_minutes(failures, ip_limit, now))
 
 
-def _record_attempt(session: Session, email: str, ip: str, success: bool, now: datetime) -> None:
+def record_attempt(session: Session, email: str, ip: str, success: bool, now: datetime) -> None:
     session.add(LoginAttempt(email=email[:254], ip=(ip or "")[:64], success=success, at=now))
 
 
@@ -204,7 +200,7 @@ class SessionInfo:
         return self.role == Role.OWNER
 
 
-def _active_memberships(session: Session, user_id: int) -> list[tuple[Membership, Organisation]]:
+def active_memberships(session: Session, user_id: int) -> list[tuple[Membership, Organisation]]:
     rows = session.exec(
         select(Membership, Organisation)
         .join(Organisation, Organisation.id == Membership.org_id)
@@ -254,15 +250,15 @@ def sign_in(session: Session, email: str, password: str, ip: str = "", now: date
     without a password (invited, not yet set) or a deactivated user alike; ``auth.no_organisation``
     when the password is right but no active membership is left; Throttled ``error.throttled``.
     """
-    now = _now(now)
+    now = now_or(now)
     try:
         email = validation.normalize_email(email)
     except InvalidInput:
-        raise _fail(session, NotAuthenticated("bad credentials", key="auth.bad_credentials")) from None
+        raise fail(session, NotAuthenticated("bad credentials", key="auth.bad_credentials")) from None
     try:
         _check_login_throttle(session, email, ip, now)
     except Throttled as exc:
-        raise _fail(session, exc) from None
+        raise fail(session, exc) from None
     user = session.exec(select(User).where(User.email == email)).first()
     if user is None or not user.password_hash:
         _burn_time(password)
@@ -270,14 +266,17 @@ def sign_in(session: Session, email: str, password: str, ip: str = "", now: date
     else:
         ok = verify_password(user.password_hash, password)
     if not ok or user is None or not user.is_active:
-        _record_attempt(session, email, ip, False, now)
+        record_attempt(session, email, ip, False, now)
         session.commit()
         raise NotAuthenticated("bad credentials", key="auth.bad_credentials")
-    memberships = _active_memberships(session, user.id)
+    if user.email_verified_at is None:  # the right password, but the mailbox is not proven yet
+        session.rollback()
+        raise NotAuthenticated("e-mail not confirmed", key="auth.email_unverified")
+    memberships = active_memberships(session, user.id)
     if not memberships:
         session.rollback()
         raise NotAuthenticated("no active organisation", key="auth.no_organisation")
-    _record_attempt(session, email, ip, True, now)
+    record_attempt(session, email, ip, True, now)
     if HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     user.last_login_at = now
@@ -290,10 +289,10 @@ def resolve(session: Session, raw_token: str, now: datetime | None = None) -> Se
     """The signed-in user of a browser secret, or NotAuthenticated (unknown, signed out, idle too
     long, user deactivated, no active membership left). Falls back to another organisation when the
     session's one was taken away."""
-    now = _now(now)
+    now = now_or(now)
     row = _find_session(session, raw_token)
     if row is None or row.revoked_at is not None:
-        raise _fail(session, NotAuthenticated("not signed in", key="auth.session_expired"))
+        raise fail(session, NotAuthenticated("not signed in", key="auth.session_expired"))
     idle = timedelta(minutes=get_settings().session_idle_minutes)
     user = session.get(User, row.user_id)
     reason = None
@@ -301,7 +300,9 @@ def resolve(session: Session, raw_token: str, now: datetime | None = None) -> Se
         reason = "auth.session_expired"
     elif user is None or not user.is_active:
         reason = "auth.session_expired"
-    memberships = _active_memberships(session, row.user_id) if reason is None else []
+    elif user.email_verified_at is None:
+        reason = "auth.email_unverified"
+    memberships = active_memberships(session, row.user_id) if reason is None else []
     if reason is None and not memberships:
         reason = "auth.no_organisation"
     if reason is not None:
@@ -319,7 +320,7 @@ def resolve(session: Session, raw_token: str, now: datetime | None = None) -> Se
 
 def sign_out(session: Session, raw_token: str, now: datetime | None = None) -> None:
     """End the browser's session (nothing happens for an unknown or ended one)."""
-    now = _now(now)
+    now = now_or(now)
     row = _find_session(session, raw_token)
     if row is not None and row.revoked_at is None:
         row.revoked_at = now
@@ -328,10 +329,10 @@ def sign_out(session: Session, raw_token: str, now: datetime | None = None) -> N
 
 def switch_organisation(session: Session, raw_token: str, org_id: int, now: datetime | None = None) -> SessionInfo:
     """Work in another organisation of the user (an active membership is required, else NotFound)."""
-    now = _now(now)
+    now = now_or(now)
     info = resolve(session, raw_token, now)
     if not isinstance(org_id, int) or isinstance(org_id, bool) or org_id not in {o["id"] for o in info.orgs}:
-        raise _fail(session, NotFound("organisation not found", key="auth.not_a_member"))
+        raise fail(session, NotFound("organisation not found", key="auth.not_a_member"))
     row = _find_session(session, raw_token)
     row.org_id = org_id
     session.commit()
@@ -341,69 +342,12 @@ def switch_organisation(session: Session, raw_token: str, org_id: int, now: date
 def end_sessions(session: Session, user_id: int, *, except_hash: str | None = None,
                  now: datetime | None = None) -> int:
     """Revoke the user's open sessions (except one). Flushes, does not commit. Returns how many."""
-    now = _now(now)
+    now = now_or(now)
     stmt = update(AuthSession).where(AuthSession.user_id == user_id, col(AuthSession.revoked_at).is_(None))
     if except_hash:
         stmt = stmt.where(AuthSession.token_hash != except_hash)
     result = session.execute(stmt.values(revoked_at=now).execution_options(synchronize_session="fetch"))
     return result.rowcount or 0
-
-
-# --- registration ----------------------------------------------------------------------------
-
-def register(session: Session, *, email: str, password: str, name: str, org_name: str, tax_id: str = "",
-             locale: str = "ru", ip: str = "", now: datetime | None = None) -> tuple[str, User]:
-    """Self-service sign-up: a new Organisation (UZS, Asia/Tashkent, prepaid) with the user as its
-    Owner, a welcome e-mail, and a session. Conflict ``auth.email_taken`` for a known e-mail."""
-
-    now = _now(now)
-    _throttle_registration(session, ip, email, now)
-    try:
-        email = validation.normalize_email(email)
-        validation.validate_password(password)
-        name = validation.validate_name(name)
-        org_name = validation.validate_org_name(org_name)
-        tax_id = validation.validate_tax_id(tax_id)
-        locale = validation.validate_locale(locale)
-        if session.exec(select(User.id).where(User.email == email)).first() is not None:
-            raise Conflict("this e-mail is already registered", key="auth.email_taken", field="email")
-    except DomainError as exc:
-        raise _fail(session, exc) from None
-    try:
-        org = Organisation(name=org_name, tax_id=tax_id, billing_currency="UZS", timezone="Asia/Tashkent",
-                           billing_mode=BillingMode.PREPAID, created_at=now)
-        user = User(email=email, name=name, password_hash=hash_password(password), locale=locale, created_at=now,
-                    last_login_at=now)
-        session.add(org)
-        session.add(user)
-        session.flush()
-        session.add(Membership(user_id=user.id, org_id=org.id, role=Role.OWNER, created_at=now))
-        _record_attempt(session, email, ip, True, now)
-        notifications.notify_user(session, user, "welcome", {"org_name": org.name}, org_id=org.id, now=now)
-        raw = _start_session(session, user, org.id, ip, now)
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        raise Conflict("this e-mail is already registered", key="auth.email_taken", field="email") from None
-    return raw, user
-
-
-def _throttle_registration(session: Session, ip: str, email: str, now: datetime) -> None:
-    """At most ``REGISTER_MAX_PER_IP`` sign-ups tried per IP within the login window, successful or
-    not: each creates an organisation and an argon2 hash, and a refusal tells whether an e-mail is
-    known, so neither may be repeated without limit. The try is recorded (and committed) first."""
-    if not ip:
-        return
-    times = list(session.exec(
-        select(LoginAttempt.at).where(LoginAttempt.ip == ip[:64], LoginAttempt.at > _window(now),
-                                      col(LoginAttempt.email).startswith(REGISTER_PREFIX))
-        .order_by(LoginAttempt.at)).all())
-    if len(times) >= REGISTER_MAX_PER_IP:
-        session.rollback()
-        raise Throttled("too many sign-ups from this address", key="auth.throttled",
-                        minutes=_retry_minutes(times, REGISTER_MAX_PER_IP, now))
-    _record_attempt(session, REGISTER_PREFIX + str(email).strip().lower()[:240], ip, True, now)
-    session.commit()
 
 
 # --- reset and set-password links ------------------------------------------------------------
@@ -417,7 +361,7 @@ class ResetTokenInfo:
     expires_at: datetime
 
 
-def _issue_token(session: Session, user: User, purpose: str, hours: int, now: datetime) -> tuple[str, PasswordResetToken]:
+def issue_token(session: Session, user: User, purpose: str, hours: int, now: datetime) -> tuple[str, PasswordResetToken]:
     raw = secrets.token_urlsafe(32)
     row = PasswordResetToken(user_id=user.id, token_hash=token_hash(raw), purpose=purpose, created_at=now,
                              expires_at=now + timedelta(hours=hours))
@@ -426,28 +370,61 @@ def _issue_token(session: Session, user: User, purpose: str, hours: int, now: da
     return raw, row
 
 
-def link_for(raw_token: str) -> str:
-    return get_settings().base_url + RESET_PATH + raw_token
+@dataclass(frozen=True)
+class LinkMail:
+    """What a mail with a single-use link needs: its ``link`` and ``expires_at`` for the template
+    (the link's secret is :data:`notifications.SECRET_MARK`) and the ``secret`` for ``notify_user``."""
+
+    context: dict[str, Any]
+    secret: notifications.Secret
 
 
-def issue_set_password_link(session: Session, user: User, purpose: str = TokenPurpose.INVITE,
-                            hours: int = INVITE_TOKEN_HOURS, now: datetime | None = None) -> str:
-    """A single-use ``<base_url>/reset/<token>`` link for ``user`` valid ``hours``. Flush only:
-    the caller commits it with the user/membership it creates and mails it."""
-    if purpose not in (TokenPurpose.INVITE, TokenPurpose.RESET):
+def link_mail(session: Session, user: User, purpose: str, hours: int, now: datetime | None = None,
+              path: str = RESET_PATH) -> LinkMail:
+    """Issue a single-use ``<base_url><path><token>`` link of ``purpose`` for ``user`` valid ``hours``
+    (flush only: the caller commits it with what it creates, and mails it). The raw token is never
+    stored with the mail: the outbox keeps the mark, the mailer puts the token in when it sends."""
+    if purpose not in {p.value for p in TokenPurpose}:
         raise ValueError(f"unknown token purpose {purpose!r}")
-    raw, _row = _issue_token(session, user, str(purpose), hours, _now(now))
-    return link_for(raw)
+    raw, row = issue_token(session, user, str(purpose), hours, now_or(now))
+    return LinkMail({"link": notifications.secret_link(path), "expires_at": row.expires_at},
+                    notifications.Secret(raw, row.expires_at))
 
 
-def _reset_requests(session: Session, *, email: str | None = None, ip: str | None = None,
-                    now: datetime) -> list[datetime]:
-    query = select(LoginAttempt.at).where(LoginAttempt.at > _window(now))
+def set_password_mail(session: Session, user: User, now: datetime | None = None) -> LinkMail:
+    """The 72-hour set-password link of an invited user or a new customer's owner."""
+    return link_mail(session, user, TokenPurpose.INVITE, INVITE_TOKEN_HOURS, now)
+
+
+def _requests(session: Session, prefix: str, *, email: str | None = None, ip: str | None = None,
+              now: datetime) -> list[datetime]:
+    query = select(LoginAttempt.at).where(LoginAttempt.at > window(now))
     if email is not None:
-        query = query.where(LoginAttempt.email == (RESET_PREFIX + email)[:254])
+        query = query.where(LoginAttempt.email == (prefix + email)[:254])
     if ip is not None:
-        query = query.where(LoginAttempt.ip == ip, col(LoginAttempt.email).startswith(RESET_PREFIX))
+        query = query.where(LoginAttempt.ip == ip, col(LoginAttempt.email).startswith(prefix))
     return list(session.exec(query.order_by(LoginAttempt.at)).all())
+
+
+def mail_request(session: Session, prefix: str, email: str, ip: str, per_email: int, now: datetime) -> None:
+    """Throttle and record a request that mails a link (a reset, a verification sent again): at
+    most ``per_email`` per address and ``login_max_failures * IP_LIMIT_FACTOR`` per IP within the
+    login window, counted for known and unknown addresses alike (recorded as ``LoginAttempt``
+    rows ``<prefix><email>``, never sign-in failures). Throttled, with the session rolled back."""
+    try:
+        requests = _requests(session, prefix, email=email, now=now)
+        if len(requests) >= per_email:
+            raise Throttled("too many requests", key="auth.throttled",
+                            minutes=retry_minutes(requests, per_email, now))
+        if ip:
+            ip_limit = get_settings().login_max_failures * IP_LIMIT_FACTOR
+            requests = _requests(session, prefix, ip=ip, now=now)
+            if len(requests) >= ip_limit:
+                raise Throttled("too many requests", key="auth.throttled",
+                                minutes=retry_minutes(requests, ip_limit, now))
+    except DomainError as exc:
+        raise fail(session, exc) from None
+    record_attempt(session, prefix + email, ip, False, now)
 
 
 def request_password_reset(session: Session, email: str, ip: str = "", now: datetime | None = None) -> None:
@@ -458,35 +435,30 @@ def request_password_reset(session: Session, email: str, ip: str = "", now: date
     per IP, within the login window — counted for known and unknown addresses alike.
     """
 
-    now = _now(now)
+    now = now_or(now)
     try:
         email = validation.normalize_email(email)
-        requests = _reset_requests(session, email=email, now=now)
-        if len(requests) >= RESET_MAX_PER_EMAIL:
-            raise Throttled("too many reset requests", key="auth.throttled",
-                            minutes=_retry_minutes(requests, RESET_MAX_PER_EMAIL, now))
-        if ip:
-            ip_limit = get_settings().login_max_failures * IP_LIMIT_FACTOR
-            requests = _reset_requests(session, ip=ip, now=now)
-            if len(requests) >= ip_limit:
-                raise Throttled("too many reset requests", key="auth.throttled",
-                                minutes=_retry_minutes(requests, ip_limit, now))
     except DomainError as exc:
-        raise _fail(session, exc) from None
-    _record_attempt(session, RESET_PREFIX + email, ip, False, now)
+        raise fail(session, exc) from None
+    mail_request(session, RESET_PREFIX, email, ip, RESET_MAX_PER_EMAIL, now)
     user = session.exec(select(User).where(User.email == email)).first()
     if user is not None and user.is_active:
-        raw, row = _issue_token(session, user, TokenPurpose.RESET, RESET_TOKEN_HOURS, now)
-        notifications.notify_user(session, user, "password_reset", {"link": link_for(raw), "expires_at": row.expires_at},
-                                  now=now)
+        mail = link_mail(session, user, TokenPurpose.RESET, RESET_TOKEN_HOURS, now)
+        notifications.notify_user(session, user, "password_reset", mail.context, secret=mail.secret, now=now)
     session.commit()
 
 
-def _valid_token(session: Session, raw_token: Any, now: datetime) -> tuple[PasswordResetToken, User]:
+SET_PASSWORD_PURPOSES = (TokenPurpose.RESET.value, TokenPurpose.INVITE.value)
+
+
+def valid_token(session: Session, raw_token: Any, now: datetime,
+                purposes: tuple[str, ...] = SET_PASSWORD_PURPOSES) -> tuple[PasswordResetToken, User]:
+    """The unused, unexpired token ``raw_token`` of one of ``purposes`` and its active user, else
+    NotFound ``auth.reset_invalid``/``auth.reset_expired`` (a link of another purpose is invalid)."""
     row = None
     if isinstance(raw_token, str) and 0 < len(raw_token) <= 200:
         row = session.exec(select(PasswordResetToken).where(PasswordResetToken.token_hash == token_hash(raw_token))).first()
-    if row is None or row.used_at is not None:
+    if row is None or row.used_at is not None or row.purpose not in purposes:
         raise NotFound("the link is not valid", key="auth.reset_invalid")
     if now >= row.expires_at:
         raise NotFound("the link has expired", key="auth.reset_expired")
@@ -496,14 +468,34 @@ def _valid_token(session: Session, raw_token: Any, now: datetime) -> tuple[Passw
     return row, user
 
 
+def use_token(session: Session, raw_token: Any, now: datetime,
+              purposes: tuple[str, ...] = SET_PASSWORD_PURPOSES) -> User:
+    """Use up the link ``raw_token`` (once, also when two requests race) and void every other open
+    link of its user; returns the user. Flushes only; NotFound as :func:`valid_token`."""
+    row, user = valid_token(session, raw_token, now, purposes)
+    used = session.execute(
+        update(PasswordResetToken)
+        .where(PasswordResetToken.id == row.id, col(PasswordResetToken.used_at).is_(None))
+        .values(used_at=now).execution_options(synchronize_session=False)
+    )
+    if used.rowcount != 1:
+        raise NotFound("the link is not valid", key="auth.reset_invalid")
+    session.execute(
+        update(PasswordResetToken)
+        .where(PasswordResetToken.user_id == user.id, col(PasswordResetToken.used_at).is_(None))
+        .values(used_at=now).execution_options(synchronize_session=False)
+    )
+    return user
+
+
 def check_reset_token(session: Session, raw_token: str, now: datetime | None = None) -> ResetTokenInfo:
     """What a ``/reset/<token>`` page shows before asking for the new password. NotFound
     ``auth.reset_invalid`` (unknown or used) or ``auth.reset_expired``."""
-    now = _now(now)
+    now = now_or(now)
     try:
-        row, user = _valid_token(session, raw_token, now)
+        row, user = valid_token(session, raw_token, now)
     except DomainError as exc:
-        raise _fail(session, exc) from None
+        raise fail(session, exc) from None
     return ResetTokenInfo(user_id=user.id, email=user.email, name=user.name, purpose=row.purpose,
                           expires_at=row.expires_at)
 
@@ -511,28 +503,18 @@ def check_reset_token(session: Session, raw_token: str, now: datetime | None = N
 def reset_password(session: Session, raw_token: str, new_password: str, now: datetime | None = None) -> User:
     """Set the password through a reset/set-password link: the link is used up (also when two
     requests race), every other open link of the user is voided and all the user's sessions end."""
-    now = _now(now)
+    now = now_or(now)
     try:
         validation.validate_password(new_password)
-        row, user = _valid_token(session, raw_token, now)
-        used = session.execute(
-            update(PasswordResetToken)
-            .where(PasswordResetToken.id == row.id, col(PasswordResetToken.used_at).is_(None))
-            .values(used_at=now).execution_options(synchronize_session=False)
-        )
-        if used.rowcount != 1:
-            raise NotFound("the link is not valid", key="auth.reset_invalid")
+        user = use_token(session, raw_token, now)
     except DomainError as exc:
-        raise _fail(session, exc) from None
-    session.execute(
-        update(PasswordResetToken)
-        .where(PasswordResetToken.user_id == user.id, col(PasswordResetToken.used_at).is_(None))
-        .values(used_at=now).execution_options(synchronize_session=False)
-    )
+        raise fail(session, exc) from None
     user.password_hash = hash_password(new_password)
+    if user.email_verified_at is None:  # the link came by mail: the mailbox is the user's
+        user.email_verified_at = now
     end_sessions(session, user.id, now=now)
     # Proving control of the mailbox lifts a lock-out of the account.
-    _record_attempt(session, user.email, "", True, now)
+    record_attempt(session, user.email, "", True, now)
     session.commit()
     return user
 
@@ -541,21 +523,21 @@ def change_password(session: Session, raw_session_token: str, old_password: str,
                     now: datetime | None = None) -> None:
     """Change the signed-in user's password; the user's OTHER sessions end. A wrong old password is
     InvalidInput ``auth.wrong_password`` (field ``old_password``) and counts as a failed sign-in."""
-    now = _now(now)
+    now = now_or(now)
     info = resolve(session, raw_session_token, now)
     user = session.get(User, info.user_id)
     try:
         _check_login_throttle(session, user.email, "", now)
     except Throttled as exc:
-        raise _fail(session, exc) from None
+        raise fail(session, exc) from None
     if not verify_password(user.password_hash, old_password):
-        _record_attempt(session, user.email, "", False, now)
+        record_attempt(session, user.email, "", False, now)
         session.commit()
         raise InvalidInput("wrong password", field="old_password", key="auth.wrong_password")
     try:
         validation.validate_password(new_password, field="new_password")
     except DomainError as exc:
-        raise _fail(session, exc) from None
+        raise fail(session, exc) from None
     user.password_hash = hash_password(new_password)
     end_sessions(session, user.id, except_hash=token_hash(raw_session_token), now=now)
     session.commit()
@@ -569,9 +551,8 @@ __all__ = [
     "check_reset_token",
     "end_sessions",
     "hash_password",
-    "issue_set_password_link",
-    "link_for",
-    "register",
+    "link_mail",
+    "set_password_mail",
     "request_password_reset",
     "reset_password",
     "resolve",

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from noventiq_panel.models import BillingMode, Membership, Organisation, Role, TokenPurpose, User
+from noventiq_panel.models import BillingMode, Membership, Organisation, Role, User
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.core import audit
 from noventiq_panel.services.identity import auth
@@ -127,17 +127,25 @@ def create_customer(session: Session, *, org_name: str, tax_id: str = "", owner_
                            billing_mode=billing_mode, credit_limit=limit, created_at=now)
         session.add(org)
         user = session.exec(select(User).where(User.email == email)).first()
+        existing = user is not None
         if user is None:
             user = User(email=email, name=owner_name, locale=locale, created_at=now)
             session.add(user)
         session.flush()
         session.add(Membership(user_id=user.id, org_id=org.id, role=Role.OWNER, created_at=now))
         context: dict[str, Any] = {"org_name": org.name}
+        secret = None
+        if existing:
+            # made Owner by the reseller: every open session of the account ends; an account whose
+            # mailbox was never proven loses the password someone chose for it, and the mailbox gets
+            # the set-password link (a squatter who registered the address first gets nothing)
+            auth.end_sessions(session, user.id, now=now)
+            if user.email_verified_at is None:
+                user.password_hash = None
         if not user.password_hash:
-            context["link"] = auth.issue_set_password_link(session, user, TokenPurpose.INVITE,
-                                                           auth.INVITE_TOKEN_HOURS, now=now)
-            context["expires_at"] = now + timedelta(hours=auth.INVITE_TOKEN_HOURS)
-        notifications.notify_user(session, user, "welcome", context, org_id=org.id, now=now)
+            mail = auth.set_password_mail(session, user, now=now)
+            context, secret = {**context, **mail.context}, mail.secret
+        notifications.notify_user(session, user, "welcome", context, org_id=org.id, secret=secret, now=now)
         audit.record(session, Actor.system(org.id), "organisation.created", owner=email, billing_mode=billing_mode)
         session.commit()
     except IntegrityError:

@@ -14,13 +14,13 @@ Every change is audited and commits its own transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from noventiq_panel.models import AuthSession, Membership, Organisation, Role, TokenPurpose, User
+from noventiq_panel.models import AuthSession, Membership, Organisation, Role, User
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.core import audit
 from noventiq_panel.services.identity import auth
@@ -153,11 +153,11 @@ def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, 
         org = session.get(Organisation, access.org_id)
         context = {"org_name": org.name, "inviter_name": (inviter.name or inviter.email) if inviter else "Noventiq",
                    "role": role}
+        secret = None
         if not user.password_hash:
-            context["link"] = auth.issue_set_password_link(session, user, TokenPurpose.INVITE,
-                                                           auth.INVITE_TOKEN_HOURS, now=now)
-            context["expires_at"] = now + timedelta(hours=auth.INVITE_TOKEN_HOURS)
-        notifications.notify_user(session, user, "invite", context, org_id=access.org_id, now=now)
+            mail = auth.set_password_mail(session, user, now=now)
+            context, secret = {**context, **mail.context}, mail.secret
+        notifications.notify_user(session, user, "invite", context, org_id=access.org_id, secret=secret, now=now)
         audit.record(session, actor, "user.invited", email=email, role=role, member_user_id=user.id)
         session.commit()
     except IntegrityError:

@@ -39,12 +39,13 @@ from email.utils import format_datetime, parseaddr
 from typing import Callable
 
 import aiosmtplib
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, update
 from sqlmodel import Session, col, select
 
 from noventiq_panel.config import Settings, get_settings
-from noventiq_panel.models import Notification, NotificationAttachment, NotificationStatus
+from noventiq_panel.models import MailSecret, Notification, NotificationAttachment, NotificationStatus
 from noventiq_panel.models.types import utcnow
+from noventiq_panel.services.notify import notifications
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ def message_id(notification: Notification, mail_from: str) -> str:
 
 
 def build_message(notification: Notification, attachments: list[NotificationAttachment],
-                  settings: Settings) -> EmailMessage:
+                  settings: Settings, secret: str | None = None) -> EmailMessage:
+    """The message to send; ``secret`` goes where the stored mail holds ``notifications.SECRET_MARK``."""
     msg = EmailMessage()
     msg["From"] = settings.mail_from
     msg["To"] = notification.to_email
@@ -100,9 +102,9 @@ def build_message(notification: Notification, attachments: list[NotificationAtta
     msg["Date"] = format_datetime(notification.created_at or utcnow())
     msg["Message-ID"] = message_id(notification, settings.mail_from)
     msg["X-Panel-Notification"] = f"{notification.id}; kind={notification.kind}"
-    msg.set_content(notification.body_text or "", subtype="plain", charset="utf-8")
+    msg.set_content(notifications.fill_secret(notification.body_text, secret), subtype="plain", charset="utf-8")
     if notification.body_html:
-        msg.add_alternative(notification.body_html, subtype="html", charset="utf-8")
+        msg.add_alternative(notifications.fill_secret(notification.body_html, secret), subtype="html", charset="utf-8")
     for att in attachments:
         maintype, _, subtype = (att.mime_type or "application/octet-stream").partition("/")
         msg.add_attachment(bytes(att.data), maintype=maintype or "application",
@@ -156,9 +158,21 @@ def claim(session_factory: SessionFactory, now: datetime, limit: int) -> list[tu
                                 .where(col(NotificationAttachment.notification_id).in_(ids))
                                 .order_by(col(NotificationAttachment.id))).all():
             files.setdefault(att.notification_id, []).append(att)
+        secrets = dict(session.exec(select(MailSecret.notification_id, MailSecret.secret)
+                                    .where(col(MailSecret.notification_id).in_(ids))).all())
         session.rollback()
+        lapsed = []
         for nid, attempts in mine:
-            claimed.append((build_message(rows[nid], files.get(nid, []), settings), nid, attempts))
+            row = rows[nid]
+            if notifications.SECRET_MARK in (row.body_text or "") and nid not in secrets:
+                lapsed.append(nid)  # its link expired before it could be sent: useless to anyone
+                continue
+            claimed.append((build_message(row, files.get(nid, []), settings, secrets.get(nid)), nid, attempts))
+        if lapsed:
+            session.execute(update(Notification).where(col(Notification.id).in_(lapsed))
+                            .values(status=NotificationStatus.FAILED, last_error="the link expired before it was sent")
+                            .execution_options(synchronize_session=False))
+            session.commit()
     return claimed
 
 
@@ -214,6 +228,10 @@ def _record(session_factory: SessionFactory, now: datetime, outcomes: list[tuple
                 summary.retry += 1
             session.execute(update(Notification).where(*mine).values(**values)
                             .execution_options(synchronize_session=False))
+            if error is None:  # sent: the secret is in the recipient's mailbox, not kept here
+                session.execute(delete(MailSecret).where(MailSecret.notification_id == nid)
+                                .execution_options(synchronize_session=False))
+        notifications.purge_secrets(session, now)
         session.commit()
 
 
@@ -227,6 +245,8 @@ async def asend_due(session_factory: SessionFactory | None = None, now: datetime
     if not settings.smtp_host:
         def count() -> int:
             with session_factory() as session:
+                notifications.purge_secrets(session, now)  # mail kept in the outbox: links expire here too
+                session.commit()
                 return pending_count(session)
 
         summary.configured = False

@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import jinja2
 from jinja2 import pass_context
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -42,6 +42,7 @@ from noventiq_panel.config import get_settings
 from noventiq_panel.db import BulkInsert
 from noventiq_panel.i18n import format as fmt
 from noventiq_panel.models import (
+    MailSecret,
     Membership,
     Notification,
     NotificationAttachment,
@@ -68,6 +69,8 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "invite": (("org_name", "inviter_name", "role"), ("link", "expires_at")),
     # Password recovery: link = /reset/<token>, expires_at = when it stops working.
     "password_reset": (("link", "expires_at"), ()),
+    # E-mail verification of a self-registered account: link = /verify/<token>.
+    "verify_email": (("org_name", "link", "expires_at"), ()),
     # A new subscription/order: amount charged (0 for a trial).
     "order_confirmed": (("product", "plan", "quantity", "amount", "currency", "subscription_id"),
                         ("period_end", "trial_ends_on")),
@@ -284,6 +287,51 @@ def _find_dedupe(session: Session, dedupe_key: str) -> Notification | None:
     return session.exec(select(Notification).where(Notification.dedupe_key == dedupe_key)).first()
 
 
+# --- secret links: no raw secret at rest in the outbox ---------------------------------------
+
+# Stands in the stored mail for the secret part of its link (a token: set a password, verify the
+# e-mail). The secret itself waits in ``MailSecret`` until the mailer sends the mail, then is
+# deleted; the history and the outbox never show it.
+SECRET_MARK = "__link_secret__"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """The raw token of a mail's link and when it stops working."""
+
+    value: str
+    expires_at: datetime
+
+
+def secret_link(path: str) -> str:
+    """The link of a mail whose last part is its secret: ``<base_url><path><SECRET_MARK>``."""
+    return get_settings().base_url + path + SECRET_MARK
+
+
+def fill_secret(text: str, secret: str | None) -> str:
+    """``text`` with the mark replaced by the secret (sending), or by "…" (showing it stored)."""
+    return (text or "").replace(SECRET_MARK, secret if secret is not None else "…")
+
+
+def mail_secret(session: Session, notification_id: int) -> str | None:
+    row = session.get(MailSecret, notification_id)
+    return row.secret if row is not None else None
+
+
+def text_to_send(session: Session, row: Notification) -> str:
+    """The text body as the mailer would send it now (its link's secret filled in while it waits
+    to be sent; "…" once sent or expired): for the operator's outbox command, which is how an
+    installation without SMTP hands out set-password links."""
+    return fill_secret(row.body_text, mail_secret(session, row.id))
+
+
+def purge_secrets(session: Session, now: datetime) -> int:
+    """Delete the secrets whose tokens expired (their mails can no longer help anyone). Flushes."""
+    result = session.execute(delete(MailSecret).where(MailSecret.expires_at <= now)
+                             .execution_options(synchronize_session=False))
+    return result.rowcount or 0
+
+
 def enqueue(
     session: Session,
     *,
@@ -295,12 +343,14 @@ def enqueue(
     user_id: int | None = None,
     attachments: Iterable[tuple[str, str, bytes]] = (),
     dedupe_key: str | None = None,
+    secret: Secret | None = None,
     now: datetime | None = None,
 ) -> Notification:
     """Render ``kind`` and add it to the outbox. Flushes, does NOT commit.
 
     ``attachments``: ``(filename, mime_type, data)`` tuples. With a ``dedupe_key`` already present,
-    returns the existing row and adds nothing.
+    returns the existing row and adds nothing. ``secret``: the token of the mail's link, whose
+    rendered body holds :data:`SECRET_MARK` (:func:`secret_link`) in its place.
     """
     if dedupe_key:
         existing = _find_dedupe(session, dedupe_key)
@@ -319,7 +369,12 @@ def enqueue(
         user = session.get(User, user_id)
         if user is not None:
             ctx["user_name"] = user.name
-    row = Notification(**outbox_row(kind=kind, to_email=to_email, rendered=render(kind, ctx, locale), locale=locale,
+    rendered = render(kind, ctx, locale)
+    if secret is not None and SECRET_MARK not in rendered.text:
+        raise ValueError(f"notification {kind!r}: a secret without a secret_link in the mail")
+    if SECRET_MARK in rendered.text and secret is None:
+        raise ValueError(f"notification {kind!r}: a secret_link without its secret")
+    row = Notification(**outbox_row(kind=kind, to_email=to_email, rendered=rendered, locale=locale,
                                     org_id=org_id, user_id=user_id, dedupe_key=dedupe_key, now=now))
     files = [(str(name)[:255], str(mime or "application/octet-stream")[:100], bytes(data))
              for name, mime, data in attachments]
@@ -329,6 +384,8 @@ def enqueue(
             session.flush()
             for name, mime, data in files:
                 session.add(NotificationAttachment(notification_id=row.id, filename=name, mime_type=mime, data=data))
+            if secret is not None:
+                session.add(MailSecret(notification_id=row.id, secret=secret.value, expires_at=secret.expires_at))
             session.flush()
     except IntegrityError:
         if not dedupe_key:
@@ -406,13 +463,14 @@ def notify_user(
     org_id: int | None = None,
     attachments: Iterable[tuple[str, str, bytes]] = (),
     dedupe_key: str | None = None,
+    secret: Secret | None = None,
     now: datetime | None = None,
 ) -> Notification:
     """:func:`enqueue` to ``user`` in the user's locale (flush only)."""
     ctx = dict(context)
     ctx.setdefault("user_name", user.name)
     return enqueue(session, kind=kind, to_email=user.email, context=ctx, locale=user.locale, org_id=org_id,
-                   user_id=user.id, attachments=attachments, dedupe_key=dedupe_key, now=now)
+                   user_id=user.id, attachments=attachments, dedupe_key=dedupe_key, secret=secret, now=now)
 
 
 def recipients(session: Session, org_id: int, roles: Sequence[str]) -> list[User]:
@@ -463,20 +521,12 @@ def history(session: Session, user_id: int, *, limit: int = 50, offset: int = 0)
     return list(rows), int(total)
 
 
-# Mails whose link signs the holder in (set a password): the history shows them without the
-# secret part, so whoever has the open session cannot take over the account through the history.
-SECRET_LINK_KINDS = frozenset({"password_reset", "invite", "welcome"})
-_SECRET_LINK = re.compile(r"/reset/[A-Za-z0-9_\-]+")
-
-
 def get_for_user(session: Session, user_id: int, notification_id: int) -> Notification:
-    """One notification of the user, as shown in the history (a detached copy, set-password links
-    blanked); someone else's (or a missing id) is NotFound."""
+    """One notification of the user, as shown in the history (a detached copy; a secret link ends
+    in "…": the secret was never stored with the mail); someone else's (or a missing id) is NotFound."""
     row = _own_row(session, user_id, notification_id)
     view = Notification.model_validate(row.model_dump())
-    if row.kind in SECRET_LINK_KINDS:
-        view.body_text = _SECRET_LINK.sub("/reset/…", row.body_text)
-        view.body_html = _SECRET_LINK.sub("/reset/…", row.body_html)
+    view.body_text, view.body_html = fill_secret(row.body_text, None), fill_secret(row.body_html, None)
     return view
 
 

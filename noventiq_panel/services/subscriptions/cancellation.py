@@ -58,9 +58,11 @@ def _cancel_plan(session: Session, ctx: Ctx) -> CancelQuote:
     return q
 
 
-def _charge_lapse(session: Session, ctx: Ctx, user_id: int | None) -> None:
+def _charge_lapse(session: Session, ctx: Ctx, user_id: int | None) -> Decimal:
+    """The lapse is keyed by what it bills (the subscription and the due day), not by the
+    operation: it is one debt however the subscription ends, a cancellation or the expiry job."""
     owed = lapse.owed(ctx.sub, ctx.plan, ctx.tz, ctx.now)
-    post_money(session, org=ctx.org, sub=ctx.sub, plan=ctx.plan, kind="charge", plan_amount=owed.plan_amount,
+    return post_money(session, org=ctx.org, sub=ctx.sub, plan=ctx.plan, kind="charge", plan_amount=owed.plan_amount,
                key=owed.key(ctx.sub.id, ctx.tz), quantity=ctx.sub.quantity, now=ctx.now, period=(owed.period.start, owed.period.end),
                description=desc(ctx, owed.what(ctx.tz, ctx.sub.quantity)),
                user_id=user_id, meta={"action": "lapse", "days": owed.days})
@@ -102,7 +104,7 @@ def cancel(session: Session, actor: Actor | None, sub_id, *, quote_id: str | Non
         outcome = Outcome(sub.id, "cancel", org.billing_currency)
         if q.immediate:
             if q.charge_now > 0:
-                _charge_lapse(session, ctx, access.user_id)
+                outcome.charged = _charge_lapse(session, ctx, access.user_id)
             if q.refund_now > 0:
                 period = current_period(sub, plan, org, now)
                 outcome.refunded = post_refund(session, ctx, seats=sub.quantity, period=period,

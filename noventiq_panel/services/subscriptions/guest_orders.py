@@ -7,10 +7,14 @@
   per IP, refuses an e-mail that already has an account (Conflict ``guest.error.sign_in``: the
   same that the registration page says), and otherwise creates the organisation and its Owner
   (a user without a password, a single-use set-password link in the ``welcome`` mail), then
-  orders as that Owner with the ordinary ordering code:
+  orders for it with the ordinary ordering code, as the system (the Owner's mailbox is not
+  proven yet, so the Owner holds no rights until the set-password link is used):
 
-  - nothing to pay now (a trial, pay-as-you-go): :func:`ordering.order` — the subscription
-    starts at once and ``order_confirmed`` is mailed;
+  - a trial: nothing is ordered yet. A trial needs a proven mailbox (so that fresh organisations
+    do not hand out endless free licences): the visitor sets the password through the mailed
+    link, which proves it, and starts the trial from the catalog (status ``confirm_email``);
+  - nothing else to pay now (pay-as-you-go within the deposit rules): :func:`ordering.order` —
+    the subscription starts at once and ``order_confirmed`` is mailed;
   - a paid plan (the balance is empty): :func:`invoices.request_shortfall_invoice` for exactly
     the price with :func:`pending_actions.pending_action_for_order`; ``invoice_to_pay`` is mailed
     and, once the invoice is paid (``payments.confirm_payment``), the subscription is created.
@@ -30,7 +34,7 @@ Invalid input is refused before anything is recorded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy.exc import IntegrityError
@@ -42,7 +46,6 @@ from noventiq_panel.models import (
     Membership,
     Organisation,
     Role,
-    TokenPurpose,
     User,
 )
 from noventiq_panel.services.core import audit, clock
@@ -77,7 +80,7 @@ class GuestOrderResult:
     currency: str
     is_trial: bool
     subscription_id: int | None = None  # placed at once (trial, nothing to pay now)
-    status: str = ""  # the subscription's, or "waiting_payment"
+    status: str = ""  # the subscription's, "waiting_payment", or "confirm_email" (a trial)
     trial_ends_on: date | None = None
     invoice_number: str = ""  # a paid plan: the invoice to pay
     invoice_amount: Decimal | None = None
@@ -116,7 +119,7 @@ def quote(session: Session, plan_id, quantity, *, now: datetime | None = None) -
 # --- throttling ------------------------------------------------------------------------------
 
 def _attempts(session: Session, now: datetime, *, email: str | None = None, ip: str | None = None) -> list[datetime]:
-    query = select(LoginAttempt.at).where(LoginAttempt.at > auth._window(now))
+    query = select(LoginAttempt.at).where(LoginAttempt.at > auth.window(now))
     if email is not None:
         query = query.where(LoginAttempt.email == (GUEST_PREFIX + email)[:254])
     if ip is not None:
@@ -131,11 +134,11 @@ def _check_throttle(session: Session, email: str, ip: str, now: datetime) -> Non
     for times, limit in checks:
         if len(times) >= limit:
             raise Throttled("too many orders without an account", key="auth.throttled",
-                            minutes=auth._retry_minutes(times, limit, now))
+                            minutes=auth.retry_minutes(times, limit, now))
 
 
 def _record(session: Session, email: str, ip: str, now: datetime) -> None:
-    auth._record_attempt(session, GUEST_PREFIX + email, ip, True, now)
+    auth.record_attempt(session, GUEST_PREFIX + email, ip, True, now)
 
 
 # --- ordering --------------------------------------------------------------------------------
@@ -181,11 +184,9 @@ def _create_customer(session: Session, *, email: str, name: str, org_name: str, 
     session.add(user)
     session.flush()
     session.add(Membership(user_id=user.id, org_id=org.id, role=Role.OWNER, created_at=now))
-    link = auth.issue_set_password_link(session, user, TokenPurpose.INVITE, auth.INVITE_TOKEN_HOURS, now=now)
-    notifications.notify_user(session, user, "welcome",
-                              {"org_name": org.name, "link": link,
-                               "expires_at": now + timedelta(hours=auth.INVITE_TOKEN_HOURS)},
-                              org_id=org.id, now=now)
+    mail = auth.set_password_mail(session, user, now=now)
+    notifications.notify_user(session, user, "welcome", {"org_name": org.name, **mail.context}, org_id=org.id,
+                              secret=mail.secret, now=now)
     audit.record(session, Actor.system(org.id), "organisation.created", owner=email, source="guest_order")
     session.flush()
     return org, user
@@ -220,12 +221,14 @@ def guest_order(session: Session, *, email, name, org_name, tax_id, plan_id, qua
         with Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False) as inner:
             org, user = _create_customer(inner, email=email, name=name, org_name=org_name, tax_id=tax_id,
                                          locale=locale, now=now)
-            actor = Actor(user_id=user.id, org_id=org.id)
+            actor = Actor.system(org.id)
             result = GuestOrderResult(org_id=org.id, user_id=user.id, email=email, product_name=product.name,
                                       plan_name=plan.name, quantity=quantity, currency=org.billing_currency,
                                       is_trial=plan.trial_days > 0, mails=["welcome"])
             q = ordering.quote_order(inner, actor, plan.id, quantity, now=now)
-            if q.price_now > 0:
+            if q.is_trial:
+                result.status = "confirm_email"
+            elif q.price_now > 0:
                 action = pending_action_for_order(actor, plan.id, q.quantity, quote_id=q.quote_id)
                 payment = invoices.request_shortfall_invoice(inner, actor, q.price_now, action, now=now)
                 result.status = "waiting_payment"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -118,7 +117,7 @@ def test_a_new_customer_gets_an_owner_and_a_set_password_link_in_the_outbox(sess
     assert (mail.kind, mail.status, mail.to_email, mail.org_id) == ("welcome", NotificationStatus.QUEUED,
                                                                      "boss@client.uz", org.id)
     assert "ООО «Клиент»" in mail.subject
-    token = re.search(r"/reset/([A-Za-z0-9_\-]+)", mail.body_text).group(1)
+    token = f.mailed_token(session, mail)
     assert auth.check_reset_token(session, token, now=T0 + timedelta(hours=71)).purpose == "invite"
     auth.reset_password(session, token, "owner's password", now=T0 + timedelta(hours=1))
     raw, _ = auth.sign_in(session, "boss@client.uz", "owner's password", now=T0 + timedelta(hours=1))

@@ -27,6 +27,7 @@ SAMPLES: dict[str, dict] = {
     "invite": {"org_name": "ООО «Ромашка»", "inviter_name": "Иван Петров", "role": "finance",
                "link": "https://panel.example/reset/tok", "expires_at": T0},
     "password_reset": {"link": "https://panel.example/reset/tok", "expires_at": T0},
+    "verify_email": {"org_name": "ООО «Ромашка»", "link": "https://panel.example/verify/tok", "expires_at": T0},
     "order_confirmed": {"product": "Microsoft 365 Business Basic", "plan": "Basic, month", "quantity": 12,
                         "amount": D("1234567.89"), "currency": "UZS", "subscription_id": 7,
                         "period_end": date(2025, 10, 24)},
@@ -78,7 +79,7 @@ def plain(text: str) -> str:
 
 def test_the_samples_cover_exactly_the_kinds_of_the_contract():
     assert set(SAMPLES) == set(n.KINDS)
-    assert len(n.KINDS) == 23
+    assert len(n.KINDS) == 24
 
 
 @pytest.mark.parametrize("locale", ["ru", "en"])

@@ -4,7 +4,6 @@ repeated orders are throttled, bad input writes nothing, and the mailed set-pass
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -30,7 +29,8 @@ from noventiq_panel.services.subscriptions import guest_orders
 from noventiq_panel.services.core import ledger
 from noventiq_panel.services.billing import payments
 from noventiq_panel.services.subscriptions import listing, ordering
-from noventiq_panel.services.core.errors import Conflict, InvalidInput, NotFound, RateMissing, Throttled
+from noventiq_panel.services.core.authz import Actor
+from noventiq_panel.services.core.errors import Conflict, Forbidden, InvalidInput, NotFound, RateMissing, Throttled
 
 from tests import factories as f
 
@@ -63,28 +63,35 @@ def order(session, plans, plan="basic-trial", **kw):
 def link_token(session, email: str) -> str:
     mail = session.exec(select(Notification).where(Notification.kind == "welcome",
                                                    Notification.to_email == email)).one()
+    token = f.mailed_token(session, mail)
     session.rollback()
-    match = re.search(r"/reset/([A-Za-z0-9_-]+)", mail.body_text)
-    assert match, mail.body_text
-    return match.group(1)
+    return token
 
 
-def test_trial_order_creates_the_customer_and_starts_the_trial_at_once(session, plans):
+def test_a_trial_order_creates_the_customer_but_the_trial_waits_for_a_proven_mailbox(session, plans):
+    """Issue 13: a trial needs a verified e-mail, so that fresh organisations do not hand out
+    endless free licences. The guest order creates the customer; the trial is started by the
+    Owner once the set-password link proved the mailbox (and then as anybody else would)."""
     result = order(session, plans)
-    assert result.is_trial and result.status == "trial" and result.subscription_id
+    assert result.is_trial and result.status == "confirm_email" and result.subscription_id is None
     assert result.email == "ivan@newco.uz" and not result.invoice_number
     org = session.get(Organisation, result.org_id)
     assert (org.name, org.tax_id, org.billing_currency, org.billing_mode) == ("ООО «Новая»", "301234567", "UZS",
                                                                               "prepaid")
     user = session.get(User, result.user_id)
-    assert user.password_hash is None  # never a password in clear, nor a generated one
+    assert user.password_hash is None and user.email_verified_at is None  # never a password in clear
     m = session.exec(select(Membership).where(Membership.user_id == user.id)).one()
     assert (m.org_id, m.role) == (org.id, Role.OWNER)
-    sub = session.get(Subscription, result.subscription_id)
-    assert (sub.org_id, sub.status, sub.quantity, sub.is_trial) == (org.id, "trial", 5, True)
-    assert result.trial_ends_on == date(2026, 4, 9)
+    assert session.exec(select(func.count()).select_from(Subscription)).one() == 0
     kinds = sorted(n.kind for n in session.exec(select(Notification).where(Notification.user_id == user.id)))
-    assert kinds == ["order_confirmed", "welcome"]
+    assert kinds == ["welcome"]
+    with pytest.raises(Forbidden):  # the unproven Owner holds no rights yet
+        ordering.order(session, Actor(user_id=user.id, org_id=org.id), plans["basic-trial"].id, 5, now=NOW)
+    token = link_token(session, "ivan@newco.uz")
+    auth.reset_password(session, token, "ivans-password-1", now=NOW + timedelta(minutes=5))
+    outcome = ordering.order(session, Actor(user_id=user.id, org_id=org.id), plans["basic-trial"].id, 5,
+                             now=NOW + timedelta(minutes=6))
+    assert outcome.status == "trial"
     assert ledger.balance(session, org.id) == Decimal("0.00")
 
 
@@ -201,7 +208,9 @@ def test_a_failure_inside_the_order_leaves_nothing_half_done(session, plans, mon
 
 
 def test_the_mailed_set_password_link_sets_the_password_and_signs_in(session, plans):
-    result = order(session, plans)
+    result = order(session, plans, plan="basic-m", quantity=2)
+    payments.confirm_payment(session, result.invoice_number, now=NOW + timedelta(minutes=1))
+    result.subscription_id = session.exec(select(Subscription.id).where(Subscription.org_id == result.org_id)).one()
     token = link_token(session, "ivan@newco.uz")
     assert auth.check_reset_token(session, token, now=NOW).purpose == "invite"
     auth.reset_password(session, token, "new-secret-1", now=NOW + timedelta(minutes=5))

@@ -42,7 +42,7 @@ def test_cancelling_in_grace_charges_the_days_used_and_says_so_first(lapsed):
     assert quote.charge_now == Decimal("30000.00")  # 10, 11, 12 April of a 30-day period
     assert quote.amount_due == Decimal("30000.00")
     outcome = confirm_cancel(w, sid, at)
-    assert outcome.status == "cancelled"
+    assert outcome.status == "cancelled" and outcome.charged == Decimal("30000.00")
     [entry] = lapse_entries(w)
     assert entry.amount == Decimal("-30000.00") and entry.kind == "charge" and entry.meta["days"] == 3
     assert entry.period_start == tashkent(2026, 4, 10, 0) and entry.period_end == tashkent(2026, 5, 10, 0)
