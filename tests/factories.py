@@ -12,8 +12,12 @@ from noventiq_panel.services.core import ledger, rates
 from noventiq_panel.services.core.authz import Actor
 
 
+_tax_ids = iter(range(310000000, 399999999))
+
+
 def org(session: Session, name: str = "ООО «Тест»", **kw) -> Organisation:
-    o = Organisation(name=name, tax_id=kw.pop("tax_id", "300000001"), **kw)
+    """An organisation; its tax id is a fresh 9-digit one unless given (tax ids are unique)."""
+    o = Organisation(name=name, tax_id=kw.pop("tax_id") if "tax_id" in kw else str(next(_tax_ids)), **kw)
     session.add(o)
     session.commit()
     return o

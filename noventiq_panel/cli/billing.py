@@ -94,6 +94,51 @@ def import_statement(file: str, now: str | None) -> None:
         click.echo("paid: " + ", ".join(report.paid_numbers))
 
 
+@payments.command("review")
+@click.option("--status", type=click.Choice(["review", "assigned", "rejected", "credited"]), default="review",
+              show_default=True)
+@click.option("--limit", type=int, default=100)
+def review(status: str, limit: int) -> None:
+    """Bank statement lines that wait for an operator (no exact match of invoice, payer and amount)."""
+    from noventiq_panel.services.billing import statement_import
+
+    with _session() as session:
+        lines = statement_import.review_list(session, status=status, limit=limit)
+    if not lines:
+        click.echo("Nothing waits for review." if status == "review" else f"No {status} lines.")
+    for line in lines:
+        click.echo(f"#{line.id}  {line.value_date}  {line.amount}  payer {line.payer_tax_id or '(none)'}  "
+                   f"«{line.purpose}»")
+        click.echo(f"      {line.reason}")
+
+
+@payments.command("assign")
+@click.argument("line_id", type=int)
+@click.argument("number")
+@click.option("--note", default="", help="Why (kept with the line).")
+@click.option("--now", default=None, help="ISO date-time (UTC) to record instead of now.")
+def assign(line_id: int, number: str, note: str, now: str | None) -> None:
+    """Credit statement line LINE_ID to invoice NUMBER (its organisation's balance)."""
+    from noventiq_panel.services.billing import statement_import
+
+    _complete_waiting_actions()
+    with _session() as session:
+        result = statement_import.assign(session, line_id, number, note=note, now=_now(now))
+    click.echo(f"line #{line_id}: {result.credited} credited to invoice {result.payment_number}.")
+
+
+@payments.command("reject")
+@click.argument("line_id", type=int)
+@click.option("--note", required=True, help="Why it is not a customer's payment (returned, not ours...).")
+def reject(line_id: int, note: str) -> None:
+    """Set statement line LINE_ID aside: nobody's balance changes."""
+    from noventiq_panel.services.billing import statement_import
+
+    with _session() as session:
+        statement_import.reject(session, line_id, note=note)
+    click.echo(f"line #{line_id}: rejected.")
+
+
 @payments.command("list")
 @click.option("--status", default=None, help="pending | paid | overdue | cancelled | failed")
 @click.option("--org", "org_id", type=int, default=None, help="Only this organisation.")

@@ -186,7 +186,7 @@ def create_customer(org_name: str, tax_id: str, owner_email: str, owner_name: st
             mail = next(iter(notifications.outbox(session, user_id=user.id, kind="welcome", limit=1)), None)
             org_id, org_name_saved, email = org.id, org.name, user.email
             mail_id = mail.id if mail else None
-            links = LINK.findall(mail.body_text) if mail else []
+            links = LINK.findall(notifications.text_to_send(session, mail)) if mail else []
     except DomainError as exc:
         _fail(exc)
     click.echo(f"Organisation #{org_id} «{org_name_saved}» created; owner {email}.")
@@ -199,6 +199,30 @@ def create_customer(org_name: str, tax_id: str, owner_email: str, owner_name: st
         for link in links:
             if "/reset/" in link:
                 click.echo(f"Set-password link: {link}")
+
+
+@click.group("org")
+def org() -> None:
+    """Support's changes to a customer organisation."""
+
+
+@org.command("set-requisites")
+@click.argument("org_id", type=int)
+@click.option("--name", default=None, help="The legal name.")
+@click.option("--tax-id", default=None, help="The tax id: 9 digits (INN) or 14 (PINFL); empty to clear.")
+def org_set_requisites(org_id: int, name: str | None, tax_id: str | None) -> None:
+    """Change a customer's legal name or tax id, also after invoices or closing documents were
+    issued (the customer cannot then); the tax id stays unique. Audited."""
+    from ..services.identity import organisations
+
+    if name is None and tax_id is None:
+        raise click.UsageError("say what to change: --name and/or --tax-id")
+    try:
+        with _session() as session:
+            details = organisations.set_requisites(session, org_id, name=name, tax_id=tax_id)
+    except DomainError as exc:
+        _fail(exc)
+    click.echo(f"Organisation #{details.id}: «{details.name}», tax id {details.tax_id or '(none)'}.")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -354,4 +378,4 @@ def outbox_show(notification_id: int) -> None:
         click.echo(notifications.text_to_send(session, n))
 
 
-COMMANDS = [init, db, demo, create_customer, import_catalog, rates, outbox]
+COMMANDS = [init, db, demo, create_customer, org, import_catalog, rates, outbox]

@@ -88,6 +88,13 @@ class Payment(SQLModel, table=True):
     created_by: Optional[int] = Field(default=None, foreign_key="user.id")
 
 
+class StatementLineStatus(StrEnum):
+    CREDITED = "credited"  # matched its invoice by number, payer tax id and amount: credited on import
+    REVIEW = "review"  # anything else: waits for an operator, nobody's balance changed
+    ASSIGNED = "assigned"  # an operator credited it to an invoice
+    REJECTED = "rejected"  # an operator decided it is not a customer's payment (returned, not ours)
+
+
 class StatementLine(SQLModel, table=True):
     """A line of an imported bank statement; ``line_hash`` makes a re-import change nothing."""
 
@@ -97,8 +104,11 @@ class StatementLine(SQLModel, table=True):
     amount: Decimal = Field(sa_type=Money)
     payer_tax_id: str = Field(default="", max_length=32)
     purpose: str = Field(default="", max_length=500)
-    payment_id: Optional[int] = Field(default=None, foreign_key="payment.id")
+    payment_id: Optional[int] = Field(default=None, foreign_key="payment.id")  # credited to, or the candidate
     imported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    status: str = Field(default=StatementLineStatus.CREDITED, max_length=16, index=True)
+    reason: str = Field(default="", max_length=500)  # why it waits for review; the operator's note
+    decided_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
 
 
 class ClosingDocument(SQLModel, table=True):

@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Index, UniqueConstraint, and_
+from sqlalchemy import JSON, Index, UniqueConstraint, and_, text
 from sqlmodel import Field, SQLModel
 
 from .types import Money, UTCDateTime, utcnow
@@ -25,6 +25,12 @@ class BillingMode(StrEnum):
 
 
 class Organisation(SQLModel, table=True):
+    # A tax id belongs to one customer (identity/organisations.py); empty ones are not compared.
+    __table_args__ = (
+        Index("uq_organisation_tax_id", "tax_id", unique=True, sqlite_where=text("tax_id <> ''"),
+              postgresql_where=text("tax_id <> ''")),
+    )
+
     id: Optional[int] = Field(default=None, primary_key=True)
     name: str = Field(max_length=255)
     tax_id: str = Field(default="", max_length=32, index=True)

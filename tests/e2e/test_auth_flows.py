@@ -220,3 +220,30 @@ def test_registration_with_a_taken_email_says_so(page):
     page.click("#register-submit")
     expect(page.locator("#form-error")).to_be_visible()
     assert re.search(r"/register/?$", page.url)
+
+
+def test_a_known_customers_tax_id_cannot_be_registered_again(page, db):
+    """Issue 14, invoices in someone else's name: copying a customer's tax id on sign-up is
+    refused with a pointer to the colleague invitation; nothing is created."""
+    from sqlmodel import Session, select
+
+    from noventiq_panel.models import Organisation
+
+    with Session(db) as s:
+        victim = s.exec(select(Organisation).where(Organisation.tax_id != "").order_by(Organisation.id)).first()
+        count = len(s.exec(select(Organisation.id)).all())
+    email = f"copycat-{uuid.uuid4().hex[:8]}@example.com"
+    page.goto("/register")
+    page.wait_for_selector("#register-form")
+    wait_ready(page)
+    page.fill("#f-name", "Копия")
+    page.fill("#f-email", email)
+    page.fill("#f-org_name", victim.name)
+    page.fill("#f-tax_id", victim.tax_id)
+    page.fill("#f-password", "Copycat-2026-pass")
+    page.fill("#f-password2", "Copycat-2026-pass")
+    page.click("#register-submit")
+    expect(page.locator("#form-error")).to_contain_text("пригласить")
+    shot(page, "register-tax-id-taken", "ru")
+    with Session(db) as s:
+        assert len(s.exec(select(Organisation.id)).all()) == count

@@ -1,4 +1,4 @@
-"""identity: verified e-mail, mail secrets kept apart from the outbox
+"""identity: verified e-mail, mail secrets kept apart from the outbox, unique tax ids, statement review
 
 Revision ID: 0007
 Revises: 0006
@@ -11,6 +11,11 @@ Create Date: 2026-12-04 21:30:00
 - ``mailsecret``: the secret part of a queued mail's link. The links stored in the outbox until
   now are taken out of the mail bodies: a queued mail keeps its token here until it is sent, a
   sent one keeps only the mark.
+- ``uq_organisation_tax_id``: a non-empty tax id belongs to one organisation. Where several share
+  one today, the oldest keeps it and the others lose it (an ``organisation.tax_id_cleared`` audit
+  event says whose it was): support checks them and sets the right one (``org set-requisites``).
+- ``statementline.status/reason/decided_at``: the review list of the bank statement import; the
+  lines imported until now were credited.
 """
 import hashlib
 import re
@@ -64,9 +69,41 @@ def upgrade() -> None:
             bind.execute(sa.insert(secret).values(notification_id=nid, secret=raw, expires_at=expires))
         bind.execute(sa.update(notification).where(notification.c.id == nid).values(
             body_text=(text or "").replace(raw, MARK), body_html=(html or "").replace(raw, MARK)))
+    _unique_tax_ids(bind)
+    with op.batch_alter_table('organisation', schema=None) as batch_op:
+        batch_op.create_index('uq_organisation_tax_id', ['tax_id'], unique=True,
+                              sqlite_where=sa.text("tax_id <> ''"), postgresql_where=sa.text("tax_id <> ''"))
+    with op.batch_alter_table('statementline', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('status', sa.String(length=16), nullable=False, server_default='credited'))
+        batch_op.add_column(sa.Column('reason', sa.String(length=500), nullable=False, server_default=''))
+        batch_op.add_column(sa.Column('decided_at', noventiq_panel.models.types.UTCDateTime(), nullable=True))
+        batch_op.create_index(batch_op.f('ix_statementline_status'), ['status'], unique=False)
+
+
+def _unique_tax_ids(bind) -> None:
+    rows = bind.execute(sa.text(
+        "SELECT id, tax_id FROM organisation WHERE tax_id <> '' ORDER BY created_at, id")).all()
+    owner: dict[str, int] = {}
+    audit = sa.table('auditevent', sa.column('org_id', sa.Integer), sa.column('action', sa.String),
+                     sa.column('details', sa.JSON), sa.column('created_at', noventiq_panel.models.types.UTCDateTime()))
+    for org_id, tax_id in rows:
+        if tax_id not in owner:
+            owner[tax_id] = org_id
+            continue
+        bind.execute(sa.text("UPDATE organisation SET tax_id = '' WHERE id = :id"), {"id": org_id})
+        bind.execute(sa.insert(audit).values(org_id=org_id, action="organisation.tax_id_cleared",
+                                             details={"tax_id": tax_id, "kept_by_org": owner[tax_id]},
+                                             created_at=noventiq_panel.models.types.utcnow()))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('statementline', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_statementline_status'))
+        batch_op.drop_column('decided_at')
+        batch_op.drop_column('reason')
+        batch_op.drop_column('status')
+    with op.batch_alter_table('organisation', schema=None) as batch_op:
+        batch_op.drop_index('uq_organisation_tax_id')
     op.drop_table('mailsecret')
     with op.batch_alter_table('user', schema=None) as batch_op:
         batch_op.drop_column('email_verified_at')

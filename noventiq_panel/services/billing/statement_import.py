@@ -1,16 +1,21 @@
-"""Bank statement import: each line of the bank's CSV is matched to an invoice and credited.
+"""Bank statement import: each line of the bank's CSV is matched to an invoice and credited, or
+put on the review list.
 
-- A line is matched by the invoice number in its purpose (``invoice_document.normalize_number``)
-  and the payer's tax id, which must be the organisation's. Matched lines credit the balance
-  through ``payments.credit`` (partial and over payments included, a cancelled invoice's money
-  too): a line of exactly the invoice amount that is the invoice's first under ``payment:<id>``
-  (the key an operator confirmation uses, so the same money credits once), every other line
-  under ``payment:<id>:line:<hash>``.
+- **Credited on import** only when everything agrees: the invoice number in the purpose
+  (``invoice_document.normalize_number``) names an invoice still to be paid, the payer's tax id
+  is the organisation's, and the amount is exactly what is still due on it. Credited through
+  ``payments.credit`` under ``payment:<id>`` when it is the invoice's first money (the key an
+  operator confirmation uses, so the same money credits once), else ``payment:<id>:line:<hash>``.
+- **Anything else waits for an operator** (status ``review``, with the reason): no number, an
+  unknown invoice, another payer's tax id, a partial or an over payment, an invoice already paid
+  or cancelled. Nobody's balance changes until :func:`assign` credits it to an invoice or
+  :func:`reject` sets it aside (CLI ``payments review|assign|reject``): a self-declared tax id or
+  a look-alike purpose never moves a payment to another customer's balance.
 - A line's identity is the hash of its fields (:func:`line_hash`), not its position: a line
   already imported, in this file or any earlier one, is a duplicate and changes nothing.
-- Unmatched and unreadable lines are reported with their line numbers; the good ones are imported
-  all the same, in one transaction. Invoices that became paid then have their waiting action
-  completed (``payments.complete_action``).
+- Unreadable lines are reported with their line numbers; the good ones are imported all the
+  same, in one transaction. Invoices that became paid then have their waiting action completed
+  (``payments.complete_action``).
 """
 
 from __future__ import annotations
@@ -23,23 +28,23 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from noventiq_panel.models import Organisation, Payment, PaymentStatus, StatementLine
+from noventiq_panel.models import Organisation, Payment, PaymentStatus, StatementLine, StatementLineStatus
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.billing.invoice_document import normalize_number
 from noventiq_panel.services.billing.payments import complete_action, credit, lock_payment
-from noventiq_panel.services.core import ledger
-from noventiq_panel.services.core.errors import InvalidInput
+from noventiq_panel.services.core import audit, ledger
+from noventiq_panel.services.core.authz import Actor
+from noventiq_panel.services.core.errors import Conflict, InvalidInput, NotFound
 from noventiq_panel.services.core.money import to_decimal
 
 
 @dataclass
 class LineResult:
     line_no: int
-    status: str  # imported | duplicate | unmatched | error
+    status: str  # imported | duplicate | review | error
     reason: str = ""
     payment_number: str | None = None
     amount: Decimal | None = None
@@ -57,7 +62,7 @@ class ImportReport:
 
     imported = _lines_with("imported")
     duplicates = _lines_with("duplicate")
-    unmatched = _lines_with("unmatched")
+    review = _lines_with("review")
     errors = _lines_with("error")
 
     @property
@@ -66,7 +71,7 @@ class ImportReport:
 
     def summary(self) -> str:
         return (f"imported {len(self.imported)}, duplicates {len(self.duplicates)}, "
-                f"unmatched {len(self.unmatched)}, errors {len(self.errors)}, credited {self.credited}")
+                f"for review {len(self.review)}, errors {len(self.errors)}, credited {self.credited}")
 
 
 _HEADERS = {
@@ -150,7 +155,9 @@ def _columns(header: list[str]) -> dict[str, int] | None:
     return mapping
 
 
-def _match(session: Session, tax_id: str, purpose: str) -> tuple[Payment | None, str]:
+def _match(session: Session, tax_id: str, purpose: str, amount: Decimal) -> tuple[Payment | None, str]:
+    """The invoice the line pays, and "" when it may be credited at once; else the candidate
+    invoice (or None) and why the line waits for an operator."""
     number = normalize_number(purpose)
     if number is None:
         return None, "no invoice number in the purpose"
@@ -158,10 +165,13 @@ def _match(session: Session, tax_id: str, purpose: str) -> tuple[Payment | None,
     if payment is None:
         return None, f"invoice {number} not found"
     org = session.get(Organisation, payment.org_id)
-    if not org.tax_id:
-        return None, f"invoice {number}: the organisation has no tax id to compare"
-    if tax_id != org.tax_id:
-        return None, f"invoice {number}: payer tax id {tax_id or '(empty)'} is not the organisation's"
+    if not org.tax_id or tax_id != org.tax_id:
+        return payment, f"invoice {number}: payer tax id {tax_id or '(empty)'} is not the organisation's"
+    if payment.status not in (PaymentStatus.PENDING, PaymentStatus.OVERDUE, PaymentStatus.FAILED):
+        return payment, f"invoice {number} is {payment.status}"
+    due = payment.amount - (payment.paid_amount or Decimal("0.00"))
+    if amount != due:
+        return payment, f"invoice {number}: {amount} received, {due} due"
     return payment, ""
 
 
@@ -170,10 +180,10 @@ def import_statement(session: Session, csv_bytes_or_path, now: datetime | None =
 
     A header row is optional (names: date/amount/payer_tax_id/purpose or Russian ones); the
     delimiter may be ``,`` ``;`` or a tab. Each line is matched by the invoice number in its purpose
-    and the payer's tax id (must be the organisation's). Matched lines credit the balance (partial
-    and over payments included); a line already imported (same fields, anywhere in any file) is a
-    duplicate and changes nothing; unmatched and bad lines are reported with their line numbers and
-    the good ones are imported all the same.
+    and credited only when the payer's tax id and the amount due agree too; any other line waits on
+    the review list (see the module docstring). A line already imported (same fields, anywhere in
+    any file) is a duplicate and changes nothing; bad lines are reported with their line numbers
+    and the good ones are imported all the same.
     """
     now = now or utcnow()
     text = _read_statement(csv_bytes_or_path)
@@ -228,35 +238,115 @@ def _import_line(session: Session, row: list[str], line_no: int, columns: dict[s
     digest = line_hash(value_date, amount, tax_id, purpose)
     if session.exec(select(StatementLine.id).where(StatementLine.line_hash == digest)).first() is not None:
         return LineResult(line_no, "duplicate", "already imported", amount=amount)
-    payment, reason = _match(session, tax_id, purpose)
-    if payment is None:
-        return LineResult(line_no, "unmatched", reason, payment_number=normalize_number(purpose), amount=amount)
-    org = ledger.lock_organisation(session, payment.org_id)
-    payment = lock_payment(session, payment.id)
-    earlier_lines = session.exec(
-        select(func.count()).select_from(StatementLine).where(StatementLine.payment_id == payment.id)).one()
-    try:
-        with session.begin_nested():
-            session.add(StatementLine(line_hash=digest, value_date=value_date, amount=amount, payer_tax_id=tax_id,
-                                      purpose=purpose, payment_id=payment.id, imported_at=now))
-            session.flush()
-    except IntegrityError:
+    fields = dict(line_hash=digest, value_date=value_date, amount=amount, payer_tax_id=tax_id, purpose=purpose,
+                  imported_at=now)
+    payment, reason = _match(session, tax_id, purpose, amount)
+    if not reason:
+        org = ledger.lock_organisation(session, payment.org_id)
+        payment = lock_payment(session, payment.id)
+        payment, reason = _match(session, tax_id, purpose, amount)  # again, under the locks
+    if reason:
+        if not _store(session, StatementLine(**fields, payment_id=payment.id if payment else None,
+                                             status=StatementLineStatus.REVIEW, reason=reason[:500])):
+            return LineResult(line_no, "duplicate", "already imported", amount=amount)
+        return LineResult(line_no, "review", reason, payment_number=normalize_number(purpose), amount=amount)
+    line = StatementLine(**fields, payment_id=payment.id)
+    if not _store(session, line):
         return LineResult(line_no, "duplicate", "already imported", amount=amount)
-    if earlier_lines == 0 and amount == payment.amount:
-        key = f"payment:{payment.id}"  # the same money the operator may have confirmed by hand
-    else:
-        key = f"payment:{payment.id}:line:{digest[:32]}"
-    credited, became_paid = credit(session, payment, org, amount, key, now, "statement", line_hash=digest)
+    credited, became_paid = _credit(session, payment, org, line, now)
     if became_paid:
         newly_paid.append(payment.id)
-    notes = []
-    if credited == 0:
-        notes.append("already confirmed by the operator")
-    if payment.status == PaymentStatus.CANCELLED:
-        notes.append("invoice cancelled: credited to the balance")
-    elif payment.paid_amount > payment.amount and credited > 0:
-        notes.append(f"over payment by {payment.paid_amount - payment.amount}: credited to the balance")
-    elif payment.paid_amount < payment.amount:
-        notes.append(f"partial payment, {payment.amount - payment.paid_amount} still due")
-    return LineResult(line_no, "imported", "; ".join(notes), payment_number=payment.number, amount=amount,
-                      credited=credited)
+    return LineResult(line_no, "imported", "" if credited else "already confirmed by the operator",
+                      payment_number=payment.number, amount=amount, credited=credited)
+
+
+def _store(session: Session, line: StatementLine) -> bool:
+    """Record the line; False when the same line was imported at the same moment."""
+    try:
+        with session.begin_nested():
+            session.add(line)
+            session.flush()
+    except IntegrityError:
+        return False
+    return True
+
+
+def _credit(session: Session, payment: Payment, org: Organisation, line: StatementLine,
+            now: datetime) -> tuple[Decimal, bool]:
+    """Credit ``line`` to ``payment`` (both locked): ``payment:<id>`` for the invoice's first
+    money, else ``payment:<id>:line:<hash>``."""
+    if not payment.paid_amount and line.amount == payment.amount:
+        key = f"payment:{payment.id}"  # the same money the operator may have confirmed by hand
+    else:
+        key = f"payment:{payment.id}:line:{line.line_hash[:32]}"
+    return credit(session, payment, org, line.amount, key, now, "statement", line_hash=line.line_hash)
+
+
+# --- the review list -------------------------------------------------------------------------
+
+def review_list(session: Session, *, status: str = StatementLineStatus.REVIEW, limit: int = 100) -> list[StatementLine]:
+    """Statement lines waiting for an operator (or of another status), oldest first."""
+    rows = session.exec(select(StatementLine).where(StatementLine.status == status)
+                        .order_by(StatementLine.id).limit(limit)).all()
+    session.rollback()
+    return list(rows)
+
+
+def _waiting_line(session: Session, line_id) -> StatementLine:
+    line = session.get(StatementLine, line_id) if isinstance(line_id, int) and not isinstance(line_id, bool) else None
+    if line is None:
+        raise NotFound("statement line not found", key="error.billing.statement_line_not_found")
+    if line.status != StatementLineStatus.REVIEW:
+        raise Conflict(f"statement line {line.id} is {line.status}", key="error.billing.statement_line_decided")
+    return line
+
+
+def assign(session: Session, line_id: int, invoice_number: str, *, note: str = "",
+           now: datetime | None = None) -> LineResult:
+    """An operator's decision: the line is a payment of ``invoice_number``; its amount is credited
+    to that invoice's organisation (whatever the payer's tax id said), once. Commits; completes the
+    invoice's waiting action when it became paid."""
+    now = now or utcnow()
+    try:
+        line = _waiting_line(session, line_id)
+        number = normalize_number(str(invoice_number or "")) or str(invoice_number or "").strip()
+        payment = session.exec(select(Payment).where(Payment.number == number)).first()
+        if payment is None:
+            raise NotFound(f"invoice {number!r} not found", key="error.billing.payment_not_found", number=number)
+        org = ledger.lock_organisation(session, payment.org_id)
+        payment = lock_payment(session, payment.id)
+        line = session.get(StatementLine, line.id, populate_existing=True, with_for_update=True)
+        if line.status != StatementLineStatus.REVIEW:
+            raise Conflict(f"statement line {line.id} is {line.status}", key="error.billing.statement_line_decided")
+        credited, became_paid = credit(session, payment, org, line.amount, f"statement:{line.id}", now,
+                                       "statement_review", line_hash=line.line_hash)
+        line.status, line.payment_id, line.decided_at = StatementLineStatus.ASSIGNED, payment.id, now
+        line.reason = (note or line.reason)[:500]
+        session.add(line)
+        audit.record(session, Actor.system(org.id), "payment.statement_line_assigned", line=line.id,
+                     number=payment.number, amount=str(line.amount))
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    if became_paid:
+        complete_action(session, payment.id, now)
+    return LineResult(line.id, "imported", "assigned by an operator", payment_number=payment.number,
+                      amount=line.amount, credited=credited)
+
+
+def reject(session: Session, line_id: int, *, note: str, now: datetime | None = None) -> None:
+    """An operator's decision: the line is not a customer's payment here (returned to the payer,
+    another company's money); nothing is credited. ``note`` says why. Commits."""
+    now = now or utcnow()
+    try:
+        line = _waiting_line(session, line_id)
+        note = " ".join(str(note or "").split())
+        if not note:
+            raise InvalidInput("say why the line is rejected", field="note", key="error.billing.statement_note_required")
+        line.status, line.reason, line.decided_at = StatementLineStatus.REJECTED, note[:500], now
+        session.add(line)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise

@@ -17,14 +17,14 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from noventiq_panel.models import BillingMode, Membership, Organisation, Role, User
+from noventiq_panel.models import BillingMode, ClosingDocument, Membership, Organisation, Payment, Role, User
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.core import audit
 from noventiq_panel.services.identity import auth
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.core.authz import Actor, can_read, can_write
 from noventiq_panel.services.identity import validation
-from noventiq_panel.services.core.errors import Conflict, DomainError, InvalidInput
+from noventiq_panel.services.core.errors import Conflict, DomainError, InvalidInput, NotFound
 from noventiq_panel.services.core.money import parse_amount
 
 
@@ -54,6 +54,29 @@ def _details(org: Organisation) -> OrgDetails:
                       low_balance_threshold=org.low_balance_threshold, created_at=org.created_at)
 
 
+def require_tax_id_free(session: Session, tax_id: str, *, org_id: int | None = None) -> None:
+    """A tax id belongs to one customer: Conflict ``organisations.tax_id_taken`` when another
+    organisation has it (a colleague asks that organisation's Owner for an invitation instead).
+    Empty tax ids are not compared. The unique index ``uq_organisation_tax_id`` backs it."""
+    if not tax_id:
+        return
+    query = select(Organisation.id).where(Organisation.tax_id == tax_id)
+    if org_id is not None:
+        query = query.where(Organisation.id != org_id)
+    if session.exec(query).first() is not None:
+        raise Conflict("an organisation with this tax id is already registered", key="organisations.tax_id_taken",
+                       field="tax_id")
+
+
+def requisites_locked(session: Session, org_id: int) -> bool:
+    """Once an invoice or a closing document was issued in the organisation's name, its legal name
+    and tax id stay as they were (documents carry them); support changes them (CLI
+    ``org set-requisites``)."""
+    return (session.exec(select(Payment.id).where(Payment.org_id == org_id).limit(1)).first() is not None
+            or session.exec(select(ClosingDocument.id).where(ClosingDocument.org_id == org_id).limit(1)).first()
+            is not None)
+
+
 def get_details(session: Session, actor: Actor) -> OrgDetails:
     access = can_read(session, actor)
     org = session.get(Organisation, access.org_id)
@@ -78,10 +101,48 @@ def update_details(session: Session, actor: Actor, *, name: str, tax_id: str = "
         raise
     org = session.get(Organisation, access.org_id)
     changed = {k: v for k, v in values.items() if getattr(org, k) != v}
+    try:
+        if {"name", "tax_id"} & set(changed) and requisites_locked(session, org.id):
+            raise Conflict("the name and tax id are on issued documents; ask support to change them",
+                           key="organisations.requisites_locked")
+        require_tax_id_free(session, changed.get("tax_id", ""), org_id=org.id)
+    except DomainError:
+        session.rollback()
+        raise
     for key, value in changed.items():
         setattr(org, key, value)
     if changed:
         audit.record(session, actor, "organisation.updated", fields=sorted(changed))
+    try:
+        session.commit()
+    except IntegrityError:  # the same tax id registered at the same moment
+        session.rollback()
+        raise Conflict("an organisation with this tax id is already registered", key="organisations.tax_id_taken",
+                       field="tax_id") from None
+    return _details(org)
+
+
+def set_requisites(session: Session, org_id: int, *, name: str | None = None, tax_id: str | None = None,
+                   now: datetime | None = None) -> OrgDetails:
+    """Support's change of a customer's legal name or tax id (CLI ``org set-requisites``), also
+    after documents were issued: validated, the tax id still unique, audited as the system."""
+    try:
+        org = session.get(Organisation, org_id) if isinstance(org_id, int) else None
+        if org is None:
+            raise NotFound("organisation not found", key="organisations.not_found")
+        values = {}
+        if name is not None:
+            values["name"] = validation.validate_org_name(name)
+        if tax_id is not None:
+            values["tax_id"] = validation.validate_tax_id(tax_id)
+            require_tax_id_free(session, values["tax_id"], org_id=org.id)
+    except DomainError:
+        session.rollback()
+        raise
+    before = {k: getattr(org, k) for k in values}
+    for key, value in values.items():
+        setattr(org, key, value)
+    audit.record(session, Actor.system(org.id), "organisation.requisites_set", before=before, after=values)
     session.commit()
     return _details(org)
 
@@ -110,6 +171,7 @@ def create_customer(session: Session, *, org_name: str, tax_id: str = "", owner_
         if billing_mode == BillingMode.PREPAID and limit != 0:
             raise InvalidInput("a prepaid organisation has no credit limit", field="credit_limit",
                                key="organisations.credit_limit_prepaid")
+        require_tax_id_free(session, tax_id)
         currency = validation._text(currency, field="currency", max_len=3, required=True).upper()
         if not re.fullmatch(r"[A-Z]{3}", currency):
             raise InvalidInput("currency code expected", field="currency", key="organisations.currency_invalid")
@@ -159,5 +221,8 @@ __all__ = [
     "OrgDetails",
     "create_customer",
     "get_details",
+    "require_tax_id_free",
+    "requisites_locked",
+    "set_requisites",
     "update_details",
 ]

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from noventiq_panel.models import BillingMode, LoginAttempt, Membership, Organisation, Role, User
 from noventiq_panel.services.core.errors import Conflict, DomainError, Throttled
-from noventiq_panel.services.identity import auth, validation, verification
+from noventiq_panel.services.identity import auth, organisations, validation, verification
 
 REGISTER_PREFIX = "register:"  # LoginAttempt rows of sign-ups, counted per IP
 REGISTER_MAX_PER_IP = 10
@@ -37,6 +37,7 @@ def register(session: Session, *, email: str, password: str, name: str, org_name
         locale = validation.validate_locale(locale)
         if session.exec(select(User.id).where(User.email == email)).first() is not None:
             raise Conflict("this e-mail is already registered", key="auth.email_taken", field="email")
+        organisations.require_tax_id_free(session, tax_id)
     except DomainError as exc:
         raise auth.fail(session, exc) from None
     try:
@@ -49,8 +50,9 @@ def register(session: Session, *, email: str, password: str, name: str, org_name
         session.add(Membership(user_id=user.id, org_id=org.id, role=Role.OWNER, created_at=now))
         verification.send_link(session, user, org_id=org.id, now=now)
         session.commit()
-    except IntegrityError:
+    except IntegrityError:  # the e-mail or the tax id registered at the same moment
         session.rollback()
+        organisations.require_tax_id_free(session, tax_id)
         raise Conflict("this e-mail is already registered", key="auth.email_taken", field="email") from None
     return user
 

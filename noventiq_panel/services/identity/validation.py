@@ -13,7 +13,8 @@ from noventiq_panel.services.core.errors import InvalidInput
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 256  # argon2 takes any length; a megabyte "password" would only burn CPU
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-TAX_ID_RE = re.compile(r"^\d{9}$")  # Uzbek INN (СТИР): nine digits
+# Uzbek tax ids: a company's INN (СТИР) has nine digits, an individual entrepreneur's ПИНФЛ fourteen
+TAX_ID_RE = re.compile(r"^(\d{9}|\d{14})$")
 PHONE_RE = re.compile(r"^\+?[\d\s()\-]{5,32}$")
 
 
@@ -75,10 +76,11 @@ def validate_org_name(value: Any) -> str:
 
 
 def validate_tax_id(value: Any) -> str:
-    """Nine digits (spaces ignored) or empty."""
+    """Nine digits (a company's INN) or fourteen (an entrepreneur's ПИНФЛ), spaces ignored; or empty."""
     text = _text(value, field="tax_id", max_len=32).replace(" ", "")
     if text and not TAX_ID_RE.match(text):
-        raise InvalidInput("the tax id (INN) has 9 digits", field="tax_id", key="organisations.tax_id_invalid")
+        raise InvalidInput("the tax id has 9 digits (INN) or 14 (ПИНФЛ)", field="tax_id",
+                           key="organisations.tax_id_invalid")
     return text
 
 

@@ -58,7 +58,7 @@ from noventiq_panel.services.subscriptions.context import utc_now
 from noventiq_panel.services.subscriptions.pending_actions import pending_action_for_order
 from noventiq_panel.services.subscriptions.quotes import OrderQuote
 from noventiq_panel.services.core.authz import Actor
-from noventiq_panel.services.identity import validation
+from noventiq_panel.services.identity import organisations, validation
 from noventiq_panel.services.core.errors import Conflict, DomainError, InvalidInput, Throttled
 
 GUEST_PREFIX = "guest:"
@@ -215,6 +215,11 @@ def guest_order(session: Session, *, email, name, org_name, tax_id, plan_id, qua
         session.commit()
         raise _sign_in_instead()
     _record(session, email, ip, now)
+    try:  # after the throttle: whether a tax id is a customer's is not for unlimited probing
+        organisations.require_tax_id_free(session, tax_id)
+    except DomainError:
+        session.commit()  # the try counts
+        raise
     plan, product = info.plan, info.product
     try:
         connection = session.connection()  # this transaction; the services below join it

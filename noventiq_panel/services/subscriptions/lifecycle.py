@@ -1,7 +1,8 @@
 """A subscription's settings and its pauses: automatic renewal, trial conversion, suspension and
 resumption, and the two steps renewals share with them (a new term, the due scheduled changes).
 
-- **Suspend/resume** only where ``plan.suspendable``. Nothing is charged while suspended (renewals
+- **Suspend/resume** only where ``plan.suspendable``, and not while a renewal or an instalment is
+  due (:mod:`lapse`: pay it or cancel). Nothing is charged while suspended (renewals
   and instalments skip the subscription). Resuming inside a paid period costs nothing; resuming
   after the term ended starts a new term today and charges it; resuming a yearly plan billed
   monthly whose instalment fell due while suspended charges the rest of the current month pro rata.
@@ -73,6 +74,10 @@ def suspend(session: Session, actor: Actor | None, sub_id, *, now: datetime | No
             raise Conflict("this plan cannot be suspended", key="error.not_suspendable")
         require_status(ctx, S.ACTIVE)
         sub = ctx.sub
+        if lapse.due(sub, ctx.plan, now) is not None:
+            # a renewal or an instalment is due: a customer's pause would take the seats out of the
+            # grace → suspension → expiry path and leave the days used unpaid (issue 13)
+            raise Conflict("a payment is due: pay it or cancel", key="error.suspend_payment_due")
         connector(ctx.vendor).suspend(sub.vendor_ref)
         sub.status, sub.suspended_at, sub.grace_until, sub.suspend_reason = S.SUSPENDED, now, None, "customer"
         session.add(sub)
@@ -161,7 +166,7 @@ def resume(session: Session, actor: Actor | None, sub_id, *, now: datetime | Non
                 amount = proration.pro_rata_charge(plan.price, plan.term, plan.billing_frequency, sub.quantity,
                                                    period, start, org.timezone)
                 charged = charge_once(session, ctx, plan_amount=amount,
-                                      key=f"resume:{sub.id}:{period.start:%Y%m%d}",
+                                      key=f"resume:{sub.id}:{clock.local_date(period.start, org.timezone):%Y%m%d}",
                                       description=desc(ctx, "возобновление, остаток месяца"), period=period,
                                       user_id=access.user_id,
                                       meta={"action": "resume", **days_left(ctx, period, start)})

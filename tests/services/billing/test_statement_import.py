@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from noventiq_panel.models import LedgerEntry, Notification, Payment, Role, StatementLine
 from noventiq_panel.services.core import ledger
 from noventiq_panel.services.billing import invoices, payments, statement_import
-from noventiq_panel.services.core.errors import InvalidInput
+from noventiq_panel.services.core.errors import Conflict, InvalidInput, NotFound
 
 from tests import factories as f
 
@@ -62,35 +62,65 @@ def test_lines_are_matched_by_invoice_number_and_payer_tax_id(session, setup):
                         .where(Notification.kind == "payment_received")).one() == 2
 
 
-def test_partial_payments_accumulate_until_the_invoice_is_covered(session, setup):
+def test_a_partial_payment_waits_for_review_and_the_operator_assigns_it(session, setup):
+    """Issue 14: only an exact match of invoice, payer and amount credits on import; a partial
+    payment waits for an operator, and nobody's balance changes until then."""
     o, _a, p1, _p2 = setup
-    statement_import.import_statement(session, _csv(f"2026-11-26,700000,{TAX},{p1.number}"), now=NOW)
-    p = session.get(Payment, p1.id)
-    assert p.status == "pending" and p.paid_amount == Decimal("700000.00")
+    report = statement_import.import_statement(session, _csv(f"2026-11-26,700000,{TAX},{p1.number}"), now=NOW)
+    [line] = report.review
+    assert "700000.00 received, 1200000.00 due" in line.reason
+    assert ledger.balance(session, o.id) == 0 and session.get(Payment, p1.id).paid_amount == 0
+    [waiting] = statement_import.review_list(session)
+    result = statement_import.assign(session, waiting.id, p1.number, note="the customer's first part", now=NOW)
+    assert result.credited == Decimal("700000.00")
+    # the rest, exactly what is still due, credits on import
     report = statement_import.import_statement(session, _csv(f"2026-11-28,500000.00,{TAX},доплата {p1.number}"), now=NOW)
+    p = session.get(Payment, p1.id)
     session.refresh(p)
     assert p.paid_amount == Decimal("1200000.00") and p.status == "paid"
     assert report.paid_numbers == [p1.number]
     assert ledger.balance(session, o.id) == Decimal("1200000.00")
-    keys = session.exec(select(LedgerEntry.idempotency_key).where(LedgerEntry.payment_id == p1.id)).all()
-    assert len(keys) == 2 and all(k.startswith(f"payment:{p1.id}:line:") for k in keys)
+    keys = sorted(session.exec(select(LedgerEntry.idempotency_key).where(LedgerEntry.payment_id == p1.id)).all())
+    assert keys[0].startswith(f"payment:{p1.id}:line:") and keys[1] == f"statement:{waiting.id}"
+    assert statement_import.review_list(session) == []
+    with pytest.raises(Conflict):  # decided once
+        statement_import.assign(session, waiting.id, p1.number, now=NOW)
+    assert ledger.balance(session, o.id) == Decimal("1200000.00")
 
 
-def test_over_payment_is_credited_in_full(session, setup):
+def test_an_over_payment_waits_for_review_and_a_rejected_line_credits_nothing(session, setup):
     o, _a, _p1, p2 = setup
     report = statement_import.import_statement(session, _csv(f"2026-11-26,650000.50,{TAX},{p2.number}"), now=NOW)
-    assert report.imported[0].credited == Decimal("650000.50") and "over payment" in report.imported[0].reason
-    p = session.get(Payment, p2.id)
-    assert p.status == "paid" and p.paid_amount == Decimal("650000.50")
-    assert ledger.balance(session, o.id) == Decimal("650000.50")
+    assert report.review and ledger.balance(session, o.id) == 0
+    [waiting] = statement_import.review_list(session)
+    with pytest.raises(InvalidInput):
+        statement_import.reject(session, waiting.id, note="  ")
+    statement_import.reject(session, waiting.id, note="returned to the payer", now=NOW)
+    assert statement_import.review_list(session) == []
+    assert [w.reason for w in statement_import.review_list(session, status="rejected")] == ["returned to the payer"]
+    with pytest.raises(Conflict):
+        statement_import.assign(session, waiting.id, p2.number, now=NOW)
+    assert ledger.balance(session, o.id) == 0 and session.get(Payment, p2.id).status == "pending"
+
+
+def test_assigning_needs_a_waiting_line_and_a_real_invoice(session, setup):
+    o, _a, p1, _p2 = setup
+    statement_import.import_statement(session, _csv(f"2026-11-26,1000,{TAX},оплата без номера"), now=NOW)
+    [waiting] = statement_import.review_list(session)
+    with pytest.raises(NotFound):
+        statement_import.assign(session, waiting.id, "СЧ-2026-999999", now=NOW)
+    for forged in (999999, "1", None, True):
+        with pytest.raises(NotFound):
+            statement_import.assign(session, forged, p1.number, now=NOW)
+    assert ledger.balance(session, o.id) == 0 and len(statement_import.review_list(session)) == 1
 
 
 def test_duplicate_line_in_one_file_credits_once(session, setup):
     o, _a, p1, _p2 = setup
-    line = f"2026-11-26,300000,{TAX},частичная оплата {p1.number}"
+    line = f"2026-11-26,1200000,{TAX},оплата {p1.number}"
     report = statement_import.import_statement(session, _csv(line, line), now=NOW)
     assert [r.status for r in report.lines] == ["imported", "duplicate"]
-    assert ledger.balance(session, o.id) == Decimal("300000.00")
+    assert ledger.balance(session, o.id) == Decimal("1200000.00")
 
 
 def test_reimporting_the_same_file_changes_nothing_even_reordered(session, setup):
@@ -100,7 +130,7 @@ def test_reimporting_the_same_file_changes_nothing_even_reordered(session, setup
     statement_import.import_statement(session, _csv(*lines), now=NOW)
     before = _state(session, o.id)
     again = statement_import.import_statement(session, _csv(*lines), now=NOW)
-    assert [r.status for r in again.lines] == ["duplicate", "duplicate", "unmatched", "error"]
+    assert [r.status for r in again.lines] == ["duplicate", "duplicate", "duplicate", "error"]
     assert _state(session, o.id) == before
     # the same lines in another order, in a file with a different header, are still duplicates
     moved = statement_import.import_statement(session, _csv(lines[1], lines[0], header="Дата;Сумма;ИНН;Назначение")
@@ -109,7 +139,7 @@ def test_reimporting_the_same_file_changes_nothing_even_reordered(session, setup
     assert _state(session, o.id) == before
 
 
-def test_unmatched_lines_are_reported_with_reasons_and_credit_nothing(session, setup):
+def test_lines_without_an_exact_match_wait_for_review_with_reasons_and_credit_nothing(session, setup):
     o, _a, p1, _p2 = setup
     report = statement_import.import_statement(session, _csv(
         f"2026-11-26,1000,{TAX},оплата без номера счёта",
@@ -117,14 +147,25 @@ def test_unmatched_lines_are_reported_with_reasons_and_credit_nothing(session, s
         f"2026-11-26,1200000,300000999,{p1.number}",
         f"2026-11-26,1200000,,{p1.number}",
     ), now=NOW)
-    assert [(r.line_no, r.status) for r in report.unmatched] == [(2, "unmatched"), (3, "unmatched"),
-                                                                  (4, "unmatched"), (5, "unmatched")]
-    reasons = [r.reason for r in report.unmatched]
+    assert [(r.line_no, r.status) for r in report.review] == [(2, "review"), (3, "review"), (4, "review"),
+                                                               (5, "review")]
+    reasons = [r.reason for r in report.review]
     assert "no invoice number" in reasons[0]
     assert "СЧ-2026-999999 not found" in reasons[1]
     assert "300000999" in reasons[2] and "tax id" in reasons[2]
     assert ledger.balance(session, o.id) == Decimal("0.00")
-    assert session.exec(select(func.count()).select_from(StatementLine)).one() == 0
+    assert len(statement_import.review_list(session)) == 4
+
+
+def test_a_payers_self_declared_tax_id_never_moves_money_to_another_customer(session, setup):
+    """Issue 14, invoices in someone else's name: a line that names our invoice but comes from
+    another payer, or names another customer's invoice with our payer's tax id, waits for an
+    operator; an exact match is the only automatic credit."""
+    o, _a, p1, _p2 = setup
+    other = f.org(session, name="ООО «Чужая»")
+    p_other = invoices.request_topup(session, f.actor(f.user(session, other, Role.OWNER), other), "1200000", now=NOW)
+    report = statement_import.import_statement(session, _csv(f"2026-11-26,1200000,{TAX},{p_other.number}"), now=NOW)
+    assert report.review and ledger.balance(session, other.id) == 0 and ledger.balance(session, o.id) == 0
 
 
 def test_bad_lines_are_reported_and_good_ones_imported(session, setup):
@@ -158,7 +199,7 @@ def test_operator_confirmation_and_the_statement_line_of_the_same_money_credit_o
     o, _a, p1, _p2 = setup
     payments.confirm_payment(session, p1.number, now=NOW)
     report = statement_import.import_statement(session, _csv(f"2026-11-26,1200000,{TAX},{p1.number}"), now=NOW)
-    assert report.imported[0].credited == 0
+    assert "is paid" in report.review[0].reason  # the operator's decision to make, not a second credit
     assert ledger.balance(session, o.id) == Decimal("1200000.00")
     assert session.get(Payment, p1.id).paid_amount == Decimal("1200000.00")
 
@@ -186,7 +227,7 @@ def test_two_concurrent_imports_of_one_file_credit_once(engine):
         u = f.user(s, o, Role.OWNER)
         p = invoices.request_topup(s, f.actor(u, o), "100000", now=NOW)
         org_id, number = o.id, p.number
-    data = _csv(f"2026-11-26,40000,{TAX},{number}", f"2026-11-27,60000,{TAX},{number}")
+    data = _csv(f"2026-11-26,100000,{TAX},{number}", f"2026-11-27,60000,{TAX},{number}")
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 
@@ -205,7 +246,7 @@ def test_two_concurrent_imports_of_one_file_credit_once(engine):
         t.join()
     with Session(engine) as s:
         assert ledger.balance(s, org_id) == Decimal("100000.00")
-        assert s.exec(select(func.count()).select_from(StatementLine)).one() == 2
+        assert s.exec(select(func.count()).select_from(StatementLine)).one() == 2  # one credited, one for review
         paid = s.exec(select(Payment).where(Payment.number == number)).one()
         assert paid.status == "paid" and paid.paid_amount == Decimal("100000.00")
     # A loser may fail on a unique violation; it must never credit twice.

@@ -13,7 +13,7 @@ from sqlmodel import select
 from noventiq_panel.models import LedgerEntry, Subscription
 from noventiq_panel.services.subscriptions import cancellation, lifecycle, renewals
 
-from tests.services.subs_world import NOW, tashkent, world  # noqa: F401
+from tests.services.subs_world import NOW, counts, tashkent, world  # noqa: F401
 from tests.services.subscriptions.test_money_rules import confirm_cancel, confirm_order
 
 
@@ -60,13 +60,16 @@ def test_turning_auto_renew_off_in_grace_charges_the_days_used_at_expiry(lapsed)
     assert renewals.renew_due(w.session, now=tashkent(2026, 4, 12, 16))["lapses_charged"] == 0
 
 
-def test_suspending_in_grace_then_letting_it_expire_charges_until_the_suspension(lapsed):
+def test_suspending_while_a_payment_is_due_is_refused_and_changes_nothing(lapsed):
+    """A customer's pause would take the seats out of the grace → suspension → expiry path and park
+    the days used unpaid for ever (attacker review): refused until paid or cancelled."""
+    from noventiq_panel.services.core.errors import Conflict
+
     w, sid = lapsed
-    lifecycle.suspend(w.session, w.a_owner, sid, now=tashkent(2026, 4, 11, 9))
-    lifecycle.set_auto_renew(w.session, w.a_owner, sid, False, now=tashkent(2026, 4, 20, 9))
-    renewals.renew_due(w.session, now=tashkent(2026, 4, 20, 10))
-    assert w.sub(sid).status == "expired"
-    assert w.balance() == Decimal("-20000.00")  # 10 and 11 April
+    before = counts(w.session)
+    with pytest.raises(Conflict) as exc:
+        lifecycle.suspend(w.session, w.a_owner, sid, now=tashkent(2026, 4, 11, 9))
+    assert exc.value.key == "error.suspend_payment_due" and counts(w.session) == before
 
 
 def test_a_subscription_that_expires_unpaid_pays_its_seven_grace_days_not_the_hour_the_job_took(lapsed):

@@ -579,3 +579,40 @@ def test_regression_instalment_grace_days_are_not_charged_when_the_subscription_
     state.travel(how="days", n=11, after=False)
     state.travel(how="days", n=5, after=False)  # 27 March, the last day of that month's period
     state.money_is_conserved()
+
+
+def test_regression_suspending_in_an_instalment_grace_period_is_refused_and_the_grace_days_are_paid(sqlite_engine):
+    """Found by the attacker review of the lapse rule: std-ym × 10 (900 000 a month), the
+    instalment of 28 February unpaid; the customer suspended on 6 March (in grace), which cleared
+    the lapse, and resumed on 28 March — the first day of the next period — paying only that
+    period: the seven grace days (225 000) were never charged. Suspending is refused while a
+    payment is due; paying brings the seats back with the grace days charged."""
+    state = replay(sqlite_engine)
+    state.order(code="std-ym", quantity=10, trial_convert=False)
+    for n in (11, 11, 7, 4):  # 9 Feb, 21 Feb, 1 Mar (grace), 6 Mar (still in grace)
+        state.travel(how="days", n=n, after=False)
+    state.suspend(index=0)
+    state.session.rollback()
+    assert state.session.get(models.Subscription, 1, populate_existing=True).status == "active"
+    state.top_up(amount="3000000")
+    state.travel(how="days", n=9, after=False)  # 15 Mar: the hourly job took the instalment
+    state.travel(how="days", n=11, after=False)
+    state.travel(how="days", n=1, after=False)  # 27 Mar, the last day of that month's period
+    state.money_is_conserved()
+
+
+def test_regression_a_customer_suspension_in_grace_does_not_park_the_debt_forever(sqlite_engine):
+    """Found by the attacker review of the lapse rule: the renewal of 28 February unpaid, the
+    customer suspended in grace on 6 March (which cleared ``grace_until``): no job ever looked at
+    the subscription again, so the grace days were never charged and the ledger check could not
+    see it. Suspending is refused while a payment is due; the jobs expire it and charge them."""
+    state = _unpaid_renewal(sqlite_engine)  # 1 March, in grace
+    state.travel(how="days", n=4, after=False)  # 5 March
+    before = state.charged
+    state.suspend(index=0)
+    for _ in range(3):
+        state.travel(how="days", n=11, after=False)
+    state.session.rollback()
+    assert state.session.get(models.Subscription, 1, populate_existing=True).status == "expired"
+    assert state.charged - before == Decimal("135000.00")  # 7/28 of 540 000
+    state.money_is_conserved()
