@@ -37,6 +37,9 @@ class Settings:
     smtp_user: str = field(default_factory=lambda: _env("PANEL_SMTP_USER"))
     smtp_password: str = field(default_factory=lambda: _env("PANEL_SMTP_PASSWORD"))
     smtp_tls: str = field(default_factory=lambda: _env("PANEL_SMTP_TLS", "none"))  # none|starttls|tls
+    # A login (user and password) over a connection without TLS is refused unless allowed here
+    # (a relay on the same host or a private network only).
+    smtp_allow_plain_login: bool = field(default_factory=lambda: _bool("PANEL_SMTP_ALLOW_PLAIN_LOGIN", False))
     mail_from: str = field(default_factory=lambda: _env("PANEL_MAIL_FROM", "panel@noventiq.example"))
     # Help block
     support_email: str = field(default_factory=lambda: _env("PANEL_SUPPORT_EMAIL", "support@noventiq.example"))
@@ -57,6 +60,7 @@ class Settings:
     cbu_url: str = field(default_factory=lambda: _env("PANEL_CBU_URL", "https://cbu.uz/ru/arkhiv-kursov-valyut/json/"))
     # Sessions and sign-in throttling
     session_idle_minutes: int = field(default_factory=lambda: int(_env("PANEL_SESSION_IDLE_MINUTES", "120")))
+    session_max_hours: int = field(default_factory=lambda: int(_env("PANEL_SESSION_MAX_HOURS", "12")))  # absolute
     login_max_failures: int = field(default_factory=lambda: int(_env("PANEL_LOGIN_MAX_FAILURES", "5")))
     login_window_minutes: int = field(default_factory=lambda: int(_env("PANEL_LOGIN_WINDOW_MINUTES", "15")))
     # Jobs

@@ -14,9 +14,13 @@ in pyproject keeps it so) and never log a request's headers or body.
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from .gateways import routes
+from .headers import SecurityHeaders
 
-app = Starlette(routes=routes)
+# Security headers on every response of the port: Reflex mounts its backend (and, with
+# --single-port, the compiled pages) under this app, so the middleware wraps them all.
+app = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
 
 __all__ = ["app"]

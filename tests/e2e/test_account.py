@@ -108,7 +108,7 @@ def test_owner_edits_the_organisation_details(page, db):
         assert org.phone == new_phone
     page.fill("#org-tax_id", "12")
     page.click("#save-details")
-    expect(page.get_by_text("ИНН состоит из 9 цифр.")).to_be_visible()
+    expect(page.get_by_text("ИНН — 9 цифр (организация) или ПИНФЛ — 14 цифр (индивидуальный предприниматель).")).to_be_visible()
     with Session(db) as s:
         org = s.exec(select(Organisation).where(Organisation.name == "ООО «Восток Трейд»")).one()
         assert org.tax_id == "307441096"

@@ -247,3 +247,14 @@ def test_a_known_customers_tax_id_cannot_be_registered_again(page, db):
     shot(page, "register-tax-id-taken", "ru")
     with Session(db) as s:
         assert len(s.exec(select(Organisation.id)).all()) == count
+
+
+def test_pages_carry_the_security_headers_and_still_work_under_them(page):
+    """The Content-Security-Policy is strict enough to keep the panel out of frames and foreign
+    scripts, and loose enough for the compiled app: the sign-in page answers and connects."""
+    response = page.goto("/login")
+    headers = response.headers
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+    wait_ready(page)
+    expect(page.locator("#login-form")).to_be_visible()

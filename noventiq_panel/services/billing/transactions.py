@@ -13,7 +13,6 @@ their sum and the balance right after that last entry. Every other entry stays a
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from sqlalchemy import String, case, cast, func, literal
 from sqlmodel import Session, select
 
 from noventiq_panel.db import local_date
+from noventiq_panel.services.core import spreadsheet
 from noventiq_panel.models import EntryKind, LedgerEntry, Organisation, Payment, Plan, Product, Subscription
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.core.authz import Actor, can_read
@@ -262,7 +262,7 @@ def export_transactions(session: Session, actor: Actor, fmt: str = "csv", *, sta
     kinds = KIND_NAMES[loc]
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.writer(buffer, delimiter=";" if loc == "ru" else ",", lineterminator="\r\n")
+        writer = spreadsheet.writer(buffer, delimiter=";" if loc == "ru" else ",", lineterminator="\r\n")
         writer.writerow(headers)
         for r in rows:
             writer.writerow([
@@ -279,17 +279,17 @@ def export_transactions(session: Session, actor: Actor, fmt: str = "csv", *, sta
     wb = Workbook()
     ws = wb.active
     ws.title = "Операции" if loc == "ru" else "Transactions"
-    ws.append(headers)
+    ws.append(spreadsheet.safe_row(headers))
     for cell in ws[1]:
         cell.font = Font(bold=True)
         cell.fill = PatternFill("solid", fgColor="E8E8E8")
         cell.alignment = Alignment(vertical="center", wrap_text=True)
     for r in rows:
-        ws.append([
+        ws.append(spreadsheet.safe_row([
             r.occurred_at.astimezone(zone).replace(tzinfo=None), kinds.get(r.kind, r.kind),
             describe(r, loc, org.timezone),
             r.subscription_name, r.payment_number or "", r.amount, r.currency, r.running_balance,
-        ])
+        ]))
     money_format = "#,##0.00"
     for row in ws.iter_rows(min_row=2):
         row[0].number_format = "DD.MM.YYYY HH:MM"

@@ -3,11 +3,13 @@
 - Passwords: argon2id (argon2-cffi ``PasswordHasher``); a hash made with older parameters is
   re-hashed at the next successful sign-in.
 - Sessions: the browser keeps a random secret (``secrets.token_urlsafe(32)``); only its SHA-256 is
-  stored (``AuthSession.token_hash``). A session ends after ``session_idle_minutes`` without use;
-  ``last_seen_at`` is written at most once a minute.
-- Throttling: after ``login_max_failures`` failed sign-ins of one account within
-  ``login_window_minutes`` (counted since its last successful sign-in), and after
-  ``IP_LIMIT_FACTOR`` times as many failures from one IP address, sign-in raises ``Throttled``
+  stored (``AuthSession.token_hash``). A session ends after ``session_idle_minutes`` without use,
+  and ``session_max_hours`` after sign-in however busy; ``last_seen_at`` is written at most once a
+  minute.
+- Throttling: after ``login_max_failures`` failed sign-ins of one account from one address within
+  ``login_window_minutes`` (counted since its last successful sign-in), after ``IP_LIMIT_FACTOR``
+  times as many from one address, and ``ACCOUNT_LIMIT_FACTOR`` times as many of one account from
+  anywhere, sign-in raises ``Throttled``
   (params: ``minutes`` to wait) without checking the password. Every checked attempt is a
   ``LoginAttempt`` row.
 - Password recovery and set-password links: a random token, its SHA-256 stored in
@@ -61,6 +63,7 @@ from noventiq_panel.services.core.errors import (
 HASHER = PasswordHasher()  # tests may replace it with cheaper parameters
 
 IP_LIMIT_FACTOR = 4  # one IP may fail this many times more than one account (offices share an IP)
+ACCOUNT_LIMIT_FACTOR = 10  # one account from all addresses together
 RESET_MAX_PER_EMAIL = 3  # reset mails per address per login window
 RESET_TOKEN_HOURS = 1
 INVITE_TOKEN_HOURS = 72
@@ -130,17 +133,20 @@ def retry_minutes(times: list[datetime], limit: int, now: datetime) -> int:
     return max(1, math.ceil((unlock - now).total_seconds() / 60))
 
 
-def _account_failures(session: Session, email: str, now: datetime) -> list[datetime]:
+def _account_failures(session: Session, email: str, now: datetime, ip: str | None = None) -> list[datetime]:
+    """Failed sign-ins of the account within the window since its last success; with ``ip``,
+    only those from that address."""
     since = window(now)
     last_success = session.exec(
         select(func.max(LoginAttempt.at)).where(LoginAttempt.email == email, LoginAttempt.success == True)  # noqa: E712
     ).one()
     if last_success is not None:  # a successful sign-in (or password reset) starts the count again
         since = max(since, last_success)
-    return list(session.exec(
-        select(LoginAttempt.at).where(LoginAttempt.email == email, LoginAttempt.success == False,  # noqa: E712
-                                      LoginAttempt.at > since).order_by(LoginAttempt.at)
-    ).all())
+    query = select(LoginAttempt.at).where(LoginAttempt.email == email, LoginAttempt.success == False,  # noqa: E712
+                                          LoginAttempt.at > since)
+    if ip is not None:
+        query = query.where(LoginAttempt.ip == ip[:64])
+    return list(session.exec(query.order_by(LoginAttempt.at)).all())
 
 
 def _ip_failures(session: Session, ip: str, now: datetime) -> list[datetime]:
@@ -153,18 +159,18 @@ def _ip_failures(session: Session, ip: str, now: datetime) -> list[datetime]:
 
 
 def _check_login_throttle(session: Session, email: str, ip: str, now: datetime) -> None:
-    settings = get_settings()
-    limit = settings.login_max_failures
-    failures = _account_failures(session, email, now)
-    if len(failures) >= limit:
-        raise Throttled("too many failed sign-ins for this account", key="auth.throttled",
-                        minutes=retry_minutes(failures, limit, now))
-    if ip:
-        ip_limit = limit * IP_LIMIT_FACTOR
-        failures = _ip_failures(session, ip, now)
-        if len(failures) >= ip_limit:
-            raise Throttled("too many failed sign-ins from this address", key="auth.throttled",
-                            minutes=retry_minutes(failures, ip_limit, now))
+    """Three counts, each within the login window: the account from this address
+    (``login_max_failures``: a stranger elsewhere cannot lock a known account out), the address
+    across accounts (``IP_LIMIT_FACTOR`` times as many: offices share an address), and the account
+    from everywhere (``ACCOUNT_LIMIT_FACTOR`` times as many: a guess spread over many addresses)."""
+    limit = get_settings().login_max_failures
+    for failures, allowed, what in (
+            (_account_failures(session, email, now, ip), limit, "this account from this address"),
+            (_ip_failures(session, ip, now) if ip else [], limit * IP_LIMIT_FACTOR, "this address"),
+            (_account_failures(session, email, now), limit * ACCOUNT_LIMIT_FACTOR, "this account")):
+        if len(failures) >= allowed:
+            raise Throttled(f"too many failed sign-ins for {what}", key="auth.throttled",
+                            minutes=retry_minutes(failures, allowed, now))
 
 
 def record_attempt(session: Session, email: str, ip: str, success: bool, now: datetime) -> None:
@@ -296,7 +302,7 @@ def resolve(session: Session, raw_token: str, now: datetime | None = None) -> Se
     idle = timedelta(minutes=get_settings().session_idle_minutes)
     user = session.get(User, row.user_id)
     reason = None
-    if now - row.last_seen_at > idle:
+    if now - row.last_seen_at > idle or now - row.created_at > timedelta(hours=get_settings().session_max_hours):
         reason = "auth.session_expired"
     elif user is None or not user.is_active:
         reason = "auth.session_expired"

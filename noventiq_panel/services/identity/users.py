@@ -8,29 +8,39 @@ Rules (DESIGN, Roles):
 - The last active Owner can be neither demoted nor deactivated (Conflict ``users.last_owner``);
   nobody deactivates themselves (Conflict ``users.cannot_deactivate_self``).
 - A membership id of another organisation is NotFound, like a missing one.
+- Invitations are not a relay: at most ``INVITES_PER_ORG`` per organisation and
+  ``INVITES_PER_INVITER`` per inviter within ``INVITE_WINDOW`` (Throttled); the subject is fixed
+  text, the organisation's and the inviter's names are data in the body; an address that declined
+  this organisation's invitation is not invited again for ``DECLINE_BLOCK`` (Conflict
+  ``users.invitation_declined``); every pending invitee is listed the same way (no name: the
+  list never tells whether the address already had an account).
 Every change is audited and commits its own transaction.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from noventiq_panel.models import AuthSession, Membership, Organisation, Role, User
+from noventiq_panel.models import AuditEvent, AuthSession, Membership, Organisation, Role, User
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.core import audit
 from noventiq_panel.services.identity import auth
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.core.authz import Access, Actor, can_manage_owners, can_read, can_write, own
 from noventiq_panel.services.identity import validation
-from noventiq_panel.services.core.errors import Conflict, DomainError, InvalidInput, NotFound
+from noventiq_panel.services.core.errors import Conflict, DomainError, InvalidInput, NotFound, Throttled
 from noventiq_panel.services.core.ledger import lock_organisation
 
 ROLES = (Role.OWNER, Role.ADMIN, Role.FINANCE)
+INVITE_WINDOW = timedelta(hours=1)
+INVITES_PER_ORG = 20
+INVITES_PER_INVITER = 10
+DECLINE_BLOCK = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -57,8 +67,9 @@ class Profile:
 def _view(m: Membership, u: User, last_seen: datetime | None = None) -> MemberView:
     """``last_login_at`` is the member's last activity in THIS organisation: a user may belong to
     several, and one organisation must not learn when its members work for another."""
-    if m.awaiting_consent:
-        # An invitation the user has not accepted: the organisation learns nothing of the account.
+    if m.awaiting_consent or not u.password_hash:
+        # An invitation not yet accepted (an existing account's consent, or a new user's password):
+        # listed alike, so the organisation learns nothing of whether the address had an account.
         return MemberView(membership_id=m.id, user_id=u.id, email=u.email, name="", role=m.role,
                           is_active=m.is_active, pending=True, created_at=m.created_at, last_login_at=None)
     return MemberView(membership_id=m.id, user_id=u.id, email=u.email, name=u.name, role=m.role,
@@ -128,6 +139,7 @@ def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, 
         name = validation.validate_name(name)
         inviter = session.get(User, actor.user_id) if actor.user_id else None
         locale = validation.validate_locale(locale) if locale else (inviter.locale if inviter else "ru")
+        _throttle_invitations(session, access.org_id, actor.user_id, now)
         user = session.exec(select(User).where(User.email == email)).first()
         if user is not None:
             existing = session.exec(select(Membership).where(Membership.user_id == user.id,
@@ -135,6 +147,9 @@ def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, 
             if existing is not None:
                 key = "users.already_member" if existing.is_active else "users.member_inactive"
                 raise Conflict("already a member of this organisation", key=key, field="email")
+            if _declined_recently(session, access.org_id, user.id, now):
+                raise Conflict("this address declined an invitation recently", key="users.invitation_declined",
+                               field="email")
     except DomainError:
         session.rollback()
         raise
@@ -164,6 +179,27 @@ def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, 
         session.rollback()
         raise Conflict("already a member of this organisation", key="users.already_member", field="email") from None
     return _view(membership, user, _last_seen_in(session, membership.org_id).get(user.id))
+
+
+def _throttle_invitations(session: Session, org_id: int, inviter_id: int | None, now: datetime) -> None:
+    since = now - INVITE_WINDOW
+    sent = select(AuditEvent.created_at).where(AuditEvent.action == "user.invited", AuditEvent.created_at > since)
+    for query, limit in ((sent.where(AuditEvent.org_id == org_id), INVITES_PER_ORG),
+                         (sent.where(AuditEvent.user_id == inviter_id), INVITES_PER_INVITER)):
+        if inviter_id is None and limit == INVITES_PER_INVITER:
+            continue
+        times = sorted(session.exec(query).all())
+        if len(times) >= limit:
+            wait = times[len(times) - limit] + INVITE_WINDOW - now
+            raise Throttled("too many invitations", key="auth.throttled",
+                            minutes=max(1, int(wait.total_seconds() // 60) + 1))
+
+
+def _declined_recently(session: Session, org_id: int, user_id: int, now: datetime) -> bool:
+    events = session.exec(select(AuditEvent.details).where(
+        AuditEvent.org_id == org_id, AuditEvent.action == "user.invitation_declined",
+        AuditEvent.created_at > now - DECLINE_BLOCK)).all()
+    return any((d or {}).get("member_user_id") == user_id for d in events)
 
 
 @dataclass(frozen=True)
@@ -208,7 +244,8 @@ def accept_invitation(session: Session, user_id: int, membership_id: int) -> Non
 
 
 def decline_invitation(session: Session, user_id: int, membership_id: int) -> None:
-    """The invited user refuses: the invitation is removed (the organisation may invite again)."""
+    """The invited user refuses: the invitation is removed, and the organisation cannot invite the
+    address again for ``DECLINE_BLOCK``."""
     try:
         m = _own_invitation(session, user_id, membership_id)
     except DomainError:

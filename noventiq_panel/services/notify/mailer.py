@@ -180,6 +180,10 @@ async def _deliver(messages: list[EmailMessage], settings: Settings) -> list[Exc
     """Send over one connection. Per message: None (accepted) or the error. A connection problem
     before or between messages raises ``_ConnectionProblem`` carrying the outcomes so far."""
     tls = (settings.smtp_tls or "none").lower()
+    if settings.smtp_user and tls not in ("starttls", "tls") and not settings.smtp_allow_plain_login:
+        # the password would cross the network in clear: nothing is sent, the mail waits
+        raise _ConnectionProblem("SMTP login over a plaintext connection refused: set PANEL_SMTP_TLS=starttls or tls "
+                                 "(or PANEL_SMTP_ALLOW_PLAIN_LOGIN=1 for a local relay)")
     smtp = aiosmtplib.SMTP(hostname=settings.smtp_host, port=settings.smtp_port, timeout=SMTP_TIMEOUT,
                            use_tls=tls == "tls", start_tls=True if tls == "starttls" else False)
     results: list[Exception | None] = []

@@ -7,7 +7,6 @@ display; the totals are the rounded sums of the unrounded amounts.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from openpyxl.utils import get_column_letter
 from sqlmodel import Session
 
 from noventiq_panel import i18n
+from noventiq_panel.services.core import spreadsheet
 from noventiq_panel.models import Organisation
 from noventiq_panel.services.reporting import iaas, spend
 from noventiq_panel.services.reporting.filters import OTHER, Filters
@@ -44,20 +44,13 @@ def _money(value: Decimal | None, currency: str) -> Decimal | None:
     return value.quantize(quantum(currency), rounding=ROUND_HALF_UP)
 
 
-def _safe_text(value):
-    """Spreadsheet formula injection: text starting with = + - @ is written with a leading quote."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 def _cell_text(value) -> str:
     if value is None:
         return ""
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str):
-        return _safe_text(value)
+        return spreadsheet.safe_cell(value)
     return str(value)
 
 
@@ -123,15 +116,15 @@ def iaas_report_xlsx(session: Session, actor: Actor, start: date, end: date, sub
     ws.title = _t("analytics.report.sheet_summary", locale)[:31]
     ws["A1"] = _t("analytics.report.title", locale)
     ws["A1"].font = Font(bold=True, size=14)
-    ws["A2"] = _safe_text(org.name)
+    ws["A2"] = spreadsheet.safe_cell(org.name)
     ws["A3"] = _t("analytics.report.period", locale, start=start, end=end - timedelta(days=1))
     _header(ws, 5, [_t("analytics.col.subscription", locale), _t("analytics.col.service", locale),
                     _t("analytics.col.cost_usage", locale), _t("analytics.col.currency", locale),
                     _t("analytics.col.cost_org", locale, currency=cur)])
     r = 6
     for sub, svc, cost, ucur, cost_org in s.by_sub_service:
-        ws.cell(row=r, column=1, value=_safe_text(sub))
-        ws.cell(row=r, column=2, value=_safe_text(svc or "—"))
+        ws.cell(row=r, column=1, value=spreadsheet.safe_cell(sub))
+        ws.cell(row=r, column=2, value=spreadsheet.safe_cell(svc or "—"))
         ws.cell(row=r, column=3, value=cost).number_format = PRICE_FORMAT
         ws.cell(row=r, column=4, value=ucur)
         ws.cell(row=r, column=5, value=_money(cost_org, cur)).number_format = MONEY_FORMAT
@@ -158,11 +151,11 @@ def iaas_report_xlsx(session: Session, actor: Actor, start: date, end: date, sub
                     _t("analytics.col.cost_org", locale, currency=cur)])
     for i, row in enumerate(s.rows, start=2):
         wd.cell(row=i, column=1, value=row.day).number_format = "yyyy-mm-dd"
-        wd.cell(row=i, column=2, value=_safe_text(row.subscription))
-        wd.cell(row=i, column=3, value=_safe_text(row.service))
-        wd.cell(row=i, column=4, value=_safe_text(row.resource_group))
-        wd.cell(row=i, column=5, value=_safe_text(row.resource_name))
-        wd.cell(row=i, column=6, value=_safe_text(row.resource_id))
+        wd.cell(row=i, column=2, value=spreadsheet.safe_cell(row.subscription))
+        wd.cell(row=i, column=3, value=spreadsheet.safe_cell(row.service))
+        wd.cell(row=i, column=4, value=spreadsheet.safe_cell(row.resource_group))
+        wd.cell(row=i, column=5, value=spreadsheet.safe_cell(row.resource_name))
+        wd.cell(row=i, column=6, value=spreadsheet.safe_cell(row.resource_id))
         wd.cell(row=i, column=7, value=row.cost).number_format = PRICE_FORMAT
         wd.cell(row=i, column=8, value=row.currency)
         wd.cell(row=i, column=9, value=row.cost_org).number_format = PRICE_FORMAT
@@ -181,13 +174,12 @@ def iaas_report_csv(session: Session, actor: Actor, start: date, end: date, subs
     UTF-8 with a byte-order mark so that spreadsheet programs read the Cyrillic right."""
     s = _summarise(session, actor, start, end, subscription_id)
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
+    w = spreadsheet.writer(buf, lineterminator="\r\n")
     w.writerow(["day", "subscription", "service", "resource_group", "resource", "resource_id", "cost",
                 "currency", f"cost_{s.currency.lower()}"])
     for row in s.rows:
-        w.writerow([row.day.isoformat(), _safe_text(row.subscription), _safe_text(row.service),
-                    _safe_text(row.resource_group), _safe_text(row.resource_name), _safe_text(row.resource_id),
-                    str(row.cost), row.currency, "" if row.cost_org is None else str(row.cost_org)])
+        w.writerow([row.day.isoformat(), row.subscription, row.service, row.resource_group, row.resource_name,
+                    row.resource_id, str(row.cost), row.currency, "" if row.cost_org is None else str(row.cost_org)])
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 
@@ -255,7 +247,7 @@ def analytics_export(session: Session, actor: Actor, filters: Filters, fmt: str,
     name = f"analytics_{_filename_part(f.start, f.end)}.{fmt}"
     if fmt == "csv":
         buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\r\n")
+        w = spreadsheet.writer(buf, lineterminator="\r\n")
         for n, (title, header, rows) in enumerate(tables):
             if n:
                 w.writerow([])
@@ -276,7 +268,7 @@ def analytics_export(session: Session, actor: Actor, filters: Filters, fmt: str,
         _header(ws, r + 1, header)
         r += 2
         for row in rows:
-            ws.cell(row=r, column=1, value=_safe_text(row[0]))
+            ws.cell(row=r, column=1, value=spreadsheet.safe_cell(row[0]))
             ws.cell(row=r, column=2, value=row[1]).number_format = MONEY_FORMAT
             ws.cell(row=r, column=3, value=row[2]).number_format = "0.00"
             r += 1
@@ -284,10 +276,10 @@ def analytics_export(session: Session, actor: Actor, filters: Filters, fmt: str,
     _widths(ws, [40, 20, 12])
     title, header, rows = tables[-1]
     wd = wb.create_sheet(_t("analytics.report.sheet_dynamics", locale)[:31])
-    _header(wd, 1, [_safe_text(h) for h in header])
+    _header(wd, 1, [spreadsheet.safe_cell(h) for h in header])
     for i, row in enumerate(rows, start=2):
         for j, v in enumerate(row, start=1):
-            cell = wd.cell(row=i, column=j, value=_safe_text(v))
+            cell = wd.cell(row=i, column=j, value=spreadsheet.safe_cell(v))
             if isinstance(v, Decimal):
                 cell.number_format = MONEY_FORMAT
             elif isinstance(v, date):

@@ -8,7 +8,6 @@ in the usage currency. Figures are written to 6 decimals, without trailing zeros
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -19,7 +18,7 @@ from sqlmodel import Session
 
 from noventiq_panel.config import get_settings
 from noventiq_panel.models import Organisation, UsageRecord
-from noventiq_panel.services.core import clock, rates
+from noventiq_panel.services.core import clock, rates, spreadsheet
 from noventiq_panel.services.core.authz import Actor, can_read
 from noventiq_panel.services.core.errors import InvalidInput, RateMissing
 from noventiq_panel.services.catalog import subscription_info
@@ -66,7 +65,7 @@ def _export_rows(session: Session, org: Organisation, subs: dict, start: date, e
                  ) -> Iterator[bytes]:
     a, b = clock.local_midnight(start, org.timezone), clock.local_midnight(end, org.timezone)
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = spreadsheet.writer(buf, lineterminator="\n")
     writer.writerow(FOCUS_EXPORT_COLUMNS)
     rate_cache: dict = {}
     query = (

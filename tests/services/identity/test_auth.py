@@ -136,19 +136,49 @@ def test_an_old_hash_is_upgraded_at_sign_in(session, monkeypatch):
 
 # --- throttling ------------------------------------------------------------------------------
 
-def test_an_account_is_throttled_after_max_failures_even_for_the_right_password(session):
+def test_an_account_is_throttled_after_max_failures_from_one_address_even_for_the_right_password(session):
     member(session, email="victim@example.com")
     for i in range(5):  # login_max_failures
         with pytest.raises(NotAuthenticated):
-            auth.sign_in(session, "victim@example.com", f"guess-{i}xx", ip=f"10.0.0.{i}", now=T0 + timedelta(minutes=i))
+            auth.sign_in(session, "victim@example.com", f"guess-{i}xx", ip="10.0.0.1", now=T0 + timedelta(minutes=i))
     with pytest.raises(Throttled) as exc:
-        auth.sign_in(session, "victim@example.com", PW, ip="10.9.9.9", now=T0 + timedelta(minutes=5))
+        auth.sign_in(session, "victim@example.com", PW, ip="10.0.0.1", now=T0 + timedelta(minutes=5))
     assert exc.value.key == "auth.throttled"
     assert exc.value.params["minutes"] == 10  # the first failure leaves the 15-minute window at T0+15
     # a throttled attempt is not even recorded, and opens nothing
     assert count(session, LoginAttempt) == 5 and count(session, AuthSession) == 0
     # once the window has passed, the right password works again
-    auth.sign_in(session, "victim@example.com", PW, now=T0 + timedelta(minutes=15, seconds=1))
+    auth.sign_in(session, "victim@example.com", PW, ip="10.0.0.1", now=T0 + timedelta(minutes=15, seconds=1))
+
+
+def test_a_stranger_elsewhere_cannot_lock_a_known_account_out(session):
+    """Issue 14: the count is per account and address together."""
+    member(session, email="boss@example.com")
+    for i in range(5):
+        with pytest.raises(NotAuthenticated):
+            auth.sign_in(session, "boss@example.com", f"guess-{i}xx", ip="198.51.100.66", now=T0 + timedelta(minutes=i))
+    with pytest.raises(Throttled):
+        auth.sign_in(session, "boss@example.com", PW, ip="198.51.100.66", now=T0 + timedelta(minutes=5))
+    auth.sign_in(session, "boss@example.com", PW, ip="10.0.0.5", now=T0 + timedelta(minutes=5))  # the owner, at work
+
+
+def test_guesses_at_one_account_spread_over_many_addresses_are_throttled_too(session):
+    member(session, email="target@example.com")
+    for i in range(5 * auth.ACCOUNT_LIMIT_FACTOR):
+        with pytest.raises(NotAuthenticated):
+            auth.sign_in(session, "target@example.com", "wrong-guess", ip=f"10.1.{i // 4}.{i % 4}",
+                         now=T0 + timedelta(seconds=i))
+    with pytest.raises(Throttled):
+        auth.sign_in(session, "target@example.com", PW, ip="10.200.0.1", now=T0 + timedelta(minutes=2))
+
+
+def test_a_session_ends_after_its_absolute_lifetime_however_busy(session):
+    member(session, email="busy@example.com")
+    raw, _ = auth.sign_in(session, "busy@example.com", PW, now=T0)
+    for minutes in range(0, 12 * 60, 60):  # used every hour: never idle
+        auth.resolve(session, raw, now=T0 + timedelta(minutes=minutes))
+    with pytest.raises(NotAuthenticated):
+        auth.resolve(session, raw, now=T0 + timedelta(hours=12, minutes=1))
 
 
 def test_a_successful_sign_in_starts_the_account_count_again(session):

@@ -11,7 +11,7 @@ from sqlmodel import Session, func, select
 from noventiq_panel.models import AuditEvent, Membership, Notification, PasswordResetToken, Role, User
 from noventiq_panel.services.identity import auth, users
 from noventiq_panel.services.core.authz import Actor
-from noventiq_panel.services.core.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound
+from noventiq_panel.services.core.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated, NotFound, Throttled
 
 from tests import factories as f
 
@@ -83,7 +83,7 @@ def test_invite_an_existing_user_adds_a_membership_without_a_new_password_once_a
     assert membership(session, known, o).role == Role.ADMIN
     assert count(session, PasswordResetToken) == 0
     mail = session.exec(select(Notification).where(Notification.user_id == known.id)).one()
-    assert "/reset/" not in mail.body_text and "ООО «Команда»" in mail.subject
+    assert "/reset/" not in mail.body_text and "ООО «Команда»" in mail.body_text
     raw, _ = auth.sign_in(session, "known@example.com", PW, now=T0)
     assert {o_["id"] for o_ in auth.resolve(session, raw, now=T0).orgs} == {elsewhere.id}  # until accepted
     (invitation,) = users.pending_invitations(session, known.id)
@@ -312,7 +312,7 @@ def test_inviting_an_existing_account_waits_for_its_consent_and_reveals_nothing(
     assert row.name == "Настоящее Имя" and not row.pending
 
 
-def test_a_declined_invitation_is_removed_and_can_be_sent_again(session):
+def test_a_declined_invitation_is_removed_and_blocks_a_new_one_for_thirty_days(session):
     a, b = f.org(session, name="A"), f.org(session, name="B")
     owner_a = f.user(session, a, Role.OWNER, email="owner-a@example.com")
     other = f.user(session, b, Role.OWNER, email="other@example.com", password_hash=auth.hash_password("long-enough-1"))
@@ -322,5 +322,46 @@ def test_a_declined_invitation_is_removed_and_can_be_sent_again(session):
     assert session.exec(select(Membership).where(Membership.org_id == a.id, Membership.user_id == other.id)).first() is None
     with pytest.raises(NotFound):
         users.accept_invitation(session, other.id, invitation.membership_id)
-    users.invite(session, f.actor(owner_a, a), email="other@example.com", name="X", role=Role.FINANCE)
+    with pytest.raises(Conflict) as exc:  # no re-inviting at once (issue 14: invitations as a relay)
+        users.invite(session, f.actor(owner_a, a), email="other@example.com", name="X", role=Role.FINANCE)
+    assert exc.value.key == "users.invitation_declined"
+    assert users.pending_invitations(session, other.id) == []
+    later = datetime.now(timezone.utc) + users.DECLINE_BLOCK + timedelta(minutes=1)
+    users.invite(session, f.actor(owner_a, a), email="other@example.com", name="X", role=Role.FINANCE, now=later)
     assert len(users.pending_invitations(session, other.id)) == 1
+
+
+def test_invitations_are_throttled_per_organisation_and_per_inviter(session):
+    a = f.org(session, name="A")
+    owner = f.user(session, a, Role.OWNER, email="owner-a@example.com")
+    admin = f.user(session, a, Role.ADMIN, email="admin-a@example.com")
+    for i in range(users.INVITES_PER_INVITER):
+        users.invite(session, f.actor(owner, a), email=f"p{i}@example.com", name="P", role=Role.FINANCE)
+    before = session.exec(select(func.count()).select_from(Notification)).one()
+    with pytest.raises(Throttled):
+        users.invite(session, f.actor(owner, a), email="one-more@example.com", name="P", role=Role.FINANCE)
+    assert session.exec(select(func.count()).select_from(Notification)).one() == before
+    for i in range(users.INVITES_PER_ORG - users.INVITES_PER_INVITER):
+        users.invite(session, f.actor(admin, a), email=f"q{i}@example.com", name="Q", role=Role.FINANCE)
+    with pytest.raises(Throttled):  # the organisation's limit, whoever invites
+        users.invite(session, f.actor(admin, a), email="q-more@example.com", name="Q", role=Role.FINANCE)
+
+
+def test_the_invitation_subject_carries_no_text_of_the_inviters_choosing(session):
+    a = f.org(session, name="ООО «Бесплатные деньги: перейдите по ссылке»")
+    owner = f.user(session, a, Role.OWNER, name="Служба безопасности банка")
+    users.invite(session, f.actor(owner, a), email="target@example.com", name="Жертва", role=Role.FINANCE)
+    mail = session.exec(select(Notification).where(Notification.kind == "invite")).one()
+    assert mail.subject == "Приглашение в панель Noventiq"
+    assert "Бесплатные деньги" in mail.body_text  # shown as data in the body
+
+
+def test_every_pending_invitee_is_listed_alike_whether_the_address_had_an_account_or_not(session):
+    a, b = f.org(session, name="A"), f.org(session, name="B")
+    owner = f.user(session, a, Role.OWNER)
+    f.user(session, b, Role.OWNER, email="has-account@example.com", name="Скрытое Имя",
+           password_hash=auth.hash_password("long-enough-1"))
+    users.invite(session, f.actor(owner, a), email="has-account@example.com", name="Имя 1", role=Role.ADMIN)
+    users.invite(session, f.actor(owner, a), email="no-account@example.com", name="Имя 2", role=Role.ADMIN)
+    rows = {m.email: (m.name, m.pending, m.last_login_at) for m in users.list_members(session, f.actor(owner, a))}
+    assert rows["has-account@example.com"] == rows["no-account@example.com"] == ("", True, None)

@@ -238,3 +238,18 @@ def test_backoff_doubles_up_to_an_hour():
     assert [mailer.backoff(a) for a in (1, 2, 3, 7, 8, 30)] == [
         timedelta(minutes=1), timedelta(minutes=2), timedelta(minutes=4), timedelta(hours=1), timedelta(hours=1),
         timedelta(hours=1)]
+
+
+def test_a_password_is_never_sent_over_a_plaintext_connection(engine, session, smtp, monkeypatch):
+    """Issue 14: with a user and password but no TLS the mailer refuses to log in; nothing is
+    sent, nothing is lost (the mail waits for a retry), and the reason is said."""
+    monkeypatch.setenv("PANEL_SMTP_USER", "panel")
+    monkeypatch.setenv("PANEL_SMTP_PASSWORD", "secret")
+    reset_settings()
+    smtp.start()
+    [nid] = queue(session)
+    summary = mailer.send_due(factory(engine), now=NOW)
+    assert summary.sent == 0 and smtp.inbox.messages == []
+    assert any("plaintext" in e for e in summary.errors)
+    [row] = rows(session, [nid])
+    assert row.status == "queued" and "plaintext" in row.last_error
