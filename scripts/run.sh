@@ -12,8 +12,15 @@ ensure_venv
 
 echo "==> migrating the database"
 noventiq-panel init
-echo "==> loading the demo data"
-noventiq-panel demo
+# Demo users have a published password: the demo data goes only into the embedded default
+# database, or where asked explicitly (bash scripts/run.sh --demo); `demo` itself also refuses a
+# database that holds organisations or users it did not create.
+if [ -z "${REFLEX_DB_URL:-}" ] || [ "${1:-}" = "--demo" ]; then
+  echo "==> loading the demo data"
+  noventiq-panel demo
+else
+  echo "==> REFLEX_DB_URL is set: no demo data loaded (pass --demo to load it into that database)"
+fi
 
 cat <<MSG
 

@@ -44,6 +44,7 @@ from noventiq_panel.db import BulkInsert
 from noventiq_panel.models import ExchangeRate, Membership, Organisation, User
 from noventiq_panel.services.catalog import catalog_import
 from noventiq_panel.services.core import clock, ledger
+from noventiq_panel.services.core.errors import Conflict
 from noventiq_panel.services.demo.builder import OrgBuilder, hour_floor, marker_key
 from noventiq_panel.services.demo.histories import BUILDERS
 from noventiq_panel.services.identity.auth import hash_password
@@ -215,8 +216,30 @@ def find_anchor(session: Session) -> Optional[datetime]:
 # ---------------------------------------------------------------------------------------------
 
 
+def foreign_data(session: Session) -> tuple[list[str], list[str]]:
+    """Organisations and users the demo did not create (names, e-mails): a demo organisation is one
+    whose history the demo posted (its marker entry), a demo user one of :data:`LOGINS`."""
+    demo_org_ids = set(session.exec(select(models.LedgerEntry.org_id).where(
+        models.LedgerEntry.idempotency_key.in_([marker_key(k) for k in ORGS]))).all())
+    orgs = [o.name for o in session.exec(select(Organisation).order_by(Organisation.id)).all()
+            if o.id not in demo_org_ids]
+    logins = {login.email for login in LOGINS}
+    users = [u.email for u in session.exec(select(User).order_by(User.id)).all() if u.email not in logins]
+    return orgs, users
+
+
 def load(session: Session, *, now: datetime | None = None, catalog_path: Path | str = DEMO_CATALOG) -> DemoResult:
-    """Load the demo data (idempotent) and commit. ``now`` only matters on the first run."""
+    """Load the demo data (idempotent) and commit. ``now`` only matters on the first run.
+
+    Refuses (Conflict ``demo.foreign_data``, nothing written) a database that holds organisations
+    or users the demo did not create: demo users have a published password, and the loader would
+    take over an organisation or a user that happened to match a demo one."""
+    foreign_orgs, foreign_users = foreign_data(session)
+    session.rollback()
+    if foreign_orgs or foreign_users:
+        raise Conflict(f"the database holds {len(foreign_orgs)} organisation(s) and {len(foreign_users)} user(s) "
+                       "the demo did not create: demo data (with its published password) goes only into a "
+                       "database of its own", key="demo.foreign_data")
     anchor = find_anchor(session) or hour_floor(now or clock.utcnow())
     result = DemoResult(anchor=anchor)
     try:

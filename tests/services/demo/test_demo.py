@@ -177,3 +177,21 @@ def test_every_demo_money_movement_reads_in_english(session):
         for row in rows:
             text = transactions.describe(row, "en", org.timezone)
             assert not cyrillic.search(text.replace(row.subscription_name, "")), (row.kind, text)
+
+
+def test_the_demo_refuses_a_database_with_customers_it_did_not_create(sqlite_engine):
+    """Issue 14: demo users have a published password; loading them beside real customers (or
+    taking over an organisation or user that matches a demo one) must not happen."""
+    from sqlmodel import Session
+
+    from noventiq_panel.services.core.errors import Conflict
+    from tests import factories as f
+
+    with Session(sqlite_engine) as s:
+        real = f.org(s, name=demo.ORGS[next(iter(demo.ORGS))]["name"], tax_id=demo.ORGS[next(iter(demo.ORGS))]["tax_id"])
+        f.user(s, real, email="director@real.uz")
+        before = demo.describe(s)
+        with pytest.raises(Conflict) as exc:
+            demo.load(s)
+        assert exc.value.key == "demo.foreign_data"
+        assert demo.describe(s) == before
