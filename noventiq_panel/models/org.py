@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Index, UniqueConstraint, and_, text
+from sqlalchemy import JSON, BigInteger, Index, UniqueConstraint, and_, text
 from sqlmodel import Field, SQLModel
 
 from .types import Money, UTCDateTime, utcnow
@@ -47,6 +47,8 @@ class Organisation(SQLModel, table=True):
     # Credit control: since when the balance is below what the organisation may spend (below zero
     # when prepaid, beyond the credit limit when postpaid); None while it is not.
     overdrawn_since: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    # An Owner's rule: every member signs in with a one-time code (identity/two_factor.py).
+    require_two_factor: bool = Field(default=False)
 
 
 class User(SQLModel, table=True):
@@ -61,6 +63,11 @@ class User(SQLModel, table=True):
     # When the user proved they read this mailbox (a verification or set-password link opened);
     # None: no access to any organisation yet (services/identity/verification.py).
     email_verified_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    # Two-factor sign-in (identity/two_factor.py): the TOTP secret (base32; set when enrolment
+    # starts, in force once ``totp_enabled_at`` is set) and the last time step used (no replay).
+    totp_secret: Optional[str] = Field(default=None, max_length=64, repr=False)
+    totp_enabled_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    totp_last_step: Optional[int] = Field(default=None, sa_type=BigInteger)
 
 
 class Membership(SQLModel, table=True):
@@ -84,6 +91,15 @@ class Membership(SQLModel, table=True):
     @property
     def gives_access(self) -> bool:
         return self.is_active and not self.awaiting_consent
+
+
+class RecoveryCode(SQLModel, table=True):
+    """A single-use recovery code of two-factor sign-in; only its SHA-256 is stored."""
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    code_hash: str = Field(max_length=64)
+    used_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
 
 
 class AuthSession(SQLModel, table=True):

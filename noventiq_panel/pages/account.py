@@ -239,6 +239,16 @@ def users_tab() -> rx.Component:
             direction=rx.breakpoints(initial="column", sm="row"),
         ),
         members_list(),
+        rx.cond(
+            AccountState.is_owner,
+            rx.card(rx.vstack(
+                rx.hstack(rx.switch(checked=AccountState.require_two_factor,
+                                    on_change=AccountState.set_require_two_factor, id="require-two-factor"),
+                          rx.text(T("two_factor.require"), size="2", weight="medium"), spacing="2", align="center"),
+                rx.text(T("two_factor.require_hint"), size="1", color=rx.color("gray", 11)),
+                spacing="2"), width="100%"),
+            rx.fragment(),
+        ),
         rx.cond(AccountState.can_write, rx.fragment(), read_only_note("account.read_only", width="100%")),
         spacing="4",
         width="100%",

@@ -66,6 +66,9 @@ def login_page() -> rx.Component:
         ),
         field("signin.email", "email", type_="email", autocomplete="username"),
         field("signin.password", "password", type_="password", autocomplete="current-password"),
+        rx.cond(LoginState.need_code,
+                field("signin.code", "code", autocomplete="one-time-code", input_mode="numeric", auto_focus=True),
+                rx.fragment()),
         submit("signin.login.submit", LoginState, "login-submit"),
         rx.hstack(
             rx.link(T("signin.login.forgot"), href="/recovery", size="2", id="link-recovery"),

@@ -68,6 +68,60 @@ def password_card() -> rx.Component:
     )
 
 
+def two_factor_card() -> rx.Component:
+    """Two-factor sign-in: enrol (QR code, the code from the app, the recovery codes once), or off."""
+    S = ProfileState
+    enrol = rx.vstack(
+        rx.text(T("two_factor.scan"), size="2"),
+        rx.image(src=S.tf_enrol["qr"], alt="QR", width="180px", height="180px", id="tf-qr"),
+        rx.text(T("two_factor.secret"), size="1", color=rx.color("gray", 11)),
+        rx.code(S.tf_enrol["secret"], id="tf-secret", size="2"),
+        rx.form(
+            rx.hstack(rx.input(name="code", id="tf-code", placeholder="123456", input_mode="numeric",
+                               auto_complete="one-time-code", required=True, max_length=6),
+                      rx.button(T("two_factor.confirm"), type="submit", id="tf-confirm"), spacing="2", wrap="wrap"),
+            on_submit=S.tf_confirm, reset_on_submit=True,
+        ),
+        spacing="2", width="100%",
+    )
+    codes = rx.vstack(
+        rx.callout(T("two_factor.codes_once"), icon="key-round", color_scheme="amber", width="100%"),
+        rx.grid(rx.foreach(S.tf_codes, lambda c: rx.code(c, size="2")), columns="2", spacing="2",
+                id="tf-codes"),
+        rx.button(T("two_factor.codes_saved"), on_click=S.tf_codes_saved, variant="soft", id="tf-codes-saved"),
+        spacing="2", width="100%",
+    )
+    off = rx.form(
+        rx.vstack(
+            rx.text(T("two_factor.on", left=S.tf_left.to_string()), size="2", id="tf-on"),
+            rx.hstack(rx.input(name="code", id="tf-disable-code", placeholder=T("two_factor.code_or_recovery"),
+                               required=True, auto_complete="one-time-code"),
+                      rx.button(T("two_factor.disable"), type="submit", color_scheme="red", variant="soft",
+                                id="tf-disable"), spacing="2", wrap="wrap"),
+            spacing="2",
+        ),
+        on_submit=S.tf_disable, reset_on_submit=True,
+    )
+    return rx.card(
+        rx.vstack(
+            rx.heading(T("two_factor.title"), size="4"),
+            rx.cond(S.tf_required, rx.callout(T("two_factor.required_notice"), icon="shield-alert",
+                                              color_scheme="amber", width="100%", id="tf-required"), rx.fragment()),
+            error_callout(S.tf_error, "tf-error"),
+            rx.cond(
+                S.tf_codes.length() > 0, codes,
+                rx.cond(S.tf_on, off, rx.cond(
+                    S.tf_enrol.contains("qr"), enrol,
+                    rx.vstack(rx.text(T("two_factor.off"), size="2"),
+                              rx.button(T("two_factor.enable"), on_click=S.tf_start, id="tf-start"), spacing="2"),
+                )),
+            ),
+            spacing="3", width="100%",
+        ),
+        width="100%",
+    )
+
+
 HISTORY_COLUMNS = [
     Column("date", "profile.history.col.date", numeric=True),
     Column("subject", "profile.history.col.subject"),
@@ -145,8 +199,8 @@ def profile_page() -> rx.Component:
         when_loaded(
             ProfileState.loaded,
             rx.vstack(
-                rx.grid(personal_card(), password_card(), columns=rx.breakpoints(initial="1", md="2"), spacing="4",
-                        width="100%", align_items="start"),
+                rx.grid(personal_card(), password_card(), two_factor_card(), columns=rx.breakpoints(initial="1", md="2"),
+                        spacing="4", width="100%", align_items="start"),
                 history_section(),
                 spacing="6",
                 width="100%",

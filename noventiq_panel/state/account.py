@@ -12,7 +12,7 @@ from datetime import datetime
 import reflex as rx
 from babel.dates import get_timezone, get_timezone_gmt, get_timezone_location
 
-from noventiq_panel.services.identity import organisations, users
+from noventiq_panel.services.identity import organisations, two_factor, users
 from ..services.core.errors import DomainError, InvalidInput
 from .base import BaseState
 from .formatting import flag, fmt_date, fmt_datetime, fmt_money
@@ -36,6 +36,10 @@ def _load(session, actor):
     return organisations.get_details(session, actor), users.list_members(session, actor)
 
 
+def _set_two_factor(session, actor, value: bool) -> bool:
+    return two_factor.set_required(session, actor, value)
+
+
 class AccountState(BaseState):
     loaded: bool = False
     tab: str = "details"
@@ -44,6 +48,7 @@ class AccountState(BaseState):
     invite_open: bool = False
     invite_error: str = ""
     saving: bool = False
+    require_two_factor: bool = False
 
     @rx.event
     def set_tab(self, tab: str):
@@ -82,6 +87,7 @@ class AccountState(BaseState):
                                       if d.low_balance_threshold is not None else self._t("account.not_set")),
             "created_at": fmt_date(d.created_at, lang, d.timezone),
         }
+        self.require_two_factor = d.require_two_factor
         rows = []
         for m in members:
             if not m.is_active:
@@ -106,6 +112,15 @@ class AccountState(BaseState):
             })
         self.members = rows
         self.loaded = True
+
+    @rx.event
+    async def set_require_two_factor(self, value: bool):
+        """An Owner requires (or stops requiring) two-factor sign-in of every member."""
+        try:
+            self.require_two_factor = await self._act(_set_two_factor, bool(value))
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        return self._ok("common.saved")
 
     async def _reload(self) -> None:
         details, members = await self._act(_load)

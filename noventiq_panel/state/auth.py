@@ -27,8 +27,8 @@ def _field(form: Any, name: str, limit: int = MAX_FIELD) -> str:
     return value.strip()[:limit] if name not in ("password", "password2", "old_password") else value[:limit]
 
 
-def _sign_in(session, email: str, password: str, ip: str) -> tuple[str, Ctx]:
-    raw, _user = auth.sign_in(session, email, password, ip=ip)
+def _sign_in(session, email: str, password: str, ip: str, code: str = "") -> tuple[str, Ctx]:
+    raw, _user = auth.sign_in(session, email, password, ip=ip, code=code or None)
     return raw, ctx_of(auth.resolve(session, raw))
 
 
@@ -69,6 +69,7 @@ class AuthFormState(BaseState):
 class LoginState(AuthFormState):
     unverified_email: str = ""  # the right password, the mailbox not proven: offer the link again
     resent: bool = False
+    need_code: bool = False  # two-factor sign-in: the one-time code field is shown
 
     @rx.event
     async def sign_in(self, form: dict):
@@ -80,19 +81,23 @@ class LoginState(AuthFormState):
             return
         self.busy = True
         yield
+        code = _field(form, "code", 32)
         try:
-            out = await self._call(_sign_in, email, password, self._client_ip())
+            out = await self._call(_sign_in, email, password, self._client_ip(), code)
         except DomainError as exc:
             self.busy = False
             self._show_error(exc)
             if exc.key == "auth.email_unverified":
                 self.unverified_email = email
+            if exc.key in ("auth.code_required", "auth.code_wrong"):
+                self.need_code = True
             return
         except Exception as exc:  # noqa: BLE001
             self.busy = False
             yield self._fail(exc)
             return
         self.busy = False
+        self.need_code = False
         await self._start(*out)
         yield rx.redirect(safe_next(self.router.url.query_parameters.get("next")), replace=True)
 

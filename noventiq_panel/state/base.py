@@ -63,6 +63,7 @@ class Ctx:
     name: str = ""
     org_name: str = ""
     orgs: tuple = field(default_factory=tuple)
+    two_factor_needed: bool = False
 
     @property
     def actor(self) -> Actor:
@@ -95,6 +96,7 @@ def ctx_of(info: auth.SessionInfo) -> Ctx:
         name=info.name,
         org_name=info.org_name,
         orgs=tuple({"id": str(o["id"]), "name": o["name"], "role": str(o["role"])} for o in info.orgs),
+        two_factor_needed=info.two_factor_needed,
     )
 
 
@@ -161,6 +163,11 @@ class BaseState(rx.State):
     def can_write(self) -> bool:
         """Owner or Administrator: show editing controls. The services decide anyway."""
         return self.role in WRITE_ROLES
+
+    @rx.var(initial_value=False)
+    def is_owner(self) -> bool:
+        """Owner: show the controls only an Owner has (the services decide anyway)."""
+        return self.role == "owner"
 
     @rx.var(initial_value=False)
     def has_many_orgs(self) -> bool:
@@ -323,6 +330,9 @@ class BaseState(rx.State):
         ctx = await self._ctx()
         if ctx is None:
             return rx.redirect(self._login_url(), replace=True)
+        if ctx.two_factor_needed and not (self.router.url.path or "").startswith("/profile"):
+            # the organisation requires two-factor sign-in: enrol first (the services refuse its data)
+            return rx.redirect("/profile?two_factor=required", replace=True)
 
     @rx.event
     async def public_load(self):

@@ -7,7 +7,7 @@ from typing import Any
 import reflex as rx
 
 from ..i18n import LOCALES
-from noventiq_panel.services.identity import auth, users
+from noventiq_panel.services.identity import auth, two_factor, users
 from noventiq_panel.services.notify import notifications
 from ..services.core.errors import DomainError, InvalidInput
 from .base import BaseState
@@ -45,8 +45,32 @@ def _message(session, actor, notification_id: int) -> dict[str, Any]:
             "kind": row.kind}
 
 
+def _tf_status(session, actor):
+    return two_factor.status(session, actor.user_id)
+
+
+def _tf_start(session, actor):
+    e = two_factor.start(session, actor.user_id)
+    return {"secret": " ".join(e.secret[i:i + 4] for i in range(0, len(e.secret), 4)), "qr": e.qr_svg}
+
+
+def _tf_confirm(session, actor, code: str):
+    return two_factor.confirm(session, actor.user_id, code)
+
+
+def _tf_disable(session, actor, code: str):
+    two_factor.disable(session, actor.user_id, code)
+
+
 class ProfileState(BaseState):
     loaded: bool = False
+    # two-factor sign-in
+    tf_on: bool = False
+    tf_left: int = 0
+    tf_enrol: dict[str, str] = {}  # {"secret", "qr"} while enrolling
+    tf_codes: list[str] = []  # the recovery codes, shown once after enrolment
+    tf_error: str = ""
+    tf_required: bool = False  # sent here because the organisation requires it
     name: str = ""
     email: str = ""
     profile_locale: str = "ru"
@@ -69,6 +93,9 @@ class ProfileState(BaseState):
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         self.name, self.email, self.profile_locale = profile.name, profile.email, profile.locale
+        self.tf_on, self.tf_left = await self._act(_tf_status)
+        self.tf_required = self.router.url.query_parameters.get("two_factor") == "required" and not self.tf_on
+        self.tf_enrol, self.tf_codes, self.tf_error = {}, [], ""
         self.message_open = False
         self.password_error = ""
         self.loaded = True
@@ -161,3 +188,41 @@ class ProfileState(BaseState):
             return self._fail(exc)
         self.form_key += 1  # a fresh, empty form
         return self._ok("auth.password_changed")
+
+
+    @rx.event
+    async def tf_start(self):
+        try:
+            self.tf_enrol = await self._act(_tf_start)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.tf_error, self.tf_codes = "", []
+
+    @rx.event
+    async def tf_confirm(self, form: dict):
+        try:
+            codes = await self._act(_tf_confirm, form_text(form, "code", 32))
+        except DomainError as exc:
+            self.tf_error = self._error_text(exc)
+            return
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.tf_enrol, self.tf_codes, self.tf_error = {}, codes, ""
+        self.tf_on, self.tf_left, self.tf_required = True, len(codes), False
+        return self._ok("two_factor.enabled")
+
+    @rx.event
+    def tf_codes_saved(self):
+        self.tf_codes = []
+
+    @rx.event
+    async def tf_disable(self, form: dict):
+        try:
+            await self._act(_tf_disable, form_text(form, "code", 32))
+        except DomainError as exc:
+            self.tf_error = self._error_text(exc)
+            return
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.tf_on, self.tf_left, self.tf_error = False, 0, ""
+        return self._ok("two_factor.disabled")

@@ -86,3 +86,45 @@ def test_language_saved_in_the_profile_switches_the_panel(browser, base_url, db)
         expect(page.locator("#balance")).to_contain_text("UZS")  # sums formatted the English way
     finally:
         page.context.close()
+
+
+def test_two_factor_sign_in_is_turned_on_in_the_profile_and_asked_at_sign_in(browser, base_url, db):
+    """Issue 14: enrol with the QR code's key and a code of the app, keep the recovery codes shown
+    once, and sign in again: the password alone is not enough, a recovery code is (once)."""
+    import pyotp
+
+    from tests.e2e.helpers import shot, sign_out
+
+    email = f"tf-{uuid.uuid4().hex[:8]}@example.com"
+    register_verified(db, email=email, password="Two-factor-2026", name="Тимур Фаттахов", org_name="ООО «Два фактора»")
+    page = new_page(browser, base_url)
+    try:
+        sign_in(page, email, "Two-factor-2026")
+        page.goto("/profile")
+        page.click("#tf-start")
+        expect(page.locator("#tf-qr")).to_be_visible()
+        secret = page.inner_text("#tf-secret").replace(" ", "").strip()
+        shot(page, "profile-two-factor-enrol", "ru")
+        page.fill("#tf-code", pyotp.TOTP(secret).now())
+        page.click("#tf-confirm")
+        expect(page.locator("#tf-codes")).to_be_visible()
+        codes = [c.strip() for c in page.locator("#tf-codes code").all_inner_texts()]
+        assert len(codes) == 10
+        shot(page, "profile-two-factor-codes", "ru")
+        page.click("#tf-codes-saved")
+        expect(page.locator("#tf-on")).to_be_visible()
+        sign_out(page)
+        sign_in(page, email, "Two-factor-2026", expect_home=False)
+        expect(page.locator("#f-code")).to_be_visible()  # the password alone is not enough
+        shot(page, "login-code", "ru")
+        page.fill("#f-code", codes[0])
+        page.click("#login-submit")
+        page.wait_for_selector("#balance")
+        sign_out(page)
+        sign_in(page, email, "Two-factor-2026", expect_home=False)
+        page.fill("#f-code", codes[0])  # used up
+        page.click("#login-submit")
+        expect(page.locator("#form-error")).to_be_visible()
+        assert "/login" in page.url
+    finally:
+        page.close()

@@ -14,7 +14,8 @@ from tests.e2e.helpers import DESKTOP, PHONE, new_page, org_of, shot, sign_in
 
 EMAIL = "owner@demo.example"
 PUBLIC = [("login", "/login", "#login-form"), ("register", "/register", "#register-form"),
-          ("recovery", "/recovery", "#recovery-form")]
+          ("recovery", "/recovery", "#recovery-form"),
+          ("verify-invalid", "/verify/not-a-real-token-0000000000000000", "#verify-invalid")]
 
 
 def _pages(db) -> list[tuple[str, str, str]]:

@@ -97,6 +97,8 @@ def _access(session: Session, actor: Actor | None) -> Access:
     if (membership is None or not membership.gives_access or user is None or not user.is_active
             or user.email_verified_at is None):  # an unproven mailbox holds no membership (identity/verification)
         raise Forbidden("not a member of this organisation", key="error.forbidden")
+    if user.totp_enabled_at is None and session.get(Organisation, actor.org_id).require_two_factor:
+        raise Forbidden("the organisation requires two-factor sign-in", key="error.two_factor_required")
     return Access(actor, membership.role)
 
 

@@ -50,7 +50,7 @@ from noventiq_panel.models import (
 )
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.core.authz import Actor
-from noventiq_panel.services.identity import validation
+from noventiq_panel.services.identity import two_factor, validation
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.core.errors import (
     DomainError,
@@ -191,6 +191,9 @@ class SessionInfo:
     org_name: str
     role: str
     orgs: list[dict[str, Any]] = field(default_factory=list)  # [{"id", "name", "role"}] by name
+    # the organisation requires two-factor sign-in and the user has not enrolled: no access to
+    # its data until they do (authz); the panel sends them to their profile
+    two_factor_needed: bool = False
 
     @property
     def actor(self) -> Actor:
@@ -246,10 +249,12 @@ def _info(user: User, row: AuthSession, memberships: list[tuple[Membership, Orga
     orgs = sorted(({"id": o.id, "name": o.name, "role": m.role} for m, o in memberships),
                   key=lambda d: (d["name"].lower(), d["id"]))
     return SessionInfo(user_id=user.id, email=user.email, name=user.name, locale=normalize_locale(user.locale),
-                       org_id=current[1].id, org_name=current[1].name, role=current[0].role, orgs=orgs)
+                       org_id=current[1].id, org_name=current[1].name, role=current[0].role, orgs=orgs,
+                       two_factor_needed=bool(current[1].require_two_factor and user.totp_enabled_at is None))
 
 
-def sign_in(session: Session, email: str, password: str, ip: str = "", now: datetime | None = None) -> tuple[str, User]:
+def sign_in(session: Session, email: str, password: str, ip: str = "", now: datetime | None = None,
+            code: str | None = None) -> tuple[str, User]:
     """Check the password and open a session. Returns (raw session secret for the browser, user).
 
     Raises NotAuthenticated ``auth.bad_credentials`` for an unknown e-mail, a wrong password, a user
@@ -278,6 +283,14 @@ def sign_in(session: Session, email: str, password: str, ip: str = "", now: date
     if user.email_verified_at is None:  # the right password, but the mailbox is not proven yet
         session.rollback()
         raise NotAuthenticated("e-mail not confirmed", key="auth.email_unverified")
+    if user.totp_enabled_at is not None:  # two-factor sign-in: the code of the app, or a recovery code
+        if not code:
+            session.rollback()
+            raise NotAuthenticated("a one-time code is needed", key="auth.code_required")
+        if not two_factor.check(session, user, code, now):
+            record_attempt(session, email, ip, False, now)
+            session.commit()
+            raise NotAuthenticated("wrong one-time code", key="auth.code_wrong")
     memberships = active_memberships(session, user.id)
     if not memberships:
         session.rollback()

@@ -45,13 +45,15 @@ class OrgDetails:
     credit_limit: Decimal
     low_balance_threshold: Decimal | None
     created_at: datetime
+    require_two_factor: bool = False
 
 
 def _details(org: Organisation) -> OrgDetails:
     return OrgDetails(id=org.id, name=org.name, tax_id=org.tax_id, address=org.address, phone=org.phone,
                       bank_details=org.bank_details, billing_currency=org.billing_currency, timezone=org.timezone,
                       billing_mode=org.billing_mode, credit_limit=org.credit_limit,
-                      low_balance_threshold=org.low_balance_threshold, created_at=org.created_at)
+                      low_balance_threshold=org.low_balance_threshold, created_at=org.created_at,
+                      require_two_factor=org.require_two_factor)
 
 
 def require_tax_id_free(session: Session, tax_id: str, *, org_id: int | None = None) -> None:
