@@ -107,7 +107,7 @@ def _new_customer(engine, balance: Decimal) -> tuple[str, int, int]:
     user id). Registered through the service, as the /register page does."""
     from noventiq_panel.services.core import ledger
 
-    email = f"poor-{uuid.uuid4().hex[:10]}@example.test"
+    email = f"poor-{uuid.uuid4().hex[:10]}@example.com"
     user_id = register_verified(engine, email=email, password=PASSWORD, name="Тест Покупатель",
                                 org_name=f"ООО «Тест {uuid.uuid4().hex[:6]}»", ip="").id
     org, _role = org_of(engine, email)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import email_validator
+
 from noventiq_panel.i18n.format import SUPPORTED_LOCALES
 from noventiq_panel.services.core.errors import InvalidInput
 
@@ -19,15 +21,24 @@ PHONE_RE = re.compile(r"^\+?[\d\s()\-]{5,32}$")
 
 
 def normalize_email(email: Any) -> str:
-    """Trimmed, lower-case; InvalidInput (field ``email``) when it is not an e-mail address."""
+    """Trimmed, lower-case; InvalidInput (field ``email``) when it is not ONE plain e-mail address.
+
+    ``email-validator`` checks the syntax (no deliverability lookup): a display name, a second
+    address after a comma, a quoted local part or a domain literal are refused, so an address
+    cannot smuggle a second recipient or look like another one."""
     if not isinstance(email, str):
         raise InvalidInput("e-mail is required", field="email", key="auth.email_invalid")
     value = email.strip().lower()
     if not value:
         raise InvalidInput("e-mail is required", field="email", key="auth.email_required")
-    if len(value) > 254 or not _EMAIL.match(value):
+    if len(value) > 254 or not _EMAIL.match(value) or any(c in value for c in ',;<>"()[]\\'):
         raise InvalidInput("not an e-mail address", field="email", key="auth.email_invalid")
-    return value
+    try:
+        checked = email_validator.validate_email(value, check_deliverability=False, allow_quoted_local=False,
+                                                 allow_domain_literal=False, allow_display_name=False)
+    except email_validator.EmailNotValidError:
+        raise InvalidInput("not an e-mail address", field="email", key="auth.email_invalid") from None
+    return checked.normalized.lower()
 
 
 def validate_password(password: Any, *, field: str = "password") -> str:
@@ -43,10 +54,24 @@ def validate_password(password: Any, *, field: str = "password") -> str:
     return password
 
 
+# Control characters (C0, DEL, C1) and the invisible direction and width controls that make a text
+# display differently from what it is ("Trojan Source" bidirectional overrides, zero-width joiners).
+_HIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+                     "\u2066-\u2069\ufeff]")
+
+
+def refuse_hidden(value: str, *, field: str) -> str:
+    """Free text that people will read: InvalidInput ``error.hidden_characters`` when it carries
+    control or direction-override characters (newlines and tabs are whitespace, handled by callers)."""
+    if _HIDDEN.search(value):
+        raise InvalidInput(f"{field}: control or direction characters", field=field, key="error.hidden_characters")
+    return value
+
+
 def validate_name(name: Any, *, field: str = "name", key: str = "auth.name_required") -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput("a name is required", field=field, key=key)
-    value = " ".join(name.split())
+    value = " ".join(refuse_hidden(name, field=field).split())
     if len(value) > 255:
         raise InvalidInput("the name is too long", field=field, key="auth.name_too_long", max=255)
     return value
@@ -63,7 +88,7 @@ def _text(value: Any, *, field: str, max_len: int, required: bool = False, key: 
         value = ""
     if not isinstance(value, str):
         raise InvalidInput(f"{field}: text expected", field=field, key="organisations.invalid")
-    value = value.strip()
+    value = refuse_hidden(value, field=field).strip()
     if required and not value:
         raise InvalidInput(f"{field} is required", field=field, key=key or "organisations.required")
     if len(value) > max_len:

@@ -182,3 +182,25 @@ def test_a_queued_mail_whose_link_expired_is_never_sent(engine, session):
     assert mail.id not in [nid for _m, nid, _a in claimed]
     session.expire_all()
     assert session.get(Notification, mail.id).status == "failed"
+
+
+@pytest.mark.parametrize("email", ["victim@bank.uz, me@evil.uz", "Name <victim@bank.uz>", '"victim@bank.uz"@evil.uz',
+                                   "me@[10.0.0.1]", "me@localhost", "victim@bank.uz\n"
+                                   "Bcc: all@bank.uz"])
+def test_an_address_is_one_plain_address_no_comma_or_header_tricks(session, email):
+    from noventiq_panel.services.core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        registration.register(session, email=email, password="long enough 1", name="N", org_name="O", now=T0)
+    assert count(session, User) == 0
+
+
+@pytest.mark.parametrize("name", ["Ив\u202eан", "Bank\u2066 security\u2069", "a\x00b", "zero\u200bwidth", "bell\x07"])
+def test_free_text_names_refuse_control_and_direction_override_characters(session, name):
+    from noventiq_panel.services.core.errors import InvalidInput
+
+    for fields in ({"name": name, "org_name": "O"}, {"name": "N", "org_name": name}):
+        with pytest.raises(InvalidInput) as exc:
+            registration.register(session, email="ok@example.com", password="long enough 1", now=T0, **fields)
+        assert exc.value.key == "error.hidden_characters"
+    assert count(session, User) == 0

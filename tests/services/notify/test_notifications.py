@@ -332,3 +332,13 @@ def test_history_blanks_the_set_password_link_so_an_open_session_cannot_take_ove
     assert "/reset/…" in shown.body_text and "/reset/…" in shown.body_html
     session.expire_all()
     assert "/reset/…" not in session.get(type(mail), mail.id).body_text  # the stored mail is unchanged
+
+
+def test_every_kind_has_a_name_in_the_history_in_every_language():
+    """The profile's history shows each mail's kind: a kind without its label showed the raw key
+    ("notifications.kind.verify_email")."""
+    from noventiq_panel import i18n
+
+    for locale in ("ru", "en"):
+        missing = [k for k in n.KINDS if i18n.raw(f"notifications.kind.{k}", locale) is None]
+        assert not missing, (locale, missing)
