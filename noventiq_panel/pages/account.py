@@ -1,4 +1,4 @@
-"""/account — the organisation's details and the Users tab.
+"""/account — the organisation's details, the Users tab and the Activity tab (the audit trail).
 
 Read-only roles see the same tabs with disabled fields and no action buttons; the handlers and
 the services refuse their changes anyway.
@@ -9,10 +9,12 @@ from __future__ import annotations
 import reflex as rx
 
 from ..components import (
-    T, button_row, close_button, confirm_dialog, error_callout, field_label, hint, labelled, page_header,
-    panel_page, read_only_note, section_card, step_dialog, tab_panel, table_box, when_loaded,
+    Column, T, button_row, close_button, confirm_dialog, data_table, error_callout, field_label, hint, labelled,
+    page_header, panel_page, read_only_note, section_card, step_dialog, tab_panel, table_box, when_loaded,
 )
 from ..state.account import ROLES, AccountState
+from ..state.activity import CATEGORIES as ACTIVITY_CATEGORIES
+from ..state.activity import ActivityState
 
 
 def detail_input(label_key: str, name: str, *, textarea: bool = False, hint_key: str | None = None) -> rx.Component:
@@ -255,7 +257,56 @@ def users_tab() -> rx.Component:
     )
 
 
-@panel_page("/account", title_key="account.title", on_load=AccountState.load)
+def activity_tab() -> rx.Component:
+    """The organisation's audit trail: who did what, when, from which address."""
+    S = ActivityState
+    filters = rx.form(
+        rx.flex(
+            labelled("billing.tx.from", rx.input(type="date", name="start", id="act-start", default_value=S.start),
+                     "act-start", width="auto"),
+            labelled("billing.tx.to", rx.input(type="date", name="end", id="act-end", default_value=S.end),
+                     "act-end", width="auto"),
+            labelled("activity.category", rx.select.root(
+                rx.select.trigger(id="act-category", min_width="10rem"),
+                rx.select.content(*[rx.select.item(T(f"activity.category.{c}"), value=c) for c in ACTIVITY_CATEGORIES]),
+                name="category", default_value="all"), width="auto"),
+            labelled("activity.member", rx.select.root(
+                rx.select.trigger(id="act-user", min_width="10rem"),
+                rx.select.content(rx.select.item(T("activity.category.all"), value="all"),
+                                  rx.foreach(S.people, lambda p: rx.select.item(p["name"], value=p["id"]))),
+                name="user", default_value="all"), width="auto"),
+            rx.hstack(rx.button(T("billing.apply"), type="submit", id="act-apply"),
+                      rx.button(T("billing.reset"), type="reset", variant="soft", color_scheme="gray",
+                                on_click=S.reset_filters), spacing="2"),
+            gap="3", wrap="wrap", align="end", width="100%",
+        ),
+        on_submit=S.apply, reset_on_submit=False, width="100%",
+    )
+    columns = [
+        Column("at", "activity.col.at", numeric=True),
+        Column("who", "activity.col.who"),
+        Column("what", "activity.col.what"),
+        Column("details", "activity.col.details", hide_on_phone=True),
+        Column("ip", "activity.col.ip", hide_on_phone=True),
+    ]
+    return rx.vstack(
+        filters,
+        rx.flex(
+            rx.text(T("activity.intro"), size="2", color=rx.color("gray", 11)),
+            rx.spacer(),
+            rx.button(rx.icon("file-text", size=16), T("billing.tx.export_csv"), variant="soft",
+                      on_click=S.export("csv"), loading=S.exporting, id="act-export-csv"),
+            rx.button(rx.icon("sheet", size=16), T("billing.tx.export_xlsx"), variant="soft",
+                      on_click=S.export("xlsx"), loading=S.exporting, id="act-export-xlsx"),
+            gap="2", align="center", wrap="wrap", width="100%",
+        ),
+        data_table(columns, S.rows, page=S.page, pages=S.pages, on_page=S.go_page, total=S.total,
+                   empty_key="activity.empty", table_id="activity-table"),
+        spacing="4", width="100%",
+    )
+
+
+@panel_page("/account", title_key="account.title", on_load=[AccountState.load, ActivityState.load])
 def account_page() -> rx.Component:
     return rx.vstack(
         page_header("account.title", subtitle=AccountState.org_name),
@@ -265,9 +316,11 @@ def account_page() -> rx.Component:
                 rx.tabs.list(
                     rx.tabs.trigger(T("account.tab.details"), value="details", id="tab-details"),
                     rx.tabs.trigger(T("account.tab.users"), value="users", id="tab-users"),
+                    rx.tabs.trigger(T("activity.tab"), value="activity", id="tab-activity"),
                 ),
                 tab_panel("details", details_tab()),
                 tab_panel("users", users_tab()),
+                tab_panel("activity", activity_tab()),
                 value=AccountState.tab,
                 on_change=AccountState.set_tab,
                 width="100%",

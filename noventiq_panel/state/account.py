@@ -52,7 +52,7 @@ class AccountState(BaseState):
 
     @rx.event
     def set_tab(self, tab: str):
-        self.tab = tab if tab in ("details", "users") else "details"
+        self.tab = tab if tab in ("details", "users", "activity") else "details"
 
     @rx.event
     def set_invite_open(self, value: bool):
@@ -62,7 +62,7 @@ class AccountState(BaseState):
     @rx.event
     async def load(self):
         tab = self.router.url.query_parameters.get("tab")
-        if tab in ("details", "users"):
+        if tab in ("details", "users", "activity"):
             self.tab = tab
         try:
             details, members = await self._act(_load)

@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from noventiq_panel.models import Membership, User
 
-from tests.e2e.helpers import expected_balance, latest_mail, link_in, new_page, sign_in, text_of
+from tests.e2e.helpers import expected_balance, latest_mail, link_in, new_page, shot, sign_in, text_of
 
 
 def _membership(db, email: str) -> Membership:
@@ -112,3 +112,20 @@ def test_owner_edits_the_organisation_details(page, db):
     with Session(db) as s:
         org = s.exec(select(Organisation).where(Organisation.name == "ООО «Восток Трейд»")).one()
         assert org.tax_id == "307441096"
+
+
+def test_the_activity_tab_shows_the_trail_and_exports_it(page, db):
+    """Issue 14: Account → Activity lists who did what from which address, filters, exports."""
+    sign_in(page, "finance@demo.example")  # the read-only role reads it too
+    page.goto("/account?tab=activity")
+    expect(page.locator("#activity-table")).to_be_visible()
+    expect(page.locator("#activity-table")).to_contain_text("Вход в панель")
+    shot(page, "account-activity", "ru")
+    page.click("#act-category")
+    page.get_by_role("option", name="Входы").click()
+    page.click("#act-apply")
+    expect(page.locator("#activity-table .nq-row").first).to_contain_text("Вход в панель")
+    with page.expect_download() as info:
+        page.click("#act-export-csv")
+    data = open(info.value.path(), "rb").read().decode("utf-8-sig")
+    assert data.startswith("time,user,e-mail,action,details,address") and "Вход в панель" in data

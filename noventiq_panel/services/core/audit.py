@@ -30,9 +30,10 @@ def event_row(*, org_id: int, user_id: int | None, action: str, subscription_id:
                 details={k: _stored(v) for k, v in details.items()}, created_at=created_at or utcnow())
 
 
-def record(session: Session, actor: Actor, action: str, *, subscription_id: int | None = None, **details: Any) -> AuditEvent:
+def record(session: Session, actor: Actor, action: str, *, subscription_id: int | None = None,
+           created_at: datetime | None = None, **details: Any) -> AuditEvent:
     event = AuditEvent(**event_row(org_id=actor.org_id, user_id=actor.user_id, action=action,
-                                   subscription_id=subscription_id, **details))
+                                   subscription_id=subscription_id, created_at=created_at, **details))
     session.add(event)
     return event
 

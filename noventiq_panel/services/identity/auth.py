@@ -49,6 +49,7 @@ from noventiq_panel.models import (
     User,
 )
 from noventiq_panel.models.types import utcnow
+from noventiq_panel.services.core import audit
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.identity import two_factor, validation
 from noventiq_panel.services.notify import notifications
@@ -299,6 +300,9 @@ def sign_in(session: Session, email: str, password: str, ip: str = "", now: date
     if HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     user.last_login_at = now
+    for membership, _org in memberships:  # each organisation's trail shows its members' sign-ins
+        audit.record(session, Actor(user_id=user.id, org_id=membership.org_id), "user.signed_in",
+                     created_at=now, ip=(ip or "")[:64])
     raw = _start_session(session, user, _pick_org(session, user, memberships), ip, now)
     session.commit()
     return raw, user
