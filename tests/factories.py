@@ -101,7 +101,7 @@ def mailed_token(session: Session, mail) -> str:
     the mail is sent, never in the stored body (which holds the mark in its place)."""
     from noventiq_panel.services.notify import notifications
 
-    assert notifications.SECRET_MARK in mail.body_text, mail.body_text
-    secret = notifications.mail_secret(session, mail.id)
-    assert secret, f"no secret waits for mail #{mail.id}"
-    return secret
+    held = notifications.mail_secret(session, mail.id)
+    assert held is not None, f"no secret waits for mail #{mail.id}"
+    assert held.mark in mail.body_text and held.secret not in mail.body_text, mail.body_text
+    return held.secret

@@ -116,14 +116,17 @@ def review(status: str, limit: int) -> None:
 @click.argument("line_id", type=int)
 @click.argument("number")
 @click.option("--note", default="", help="Why (kept with the line).")
+@click.option("--over-payment", is_flag=True,
+              help="The invoice is paid (or cancelled) already and this is more money: credit it all the same.")
 @click.option("--now", default=None, help="ISO date-time (UTC) to record instead of now.")
-def assign(line_id: int, number: str, note: str, now: str | None) -> None:
+def assign(line_id: int, number: str, note: str, over_payment: bool, now: str | None) -> None:
     """Credit statement line LINE_ID to invoice NUMBER (its organisation's balance)."""
     from noventiq_panel.services.billing import statement_import
 
     _complete_waiting_actions()
     with _session() as session:
-        result = statement_import.assign(session, line_id, number, note=note, now=_now(now))
+        result = statement_import.assign(session, line_id, number, note=note, over_payment=over_payment,
+                                         now=_now(now))
     click.echo(f"line #{line_id}: {result.credited} credited to invoice {result.payment_number}.")
 
 

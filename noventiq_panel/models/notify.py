@@ -52,11 +52,13 @@ class NotificationAttachment(SQLModel, table=True):
 
 class MailSecret(SQLModel, table=True):
     """The secret part of a queued mail's link (a set-password, reset or verification token), kept
-    apart from the stored mail, whose body holds ``notifications.SECRET_MARK`` in its place. The
-    mailer puts it in when it sends the mail and deletes it then; expired ones are purged."""
+    apart from the stored mail, whose body holds ``mark`` (random, one per mail) in its place. The
+    mailer puts it in when it sends the mail and deletes it then (or when the mail fails for
+    good); expired ones are purged."""
 
     notification_id: int = Field(primary_key=True, foreign_key="notification.id")
     secret: str = Field(max_length=200)
+    mark: str = Field(default="__link_secret__", max_length=64)
     expires_at: datetime = Field(sa_type=UTCDateTime)
 
 

@@ -49,6 +49,9 @@ class Organisation(SQLModel, table=True):
     overdrawn_since: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
     # An Owner's rule: every member signs in with a one-time code (identity/two_factor.py).
     require_two_factor: bool = Field(default=False)
+    # Created by a visitor (sign-up, guest order), not by the reseller: its tax id is held only
+    # once a member proved their mailbox (identity/organisations.py ``claim_tax_id``).
+    self_service: bool = Field(default=False)
 
 
 class User(SQLModel, table=True):

@@ -31,7 +31,7 @@ down_revision: Union[str, Sequence[str], None] = '0006'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
-MARK = "__link_secret__"  # notifications.SECRET_MARK
+MARK = "__link_secret__"  # the one mark of the mails of this migration (notifications.MARK_PATTERN)
 LINK = re.compile(r"/(reset|verify)/([A-Za-z0-9_\-]{20,})")
 
 

@@ -272,14 +272,14 @@ def _store(session: Session, line: StatementLine) -> bool:
 
 
 def _credit(session: Session, payment: Payment, org: Organisation, line: StatementLine,
-            now: datetime) -> tuple[Decimal, bool]:
+            now: datetime, source: str = "statement") -> tuple[Decimal, bool]:
     """Credit ``line`` to ``payment`` (both locked): ``payment:<id>`` for the invoice's first
     money, else ``payment:<id>:line:<hash>``."""
     if not payment.paid_amount and line.amount == payment.amount:
         key = f"payment:{payment.id}"  # the same money the operator may have confirmed by hand
     else:
         key = f"payment:{payment.id}:line:{line.line_hash[:32]}"
-    return credit(session, payment, org, line.amount, key, now, "statement", line_hash=line.line_hash)
+    return credit(session, payment, org, line.amount, key, now, source, line_hash=line.line_hash)
 
 
 # --- the review list -------------------------------------------------------------------------
@@ -301,11 +301,15 @@ def _waiting_line(session: Session, line_id) -> StatementLine:
     return line
 
 
-def assign(session: Session, line_id: int, invoice_number: str, *, note: str = "",
+def assign(session: Session, line_id: int, invoice_number: str, *, note: str = "", over_payment: bool = False,
            now: datetime | None = None) -> LineResult:
     """An operator's decision: the line is a payment of ``invoice_number``; its amount is credited
-    to that invoice's organisation (whatever the payer's tax id said), once. Commits; completes the
-    invoice's waiting action when it became paid."""
+    to that invoice's organisation (whatever the payer's tax id said), once, under the keys of
+    :func:`_credit` (so an operator's confirmation of the same money credits nothing more). An
+    invoice already paid or cancelled is refused (Conflict ``error.billing.statement_invoice_settled``:
+    the money may be the same the operator confirmed by hand) unless ``over_payment`` says the
+    customer really paid again; the line's amount then goes to the balance under
+    ``statement:<line>``. Commits; completes the invoice's waiting action when it became paid."""
     now = now or utcnow()
     try:
         line = _waiting_line(session, line_id)
@@ -318,8 +322,14 @@ def assign(session: Session, line_id: int, invoice_number: str, *, note: str = "
         line = session.get(StatementLine, line.id, populate_existing=True, with_for_update=True)
         if line.status != StatementLineStatus.REVIEW:
             raise Conflict(f"statement line {line.id} is {line.status}", key="error.billing.statement_line_decided")
-        credited, became_paid = credit(session, payment, org, line.amount, f"statement:{line.id}", now,
-                                       "statement_review", line_hash=line.line_hash)
+        if payment.status in (PaymentStatus.PAID, PaymentStatus.CANCELLED):
+            if not over_payment:
+                raise Conflict(f"invoice {payment.number} is {payment.status}", key="error.billing.statement_invoice_settled",
+                               number=payment.number, status=str(payment.status))
+            credited, became_paid = credit(session, payment, org, line.amount, f"statement:{line.id}", now,
+                                           "statement_review", line_hash=line.line_hash)
+        else:
+            credited, became_paid = _credit(session, payment, org, line, now, "statement_review")
         line.status, line.payment_id, line.decided_at = StatementLineStatus.ASSIGNED, payment.id, now
         line.reason = (note or line.reason)[:500]
         session.add(line)

@@ -396,7 +396,7 @@ def issue_token(session: Session, user: User, purpose: str, hours: int, now: dat
 @dataclass(frozen=True)
 class LinkMail:
     """What a mail with a single-use link needs: its ``link`` and ``expires_at`` for the template
-    (the link's secret is :data:`notifications.SECRET_MARK`) and the ``secret`` for ``notify_user``."""
+    (the link ends in the secret's mark) and the ``secret`` for ``notify_user``."""
 
     context: dict[str, Any]
     secret: notifications.Secret
@@ -410,8 +410,8 @@ def link_mail(session: Session, user: User, purpose: str, hours: int, now: datet
     if purpose not in {p.value for p in TokenPurpose}:
         raise ValueError(f"unknown token purpose {purpose!r}")
     raw, row = issue_token(session, user, str(purpose), hours, now_or(now))
-    return LinkMail({"link": notifications.secret_link(path), "expires_at": row.expires_at},
-                    notifications.Secret(raw, row.expires_at))
+    secret = notifications.Secret(raw, row.expires_at)
+    return LinkMail({"link": notifications.secret_link(path, secret), "expires_at": row.expires_at}, secret)
 
 
 def set_password_mail(session: Session, user: User, now: datetime | None = None) -> LinkMail:

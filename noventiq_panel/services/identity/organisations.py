@@ -4,6 +4,8 @@
   reads; Owner or Administrator changes, validated, audited).
 - ``create_customer`` is a reseller/system operation (CLI, demo data): a new organisation and its
   Owner, who gets a ``welcome`` e-mail with a set-password link (in the outbox without SMTP).
+- A tax id belongs to one customer (:func:`claim_tax_id`): an organisation the reseller created
+  holds it at once, a self-service one only once a member proved their mailbox.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from noventiq_panel.models import BillingMode, ClosingDocument, Membership, Organisation, Payment, Role, User
 from noventiq_panel.models.types import utcnow
@@ -56,18 +58,55 @@ def _details(org: Organisation) -> OrgDetails:
                       require_two_factor=org.require_two_factor)
 
 
-def require_tax_id_free(session: Session, tax_id: str, *, org_id: int | None = None) -> None:
-    """A tax id belongs to one customer: Conflict ``organisations.tax_id_taken`` when another
-    organisation has it (a colleague asks that organisation's Owner for an invitation instead).
-    Empty tax ids are not compared. The unique index ``uq_organisation_tax_id`` backs it."""
-    if not tax_id:
-        return
-    query = select(Organisation.id).where(Organisation.tax_id == tax_id)
+def _tax_id_taken() -> Conflict:
+    return Conflict("an organisation with this tax id is already registered", key="organisations.tax_id_taken",
+                    field="tax_id")
+
+
+def _other_with(session: Session, tax_id: str, org_id: int | None) -> Organisation | None:
+    query = select(Organisation).where(Organisation.tax_id == tax_id)
     if org_id is not None:
         query = query.where(Organisation.id != org_id)
-    if session.exec(query).first() is not None:
-        raise Conflict("an organisation with this tax id is already registered", key="organisations.tax_id_taken",
-                       field="tax_id")
+    return session.exec(query).first()
+
+
+def require_tax_id_free(session: Session, tax_id: str, *, org_id: int | None = None) -> None:
+    """Conflict ``organisations.tax_id_taken`` when another organisation has ``tax_id`` now,
+    whoever holds it (a check only: :func:`claim_tax_id` is what a new holder calls). Empty tax
+    ids are not compared. The unique index ``uq_organisation_tax_id`` backs it."""
+    if tax_id and _other_with(session, tax_id, org_id) is not None:
+        raise _tax_id_taken()
+
+
+def holds_tax_id(session: Session, org: Organisation) -> bool:
+    """Whether ``org`` keeps its tax id against another claimant: always when the reseller created
+    it; a self-service one (sign-up, guest order) only once one of its members proved their
+    mailbox, so that an unproven sign-up cannot squat a real company's tax id."""
+    if not org.self_service:
+        return True
+    proven = (select(Membership.id).join(User, col(User.id) == col(Membership.user_id))
+              .where(Membership.org_id == org.id, col(User.email_verified_at).is_not(None)).limit(1))
+    return session.exec(proven).first() is not None
+
+
+def claim_tax_id(session: Session, tax_id: str, *, org_id: int | None = None) -> None:
+    """A tax id belongs to one customer. Before organisation ``org_id`` (None: a new one) takes
+    ``tax_id``: Conflict ``organisations.tax_id_taken`` when another organisation holds it (a
+    colleague asks that organisation's Owner for an invitation instead; a dispute goes to support,
+    CLI ``org set-requisites``); an organisation that has it without holding it
+    (:func:`holds_tax_id`) loses it, audited as ``organisation.tax_id_released``. Flushes."""
+    if not tax_id:
+        return
+    other = _other_with(session, tax_id, org_id)
+    if other is None:
+        return
+    if holds_tax_id(session, other):
+        raise _tax_id_taken()
+    other.tax_id = ""
+    session.add(other)
+    audit.record(session, Actor.system(other.id), "organisation.tax_id_released", tax_id=tax_id,
+                 reason="no member proved their mailbox; another customer claimed the tax id")
+    session.flush()
 
 
 def requisites_locked(session: Session, org_id: int) -> bool:
@@ -107,7 +146,7 @@ def update_details(session: Session, actor: Actor, *, name: str, tax_id: str = "
         if {"name", "tax_id"} & set(changed) and requisites_locked(session, org.id):
             raise Conflict("the name and tax id are on issued documents; ask support to change them",
                            key="organisations.requisites_locked")
-        require_tax_id_free(session, changed.get("tax_id", ""), org_id=org.id)
+        claim_tax_id(session, changed.get("tax_id", ""), org_id=org.id)
     except DomainError:
         session.rollback()
         raise
@@ -119,8 +158,7 @@ def update_details(session: Session, actor: Actor, *, name: str, tax_id: str = "
         session.commit()
     except IntegrityError:  # the same tax id registered at the same moment
         session.rollback()
-        raise Conflict("an organisation with this tax id is already registered", key="organisations.tax_id_taken",
-                       field="tax_id") from None
+        raise _tax_id_taken() from None
     return _details(org)
 
 
@@ -137,7 +175,7 @@ def set_requisites(session: Session, org_id: int, *, name: str | None = None, ta
             values["name"] = validation.validate_org_name(name)
         if tax_id is not None:
             values["tax_id"] = validation.validate_tax_id(tax_id)
-            require_tax_id_free(session, values["tax_id"], org_id=org.id)
+            claim_tax_id(session, values["tax_id"], org_id=org.id)
     except DomainError:
         session.rollback()
         raise
@@ -173,7 +211,7 @@ def create_customer(session: Session, *, org_name: str, tax_id: str = "", owner_
         if billing_mode == BillingMode.PREPAID and limit != 0:
             raise InvalidInput("a prepaid organisation has no credit limit", field="credit_limit",
                                key="organisations.credit_limit_prepaid")
-        require_tax_id_free(session, tax_id)
+        claim_tax_id(session, tax_id)
         currency = validation._text(currency, field="currency", max_len=3, required=True).upper()
         if not re.fullmatch(r"[A-Z]{3}", currency):
             raise InvalidInput("currency code expected", field="currency", key="organisations.currency_invalid")
@@ -221,8 +259,10 @@ def create_customer(session: Session, *, org_name: str, tax_id: str = "", owner_
 
 __all__ = [
     "OrgDetails",
+    "claim_tax_id",
     "create_customer",
     "get_details",
+    "holds_tax_id",
     "require_tax_id_free",
     "requisites_locked",
     "set_requisites",

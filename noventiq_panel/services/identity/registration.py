@@ -37,12 +37,12 @@ def register(session: Session, *, email: str, password: str, name: str, org_name
         locale = validation.validate_locale(locale)
         if session.exec(select(User.id).where(User.email == email)).first() is not None:
             raise Conflict("this e-mail is already registered", key="auth.email_taken", field="email")
-        organisations.require_tax_id_free(session, tax_id)
+        organisations.claim_tax_id(session, tax_id)
     except DomainError as exc:
         raise auth.fail(session, exc) from None
     try:
         org = Organisation(name=org_name, tax_id=tax_id, billing_currency="UZS", timezone="Asia/Tashkent",
-                           billing_mode=BillingMode.PREPAID, created_at=now)
+                           billing_mode=BillingMode.PREPAID, self_service=True, created_at=now)
         user = User(email=email, name=name, password_hash=auth.hash_password(password), locale=locale, created_at=now)
         session.add(org)
         session.add(user)

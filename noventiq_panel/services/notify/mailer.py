@@ -93,8 +93,8 @@ def message_id(notification: Notification, mail_from: str) -> str:
 
 
 def build_message(notification: Notification, attachments: list[NotificationAttachment],
-                  settings: Settings, secret: str | None = None) -> EmailMessage:
-    """The message to send; ``secret`` goes where the stored mail holds ``notifications.SECRET_MARK``."""
+                  settings: Settings, held: MailSecret | None = None) -> EmailMessage:
+    """The message to send; ``held``'s secret goes where the stored mail holds its mark."""
     msg = EmailMessage()
     msg["From"] = settings.mail_from
     msg["To"] = notification.to_email
@@ -102,9 +102,9 @@ def build_message(notification: Notification, attachments: list[NotificationAtta
     msg["Date"] = format_datetime(notification.created_at or utcnow())
     msg["Message-ID"] = message_id(notification, settings.mail_from)
     msg["X-Panel-Notification"] = f"{notification.id}; kind={notification.kind}"
-    msg.set_content(notifications.fill_secret(notification.body_text, secret), subtype="plain", charset="utf-8")
+    msg.set_content(notifications.fill_secret(notification.body_text, held), subtype="plain", charset="utf-8")
     if notification.body_html:
-        msg.add_alternative(notifications.fill_secret(notification.body_html, secret), subtype="html", charset="utf-8")
+        msg.add_alternative(notifications.fill_secret(notification.body_html, held), subtype="html", charset="utf-8")
     for att in attachments:
         maintype, _, subtype = (att.mime_type or "application/octet-stream").partition("/")
         msg.add_attachment(bytes(att.data), maintype=maintype or "application",
@@ -158,20 +158,18 @@ def claim(session_factory: SessionFactory, now: datetime, limit: int) -> list[tu
                                 .where(col(NotificationAttachment.notification_id).in_(ids))
                                 .order_by(col(NotificationAttachment.id))).all():
             files.setdefault(att.notification_id, []).append(att)
-        secrets = dict(session.exec(select(MailSecret.notification_id, MailSecret.secret)
-                                    .where(col(MailSecret.notification_id).in_(ids))).all())
+        held = {h.notification_id: h for h in session.exec(select(MailSecret)
+                                                           .where(col(MailSecret.notification_id).in_(ids))).all()}
         session.rollback()
         lapsed = []
         for nid, attempts in mine:
-            row = rows[nid]
-            if notifications.SECRET_MARK in (row.body_text or "") and nid not in secrets:
+            secret = held.get(nid)
+            if secret is not None and secret.expires_at <= now:
                 lapsed.append(nid)  # its link expired before it could be sent: useless to anyone
                 continue
-            claimed.append((build_message(row, files.get(nid, []), settings, secrets.get(nid)), nid, attempts))
+            claimed.append((build_message(rows[nid], files.get(nid, []), settings, secret), nid, attempts))
         if lapsed:
-            session.execute(update(Notification).where(col(Notification.id).in_(lapsed))
-                            .values(status=NotificationStatus.FAILED, last_error="the link expired before it was sent")
-                            .execution_options(synchronize_session=False))
+            notifications.purge_secrets(session, now)  # fails them and forgets their secrets
             session.commit()
     return claimed
 
@@ -232,7 +230,7 @@ def _record(session_factory: SessionFactory, now: datetime, outcomes: list[tuple
                 summary.retry += 1
             session.execute(update(Notification).where(*mine).values(**values)
                             .execution_options(synchronize_session=False))
-            if error is None:  # sent: the secret is in the recipient's mailbox, not kept here
+            if "status" in values:  # sent (the secret is in the recipient's mailbox) or failed for good
                 session.execute(delete(MailSecret).where(MailSecret.notification_id == nid)
                                 .execution_options(synchronize_session=False))
         notifications.purge_secrets(session, now)

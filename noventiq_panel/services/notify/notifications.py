@@ -25,7 +25,8 @@ Template helpers: filters ``money(currency)``, ``number``, ``percent``, ``date``
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -34,7 +35,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import jinja2
 from jinja2 import pass_context
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -289,33 +290,46 @@ def _find_dedupe(session: Session, dedupe_key: str) -> Notification | None:
 
 # --- secret links: no raw secret at rest in the outbox ---------------------------------------
 
-# Stands in the stored mail for the secret part of its link (a token: set a password, verify the
-# e-mail). The secret itself waits in ``MailSecret`` until the mailer sends the mail, then is
-# deleted; the history and the outbox never show it.
-SECRET_MARK = "__link_secret__"
+# The stored mail holds a mark where its link's secret (a token: set a password, verify the
+# e-mail) goes. The mark is new for every mail and random, so text a user typed (an organisation's
+# or a person's name) can never hold it: the mailer puts the secret exactly where the panel's own
+# link is and nowhere else. The secret and its mark wait in ``MailSecret`` until the mailer sends
+# the mail (or it fails for good, or the token expires), then are deleted; the history and the
+# outbox show "…" in their place. ``__link_secret__`` is the one mark of mails queued before
+# marks were random (migration 0007).
+MARK_PATTERN = re.compile(r"__link_(?:secret|[0-9a-f]{32})__")
+
+
+def _new_mark() -> str:
+    return f"__link_{secrets.token_hex(16)}__"
 
 
 @dataclass(frozen=True)
 class Secret:
-    """The raw token of a mail's link and when it stops working."""
+    """The raw token of a mail's link, when it stops working, and the mark standing in for it."""
 
     value: str
     expires_at: datetime
+    mark: str = field(default_factory=_new_mark)
 
 
-def secret_link(path: str) -> str:
-    """The link of a mail whose last part is its secret: ``<base_url><path><SECRET_MARK>``."""
-    return get_settings().base_url + path + SECRET_MARK
+def secret_link(path: str, secret: Secret) -> str:
+    """The link of a mail whose last part is its secret: ``<base_url><path><mark>``."""
+    return get_settings().base_url + path + secret.mark
 
 
-def fill_secret(text: str, secret: str | None) -> str:
-    """``text`` with the mark replaced by the secret (sending), or by "…" (showing it stored)."""
-    return (text or "").replace(SECRET_MARK, secret if secret is not None else "…")
+def fill_secret(text: str, held: MailSecret | None) -> str:
+    """``text`` with its mark replaced by the secret (sending), or every mark by "…" (showing a
+    stored mail, or one whose secret is gone)."""
+    text = text or ""
+    if held is not None:
+        return text.replace(held.mark, held.secret)
+    return MARK_PATTERN.sub("…", text)
 
 
-def mail_secret(session: Session, notification_id: int) -> str | None:
-    row = session.get(MailSecret, notification_id)
-    return row.secret if row is not None else None
+def mail_secret(session: Session, notification_id: int) -> MailSecret | None:
+    """The secret a queued mail waits to be sent with (None once sent, failed or expired)."""
+    return session.get(MailSecret, notification_id)
 
 
 def text_to_send(session: Session, row: Notification) -> str:
@@ -326,10 +340,19 @@ def text_to_send(session: Session, row: Notification) -> str:
 
 
 def purge_secrets(session: Session, now: datetime) -> int:
-    """Delete the secrets whose tokens expired (their mails can no longer help anyone). Flushes."""
+    """Delete the secrets whose tokens expired (their mails can no longer help anyone); a mail
+    still waiting for one of them is failed, never sent with a dead link. Flushes."""
+    expired = select(MailSecret.notification_id).where(MailSecret.expires_at <= now)
+    session.execute(update(Notification)
+                    .where(col(Notification.id).in_(expired), Notification.status == NotificationStatus.QUEUED)
+                    .values(status=NotificationStatus.FAILED, last_error=LINK_EXPIRED)
+                    .execution_options(synchronize_session=False))
     result = session.execute(delete(MailSecret).where(MailSecret.expires_at <= now)
                              .execution_options(synchronize_session=False))
     return result.rowcount or 0
+
+
+LINK_EXPIRED = "the link expired before it was sent"
 
 
 def enqueue(
@@ -350,7 +373,7 @@ def enqueue(
 
     ``attachments``: ``(filename, mime_type, data)`` tuples. With a ``dedupe_key`` already present,
     returns the existing row and adds nothing. ``secret``: the token of the mail's link, whose
-    rendered body holds :data:`SECRET_MARK` (:func:`secret_link`) in its place.
+    rendered body holds its mark (:func:`secret_link`) in its place.
     """
     if dedupe_key:
         existing = _find_dedupe(session, dedupe_key)
@@ -370,10 +393,8 @@ def enqueue(
         if user is not None:
             ctx["user_name"] = user.name
     rendered = render(kind, ctx, locale)
-    if secret is not None and SECRET_MARK not in rendered.text:
-        raise ValueError(f"notification {kind!r}: a secret without a secret_link in the mail")
-    if SECRET_MARK in rendered.text and secret is None:
-        raise ValueError(f"notification {kind!r}: a secret_link without its secret")
+    if secret is not None and secret.mark not in rendered.text:
+        raise ValueError(f"notification {kind!r}: a secret without its secret_link in the mail")
     row = Notification(**outbox_row(kind=kind, to_email=to_email, rendered=rendered, locale=locale,
                                     org_id=org_id, user_id=user_id, dedupe_key=dedupe_key, now=now))
     files = [(str(name)[:255], str(mime or "application/octet-stream")[:100], bytes(data))
@@ -385,7 +406,8 @@ def enqueue(
             for name, mime, data in files:
                 session.add(NotificationAttachment(notification_id=row.id, filename=name, mime_type=mime, data=data))
             if secret is not None:
-                session.add(MailSecret(notification_id=row.id, secret=secret.value, expires_at=secret.expires_at))
+                session.add(MailSecret(notification_id=row.id, secret=secret.value, mark=secret.mark,
+                                       expires_at=secret.expires_at))
             session.flush()
     except IntegrityError:
         if not dedupe_key:

@@ -178,7 +178,7 @@ def _create_customer(session: Session, *, email: str, name: str, org_name: str, 
                      now: datetime) -> tuple[Organisation, User]:
     """The organisation and its Owner (no password; a set-password link by the welcome mail).
     The internals of ``organisations.create_customer`` for a NEW user only. Flush only."""
-    org = Organisation(name=org_name, tax_id=tax_id, created_at=now, **NEW_CUSTOMER)
+    org = Organisation(name=org_name, tax_id=tax_id, self_service=True, created_at=now, **NEW_CUSTOMER)
     user = User(email=email, name=name, locale=locale, created_at=now)
     session.add(org)
     session.add(user)
@@ -216,7 +216,7 @@ def guest_order(session: Session, *, email, name, org_name, tax_id, plan_id, qua
         raise _sign_in_instead()
     _record(session, email, ip, now)
     try:  # after the throttle: whether a tax id is a customer's is not for unlimited probing
-        organisations.require_tax_id_free(session, tax_id)
+        organisations.claim_tax_id(session, tax_id)
     except DomainError:
         session.commit()  # the try counts
         raise

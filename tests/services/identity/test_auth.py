@@ -480,7 +480,8 @@ def test_set_password_link_for_an_invited_user(session):
     u = member(session, email="invited@example.com", password=None)
     mail = auth.set_password_mail(session, u, now=T0)
     session.commit()
-    assert mail.context["link"] == "http://localhost:3000/reset/" + notifications.SECRET_MARK
+    assert mail.context["link"] == "http://localhost:3000/reset/" + mail.secret.mark
+    assert notifications.MARK_PATTERN.fullmatch(mail.secret.mark) and mail.secret.mark != "__link_secret__"
     token = mail.secret.value
     info = auth.check_reset_token(session, token, now=T0 + timedelta(hours=71))
     assert info.purpose == "invite"

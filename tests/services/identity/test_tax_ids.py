@@ -9,7 +9,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlmodel import func, select
 
-from noventiq_panel.models import AuditEvent, Organisation, Role, User
+from noventiq_panel.models import AuditEvent, Notification, Organisation, Role, User
 from noventiq_panel.services.billing import invoices
 from noventiq_panel.services.core.errors import Conflict, InvalidInput, NotFound
 from noventiq_panel.services.identity import auth, organisations, registration
@@ -111,3 +111,51 @@ def test_the_database_itself_refuses_a_second_organisation_with_a_tax_id(session
     with pytest.raises(IntegrityError):
         f.org(session, name="ООО «Копия»", tax_id=VICTIM)
     session.rollback()
+
+
+# --- who holds a tax id (review finding: an unproven sign-up held one for ever) ----------------------
+
+def audit_actions(session) -> list[str]:
+    return list(session.exec(select(AuditEvent.action).order_by(AuditEvent.id)).all())
+
+
+def test_an_unverified_sign_up_does_not_hold_a_tax_id_against_the_real_customer(session):
+    squatter = sign_up(session, "squatter@example.com", VICTIM)
+    squatter_org = session.exec(select(Organisation).where(Organisation.tax_id == VICTIM)).one()
+    assert squatter_org.self_service
+    real = sign_up(session, "director@real.uz", VICTIM)
+    session.expire_all()
+    assert session.get(Organisation, squatter_org.id).tax_id == ""
+    holder = session.exec(select(Organisation).where(Organisation.tax_id == VICTIM)).one()
+    assert holder.id != squatter_org.id
+    assert "organisation.tax_id_released" in audit_actions(session)
+    assert squatter.id != real.id
+
+
+def test_a_verified_sign_up_holds_its_tax_id(session):
+    from noventiq_panel.services.identity import verification
+
+    user = sign_up(session, "director@real.uz", VICTIM)
+    mail = session.exec(select(Notification).where(Notification.user_id == user.id)).one()
+    verification.verify(session, f.mailed_token(session, mail), now=T0)
+    with pytest.raises(Conflict) as exc:
+        sign_up(session, "squatter@example.com", VICTIM)
+    assert exc.value.key == "organisations.tax_id_taken"
+
+
+def test_a_customer_the_reseller_created_holds_its_tax_id_before_its_owner_sets_a_password(session):
+    org, owner = organisations.create_customer(session, org_name="ООО «Настоящая»", tax_id=VICTIM,
+                                               owner_email="boss@real.uz", owner_name="Директор", now=T0)
+    assert owner.email_verified_at is None and not org.self_service
+    with pytest.raises(Conflict):
+        sign_up(session, "squatter@example.com", VICTIM)
+    session.expire_all()
+    assert session.get(Organisation, org.id).tax_id == VICTIM
+
+
+def test_a_verified_customer_takes_its_tax_id_back_from_an_unverified_sign_up_by_editing_details(session):
+    sign_up(session, "squatter@example.com", VICTIM)
+    o = f.org(session, name="ООО «Моя»", tax_id="")
+    u = f.user(session, o, Role.OWNER)
+    details = organisations.update_details(session, f.actor(u, o), name="ООО «Моя»", tax_id=VICTIM)
+    assert details.tax_id == VICTIM

@@ -88,7 +88,7 @@ def test_an_old_session_of_an_unverified_account_ends_and_the_reseller_ends_ever
 def test_the_verification_link_verifies_once_and_ends_every_session(session):
     user = squat(session, "me@example.com")
     mail = last_mail(session, "me@example.com", "verify_email")
-    assert notifications.SECRET_MARK in mail.body_text and "/verify/" in mail.body_text
+    assert notifications.MARK_PATTERN.search(mail.body_text) and "/verify/" in mail.body_text
     token = f.mailed_token(session, mail)
     assert token not in mail.body_text and token not in mail.body_html
     with pytest.raises(NotFound):  # a verification link does not set a password
@@ -204,3 +204,70 @@ def test_free_text_names_refuse_control_and_direction_override_characters(sessio
             registration.register(session, email="ok@example.com", password="long enough 1", now=T0, **fields)
         assert exc.value.key == "error.hidden_characters"
     assert count(session, User) == 0
+
+
+# --- review findings: a link mark typed into a name (each failed before the per-mail mark) -----------
+
+BAITS = ["__link_secret__", "__link_" + "0" * 32 + "__"]
+
+
+def _sent_bodies(engine, mail_id: int) -> list[str]:
+    from sqlmodel import Session
+
+    from noventiq_panel.services.notify import mailer
+
+    claimed = mailer.claim(lambda: Session(engine, expire_on_commit=False), T0, 100)
+    [message] = [m for m, nid, _a in claimed if nid == mail_id]
+    return [message.get_body((kind,)).get_content() for kind in ("plain", "html")]
+
+
+@pytest.mark.parametrize("bait", BAITS)
+def test_a_name_holding_a_link_mark_never_receives_the_link_secret(engine, session, bait):
+    """An attacker names the organisation (or themselves) after the mark: the victim's token must
+    go into the panel's link only, never into the attacker's URL."""
+    evil = "Подтвердите: https://evil.example/v/" + bait
+    organisations.create_customer(session, org_name=evil, owner_email="victim@bank.uz", owner_name=evil, now=T0)
+    mail = last_mail(session, "victim@bank.uz", "welcome")
+    token = f.mailed_token(session, mail)
+    session.commit()
+    for body in _sent_bodies(engine, mail.id):
+        # every occurrence of the token is the panel's own link (the HTML shows it twice)
+        assert body.count(token) == body.count("http://localhost:3000/reset/" + token) >= 1, body
+        assert "evil.example/v/" + token not in body
+
+
+@pytest.mark.parametrize("bait", BAITS)
+def test_a_sign_up_named_after_the_mark_gets_its_own_link_and_nothing_more(engine, session, bait):
+    registration.register(session, email="me@example.com", password=SQUAT_PW, name=bait, org_name="O " + bait, now=T0)
+    mail = last_mail(session, "me@example.com", "verify_email")
+    token = f.mailed_token(session, mail)
+    session.commit()
+    for body in _sent_bodies(engine, mail.id):
+        assert body.count(token) == body.count("http://localhost:3000/verify/" + token) >= 1, body
+
+
+@pytest.mark.parametrize("bait", BAITS)
+def test_a_name_holding_a_link_mark_does_not_stop_mail_to_it(session, bait):
+    """Mail without a link to a user (or organisation) named after the mark is queued like any
+    other: no error stops the work that sends it."""
+    o = f.org(session, name="ООО " + bait)
+    u = f.user(session, o, Role.OWNER, name=bait, email="named@example.com")
+    row = notifications.notify_user(session, u, "low_balance", {"balance": "0", "threshold": "1", "currency": "UZS"},
+                                   org_id=o.id, now=T0)
+    session.commit()
+    assert row.id and row.status == "queued"
+
+
+def test_a_mail_that_failed_for_good_keeps_no_secret(engine, session):
+    from sqlmodel import Session
+
+    from noventiq_panel.services.notify import mailer
+
+    squat(session, "me@example.com")
+    mail = last_mail(session, "me@example.com", "verify_email")
+    session.commit()
+    mailer._record(lambda: Session(engine, expire_on_commit=False), T0, [(mail.id, 0, "550 no such user", False)], 0,
+                   mailer.SendSummary())
+    session.expire_all()
+    assert session.get(Notification, mail.id).status == "failed"
+    assert session.get(MailSecret, mail.id) is None
