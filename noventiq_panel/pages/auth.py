@@ -205,10 +205,22 @@ def verify_page() -> rx.Component:
                     rx.link(rx.button(T("signin.login.submit"), size="3", width="100%"), href="/login", width="100%",
                             id="verify-to-login"),
                 ),
-                outcome(
-                    rx.callout(T("signin.link_invalid"), icon="circle-alert", color_scheme="red", width="100%",
-                               id="verify-invalid"),
-                    rx.link(T("signin.back_to_login"), href="/login", size="2"),
+                rx.cond(
+                    VerifyState.email != "",
+                    rx.vstack(
+                        rx.text(T("signin.verify.confirm_hint"), size="2"),
+                        rx.text(VerifyState.email, weight="bold", id="verify-email"),
+                        rx.button(T("signin.verify.confirm"), size="3", width="100%", on_click=VerifyState.confirm,
+                                  loading=VerifyState.busy, id="verify-confirm"),
+                        rx.text(T("signin.verify.not_me"), size="1", color_scheme="gray"),
+                        spacing="4",
+                        width="100%",
+                    ),
+                    outcome(
+                        rx.callout(T("signin.link_invalid"), icon="circle-alert", color_scheme="red", width="100%",
+                                   id="verify-invalid"),
+                        rx.link(T("signin.back_to_login"), href="/login", size="2"),
+                    ),
                 ),
             ),
         ),

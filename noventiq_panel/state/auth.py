@@ -238,21 +238,39 @@ class VerifyState(AuthFormState):
 
     verified: bool = False
     checked: bool = False
+    email: str = ""  # the address the link verifies, shown before the visitor confirms
+
+    def _token(self) -> str:
+        path = self.router.url.path or ""
+        return path.rstrip("/").rsplit("/", 1)[-1][:200] if path.startswith(verification.VERIFY_PATH) else ""
 
     @rx.event
     async def load(self):
-        self.error, self.verified, self.checked = "", False, False
-        path = self.router.url.path or ""
-        raw = path.rstrip("/").rsplit("/", 1)[-1][:200] if path.startswith(verification.VERIFY_PATH) else ""
+        """Opening the link shows the address and a button; it verifies nothing by itself."""
+        self.error, self.verified, self.checked, self.email = "", False, False, ""
+        raw = self._token()
         if raw:
             try:
-                await self._call(verification.verify, raw)
-                self.verified = True
+                self.email = await self._call(verification.check, raw)
             except DomainError as exc:
                 self._show_error(exc)
             except Exception as exc:  # noqa: BLE001
                 self.checked = True
                 return self._fail(exc)
-        if self.verified and self.session_secret:
-            await self._clear()  # every session of the account ended; this browser's too
         self.checked = True
+
+    @rx.event
+    async def confirm(self):
+        """The visitor confirms: the account is verified, and every session it had ends."""
+        if self.busy or not self.email:
+            return
+        self.busy = True
+        yield
+        ok, out = await self._submit(verification.verify, self._token())
+        if not ok:
+            self.email = ""
+            yield out
+            return
+        self.verified = True
+        if self.session_secret:
+            await self._clear()  # every session of the account ended; this browser's too

@@ -80,6 +80,18 @@ def shot(page, name: str, locale: str = "ru", *, phone: bool = False, full_page:
     return path
 
 
+def user_of(engine, email: str):
+    """The user row of ``email``, read from the server's database (detached)."""
+    from sqlmodel import Session, select
+
+    from noventiq_panel.models import User
+
+    with Session(engine) as s:
+        user = s.exec(select(User).where(User.email == email)).one()
+        s.expunge(user)
+        return user
+
+
 def org_of(engine, email: str):
     """(organisation, role) of a user's first active membership, read from the server's database."""
     from sqlmodel import Session, select
@@ -148,7 +160,7 @@ def register_verified(engine, **fields):
         mail = s.exec(select(Notification).where(Notification.user_id == user.id,
                                                  Notification.kind == "verify_email")
                       .order_by(col(Notification.id).desc())).first()
-        verification.verify(s, notifications.mail_secret(s, mail.id))
+        verification.verify(s, notifications.mail_secret(s, mail.id).secret)
         s.refresh(user)
         s.expunge(user)
     return user

@@ -7,8 +7,9 @@
   (``auth.resolve``), and every membership it holds is inert (``authz``): one granted by someone
   else too — an Owner's invitation, or the reseller's ``create-customer`` (which also drops the
   password someone chose for the unproven account and mails the set-password link instead).
-- Opening the link, or setting a password through a mailed link (``auth.reset_password``),
-  verifies the account and ends every session it had.
+- Confirming on the link's page (opening it only shows the address and a button: a mail
+  scanner that follows links verifies nothing), or setting a password through a mailed link
+  (``auth.reset_password``), verifies the account and ends every session it had.
 - Sending the link again is throttled per address and per IP, and says the same for unknown,
   verified or unverified addresses (nobody learns which addresses have accounts).
 """
@@ -56,6 +57,20 @@ def resend(session: Session, email: str, ip: str = "", now: datetime | None = No
         org_id = next((m.org_id for m, _o in auth.active_memberships(session, user.id)), None)
         send_link(session, user, org_id=org_id, now=now)
     session.commit()
+
+
+def check(session: Session, raw_token: str, now: datetime | None = None) -> str:
+    """What the ``/verify/<token>`` page shows before the visitor confirms: the address the link
+    would verify. Nothing changes (opening a link is not confirming it: a mail scanner that
+    follows links must not verify an address someone else signed up with). NotFound as
+    :func:`verify`."""
+    now = auth.now_or(now)
+    try:
+        _row, user = auth.valid_token(session, raw_token, now, purposes=(TokenPurpose.VERIFY.value,))
+    except DomainError as exc:
+        raise auth.fail(session, exc) from None
+    session.rollback()
+    return user.email
 
 
 def verify(session: Session, raw_token: str, now: datetime | None = None) -> User:

@@ -271,3 +271,21 @@ def test_a_mail_that_failed_for_good_keeps_no_secret(engine, session):
     session.expire_all()
     assert session.get(Notification, mail.id).status == "failed"
     assert session.get(MailSecret, mail.id) is None
+
+
+def test_opening_the_link_shows_the_address_and_verifies_nothing(session):
+    """A mail scanner that follows links must not prove an address someone else signed up with."""
+    user = squat(session, "victim@bank.uz")
+    token = f.mailed_token(session, last_mail(session, "victim@bank.uz", "verify_email"))
+    assert verification.check(session, token, now=T0) == "victim@bank.uz"
+    assert verification.check(session, token, now=T0) == "victim@bank.uz"
+    session.expire_all()
+    assert session.get(User, user.id).email_verified_at is None
+    with pytest.raises(NotFound):
+        verification.check(session, token, now=T0 + timedelta(hours=verification.VERIFY_TOKEN_HOURS))
+    for forged in ("", "x" * 300, None, 5):
+        with pytest.raises(NotFound):
+            verification.check(session, forged, now=T0)
+    verification.verify(session, token, now=T0)
+    with pytest.raises(NotFound):  # used
+        verification.check(session, token, now=T0)
