@@ -11,6 +11,7 @@ import click
 from sqlalchemy.engine import make_url
 
 from ..config import get_settings
+from ..i18n import LOCALES
 from ..services.core.errors import DomainError
 
 LINK = re.compile(r"https?://[^\s<>\"')]+")
@@ -163,7 +164,7 @@ def demo(now: str | None) -> None:
 @click.argument("tax_id")
 @click.argument("owner_email")
 @click.argument("owner_name")
-@click.option("--locale", type=click.Choice(["ru", "en"]), default="ru", show_default=True,
+@click.option("--locale", type=click.Choice(list(LOCALES)), default="ru", show_default=True,
               help="Language of the owner's mail and panel.")
 @click.option("--postpaid", is_flag=True, help="Postpaid (charged first, invoiced later) instead of prepaid.")
 @click.option("--credit-limit", default="0", show_default=True, help="Credit limit of a postpaid organisation.")

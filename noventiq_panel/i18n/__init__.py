@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 CATALOG_DIR = Path(__file__).resolve().parent
 DEFAULT_LOCALE = "ru"
-LOCALES: tuple[str, ...] = ("ru", "en")
-LOCALE_NAMES = {"ru": "Русский", "en": "English"}
+LOCALES: tuple[str, ...] = ("ru", "en", "uz")
+LOCALE_NAMES = {"ru": "Русский", "en": "English", "uz": "Oʻzbekcha"}
 
 
 class CatalogError(Exception):

@@ -33,9 +33,9 @@ from babel.numbers import format_decimal as _babel_decimal
 from babel.numbers import get_currency_name, get_currency_symbol
 
 from ..services.core.money import minor_unit, to_decimal
+from . import DEFAULT_LOCALE
+from . import LOCALES as SUPPORTED_LOCALES  # the one list of languages
 
-SUPPORTED_LOCALES = ("ru", "en")
-DEFAULT_LOCALE = "ru"
 DEFAULT_TZ = "Asia/Tashkent"
 NBSP = "\u00a0"
 
@@ -47,7 +47,10 @@ _SYMBOLS: dict[tuple[str, str], str] = {
 _NAMES: dict[tuple[str, str], str] = {
     ("ru", "UZS"): "узбекский сум",
     ("en", "UZS"): "Uzbekistani som",
+    ("uz", "UZS"): "oʻzbek soʻmi",
 }
+# Babel's locale of each language: Uzbek is written in the Latin script.
+_BABEL = {"uz": "uz_Latn"}
 
 
 def normalize_locale(locale: str | None) -> str:
@@ -60,7 +63,7 @@ def normalize_locale(locale: str | None) -> str:
 
 @lru_cache(maxsize=8)
 def _locale(locale: str) -> Locale:
-    return Locale.parse(locale)
+    return Locale.parse(_BABEL.get(locale, locale))
 
 
 def _zone(tz: str | None) -> ZoneInfo:
@@ -71,14 +74,14 @@ def currency_symbol(currency: str, locale: str | None = DEFAULT_LOCALE) -> str:
     """The sign written next to an amount: 'сум' (ru, UZS), 'UZS' (en), '$', '€', '₽'..."""
     loc = normalize_locale(locale)
     code = currency.upper()
-    return _SYMBOLS.get((loc, code)) or get_currency_symbol(code, locale=loc)
+    return _SYMBOLS.get((loc, code)) or get_currency_symbol(code, locale=_locale(loc))
 
 
 def currency_name(currency: str, locale: str | None = DEFAULT_LOCALE) -> str:
     """The currency's name for select boxes: 'узбекский сум', 'US Dollar'..."""
     loc = normalize_locale(locale)
     code = currency.upper()
-    return _NAMES.get((loc, code)) or get_currency_name(code, locale=loc)
+    return _NAMES.get((loc, code)) or get_currency_name(code, locale=_locale(loc))
 
 
 def _digits_pattern(places: int) -> str:
@@ -153,11 +156,15 @@ def format_percent(value, locale: str | None = DEFAULT_LOCALE, *, decimals: int 
 
 
 # Dates inside running text: no "г." that would clash with a full stop ("до 24 октября 2025.").
-_TEXT_DATE = {"ru": "d MMMM y", "en": "MMMM d, y"}
+_TEXT_DATE = {"ru": "d MMMM y", "en": "MMMM d, y", "uz": "d-MMMM, y"}
+# CLDR's short Uzbek date is 24/09/25; documents and people in Uzbekistan write 24.09.2025.
+_SHORT_DATE = {"uz": "dd.MM.y"}
 
 
 def _date_pattern(format: str, loc: str) -> str:
-    return _TEXT_DATE[loc] if format == "text" else format
+    if format == "text":
+        return _TEXT_DATE[loc]
+    return _SHORT_DATE.get(loc, format) if format == "short" else format
 
 
 def _as_local(dt: datetime, tz: str | None) -> datetime:

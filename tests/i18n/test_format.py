@@ -31,6 +31,9 @@ def plain(text: str) -> str:
     (1000, "EUR", "en", "€1,000.00"),
     ("1500.5", "UZS", "ru", "1 500,50 сум"),
     (D("1000"), "JPY", "en", "¥1,000"),
+    (D("1234567.89"), "UZS", "uz", "1 234 567,89 soʻm"),
+    (D("-1234.5"), "UZS", "uz", "-1 234,50 soʻm"),
+    (D("12.5"), "USD", "uz", "12,50 US$"),
 ])
 def test_format_money(amount, currency, locale, expected):
     assert plain(fmt.format_money(amount, currency, locale)) == expected
@@ -55,7 +58,8 @@ def test_unknown_or_regional_locales_fall_back():
     assert fmt.normalize_locale("en-US") == "en"
     assert fmt.normalize_locale("RU_ru") == "ru"
     assert fmt.normalize_locale(None) == "ru"
-    assert fmt.normalize_locale("uz") == "ru"
+    assert fmt.normalize_locale("uz-Latn-UZ") == "uz"
+    assert fmt.normalize_locale("kk") == "ru"
     assert plain(fmt.format_money(D("1"), "UZS", "en_GB")) == "UZS 1.00"
 
 
@@ -63,6 +67,8 @@ def test_currency_names():
     assert fmt.currency_symbol("UZS", "ru") == "сум"
     assert fmt.currency_name("UZS", "ru") == "узбекский сум"
     assert fmt.currency_name("USD", "en") == "US Dollar"
+    assert fmt.currency_symbol("UZS", "uz") == "soʻm"
+    assert fmt.currency_name("UZS", "uz") == "oʻzbek soʻmi"
 
 
 @pytest.mark.parametrize("value, locale, kw, expected", [
@@ -71,6 +77,7 @@ def test_currency_names():
     (D("2.50"), "en", {}, "2.5"),
     (3, "ru", {}, "3"),
     (D("2.345"), "ru", {"decimals": 2}, "2,35"),
+    (D("1234567.5"), "uz", {}, "1 234 567,5"),
     (1.25, "en", {}, "1.25"),
     (D("-0.0001"), "en", {"decimals": 2}, "0.00"),
 ])
@@ -99,6 +106,11 @@ def test_dates_and_months():
     assert fmt.format_date(d, "ru", format="dd.MM.yyyy") == "24.09.2025"
     assert fmt.format_month(d, "ru") == "сентябрь 2025"
     assert fmt.format_month(d, "en") == "September 2025"
+    assert fmt.format_date(d, "uz", format="text") == "24-sentabr, 2025"
+    assert fmt.format_date(d, "uz", format="short") == "24.09.2025"
+    assert fmt.format_datetime(datetime(2025, 9, 30, 20, 30, tzinfo=timezone.utc), "Asia/Tashkent", "uz",
+                               format="short") == "01.10.2025, 01:30"
+    assert fmt.format_month(d, "uz") == "Sentabr 2025"
 
 
 def test_a_moment_is_shown_in_the_organisations_time_zone():

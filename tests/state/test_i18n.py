@@ -1,4 +1,4 @@
-"""The message catalogs: both languages complete, no key defined twice, placeholders that match,
+"""The message catalogs: every language complete, no key defined twice, placeholders that match,
 a missing key visible, domain errors translated."""
 
 from __future__ import annotations
@@ -16,15 +16,24 @@ from noventiq_panel.services.core import errors, money
 PKG = Path(i18n.__file__).resolve().parent.parent
 
 
-def test_every_key_exists_in_russian_and_in_english():
-    ru, en = set(i18n.catalog("ru")), set(i18n.catalog("en"))
-    assert sorted(ru - en) == [], "keys missing in en"
-    assert sorted(en - ru) == [], "keys missing in ru"
+OTHERS = [loc for loc in i18n.LOCALES if loc != "ru"]
 
 
-def test_every_area_file_exists_in_both_languages():
-    names = {loc: sorted(p.name for p in (i18n.CATALOG_DIR / loc).glob("*.json")) for loc in i18n.LOCALES}
-    assert names["ru"] == names["en"]
+def test_the_languages_are_russian_english_and_uzbek():
+    assert i18n.LOCALES == ("ru", "en", "uz")
+
+
+@pytest.mark.parametrize("loc", OTHERS)
+def test_every_key_of_the_russian_catalogs_exists_in_every_language(loc):
+    ru, other = set(i18n.catalog("ru")), set(i18n.catalog(loc))
+    assert sorted(ru - other) == [], f"keys missing in {loc}"
+    assert sorted(other - ru) == [], f"keys of {loc} that Russian lacks"
+
+
+@pytest.mark.parametrize("loc", OTHERS)
+def test_every_area_file_exists_in_every_language(loc):
+    names = {code: sorted(p.name for p in (i18n.CATALOG_DIR / code).glob("*.json")) for code in ("ru", loc)}
+    assert names["ru"] == names[loc]
 
 
 def test_no_key_is_defined_by_two_area_files():
@@ -36,10 +45,18 @@ def _fields(text: str) -> set[str]:
     return {f for _, f, _, _ in string.Formatter().parse(text) if f}
 
 
-def test_placeholders_are_the_same_in_both_languages():
-    ru, en = i18n.catalog("ru"), i18n.catalog("en")
-    different = {k: (_fields(ru[k]), _fields(en[k])) for k in ru if k in en and _fields(ru[k]) != _fields(en[k])}
+@pytest.mark.parametrize("loc", OTHERS)
+def test_placeholders_are_the_same_in_every_language(loc):
+    ru, other = i18n.catalog("ru"), i18n.catalog(loc)
+    different = {k: (_fields(ru[k]), _fields(other[k])) for k in ru if k in other and _fields(ru[k]) != _fields(other[k])}
     assert different == {}
+
+
+def test_uzbek_is_written_in_the_latin_script_with_its_own_apostrophes():
+    """oʻ and gʻ take U+02BB, the tutuq belgisi U+02BC; no Cyrillic and no ASCII quote inside a word."""
+    wrong = {k: v for k, v in i18n.catalog("uz").items()
+             if re.search(r"[А-Яа-яЁё]", v) or re.search(r"[A-Za-z]['`‘’][A-Za-z]", v)}
+    assert wrong == {}
 
 
 def test_no_empty_messages():

@@ -41,6 +41,7 @@ from sqlmodel import Session, col, select
 
 from noventiq_panel.config import get_settings
 from noventiq_panel.db import BulkInsert
+from noventiq_panel import i18n
 from noventiq_panel.i18n import format as fmt
 from noventiq_panel.models import (
     MailSecret,
@@ -114,11 +115,6 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "credit_suspended": (("products", "balance", "currency"), ("credit_limit",)),
     # A top-up brought the balance back: the subscriptions products were resumed.
     "credit_resumed": (("products", "balance", "currency"), ("credit_limit",)),
-}
-
-ROLE_NAMES = {
-    "ru": {"owner": "Владелец", "admin": "Администратор", "finance": "Финансовый менеджер"},
-    "en": {"owner": "Owner", "admin": "Administrator", "finance": "Financial manager"},
 }
 
 _TAG = re.compile(r"<\s*/?\s*[a-zA-Z][^>]*>")
@@ -210,7 +206,8 @@ def _f_month(ctx, value):
 
 @pass_context
 def _f_role(ctx, role):
-    return ROLE_NAMES[_loc(ctx)].get(str(role), str(role))
+    key = f"users.role.{role}"
+    return i18n.t(key, _loc(ctx)) if i18n.has(key, _loc(ctx)) else str(role)
 
 
 @pass_context
@@ -571,7 +568,6 @@ def attachments_for(session: Session, user_id: int, notification_id: int) -> lis
 __all__ = [
     "KINDS",
     "MissingContext",
-    "ROLE_NAMES",
     "Rendered",
     "UnknownKind",
     "attachments_for",

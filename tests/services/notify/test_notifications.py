@@ -12,6 +12,7 @@ import pytest
 from sqlmodel import Session, func, select
 
 from noventiq_panel.config import reset_settings
+from noventiq_panel.i18n import LOCALES
 from noventiq_panel.models import Membership, Notification, NotificationAttachment, NotificationStatus, Role
 from noventiq_panel.services.notify import notifications as n
 from noventiq_panel.services.core.errors import NotFound
@@ -82,7 +83,7 @@ def test_the_samples_cover_exactly_the_kinds_of_the_contract():
     assert len(n.KINDS) == 24
 
 
-@pytest.mark.parametrize("locale", ["ru", "en"])
+@pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize("kind", sorted(SAMPLES))
 def test_every_kind_renders_in_both_locales_and_the_text_part_has_no_html(kind, locale):
     r = n.render(kind, SAMPLES[kind], locale)
@@ -123,7 +124,8 @@ def test_the_environment_is_strict_and_escapes_html_only():
 
 def test_every_kind_has_all_template_files_and_no_file_lacks_a_kind():
     found = set()
-    for locale in ("ru", "en"):
+    assert sorted(p.name for p in n.TEMPLATE_DIR.iterdir() if p.is_dir()) == sorted(LOCALES)
+    for locale in LOCALES:
         for path in (n.TEMPLATE_DIR / locale).iterdir():
             kind = path.name.split(".", 1)[0]
             found.add(kind)
