@@ -279,7 +279,8 @@ def catalog_page() -> rx.Component:
             rx.vstack(
                 toolbar(),
                 rx.cond(~BaseState.can_write,
-                        rx.callout(T("catalog.readonly"), icon="lock", size="1", width="100%", margin_bottom="1rem"),
+                        rx.callout(T("catalog.readonly"), icon="lock", size="1", width="100%", margin_bottom="1rem",
+                                   id="catalog-read-only"),
                         rx.fragment()),
                 catalog_body(),
                 spacing="0",

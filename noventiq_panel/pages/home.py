@@ -82,10 +82,13 @@ def balance_card() -> rx.Component:
             rx.text(T("home.prepaid_hint"), size="1", color=rx.color("gray", 10)),
         ),
         rx.spacer(),
-        rx.link(
-            rx.button(rx.icon("plus", size=14), T("home.top_up"), variant="soft", size="2"),
-            href="/billing",
-            id="top-up-link",
+        rx.cond(  # a read-only role sees no call to action the services would refuse
+            HomeState.can_write,
+            rx.link(
+                rx.button(rx.icon("plus", size=14), T("home.top_up"), variant="soft", size="2"),
+                href="/billing",
+                id="top-up-link",
+            ),
         ),
         icon="wallet",
         card_id="balance-card",
@@ -126,7 +129,8 @@ def quick_links_card() -> rx.Component:
         "home.quick_links",
         quick_link("/subscriptions", "layers", "home.link.subscriptions", "link-subscriptions"),
         quick_link("/billing", "credit-card", "home.link.payments", "link-payments"),
-        quick_link("/catalog", "shopping-cart", "home.buy_subscription", "link-buy", primary=True),
+        rx.cond(HomeState.can_write,
+                quick_link("/catalog", "shopping-cart", "home.buy_subscription", "link-buy", primary=True)),
         icon="zap",
         card_id="quick-links",
     )
@@ -222,8 +226,9 @@ def home_page() -> rx.Component:
     return rx.vstack(
         page_header(
             "home.title",
-            rx.link(rx.button(rx.icon("shopping-cart", size=16), T("home.buy_subscription"), size="2"),
-                    href="/catalog", id="buy-subscription"),
+            rx.cond(HomeState.can_write,
+                    rx.link(rx.button(rx.icon("shopping-cart", size=16), T("home.buy_subscription"), size="2"),
+                            href="/catalog", id="buy-subscription")),
             subtitle=HomeState.org_name,
         ),
         when_loaded(

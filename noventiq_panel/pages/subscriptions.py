@@ -185,7 +185,8 @@ def empty_state() -> rx.Component:
             rx.icon("layers", size=32, color=rx.color("gray", 9)),
             rx.text(T("subscriptions.empty"), size="3", weight="medium"),
             rx.text(T("subscriptions.empty_hint"), size="2", color=rx.color("gray", 11)),
-            rx.link(rx.button(rx.icon("shopping-cart", size=16), T("subscriptions.buy")), href="/catalog"),
+            rx.cond(S.can_write,
+                    rx.link(rx.button(rx.icon("shopping-cart", size=16), T("subscriptions.buy")), href="/catalog")),
             spacing="3",
             align="center",
         ),
@@ -204,8 +205,9 @@ def subscriptions_page() -> rx.Component:
     return rx.vstack(
         page_header(
             "subscriptions.title",
-            rx.link(rx.button(rx.icon("shopping-cart", size=16), T("subscriptions.buy")), href="/catalog",
-                    id="buy-subscription"),
+            rx.cond(S.can_write,
+                    rx.link(rx.button(rx.icon("shopping-cart", size=16), T("subscriptions.buy")), href="/catalog",
+                            id="buy-subscription")),
         ),
         when_loaded(
             S.loaded,

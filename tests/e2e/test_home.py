@@ -16,7 +16,7 @@ from noventiq_panel.services.core import clock, rates
 from noventiq_panel.services.reporting import dashboard
 from noventiq_panel.services.core.authz import Actor
 
-from tests.e2e.helpers import PHONE, new_page, org_of, plain, sign_in, text_of
+from tests.e2e.helpers import PHONE, new_page, org_of, plain, sign_in, sign_out, text_of
 
 
 def _dashboard(db, email):
@@ -124,3 +124,21 @@ def test_phone_width_menu_opens_in_a_drawer(browser, base_url):
         assert width <= PHONE["width"] + 1
     finally:
         page.context.close()
+
+
+def test_a_financial_manager_sees_no_call_to_action_that_would_be_refused(page):
+    """Issue 19: the read-only role sees the same data and no "Buy", order or top-up control."""
+    sign_in(page, "finance@demo.example")
+    expect(page.locator("#balance")).to_be_visible()
+    for selector in ("#buy-subscription", "#top-up-link", "#link-buy"):
+        expect(page.locator(selector)).to_have_count(0)
+    page.goto("/subscriptions")
+    expect(page.locator("#subscriptions-table, #subs-empty").first).to_be_visible()
+    expect(page.locator("#buy-subscription")).to_have_count(0)
+    page.goto("/catalog")
+    expect(page.locator("#catalog-read-only")).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("Заказать|Попробовать"))).to_have_count(0)
+    sign_out(page)
+    sign_in(page, "owner@demo.example")
+    for selector in ("#buy-subscription", "#top-up-link", "#link-buy"):
+        expect(page.locator(selector)).to_be_visible()
