@@ -142,3 +142,9 @@ def test_a_financial_manager_sees_no_call_to_action_that_would_be_refused(page):
     sign_in(page, "owner@demo.example")
     for selector in ("#buy-subscription", "#top-up-link", "#link-buy"):
         expect(page.locator(selector)).to_be_visible()
+
+
+def test_the_site_icon_is_served(page, base_url):
+    """Issue 19: no 404 for /favicon.ico logged on every page."""
+    response = page.request.get(base_url.rstrip("/") + "/favicon.ico")
+    assert response.status == 200 and response.body()[:4] == b"\x00\x00\x01\x00"  # an ICO file
