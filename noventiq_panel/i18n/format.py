@@ -195,7 +195,8 @@ def format_month(value: date | datetime, locale: str | None = DEFAULT_LOCALE, *,
     loc = normalize_locale(locale)
     if isinstance(value, datetime):
         value = _as_local(value, tz).date()
-    return _babel_date(value, format="LLLL y", locale=_locale(loc))
+    month = _babel_date(value, format="LLLL y", locale=_locale(loc))
+    return month.lower() if loc == "uz" else month  # Uzbek writes month names in lower case, as Russian
 
 
 def format_time(dt: datetime, tz: str | None = DEFAULT_TZ, locale: str | None = DEFAULT_LOCALE) -> str:
