@@ -57,14 +57,17 @@ def payments() -> None:
 @payments.command("confirm")
 @click.argument("number")
 @click.option("--amount", default=None, help="Amount received (default: the rest of the invoice).")
+@click.option("--over-payment", is_flag=True,
+              help="A statement line credited a part already and this is more money: credit it all the same.")
 @click.option("--now", default=None, help="ISO date-time (UTC) to record instead of now.")
-def confirm(number: str, amount: str | None, now: str | None) -> None:
+def confirm(number: str, amount: str | None, over_payment: bool, now: str | None) -> None:
     """Confirm that money for invoice NUMBER arrived."""
     from noventiq_panel.services.billing import payments as svc
 
     _complete_waiting_actions()
     with _session() as session:
-        result = svc.confirm_payment(session, number, amount=amount, now=_now(now), source="operator")
+        result = svc.confirm_payment(session, number, amount=amount, now=_now(now), source="operator",
+                                     over_payment=over_payment)
         p = result.payment
         if result.changed:
             click.echo(f"{p.number}: credited {result.credited} {p.currency}; paid {p.paid_amount} of {p.amount}; "
@@ -117,7 +120,8 @@ def review(status: str, limit: int) -> None:
 @click.argument("number")
 @click.option("--note", default="", help="Why (kept with the line).")
 @click.option("--over-payment", is_flag=True,
-              help="The invoice is paid (or cancelled) already and this is more money: credit it all the same.")
+              help="The invoice is paid (or cancelled), or a part was confirmed by hand, and this line is more "
+                   "money: credit it all the same.")
 @click.option("--now", default=None, help="ISO date-time (UTC) to record instead of now.")
 def assign(line_id: int, number: str, note: str, over_payment: bool, now: str | None) -> None:
     """Credit statement line LINE_ID to invoice NUMBER (its organisation's balance)."""

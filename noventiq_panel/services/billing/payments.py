@@ -7,7 +7,9 @@ Money rules:
   exactly the invoice amount), ``payment:<id>:line:<hash>`` for each other statement line (partial
   payments, over payments) and ``payment:<id>:operator:<paid before>`` for a partial operator
   confirmation. The same money confirmed by the operator and then found in a statement therefore
-  credits once; confirming twice credits once.
+  credits once; confirming twice credits once. A part payment confirmed by hand and a part that
+  came through a statement line cannot be told apart by their keys: crediting one after the
+  other is refused unless the operator says it is more money (:func:`require_no_other_part`).
 - ``paid_amount`` accumulates the money received; the status becomes ``paid`` once it covers the
   amount. An over payment is credited in full to the balance.
 
@@ -40,7 +42,7 @@ from decimal import Decimal
 
 from sqlmodel import Session, select
 
-from noventiq_panel.models import EntryKind, Organisation, Payment, PaymentStatus
+from noventiq_panel.models import EntryKind, LedgerEntry, Organisation, Payment, PaymentStatus
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.billing.invoice_document import normalize_number
 from noventiq_panel.services.billing.invoices import mail_billing_contacts
@@ -112,6 +114,28 @@ def lock_payment(session: Session, payment_id: int) -> Payment:
     if payment is None:
         raise NotFound("payment not found", key="error.billing.payment_not_found")
     return payment
+
+
+OPERATOR_PART = "operator"  # payment:<id>:operator:<paid before>
+STATEMENT_PART = "line"  # payment:<id>:line:<hash>, statement:<line id> (an assigned line)
+
+
+def require_no_other_part(session: Session, payment: Payment, channel: str, over_payment: bool) -> None:
+    """Before a part payment of ``payment`` is credited through ``channel`` (``OPERATOR_PART``: a
+    confirmation by hand; ``STATEMENT_PART``: a bank statement line): Conflict
+    ``error.billing.part_payment_elsewhere`` when the other channel already credited a part of it
+    — it may be the same money — unless the operator says this is more money (``over_payment``)."""
+    if over_payment:
+        return
+    other = STATEMENT_PART if channel == OPERATOR_PART else OPERATOR_PART
+    keys = session.exec(select(LedgerEntry.idempotency_key).where(LedgerEntry.payment_id == payment.id)).all()
+    prefix = f"payment:{payment.id}:{other}:"
+    found = [k for k in keys if k and (k.startswith(prefix) or (other == STATEMENT_PART and k.startswith("statement:")))]
+    if found:
+        raise Conflict(f"invoice {payment.number} has part payments credited "
+                       f"{'from the bank statement' if other == STATEMENT_PART else 'by hand'}; "
+                       "if this is more money, say it is an over payment", key="error.billing.part_payment_elsewhere",
+                       number=payment.number)
 
 
 def credit(session: Session, payment: Payment, org: Organisation, amount: Decimal, key: str, now: datetime,
@@ -194,12 +218,14 @@ def _waiting_action(session: Session, payment_id: int, now: datetime) -> str | N
 
 
 def confirm_payment(session: Session, number: str, *, amount=None, now: datetime | None = None,
-                    source: str = "operator") -> ConfirmResult:
+                    source: str = "operator", over_payment: bool = False) -> ConfirmResult:
     """The operator confirms that money for invoice ``number`` arrived (CLI).
 
     Without ``amount``: the rest of the invoice is credited under ``payment:<id>`` and it is paid.
     With ``amount``: that much arrived (a partial payment or an over payment). Confirming an invoice
-    that is already paid changes nothing. A cancelled invoice is refused (Conflict).
+    that is already paid changes nothing. A cancelled invoice is refused (Conflict). A part
+    confirmed by hand after a statement line credited a part is refused unless ``over_payment``
+    (:func:`require_no_other_part`).
     """
     now = now or utcnow()
     canonical = normalize_number(number) or (number or "").strip()
@@ -225,7 +251,9 @@ def confirm_payment(session: Session, number: str, *, amount=None, now: datetime
         if paid_before == 0 and credit_amount >= payment.amount:
             key = f"payment:{payment.id}"
         else:
-            key = f"payment:{payment.id}:operator:{paid_before}"
+            if amount is not None:  # "this much arrived": maybe the part a statement line brought
+                require_no_other_part(session, payment, OPERATOR_PART, over_payment)
+            key = f"payment:{payment.id}:{OPERATOR_PART}:{paid_before}"
         credited, became_paid = credit(session, payment, org, credit_amount, key, now, source)
         session.commit()
     except Exception:

@@ -34,7 +34,13 @@ from sqlmodel import Session, select
 from noventiq_panel.models import Organisation, Payment, PaymentStatus, StatementLine, StatementLineStatus
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.billing.invoice_document import normalize_number
-from noventiq_panel.services.billing.payments import complete_action, credit, lock_payment
+from noventiq_panel.services.billing.payments import (
+    STATEMENT_PART,
+    complete_action,
+    credit,
+    lock_payment,
+    require_no_other_part,
+)
 from noventiq_panel.services.core import audit, ledger
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict, InvalidInput, NotFound
@@ -271,14 +277,18 @@ def _store(session: Session, line: StatementLine) -> bool:
     return True
 
 
+def _first_full_payment(payment: Payment, line: StatementLine) -> bool:
+    return not payment.paid_amount and line.amount == payment.amount
+
+
 def _credit(session: Session, payment: Payment, org: Organisation, line: StatementLine,
             now: datetime, source: str = "statement") -> tuple[Decimal, bool]:
     """Credit ``line`` to ``payment`` (both locked): ``payment:<id>`` for the invoice's first
     money, else ``payment:<id>:line:<hash>``."""
-    if not payment.paid_amount and line.amount == payment.amount:
+    if _first_full_payment(payment, line):
         key = f"payment:{payment.id}"  # the same money the operator may have confirmed by hand
     else:
-        key = f"payment:{payment.id}:line:{line.line_hash[:32]}"
+        key = f"payment:{payment.id}:{STATEMENT_PART}:{line.line_hash[:32]}"
     return credit(session, payment, org, line.amount, key, now, source, line_hash=line.line_hash)
 
 
@@ -329,6 +339,8 @@ def assign(session: Session, line_id: int, invoice_number: str, *, note: str = "
             credited, became_paid = credit(session, payment, org, line.amount, f"statement:{line.id}", now,
                                            "statement_review", line_hash=line.line_hash)
         else:
+            if not _first_full_payment(payment, line):
+                require_no_other_part(session, payment, STATEMENT_PART, over_payment)
             credited, became_paid = _credit(session, payment, org, line, now, "statement_review")
         line.status, line.payment_id, line.decided_at = StatementLineStatus.ASSIGNED, payment.id, now
         line.reason = (note or line.reason)[:500]

@@ -80,12 +80,15 @@ def require_tax_id_free(session: Session, tax_id: str, *, org_id: int | None = N
 
 def holds_tax_id(session: Session, org: Organisation) -> bool:
     """Whether ``org`` keeps its tax id against another claimant: always when the reseller created
-    it; a self-service one (sign-up, guest order) only once one of its members proved their
-    mailbox, so that an unproven sign-up cannot squat a real company's tax id."""
-    if not org.self_service:
+    it or an invoice or closing document was issued in its name (the documents carry the tax id;
+    a dispute goes to support); a self-service one (sign-up, guest order) otherwise only once one
+    of its members (in force, active) proved their mailbox, so that an unproven sign-up cannot
+    squat a real company's tax id."""
+    if not org.self_service or requisites_locked(session, org.id):
         return True
     proven = (select(Membership.id).join(User, col(User.id) == col(Membership.user_id))
-              .where(Membership.org_id == org.id, col(User.email_verified_at).is_not(None)).limit(1))
+              .where(Membership.org_id == org.id, Membership.in_force(), User.is_active == True,  # noqa: E712
+                     col(User.email_verified_at).is_not(None)).limit(1))
     return session.exec(proven).first() is not None
 
 

@@ -105,7 +105,8 @@ def confirm(session: Session, user_id: int, code, *, now: datetime | None = None
     user.totp_enabled_at, user.totp_last_step = now, step
     session.add(user)
     codes = _new_recovery_codes(session, user)
-    for membership in session.exec(select(Membership).where(Membership.user_id == user.id)).all():
+    for membership in session.exec(select(Membership).where(Membership.user_id == user.id,
+                                                             Membership.in_force())).all():
         audit.record(session, Actor(user_id=user.id, org_id=membership.org_id), "user.two_factor_enabled")
     session.commit()
     return codes
@@ -176,7 +177,8 @@ def disable(session: Session, user_id: int, code, *, now: datetime | None = None
     user.totp_secret, user.totp_enabled_at, user.totp_last_step = None, None, None
     session.add(user)
     session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-    for membership in session.exec(select(Membership).where(Membership.user_id == user.id)).all():
+    for membership in session.exec(select(Membership).where(Membership.user_id == user.id,
+                                                             Membership.in_force())).all():
         audit.record(session, Actor(user_id=user.id, org_id=membership.org_id), "user.two_factor_disabled")
     session.commit()
 

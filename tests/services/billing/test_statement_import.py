@@ -289,3 +289,32 @@ def test_a_customer_named_after_a_link_mark_does_not_stop_the_import(session):
     p = invoices.request_topup(session, f.actor(u, o), "1000", now=NOW)
     report = statement_import.import_statement(session, _csv(f"2026-11-26,1000,300000009,{p.number}"), now=NOW)
     assert report.paid_numbers == [p.number] and ledger.balance(session, o.id) == Decimal("1000.00")
+
+
+def test_a_part_confirmed_by_hand_is_not_credited_again_from_its_statement_line(session, setup):
+    """Review finding: the operator confirms 400 000 by hand, then assigns the bank's line of the
+    same 400 000: refused unless the operator says it is more money."""
+    o, _a, p1, _p2 = setup
+    statement_import.import_statement(session, _csv(f"2026-11-26,400000,{TAX},{p1.number}"), now=NOW)
+    payments.confirm_payment(session, p1.number, amount="400000", now=NOW)
+    [waiting] = statement_import.review_list(session)
+    before = _state(session, o.id)
+    with pytest.raises(Conflict) as exc:
+        statement_import.assign(session, waiting.id, p1.number, now=NOW)
+    assert exc.value.key == "error.billing.part_payment_elsewhere" and _state(session, o.id) == before
+    statement_import.assign(session, waiting.id, p1.number, over_payment=True, now=NOW)
+    assert ledger.balance(session, o.id) == Decimal("800000.00")
+
+
+def test_a_part_from_a_statement_line_is_not_confirmed_again_by_hand(session, setup):
+    o, _a, p1, _p2 = setup
+    statement_import.import_statement(session, _csv(f"2026-11-26,400000,{TAX},{p1.number}"), now=NOW)
+    [waiting] = statement_import.review_list(session)
+    statement_import.assign(session, waiting.id, p1.number, now=NOW)
+    before = _state(session, o.id)
+    with pytest.raises(Conflict):
+        payments.confirm_payment(session, p1.number, amount="400000", now=NOW)
+    assert _state(session, o.id) == before
+    # the rest, without an amount, is what is still due: credited
+    assert payments.confirm_payment(session, p1.number, now=NOW).credited == Decimal("800000.00")
+    assert ledger.balance(session, o.id) == Decimal("1200000.00")
