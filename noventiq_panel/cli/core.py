@@ -14,7 +14,6 @@ from ..config import get_settings
 from ..i18n import LOCALES
 from ..services.core.errors import DomainError
 
-LINK = re.compile(r"https?://[^\s<>\"')]+")
 
 
 def _fail(exc: Exception) -> None:
@@ -187,7 +186,7 @@ def create_customer(org_name: str, tax_id: str, owner_email: str, owner_name: st
             mail = next(iter(notifications.outbox(session, user_id=user.id, kind="welcome", limit=1)), None)
             org_id, org_name_saved, email = org.id, org.name, user.email
             mail_id = mail.id if mail else None
-            links = LINK.findall(notifications.text_to_send(session, mail)) if mail else []
+            link = notifications.link_to_send(session, mail) if mail else None
     except DomainError as exc:
         _fail(exc)
     click.echo(f"Organisation #{org_id} «{org_name_saved}» created; owner {email}.")
@@ -197,9 +196,8 @@ def create_customer(org_name: str, tax_id: str, owner_email: str, owner_name: st
         click.echo(f"The welcome e-mail (#{mail_id}) is queued for {email}.")
     else:
         click.echo(f"No SMTP configured: the welcome e-mail (#{mail_id}) stays in the outbox.")
-        for link in links:
-            if "/reset/" in link:
-                click.echo(f"Set-password link: {link}")
+        if link:
+            click.echo(f"Set-password link: {link}")
 
 
 @click.group("org")
@@ -349,7 +347,8 @@ def outbox() -> None:
 @click.option("--kind", default=None, help="Only this kind (welcome, password_reset, ...).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
 def outbox_list(status: str | None, to_email: str | None, kind: str | None, limit: int) -> None:
-    """Newest mail first, with the links each one carries (set-password links included)."""
+    """Newest mail first, each with its own set-password, reset or verification link while it waits
+    to be sent (never a link a name or other typed text carries)."""
     from ..services.notify import notifications
 
     with _session() as session:
@@ -359,7 +358,8 @@ def outbox_list(status: str | None, to_email: str | None, kind: str | None, limi
         for n in rows:
             click.echo(f"#{n.id}  {n.created_at:%Y-%m-%d %H:%M} UTC  {n.status:<6}  {n.kind:<20}  {n.to_email}")
             click.echo(f"      {n.subject}")
-            for link in dict.fromkeys(LINK.findall(notifications.text_to_send(session, n))):
+            link = notifications.link_to_send(session, n)
+            if link:
                 click.echo(f"      {link}")
 
 

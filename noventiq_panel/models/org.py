@@ -145,6 +145,9 @@ class PasswordResetToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
     used_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
+    # The invitation (a membership awaiting consent) this link answers: setting the password through
+    # it accepts that invitation and no other (no foreign key: a declined invitation is deleted).
+    membership_id: Optional[int] = Field(default=None)
 
 
 class AuditEvent(SQLModel, table=True):

@@ -207,14 +207,16 @@ def verify_page() -> rx.Component:
                 ),
                 rx.cond(
                     VerifyState.email != "",
-                    rx.vstack(
+                    auth_form(
                         rx.text(T("signin.verify.confirm_hint"), size="2"),
                         rx.text(VerifyState.email, weight="bold", id="verify-email"),
-                        rx.button(T("signin.verify.confirm"), size="3", width="100%", on_click=VerifyState.confirm,
-                                  loading=VerifyState.busy, id="verify-confirm"),
+                        error_line(VerifyState),
+                        field("signin.verify.password", "password", type_="password",
+                              autocomplete="current-password"),
+                        submit("signin.verify.confirm", VerifyState, "verify-confirm"),
                         rx.text(T("signin.verify.not_me"), size="1", color_scheme="gray"),
-                        spacing="4",
-                        width="100%",
+                        on_submit=VerifyState.confirm,
+                        form_id="verify-form",
                     ),
                     outcome(
                         rx.callout(T("signin.link_invalid"), icon="circle-alert", color_scheme="red", width="100%",

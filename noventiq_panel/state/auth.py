@@ -10,7 +10,7 @@ from typing import Any
 
 import reflex as rx
 
-from ..services.core.errors import DomainError, InvalidInput
+from ..services.core.errors import DomainError, InvalidInput, NotFound
 from ..services.identity import auth, registration, verification
 from .base import BaseState, Ctx, ctx_of, safe_next
 
@@ -260,17 +260,26 @@ class VerifyState(AuthFormState):
         self.checked = True
 
     @rx.event
-    async def confirm(self):
-        """The visitor confirms: the account is verified, and every session it had ends."""
+    async def confirm(self, form: dict):
+        """The visitor confirms with the account's password: the account is verified, and every
+        session it had ends. A wrong password is said on the form; a used link ends the form."""
         if self.busy or not self.email:
             return
-        self.busy = True
+        self.busy, self.error = True, ""
         yield
-        ok, out = await self._submit(verification.verify, self._token())
-        if not ok:
+        try:
+            await self._call(verification.verify, self._token(), str(form.get("password", "")), ip=self._client_ip())
+        except NotFound:  # the link is no good any more: say so instead of the form
             self.email = ""
-            yield out
             return
+        except DomainError as exc:  # a wrong password, throttled: said on the form
+            self._show_error(exc)
+            return
+        except Exception as exc:  # noqa: BLE001
+            yield self._fail(exc)
+            return
+        finally:
+            self.busy = False
         self.verified = True
         if self.session_secret:
             await self._clear()  # every session of the account ended; this browser's too

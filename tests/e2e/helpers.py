@@ -160,7 +160,7 @@ def register_verified(engine, **fields):
         mail = s.exec(select(Notification).where(Notification.user_id == user.id,
                                                  Notification.kind == "verify_email")
                       .order_by(col(Notification.id).desc())).first()
-        verification.verify(s, notifications.mail_secret(s, mail.id).secret)
+        verification.verify(s, notifications.mail_secret(s, mail.id).secret, fields["password"])
         s.refresh(user)
         s.expunge(user)
     return user

@@ -175,6 +175,11 @@ def test_registration_signs_in_only_after_the_mailbox_link(page, db):
     expect(page.locator("#verify-email")).to_have_text(email)
     shot(page, "verify-confirm", "ru")
     assert user_of(db, email).email_verified_at is None
+    page.fill("#f-password", "not-my-password-1")  # only who chose the password proves the account
+    page.click("#verify-confirm")
+    expect(page.locator("#form-error")).to_be_visible()
+    assert user_of(db, email).email_verified_at is None
+    page.fill("#f-password", "Zarya-2026-pass")
     page.click("#verify-confirm")
     expect(page.locator("#verify-done")).to_be_visible()
     shot(page, "verify-done", "ru")

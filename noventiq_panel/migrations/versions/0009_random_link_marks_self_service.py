@@ -1,4 +1,5 @@
-"""a random mark per mail secret; organisations created by visitors (their tax id held once verified)
+"""a random mark per mail secret; organisations created by visitors (their tax id held once verified);
+the invitation a set-password link answers
 
 Revision ID: 0009
 Revises: 0008
@@ -22,9 +23,13 @@ def upgrade() -> None:
                                       server_default='__link_secret__'))
     with op.batch_alter_table('organisation', schema=None) as batch_op:
         batch_op.add_column(sa.Column('self_service', sa.Boolean(), nullable=False, server_default=sa.false()))
+    with op.batch_alter_table('passwordresettoken', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('membership_id', sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('passwordresettoken', schema=None) as batch_op:
+        batch_op.drop_column('membership_id')
     with op.batch_alter_table('organisation', schema=None) as batch_op:
         batch_op.drop_column('self_service')
     with op.batch_alter_table('mailsecret', schema=None) as batch_op:

@@ -159,7 +159,7 @@ def _ip_failures(session: Session, ip: str, now: datetime) -> list[datetime]:
     ).all())
 
 
-def _check_login_throttle(session: Session, email: str, ip: str, now: datetime) -> None:
+def check_login_throttle(session: Session, email: str, ip: str, now: datetime) -> None:
     """Three counts, each within the login window: the account from this address
     (``login_max_failures``: a stranger elsewhere cannot lock a known account out), the address
     across accounts (``IP_LIMIT_FACTOR`` times as many: offices share an address), and the account
@@ -268,7 +268,7 @@ def sign_in(session: Session, email: str, password: str, ip: str = "", now: date
     except InvalidInput:
         raise fail(session, NotAuthenticated("bad credentials", key="auth.bad_credentials")) from None
     try:
-        _check_login_throttle(session, email, ip, now)
+        check_login_throttle(session, email, ip, now)
     except Throttled as exc:
         raise fail(session, exc) from None
     user = session.exec(select(User).where(User.email == email)).first()
@@ -294,7 +294,11 @@ def sign_in(session: Session, email: str, password: str, ip: str = "", now: date
             raise NotAuthenticated("wrong one-time code", key="auth.code_wrong")
     memberships = active_memberships(session, user.id)
     if not memberships:
+        waiting = session.exec(select(Membership.id).where(Membership.user_id == user.id, Membership.is_active == True,  # noqa: E712
+                                                           Membership.awaiting_consent == True).limit(1)).first()  # noqa: E712
         session.rollback()
+        if waiting is not None:  # joined through the invitation's own link only (reset_password)
+            raise NotAuthenticated("an invitation waits for its answer", key="auth.invitation_waiting")
         raise NotAuthenticated("no active organisation", key="auth.no_organisation")
     record_attempt(session, email, ip, True, now)
     if HASHER.check_needs_rehash(user.password_hash):
@@ -384,10 +388,11 @@ class ResetTokenInfo:
     expires_at: datetime
 
 
-def issue_token(session: Session, user: User, purpose: str, hours: int, now: datetime) -> tuple[str, PasswordResetToken]:
+def issue_token(session: Session, user: User, purpose: str, hours: int, now: datetime,
+                membership_id: int | None = None) -> tuple[str, PasswordResetToken]:
     raw = secrets.token_urlsafe(32)
     row = PasswordResetToken(user_id=user.id, token_hash=token_hash(raw), purpose=purpose, created_at=now,
-                             expires_at=now + timedelta(hours=hours))
+                             expires_at=now + timedelta(hours=hours), membership_id=membership_id)
     session.add(row)
     session.flush()
     return raw, row
@@ -403,20 +408,23 @@ class LinkMail:
 
 
 def link_mail(session: Session, user: User, purpose: str, hours: int, now: datetime | None = None,
-              path: str = RESET_PATH) -> LinkMail:
+              path: str = RESET_PATH, membership_id: int | None = None) -> LinkMail:
     """Issue a single-use ``<base_url><path><token>`` link of ``purpose`` for ``user`` valid ``hours``
     (flush only: the caller commits it with what it creates, and mails it). The raw token is never
-    stored with the mail: the outbox keeps the mark, the mailer puts the token in when it sends."""
+    stored with the mail: the outbox keeps the mark, the mailer puts the token in when it sends.
+    ``membership_id``: the invitation the link answers (:func:`reset_password` accepts it)."""
     if purpose not in {p.value for p in TokenPurpose}:
         raise ValueError(f"unknown token purpose {purpose!r}")
-    raw, row = issue_token(session, user, str(purpose), hours, now_or(now))
+    raw, row = issue_token(session, user, str(purpose), hours, now_or(now), membership_id)
     secret = notifications.Secret(raw, row.expires_at)
     return LinkMail({"link": notifications.secret_link(path, secret), "expires_at": row.expires_at}, secret)
 
 
-def set_password_mail(session: Session, user: User, now: datetime | None = None) -> LinkMail:
-    """The 72-hour set-password link of an invited user or a new customer's owner."""
-    return link_mail(session, user, TokenPurpose.INVITE, INVITE_TOKEN_HOURS, now)
+def set_password_mail(session: Session, user: User, now: datetime | None = None,
+                      membership_id: int | None = None) -> LinkMail:
+    """The 72-hour set-password link of an invited user (``membership_id``: the invitation it
+    answers) or a new customer's owner."""
+    return link_mail(session, user, TokenPurpose.INVITE, INVITE_TOKEN_HOURS, now, membership_id=membership_id)
 
 
 def _requests(session: Session, prefix: str, *, email: str | None = None, ip: str | None = None,
@@ -492,9 +500,9 @@ def valid_token(session: Session, raw_token: Any, now: datetime,
 
 
 def use_token(session: Session, raw_token: Any, now: datetime,
-              purposes: tuple[str, ...] = SET_PASSWORD_PURPOSES) -> User:
+              purposes: tuple[str, ...] = SET_PASSWORD_PURPOSES) -> tuple[PasswordResetToken, User]:
     """Use up the link ``raw_token`` (once, also when two requests race) and void every other open
-    link of its user; returns the user. Flushes only; NotFound as :func:`valid_token`."""
+    link of its user; returns the link and its user. Flushes only; NotFound as :func:`valid_token`."""
     row, user = valid_token(session, raw_token, now, purposes)
     used = session.execute(
         update(PasswordResetToken)
@@ -508,7 +516,7 @@ def use_token(session: Session, raw_token: Any, now: datetime,
         .where(PasswordResetToken.user_id == user.id, col(PasswordResetToken.used_at).is_(None))
         .values(used_at=now).execution_options(synchronize_session=False)
     )
-    return user
+    return row, user
 
 
 def check_reset_token(session: Session, raw_token: str, now: datetime | None = None) -> ResetTokenInfo:
@@ -525,16 +533,25 @@ def check_reset_token(session: Session, raw_token: str, now: datetime | None = N
 
 def reset_password(session: Session, raw_token: str, new_password: str, now: datetime | None = None) -> User:
     """Set the password through a reset/set-password link: the link is used up (also when two
-    requests race), every other open link of the user is voided and all the user's sessions end."""
+    requests race), every other open link of the user is voided and all the user's sessions end.
+    The link of an invitation accepts that invitation, and only that one: any other invitation of
+    the address waits for its own answer (a reset link or the reseller's welcome link accepts
+    nothing, so an organisation that invited an address first cannot catch its owner)."""
     now = now_or(now)
     try:
         validation.validate_password(new_password)
-        user = use_token(session, raw_token, now)
+        row, user = use_token(session, raw_token, now)
     except DomainError as exc:
         raise fail(session, exc) from None
     user.password_hash = hash_password(new_password)
     if user.email_verified_at is None:  # the link came by mail: the mailbox is the user's
         user.email_verified_at = now
+    invitation = session.get(Membership, row.membership_id) if row.membership_id else None
+    if invitation is not None and invitation.user_id == user.id and invitation.is_active and invitation.awaiting_consent:
+        invitation.awaiting_consent = False
+        session.add(invitation)
+        audit.record(session, Actor(user_id=user.id, org_id=invitation.org_id), "user.invitation_accepted",
+                     role=invitation.role)
     end_sessions(session, user.id, now=now)
     # Proving control of the mailbox lifts a lock-out of the account.
     record_attempt(session, user.email, "", True, now)
@@ -550,7 +567,7 @@ def change_password(session: Session, raw_session_token: str, old_password: str,
     info = resolve(session, raw_session_token, now)
     user = session.get(User, info.user_id)
     try:
-        _check_login_throttle(session, user.email, "", now)
+        check_login_throttle(session, user.email, "", now)
     except Throttled as exc:
         raise fail(session, exc) from None
     if not verify_password(user.password_hash, old_password):

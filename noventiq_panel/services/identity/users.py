@@ -154,15 +154,15 @@ def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, 
         session.rollback()
         raise
     try:
-        # A user who already has an account must accept before the membership gives access (and
-        # before this organisation sees anything of them); a new user accepts by setting a password.
-        awaiting_consent = user is not None
+        # Every invitation waits for its answer before the membership gives access (and before
+        # this organisation sees anything of the invitee): a user with an account accepts it in
+        # the panel, a new one by setting a password through this invitation's own link.
         if user is None:
             user = User(email=email, name=name, locale=locale, created_at=now)
             session.add(user)
             session.flush()
         membership = Membership(user_id=user.id, org_id=access.org_id, role=role, created_at=now,
-                                awaiting_consent=awaiting_consent)
+                                awaiting_consent=True)
         session.add(membership)
         session.flush()
         org = session.get(Organisation, access.org_id)
@@ -170,7 +170,7 @@ def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, 
                    "role": role}
         secret = None
         if not user.password_hash:
-            mail = auth.set_password_mail(session, user, now=now)
+            mail = auth.set_password_mail(session, user, now=now, membership_id=membership.id)
             context, secret = {**context, **mail.context}, mail.secret
         notifications.notify_user(session, user, "invite", context, org_id=access.org_id, secret=secret, now=now)
         audit.record(session, actor, "user.invited", email=email, role=role, member_user_id=user.id)

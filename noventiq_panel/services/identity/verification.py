@@ -7,9 +7,10 @@
   (``auth.resolve``), and every membership it holds is inert (``authz``): one granted by someone
   else too — an Owner's invitation, or the reseller's ``create-customer`` (which also drops the
   password someone chose for the unproven account and mails the set-password link instead).
-- Confirming on the link's page (opening it only shows the address and a button: a mail
-  scanner that follows links verifies nothing), or setting a password through a mailed link
-  (``auth.reset_password``), verifies the account and ends every session it had.
+- Confirming on the link's page with the account's password (opening it only shows the address:
+  a mail scanner that follows links verifies nothing, and the owner of an address that someone
+  else signed up with cannot prove that stranger's account), or setting a password through a
+  mailed link (``auth.reset_password``), verifies the account and ends every session it had.
 - Sending the link again is throttled per address and per IP, and says the same for unknown,
   verified or unverified addresses (nobody learns which addresses have accounts).
 """
@@ -23,7 +24,7 @@ from sqlmodel import Session, select
 from noventiq_panel.models import Organisation, TokenPurpose, User
 from noventiq_panel.services.core import audit
 from noventiq_panel.services.core.authz import Actor
-from noventiq_panel.services.core.errors import DomainError
+from noventiq_panel.services.core.errors import DomainError, InvalidInput
 from noventiq_panel.services.identity import auth, validation
 from noventiq_panel.services.notify import notifications
 
@@ -73,13 +74,26 @@ def check(session: Session, raw_token: str, now: datetime | None = None) -> str:
     return user.email
 
 
-def verify(session: Session, raw_token: str, now: datetime | None = None) -> User:
-    """Open a verification link: the account is verified, the link used up, and every session
-    the account had ends (NotFound ``auth.reset_invalid``/``auth.reset_expired`` for a bad,
-    used, expired or other kind of link). Commits."""
+def verify(session: Session, raw_token: str, password: str, *, ip: str = "", now: datetime | None = None) -> User:
+    """Confirm a verification link with the account's password: the account is verified, the link
+    used up, and every session the account had ends. The password binds the proof to whoever chose
+    it: someone who signed up with another person's address cannot have that person's click prove
+    it (the person does not know the password), so the account stays unproven and the reseller's
+    ``create-customer`` drops its password. NotFound ``auth.reset_invalid``/``auth.reset_expired``
+    for a bad, used, expired or other kind of link; a wrong password is InvalidInput
+    ``auth.wrong_password`` and counts as a failed sign-in (throttled like one). Commits."""
     now = auth.now_or(now)
     try:
-        user = auth.use_token(session, raw_token, now, purposes=(TokenPurpose.VERIFY.value,))
+        _row, user = auth.valid_token(session, raw_token, now, purposes=(TokenPurpose.VERIFY.value,))
+        auth.check_login_throttle(session, user.email, ip, now)
+    except DomainError as exc:
+        raise auth.fail(session, exc) from None
+    if not isinstance(password, str) or not user.password_hash or not auth.verify_password(user.password_hash, password):
+        auth.record_attempt(session, user.email, ip, False, now)
+        session.commit()
+        raise InvalidInput("wrong password", field="password", key="auth.wrong_password")
+    try:
+        _row, user = auth.use_token(session, raw_token, now, purposes=(TokenPurpose.VERIFY.value,))
     except DomainError as exc:
         raise auth.fail(session, exc) from None
     if user.email_verified_at is None:

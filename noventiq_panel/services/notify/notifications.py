@@ -336,6 +336,17 @@ def text_to_send(session: Session, row: Notification) -> str:
     return fill_secret(row.body_text, mail_secret(session, row.id))
 
 
+def link_to_send(session: Session, row: Notification) -> str | None:
+    """The mail's own secret link as the mailer would send it now (None once sent, failed or
+    expired, or for a mail without one). Found by its mark, which only the panel's link holds: a
+    link someone typed into a name never passes for it (the operator's CLI prints this one)."""
+    held = mail_secret(session, row.id)
+    if held is None:
+        return None
+    found = re.search(r"https?://[^\s<>\"']*?" + re.escape(held.mark), row.body_text or "")
+    return found.group(0).replace(held.mark, held.secret) if found else None
+
+
 def purge_secrets(session: Session, now: datetime) -> int:
     """Delete the secrets whose tokens expired (their mails can no longer help anyone); a mail
     still waiting for one of them is failed, never sent with a dead link. Flushes."""

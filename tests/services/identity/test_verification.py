@@ -93,11 +93,11 @@ def test_the_verification_link_verifies_once_and_ends_every_session(session):
     assert token not in mail.body_text and token not in mail.body_html
     with pytest.raises(NotFound):  # a verification link does not set a password
         auth.check_reset_token(session, token, now=T0)
-    verification.verify(session, token, now=T0 + timedelta(minutes=1))
+    verification.verify(session, token, SQUAT_PW, now=T0 + timedelta(minutes=1))
     session.refresh(user)
     assert user.email_verified_at == T0 + timedelta(minutes=1)
     with pytest.raises(NotFound):
-        verification.verify(session, token, now=T0 + timedelta(minutes=2))
+        verification.verify(session, token, SQUAT_PW, now=T0 + timedelta(minutes=2))
     raw, _ = auth.sign_in(session, "me@example.com", SQUAT_PW, now=T0 + timedelta(minutes=3))
     assert auth.resolve(session, raw, now=T0 + timedelta(minutes=3)).role == Role.OWNER
 
@@ -107,10 +107,10 @@ def test_a_reset_link_is_not_a_verification_link_and_an_expired_one_verifies_not
     auth.request_password_reset(session, "me@example.com", now=T0)
     reset = f.mailed_token(session, last_mail(session, "me@example.com", "password_reset"))
     with pytest.raises(NotFound):
-        verification.verify(session, reset, now=T0)
+        verification.verify(session, reset, SQUAT_PW, now=T0)
     token = f.mailed_token(session, last_mail(session, "me@example.com", "verify_email"))
     with pytest.raises(NotFound):
-        verification.verify(session, token, now=T0 + timedelta(hours=verification.VERIFY_TOKEN_HOURS))
+        verification.verify(session, token, SQUAT_PW, now=T0 + timedelta(hours=verification.VERIFY_TOKEN_HOURS))
     assert session.exec(select(User).where(User.email == "me@example.com")).one().email_verified_at is None
 
 
@@ -286,6 +286,6 @@ def test_opening_the_link_shows_the_address_and_verifies_nothing(session):
     for forged in ("", "x" * 300, None, 5):
         with pytest.raises(NotFound):
             verification.check(session, forged, now=T0)
-    verification.verify(session, token, now=T0)
+    verification.verify(session, token, SQUAT_PW, now=T0)
     with pytest.raises(NotFound):  # used
         verification.check(session, token, now=T0)
