@@ -1,4 +1,4 @@
-"""Screenshots of every page in both languages, desktop (1280) and phone (390) width, into
+"""Screenshots of every page in every language (Russian, English, Uzbek), desktop (1280) and phone (390) width, into
 artifacts/screenshots/<page>-<locale>[-phone].png. Each also checks the page rendered its title
 and nothing overflows the phone screen sideways."""
 
@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlmodel import Session, select
 
+from noventiq_panel.i18n import LOCALES, t
 from noventiq_panel.models import Subscription, User
 
 from tests.e2e.helpers import DESKTOP, PHONE, new_page, org_of, shot, sign_in
@@ -50,7 +51,7 @@ def _set_user_locale(db, email, locale):
         s.commit()
 
 
-@pytest.mark.parametrize("locale", ["ru", "en"])
+@pytest.mark.parametrize("locale", LOCALES)
 def test_public_pages(browser, base_url, locale):
     for viewport, phone in ((DESKTOP, False), (PHONE, True)):
         page = new_page(browser, base_url, viewport=viewport)
@@ -59,7 +60,7 @@ def test_public_pages(browser, base_url, locale):
             page.wait_for_selector("#login-form")
             if locale != "ru":
                 page.click(f"#lang-{locale}")
-                expect(page.locator("#login-submit")).to_have_text("Sign in")
+                expect(page.locator("#login-submit")).to_have_text(t("signin.login.submit", locale))
             for name, path, ready in PUBLIC:
                 page.goto(path)
                 page.wait_for_selector(ready)
@@ -71,7 +72,7 @@ def test_public_pages(browser, base_url, locale):
             page.context.close()
 
 
-@pytest.mark.parametrize("locale", ["ru", "en"])
+@pytest.mark.parametrize("locale", LOCALES)
 def test_signed_in_pages(browser, base_url, db, locale):
     pages = _pages(db)
     _set_user_locale(db, EMAIL, locale)
@@ -80,14 +81,15 @@ def test_signed_in_pages(browser, base_url, db, locale):
             page = new_page(browser, base_url, viewport=viewport)
             try:
                 sign_in(page, EMAIL)
-                expect(page.locator("#page-title")).to_have_text("Главная" if locale == "ru" else "Home")
+                expect(page.locator("#page-title")).to_have_text(t("home.title", locale))
                 for name, path, ready in pages:
                     page.goto(path)
                     page.wait_for_selector(ready, state="attached")
                     page.wait_for_load_state("networkidle")
                     shot(page, name, locale, phone=phone)
                     if name == "billing-tx":  # entries are described in the user's language
-                        expect(page.locator("body")).to_contain_text("Usage, " if locale == "en" else "Потребление: ")
+                        usage = t("billing.tx.action.usage", locale)
+                        expect(page.locator("body")).to_contain_text(usage + (": " if locale == "ru" else ", "))
                     if phone:
                         _no_sideways_scroll(page, name)
                 if not phone:

@@ -35,16 +35,7 @@ KINDS = tuple(k.value for k in EntryKind)
 MAX_PAGE = 200
 MAX_EXPORT_ROWS = 200_000
 
-HEADERS = {
-    "ru": ["Дата", "Вид операции", "Описание", "Подписка", "Счёт", "Сумма", "Валюта", "Остаток после операции"],
-    "en": ["Date", "Kind", "Description", "Subscription", "Invoice", "Amount", "Currency", "Running balance"],
-}
-KIND_NAMES = {
-    "ru": {"topup": "Пополнение", "charge": "Списание", "usage": "Потребление", "refund": "Возврат",
-           "adjustment": "Корректировка"},
-    "en": {"topup": "Top-up", "charge": "Charge", "usage": "Usage", "refund": "Refund",
-           "adjustment": "Adjustment"},
-}
+EXPORT_COLUMNS = ("date", "kind", "description", "subscription", "invoice", "amount", "currency", "running")
 
 
 def page(offset, limit) -> tuple[int, int]:
@@ -250,7 +241,9 @@ def export_transactions(session: Session, actor: Actor, fmt: str = "csv", *, sta
     access = can_read(session, actor)
     if fmt not in ("csv", "xlsx"):
         raise InvalidInput(f"unknown export format {fmt!r}", field="fmt", key="error.billing.export_format")
-    loc = "en" if str(locale).lower().startswith("en") else "ru"
+    from noventiq_panel import i18n
+
+    loc = i18n.normalize_locale(locale)
     org = session.get(Organisation, access.org_id)
     inner, conditions = _query(session, org, start=start, end=end, kind=kind, subscription_id=subscription_id,
                                group_usage=group_usage)
@@ -258,11 +251,12 @@ def export_transactions(session: Session, actor: Actor, fmt: str = "csv", *, sta
     zone = ZoneInfo(org.timezone)
     stamp = (now or utcnow()).astimezone(zone).strftime("%Y%m%d-%H%M")
     filename = f"transactions-{stamp}.{fmt}"
-    headers = HEADERS[loc]
-    kinds = KIND_NAMES[loc]
+    headers = [i18n.t(f"billing.export.col.{c}", loc) for c in EXPORT_COLUMNS]
+    kinds = {k: i18n.t(f"billing.tx.kind.{k}", loc) for k in ("topup", "charge", "usage", "refund", "adjustment")}
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = spreadsheet.writer(buffer, delimiter=";" if loc == "ru" else ",", lineterminator="\r\n")
+        # the list separator of a spreadsheet where the decimal comma is usual (ru, uz), else a comma
+        writer = spreadsheet.writer(buffer, delimiter="," if loc == "en" else ";", lineterminator="\r\n")
         writer.writerow(headers)
         for r in rows:
             writer.writerow([
@@ -278,7 +272,7 @@ def export_transactions(session: Session, actor: Actor, fmt: str = "csv", *, sta
 
     wb = Workbook()
     ws = wb.active
-    ws.title = "Операции" if loc == "ru" else "Transactions"
+    ws.title = i18n.t("billing.export.sheet", loc)
     ws.append(spreadsheet.safe_row(headers))
     for cell in ws[1]:
         cell.font = Font(bold=True)

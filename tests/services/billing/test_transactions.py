@@ -139,6 +139,18 @@ def test_csv_export_has_russian_headers_and_plain_numbers(session, org_actor):
     assert rows[2][0] == "2026-10-01 05:00:00"  # Tashkent time
 
 
+def test_uzbek_export_has_uzbek_headers_and_kinds(session, org_actor):
+    o, a = org_actor
+    _post(session, o, "topup", "1000", T0, "t1")
+    session.commit()
+    _name, data = transactions.export_transactions(session, a, "csv", locale="uz", now=T0)
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig")), delimiter=";"))
+    assert rows[0][:2] == ["Sana", "Operatsiya turi"] and rows[1][1] == "Toʻldirish"
+    _name, data = transactions.export_transactions(session, a, "xlsx", locale="uz", now=T0)
+    ws = load_workbook(io.BytesIO(data)).active
+    assert ws.title == "Operatsiyalar" and ws["A1"].value == "Sana"
+
+
 def test_xlsx_export_has_numbers_and_dates(session, org_actor):
     o, a = org_actor
     _post(session, o, "topup", "1000000", T0, "t1")
