@@ -1,4 +1,5 @@
-"""The Reflex app: theme, global styles, the pages (registered by importing ``pages``)."""
+"""The Reflex app: global styles, the pages (registered by importing ``pages``); the theme is the
+Radix plugin's, in ``rxconfig.py``."""
 
 from __future__ import annotations
 
@@ -26,8 +27,6 @@ def backend_exception_handler(exception: Exception):
 
 
 app = rx.App(
-    theme=rx.theme(appearance="inherit", accent_color="indigo", gray_color="slate", radius="medium",
-                   scaling="100%", has_background=True),
     stylesheets=["/panel.css"],
     html_lang="ru",
     backend_exception_handler=backend_exception_handler,
@@ -36,6 +35,11 @@ app = rx.App(
     # the panel's own port; Reflex mounts its backend under this Starlette app.
     api_transformer=gateway_api,
 )
+
+from .components.layout import PAGES  # noqa: E402
+
+for _render, _page in PAGES:
+    app.add_page(_render, **_page)
 
 # The job scheduler (jobs/scheduler.py) runs inside each worker's lifespan — never at import, since
 # `reflex export` and every worker import this module. Only the lease holder runs jobs;

@@ -7,7 +7,17 @@ take a page's state as an argument; the states never import them (their view tex
 
 from .cards import card_title, section_card
 from .dialogs import confirm_dialog, step_dialog
-from .forms import back_button, button_row, close_button, error_callout, field_label, hint, labelled, read_only_note
+from .forms import (
+    back_button,
+    button_row,
+    close_button,
+    date_input,
+    error_callout,
+    field_label,
+    hint,
+    labelled,
+    read_only_note,
+)
 from .layout import page_header, panel_page, tab_panel, when_loaded
 from .money import amount_line, amount_text, big_amount
 from .preview import quote_confirm, shortfall_block
@@ -33,6 +43,7 @@ __all__ = [
     "filter_bar",
     "hint",
     "labelled",
+    "date_input",
     "page_header",
     "paged",
     "panel_page",

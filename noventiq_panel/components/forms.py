@@ -71,3 +71,12 @@ def back_button(on_click: Any, key: str = "common.back") -> rx.Component:
 def read_only_note(key: str, **props: Any) -> rx.Component:
     """Tells a read-only role why there is nothing to change here."""
     return rx.callout(T(key), icon="lock", color_scheme="gray", size="1", **props)
+
+
+def date_input(name: str, input_id: str, shown: Any, **props: Any) -> rx.Component:
+    """A day typed in the user's language (05.12.2026; 12/05/2026 in English), not the browser's
+    date picker, which shows the browser's language. ``shown``: the state's date as the field
+    shows it (``state.inputs.shown_date``); ``state.inputs.form_date`` reads the field back."""
+    return rx.input(type="text", name=name, id=input_id, default_value=shown, key=shown,
+                    placeholder=T("common.date_hint"), input_mode="numeric", max_length=10, auto_complete="off",
+                    **{"width": "9rem", **props})

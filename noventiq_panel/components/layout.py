@@ -473,7 +473,13 @@ def panel_page(
         component.__name__ = render.__name__
         component.__module__ = render.__module__
         component.__qualname__ = render.__qualname__
-        rx.page(route=route, title=T(title_key) + f" · {APP_NAME}", on_load=loads or None)(component)
+        PAGES.append((component, {"route": route, "title": T(title_key) + f" · {APP_NAME}", "on_load": loads or None}))
         return render
 
     return decorator
+
+
+# Every page of the panel, added once by ``noventiq_panel.py`` (``app.add_page``). Not ``rx.page``:
+# Reflex re-applies decorated pages at each compile of a process, and the production server
+# compiles twice (the build, then the backend), which logged every page as "redefined".
+PAGES: list[tuple[Callable[[], rx.Component], dict[str, Any]]] = []

@@ -21,6 +21,7 @@ Rules:
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -32,6 +33,7 @@ from babel.dates import format_time as _babel_time
 from babel.numbers import format_decimal as _babel_decimal
 from babel.numbers import get_currency_name, get_currency_symbol
 
+from ..services.core.errors import InvalidInput
 from ..services.core.money import minor_unit, to_decimal
 from . import DEFAULT_LOCALE
 from . import LOCALES as SUPPORTED_LOCALES  # the one list of languages
@@ -244,3 +246,43 @@ __all__ = [
     "format_time",
     "normalize_locale",
 ]
+
+
+# --- dates typed into a form -------------------------------------------------------------------
+# A text field, not the browser's date picker (which shows the browser's language, not the
+# user's): day.month.year in Russian and Uzbek, month/day/year in English; ISO dates are always
+# understood (links and the analytics URL carry them).
+_INPUT_DATE = {"en": "MM/dd/y"}
+_INPUT_DMY = re.compile(r"(\d{1,2})[./-](\d{1,2})[./-](\d{4})")
+_INPUT_MDY = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})")
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def format_input_date(value: date | None, locale: str | None = DEFAULT_LOCALE) -> str:
+    """A day as the user types it: ru/uz 05.12.2026, en 12/05/2026 ("" for None)."""
+    if value is None:
+        return ""
+    return _babel_date(value, format=_INPUT_DATE.get(normalize_locale(locale), "dd.MM.y"), locale=_locale("en"))
+
+
+def parse_input_date(text: str | None, locale: str | None = DEFAULT_LOCALE, *, field: str = "date") -> date | None:
+    """The day a user typed (see :func:`format_input_date`; an ISO date too); None for an empty
+    field; InvalidInput ``error.date_invalid`` (with the expected form) for anything else."""
+    text = (text or "").strip() if isinstance(text, str) else None
+    if text == "":
+        return None
+    loc = normalize_locale(locale)
+    try:
+        if text is None or len(text) > 10:
+            raise ValueError(text)
+        if _ISO.fullmatch(text):
+            return date.fromisoformat(text)
+        found = (_INPUT_MDY if loc == "en" else _INPUT_DMY).fullmatch(text)
+        if found is None:
+            raise ValueError(text)
+        a, b, year = (int(g) for g in found.groups())
+        month, day = (a, b) if loc == "en" else (b, a)
+        return date(year, month, day)
+    except ValueError:
+        raise InvalidInput(f"{field}: not a date", field=field, key="error.date_invalid",
+                           example=format_input_date(date(2026, 12, 5), loc)) from None

@@ -9,7 +9,8 @@ from __future__ import annotations
 import reflex as rx
 
 from ..components import (
-    Column, T, button_row, close_button, confirm_dialog, data_table, error_callout, field_label, hint, labelled,
+    Column, T, button_row, close_button, confirm_dialog, data_table, date_input, error_callout, field_label, hint,
+    labelled,
     page_header, panel_page, read_only_note, section_card, step_dialog, tab_panel, table_box, when_loaded,
 )
 from ..state.account import ROLES, AccountState
@@ -262,9 +263,9 @@ def activity_tab() -> rx.Component:
     S = ActivityState
     filters = rx.form(
         rx.flex(
-            labelled("billing.tx.from", rx.input(type="date", name="start", id="act-start", default_value=S.start),
+            labelled("billing.tx.from", date_input("start", "act-start", S.start_shown),
                      "act-start", width="auto"),
-            labelled("billing.tx.to", rx.input(type="date", name="end", id="act-end", default_value=S.end),
+            labelled("billing.tx.to", date_input("end", "act-end", S.end_shown),
                      "act-end", width="auto"),
             labelled("activity.category", rx.select.root(
                 rx.select.trigger(id="act-category", min_width="10rem"),

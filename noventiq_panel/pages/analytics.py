@@ -11,7 +11,7 @@ from typing import Any
 import reflex as rx
 
 from ..components import (
-    Column, T, amount_text, big_amount, data_table, page_header, panel_page, section_card, when_loaded,
+    Column, T, amount_text, big_amount, data_table, date_input, page_header, panel_page, section_card, when_loaded,
 )
 from ..state.analytics import AnalyticsState as S
 
@@ -96,11 +96,9 @@ def filters_bar() -> rx.Component:
                 rx.form(
                     rx.flex(
                         _filter("analytics.filter.from",
-                                rx.input(type="date", name="from", default_value=S.date_from, key=S.date_from,
-                                         id="filter-from", required=True)),
+                                date_input("from", "filter-from", S.date_from_shown, required=True)),
                         _filter("analytics.filter.to",
-                                rx.input(type="date", name="to", default_value=S.date_to, key=S.date_to,
-                                         id="filter-to", required=True)),
+                                date_input("to", "filter-to", S.date_to_shown, required=True)),
                         rx.button(T("analytics.filter.apply"), type="submit", size="2", id="filter-apply"),
                         gap="3", wrap="wrap", align="end",
                     ),

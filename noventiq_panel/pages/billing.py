@@ -12,7 +12,7 @@ import reflex as rx
 
 from ..components import (
     Column, T, amount_line, amount_text, back_button, big_amount, button_row, card_title, close_button,
-    data_table, empty_box, error_callout, field_label, labelled, page_header, paged, panel_page,
+    data_table, date_input, empty_box, error_callout, field_label, labelled, page_header, paged, panel_page,
     read_only_note, step_dialog, tab_panel, table_box, when_loaded,
 )
 from ..components.tables import PHONE_FLEX, PHONE_INLINE, WIDE_CELL, WIDE_INLINE
@@ -193,11 +193,9 @@ def payments_tab() -> rx.Component:
 def tx_filters() -> rx.Component:
     return rx.form(
         rx.flex(
-            labelled("billing.tx.from",
-                     rx.input(type="date", name="start", id="tx-start", default_value=BillingState.tx_start),
+            labelled("billing.tx.from", date_input("start", "tx-start", BillingState.tx_start_shown),
                      "tx-start", width="auto"),
-            labelled("billing.tx.to",
-                     rx.input(type="date", name="end", id="tx-end", default_value=BillingState.tx_end),
+            labelled("billing.tx.to", date_input("end", "tx-end", BillingState.tx_end_shown),
                      "tx-end", width="auto"),
             labelled(
                 "billing.tx.kind",

@@ -11,7 +11,7 @@ from ..services.core.errors import InvalidInput
 from ..services.reporting import activity
 from .base import BaseState
 from .formatting import fmt_datetime
-from .inputs import form_text
+from .inputs import form_date, form_text, shown_date
 from .paging import clamp_page, page_count
 
 PAGE_SIZE = 25
@@ -60,6 +60,14 @@ class ActivityState(BaseState):
     user: str = ALL
     exporting: bool = False
 
+    @rx.var
+    def start_shown(self) -> str:
+        return shown_date(self.start, self.locale)
+
+    @rx.var
+    def end_shown(self) -> str:
+        return shown_date(self.end, self.locale)
+
     def _filters(self) -> dict[str, str]:
         return {"start": self.start, "end": self.end, "category": self.category, "user": self.user}
 
@@ -82,7 +90,10 @@ class ActivityState(BaseState):
 
     @rx.event
     async def apply(self, form: dict):
-        self.start, self.end = form_text(form, "start", 10), form_text(form, "end", 10)
+        try:
+            self.start, self.end = form_date(form, "start", self.locale), form_date(form, "end", self.locale)
+        except InvalidInput as exc:
+            return self._fail(exc)
         category, user = form_text(form, "category", 32) or ALL, form_text(form, "user", 16) or ALL
         self.category = category if category in CATEGORIES else ALL
         self.user = user if user == ALL or user in {p["id"] for p in self.people} else ALL

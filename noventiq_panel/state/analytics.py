@@ -31,6 +31,7 @@ from noventiq_panel.services.reporting.spend import Dynamics, Series, Slice, Str
 from ..services.core.errors import InvalidInput
 from .base import EXPORT_FORMATS, BaseState
 from .formatting import fmt_date, fmt_money
+from .inputs import form_date, shown_date
 
 ROUTE = "/analytics"
 STRUCTURE_DIMS = ("product", "vendor", "subscription", "payment_model")
@@ -110,6 +111,14 @@ class AnalyticsState(BaseState):
     period: str = "this_month"
     date_from: str = ""  # ISO, inclusive (the custom period's inputs)
     date_to: str = ""
+
+    @rx.var
+    def date_from_shown(self) -> str:
+        return shown_date(self.date_from, self.locale)
+
+    @rx.var
+    def date_to_shown(self) -> str:
+        return shown_date(self.date_to, self.locale)
     product: str = ""
     vendor: str = ""
     subscription: str = ""
@@ -419,9 +428,10 @@ class AnalyticsState(BaseState):
 
     @rx.event
     async def apply_custom(self, form: dict):
-        """The custom period's form: ``from`` and ``to`` (inclusive), ISO dates, validated."""
-        start, end = str(form.get("from", "")).strip(), str(form.get("to", "")).strip()
+        """The custom period's form: ``from`` and ``to`` (inclusive), days typed in the user's
+        language, validated; the URL carries them as ISO dates."""
         try:
+            start, end = form_date(form, "from", self.locale), form_date(form, "to", self.locale)
             parse_filters({"period": "custom", "from": start, "to": end})
         except InvalidInput as exc:
             return self._fail(exc)

@@ -17,7 +17,6 @@ create and credit the payment (``services/billing/payme``, ``click``).
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +29,7 @@ from ..services.core.errors import DomainError, InvalidInput, NotAuthenticated
 from ..services.core.money import parse_amount, to_decimal
 from .base import EXPORT_FORMATS, BaseState
 from .formatting import flag, fmt_date, fmt_datetime, fmt_money
-from .inputs import parse_id
+from .inputs import form_date, parse_id, shown_date
 from .paging import clamp_page, fetch_page, page_count
 from .parts import BalanceFigures
 
@@ -46,18 +45,6 @@ KIND_COLORS = {"topup": "green", "charge": "red", "usage": "orange", "refund": "
 
 def _choice(value: Any, allowed: tuple[str, ...], default: str = ALL) -> str:
     return value if isinstance(value, str) and value in allowed else default
-
-
-def _day(value: Any, field: str) -> str:
-    """An ISO date string from a date input ('' for none); InvalidInput for anything else."""
-    if value in (None, ""):
-        return ""
-    if not isinstance(value, str) or len(value) > 10:
-        raise InvalidInput(f"{field}: not a date", field=field, key="error.billing.bad_date")
-    try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise InvalidInput(f"{field}: not a date", field=field, key="error.billing.bad_date") from None
 
 
 # ---------------------------------------------------------------- loaders (worker thread, one session)
@@ -163,7 +150,7 @@ class BillingState(BalanceFigures, BaseState):
     tx_page: int = 1
     tx_pages: int = 1
     tx_total: int = 0
-    tx_start: str = ""
+    tx_start: str = ""  # ISO dates of the transactions filter
     tx_end: str = ""
     tx_kind: str = ALL
     tx_sub: str = ALL
@@ -186,6 +173,14 @@ class BillingState(BalanceFigures, BaseState):
     _topup_value: str = ""
     _topup_payment_id: int = 0
     _method_codes: list[str] = []
+
+    @rx.var
+    def tx_start_shown(self) -> str:
+        return shown_date(self.tx_start, self.locale)
+
+    @rx.var
+    def tx_end_shown(self) -> str:
+        return shown_date(self.tx_end, self.locale)
 
     # ------------------------------------------------------------ view conversion
 
@@ -446,7 +441,7 @@ class BillingState(BalanceFigures, BaseState):
     async def tx_apply(self, form: dict):
         try:
             form = form if isinstance(form, dict) else {}
-            start, end = _day(form.get("start"), "start"), _day(form.get("end"), "end")
+            start, end = form_date(form, "start", self.locale), form_date(form, "end", self.locale)
             kind = _choice(form.get("kind"), TX_KINDS)
             sub = form.get("subscription") or ALL
             sub = ALL if sub == ALL else str(parse_id(sub, "subscription"))

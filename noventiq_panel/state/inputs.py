@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..i18n import format as fmt
 from ..services.core.authz import MAX_ID
 from ..services.core.errors import InvalidInput
 
@@ -43,3 +44,21 @@ def form_text(form: Any, name: str, limit: int, strip: bool = True) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"{name}: text expected", field=name, key="error.invalid")
     return (value.strip() if strip else value)[: limit + 1]
+
+
+def form_date(form: Any, name: str, locale: str) -> str:
+    """A day typed into a form's date field (``components.forms.date_input``) as an ISO date, ""
+    when empty; InvalidInput ``error.date_invalid`` saying the expected form otherwise."""
+    value = form.get(name, "") if isinstance(form, dict) else ""
+    day = fmt.parse_input_date(value if isinstance(value, str) else None, locale, field=name)
+    return day.isoformat() if day else ""
+
+
+def shown_date(iso: str, locale: str) -> str:
+    """An ISO date of a state as its date field shows it in ``locale`` ("" stays "")."""
+    from datetime import date
+
+    try:
+        return fmt.format_input_date(date.fromisoformat(iso), locale) if iso else ""
+    except ValueError:
+        return ""

@@ -124,3 +124,21 @@ def test_topup_query_opens_the_dialog_prefilled(page):
     _open_billing(page, "?topup=250000")
     expect(page.locator("#topup-amount")).to_have_value("250000.00")
     shot(page, "billing-topup", "ru")
+
+
+def test_the_transactions_date_filter_speaks_the_users_language(page):
+    """Issue 19: the date fields show and take dates as the user's language writes them, not as
+    the browser's date picker would."""
+    sign_in(page, "owner@demo.example")
+    _open_billing(page, "?tab=transactions")
+    expect(page.locator(".tx-row").first).to_be_visible()
+    start = page.locator("#tx-start")
+    expect(start).to_have_attribute("placeholder", "ДД.ММ.ГГГГ")
+    start.fill("31.02.2026")  # no such day: said, nothing filtered
+    page.click("#tx-apply")
+    expect(page.get_by_text("05.12.2026")).to_be_visible()
+    start.fill("01.01.2100")  # a day after everything: the list is empty
+    page.click("#tx-apply")
+    expect(page.locator(".tx-row")).to_have_count(0)
+    expect(start).to_have_value("01.01.2100")
+    shot(page, "billing-tx-date-filter", "ru")

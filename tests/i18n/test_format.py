@@ -129,3 +129,23 @@ def test_a_moment_is_shown_in_the_organisations_time_zone():
 def test_a_naive_datetime_is_refused():
     with pytest.raises(ValueError):
         fmt.format_datetime(datetime(2025, 9, 30, 20, 30), "Asia/Tashkent", "ru")
+
+
+@pytest.mark.parametrize("text, locale, expected", [
+    ("05.12.2026", "ru", date(2026, 12, 5)), ("5.1.2026", "uz", date(2026, 1, 5)), ("12/05/2026", "en", date(2026, 12, 5)),
+    ("2026-12-05", "ru", date(2026, 12, 5)), ("2026-12-05", "en", date(2026, 12, 5)), ("  ", "ru", None), ("", "en", None),
+])
+def test_a_day_typed_in_the_users_language(text, locale, expected):
+    """Issue 19: the date fields follow the user's language, not the browser's."""
+    assert fmt.parse_input_date(text, locale) == expected
+    if expected:
+        assert fmt.parse_input_date(fmt.format_input_date(expected, locale), locale) == expected
+
+
+@pytest.mark.parametrize("text, locale", [("31.02.2026", "ru"), ("12/31/2026", "ru"), ("05.12.2026", "en"),
+                                          ("5.12.26", "uz"), ("2026-13-01", "ru"), ("1" * 11, "ru"), ("сегодня", "ru")])
+def test_a_day_that_is_not_one_is_refused_with_the_expected_form(text, locale):
+    with pytest.raises(InvalidInput) as exc:
+        fmt.parse_input_date(text, locale)
+    assert exc.value.key == "error.date_invalid"
+    assert exc.value.params["example"] == ("12/05/2026" if locale == "en" else "05.12.2026")
