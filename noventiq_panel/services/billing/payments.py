@@ -120,6 +120,13 @@ OPERATOR_PART = "operator"  # payment:<id>:operator:<paid before>
 STATEMENT_PART = "line"  # payment:<id>:line:<hash>, statement:<line id> (an assigned line)
 
 
+def has_part(session: Session, payment: Payment, channel: str) -> bool:
+    """Whether ``channel`` (``OPERATOR_PART`` or ``STATEMENT_PART``) credited a part of ``payment``."""
+    keys = session.exec(select(LedgerEntry.idempotency_key).where(LedgerEntry.payment_id == payment.id)).all()
+    prefix = f"payment:{payment.id}:{channel}:"
+    return any(k and (k.startswith(prefix) or (channel == STATEMENT_PART and k.startswith("statement:"))) for k in keys)
+
+
 def require_no_other_part(session: Session, payment: Payment, channel: str, over_payment: bool) -> None:
     """Before a part payment of ``payment`` is credited through ``channel`` (``OPERATOR_PART``: a
     confirmation by hand; ``STATEMENT_PART``: a bank statement line): Conflict
@@ -128,10 +135,7 @@ def require_no_other_part(session: Session, payment: Payment, channel: str, over
     if over_payment:
         return
     other = STATEMENT_PART if channel == OPERATOR_PART else OPERATOR_PART
-    keys = session.exec(select(LedgerEntry.idempotency_key).where(LedgerEntry.payment_id == payment.id)).all()
-    prefix = f"payment:{payment.id}:{other}:"
-    found = [k for k in keys if k and (k.startswith(prefix) or (other == STATEMENT_PART and k.startswith("statement:")))]
-    if found:
+    if has_part(session, payment, other):
         raise Conflict(f"invoice {payment.number} has part payments credited "
                        f"{'from the bank statement' if other == STATEMENT_PART else 'by hand'}; "
                        "if this is more money, say it is an over payment", key="error.billing.part_payment_elsewhere",
@@ -250,9 +254,8 @@ def confirm_payment(session: Session, number: str, *, amount=None, now: datetime
             credit_amount = parse_amount(amount, payment.currency)
         if paid_before == 0 and credit_amount >= payment.amount:
             key = f"payment:{payment.id}"
-        else:
-            if amount is not None:  # "this much arrived": maybe the part a statement line brought
-                require_no_other_part(session, payment, OPERATOR_PART, over_payment)
+        else:  # "this much (or the rest) arrived": maybe the part a statement line brought
+            require_no_other_part(session, payment, OPERATOR_PART, over_payment)
             key = f"payment:{payment.id}:{OPERATOR_PART}:{paid_before}"
         credited, became_paid = credit(session, payment, org, credit_amount, key, now, source)
         session.commit()

@@ -35,9 +35,11 @@ from noventiq_panel.models import Organisation, Payment, PaymentStatus, Statemen
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.billing.invoice_document import normalize_number
 from noventiq_panel.services.billing.payments import (
+    OPERATOR_PART,
     STATEMENT_PART,
     complete_action,
     credit,
+    has_part,
     lock_payment,
     require_no_other_part,
 )
@@ -178,6 +180,8 @@ def _match(session: Session, tax_id: str, purpose: str, amount: Decimal) -> tupl
     due = payment.amount - (payment.paid_amount or Decimal("0.00"))
     if amount != due:
         return payment, f"invoice {number}: {amount} received, {due} due"
+    if has_part(session, payment, OPERATOR_PART):  # the operator's part may be this very money
+        return payment, f"invoice {number}: a part was confirmed by hand; is this line more money?"
     return payment, ""
 
 

@@ -19,7 +19,16 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from noventiq_panel.models import BillingMode, ClosingDocument, Membership, Organisation, Payment, Role, User
+from noventiq_panel.models import (
+    BillingMode,
+    ClosingDocument,
+    Membership,
+    Organisation,
+    Payment,
+    PaymentStatus,
+    Role,
+    User,
+)
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.core import audit
 from noventiq_panel.services.identity import auth
@@ -80,11 +89,15 @@ def require_tax_id_free(session: Session, tax_id: str, *, org_id: int | None = N
 
 def holds_tax_id(session: Session, org: Organisation) -> bool:
     """Whether ``org`` keeps its tax id against another claimant: always when the reseller created
-    it or an invoice or closing document was issued in its name (the documents carry the tax id;
-    a dispute goes to support); a self-service one (sign-up, guest order) otherwise only once one
-    of its members (in force, active) proved their mailbox, so that an unproven sign-up cannot
-    squat a real company's tax id."""
-    if not org.self_service or requisites_locked(session, org.id):
+    it; a self-service one (sign-up, guest order) once money arrived for one of its invoices or a
+    closing document was issued (the documents carry the tax id; a dispute goes to support), or
+    one of its members (in force, active) proved their mailbox — so that an unproven sign-up or
+    guest order (whose invoice nobody paid) cannot squat a real company's tax id."""
+    if not org.self_service:
+        return True
+    paid = select(Payment.id).where(Payment.org_id == org.id, col(Payment.paid_amount) > 0).limit(1)
+    documents = select(ClosingDocument.id).where(ClosingDocument.org_id == org.id).limit(1)
+    if session.exec(paid).first() is not None or session.exec(documents).first() is not None:
         return True
     proven = (select(Membership.id).join(User, col(User.id) == col(Membership.user_id))
               .where(Membership.org_id == org.id, Membership.in_force(), User.is_active == True,  # noqa: E712
@@ -107,8 +120,17 @@ def claim_tax_id(session: Session, tax_id: str, *, org_id: int | None = None) ->
         raise _tax_id_taken()
     other.tax_id = ""
     session.add(other)
+    # its invoices nobody paid carried the tax id: they are void now (no payment can match them)
+    unpaid = session.exec(select(Payment).where(
+        Payment.org_id == other.id, col(Payment.status).in_([PaymentStatus.PENDING, PaymentStatus.OVERDUE,
+                                                             PaymentStatus.FAILED]),
+        col(Payment.paid_amount) == 0)).all()
+    for payment in unpaid:
+        payment.status = PaymentStatus.CANCELLED
+        session.add(payment)
     audit.record(session, Actor.system(other.id), "organisation.tax_id_released", tax_id=tax_id,
-                 reason="no member proved their mailbox; another customer claimed the tax id")
+                 reason="no member proved their mailbox; another customer claimed the tax id",
+                 cancelled_invoices=[p.number for p in unpaid])
     session.flush()
 
 
@@ -116,7 +138,8 @@ def requisites_locked(session: Session, org_id: int) -> bool:
     """Once an invoice or a closing document was issued in the organisation's name, its legal name
     and tax id stay as they were (documents carry them); support changes them (CLI
     ``org set-requisites``)."""
-    return (session.exec(select(Payment.id).where(Payment.org_id == org_id).limit(1)).first() is not None
+    return (session.exec(select(Payment.id).where(Payment.org_id == org_id, Payment.status != PaymentStatus.CANCELLED)
+                         .limit(1)).first() is not None
             or session.exec(select(ClosingDocument.id).where(ClosingDocument.org_id == org_id).limit(1)).first()
             is not None)
 

@@ -128,7 +128,9 @@ def list_members(session: Session, actor: Actor, *, include_inactive: bool = Tru
 def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, locale: str | None = None,
            now: datetime | None = None) -> MemberView:
     """Add a member. A known e-mail gets a new membership (and a mail saying so); an unknown one
-    becomes a user without a password who gets a 72-hour set-password link (kind ``invite``)."""
+    becomes a user without a password who gets a 72-hour set-password link (kind ``invite``).
+    Every invitation waits for its answer; inviting an address whose invitation is still
+    unanswered sends it again (with a fresh link when the user has no password yet)."""
     now = now or utcnow()
     try:
         access = can_write(session, actor)
@@ -141,10 +143,13 @@ def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, 
         locale = validation.validate_locale(locale) if locale else (inviter.locale if inviter else "ru")
         _throttle_invitations(session, access.org_id, actor.user_id, now)
         user = session.exec(select(User).where(User.email == email)).first()
+        existing = None
         if user is not None:
             existing = session.exec(select(Membership).where(Membership.user_id == user.id,
                                                              Membership.org_id == access.org_id)).first()
-            if existing is not None:
+            if existing is not None and existing.is_active and existing.awaiting_consent:
+                pass  # an invitation still unanswered: sent again (a fresh link: the first may have expired)
+            elif existing is not None:
                 key = "users.already_member" if existing.is_active else "users.member_inactive"
                 raise Conflict("already a member of this organisation", key=key, field="email")
             if _declined_recently(session, access.org_id, user.id, now):
@@ -161,15 +166,17 @@ def invite(session: Session, actor: Actor, *, email: str, name: str, role: str, 
             user = User(email=email, name=name, locale=locale, created_at=now)
             session.add(user)
             session.flush()
-        membership = Membership(user_id=user.id, org_id=access.org_id, role=role, created_at=now,
-                                awaiting_consent=True)
+        membership = existing or Membership(user_id=user.id, org_id=access.org_id, created_at=now,
+                                            awaiting_consent=True)
+        membership.role = role
         session.add(membership)
         session.flush()
         org = session.get(Organisation, access.org_id)
         context = {"org_name": org.name, "inviter_name": (inviter.name or inviter.email) if inviter else "Noventiq",
                    "role": role}
         secret = None
-        if not user.password_hash:
+        if not user.password_hash or not auth.active_memberships(session, user.id):
+            # no way into the panel to answer there: the mail's own link answers it (and sets a password)
             mail = auth.set_password_mail(session, user, now=now, membership_id=membership.id)
             context, secret = {**context, **mail.context}, mail.secret
         notifications.notify_user(session, user, "invite", context, org_id=access.org_id, secret=secret, now=now)

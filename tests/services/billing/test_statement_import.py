@@ -315,6 +315,19 @@ def test_a_part_from_a_statement_line_is_not_confirmed_again_by_hand(session, se
     with pytest.raises(Conflict):
         payments.confirm_payment(session, p1.number, amount="400000", now=NOW)
     assert _state(session, o.id) == before
-    # the rest, without an amount, is what is still due: credited
-    assert payments.confirm_payment(session, p1.number, now=NOW).credited == Decimal("800000.00")
+    with pytest.raises(Conflict):  # "the rest arrived" too: maybe the line's money again
+        payments.confirm_payment(session, p1.number, now=NOW)
+    assert _state(session, o.id) == before
+    # the operator says it is more money: the rest is credited
+    assert payments.confirm_payment(session, p1.number, over_payment=True, now=NOW).credited == Decimal("800000.00")
     assert ledger.balance(session, o.id) == Decimal("1200000.00")
+
+
+def test_the_rest_of_a_part_confirmed_by_hand_waits_for_the_operator_on_import(session, setup):
+    """Re-review finding: half confirmed by hand, then a line of the same half that is exactly
+    what is still due; it may be the same money, so it waits instead of crediting."""
+    o, _a, p1, _p2 = setup
+    payments.confirm_payment(session, p1.number, amount="600000", now=NOW)
+    report = statement_import.import_statement(session, _csv(f"2026-11-26,600000,{TAX},{p1.number}"), now=NOW)
+    assert report.review and "confirmed by hand" in report.review[0].reason
+    assert ledger.balance(session, o.id) == Decimal("600000.00")

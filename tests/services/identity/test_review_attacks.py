@@ -12,7 +12,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlmodel import select
 
-from noventiq_panel.models import Membership, Notification, Organisation, Role, User
+from noventiq_panel.models import Membership, Notification, Organisation, Payment, Role, User
 from noventiq_panel.services.core import authz
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict, Forbidden, InvalidInput, NotAuthenticated
@@ -101,15 +101,36 @@ def plans(session):
     return p
 
 
-def test_a_tax_id_on_an_issued_invoice_is_not_released_to_a_later_sign_up(session, plans):
+def test_an_unpaid_guest_invoice_holds_no_tax_id_and_is_void_once_the_tax_id_is_claimed(session, plans):
+    """Re-review finding: an unproven guest order with an invoice nobody paid held a real
+    company's tax id for ever. It holds nothing; its unpaid invoice is cancelled when the tax id
+    goes to a claimant, and the first to prove a mailbox can take it back by editing details."""
+    res = guest_orders.guest_order(session, email="x@evil.example", name="X", org_name="ООО «Жертва»",
+                                   tax_id=VICTIM, plan_id=plans["basic-m"].id, quantity=1, ip="1.1.1.1", now=T0)
+    real = registration.register(session, email="boss@victim.uz", password=VICTIM_PW, name="Boss",
+                                 org_name="ООО «Жертва»", tax_id=VICTIM, now=T0 + timedelta(days=60))
+    session.expire_all()
+    assert session.get(Organisation, res.org_id).tax_id == ""
+    invoice = session.exec(select(Payment).where(Payment.number == res.invoice_number)).one()
+    assert invoice.status == "cancelled"
+    verification.verify(session, f.mailed_token(session, last_mail(session, "boss@victim.uz", "verify_email")),
+                        VICTIM_PW, now=T0 + timedelta(days=60))
+    with pytest.raises(Conflict):  # the proven holder keeps it against the guest
+        guest_orders.guest_order(session, email="y@evil.example", name="Y", org_name="ООО «Жертва»", tax_id=VICTIM,
+                                 plan_id=plans["basic-m"].id, quantity=1, ip="1.1.1.2", now=T0 + timedelta(days=61))
+    assert real.id
+
+
+def test_a_tax_id_on_a_paid_invoice_is_held(session, plans):
+    from noventiq_panel.services.billing import payments
+
     res = guest_orders.guest_order(session, email="boss@victim.uz", name="Boss", org_name="ООО «Жертва»",
-                                   tax_id=VICTIM, plan_id=plans["basic-m"].id, quantity=5, ip="1.1.1.1", now=T0)
-    assert res.invoice_number
+                                   tax_id=VICTIM, plan_id=plans["basic-m"].id, quantity=1, ip="1.1.1.1", now=T0)
+    payments.confirm_payment(session, res.invoice_number, now=T0)
     with pytest.raises(Conflict) as exc:
         registration.register(session, email="sq@evil.example", password="long enough 1", name="S",
                               org_name="ООО «Жертва»", tax_id=VICTIM, now=T0)
     assert exc.value.key == "organisations.tax_id_taken"
-    assert session.get(Organisation, res.org_id).tax_id == VICTIM
 
 
 # --- verification proves the password's owner read the mailbox -------------------------------
@@ -154,3 +175,22 @@ def test_a_link_typed_into_a_name_never_passes_for_the_set_password_link(session
     mail = last_mail(session, "boss@victim.uz", "welcome")
     token = f.mailed_token(session, mail)
     assert notifications.link_to_send(session, mail) == "http://localhost:3000/reset/" + token
+
+
+def test_an_invitee_who_missed_the_link_gets_a_fresh_one_and_joins_through_it(session):
+    """Re-review finding: a new invitee whose link expired (or who reset the password first) could
+    neither join nor be invited again. Inviting again sends a fresh link bound to the invitation."""
+    a_org, owner = attacker_invites(session)
+    auth.request_password_reset(session, "boss@victim.uz", now=T0 + timedelta(days=5))
+    token = f.mailed_token(session, last_mail(session, "boss@victim.uz", "password_reset"))
+    auth.reset_password(session, token, VICTIM_PW, now=T0 + timedelta(days=5))
+    with pytest.raises(NotAuthenticated):
+        auth.sign_in(session, "boss@victim.uz", VICTIM_PW, now=T0 + timedelta(days=5))
+    users.invite(session, f.actor(owner, a_org), email="boss@victim.uz", name="Boss", role="admin",
+                 now=T0 + timedelta(days=6))
+    assert len(session.exec(select(Membership).where(Membership.org_id == a_org.id,
+                                                     Membership.awaiting_consent == True)).all()) == 1  # noqa: E712
+    fresh = f.mailed_token(session, last_mail(session, "boss@victim.uz", "invite"))
+    auth.reset_password(session, fresh, "new password 22", now=T0 + timedelta(days=6))
+    raw, _ = auth.sign_in(session, "boss@victim.uz", "new password 22", now=T0 + timedelta(days=6))
+    assert auth.resolve(session, raw, now=T0 + timedelta(days=6)).org_id == a_org.id
