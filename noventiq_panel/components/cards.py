@@ -14,7 +14,7 @@ def section_card(title_key: str, *children: Any, size: str = "3", card_id: str |
                  **props: Any) -> rx.Component:
     """A card with a heading (Radix size ``size``) over its lines."""
     return rx.card(
-        rx.vstack(rx.heading(T(title_key), size=size), *children, spacing="3", width="100%"),
+        rx.vstack(rx.heading(T(title_key), size=size, as_="h2"), *children, spacing="3", width="100%"),
         width="100%",
         id=card_id,
         **props,

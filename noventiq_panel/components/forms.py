@@ -13,14 +13,15 @@ import reflex as rx
 
 from .text import T
 
-FAINT = rx.color("gray", 10)
+FAINT = rx.color("gray", 11)
 
 
 def field_label(label_key: str, html_for: str | None = None) -> rx.Component:
     """The label above a control (a ``<label for=...>`` when ``html_for`` names the control)."""
     if html_for is None:
         return rx.text(T(label_key), size="2", weight="medium")
-    return rx.text(T(label_key), as_="label", html_for=html_for, size="2", weight="medium")
+    # Radix Text has no html_for prop (Reflex would put it in css): the attribute itself.
+    return rx.text(T(label_key), as_="label", custom_attrs={"htmlFor": html_for}, size="2", weight="medium")
 
 
 def hint(key: str) -> rx.Component:

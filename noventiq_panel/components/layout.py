@@ -85,6 +85,7 @@ def main_menu(active: str | None) -> rx.Component:
         spacing="1",
         width="100%",
         role="navigation",
+        aria_label=T("a11y.main_menu"),
     )
 
 
@@ -111,7 +112,8 @@ def sidebar(active: str | None) -> rx.Component:
 def mobile_menu(active: str | None) -> rx.Component:
     return rx.drawer.root(
         rx.drawer.trigger(
-            rx.icon_button(rx.icon("menu", size=20), variant="ghost", size="2", aria_label="menu", id="menu-open"),
+            rx.icon_button(rx.icon("menu", size=20), variant="ghost", size="2", aria_label=T("a11y.open_menu"),
+                           id="menu-open"),
             display=MOBILE,
         ),
         rx.drawer.overlay(z_index="40"),
@@ -120,7 +122,8 @@ def mobile_menu(active: str | None) -> rx.Component:
                 rx.vstack(
                     rx.hstack(
                         brand(),
-                        rx.drawer.close(rx.icon_button(rx.icon("x", size=18), variant="ghost", aria_label="close")),
+                        rx.drawer.close(rx.icon_button(rx.icon("x", size=18), variant="ghost",
+                                                     aria_label=T("a11y.close"))),
                         justify="between",
                         width="100%",
                         align="center",
@@ -158,7 +161,7 @@ def _menu_choice(chosen: Any, label: Any) -> rx.Component:
 
 def _menu_note(text: Any) -> rx.Component:
     """A small grey line inside a menu (who is signed in, what the items below do)."""
-    return rx.text(text, size="1", color=rx.color("gray", 10), padding_x="0.75rem", padding_y="0.25rem")
+    return rx.text(text, size="1", color=rx.color("gray", 11), padding_x="0.75rem", padding_y="0.25rem")
 
 
 def org_switcher() -> rx.Component:
@@ -315,6 +318,7 @@ def layout(content: rx.Component, active: str | None) -> rx.Component:
             topbar(active),
             rx.box(
                 rx.cond(BaseState.signed_in, content, loading_block()),
+                role="main",
                 width="100%",
                 max_width="80rem",
                 margin_x="auto",
@@ -333,7 +337,11 @@ def language_links(on_select: Callable[[str], Any] = BaseState.set_locale) -> li
     """One link a language, the current one in bold; ``on_select(locale)`` is the event."""
     return [
         rx.link(
-            LOCALE_NAMES[loc],
+            # the name of the language; its two-letter code on a phone, where three names do not fit
+            rx.text(LOCALE_NAMES[loc], as_="span", display=rx.breakpoints(initial="none", xs="inline")),
+            rx.text(loc.upper(), as_="span", display=rx.breakpoints(initial="inline", xs="none"),
+                    aria_label=LOCALE_NAMES[loc]),
+            lang=loc,
             on_click=on_select(loc),
             size="2",
             weight=rx.cond(BaseState.locale == loc, "bold", "regular"),
@@ -354,7 +362,7 @@ def language_switch() -> rx.Component:
             on_click=rx.toggle_color_mode,
             variant="ghost",
             size="1",
-            aria_label="theme",
+            aria_label=T("a11y.toggle_theme"),
         ),
         spacing="4",
         align="center",
@@ -372,6 +380,7 @@ def public_layout(content: rx.Component) -> rx.Component:
             padding_top=rx.breakpoints(initial="1rem", sm="4rem"),
             padding_bottom="3rem",
             width="100%",
+            role="main",
         ),
         min_height="100vh",
         background=rx.color("gray", 2),
@@ -399,6 +408,7 @@ def storefront_layout(content: rx.Component, language_switch_of: Callable[[str],
         ),
         rx.box(
             content,
+            role="main",
             width="100%",
             max_width="80rem",
             margin_x="auto",

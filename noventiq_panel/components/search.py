@@ -20,7 +20,7 @@ def search_form(state, *, placeholder_key: str, input_id: str, width: str = "18r
             rx.button(T("subscriptions.search_button"), type="submit", variant="soft", id=f"{input_id}-go"),
             rx.cond(state.search != "",
                     rx.button(rx.icon("x", size=14), variant="ghost", on_click=state.clear_search, type="button",
-                              aria_label="clear"),
+                              aria_label=T("a11y.clear_search")),
                     rx.fragment()),
             spacing="2",
             align="center",

@@ -113,7 +113,7 @@ def pager(page: Any, pages: Any, on_page: Any, total: Any = None) -> rx.Componen
             disabled=page <= 1,
             variant="soft",
             size="1",
-            aria_label="previous page",
+            aria_label=T("a11y.previous_page"),
             class_name="pager-prev",
         ),
         rx.text(T("table.page_of", page=page, pages=pages), size="2", style=NUMERIC_STYLE,
@@ -124,7 +124,7 @@ def pager(page: Any, pages: Any, on_page: Any, total: Any = None) -> rx.Componen
             disabled=page >= pages,
             variant="soft",
             size="1",
-            aria_label="next page",
+            aria_label=T("a11y.next_page"),
             class_name="pager-next",
         ),
         spacing="2",
@@ -156,7 +156,7 @@ def table_box(headers: list[rx.Component], rows: Any, render_row: Any, *, size: 
 
 def empty_box(key: str, box_id: str | None = None) -> rx.Component:
     """What stands in for a table without rows."""
-    return rx.center(rx.text(T(key), color=rx.color("gray", 10)), padding="2rem", width="100%",
+    return rx.center(rx.text(T(key), color=rx.color("gray", 11)), padding="2rem", width="100%",
                      border=f"1px dashed {rx.color('gray', 6)}", border_radius="8px", id=box_id)
 
 
@@ -198,7 +198,8 @@ def data_table(
 
     headers = [_header_cell(c, sort_key, sort_desc, on_sort) for c in columns]
     if actions is not None:
-        headers.append(rx.table.column_header_cell(T(actions_label_key) if actions_label_key else ""))
+        headers.append(rx.table.column_header_cell(T(actions_label_key)) if actions_label_key
+                       else rx.table.column_header_cell("", aria_label=T("a11y.actions")))
     body = rx.cond(rows.length() > 0, table_box(headers, rows, render_row, table_id=table_id), empty_box(empty_key))
     if page is not None and pages is not None and on_page is not None:
         return paged(body, page, pages, on_page, total)

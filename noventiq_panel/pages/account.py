@@ -98,7 +98,7 @@ def role_cell(row) -> rx.Component:
     return rx.cond(
         editable,
         rx.select.root(
-            rx.select.trigger(variant="ghost", class_name="role-select"),
+            rx.select.trigger(variant="ghost", class_name="role-select", aria_label=T("account.col.role")),
             rx.select.content(*[rx.select.item(T(f"users.role.{r}"), value=r) for r in ROLES]),
             value=row["role"],
             on_change=lambda value: AccountState.change_role(row["id"], value),
@@ -206,7 +206,7 @@ def invite_dialog() -> rx.Component:
             rx.input(name="name", id="invite-name", required=True, width="100%"),
             field_label("account.col.role"),
             rx.select.root(
-                rx.select.trigger(width="100%", id="invite-role"),
+                rx.select.trigger(width="100%", id="invite-role", aria_label=T("account.col.role")),
                 rx.select.content(*[rx.select.item(T(f"users.role.{r}"), value=r) for r in ROLES]),
                 name="role",
                 default_value="admin",
@@ -246,7 +246,8 @@ def users_tab() -> rx.Component:
             AccountState.is_owner,
             rx.card(rx.vstack(
                 rx.hstack(rx.switch(checked=AccountState.require_two_factor,
-                                    on_change=AccountState.set_require_two_factor, id="require-two-factor"),
+                                    on_change=AccountState.set_require_two_factor, id="require-two-factor",
+                                    aria_label=T("two_factor.require")),
                           rx.text(T("two_factor.require"), size="2", weight="medium"), spacing="2", align="center"),
                 rx.text(T("two_factor.require_hint"), size="1", color=rx.color("gray", 11)),
                 spacing="2"), width="100%"),
@@ -268,11 +269,11 @@ def activity_tab() -> rx.Component:
             labelled("billing.tx.to", date_input("end", "act-end", S.end_shown),
                      "act-end", width="auto"),
             labelled("activity.category", rx.select.root(
-                rx.select.trigger(id="act-category", min_width="10rem"),
+                rx.select.trigger(id="act-category", min_width="10rem", aria_label=T("activity.category")),
                 rx.select.content(*[rx.select.item(T(f"activity.category.{c}"), value=c) for c in ACTIVITY_CATEGORIES]),
                 name="category", default_value="all"), width="auto"),
             labelled("activity.member", rx.select.root(
-                rx.select.trigger(id="act-user", min_width="10rem"),
+                rx.select.trigger(id="act-user", min_width="10rem", aria_label=T("activity.member")),
                 rx.select.content(rx.select.item(T("activity.category.all"), value="all"),
                                   rx.foreach(S.people, lambda p: rx.select.item(p["name"], value=p["id"]))),
                 name="user", default_value="all"), width="auto"),

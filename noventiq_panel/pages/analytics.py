@@ -42,7 +42,7 @@ def _select(options: Any, value: Any, on_change: Any, label_key: str, select_id:
     return _filter(
         label_key,
         rx.select.root(
-            rx.select.trigger(width="100%", id=select_id),
+            rx.select.trigger(width="100%", id=select_id, aria_label=T(label_key)),
             rx.select.content(rx.foreach(options, lambda o: rx.select.item(o["label"], value=o["value"]))),
             value=rx.cond(value == "", "all", value),
             on_change=on_change,
@@ -127,7 +127,7 @@ def summary() -> rx.Component:
     return _figures(
         _figure("analytics.total_spend", S.total, "total"),
         _figure("analytics.previous_period", S.previous_total, "previous-total",
-                rx.text(S.previous_label, size="1", color=rx.color("gray", 10))),
+                rx.text(S.previous_label, size="1", color=rx.color("gray", 11))),
         _figure("analytics.change", S.change_pct, "change-pct",
                 amount_text(S.change, color=rx.cond(S.change_up, rx.color("red", 11), rx.color("green", 11)),
                             id="change")),
@@ -179,7 +179,7 @@ def dynamics_card() -> rx.Component:
     return _card(
         "analytics.dynamics",
         rx.text(rx.cond(S.granularity == "day", T("analytics.per_day"), T("analytics.per_month")), size="1",
-                color=rx.color("gray", 10)),
+                color=rx.color("gray", 11)),
         _chart(S.dynamics_fig, "dynamics-chart"),
         rx.accordion.root(
             rx.accordion.item(
@@ -217,7 +217,7 @@ def iaas_section() -> rx.Component:
     return rx.vstack(
         rx.flex(
             rx.vstack(
-                rx.heading(T("analytics.iaas.title"), size="5"),
+                rx.heading(T("analytics.iaas.title"), size="5", as_="h2"),
                 rx.text(T("analytics.iaas.subtitle"), size="2", color=rx.color("gray", 11)),
                 spacing="1",
             ),
@@ -237,7 +237,7 @@ def iaas_section() -> rx.Component:
                     rx.text(S.iaas_change_pct, size="2", color=rx.color("gray", 11))),
             rx.card(rx.vstack(rx.text(T("analytics.iaas.budget"), size="2", color=rx.color("gray", 11)),
                               rx.cond(S.iaas_budget != "", big_amount(S.iaas_budget, id="iaas-budget"),
-                                      rx.text(T("analytics.iaas.no_budget"), size="2", color=rx.color("gray", 10))),
+                                      rx.text(T("analytics.iaas.no_budget"), size="2", color=rx.color("gray", 11))),
                               spacing="1"), width="100%"),
         ),
         rx.cond(S.iaas_unconverted != "",

@@ -81,17 +81,17 @@ def topup_form() -> rx.Component:
         error_callout(BillingState.topup_error, "topup-error"),
         field_label("billing.topup.method", "topup-method"),
         rx.select.root(
-            rx.select.trigger(width="100%", id="topup-method"),
+            rx.select.trigger(width="100%", id="topup-method", aria_label=T("billing.topup.method")),
             rx.select.content(rx.foreach(BillingState.methods, lambda m: rx.select.item(m["label"],
                                                                                          value=m["code"]))),
             value=BillingState.topup_method,
             on_change=BillingState.set_topup_method,
         ),
-        rx.text(T("billing.topup.amount", currency=BillingState.currency), as_="label", html_for="topup-amount",
-                size="2", weight="medium"),
+        rx.text(T("billing.topup.amount", currency=BillingState.currency), as_="label",
+                custom_attrs={"htmlFor": "topup-amount"}, size="2", weight="medium"),
         rx.input(value=BillingState.topup_amount, on_change=BillingState.set_topup_amount, id="topup-amount",
                  input_mode="decimal", auto_complete="off", placeholder="1 000 000", width="100%", size="3"),
-        rx.text(BillingState.topup_hint, size="1", color=rx.color("gray", 10)),
+        rx.text(BillingState.topup_hint, size="1", color=rx.color("gray", 11)),
         rx.cond(BillingState.card_payme | BillingState.card_click, card_buttons(), rx.fragment()),
         button_row(close_button("billing.topup.cancel"),
                    rx.button(T("billing.topup.continue"), on_click=BillingState.topup_review, id="topup-continue")),
@@ -111,7 +111,7 @@ def card_buttons() -> rx.Component:
         rx.text(T("billing.card.title"), size="2", weight="medium"),
         rx.flex(button("payme", BillingState.card_payme), button("click", BillingState.card_click), gap="2",
                 wrap="wrap"),
-        rx.text(T("billing.card.hint"), size="1", color=rx.color("gray", 10)),
+        rx.text(T("billing.card.hint"), size="1", color=rx.color("gray", 11)),
         spacing="1",
         width="100%",
     )
@@ -156,7 +156,7 @@ def status_filter() -> rx.Component:
     return rx.hstack(
         rx.text(T("billing.payments.filter_status"), size="2", color=rx.color("gray", 11)),
         rx.select.root(
-            rx.select.trigger(id="pay-status"),
+            rx.select.trigger(id="pay-status", aria_label=T("billing.payments.filter_status")),
             rx.select.content(*[rx.select.item(T("billing.all") if s == ALL else T(f"billing.status.{s}"), value=s)
                                 for s in PAY_STATUSES]),
             value=BillingState.pay_status,
@@ -180,7 +180,7 @@ def payments_tab() -> rx.Component:
             on_page=BillingState.pay_go_page, total=BillingState.pay_total, empty_key="billing.empty",
             actions=lambda row: rx.icon_button(rx.icon("file-down", size=16), variant="soft", size="1",
                                                on_click=BillingState.download_invoice(row["id"]),
-                                               aria_label="invoice pdf", class_name="invoice-download"),
+                                               aria_label=T("a11y.download_invoice"), class_name="invoice-download"),
             actions_label_key="billing.payments.invoice", table_id="payments-table",
         ),
         spacing="4",
@@ -200,7 +200,7 @@ def tx_filters() -> rx.Component:
             labelled(
                 "billing.tx.kind",
                 rx.select.root(
-                    rx.select.trigger(id="tx-kind", min_width="10rem"),
+                    rx.select.trigger(id="tx-kind", min_width="10rem", aria_label=T("billing.tx.kind")),
                     rx.select.content(*[rx.select.item(T("billing.all") if k == ALL else T(f"billing.tx.kind.{k}"),
                                                        value=k) for k in TX_KINDS]),
                     name="kind", default_value=ALL,
@@ -210,7 +210,7 @@ def tx_filters() -> rx.Component:
             labelled(
                 "billing.tx.subscription",
                 rx.select.root(
-                    rx.select.trigger(id="tx-sub", min_width="12rem"),
+                    rx.select.trigger(id="tx-sub", min_width="12rem", aria_label=T("billing.tx.subscription")),
                     rx.select.content(
                         rx.select.item(T("billing.tx.all_subscriptions"), value=ALL),
                         rx.foreach(BillingState.sub_options, lambda o: rx.select.item(o["name"], value=o["id"])),
@@ -278,7 +278,7 @@ def transactions_tab() -> rx.Component:
         rx.flex(
             rx.text(
                 rx.flex(rx.switch(checked=BillingState.tx_group, on_change=BillingState.tx_set_group,
-                                  id="tx-group"),
+                                  id="tx-group", aria_label=T("billing.tx.group_usage")),
                         T("billing.tx.group_usage"), gap="2", align="center"),
                 as_="label", size="2",
             ),
@@ -309,7 +309,7 @@ def documents_tab() -> rx.Component:
             rx.hstack(
                 rx.text(T("billing.docs.year"), size="2", color=rx.color("gray", 11)),
                 rx.select.root(
-                    rx.select.trigger(id="doc-year"),
+                    rx.select.trigger(id="doc-year", aria_label=T("billing.docs.year")),
                     rx.select.content(
                         rx.select.item(T("billing.all"), value=ALL),
                         rx.foreach(BillingState.doc_years, lambda y: rx.select.item(y, value=y)),

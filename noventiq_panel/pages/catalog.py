@@ -23,7 +23,7 @@ def toolbar() -> rx.Component:
     return filter_bar(
         search_form(S, placeholder_key="catalog.search", input_id="catalog-search", width="20rem"),
         rx.select.root(
-            rx.select.trigger(id="catalog-category", min_width="12rem"),
+            rx.select.trigger(id="catalog-category", min_width="12rem", aria_label=T("a11y.category_filter")),
             rx.select.content(
                 rx.select.item(T("catalog.all_categories"), value="all"),
                 rx.foreach(S.category_options, lambda c: rx.select.item(c, value=c)),
@@ -53,16 +53,16 @@ def plan_row(pl, guest: bool = False) -> rx.Component:
                 align="center",
                 wrap="wrap",
             ),
-            rx.text(rx.cond(pl.trial != "", pl.trial, pl.model), size="1", color=rx.color("gray", 10)),
+            rx.text(rx.cond(pl.trial != "", pl.trial, pl.model), size="1", color=rx.color("gray", 11)),
             spacing="0",
             min_width="0",
             flex="1",
         ),
         rx.vstack(
             rx.text(pl.price, size="2", weight="bold", style={"white_space": "nowrap"}),
-            rx.cond(pl.price_org != "", rx.text("≈ ", pl.price_org, size="1", color=rx.color("gray", 10),
+            rx.cond(pl.price_org != "", rx.text("≈ ", pl.price_org, size="1", color=rx.color("gray", 11),
                                                 style={"white_space": "nowrap"}), rx.fragment()),
-            rx.cond(pl.period_price != "", rx.text(pl.period_price, size="1", color=rx.color("gray", 10),
+            rx.cond(pl.period_price != "", rx.text(pl.period_price, size="1", color=rx.color("gray", 11),
                                                    style={"white_space": "nowrap"}), rx.fragment()),
             spacing="0",
             align="end",
@@ -90,7 +90,7 @@ def product_card(p, guest: bool = False) -> rx.Component:
                 align="center",
                 width="100%",
             ),
-            rx.heading(p.name, size="3"),
+            rx.heading(p.name, size="3", as_="h3"),
             rx.cond(p.description != "", rx.text(p.description, size="2", color=rx.color("gray", 11)),
                     rx.fragment()),
             rx.spacer(),
@@ -111,7 +111,7 @@ def catalog_body(guest: bool = False) -> rx.Component:
             rx.foreach(
                 S.categories,
                 lambda c: rx.vstack(
-                    rx.heading(c.name, size="5", class_name="category-title"),
+                    rx.heading(c.name, size="5", as_="h2", class_name="category-title"),
                     rx.grid(rx.foreach(c.products, lambda p: product_card(p, guest)),
                             columns=rx.breakpoints(initial="1", md="2", xl="3"), spacing="4", width="100%"),
                     spacing="3",
@@ -130,7 +130,7 @@ def order_form() -> rx.Component:
     return rx.vstack(
         field_label("catalog.order.variant"),
         rx.select.root(
-            rx.select.trigger(width="100%", id="order-variant"),
+            rx.select.trigger(width="100%", id="order-variant", aria_label=T("catalog.order.variant")),
             rx.select.content(rx.foreach(S.order_variants, lambda v: rx.select.item(v["label"], value=v["id"]))),
             value=S.order_plan_id,
             on_change=S.set_order_plan,
@@ -154,8 +154,8 @@ def order_confirm() -> rx.Component:
     p = S.order_preview
     return quote_confirm(
         T("catalog.order.summary", plan=p["plan"], quantity=p["quantity"]), p, "order",
-        rx.cond(p["rate"] != "", rx.text(p["rate"], size="1", color=rx.color("gray", 10)), rx.fragment()),
-        rx.text(T("catalog.order.available", amount=p["available"]), size="1", color=rx.color("gray", 10)),
+        rx.cond(p["rate"] != "", rx.text(p["rate"], size="1", color=rx.color("gray", 11)), rx.fragment()),
+        rx.text(T("catalog.order.available", amount=p["available"]), size="1", color=rx.color("gray", 11)),
         error_callout(S.order_error, "order-changed"),
         on_back=S.order_back, confirm_key="catalog.order.confirm", on_confirm=S.confirm_order, busy=S.order_busy,
         shortfall=(S.request_order_invoice, S.order_invoice),

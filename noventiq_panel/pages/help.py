@@ -36,7 +36,7 @@ def contact_card() -> rx.Component:
 
 def faq() -> rx.Component:
     return rx.vstack(
-        rx.heading(T("help.faq"), size="4"),
+        rx.heading(T("help.faq"), size="4", as_="h2"),
         rx.accordion.root(
             *[
                 rx.accordion.item(

@@ -12,7 +12,7 @@ from ..state.profile import ProfileState
 def form_card(title_key: str, *children: rx.Component, on_submit, reset_on_submit: bool, key) -> rx.Component:
     return rx.card(
         rx.form(
-            rx.vstack(rx.heading(T(title_key), size="4"), *children, spacing="3", width="100%"),
+            rx.vstack(rx.heading(T(title_key), size="4", as_="h2"), *children, spacing="3", width="100%"),
             on_submit=on_submit,
             reset_on_submit=reset_on_submit,
             key=key,
@@ -36,7 +36,7 @@ def personal_card() -> rx.Component:
         labelled(
             "profile.language",
             rx.select.root(
-                rx.select.trigger(width="100%", id="profile-locale"),
+                rx.select.trigger(width="100%", id="profile-locale", aria_label=T("profile.language")),
                 rx.select.content(*[rx.select.item(LOCALE_NAMES[loc], value=loc) for loc in LOCALES]),
                 name="locale",
                 default_value=ProfileState.profile_locale,
@@ -104,7 +104,7 @@ def two_factor_card() -> rx.Component:
     )
     return rx.card(
         rx.vstack(
-            rx.heading(T("two_factor.title"), size="4"),
+            rx.heading(T("two_factor.title"), size="4", as_="h2"),
             rx.cond(S.tf_required, rx.callout(T("two_factor.required_notice"), icon="shield-alert",
                                               color_scheme="amber", width="100%", id="tf-required"), rx.fragment()),
             error_callout(S.tf_error, "tf-error"),
@@ -137,14 +137,15 @@ def message_dialog() -> rx.Component:
             rx.vstack(
                 rx.hstack(
                     rx.dialog.title(m["subject"], size="4", margin="0"),
-                    rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost", aria_label="close")),
+                    rx.dialog.close(rx.icon_button(rx.icon("x", size=16), variant="ghost",
+                                                   aria_label=T("a11y.close"))),
                     justify="between",
                     align="start",
                     width="100%",
                 ),
                 rx.hstack(
                     rx.text(T("profile.history.to", email=m["to"]), size="2", color=rx.color("gray", 11)),
-                    rx.text("·", size="2", color=rx.color("gray", 9)),
+                    rx.text("·", size="2", color=rx.color("gray", 11)),
                     rx.text(m["date"], size="2", color=rx.color("gray", 11)),
                     rx.badge(m["status"], color_scheme=m["status_color"], variant="soft"),
                     spacing="2",
@@ -173,7 +174,7 @@ def message_dialog() -> rx.Component:
 
 def history_section() -> rx.Component:
     return rx.vstack(
-        rx.heading(T("profile.history.title"), size="5", id="history"),
+        rx.heading(T("profile.history.title"), size="5", as_="h2", id="history"),
         rx.text(T("profile.history.intro"), size="2", color=rx.color("gray", 11)),
         data_table(
             HISTORY_COLUMNS,

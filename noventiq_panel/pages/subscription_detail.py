@@ -40,7 +40,7 @@ def header() -> rx.Component:
             rx.hstack(
                 rx.badge(S.d["status"], color_scheme=S.d["status_color"], variant="soft", id="sub-status"),
                 rx.text(S.d["plan"], size="2", color=rx.color("gray", 11)),
-                rx.text("·", color=rx.color("gray", 9)),
+                rx.text("·", color=rx.color("gray", 11)),
                 rx.text(S.d["vendor"], size="2", color=rx.color("gray", 11)),
                 spacing="2",
                 align="center",
@@ -140,7 +140,7 @@ def resources_form() -> rx.Component:
             spacing="2",
             align="center",
         ),
-        rx.text(T("subscriptions.qty.range", min=S.d["min"], max=S.d["max"]), size="1", color=rx.color("gray", 10)),
+        rx.text(T("subscriptions.qty.range", min=S.d["min"], max=S.d["max"]), size="1", color=rx.color("gray", 11)),
         error_callout(S.qty_error, "res-error"),
         spacing="2",
         width="100%",
@@ -183,7 +183,7 @@ def resources_tab() -> rx.Component:
             rx.cond(
                 (S.d["can_qty"] == YES) & BaseState.can_write,
                 rx.cond(S.qty_step == "confirm", quantity_confirm(S, "res", end=False), resources_form()),
-                rx.text(T("subscription.resources.readonly"), size="2", color=rx.color("gray", 10)),
+                rx.text(T("subscription.resources.readonly"), size="2", color=rx.color("gray", 11)),
             ),
         ),
         section_card("subscription.batches", hint("subscription.batches_hint"), batches_table()),
@@ -236,7 +236,7 @@ def plan_change() -> rx.Component:
         rx.hstack(
             rx.select.root(
                 rx.select.trigger(placeholder=T("subscription.plan.choose"), id="plan-choice", min_width="16rem",
-                                  max_width="100%"),
+                                  max_width="100%", aria_label=T("subscription.plan.choose")),
                 rx.select.content(rx.foreach(S.plan_options, lambda o: rx.select.item(o["label"], value=o["code"]))),
                 value=S.plan_choice,
                 on_change=S.set_plan_choice,
@@ -283,7 +283,7 @@ def switch_section(title_key: str, flag: str, on_change, switch_id: str, text_ke
     return section_card(
         title_key,
         rx.hstack(
-            rx.switch(checked=S.d[flag] == YES, on_change=on_change, id=switch_id),
+            rx.switch(checked=S.d[flag] == YES, on_change=on_change, id=switch_id, aria_label=T(text_key)),
             rx.text(T(text_key), size="2"),
             spacing="2",
             align="center",
@@ -344,7 +344,7 @@ def activation_tab() -> rx.Component:
     return section_card(
         "subscription.activation",
         rx.cond(S.d["activation_md"] != "", rx.markdown(S.d["activation_md"], use_raw=False),
-                rx.text(T("subscription.activation.none"), size="2", color=rx.color("gray", 10))),
+                rx.text(T("subscription.activation.none"), size="2", color=rx.color("gray", 11))),
         card_id="activation",
     )
 
@@ -352,17 +352,18 @@ def activation_tab() -> rx.Component:
 def threshold_row(t: rx.Var, index: rx.Var) -> rx.Component:
     return rx.hstack(
         rx.input(value=t["percent"], on_change=lambda v: S.set_threshold_percent(index.to_string(), v),
-                 input_mode="decimal", width="6rem", class_name="threshold-percent", aria_label="percent"),
+                 input_mode="decimal", width="6rem", class_name="threshold-percent",
+                 aria_label=T("a11y.threshold_percent")),
         rx.text("%", size="2"),
         rx.select.root(
-            rx.select.trigger(class_name="threshold-type"),
+            rx.select.trigger(class_name="threshold-type", aria_label=T("a11y.threshold_type")),
             rx.select.content(rx.select.item(T("budget.actual"), value="actual"),
                               rx.select.item(T("budget.forecast"), value="forecast")),
             value=t["type"],
             on_change=lambda v: S.set_threshold_type(index.to_string(), v),
         ),
         rx.icon_button(rx.icon("trash-2", size=14), variant="ghost", color_scheme="red",
-                       on_click=S.remove_threshold(index.to_string()), aria_label="remove"),
+                       on_click=S.remove_threshold(index.to_string()), aria_label=T("a11y.remove_threshold")),
         spacing="2",
         align="center",
     )
@@ -372,8 +373,8 @@ def budget_dialog() -> rx.Component:
     return step_dialog(
         T("budget.title"),
         rx.vstack(
-            rx.text(T("budget.amount", currency=S.d["currency"]), as_="label", html_for="budget-amount", size="2",
-                    weight="medium"),
+            rx.text(T("budget.amount", currency=S.d["currency"]), as_="label",
+                    custom_attrs={"htmlFor": "budget-amount"}, size="2", weight="medium"),
             rx.input(value=S.budget_amount, on_change=S.set_budget_amount, id="budget-amount",
                      input_mode="decimal", width="100%"),
             field_label("budget.thresholds"),
@@ -429,7 +430,7 @@ def usage_tab() -> rx.Component:
                     spacing="2",
                     width="100%",
                 ),
-                rx.text(T("subscription.usage.none"), size="2", color=rx.color("gray", 10)),
+                rx.text(T("subscription.usage.none"), size="2", color=rx.color("gray", 11)),
             ),
         ),
         section_card(
@@ -443,13 +444,13 @@ def usage_tab() -> rx.Component:
                     spacing="2",
                     width="100%",
                 ),
-                rx.text(T("budget.none"), size="2", color=rx.color("gray", 10)),
+                rx.text(T("budget.none"), size="2", color=rx.color("gray", 11)),
             ),
             rx.cond(BaseState.can_write & (S.d["ended"] != YES),
                     rx.button(rx.icon("piggy-bank", size=14), T("budget.set"), on_click=S.open_budget,
                               id="set-budget"),
                     rx.fragment()),
-            rx.text(T("budget.only_warns"), size="1", color=rx.color("gray", 10)),
+            rx.text(T("budget.only_warns"), size="1", color=rx.color("gray", 11)),
         ),
         budget_dialog(),
         spacing="4",
@@ -475,7 +476,7 @@ def history_tab() -> rx.Component:
                 ),
                 size="1",
             ),
-            rx.text(T("table.empty"), size="2", color=rx.color("gray", 10)),
+            rx.text(T("table.empty"), size="2", color=rx.color("gray", 11)),
         ),
     )
 

@@ -32,7 +32,7 @@ def filters() -> rx.Component:
     return filter_bar(
         search_form(S, placeholder_key="subscriptions.search", input_id="subs-search", width="18rem"),
         rx.select.root(
-            rx.select.trigger(id="subs-status", min_width="10rem"),
+            rx.select.trigger(id="subs-status", min_width="10rem", aria_label=T("a11y.status_filter")),
             rx.select.content(
                 rx.select.item(T("subscriptions.filter.current"), value="current"),
                 rx.select.item(T("subscriptions.filter.all"), value=ALL),
@@ -42,7 +42,7 @@ def filters() -> rx.Component:
             on_change=S.set_status_filter,
         ),
         rx.select.root(
-            rx.select.trigger(id="subs-vendor", min_width="10rem"),
+            rx.select.trigger(id="subs-vendor", min_width="10rem", aria_label=T("a11y.vendor_filter")),
             rx.select.content(
                 rx.select.item(T("subscriptions.filter.all_vendors"), value=ALL),
                 rx.foreach(S.vendor_options, lambda v: rx.select.item(v["label"], value=v["value"])),
@@ -57,8 +57,9 @@ def header_cell(key, label_key: str | None, align: str, phone: bool) -> rx.Compo
     label = T(label_key) if label_key else ""
     if key in SORTABLE:
         label = sort_header(label, key, align, S.sort_key, S.sort_desc, S.sort_by)
+    named = {} if label_key else {"aria_label": T("a11y.actions")}  # the actions column: no visible title
     return rx.table.column_header_cell(label, text_align=align, white_space="nowrap",
-                                       display=None if phone else WIDE)
+                                       display=None if phone else WIDE, **named)
 
 
 def table_row(row: rx.Var) -> rx.Component:
@@ -66,7 +67,7 @@ def table_row(row: rx.Var) -> rx.Component:
         rx.table.cell(
             rx.vstack(
                 rx.link(row["name"], href=row["href"], weight="medium"),
-                rx.text(row["vendor"], " · ", row["model"], size="1", color=rx.color("gray", 10)),
+                rx.text(row["vendor"], " · ", row["model"], size="1", color=rx.color("gray", 11)),
                 spacing="0",
             ),
             min_width="13rem",
@@ -74,7 +75,7 @@ def table_row(row: rx.Var) -> rx.Component:
         rx.table.cell(rx.badge(row["status"], color_scheme=row["status_color"], variant="soft")),
         rx.table.cell(
             rx.vstack(
-                rx.cond(row["end_label"] != "", rx.text(row["end_label"], size="1", color=rx.color("gray", 10)),
+                rx.cond(row["end_label"] != "", rx.text(row["end_label"], size="1", color=rx.color("gray", 11)),
                         rx.fragment()),
                 rx.text(row["end"], size="2", style={"white_space": "nowrap"}),
                 spacing="0",
@@ -88,7 +89,8 @@ def table_row(row: rx.Var) -> rx.Component:
                 rx.tooltip(
                     rx.box(rx.switch(checked=row["auto_renew"] == "1",
                                      on_change=lambda value: S.toggle_auto_renew(row["id"], value),
-                                     disabled=~BaseState.can_write, size="1", class_name="auto-renew")),
+                                     disabled=~BaseState.can_write, size="1", class_name="auto-renew",
+                                     aria_label=T("subscriptions.auto_renew_short"))),
                     content=T("subscriptions.auto_renew_hint"),
                 ),
                 rx.fragment(),
@@ -117,7 +119,7 @@ def row_actions(row: rx.Var) -> rx.Component:
             (row["can_qty"] == "1") & BaseState.can_write,
             rx.tooltip(
                 rx.icon_button(rx.icon("users", size=14), size="1", variant="soft", on_click=S.open_qty(row["id"]),
-                               class_name="change-qty", aria_label="licences"),
+                               class_name="change-qty", aria_label=T("subscriptions.qty.title")),
                 content=T("subscriptions.qty.title"),
             ),
             rx.fragment(),
@@ -127,7 +129,7 @@ def row_actions(row: rx.Var) -> rx.Component:
             rx.tooltip(
                 rx.link(
                     rx.icon_button(rx.icon("external-link", size=14), size="1", variant="ghost",
-                                   aria_label="vendor portal"),
+                                   aria_label=T("subscriptions.portal")),
                     href=row["portal_url"],
                     is_external=True,
                     class_name="vendor-portal",
@@ -148,7 +150,7 @@ def quantity_form() -> rx.Component:
         field_label("subscriptions.qty.new", "qty-value"),
         rx.input(value=S.qty_value, on_change=S.set_qty_value, id="qty-value", type="number", min=S.qty_min,
                  max=S.qty_max, step="1", input_mode="numeric", width="100%", size="3", auto_focus=True),
-        rx.text(T("subscriptions.qty.range", min=S.qty_min, max=S.qty_max), size="1", color=rx.color("gray", 10)),
+        rx.text(T("subscriptions.qty.range", min=S.qty_min, max=S.qty_max), size="1", color=rx.color("gray", 11)),
         error_callout(S.qty_error, "qty-error"),
         hint("subscriptions.qty.window_note"),
         button_row(close_button(), rx.button(T("subscriptions.qty.preview"), on_click=S.preview_qty, id="qty-preview")),
