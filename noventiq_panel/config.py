@@ -52,6 +52,19 @@ class Settings:
     seller_bank: str = field(default_factory=lambda: _env("PANEL_SELLER_BANK", "АКБ «Капиталбанк», МФО 01088"))
     seller_account: str = field(default_factory=lambda: _env("PANEL_SELLER_ACCOUNT", "20208000900123456001"))
     vat_rate: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_VAT_RATE", "12")))
+    # ... and what the electronic invoices (ЭСФ, services/billing/esf.py) name beside them: VAT
+    # registration code (12 digits) and its status in the tax registry (20: VAT payer, certificate
+    # active), bank МФО (5 digits, the bank of seller_account), ОКЭД, director and accountant, and the
+    # public offer the services are rendered under when an organisation has no contract of its own.
+    # Like the requisites above, the defaults are demo values: set them before a real month closes.
+    seller_vat_reg_code: str = field(default_factory=lambda: _env("PANEL_SELLER_VAT_REG_CODE", "326050123456").strip())
+    seller_vat_reg_status: int = field(default_factory=lambda: int(_env("PANEL_SELLER_VAT_REG_STATUS", "20")))
+    seller_mfo: str = field(default_factory=lambda: _env("PANEL_SELLER_MFO", "01088").strip())
+    seller_oked: str = field(default_factory=lambda: _env("PANEL_SELLER_OKED", "62090").strip())
+    seller_director: str = field(default_factory=lambda: _env("PANEL_SELLER_DIRECTOR", "Каримов Алишер Бахтиёрович").strip())
+    seller_accountant: str = field(default_factory=lambda: _env("PANEL_SELLER_ACCOUNTANT", "Юсупова Дилноза Рустамовна").strip())
+    seller_offer_no: str = field(default_factory=lambda: _env("PANEL_SELLER_OFFER_NO", "ПО-01/2026").strip())
+    seller_offer_date: str = field(default_factory=lambda: _env("PANEL_SELLER_OFFER_DATE", "2026-01-01").strip())
     # Money limits for top-ups (in the organisation's currency)
     topup_min: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_TOPUP_MIN", "1000")))
     topup_max: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_TOPUP_MAX", "10000000000")))

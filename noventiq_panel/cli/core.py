@@ -209,19 +209,32 @@ def org() -> None:
 @click.argument("org_id", type=int)
 @click.option("--name", default=None, help="The legal name.")
 @click.option("--tax-id", default=None, help="The tax id: 9 digits (INN) or 14 (PINFL); empty to clear.")
-def org_set_requisites(org_id: int, name: str | None, tax_id: str | None) -> None:
+@click.option("--vat-reg-code", default=None, help="ЭСФ: VAT registration code, 12 digits; empty to clear.")
+@click.option("--bank-mfo", default=None, help="ЭСФ: the bank's МФО, 5 digits.")
+@click.option("--bank-account", default=None, help="ЭСФ: settlement account, 20 digits.")
+@click.option("--oked", default=None, help="ЭСФ: ОКЭД, 5 digits.")
+@click.option("--director", default=None, help="ЭСФ: the director's full name.")
+@click.option("--contract-no", default=None, help="ЭСФ: the contract's number (empty: the public offer).")
+@click.option("--contract-date", default=None, help="ЭСФ: the contract's date, YYYY-MM-DD.")
+def org_set_requisites(org_id: int, name: str | None, tax_id: str | None, **esf: str | None) -> None:
     """Change a customer's legal name or tax id, also after invoices or closing documents were
-    issued (the customer cannot then); the tax id stays unique. Audited."""
+    issued (the customer cannot then); the tax id stays unique. Also the requisites of the
+    electronic invoices (ЭСФ). Audited."""
     from ..services.identity import organisations
 
-    if name is None and tax_id is None:
-        raise click.UsageError("say what to change: --name and/or --tax-id")
+    if name is None and tax_id is None and all(v is None for v in esf.values()):
+        raise click.UsageError("say what to change: --name, --tax-id or an ЭСФ requisite (see --help)")
     try:
         with _session() as session:
-            details = organisations.set_requisites(session, org_id, name=name, tax_id=tax_id)
+            details = organisations.set_requisites(session, org_id, name=name, tax_id=tax_id, **esf)
     except DomainError as exc:
         _fail(exc)
     click.echo(f"Organisation #{details.id}: «{details.name}», tax id {details.tax_id or '(none)'}.")
+    if any(v is not None for v in esf.values()):
+        click.echo(f"ЭСФ: VAT code {details.vat_reg_code or '(none)'}, МФО {details.bank_mfo or '(none)'}, "
+                   f"account {details.bank_account or '(none)'}, ОКЭД {details.oked or '(none)'}, "
+                   f"director {details.director or '(none)'}, contract {details.contract_no or '(offer)'}"
+                   f"{' of ' + details.contract_date.isoformat() if details.contract_date else ''}.")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -50,6 +50,12 @@ class Product(SQLModel, table=True):
     activation_md: str = Field(default="")  # activation instructions, Markdown
     is_active: bool = Field(default=True)
     sort_order: int = Field(default=0)
+    # Electronic invoices (services/billing/esf.py): the product's ИКПУ/MXIK code (17 digits) and
+    # its name in the classifier (tasnif.soliq.uz), the package (unit) code and name of that code.
+    mxik_code: str = Field(default="", max_length=17)
+    mxik_name: str = Field(default="", max_length=500)
+    package_code: str = Field(default="", max_length=20)
+    package_name: str = Field(default="", max_length=255)
 
 
 class Plan(SQLModel, table=True):

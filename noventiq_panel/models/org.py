@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Optional
@@ -52,6 +52,17 @@ class Organisation(SQLModel, table=True):
     # Created by a visitor (sign-up, guest order), not by the reseller: its tax id is held only
     # once a member proved their mailbox (identity/organisations.py ``claim_tax_id``).
     self_service: bool = Field(default=False)
+    # What an electronic invoice (ЭСФ) names beside the tax id and address (services/billing/esf.py;
+    # formats in services/core/requisites.py): VAT registration code (12 digits), bank МФО (5
+    # digits) and account (20 digits), ОКЭД (5 digits), the director, and the contract the
+    # services are rendered under (empty: the reseller's public offer from the settings).
+    vat_reg_code: str = Field(default="", max_length=12)
+    bank_mfo: str = Field(default="", max_length=5)
+    bank_account: str = Field(default="", max_length=20)
+    oked: str = Field(default="", max_length=5)
+    director: str = Field(default="", max_length=255)
+    contract_no: str = Field(default="", max_length=64)
+    contract_date: Optional[date] = Field(default=None)
 
 
 class User(SQLModel, table=True):

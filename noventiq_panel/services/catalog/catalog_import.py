@@ -14,6 +14,10 @@ The file::
         description: ...
         activation_md: |
           ...Markdown...
+        mxik_code: "10305001001000000"   # ИКПУ/MXIK, 17 digits (quoted); for the electronic invoices
+        mxik_name: ...               # the classifier's name of that code
+        package_code: "1545000"      # the code's package (unit), digits; with its package_name
+        package_name: ...
         plans:
           - code: m365-bb-month
             name: Месяц, оплата сразу
@@ -46,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlmodel import Session, select
 
 from noventiq_panel.models import Plan, Product, Vendor
+from noventiq_panel.services.core import requisites
 from noventiq_panel.services.core.errors import InvalidInput
 
 CODE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -109,6 +114,14 @@ class PlanIn(_In):
         return self
 
 
+def _requisite(check, value):
+    """A code checked by ``services.core.requisites`` as a pydantic error (the file's line and field)."""
+    try:
+        return check(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.message.split(": ", 1)[-1]) from None
+
+
 class ProductIn(_In):
     code: str = Field(pattern=CODE_PATTERN)
     vendor: str = Field(pattern=CODE_PATTERN)
@@ -118,7 +131,29 @@ class ProductIn(_In):
     activation_md: str = ""
     is_active: bool = True
     sort_order: int = 0
+    # Electronic invoices: the ИКПУ/MXIK code (17 digits, quoted in YAML so leading zeros stay) with
+    # its classifier name, and the package (unit) code with its name (services/core/requisites.py).
+    mxik_code: str = ""
+    mxik_name: str = Field(default="", max_length=500)
+    package_code: str = ""
+    package_name: str = Field(default="", max_length=255)
     plans: list[PlanIn] = Field(default_factory=list)
+
+    @field_validator("mxik_code", mode="before")
+    @classmethod
+    def _mxik(cls, value):
+        return _requisite(requisites.validate_mxik_code, value)
+
+    @field_validator("package_code", mode="before")
+    @classmethod
+    def _package(cls, value):
+        return _requisite(requisites.validate_package_code, value)
+
+    @model_validator(mode="after")
+    def _package_of_a_code(self):
+        if self.package_code and not self.mxik_code:
+            raise ValueError("package_code belongs to an mxik_code: give both")
+        return self
 
 
 class CatalogIn(_In):

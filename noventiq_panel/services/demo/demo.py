@@ -76,6 +76,11 @@ ORGS: dict[str, dict[str, Any]] = {
         address="100084, г. Ташкент, Юнусабадский район, ул. Амира Темура, 108, офис 412",
         phone="+998 71 205-44-17",
         bank_details="р/с 20208000405512874001 в АКБ «Ипотека-банк», МФО 00873",
+        vat_reg_code="326060512874",
+        bank_mfo="00873",
+        bank_account="20208000405512874001",
+        oked="46510",
+        director="Каримов Алишер Рустамович",
         billing_currency="UZS",
         timezone="Asia/Tashkent",
         billing_mode="prepaid",
@@ -88,6 +93,13 @@ ORGS: dict[str, dict[str, Any]] = {
         address="140100, г. Самарканд, ул. Регистан, 25",
         phone="+998 66 233-10-45",
         bank_details="р/с 20208000900441096002 в АКБ «Hamkorbank», МФО 00083",
+        vat_reg_code="326070441096",
+        bank_mfo="00083",
+        bank_account="20208000900441096002",
+        oked="46900",
+        director="Юсупов Тимур Бахтиярович",
+        contract_no="NQ-2026/117",
+        contract_date=date(2026, 2, 2),
         billing_currency="UZS",
         timezone="Asia/Tashkent",
         billing_mode="postpaid",
@@ -95,6 +107,9 @@ ORGS: dict[str, dict[str, Any]] = {
         low_balance_threshold=None,
     ),
 }
+
+# what the electronic invoices (services/billing/esf.py) name beside the tax id and address
+ESF_REQUISITES = ("vat_reg_code", "bank_mfo", "bank_account", "oked", "director", "contract_no", "contract_date")
 
 LOGINS: list[DemoLogin] = [
     DemoLogin("owner@demo.example", "Алишер Каримов", "owner", "romashka"),
@@ -138,6 +153,10 @@ def _ensure_org(session: Session, key: str) -> Organisation:
         org = Organisation(**spec)
         session.add(org)
         session.flush()
+    else:  # a demo database made before the electronic invoices: give it their requisites
+        for name in ESF_REQUISITES:
+            if not getattr(org, name) and spec.get(name):
+                setattr(org, name, spec[name])
     return org
 
 

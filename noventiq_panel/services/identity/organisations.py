@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +30,7 @@ from noventiq_panel.models import (
     User,
 )
 from noventiq_panel.models.types import utcnow
-from noventiq_panel.services.core import audit
+from noventiq_panel.services.core import audit, requisites
 from noventiq_panel.services.identity import auth
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.core.authz import Actor, can_read, can_write
@@ -57,6 +57,18 @@ class OrgDetails:
     low_balance_threshold: Decimal | None
     created_at: datetime
     require_two_factor: bool = False
+    # what the electronic invoices (ЭСФ) name beside the tax id and address (services/billing/esf.py)
+    vat_reg_code: str = ""
+    bank_mfo: str = ""
+    bank_account: str = ""
+    oked: str = ""
+    director: str = ""
+    contract_no: str = ""
+    contract_date: date | None = None
+
+
+# The ЭСФ requisites: each is optional in update_details / set_requisites (None: unchanged).
+ESF_FIELDS = ("vat_reg_code", "bank_mfo", "bank_account", "oked", "director", "contract_no", "contract_date")
 
 
 def _details(org: Organisation) -> OrgDetails:
@@ -64,7 +76,41 @@ def _details(org: Organisation) -> OrgDetails:
                       bank_details=org.bank_details, billing_currency=org.billing_currency, timezone=org.timezone,
                       billing_mode=org.billing_mode, credit_limit=org.credit_limit,
                       low_balance_threshold=org.low_balance_threshold, created_at=org.created_at,
-                      require_two_factor=org.require_two_factor)
+                      require_two_factor=org.require_two_factor,
+                      **{name: getattr(org, name) for name in ESF_FIELDS})
+
+
+def _contract_date(value: Any) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise InvalidInput("the contract date is YYYY-MM-DD", field="contract_date", key="error.requisites.contract_date")
+
+
+def esf_values(**given: Any) -> dict[str, Any]:
+    """The ЭСФ requisites among ``given`` that are not None, checked (services/core/requisites.py
+    for the codes); InvalidInput names the first wrong one."""
+    checks = {
+        "vat_reg_code": requisites.validate_vat_reg_code,
+        "bank_mfo": requisites.validate_mfo,
+        "bank_account": requisites.validate_bank_account,
+        "oked": requisites.validate_oked,
+        "director": lambda v: " ".join(validation._text(v, field="director", max_len=255).split()),
+        "contract_no": lambda v: validation._text(v, field="contract_no", max_len=64),
+        "contract_date": _contract_date,
+    }
+    unknown = set(given) - set(checks)
+    if unknown:
+        raise InvalidInput(f"unknown requisites: {sorted(unknown)}", key="organisations.invalid")
+    return {name: checks[name](value) for name, value in given.items() if value is not None}
 
 
 def _tax_id_taken() -> Conflict:
@@ -151,8 +197,9 @@ def get_details(session: Session, actor: Actor) -> OrgDetails:
 
 
 def update_details(session: Session, actor: Actor, *, name: str, tax_id: str = "", address: str = "",
-                   phone: str = "", bank_details: str = "") -> OrgDetails:
-    """Owner/Administrator edit the requisites shown on invoices and acts. Audited."""
+                   phone: str = "", bank_details: str = "", **esf: Any) -> OrgDetails:
+    """Owner/Administrator edit the requisites shown on invoices and acts (and, through ``esf``,
+    those of the electronic invoices: :data:`ESF_FIELDS`, None or absent = unchanged). Audited."""
     try:
         access = can_write(session, actor)
         values = {
@@ -162,6 +209,7 @@ def update_details(session: Session, actor: Actor, *, name: str, tax_id: str = "
             "address": validation._text(address, field="address", max_len=500),
             "phone": validation.validate_phone(phone),
             "bank_details": validation._text(bank_details, field="bank_details", max_len=500),
+            **esf_values(**esf),
         }
     except DomainError:
         session.rollback()
@@ -189,9 +237,10 @@ def update_details(session: Session, actor: Actor, *, name: str, tax_id: str = "
 
 
 def set_requisites(session: Session, org_id: int, *, name: str | None = None, tax_id: str | None = None,
-                   now: datetime | None = None) -> OrgDetails:
+                   now: datetime | None = None, **esf: Any) -> OrgDetails:
     """Support's change of a customer's legal name or tax id (CLI ``org set-requisites``), also
-    after documents were issued: validated, the tax id still unique, audited as the system."""
+    after documents were issued: validated, the tax id still unique, audited as the system. The
+    requisites of the electronic invoices (:data:`ESF_FIELDS`) may be given too."""
     try:
         org = session.get(Organisation, org_id) if isinstance(org_id, int) else None
         if org is None:
@@ -202,13 +251,16 @@ def set_requisites(session: Session, org_id: int, *, name: str | None = None, ta
         if tax_id is not None:
             values["tax_id"] = validation.validate_tax_id(tax_id)
             claim_tax_id(session, values["tax_id"], org_id=org.id)
+        values.update(esf_values(**esf))
     except DomainError:
         session.rollback()
         raise
     before = {k: getattr(org, k) for k in values}
     for key, value in values.items():
         setattr(org, key, value)
-    audit.record(session, Actor.system(org.id), "organisation.requisites_set", before=before, after=values)
+    audit.record(session, Actor.system(org.id), "organisation.requisites_set",
+                 before={k: v.isoformat() if isinstance(v, date) else v for k, v in before.items()},
+                 after={k: v.isoformat() if isinstance(v, date) else v for k, v in values.items()})
     session.commit()
     return _details(org)
 
@@ -287,6 +339,7 @@ __all__ = [
     "OrgDetails",
     "claim_tax_id",
     "create_customer",
+    "esf_values",
     "get_details",
     "holds_tax_id",
     "require_tax_id_free",

@@ -10,13 +10,14 @@ from typing import Any
 import email_validator
 
 from noventiq_panel.i18n.format import SUPPORTED_LOCALES
+from noventiq_panel.services.core import requisites
 from noventiq_panel.services.core.errors import InvalidInput
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 256  # argon2 takes any length; a megabyte "password" would only burn CPU
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Uzbek tax ids: a company's INN (СТИР) has nine digits, an individual entrepreneur's ПИНФЛ fourteen
-TAX_ID_RE = re.compile(r"^(\d{9}|\d{14})$")
+TAX_ID_RE = requisites.TAX_ID_RE
 PHONE_RE = re.compile(r"^\+?[\d\s()\-]{5,32}$")
 
 
@@ -102,11 +103,7 @@ def validate_org_name(value: Any) -> str:
 
 def validate_tax_id(value: Any) -> str:
     """Nine digits (a company's INN) or fourteen (an entrepreneur's ПИНФЛ), spaces ignored; or empty."""
-    text = _text(value, field="tax_id", max_len=32).replace(" ", "")
-    if text and not TAX_ID_RE.match(text):
-        raise InvalidInput("the tax id has 9 digits (INN) or 14 (ПИНФЛ)", field="tax_id",
-                           key="organisations.tax_id_invalid")
-    return text
+    return requisites.validate_tax_id(_text(value, field="tax_id", max_len=32))
 
 
 def validate_phone(value: Any) -> str:
