@@ -10,7 +10,7 @@ from datetime import date, datetime
 from sqlmodel import Session
 
 from noventiq_panel.db import get_engine
-from noventiq_panel.services.billing import documents, payme, postpaid
+from noventiq_panel.services.billing import documents, esf, payme, postpaid
 from noventiq_panel.services.core import cbu_rates, clock
 from noventiq_panel.services.notify import mailer as mail_service
 from noventiq_panel.services.reporting import monthly_reports
@@ -97,8 +97,25 @@ def _previous_month(now: datetime) -> date:
 def closing_documents(now: datetime) -> str:
     month = _previous_month(now)
     with _session() as s:
+        check = esf.check_month(s, month)  # logs each missing item; the acts are made all the same
         created = documents.generate_month(s, month, now=now)
-    return f"closing documents of {month:%Y-%m}: {len(created)} created"
+    return f"closing documents of {month:%Y-%m}: {len(created)} created" + _esf_summary(check)
+
+
+def _esf_summary(check) -> str:
+    if check.ok:
+        return "; ЭСФ complete"
+    shown = "; ".join(check.lines()[:5]) + ("; ..." if len(check.missing) > 5 else "")
+    return f"; ЭСФ: {len(check.missing)} missing ({shown}) — noventiq-panel documents check --month {check.month:%Y-%m}"
+
+
+@job("esf_check", schedule={"trigger": "cron", "day": "25", "hour": 9, "minute": 0}, run_when_new=False,
+     description="What the electronic invoices (ЭСФ) of the current month lack, before the month closes.")
+def esf_check(now: datetime) -> str:
+    month = clock.local_date(now, SCHEDULE_TZ).replace(day=1)
+    with _session() as s:
+        check = esf.check_month(s, month)
+    return f"ЭСФ check of {month:%Y-%m} so far: {check.organisations} organisations" + _esf_summary(check)
 
 
 @job("postpaid_invoices", schedule={"trigger": "cron", "day": "1-3", "hour": "3,15", "minute": 0},

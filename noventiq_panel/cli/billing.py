@@ -7,6 +7,8 @@ closing documents.
     noventiq-panel payments mark-overdue
     noventiq-panel payments postpaid 2026-10
     noventiq-panel documents generate 2026-10
+    noventiq-panel documents check --month 2026-10
+    noventiq-panel documents esf --document АКТ-2026-000042 [--kind esf|act] [--out file.json]
 """
 
 from __future__ import annotations
@@ -204,9 +206,56 @@ def generate(month: str, now: str | None) -> None:
     from noventiq_panel.services.billing import documents as svc
 
     with _session() as session:
+        _echo_check(session, month)
         created = svc.generate_month(session, month, now=_now(now))
         for doc in created:
             click.echo(f"{svc.act_number(doc.year, doc.number)}: org {doc.org_id}, {doc.period:%Y-%m}, "
                        f"{doc.total} {doc.currency} (VAT {doc.vat})")
         click.echo(f"{len(created)} documents generated")
 
+
+
+def _echo_check(session: Session, month: str) -> bool:
+    """Print what the electronic invoices (ЭСФ) of MONTH lack; True when nothing is missing."""
+    from noventiq_panel.services.billing import esf
+
+    check = esf.check_month(session, month)
+    if check.ok:
+        click.echo(f"ЭСФ of {check.month:%Y-%m}: complete for {check.organisations} organisations")
+        return True
+    click.echo(f"ЭСФ of {check.month:%Y-%m}: {len(check.missing)} missing (the acts are made all the same; "
+               f"their ЭСФ files wait until this is fixed):")
+    for line in check.lines():
+        click.echo(f"  - {line}")
+    return False
+
+
+@documents.command("check")
+@click.option("--month", required=True, help="YYYY-MM (the current month too: what it lacks so far).")
+def check(month: str) -> None:
+    """List what the electronic invoices (ЭСФ) of a month lack: the seller's requisites, an
+    organisation's VAT code or bank, a product's ИКПУ code... Exit code 1 when something is missing."""
+    with _session() as session:
+        complete = _echo_check(session, month)
+    if not complete:
+        raise SystemExit(1)
+
+
+@documents.command("esf")
+@click.option("--document", "reference", required=True, help="The closing document's id or number (АКТ-2026-000042).")
+@click.option("--kind", type=click.Choice(["esf", "act"]), default="esf", show_default=True,
+              help="esf: счёт-фактура (Didox type 002); act: акт выполненных работ (type 005).")
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the JSON to this file (default: print it).")
+def esf_file(reference: str, kind: str, out: str | None) -> None:
+    """The JSON of a closing document's ЭСФ or act, for the accountant to import and sign in Didox."""
+    from noventiq_panel.services.billing import esf
+
+    with _session() as session:
+        name, data = esf.operator_file(session, reference, kind)
+    if out:
+        with open(out, "wb") as handle:
+            handle.write(data)
+        click.echo(f"{name}: written to {out}")
+    else:
+        click.echo(data.decode("utf-8"))

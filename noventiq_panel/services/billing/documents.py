@@ -136,6 +136,14 @@ def month_lines(session: Session, org: Organisation, month: date) -> tuple[list,
     Licence charges and refunds: one line each (quantity and unit price as charged). Pay-as-you-go
     usage: one line per subscription. Lines are grouped by subscription.
     """
+    lines, _subscriptions, total, vat = month_lines_with_subscriptions(session, org, month)
+    return lines, total, vat
+
+
+def month_lines_with_subscriptions(session: Session, org: Organisation,
+                                   month: date) -> tuple[list, list[int | None], Decimal, Decimal]:
+    """:func:`month_lines` with, for each line, the subscription it bills (None: none), so the
+    electronic invoice (``esf``) finds each line's product and its ИКПУ code."""
     from noventiq_panel.services.billing import pdf
 
     rate = get_settings().vat_rate
@@ -157,6 +165,7 @@ def month_lines(session: Session, org: Organisation, month: date) -> tuple[list,
     ordered = sorted(groups.items(), key=lambda kv: (labels.get(kv[0][0], ""), kv[0][0], kv[0][1] == "usage",
                                                      kv[1][0].occurred_at))
     lines = []
+    subscriptions: list[int | None] = []
     for (sub_id, what, _), group in ordered:
         label = labels.get(sub_id, "")
         amount = -sum((e.amount for e in group), Decimal("0.00"))
@@ -178,9 +187,10 @@ def month_lines(session: Session, org: Organisation, month: date) -> tuple[list,
                 unit_price = -unit_price
         lines.append(pdf.Line(description=description[:300], quantity=quantity, unit=unit, unit_price=unit_price,
                               amount=amount, vat=vat_part(amount, rate)))
+        subscriptions.append(sub_id or None)
     total = sum((line.amount for line in lines), Decimal("0.00"))
     vat = sum((line.vat for line in lines), Decimal("0.00"))
-    return lines, total, vat
+    return lines, subscriptions, total, vat
 
 
 def render_pdf(session: Session, org: Organisation, month: date, year: int, number: int,
@@ -218,6 +228,11 @@ def _orgs_charged(session: Session, month: date) -> list[int]:
                                          LedgerEntry.occurred_at < end)
         .distinct().order_by(LedgerEntry.org_id)
     ).all())
+
+
+def orgs_charged(session: Session, month: date) -> list[int]:
+    """The ids of the organisations with charges in ``month`` (in any time zone's reading of it)."""
+    return _orgs_charged(session, month)
 
 
 def generate_month(session: Session, month, now: datetime | None = None) -> list[ClosingDocument]:

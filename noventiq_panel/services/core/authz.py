@@ -27,13 +27,16 @@ class Permission(StrEnum):
     READ = "read"  # see the organisation's data
     WRITE = "write"  # order, change, pay, manage budgets and members
     MANAGE_OWNERS = "manage_owners"  # grant or take away ownership
+    # take the tax documents prepared for the accountant (the electronic invoice and act files of the
+    # closing documents, services/billing/esf.py): the roles the closing documents are mailed to
+    TAX_DOCUMENTS = "tax_documents"
 
 
 # The one table of which role may do what. The system (jobs, CLI) may do everything.
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),
     Role.ADMIN: frozenset({Permission.READ, Permission.WRITE}),
-    Role.FINANCE: frozenset({Permission.READ}),
+    Role.FINANCE: frozenset({Permission.READ, Permission.TAX_DOCUMENTS}),
 }
 
 
@@ -112,6 +115,14 @@ def can_write(session: Session, actor: Actor | None) -> Access:
     access = _access(session, actor)
     if not access.can_write:
         raise Forbidden("read-only role", key="error.read_only")
+    return access
+
+
+def can_take_tax_documents(session: Session, actor: Actor | None) -> Access:
+    """Owner or Financial manager (or the system) may download the electronic invoice files."""
+    access = _access(session, actor)
+    if not allows(access.role, Permission.TAX_DOCUMENTS):
+        raise Forbidden("only an owner or a financial manager may do this", key="error.esf.roles")
     return access
 
 
