@@ -325,9 +325,24 @@ def documents_tab() -> rx.Component:
         data_table(
             DOC_COLUMNS, BillingState.doc_rows, page=BillingState.doc_page, pages=BillingState.doc_pages,
             on_page=BillingState.doc_go_page, total=BillingState.doc_total, empty_key="billing.empty",
-            actions=lambda row: rx.button(rx.icon("file-down", size=14), T("billing.download"), variant="soft",
-                                          size="1", on_click=BillingState.download_document(row["id"]),
-                                          class_name="document-download"),
+            actions=lambda row: rx.hstack(
+                rx.button(rx.icon("file-down", size=14), T("billing.download"), variant="soft",
+                          size="1", on_click=BillingState.download_document(row["id"]),
+                          class_name="document-download"),
+                # the Didox files (ЭСФ type 002, act type 005): Owner and Financial manager only
+                rx.cond(
+                    (BillingState.role == "owner") | (BillingState.role == "finance"),
+                    rx.hstack(
+                        rx.button(rx.icon("file-json", size=14), T("esf.download_esf"), variant="soft", size="1",
+                                  on_click=BillingState.download_esf(row["id"], "esf"), class_name="esf-download"),
+                        rx.button(rx.icon("file-json", size=14), T("esf.download_act"), variant="soft", size="1",
+                                  on_click=BillingState.download_esf(row["id"], "act"),
+                                  class_name="esf-act-download"),
+                        spacing="2", wrap="wrap",
+                    ),
+                ),
+                spacing="2", wrap="wrap", justify="end",
+            ),
             table_id="documents-table",
         ),
         spacing="4",

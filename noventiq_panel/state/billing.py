@@ -23,7 +23,7 @@ from typing import Any
 import reflex as rx
 
 from ..i18n.format import format_month
-from noventiq_panel.services.billing import card_accounts, documents, invoices, payme, transactions
+from noventiq_panel.services.billing import card_accounts, documents, esf, invoices, payme, transactions
 from noventiq_panel.services.billing import click as click_gateway
 from ..services.core.errors import DomainError, InvalidInput, NotAuthenticated
 from ..services.core.money import parse_amount, to_decimal
@@ -498,3 +498,15 @@ class BillingState(BalanceFigures, BaseState):
     @rx.event
     async def download_document(self, doc_id: Any):
         return await self._pdf(documents.document_pdf, doc_id, "document")
+
+    @rx.event
+    async def download_esf(self, doc_id: Any, kind: Any = "esf"):
+        """The Didox JSON (``kind``: esf | act) of a closing document; the service checks the role
+        and says what is missing when it cannot be made."""
+        try:
+            filename, data = await self._act(esf.document_file, parse_id(doc_id, "document"), str(kind))
+        except esf.EsfIncomplete as exc:
+            return rx.toast.error(esf.describe(exc.missing, self.locale), close_button=True)
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        return rx.download(data=data, filename=filename, mime_type="application/json")
