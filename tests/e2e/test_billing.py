@@ -4,6 +4,7 @@ CLI and see the balance rise; download a closing document; export transactions t
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -89,6 +90,12 @@ def test_closing_document_download(page, db, server):
     data = Path(info.value.path()).read_bytes()
     text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
     assert plain(org.name) in plain(text) and "АКТ-" in text and "СЧЁТ-ФАКТУРА" in text
+    # beside it, the electronic invoice for Didox (type 002) of the same document (the Owner's)
+    with page.expect_download() as info:
+        page.locator(".esf-download").first.click()
+    factura = json.loads(Path(info.value.path()).read_text(encoding="utf-8"))
+    assert factura["BuyerTin"] == org.tax_id and factura["ProductList"]["Products"]
+    assert info.value.suggested_filename.startswith("esf-002-")
 
 
 def test_transactions_export_to_xlsx(page, db):
