@@ -31,7 +31,7 @@ from babel import Locale
 from babel.dates import format_date as _babel_date
 from babel.dates import format_time as _babel_time
 from babel.numbers import format_decimal as _babel_decimal
-from babel.numbers import get_currency_name, get_currency_symbol
+from babel.numbers import get_currency_name, get_currency_symbol, get_decimal_symbol, get_group_symbol
 
 from ..services.core.errors import InvalidInput
 from ..services.core.money import minor_unit, to_decimal
@@ -128,13 +128,14 @@ def format_money(amount, currency: str, locale: str | None = DEFAULT_LOCALE, *, 
     places = minor_unit(code) if decimals is None else decimals
     value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     negative = value < 0
-    number = _babel_decimal(abs(value), format=_digits_pattern(places), locale=_locale(loc),
-                            decimal_quantization=True)
+    group, point = _number_symbols(loc)
+    # Groups of three and the locale's symbols, as Babel's '#,##0.00' pattern writes them (the
+    # test compares both), without parsing the pattern again for each of a page's many amounts.
+    number = f"{abs(value):,.{places}f}".translate({ord(","): group, ord("."): point})
     if not with_sign:
         return ("-" if negative else "") + number
-    symbol = currency_symbol(code, loc)
-    pattern = _locale(loc).currency_formats["standard"].pattern.split(";", 1)[0]
-    if pattern.lstrip().startswith("¤"):
+    symbol, first = _money_sign(loc, code)
+    if first:
         # The sign goes first (en). A sign made of letters ('UZS') is separated by a space
         # (CLDR currency spacing); '$12.50' is not.
         glue = NBSP if symbol[-1:].isalpha() else ""
@@ -142,6 +143,35 @@ def format_money(amount, currency: str, locale: str | None = DEFAULT_LOCALE, *, 
     else:
         text = f"{number}{NBSP}{symbol}"
     return ("-" if negative else "") + text
+
+
+def money_template(currency: str, locale: str | None, number: str) -> str:
+    """``number`` (e.g. Plotly's ``%{y:,.2f}``) with the currency's sign where the locale writes it:
+    ru '%{y:,.2f} сум', en 'UZS %{y:,.2f}', '$%{y:,.2f}'. Charts format their hover text with it
+    in the browser (with :func:`plot_separators`), not one string per point on the server."""
+    symbol, first = _money_sign(normalize_locale(locale), (currency or "").upper())
+    if first:
+        return symbol + (NBSP if symbol[-1:].isalpha() else "") + number
+    return number + NBSP + symbol
+
+
+def plot_separators(locale: str | None) -> str:
+    """Plotly's ``layout.separators`` for the locale: the decimal symbol, then the group symbol."""
+    group, point = _number_symbols(normalize_locale(locale))
+    return point + group
+
+
+@lru_cache(maxsize=16)
+def _number_symbols(loc: str) -> tuple[str, str]:
+    """The locale's group and decimal symbols (ru: no-break space and comma)."""
+    return get_group_symbol(_locale(loc)), get_decimal_symbol(_locale(loc))
+
+
+@lru_cache(maxsize=64)
+def _money_sign(loc: str, code: str) -> tuple[str, bool]:
+    """The currency's sign in the locale and whether the locale writes it before the number."""
+    pattern = _locale(loc).currency_formats["standard"].pattern.split(";", 1)[0]
+    return currency_symbol(code, loc), pattern.lstrip().startswith("¤")
 
 
 def format_percent(value, locale: str | None = DEFAULT_LOCALE, *, decimals: int | None = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import plotly.graph_objects as go
 import reflex as rx
 
 from ..components import (
@@ -20,8 +21,9 @@ PLOT_CONFIG = {"displaylogo": False, "responsive": True,
 
 
 def _chart(fig: Any, chart_id: str) -> rx.Component:
+    """A chart of a figure the state keeps as a plain dict (typed as a Figure for the component)."""
     return rx.box(
-        rx.plotly.basic(data=fig, config=PLOT_CONFIG, locale=S.locale, use_resize_handler=True,
+        rx.plotly.basic(data=fig.to(go.Figure), config=PLOT_CONFIG, locale=S.locale, use_resize_handler=True,
                         width="100%", height="340px"),
         width="100%",
         min_height="340px",

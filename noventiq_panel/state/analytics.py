@@ -18,7 +18,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-import plotly.graph_objects as go
 import reflex as rx
 
 from ..i18n import format as fmt
@@ -29,6 +28,7 @@ from noventiq_panel.services.reporting.filters import (
 from noventiq_panel.services.reporting.iaas import IaasDetail, iaas_detail
 from noventiq_panel.services.reporting.spend import Dynamics, Series, Slice, Structure
 from ..services.core.errors import InvalidInput
+from ..services.core.money import minor_unit
 from .base import EXPORT_FORMATS, BaseState
 from .formatting import fmt_date, fmt_money
 from .inputs import form_date, shown_date
@@ -84,6 +84,21 @@ def _export(session, actor, filters: Filters, fmt_: str, locale: str, section: s
 
 def _pct(value: Decimal | None, lang: str) -> str:
     return "—" if value is None else fmt.format_percent(value, lang, decimals=1)
+
+
+def _figure(traces: list[dict[str, Any]], lang: str, **layout: Any) -> dict[str, Any]:
+    """A Plotly figure as the plain dict the browser receives (``data`` and ``layout``): built
+    directly, not through ``plotly.graph_objects``, whose validation of every property cost more
+    than the rest of the page load; the page's Plotly component adds the theme's template. Numbers
+    in hover texts use the language's decimal and group symbols (``separators``)."""
+    return {"data": traces, "layout": _layout(separators=fmt.plot_separators(lang), **layout)}
+
+
+def _hover(currency: str, lang: str, granularity: str) -> str:
+    """The hover text of a point of a money chart: its day (or month) and amount, formatted by
+    Plotly in the browser (month names from the chart's locale)."""
+    when = "%{x|%-d %b %Y}" if granularity == "day" else "%{x|%b %Y}"
+    return when + ": " + fmt.money_template(currency, lang, "%{y:,." + str(minor_unit(currency)) + "f}")
 
 
 def _layout(**kw: Any) -> dict[str, Any]:
@@ -145,8 +160,8 @@ class AnalyticsState(BaseState):
     has_spend: bool = False
     structure_dim: str = "product"
     structure_rows: list[dict[str, str]] = []
-    structure_fig: go.Figure = go.Figure()
-    dynamics_fig: go.Figure = go.Figure()
+    structure_fig: dict[str, Any] = {}
+    dynamics_fig: dict[str, Any] = {}
     dynamics_rows: list[dict[str, str]] = []
     granularity: str = "month"
     # --- IaaS ------------------------------------------------------------------------------------
@@ -156,8 +171,8 @@ class AnalyticsState(BaseState):
     iaas_change_pct: str = ""
     iaas_budget: str = ""
     iaas_dim: str = "service"
-    iaas_fig: go.Figure = go.Figure()
-    iaas_cum_fig: go.Figure = go.Figure()
+    iaas_fig: dict[str, Any] = {}
+    iaas_cum_fig: dict[str, Any] = {}
     iaas_rows: list[dict[str, str]] = []
     movers: list[dict[str, str]] = []
     iaas_unconverted: str = ""
@@ -260,18 +275,15 @@ class AnalyticsState(BaseState):
             for r in rows
         ]
         positive = [r for r in rows if Decimal(r["amount"]) > 0]
-        fig = go.Figure()
-        if positive:
-            fig.add_trace(go.Pie(
-                labels=[r["label"] for r in positive], values=[float(r["amount"]) for r in positive],
-                hole=0.55, sort=False, textinfo="percent", textposition="inside",
-                insidetextorientation="horizontal",
-                customdata=[fmt_money(Decimal(r["amount"]), cur, lang) for r in positive],
-                hovertemplate="%{label}<br>%{customdata} (%{percent})<extra></extra>",
-            ))
-        fig.update_layout(**_layout(showlegend=True, legend=dict(orientation="h", yanchor="top", y=-0.02, x=0),
-                                    uniformtext=dict(minsize=10, mode="hide")))
-        self.structure_fig = fig
+        traces = [dict(
+            type="pie", labels=[r["label"] for r in positive], values=[float(r["amount"]) for r in positive],
+            hole=0.55, sort=False, textinfo="percent", textposition="inside", insidetextorientation="horizontal",
+            customdata=[fmt_money(Decimal(r["amount"]), cur, lang) for r in positive],
+            hovertemplate="%{label}<br>%{customdata} (%{percent})<extra></extra>",
+        )] if positive else []
+        self.structure_fig = _figure(traces, lang, showlegend=True,
+                                     legend=dict(orientation="h", yanchor="top", y=-0.02, x=0),
+                                     uniformtext=dict(minsize=10, mode="hide"))
 
     def _bucket_label(self, day: date, granularity: str) -> str:
         lang = self._lang
@@ -284,27 +296,26 @@ class AnalyticsState(BaseState):
         self.granularity = d.granularity
         labels = [self._bucket_label(b, d.granularity) for b in d.buckets]
         x = [b.isoformat() for b in d.buckets]  # a date axis: Plotly names months in the UI language
-        fig = go.Figure()
+        hover = _hover(cur, lang, d.granularity)
+        traces = []
         for s in d.series:
             name = self._t("analytics.other") if s.key == OTHER else s.label
-            fig.add_trace(go.Bar(
-                name=name, x=x, y=[float(v) for v in s.values],
-                customdata=[f"{lbl}: {fmt_money(v, cur, lang)}" for lbl, v in zip(labels, s.values)],
-                hovertemplate="%{customdata}<extra>" + name.replace("<", "&lt;")[:40] + "</extra>",
+            traces.append(dict(
+                type="bar", name=name, x=x, y=[float(v) for v in s.values],
+                hovertemplate=hover + "<extra>" + name.replace("<", "&lt;")[:40] + "</extra>",
             ))
         n = min(len(x), len(d.previous_totals))
         if n and any(v != 0 for v in d.previous_totals):
             prev_name = self._t("analytics.previous_period")
-            fig.add_trace(go.Scatter(
-                name=prev_name, x=x[:n], y=[float(v) for v in d.previous_totals[:n]], mode="lines+markers",
+            traces.append(dict(
+                type="scatter", name=prev_name, x=x[:n], y=[float(v) for v in d.previous_totals[:n]], mode="lines+markers",
                 line=dict(dash="dot", color="#888"),
                 customdata=[f"{self._bucket_label(b, d.granularity)}: {fmt_money(v, cur, lang)}"
                             for b, v in zip(d.previous_buckets[:n], d.previous_totals[:n])],
                 hovertemplate="%{customdata}<extra>" + prev_name + "</extra>",
             ))
-        fig.update_layout(**_layout(barmode="stack", xaxis=_date_axis(d.granularity),
-                                    yaxis=dict(tickformat="~s", rangemode="tozero")))
-        self.dynamics_fig = fig
+        self.dynamics_fig = _figure(traces, lang, barmode="stack", xaxis=_date_axis(d.granularity),
+                                    yaxis=dict(tickformat="~s", rangemode="tozero"))
         self.dynamics_rows = [
             {"id": b.isoformat(), "period": label, "amount": fmt_money(t, cur, lang),
              "previous": fmt_money(d.previous_totals[i], cur, lang) if i < len(d.previous_totals) else "—"}
@@ -343,40 +354,35 @@ class AnalyticsState(BaseState):
         self.iaas_unconverted = ", ".join(fmt_money(Decimal(v), k, lang) for k, v in data["unconverted"].items())
         days = [date.fromisoformat(d) for d in data["days"]]
         x = data["days"]
-        labels = [fmt.format_date(d, lang, format="d MMM") for d in days]
-        fig = go.Figure()
+        hover = _hover(cur, lang, "day")
+        traces = []
         items = data[self.iaas_dim]
         for s in items:
             name = self._iaas_label(s)
-            fig.add_trace(go.Bar(
-                name=name, x=x, y=[float(v) for v in s["values"]],
-                customdata=[f"{lbl}: {fmt_money(Decimal(v), cur, lang)}" for lbl, v in zip(labels, s["values"])],
-                hovertemplate="%{customdata}<extra>" + name.replace("<", "&lt;")[:40] + "</extra>",
+            traces.append(dict(
+                type="bar", name=name, x=x, y=[float(v) for v in s["values"]],
+                hovertemplate=hover + "<extra>" + name.replace("<", "&lt;")[:40] + "</extra>",
             ))
-        fig.update_layout(**_layout(barmode="stack", xaxis=_date_axis("day"),
-                                    yaxis=dict(tickformat="~s", rangemode="tozero")))
-        self.iaas_fig = fig
+        self.iaas_fig = _figure(traces, lang, barmode="stack", xaxis=_date_axis("day"),
+                                yaxis=dict(tickformat="~s", rangemode="tozero"))
         self.iaas_rows = [
             {"id": s["key"], "label": self._iaas_label(s), "group": s["extra"].get("resource_group", ""),
              "service": s["extra"].get("service", ""), "amount": fmt_money(Decimal(s["total"]), cur, lang),
              "share": fmt.format_percent(Decimal(s["total"]) * 100 / total, lang, decimals=1) if total else "—"}
             for s in items
         ]
-        cum = go.Figure()
         several_months = len({(d.year, d.month) for d in days}) > 1
         values = [Decimal(m if several_months else c) for c, m in data["cumulative"]]
         name = self._t("analytics.iaas.month_to_date" if several_months else "analytics.iaas.cumulative")
-        cum.add_trace(go.Scatter(
-            name=name, x=x, y=[float(v) for v in values], mode="lines", fill="tozeroy",
-            customdata=[f"{lbl}: {fmt_money(v, cur, lang)}" for lbl, v in zip(labels, values)],
-            hovertemplate="%{customdata}<extra></extra>",
-        ))
+        cum = [dict(
+            type="scatter", name=name, x=x, y=[float(v) for v in values], mode="lines", fill="tozeroy",
+            hovertemplate=hover + "<extra></extra>",
+        )]
         if budget is not None:
             label = self._t("analytics.iaas.budget_line", amount=self.iaas_budget)
-            cum.add_trace(go.Scatter(name=label, x=x, y=[float(budget)] * len(x), mode="lines",
-                                     line=dict(color="#e5484d", dash="dash"), hoverinfo="skip"))
-        cum.update_layout(**_layout(xaxis=_date_axis("day"), yaxis=dict(tickformat="~s", rangemode="tozero")))
-        self.iaas_cum_fig = cum
+            cum.append(dict(type="scatter", name=label, x=x, y=[float(budget)] * len(x), mode="lines",
+                            line=dict(color="#e5484d", dash="dash"), hoverinfo="skip"))
+        self.iaas_cum_fig = _figure(cum, lang, xaxis=_date_axis("day"), yaxis=dict(tickformat="~s", rangemode="tozero"))
         self.movers = [
             {"id": f"{m['dimension']}:{n}", "kind": self._t(f"analytics.iaas.dim.{m['dimension']}"),
              "label": m["label"] or self._t("analytics.other"), "group": m["group"],

@@ -192,15 +192,15 @@ class BaseState(rx.State):
     def _apply(self, ctx: Ctx) -> None:
         """Copy the resolved caller into the state (backend ids, public view data)."""
         self._user_id, self._org_id, self._role = ctx.user_id, ctx.org_id, ctx.role
-        self.signed_in = True
-        self.user_name = ctx.name
-        self.user_email = ctx.email
-        self.org_name = ctx.org_name
-        self.role = ctx.role
-        self.orgs = [dict(o) for o in ctx.orgs]
-        self.current_org_id = str(ctx.org_id)
-        if ctx.locale in LOCALES and self.locale != ctx.locale:
-            self.locale = ctx.locale
+        view = {"signed_in": True, "user_name": ctx.name, "user_email": ctx.email, "org_name": ctx.org_name,
+                "role": ctx.role, "orgs": [dict(o) for o in ctx.orgs], "current_org_id": str(ctx.org_id)}
+        if ctx.locale in LOCALES:
+            view["locale"] = ctx.locale
+        # Only what changed: an assignment marks a var dirty even with the same value, and every
+        # dirty var goes to the browser again with each event.
+        for name, value in view.items():
+            if getattr(self, name) != value:
+                setattr(self, name, value)
 
     async def _clear(self) -> None:
         """Forget everything about the user in this browser tab: this state and every page state.

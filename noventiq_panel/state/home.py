@@ -35,14 +35,16 @@ class HomeState(BalanceFigures, SupportContacts, BaseState):
     @rx.event
     async def load(self):
         try:
-            d = await self._act(dashboard.get_dashboard)
+            d, invitations = await self._act(_home)
         except Exception as exc:  # noqa: BLE001 - a domain error or a generic message (logged)
             return self._fail(exc)
         self._show(d)
-        await self._load_invitations()
+        self._show_invitations(invitations)
 
     async def _load_invitations(self) -> None:
-        rows = await self._act(_my_invitations)
+        self._show_invitations(await self._act(_my_invitations))
+
+    def _show_invitations(self, rows) -> None:
         self.invitations = [
             {"id": str(i.membership_id), "org": i.org_name,
              "text": self._t("users.invitation.text", org=i.org_name, role=self._t(f"users.role.{i.role}"))}
@@ -116,6 +118,11 @@ class HomeState(BalanceFigures, SupportContacts, BaseState):
             "href": a.link,
             "color": ALERT_COLORS.get(a.kind, "orange"),
         }
+
+
+def _home(session, actor):
+    """The dashboard and the user's open invitations: one unit of work for the page load."""
+    return dashboard.get_dashboard(session, actor), _my_invitations(session, actor)
 
 
 def _my_invitations(session, actor) -> list[users.Invitation]:

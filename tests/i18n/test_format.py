@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from noventiq_panel.i18n import format as fmt
 from noventiq_panel.services.core.errors import InvalidInput
@@ -149,3 +151,19 @@ def test_a_day_that_is_not_one_is_refused_with_the_expected_form(text, locale):
         fmt.parse_input_date(text, locale)
     assert exc.value.key == "error.date_invalid"
     assert exc.value.params["example"] == ("12/05/2026" if locale == "en" else "05.12.2026")
+
+
+@given(st.decimals(min_value=-10**12, max_value=10**12, places=6, allow_nan=False, allow_infinity=False),
+       st.sampled_from(["UZS", "USD", "EUR", "RUB", "JPY"]), st.sampled_from(["ru", "en", "uz"]))
+def test_money_digits_are_written_as_babel_writes_them(value, currency, lang):
+    """format_money groups digits itself (it is called for every amount of a page); Babel's
+    '#,##0.00' pattern in the same locale is the reference."""
+    from babel.numbers import format_decimal
+
+    from noventiq_panel.i18n.format import _locale, minor_unit
+
+    places = minor_unit(currency)
+    rounded = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    expected = format_decimal(abs(rounded), format="#,##0" + ("." + "0" * places if places else ""),
+                              locale=_locale(lang), decimal_quantization=True)
+    assert fmt.format_money(value, currency, lang, with_sign=False) == ("-" if rounded < 0 else "") + expected

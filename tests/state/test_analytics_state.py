@@ -72,10 +72,13 @@ async def test_load_reads_the_filters_from_the_url_and_shows_the_ledger_figures(
     assert (state.date_from, state.date_to) == ("2025-01-01", "2025-01-31")
     assert state.total.replace("\xa0", " ") == "1 250,75 сум"
     assert {r["label"] for r in state.structure_rows} == {"Microsoft 365 Business Basic", "Microsoft Azure"}
-    assert state.structure_fig.data and state.dynamics_fig.data
+    assert state.structure_fig["data"] and state.dynamics_fig["data"]
+    # plain dicts as Plotly takes them; the page's component adds the theme's template
+    assert state.structure_fig["data"][0]["type"] == "pie" and state.dynamics_fig["data"][0]["type"] == "bar"
+    assert "template" not in state.dynamics_fig["layout"]
     # IaaS detail: the organisation's usage only (14.095678 USD at 12 000), never the other's.
     assert state.has_iaas and state.iaas_total.replace("\xa0", " ") == "169 148,14 сум"
-    assert state.iaas_fig.data and state.movers
+    assert state.iaas_fig["data"] and state.movers
     assert "99" not in state.total
     # view data are strings, ids are not the ORM objects
     assert all(isinstance(v, str) for row in state.structure_rows for v in row.values())

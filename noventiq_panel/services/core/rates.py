@@ -16,16 +16,26 @@ from noventiq_panel.services.core.errors import RateMissing
 from noventiq_panel.services.core.money import BASE_CURRENCY, convert
 
 
+_MEMO = "rates.rate_on"  # the session's memo of rate_on answers (one unit of work asks often)
+
+
 def rate_on(session: Session, currency: str, day: date) -> ExchangeRate | None:
-    """The rate in force on ``day``: that day's, else the latest earlier one. None for UZS."""
+    """The rate in force on ``day``: that day's, else the latest earlier one. None for UZS.
+
+    Remembered for the rest of the session (a page converts many amounts at the same rates);
+    ``store_rate`` forgets what the session remembered."""
     if currency.upper() == BASE_CURRENCY:
         return None
-    return session.exec(
-        select(ExchangeRate)
-        .where(ExchangeRate.currency == currency.upper(), ExchangeRate.rate_date <= day)
-        .order_by(col(ExchangeRate.rate_date).desc())
-        .limit(1)
-    ).first()
+    memo = session.info.setdefault(_MEMO, {})
+    key = (currency.upper(), day)
+    if key not in memo:
+        memo[key] = session.exec(
+            select(ExchangeRate)
+            .where(ExchangeRate.currency == currency.upper(), ExchangeRate.rate_date <= day)
+            .order_by(col(ExchangeRate.rate_date).desc())
+            .limit(1)
+        ).first()
+    return memo[key]
 
 
 def unit_rate(session: Session, currency: str, day: date) -> Decimal:
@@ -73,6 +83,7 @@ def usage_rate(session: Session, currency: str, billing_currency: str, day: date
 
 def store_rate(session: Session, currency: str, day: date, rate: Decimal, source: str = "cbu") -> ExchangeRate:
     """Insert or replace the rate of one currency and day (the caller commits)."""
+    session.info.pop(_MEMO, None)
     row = session.exec(
         select(ExchangeRate).where(ExchangeRate.currency == currency.upper(), ExchangeRate.rate_date == day)
     ).first()
