@@ -9,6 +9,7 @@ from ``SELECT ... FOR UPDATE`` on the organisation row (``services.core.ledger.l
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -22,6 +23,8 @@ from sqlmodel import Session, create_engine
 from .config import get_settings
 
 _engines: dict[str, Engine] = {}
+SQLITE_LOCK_TIMEOUT = 30  # seconds, as the busy timeout below
+_HOLDS_WRITER = "nq_holds_writer_lock"
 
 
 def make_engine(url: str) -> Engine:
@@ -45,9 +48,28 @@ def make_engine(url: str) -> Engine:
             cur.close()
             dbapi_conn.create_function("local_date", 2, _sqlite_local_date, deterministic=True)
 
+        # Every transaction takes SQLite's write lock, so the threads of one process run their
+        # transactions one at a time anyway; they queue on this lock in order instead of in
+        # SQLite's busy handler, which sleeps up to 100 ms between tries (the slow tail of page
+        # loads under load). Other processes (the CLI, a second worker) still meet the busy handler.
+        writer = threading.Lock()
+
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # pragma: no cover - driver hook
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if not writer.acquire(timeout=SQLITE_LOCK_TIMEOUT):
+                raise TimeoutError(f"no database transaction for {SQLITE_LOCK_TIMEOUT} s")
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                writer.release()
+                raise
+            conn.info[_HOLDS_WRITER] = True
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _on_end(conn):  # pragma: no cover - driver hook
+            if conn.info.pop(_HOLDS_WRITER, False):
+                writer.release()
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

@@ -452,9 +452,11 @@ def panel_page(
     - ``title_key``: catalog key of the document title.
     - ``section``: which main-menu item is highlighted (home, subscriptions, catalog, billing,
       analytics) or None.
-    - ``on_load``: the page state's handler(s); ``BaseState.guard`` runs first on every
-      non-public page (it redirects to /login?next=... when signed out). Your handler must check
-      the caller again (``await self._act(...)`` does it).
+    - ``on_load``: the page state's handler(s). They check the caller first (``await
+      self._act(...)`` or ``self._require()``) and hand a failure to ``self._fail``, which sends a
+      signed-out visitor to /login?next=... and a user who must first enrol in two-factor sign-in
+      to the profile. A non-public page without ``on_load`` gets ``BaseState.guard`` (one session
+      lookup per page load, not two).
     - ``public``: an auth page (no guard, the card frame). ``redirect_signed_in``: send a
       signed-in user on (to ?next= or /), for /login and /register.
     - ``guest_view=(mode_var, render_guest)``: the page may be seen WITHOUT signing in (only
@@ -467,7 +469,7 @@ def panel_page(
         if public:
             if redirect_signed_in:
                 loads.append(BaseState.public_load)
-        elif guest_view is None:
+        elif guest_view is None and on_load is None:
             loads.append(BaseState.guard)
         if on_load is not None:
             loads.extend(on_load if isinstance(on_load, (list, tuple)) else [on_load])

@@ -42,6 +42,8 @@ SESSION_COOKIE_MAX_AGE = 30 * 24 * 3600  # the server expires idle sessions much
 # Pages reachable without signing in. Everything else goes through ``BaseState.guard``.
 PUBLIC_PATHS = ("/login", "/register", "/recovery", "/reset")
 WRITE_ROLES = ("owner", "admin")
+TWO_FACTOR_REQUIRED = "error.two_factor_required"  # the services' refusal (services.core.authz)
+TWO_FACTOR_PAGE = "/profile?two_factor=required"
 # What the browser is told a download is.
 MIME_TYPES = {
     "pdf": "application/pdf",
@@ -296,6 +298,9 @@ class BaseState(rx.State):
         translated toast for other domain errors, a generic message for anything else (logged)."""
         if isinstance(exc, NotAuthenticated):
             return rx.redirect(self._login_url())
+        if getattr(exc, "key", None) == TWO_FACTOR_REQUIRED:
+            # the organisation requires two-factor sign-in (the services refuse its data): enrol first
+            return rx.redirect(TWO_FACTOR_PAGE, replace=True)
         if not isinstance(exc, DomainError):
             log.exception("unexpected error in a handler", exc_info=exc)
         return rx.toast.error(error_text(exc, self.locale), close_button=True)
@@ -326,13 +331,20 @@ class BaseState(rx.State):
     # ============================================================================================
     @rx.event
     async def guard(self):
-        """on_load of every page but the auth pages: signed out → /login?next=<this page>."""
+        """on_load of a page without a load handler of its own: signed out → /login?next=<this
+        page>. A page's own load checks the caller itself (``_act``), and ``_fail`` sends a
+        signed-out caller to sign in and a refusal for want of two-factor sign-in to enrol."""
         ctx = await self._ctx()
         if ctx is None:
             return rx.redirect(self._login_url(), replace=True)
+        return self._two_factor_redirect(ctx)
+
+    def _two_factor_redirect(self, ctx: Ctx):
+        """To the profile page when the organisation requires two-factor sign-in and the user has
+        not enrolled (the services refuse its data meanwhile); None otherwise."""
         if ctx.two_factor_needed and not (self.router.url.path or "").startswith("/profile"):
-            # the organisation requires two-factor sign-in: enrol first (the services refuse its data)
-            return rx.redirect("/profile?two_factor=required", replace=True)
+            return rx.redirect(TWO_FACTOR_PAGE, replace=True)
+        return None
 
     @rx.event
     async def public_load(self):

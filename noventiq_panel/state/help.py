@@ -13,7 +13,8 @@ class HelpState(SupportContacts, BaseState):
     @rx.event
     async def load(self):
         try:
-            await self._require()
+            ctx = await self._require()
         except DomainError as exc:
             return self._fail(exc)
         self._show_support()
+        return self._two_factor_redirect(ctx)

@@ -135,6 +135,10 @@ class SubscriptionDetailState(QuantityChange, BaseState):
         try:
             self._sub_id = _sub_id_from_path(self.router.url.path)
         except NotFound:
+            try:
+                await self._require()  # a signed-out visitor signs in first, whatever the address
+            except DomainError as exc:
+                return self._fail(exc)
             self.not_found, self.loaded = True, True
             return
         return await self._reload()

@@ -65,3 +65,20 @@ async def test_home_handler_refuses_a_forged_session(session):
     state.session_secret = "forged"
     assert is_redirect_to_login(await HomeState.load.fn(state))
     assert state.loaded is False and state.balance == ""
+
+
+async def test_pages_send_a_user_who_must_enrol_in_two_factor_to_the_profile(session):
+    """Pages with a load of their own run no separate guard: the load's refusal (the services
+    refuse the organisation's data until the user enrols) becomes the redirect to the profile."""
+    from noventiq_panel.state.analytics import AnalyticsState
+    from noventiq_panel.state.help import HelpState
+    from noventiq_panel.state.subscriptions import SubscriptionsState
+
+    org = factories.org(session, "ООО «Дельта»", tax_id="300000066")
+    factories.user(session, org, Role.OWNER, email="tf@d.example", password_hash=auth.hash_password(PW))
+    org.require_two_factor = True
+    session.commit()
+    for cls in (HomeState, SubscriptionsState, AnalyticsState, HelpState):
+        state = new_state(cls)
+        signed_in(state, session, "tf@d.example", PW)
+        assert "/profile?two_factor=required" in repr(events(await cls.load.fn(state))), cls

@@ -341,7 +341,8 @@ def resolve(session: Session, raw_token: str, now: datetime | None = None) -> Se
     if now - row.last_seen_at >= TOUCH_INTERVAL:
         row.last_seen_at = now
     info = _info(user, row, memberships)
-    session.commit()
+    if session.dirty:  # touched or moved to another organisation; else the caller's work goes on
+        session.commit()  # in the same transaction (one BEGIN per page load, not two)
     return info
 
 
