@@ -108,6 +108,24 @@ def dispose_engines() -> None:
     _engines.clear()
 
 
+_MEMO = "nq_memo"
+
+
+def session_memo(session: Session, name: str) -> dict:
+    """A dict for answers that one unit of work asks for again and again (the caller's access,
+    exchange rates, the organisation's subscriptions), kept on the session. It is emptied whenever
+    the session writes, commits or rolls back, so an answer never outlives what it was read from."""
+    return session.info.setdefault(_MEMO, {}).setdefault(name, {})
+
+
+@event.listens_for(Session, "after_flush")
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_memo(session, *_args) -> None:  # pragma: no cover - SQLAlchemy hook
+    session.info.pop(_MEMO, None)
+
+
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """A session for one unit of work. Services commit what they change; anything left is rolled back."""

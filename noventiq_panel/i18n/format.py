@@ -104,7 +104,9 @@ def format_number(value, locale: str | None = DEFAULT_LOCALE, *, decimals: int |
         number = to_decimal(value, field="number")
     if decimals is not None:
         number = number.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
-        pattern = _digits_pattern(decimals)
+        if number == 0:
+            number = abs(number)  # never "-0"
+        return _grouped(number, decimals, loc)
     else:
         number = number.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP).normalize()
         places = max(0, -number.as_tuple().exponent)
@@ -128,10 +130,7 @@ def format_money(amount, currency: str, locale: str | None = DEFAULT_LOCALE, *, 
     places = minor_unit(code) if decimals is None else decimals
     value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     negative = value < 0
-    group, point = _number_symbols(loc)
-    # Groups of three and the locale's symbols, as Babel's '#,##0.00' pattern writes them (the
-    # test compares both), without parsing the pattern again for each of a page's many amounts.
-    number = f"{abs(value):,.{places}f}".translate({ord(","): group, ord("."): point})
+    number = _grouped(abs(value), places, loc)
     if not with_sign:
         return ("-" if negative else "") + number
     symbol, first = _money_sign(loc, code)
@@ -161,6 +160,14 @@ def plot_separators(locale: str | None) -> str:
     return point + group
 
 
+def _grouped(number: Decimal, places: int, loc: str) -> str:
+    """``number`` (already rounded) in groups of three with the locale's symbols, as Babel's
+    '#,##0.00' pattern writes it (a test compares both), without parsing the pattern again for each
+    of a page's many amounts."""
+    group, point = _number_symbols(loc)
+    return f"{number:,.{places}f}".translate({ord(","): group, ord("."): point})
+
+
 @lru_cache(maxsize=16)
 def _number_symbols(loc: str) -> tuple[str, str]:
     """The locale's group and decimal symbols (ru: no-break space and comma)."""
@@ -182,9 +189,13 @@ def format_percent(value, locale: str | None = DEFAULT_LOCALE, *, decimals: int 
     number = Decimal(repr(value)) if isinstance(value, float) else to_decimal(value, field="percent")
     if fraction:
         number = number * 100
-    text = format_number(number, loc, decimals=decimals)
+    return format_number(number, loc, decimals=decimals) + _percent_sign(loc)
+
+
+@lru_cache(maxsize=8)
+def _percent_sign(loc: str) -> str:
     pattern = _locale(loc).percent_formats[None].pattern
-    return text + (f"{NBSP}%" if "\u00a0%" in pattern or " %" in pattern else "%")
+    return f"{NBSP}%" if "\u00a0%" in pattern or " %" in pattern else "%"
 
 
 # Dates inside running text: no "г." that would clash with a full stop ("до 24 октября 2025.").

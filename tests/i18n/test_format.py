@@ -167,3 +167,17 @@ def test_money_digits_are_written_as_babel_writes_them(value, currency, lang):
     expected = format_decimal(abs(rounded), format="#,##0" + ("." + "0" * places if places else ""),
                               locale=_locale(lang), decimal_quantization=True)
     assert fmt.format_money(value, currency, lang, with_sign=False) == ("-" if rounded < 0 else "") + expected
+
+
+@given(st.decimals(min_value=-10**9, max_value=10**9, places=4, allow_nan=False, allow_infinity=False),
+       st.integers(min_value=0, max_value=3), st.sampled_from(["ru", "en", "uz"]))
+def test_numbers_with_fixed_decimals_are_written_as_babel_writes_them(value, decimals, lang):
+    from babel.numbers import format_decimal
+
+    from noventiq_panel.i18n.format import _locale
+
+    rounded = value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    expected = format_decimal(abs(rounded) if rounded == 0 else rounded,
+                              format="#,##0" + ("." + "0" * decimals if decimals else ""),
+                              locale=_locale(lang), decimal_quantization=True)
+    assert fmt.format_number(value, lang, decimals=decimals) == expected

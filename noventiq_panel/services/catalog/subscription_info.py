@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from sqlmodel import Session, select
 
+from noventiq_panel.db import session_memo
 from noventiq_panel.models import Plan, Product, Subscription, Vendor
 from noventiq_panel.services.catalog.payment_models import payment_model
 
@@ -37,7 +38,15 @@ class SubInfo:
 
 
 def subscriptions_of(session: Session, org_id: int) -> dict[int, SubInfo]:
-    """The organisation's subscriptions with plan, product and vendor, by id (one query)."""
+    """The organisation's subscriptions with plan, product and vendor, by id (one query, made
+    once per unit of work until it writes)."""
+    memo = session_memo(session, "subscriptions_of")
+    if org_id not in memo:
+        memo[org_id] = _subscriptions_of(session, org_id)
+    return dict(memo[org_id])
+
+
+def _subscriptions_of(session: Session, org_id: int) -> dict[int, SubInfo]:
     rows = session.execute(
         select(Subscription.id, Subscription.name, Subscription.status, Subscription.vendor_ref, Plan, Product.id,
                Product.name, Vendor.id, Vendor.name)

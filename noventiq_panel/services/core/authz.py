@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from sqlmodel import Session, select
 
+from noventiq_panel.db import session_memo
 from noventiq_panel.models import Membership, Organisation, Role, User
 from noventiq_panel.services.core.errors import Forbidden, NotAuthenticated, NotFound
 
@@ -87,8 +88,18 @@ class Access:
 
 
 def _access(session: Session, actor: Actor | None) -> Access:
+    """The caller's access to the organisation; remembered by the unit of work until it writes
+    (a page asks several services, each of which checks)."""
     if actor is None:
         raise NotAuthenticated("sign-in required")
+    memo = session_memo(session, "authz.access")
+    key = (actor.user_id, actor.org_id, actor.is_system)
+    if key not in memo:
+        memo[key] = _check_access(session, actor)
+    return memo[key]
+
+
+def _check_access(session: Session, actor: Actor) -> Access:
     if actor.is_system:
         if session.get(Organisation, actor.org_id) is None:
             raise NotFound("organisation not found")

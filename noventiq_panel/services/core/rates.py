@@ -11,22 +11,19 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from sqlmodel import Session, col, select
 
+from noventiq_panel.db import session_memo
 from noventiq_panel.models import ExchangeRate, UsageFxRate
 from noventiq_panel.services.core.errors import RateMissing
 from noventiq_panel.services.core.money import BASE_CURRENCY, convert
 
 
-_MEMO = "rates.rate_on"  # the session's memo of rate_on answers (one unit of work asks often)
-
-
 def rate_on(session: Session, currency: str, day: date) -> ExchangeRate | None:
     """The rate in force on ``day``: that day's, else the latest earlier one. None for UZS.
 
-    Remembered for the rest of the session (a page converts many amounts at the same rates);
-    ``store_rate`` forgets what the session remembered."""
+    Remembered by the unit of work until it writes (a page converts many amounts at one rate)."""
     if currency.upper() == BASE_CURRENCY:
         return None
-    memo = session.info.setdefault(_MEMO, {})
+    memo = session_memo(session, "rates.rate_on")
     key = (currency.upper(), day)
     if key not in memo:
         memo[key] = session.exec(
@@ -83,7 +80,6 @@ def usage_rate(session: Session, currency: str, billing_currency: str, day: date
 
 def store_rate(session: Session, currency: str, day: date, rate: Decimal, source: str = "cbu") -> ExchangeRate:
     """Insert or replace the rate of one currency and day (the caller commits)."""
-    session.info.pop(_MEMO, None)
     row = session.exec(
         select(ExchangeRate).where(ExchangeRate.currency == currency.upper(), ExchangeRate.rate_date == day)
     ).first()
