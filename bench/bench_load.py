@@ -15,7 +15,8 @@ Phases, each with all clients at once (``asyncio``, one process, loopback only):
    connection and the hydrate alone);
 2. pages: each of home, subscriptions, one subscription (the demo's first licence subscription of
    the organisation) and analytics, ``--rounds`` times per client, one page after the other;
-3. preview: the Resources tab's quantity preview (``set_qty_value`` then ``preview_qty``);
+3. preview: the Resources tab's quantity preview (``set_qty_value`` then ``preview_qty``, the
+   number typed and the button; its latency is the button's, its CPU both events');
 4. trivial: ``set_qty_value`` alone (sets one string: the cost of an event that touches nothing);
 5. with ``--tabs``: that many short-lived tabs (connect, one page, disconnect), RSS before and
    after, and again after ``--expire`` seconds (start the server with
@@ -291,8 +292,9 @@ async def bench_clients(base_url: str, names: Names, secrets: list[str], sub_id:
             return [await c.page(path, query) for _ in range(rounds)]
         phases.append(await run_phase(f"  page {label}", server, clients, one_page))
 
+    await asyncio.gather(*(c.page(*detail) for c in clients))  # on the subscription's page, not measured
+
     async def previews(c: Client):
-        await c.page(*detail)
         return [await c.preview(*detail, str(2 + i % 3)) for i in range(rounds)]
     phases.append(await run_phase("quantity preview", server, clients, previews))
 

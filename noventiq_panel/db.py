@@ -114,7 +114,8 @@ _MEMO = "nq_memo"
 def session_memo(session: Session, name: str) -> dict:
     """A dict for answers that one unit of work asks for again and again (the caller's access,
     exchange rates, the organisation's subscriptions), kept on the session. It is emptied whenever
-    the session writes, commits or rolls back, so an answer never outlives what it was read from."""
+    the session writes (a flush, a statement, a bulk insert), commits or rolls back. Never for
+    money: a balance read before ``lock_organisation`` must be read again after it."""
     return session.info.setdefault(_MEMO, {}).setdefault(name, {})
 
 
@@ -124,6 +125,12 @@ def session_memo(session: Session, name: str) -> dict:
 @event.listens_for(Session, "after_soft_rollback")
 def _forget_memo(session, *_args) -> None:  # pragma: no cover - SQLAlchemy hook
     session.info.pop(_MEMO, None)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _forget_memo_on_write(state) -> None:  # pragma: no cover - SQLAlchemy hook
+    if not state.is_select:  # an INSERT, UPDATE or DELETE statement through the session
+        state.session.info.pop(_MEMO, None)
 
 
 @contextmanager
@@ -180,6 +187,7 @@ class BulkInsert:
             yield tuple(v if p is None else value(p, v) for p, v in zip(procs, row))
 
     def insert(self, rows: Iterable[Sequence]) -> int:
+        self.session.info.pop(_MEMO, None)  # through the driver: no session event tells the memo
         """Insert ``rows`` (any iterable: a generator streams) in the session's transaction; returns
         how many."""
         connection = self.session.connection()
