@@ -14,6 +14,7 @@ import reflex as rx
 from ..components import (
     Column, T, amount_text, big_amount, data_table, date_input, page_header, panel_page, section_card, when_loaded,
 )
+from ..components.lazy import when_seen
 from ..state.analytics import AnalyticsState as S
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True,
@@ -257,11 +258,13 @@ def iaas_section() -> rx.Component:
                 size="1",
                 id="iaas-dim",
             ),
-            _chart(S.iaas_fig, "iaas-chart"),
+            when_seen(S.iaas_charts, S.show_iaas_charts, _chart(S.iaas_fig, "iaas-chart"), height="340px"),
             data_table(IAAS_COLUMNS, S.iaas_rows, table_id="iaas-table"),
             card_id="iaas-daily",
         ),
-        _card("analytics.iaas.cumulative_title", _chart(S.iaas_cum_fig, "iaas-cumulative-chart"),
+        _card("analytics.iaas.cumulative_title",
+              when_seen(S.iaas_charts, S.show_iaas_charts, _chart(S.iaas_cum_fig, "iaas-cumulative-chart"),
+                        height="340px"),
               card_id="iaas-cumulative"),
         _card("analytics.iaas.movers", data_table(MOVER_COLUMNS, S.movers, table_id="movers-table",
                                                   empty_key="analytics.iaas.no_movers"),

@@ -173,6 +173,7 @@ class AnalyticsState(BaseState):
     iaas_dim: str = "service"
     iaas_fig: dict[str, Any] = {}
     iaas_cum_fig: dict[str, Any] = {}
+    iaas_charts: bool = False  # the IaaS charts (below the fold) are drawn once they come near the screen
     iaas_rows: list[dict[str, str]] = []
     movers: list[dict[str, str]] = []
     iaas_unconverted: str = ""
@@ -180,6 +181,12 @@ class AnalyticsState(BaseState):
     _filters: dict[str, Any] = {}
     _structure: dict[str, list[dict[str, Any]]] = {}
     _iaas: dict[str, Any] = {}
+
+    @rx.event
+    def show_iaas_charts(self, in_view: bool):
+        """The IaaS section came near the screen: draw its charts (view only, no data)."""
+        if in_view is True:
+            self.iaas_charts = True
 
     # ============================================================================================
     # Loading

@@ -57,6 +57,7 @@ def test_iaas_section_and_download(page, db):
     sign_in(page, "owner@demo.example")
     open_analytics(page, "?period=last_month")
     expect(page.locator("#iaas")).to_be_visible()
+    page.locator("#iaas-daily").scroll_into_view_if_needed()  # below the fold: drawn when it comes near
     expect(page.locator("#iaas-chart .main-svg").first).to_be_visible()
     expect(page.locator("#iaas-cumulative-chart .main-svg").first).to_be_visible()
     page.locator("#iaas-dim").get_by_role("radio", name="Ресурсы").click()

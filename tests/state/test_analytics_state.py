@@ -141,3 +141,13 @@ async def test_signed_out_goes_to_sign_in(db, world):
     assert is_redirect_to_login(await AnalyticsState.load.fn(state))
     assert not state.loaded and state.total == ""
     assert is_redirect_to_login(await AnalyticsState.download.fn(state, "csv", "overview"))
+
+
+async def test_iaas_charts_are_drawn_once_their_section_comes_near_the_screen(db, world):
+    state, _ = await loaded(db, "owner@a.example")
+    assert state.iaas_charts is False and state.iaas_fig["data"]  # the data is there, the drawing waits
+    for forged in ("true", 1, None, {"x": 1}):
+        AnalyticsState.show_iaas_charts.fn(state, forged)
+        assert state.iaas_charts is False
+    AnalyticsState.show_iaas_charts.fn(state, True)
+    assert state.iaas_charts is True
