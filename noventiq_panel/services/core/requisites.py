@@ -20,13 +20,16 @@ from typing import Any
 
 from noventiq_panel.services.core.errors import InvalidInput
 
-TAX_ID_RE = re.compile(r"^(\d{9}|\d{14})$")
-MXIK_RE = re.compile(r"^\d{17}$")
-PACKAGE_CODE_RE = re.compile(r"^\d{1,20}$")
-VAT_REG_CODE_RE = re.compile(r"^\d{12}$")
-MFO_RE = re.compile(r"^\d{5}$")
-ACCOUNT_RE = re.compile(r"^\d{20}$")
-OKED_RE = re.compile(r"^\d{5}$")
+# ASCII digits only: ``\d`` would take fullwidth, Arabic-Indic, Devanagari... digits, and a tax id
+# written in them looks like another organisation's on a document while comparing as a different
+# string (so it would slip past the one-customer-per-tax-id rule). Matched whole (``fullmatch``).
+TAX_ID_RE = re.compile(r"[0-9]{9}|[0-9]{14}", re.ASCII)
+MXIK_RE = re.compile(r"[0-9]{17}", re.ASCII)
+PACKAGE_CODE_RE = re.compile(r"[0-9]{1,20}", re.ASCII)
+VAT_REG_CODE_RE = re.compile(r"[0-9]{12}", re.ASCII)
+MFO_RE = re.compile(r"[0-9]{5}", re.ASCII)
+ACCOUNT_RE = re.compile(r"[0-9]{20}", re.ASCII)
+OKED_RE = re.compile(r"[0-9]{5}", re.ASCII)
 
 
 def _code(value: Any, *, field: str, required: bool, key: str, message: str, pattern: re.Pattern) -> str:
@@ -41,7 +44,7 @@ def _code(value: Any, *, field: str, required: bool, key: str, message: str, pat
         if required:
             raise InvalidInput(f"{field} is required", field=field, key="error.requisites.required", field_name=field)
         return ""
-    if not pattern.match(text):
+    if not pattern.fullmatch(text):
         raise InvalidInput(f"{field}: {message}", field=field, key=key)
     return text
 
