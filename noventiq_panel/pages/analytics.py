@@ -56,13 +56,19 @@ def _select(options: Any, value: Any, on_change: Any, label_key: str, select_id:
     )
 
 
-def _figure(title_key: str, value: Any, value_id: str, *extra: rx.Component) -> rx.Component:
-    """A headline figure of a period: its name, the sum, what to compare it with."""
+def _figure(title: str | rx.Component, value: Any, value_id: str, *extra: rx.Component) -> rx.Component:
+    """A headline figure of a period: its name (a catalog key or a text), the sum, what to compare
+    it with."""
     return rx.card(
-        rx.vstack(rx.text(T(title_key), size="2", color=rx.color("gray", 11)), big_amount(value, id=value_id), *extra,
-                  spacing="1"),
+        rx.vstack(rx.text(T(title) if isinstance(title, str) else title, size="2", color=rx.color("gray", 11)),
+                  big_amount(value, id=value_id), *extra, spacing="1"),
         width="100%",
     )
+
+
+def _previous_title(partial: Any) -> rx.Component:
+    """"Previous period", or, while the period runs, "the same days of the previous period"."""
+    return rx.cond(partial, T("analytics.previous_same_days"), T("analytics.previous_period"))
 
 
 def _figures(*cards: rx.Component) -> rx.Component:
@@ -129,7 +135,7 @@ def filters_bar() -> rx.Component:
 def summary() -> rx.Component:
     return _figures(
         _figure("analytics.total_spend", S.total, "total"),
-        _figure("analytics.previous_period", S.previous_total, "previous-total",
+        _figure(_previous_title(S.previous_partial), S.previous_total, "previous-total",
                 rx.text(S.previous_label, size="1", color=rx.color("gray", 11))),
         _figure("analytics.change", S.change_pct, "change-pct",
                 amount_text(S.change, color=rx.cond(S.change_up, rx.color("red", 11), rx.color("green", 11)),
@@ -236,7 +242,7 @@ def iaas_section() -> rx.Component:
         ),
         _figures(
             _figure("analytics.iaas.total", S.iaas_total, "iaas-total"),
-            _figure("analytics.previous_period", S.iaas_previous_total, "iaas-previous",
+            _figure(_previous_title(S.iaas_previous_partial), S.iaas_previous_total, "iaas-previous",
                     rx.text(S.iaas_change_pct, size="2", color=rx.color("gray", 11))),
             rx.card(rx.vstack(rx.text(T("analytics.iaas.budget"), size="2", color=rx.color("gray", 11)),
                               rx.cond(S.iaas_budget != "", big_amount(S.iaas_budget, id="iaas-budget"),

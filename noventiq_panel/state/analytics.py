@@ -142,6 +142,8 @@ class AnalyticsState(BaseState):
     rg: str = ""
     period_label: str = ""
     previous_label: str = ""
+    previous_partial: bool = False  # the period runs: compared with the same days of the previous one
+    iaas_previous_partial: bool = False
     period_options: list[dict[str, str]] = []
     product_options: list[dict[str, str]] = []
     vendor_options: list[dict[str, str]] = []
@@ -225,6 +227,7 @@ class AnalyticsState(BaseState):
         self.period_label = f"{fmt_date(f.start, lang)} — {fmt_date(last, lang)}"
         d = v.dynamics
         self.previous_label = f"{fmt_date(d.previous_start, lang)} — {fmt_date(d.previous_end - timedelta(days=1), lang)}"
+        self.previous_partial = d.partial
         self._options(v.options)
         # Overview
         cur = v.structure.currency
@@ -346,6 +349,7 @@ class AnalyticsState(BaseState):
                         "pct": "" if m.change_pct is None else str(m.change_pct),
                         "group": str(m.extra.get("resource_group", ""))} for m in i.movers],
             "unconverted": {k: str(v) for k, v in i.unconverted.items()},
+            "previous_partial": i.previous_partial,
         }
 
     def _show_iaas(self) -> None:
@@ -355,6 +359,7 @@ class AnalyticsState(BaseState):
         total, prev = Decimal(data["total"]), Decimal(data["previous_total"])
         self.iaas_total = fmt_money(total, cur, lang)
         self.iaas_previous_total = fmt_money(prev, cur, lang)
+        self.iaas_previous_partial = bool(data.get("previous_partial"))
         self.iaas_change_pct = _pct(None if prev == 0 else (total - prev) * 100 / abs(prev), lang)
         budget = Decimal(data["budget"]) if data["budget"] else None
         self.iaas_budget = fmt_money(budget, cur, lang) if budget is not None else ""

@@ -65,6 +65,20 @@ def previous_period(start: date, end: date) -> tuple[date, date]:
     return start - length, start
 
 
+def comparison_period(start: date, end: date, today: date) -> tuple[date, date, bool]:
+    """What ``[start, end)`` is compared with, and whether only its elapsed part is compared.
+
+    A period that is still running (``today`` inside it, the customer's local day) is compared
+    like with like, as Azure Cost Management does: its days up to today against as many days of
+    the previous period (December 1-3 against November 1-3, not against all of November). A
+    period that is over is compared with the whole previous period (:func:`previous_period`)."""
+    p_start, p_end = previous_period(start, end)
+    elapsed = today + timedelta(days=1)
+    if start < elapsed < end:
+        return p_start, min(p_end, p_start + (elapsed - start)), True
+    return p_start, p_end, False
+
+
 @dataclass(frozen=True)
 class Filters:
     """What the analytics page shows. ``service``/``resource_group`` narrow the IaaS detail only

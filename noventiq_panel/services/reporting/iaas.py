@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Iterable
 
@@ -20,10 +20,10 @@ from sqlalchemy import BigInteger, String, func, select, type_coerce
 from sqlmodel import Session
 
 from noventiq_panel.models import Budget, Organisation, UsageDaily
-from noventiq_panel.services.core import authz
+from noventiq_panel.services.core import authz, clock
 from noventiq_panel.services.core.authz import Access, Actor, can_read
 from noventiq_panel.services.catalog.subscription_info import SubInfo, subscriptions_of
-from noventiq_panel.services.reporting.filters import OTHER, Filters, previous_period
+from noventiq_panel.services.reporting.filters import OTHER, Filters, comparison_period
 from noventiq_panel.services.core.localdays import as_date
 from noventiq_panel.services.reporting.spend import Series, percent_change
 
@@ -72,6 +72,7 @@ class IaasDetail:
     cumulative: list[CumulativePoint]
     budget: Decimal | None
     unconverted: dict[str, Decimal]  # usage without a known rate yet, by usage currency
+    previous_partial: bool = False  # the period is running: compared with as many days before it
 
 
 def _cents(micro: int) -> Decimal:
@@ -142,7 +143,7 @@ def payg_scope(session: Session, access: Access, subscription_id: int | None
 
 def iaas_detail(session: Session, actor: Actor, start: date, end: date, subscription_id: int | None = None, *,
                 service: str | None = None, resource_group: str | None = None, top: int = 10,
-                top_resources: int = 15) -> IaasDetail:
+                top_resources: int = 15, now: datetime | None = None) -> IaasDetail:
     """Daily cost of the pay-as-you-go subscriptions (one, or all of the organisation) for
     ``[start, end)``: by service, resource group and resource; top movers against the previous
     period; the daily cumulative with the budget line when a budget exists."""
@@ -150,7 +151,8 @@ def iaas_detail(session: Session, actor: Actor, start: date, end: date, subscrip
     f = Filters(start=start, end=end).validated()
     org = session.get(Organisation, access.org_id)
     subs, scope = payg_scope(session, access, subscription_id)
-    p_start, p_end = previous_period(f.start, f.end)
+    p_start, p_end, partial = comparison_period(f.start, f.end,
+                                                clock.local_date(now or clock.utcnow(), org.timezone))
     n = (f.end - f.start).days
     days = [f.start + timedelta(days=i) for i in range(n)]
     # Money is read as the stored integers (micro-units) and summed exactly as ints: no Decimal
@@ -238,7 +240,7 @@ def iaas_detail(session: Session, actor: Actor, start: date, end: date, subscrip
     return IaasDetail(
         start=f.start, end=f.end, currency=org.billing_currency, subscription_id=subscription_id,
         subscriptions=[(sid, subs[sid].name) for sid in scope], days=days, total=_cents(total),
-        previous_start=p_start, previous_end=p_end, previous_total=_cents(p_total),
+        previous_start=p_start, previous_end=p_end, previous_total=_cents(p_total), previous_partial=partial,
         daily=_cents_list(daily),
         by_service=_series_from(by_service, {}),
         by_resource_group=_series_from(by_group, {}),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any
@@ -26,7 +26,7 @@ from noventiq_panel.services.core import clock
 from noventiq_panel.services.core.authz import Actor, can_read
 from noventiq_panel.services.core.errors import InvalidInput
 from noventiq_panel.services.catalog.subscription_info import SubInfo
-from noventiq_panel.services.reporting.filters import OTHER, Filters, previous_period, scope
+from noventiq_panel.services.reporting.filters import OTHER, Filters, comparison_period, scope
 from noventiq_panel.services.core.localdays import day_parts
 
 SPEND_KINDS: tuple[str, ...] = (EntryKind.CHARGE.value, EntryKind.USAGE.value, EntryKind.REFUND.value)
@@ -192,6 +192,7 @@ class Dynamics:
     previous_total: Decimal
     change: Decimal
     change_pct: Decimal | None  # None when the previous period had no spend
+    partial: bool = False  # the period is running: compared with as many days of the previous one
 
 
 def _buckets(start: date, end: date, granularity: str) -> list[date]:
@@ -217,9 +218,11 @@ def percent_change(current: Decimal, previous: Decimal) -> Decimal | None:
     return ((current - previous) * 100 / abs(previous)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def dynamics(session: Session, actor: Actor, filters: Filters, granularity: str = "auto") -> Dynamics:
-    """Spend per day (periods up to 62 days) or per month, stacked by product, with the
-    previous period of the same length for comparison."""
+def dynamics(session: Session, actor: Actor, filters: Filters, granularity: str = "auto", *,
+             now: datetime | None = None) -> Dynamics:
+    """Spend per day (periods up to 62 days) or per month, stacked by product, compared with the
+    previous period of the same length (a running period: with as many of its days, see
+    ``filters.comparison_period``)."""
     access = can_read(session, actor)
     f = filters.validated()
     if granularity == "auto":
@@ -228,7 +231,7 @@ def dynamics(session: Session, actor: Actor, filters: Filters, granularity: str 
         raise InvalidInput("granularity: day or month", field="granularity", key="error.analytics_filter")
     org = session.get(Organisation, access.org_id)
     subs, kept = scope(session, access, f)
-    p_start, p_end = previous_period(f.start, f.end)
+    p_start, p_end, partial = comparison_period(f.start, f.end, clock.local_date(now or clock.utcnow(), org.timezone))
     rows = _ledger_spend(session, org.id, org.timezone, p_start, f.end, kept, by_day=True)
 
     buckets = _buckets(f.start, f.end, granularity)
@@ -247,7 +250,7 @@ def dynamics(session: Session, actor: Actor, filters: Filters, granularity: str 
                 values = per_product[key] = [0] * len(buckets)
             values[i] += spend
             totals_m[i] += spend
-        else:
+        elif day in prev_map:  # (not the previous period's days after the compared part)
             p_totals_m[prev_map[day]] += spend
     totals = [_money2(v) for v in totals_m]
     p_totals = [_money2(v) for v in p_totals_m]
@@ -260,5 +263,5 @@ def dynamics(session: Session, actor: Actor, filters: Filters, granularity: str 
         start=f.start, end=f.end, granularity=granularity, currency=org.billing_currency, buckets=buckets,
         series=series, totals=totals, total=total, previous_start=p_start, previous_end=p_end,
         previous_buckets=p_buckets, previous_totals=p_totals, previous_total=p_total,
-        change=total - p_total, change_pct=percent_change(total, p_total),
+        change=total - p_total, change_pct=percent_change(total, p_total), partial=partial,
     )

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from noventiq_panel.models import Budget, LedgerEntry, Role, UsageDaily, UsageFxRate, UsageRecord
 from noventiq_panel.services.reporting.filters import (
-    OTHER, Filters, filter_options, parse_filters, period_presets, previous_period)
+    OTHER, Filters, comparison_period, filter_options, parse_filters, period_presets, previous_period)
 from noventiq_panel.services.reporting.iaas import iaas_detail
 from noventiq_panel.services.usage.rollup import rebuild_rollup, refresh_daily_rollup
 from noventiq_panel.services.reporting.spend import dynamics, structure
@@ -317,3 +317,47 @@ def test_an_empty_or_reversed_period_is_refused(session):
             structure(session, w.actor(), Filters(start=start, end=end))
         with pytest.raises(InvalidInput):
             iaas_detail(session, w.actor(), start, end)
+
+
+@pytest.mark.parametrize("start,end,today,expected", [
+    # the month runs: its days so far against the same days of the previous month (not all of it)
+    (date(2026, 12, 1), date(2027, 1, 1), date(2026, 12, 3), (date(2026, 11, 1), date(2026, 11, 4), True)),
+    # the last day of a month longer than the previous one: at most the whole previous month
+    (date(2025, 3, 1), date(2025, 4, 1), date(2025, 3, 31), (date(2025, 2, 1), date(2025, 3, 1), False)),
+    (date(2025, 3, 1), date(2025, 4, 1), date(2025, 3, 30), (date(2025, 2, 1), date(2025, 3, 1), True)),
+    # a period that is over: the whole previous period of the same length
+    (date(2026, 11, 1), date(2026, 12, 1), date(2026, 12, 3), (date(2026, 10, 1), date(2026, 11, 1), False)),
+    # a running year: January 1 - March 10 against the same days of the year before
+    (date(2026, 1, 1), date(2027, 1, 1), date(2026, 3, 10), (date(2025, 1, 1), date(2025, 3, 11), True)),
+    # a period in the future has nothing elapsed: the previous period as it is
+    (date(2027, 1, 1), date(2027, 2, 1), date(2026, 12, 3), (date(2026, 12, 1), date(2027, 1, 1), False)),
+])
+def test_a_running_period_is_compared_with_the_same_days_of_the_previous_one(start, end, today, expected):
+    assert comparison_period(start, end, today) == expected
+
+
+def test_month_to_date_compares_like_with_like_in_the_customers_time_zone(session):
+    """On the 3rd, "this month" against the whole previous month showed -95 %; it compares with
+    November 1-3. 'Today' is the customer's day: 2 Dec 20:30 UTC is already 3 Dec in Tashkent."""
+    w = world(session)
+    s = w.basic
+    for day in (1, 2, 3, 4, 20):  # November: the first three days count, the 4th and 20th do not
+        spend(session, w.org, "100.00", utc(2026, 11, day, 8), subscription=s)
+    spend(session, w.org, "50.00", utc(2026, 12, 1, 8), subscription=s)
+    spend(session, w.org, "70.00", utc(2026, 12, 2, 19, 30), subscription=s)  # 3 Dec 00:30 Tashkent
+    session.commit()
+    flt = Filters(start=date(2026, 12, 1), end=date(2027, 1, 1), preset="this_month")
+    d = dynamics(session, w.actor(), flt, now=utc(2026, 12, 2, 20, 30))
+    assert d.partial and (d.previous_start, d.previous_end) == (date(2026, 11, 1), date(2026, 11, 4))
+    assert d.total == Decimal("120.00") and d.previous_total == Decimal("300.00")
+    assert d.previous_total == ledger_spend(session, w.org, date(2026, 11, 1), date(2026, 11, 4))
+    assert d.change_pct == Decimal("-60.00")
+    # In UTC it would still be 2 December: two days against two
+    w.org.timezone = "UTC"
+    session.commit()
+    d = dynamics(session, w.actor(), flt, now=utc(2026, 12, 2, 20, 30))
+    assert (d.previous_start, d.previous_end) == (date(2026, 11, 1), date(2026, 11, 3))
+    # The month once over: the whole of November
+    d = dynamics(session, w.actor(), Filters(start=date(2026, 12, 1), end=date(2027, 1, 1)),
+                 now=utc(2027, 1, 2))
+    assert not d.partial and d.previous_total == Decimal("500.00")
