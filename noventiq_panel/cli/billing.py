@@ -252,7 +252,10 @@ def esf_file(reference: str, kind: str, out: str | None) -> None:
     from noventiq_panel.services.billing import esf
 
     with _session() as session:
-        name, data = esf.operator_file(session, reference, kind)
+        made = esf.operator_export(session, reference, kind)
+    name, data = made.filename, made.content
+    if made.notes():
+        click.echo(f"note: {made.notes()}", err=True)
     if out:
         with open(out, "wb") as handle:
             handle.write(data)

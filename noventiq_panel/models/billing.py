@@ -130,6 +130,12 @@ class ClosingDocument(SQLModel, table=True):
     currency: str = Field(max_length=3)
     pdf: bytes = Field(default=b"", sa_type=LargeBinary)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # What its electronic invoice (ЭСФ) needs, as it was at issue (services/billing/esf_record.py):
+    # parties, contract, VAT rate, lines with their product codes. NULL: issued before migration 0011.
+    esf_record: Optional[dict[str, Any]] = Field(default=None, sa_type=JSON(none_as_null=True))
+    # Requisites missing at issue, taken later from the then-current data, written once when the
+    # ЭСФ was first made complete ({"at": ..., "values": {...}}); NULL: nothing was taken later.
+    esf_later: Optional[dict[str, Any]] = Field(default=None, sa_type=JSON(none_as_null=True))
 
 
 class Sequence(SQLModel, table=True):

@@ -502,11 +502,16 @@ class BillingState(BalanceFigures, BaseState):
     @rx.event
     async def download_esf(self, doc_id: Any, kind: Any = "esf"):
         """The Didox JSON (``kind``: esf | act) of a closing document; the service checks the role
-        and says what is missing when it cannot be made."""
+        and says what is missing when it cannot be made, and which values were given after the
+        document was issued."""
         try:
-            filename, data = await self._act(esf.document_file, parse_id(doc_id, "document"), str(kind))
+            made = await self._act(esf.document_export, parse_id(doc_id, "document"), str(kind))
         except esf.EsfIncomplete as exc:
             return rx.toast.error(esf.describe(exc.missing, self.locale), close_button=True)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
-        return rx.download(data=data, filename=filename, mime_type="application/json")
+        download = rx.download(data=made.content, filename=made.filename, mime_type="application/json")
+        notes = made.notes(self.locale)
+        if notes:
+            return [download, rx.toast.warning(notes, close_button=True, duration=20000)]
+        return download

@@ -88,6 +88,8 @@ async def test_an_incomplete_esf_names_what_is_missing_then_the_owner_gets_it(db
     result = await BillingState.download_esf.fn(state, str(world["own"]), "esf")
     text = text_of(result)
     assert "_download" in text and "application/json" in text
+    # the МФО was given after the act was issued: the download says so beside the file
+    assert "после выпуска документа" in text and "МФО" in text
 
 
 @pytest.mark.parametrize("email, allowed", [("finance@a.example", True), ("admin@a.example", False)])

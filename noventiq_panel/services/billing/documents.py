@@ -39,6 +39,7 @@ from noventiq_panel.models import (
     Subscription,
 )
 from noventiq_panel.models.types import utcnow
+from noventiq_panel.services.billing import esf_record
 from noventiq_panel.services.billing.invoice_document import parties, vat_part
 from noventiq_panel.services.core import numbering
 from noventiq_panel.services.core.authz import Actor, can_read, load_owned
@@ -140,13 +141,14 @@ def month_lines(session: Session, org: Organisation, month: date) -> tuple[list,
     return lines, total, vat
 
 
-def month_lines_with_subscriptions(session: Session, org: Organisation,
-                                   month: date) -> tuple[list, list[int | None], Decimal, Decimal]:
+def month_lines_with_subscriptions(session: Session, org: Organisation, month: date, *,
+                                   rate: Decimal | None = None) -> tuple[list, list[int | None], Decimal, Decimal]:
     """:func:`month_lines` with, for each line, the subscription it bills (None: none), so the
-    electronic invoice (``esf``) finds each line's product and its ИКПУ code."""
+    electronic invoice (``esf``) finds each line's product and its ИКПУ code. ``rate``: the VAT rate
+    (default ``PANEL_VAT_RATE``)."""
     from noventiq_panel.services.billing import pdf
 
-    rate = get_settings().vat_rate
+    rate = get_settings().vat_rate if rate is None else rate
     start, end = month_bounds(month, org.timezone)
     entries = session.exec(
         select(LedgerEntry).where(
@@ -194,10 +196,11 @@ def month_lines_with_subscriptions(session: Session, org: Organisation,
 
 
 def render_pdf(session: Session, org: Organisation, month: date, year: int, number: int,
-               lines: list, total: Decimal, vat: Decimal) -> bytes:
+               lines: list, total: Decimal, vat: Decimal, *, rate: Decimal | None = None) -> bytes:
     from noventiq_panel.services.billing import pdf
 
     settings = get_settings()
+    rate = settings.vat_rate if rate is None else rate
     last_day = next_month(month) - timedelta(days=1)
     seller, buyer = parties(org)
     data = pdf.ClosingData(
@@ -209,7 +212,7 @@ def render_pdf(session: Session, org: Organisation, month: date, year: int, numb
         seller=seller,
         buyer=buyer,
         currency=org.billing_currency,
-        vat_rate=settings.vat_rate,
+        vat_rate=rate,
         lines=lines,
         total=total,
         vat=vat,
@@ -268,14 +271,18 @@ def _generate_for_org(session: Session, org_id: int, month: date, now: datetime)
         if exists is not None:
             session.rollback()
             return None
-        lines, total, vat = month_lines(session, org, month)
+        rate = get_settings().vat_rate
+        lines, subscriptions, total, vat = month_lines_with_subscriptions(session, org, month, rate=rate)
         if not lines or total == 0:
             session.rollback()
             return None
         number = numbering.next_value(session, counter_name(month.year))
-        pdf_bytes = render_pdf(session, org, month, month.year, number, lines, total, vat)
+        pdf_bytes = render_pdf(session, org, month, month.year, number, lines, total, vat, rate=rate)
+        # what its ЭСФ needs, as the act shows it now (the parties, the lines and their product codes)
+        record = esf_record.take(session, org, lines, subscriptions, vat_rate=rate, now=now)
         doc = ClosingDocument(org_id=org.id, kind=KIND, period=month, year=month.year, number=number, total=total,
-                              vat=vat, currency=org.billing_currency, pdf=pdf_bytes, created_at=now)
+                              vat=vat, currency=org.billing_currency, pdf=pdf_bytes, created_at=now,
+                              esf_record=record)
         session.add(doc)
         session.flush()
         notifications.notify_org_roles(

@@ -35,7 +35,8 @@ from noventiq_panel.services.identity import auth
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.core.authz import Actor, can_read, can_write
 from noventiq_panel.services.identity import validation
-from noventiq_panel.services.core.errors import Conflict, DomainError, InvalidInput, NotFound
+from noventiq_panel.services.core.clock import local_date
+from noventiq_panel.services.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from noventiq_panel.services.core.money import parse_amount
 
 
@@ -80,32 +81,51 @@ def _details(org: Organisation) -> OrgDetails:
                       **{name: getattr(org, name) for name in ESF_FIELDS})
 
 
-def _contract_date(value: Any) -> date | None:
+# The contract between the reseller and the customer: support sets it (set_requisites, CLI
+# ``org set-requisites``), not the customer's Owner or Administrator (update_details refuses it).
+CONTRACT_FIELDS = ("contract_no", "contract_date")
+
+
+def _contract_date(value: Any, today: date | None = None) -> date | None:
     if value in (None, ""):
         return None
+    when = None
     if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
+        when = value.date()
+    elif isinstance(value, date):
+        when = value
+    elif isinstance(value, str):
         try:
-            return date.fromisoformat(value.strip())
+            when = date.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise InvalidInput("the contract date is YYYY-MM-DD", field="contract_date", key="error.requisites.contract_date")
+    if when is None:
+        raise InvalidInput("the contract date is YYYY-MM-DD", field="contract_date",
+                           key="error.requisites.contract_date")
+    if today is not None and when > today:
+        # a contract is signed before the services it covers (an ЭСФ refuses one dated after it)
+        raise InvalidInput("the contract date is in the future", field="contract_date",
+                           key="error.requisites.contract_date_future")
+    return when
 
 
-def esf_values(**given: Any) -> dict[str, Any]:
+def _one_line(value: Any, *, field: str, max_len: int) -> str:
+    """Free text on one line: inner newlines and runs of spaces become one space (a contract number
+    cannot add lines to the CLI's output or to the ЭСФ)."""
+    return " ".join(validation._text(value, field=field, max_len=max_len).split())
+
+
+def esf_values(*, today: date | None = None, **given: Any) -> dict[str, Any]:
     """The ЭСФ requisites among ``given`` that are not None, checked (services/core/requisites.py
-    for the codes); InvalidInput names the first wrong one."""
+    for the codes; a contract date not after ``today``); InvalidInput names the first wrong one."""
     checks = {
         "vat_reg_code": requisites.validate_vat_reg_code,
         "bank_mfo": requisites.validate_mfo,
         "bank_account": requisites.validate_bank_account,
         "oked": requisites.validate_oked,
-        "director": lambda v: " ".join(validation._text(v, field="director", max_len=255).split()),
-        "contract_no": lambda v: validation._text(v, field="contract_no", max_len=64),
-        "contract_date": _contract_date,
+        "director": lambda v: _one_line(v, field="director", max_len=255),
+        "contract_no": lambda v: _one_line(v, field="contract_no", max_len=64),
+        "contract_date": lambda v: _contract_date(v, today),
     }
     unknown = set(given) - set(checks)
     if unknown:
@@ -199,7 +219,10 @@ def get_details(session: Session, actor: Actor) -> OrgDetails:
 def update_details(session: Session, actor: Actor, *, name: str, tax_id: str = "", address: str = "",
                    phone: str = "", bank_details: str = "", **esf: Any) -> OrgDetails:
     """Owner/Administrator edit the requisites shown on invoices and acts (and, through ``esf``,
-    those of the electronic invoices: :data:`ESF_FIELDS`, None or absent = unchanged). Audited."""
+    those of the electronic invoices: :data:`ESF_FIELDS`, None or absent = unchanged; the contract
+    number and date are support's: Forbidden ``error.esf.contract_by_support`` when they would
+    change). Documents already issued keep the requisites they were issued with (their ЭСФ is made
+    from the document's own record, ``billing/esf_record``). Audited."""
     try:
         access = can_write(session, actor)
         values = {
@@ -217,6 +240,8 @@ def update_details(session: Session, actor: Actor, *, name: str, tax_id: str = "
     org = session.get(Organisation, access.org_id)
     changed = {k: v for k, v in values.items() if getattr(org, k) != v}
     try:
+        if set(CONTRACT_FIELDS) & set(changed):
+            raise Forbidden("the contract number and date are set by support", key="error.esf.contract_by_support")
         if {"name", "tax_id"} & set(changed) and requisites_locked(session, org.id):
             raise Conflict("the name and tax id are on issued documents; ask support to change them",
                            key="organisations.requisites_locked")
@@ -240,7 +265,9 @@ def set_requisites(session: Session, org_id: int, *, name: str | None = None, ta
                    now: datetime | None = None, **esf: Any) -> OrgDetails:
     """Support's change of a customer's legal name or tax id (CLI ``org set-requisites``), also
     after documents were issued: validated, the tax id still unique, audited as the system. The
-    requisites of the electronic invoices (:data:`ESF_FIELDS`) may be given too."""
+    requisites of the electronic invoices (:data:`ESF_FIELDS`) may be given too, the contract
+    number and date among them (a date not after today). Documents already issued keep the
+    requisites they were issued with (``billing/esf_record``): this changes the next ones."""
     try:
         org = session.get(Organisation, org_id) if isinstance(org_id, int) else None
         if org is None:
@@ -251,7 +278,7 @@ def set_requisites(session: Session, org_id: int, *, name: str | None = None, ta
         if tax_id is not None:
             values["tax_id"] = validation.validate_tax_id(tax_id)
             claim_tax_id(session, values["tax_id"], org_id=org.id)
-        values.update(esf_values(**esf))
+        values.update(esf_values(today=local_date(now or utcnow(), org.timezone), **esf))
     except DomainError:
         session.rollback()
         raise

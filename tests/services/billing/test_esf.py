@@ -52,7 +52,11 @@ def _codes(session, *product_codes, mxik=MXIK):
 @pytest.fixture
 def month_org(session):
     """An organisation with every ЭСФ requisite, charged in October 2026 (licences, usage)."""
-    o = f.org(session, name="ООО «Ромашка»", tax_id="300000001", **REQUISITES)
+    return _month_org(session)
+
+
+def _month_org(session, **org_extra):
+    o = f.org(session, name="ООО «Ромашка»", tax_id="300000001", **REQUISITES, **org_extra)
     owner = f.user(session, o, Role.OWNER)
     plans = f.catalog(session)
     _codes(session, "m365-basic", "azure")
@@ -108,15 +112,32 @@ def test_a_quantity_that_does_not_divide_the_sum_becomes_one_unit_so_no_tiyin_is
     assert four["Count"] == 4 and four["Summa"] == "25000.00" and four["DeliverySum"] == "100000.00"
 
 
-def test_the_file_refuses_when_the_months_charges_no_longer_match_the_document(session, month_org):
+def test_a_charge_posted_into_the_month_after_its_act_does_not_change_the_acts_esf(session, month_org):
     o, owner, doc = month_org
+    before = esf.build(session, doc, "esf")
     azure = session.exec(select(Subscription).where(Subscription.name == "Microsoft Azure")).one()
     _charge(session, o, "-5.00", datetime(2026, 10, 15, 5, tzinfo=UTC), "late", kind="usage",
             subscription_id=azure.id)  # posted into October after its act was issued
     session.commit()
+    after = esf.build(session, doc, "esf")  # the lines of the act as issued
+    assert after == before
+    assert sum(Decimal(p["DeliverySumWithVat"]) for p in after["ProductList"]["Products"]) == doc.total
+
+
+def test_a_document_without_a_record_refuses_when_the_months_charges_no_longer_match_it(session, month_org):
+    o, owner, doc = month_org
+    doc.esf_record = None  # issued before migration 0011: its ЭСФ comes from the month's charges
+    session.add(doc)
+    session.commit()
+    azure = session.exec(select(Subscription).where(Subscription.name == "Microsoft Azure")).one()
+    _charge(session, o, "-5.00", datetime(2026, 10, 15, 5, tzinfo=UTC), "late", kind="usage",
+            subscription_id=azure.id)
+    session.commit()
     with pytest.raises(InvalidInput) as err:
         esf.build(session, doc, "esf")
     assert err.value.key == "error.esf.total_changed"
+    session.expire_all()
+    assert session.get(ClosingDocument, doc.id).esf_record is None  # nothing recorded
 
 
 # ---------------------------------------------------------------- layout
@@ -151,9 +172,8 @@ def test_the_factura_has_the_didox_002_layout(session, month_org):
     json.dumps(data)  # serialisable as it is
 
 
-def test_the_act_has_the_didox_005_layout_and_the_contract_of_the_organisation(session, month_org):
-    o, _owner, doc = month_org
-    organisations.set_requisites(session, o.id, contract_no="NQ-17", contract_date="2026-02-01")
+def test_the_act_has_the_didox_005_layout_and_the_contract_of_the_organisation(session):
+    o, _owner, doc = _month_org(session, contract_no="NQ-17", contract_date=date(2026, 2, 1))
     act = esf.build(session, doc, "act")
     assert act["ActDoc"]["ActNo"] == documents.act_number(doc.year, doc.number)
     assert act["ActDoc"]["ActDate"] == "2026-10-31" and "ООО «Ромашка»" in act["ActDoc"]["ActText"]
@@ -165,13 +185,13 @@ def test_the_act_has_the_didox_005_layout_and_the_contract_of_the_organisation(s
                             "Summa", "TotalSumWithoutVat", "VatRate", "VatSum", "TotalSum", "WithoutVat"}
 
 
-def test_without_a_contract_the_public_offer_of_the_settings_is_named(session, month_org, monkeypatch):
+def test_without_a_contract_the_public_offer_of_the_settings_is_named(session, monkeypatch):
     from noventiq_panel.config import reset_settings
 
-    _o, _owner, doc = month_org
     monkeypatch.setenv("PANEL_SELLER_OFFER_NO", "ПО-7")
     monkeypatch.setenv("PANEL_SELLER_OFFER_DATE", "2025-12-30")
     reset_settings()
+    _o, _owner, doc = _month_org(session)
     assert esf.build(session, doc, "esf")["ContractDoc"] == {"ContractNo": "ПО-7", "ContractDate": "2025-12-30"}
 
 
@@ -284,13 +304,15 @@ def test_missing_requisites_and_codes_are_listed_for_the_month_before_it_closes(
     check = esf.check_month(session, "2026-10")  # on 4 October: the month has not closed
     assert not check.ok
     found = {(m.scope, m.item) for m in check.missing}
-    assert {("organisation", "vat_reg_code"), ("organisation", "bank_account"), ("organisation", "bank_mfo"),
+    assert {("organisation", "bank_account"), ("organisation", "bank_mfo"),
             ("organisation", "director"), ("product", "mxik_code"), ("product", "package_code"),
             ("document", "refund_line")} <= found
     assert ("product", "mxik_code") in found and ("organisation", "address") not in found
+    # a buyer that pays no VAT has no VAT registration code and gets an ЭСФ all the same
+    assert ("organisation", "vat_reg_code") not in found
     texts = check.lines()
     assert any("Microsoft Azure" in t and "mxik code" in t for t in texts)
-    assert any("регистрационный код НДС организации «ООО «Без реквизитов»»" == m.text("ru") for m in check.missing)
+    assert any("МФО банка организации «ООО «Без реквизитов»»" == m.text("ru") for m in check.missing)
 
 
 def test_a_missing_requisite_does_not_block_the_act_but_the_esf_says_what_is_missing(session):
@@ -378,9 +400,9 @@ def test_cli_writes_the_esf_of_a_document_by_number_or_id(session, month_org, tm
 def test_cli_check_prints_what_is_missing_and_fails(session, month_org):
     o, _owner, _doc = month_org
     assert "complete" in _run("documents", "check", "--month", "2026-10")
-    organisations.set_requisites(session, o.id, vat_reg_code="")
+    organisations.set_requisites(session, o.id, bank_mfo="")
     output = _run("documents", "check", "--month", "2026-10", code=1)
-    assert "vat reg code missing" in output and "ООО «Ромашка»" in output
+    assert "bank mfo missing" in output and "ООО «Ромашка»" in output
 
 
 def test_cli_generate_reports_the_missing_items_and_makes_the_act_anyway(session):
@@ -424,7 +446,7 @@ def test_the_jobs_report_the_missing_items_before_and_when_the_month_closes(sess
     session.commit()
     with caplog.at_level("WARNING"):
         early = registry.run_job("esf_check", datetime(2026, 10, 25, 4, 0, tzinfo=UTC))
-    assert "2026-10" in early and "9 missing" in early and "vat reg code" in early
+    assert "2026-10" in early and "8 missing" in early and "bank account" in early
     assert any("mxik code" in r.getMessage() for r in caplog.records)
     closing = registry.run_job("documents", datetime(2026, 11, 1, 9, 30, tzinfo=UTC))
     assert "1 created" in closing and "ЭСФ:" in closing and "documents check --month 2026-10" in closing
