@@ -54,6 +54,18 @@ def details_tab() -> rx.Component:
             ),
             detail_input("account.field.address", "address", textarea=True),
             detail_input("account.field.bank_details", "bank_details", textarea=True),
+            rx.heading(T("account.esf_title"), size="3", as_="h3"),
+            hint("account.esf_hint"),
+            rx.grid(
+                detail_input("account.field.vat_reg_code", "vat_reg_code"),
+                detail_input("account.field.oked", "oked"),
+                detail_input("account.field.bank_mfo", "bank_mfo"),
+                detail_input("account.field.bank_account", "bank_account"),
+                columns=rx.breakpoints(initial="1", sm="2"),
+                spacing="4",
+                width="100%",
+            ),
+            detail_input("account.field.director", "director"),
             rx.cond(
                 AccountState.can_write,
                 rx.button(T("common.save"), type="submit", loading=AccountState.saving, id="save-details"),
@@ -80,6 +92,7 @@ def details_tab() -> rx.Component:
         info_row("account.field.low_balance_threshold", AccountState.details["low_balance_threshold"]),
         info_row("account.field.timezone", AccountState.details["timezone"]),
         info_row("account.field.created_at", AccountState.details["created_at"]),
+        info_row("account.field.contract", AccountState.details["contract"]),
         hint("account.terms_hint"),
     )
     return rx.grid(

@@ -19,7 +19,9 @@ from .formatting import flag, fmt_date, fmt_datetime, fmt_money
 from .inputs import form_text, parse_id
 
 ROLES = ("owner", "admin", "finance")
-DETAIL_FIELDS = {"name": 255, "tax_id": 32, "address": 500, "phone": 64, "bank_details": 500}
+DETAIL_FIELDS = {"name": 255, "tax_id": 32, "address": 500, "phone": 64, "bank_details": 500,
+                 # what the electronic invoices (ЭСФ) need; the contract is set by support
+                 "vat_reg_code": 32, "bank_mfo": 16, "bank_account": 32, "oked": 16, "director": 255}
 
 
 def _zone_label(zone: str, locale: str) -> str:
@@ -78,6 +80,13 @@ class AccountState(BaseState):
             "address": d.address,
             "phone": d.phone,
             "bank_details": d.bank_details,
+            "vat_reg_code": d.vat_reg_code,
+            "bank_mfo": d.bank_mfo,
+            "bank_account": d.bank_account,
+            "oked": d.oked,
+            "director": d.director,
+            "contract": (self._t("account.contract_value", number=d.contract_no, date=fmt_date(d.contract_date, lang))
+                         if d.contract_no and d.contract_date else d.contract_no or self._t("account.contract_offer")),
             "currency": d.billing_currency,
             "timezone": _zone_label(d.timezone, lang),
             "billing_mode": self._t(f"account.billing_mode.{d.billing_mode}"),

@@ -165,3 +165,30 @@ async def test_sign_out_forgets_every_page_state(session, world):
     assert state.members == [] and state.details == {} and state.loaded is False
     assert base.session_secret == "" and base.signed_in is False and base.user_email == ""
     assert base._user_id is None and base._org_id is None
+
+
+async def test_the_owner_enters_the_e_invoice_details_on_the_account_page(session, world):
+    """The ЭСФ requisites are the customer's to enter (checked formats; the contract is support's)."""
+    state = new_state(AccountState)
+    signed_in(state, session, "owner@a.example", PW)
+    await AccountState.load.fn(state)
+    form = {"name": "ООО «Альфа»", "tax_id": state.details["tax_id"], "address": "Ташкент", "phone": "",
+            "bank_details": "", "vat_reg_code": "326060012345", "bank_mfo": "00873",
+            "bank_account": "20208000900123456001", "oked": "62010", "director": "Каримов А."}
+
+    def stored():
+        session.expire_all()
+        org = session.get(Organisation, world["a"].id)
+        values = (org.vat_reg_code, org.bank_mfo, org.bank_account, org.oked, org.director, org.contract_no)
+        session.rollback()  # no transaction left open to block the handler's (SQLite)
+        return values
+
+    bad = await AccountState.save_details.fn(state, {**form, "bank_mfo": "８７３"})  # fullwidth digits
+    assert "toast" in toast_text(bad)
+    assert stored() == ("", "", "", "", "", "")  # nothing changed
+    await AccountState.save_details.fn(state, form)
+    assert stored() == ("326060012345", "00873", "20208000900123456001", "62010", "Каримов А.", "")
+    assert state.details["bank_account"] == "20208000900123456001"
+    # a contract number in a forged form is not taken: the form has no such field
+    await AccountState.save_details.fn(state, {**form, "contract_no": "FAKE-1"})
+    assert stored()[-1] == ""
