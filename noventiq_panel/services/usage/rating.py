@@ -45,6 +45,33 @@ period's start (a month's usage is in that month), ``created_at`` when it was ra
 late usage of a month whose closing document is already made: that is dated when it is rated, so
 it goes into the next document instead of into none (the period fields keep the usage's own dates).
 
+Credits (issue 17). An export's credit, refund or negative adjustment line (FOCUS ``ChargeCategory``
+Credit/Adjustment, a negative ``BilledCost``; Azure ``Refund``) is an ordinary usage record with a
+negative cost, and it is rated by exactly the rules of usage, decided so:
+
+- **Netted in its period, one entry.** Its record sums into its (subscription, period, currency)
+  group with the usage of that period, so the entry is the net; a period whose records net negative
+  gets a *positive* ``usage`` entry (the balance goes up by it). The ledger kind stays ``usage``:
+  the credit offsets consumption of that subscription, so spend, the closing documents and the
+  postpaid month (``CONSUMPTION_KINDS``) net it with the usage it offsets, and the ledger check
+  finds the records of every usage entry as before. A credit thus only ever reduces what the
+  organisation owes for that subscription; it never reaches another subscription or organisation.
+- **Same markup.** ``source_amount`` = Σ cost × (1 + markup): the customer was charged the usage
+  with the plan's markup, so a vendor credit against it is passed on with the same markup. A credit
+  without markup would leave the customer paying the markup on usage the vendor took back; and one
+  rule for both signs keeps the entry the net of its records (rounded once), whatever the mix.
+- **Same rate.** The rate of the credit line's own usage day (its period's first local day), fixed
+  once per day (``UsageFxRate``) like usage: a credit dated on a usage day offsets that day's usage
+  at the very rate it was charged at. A FOCUS credit line names no usage line it offsets, so the
+  rate of its own day is the only one that can be told from the file.
+- **Once.** The credit's record is settled by the watermark like any record (the key names the
+  highest record id it settles), so it is credited exactly once; its sign is the sign of its cost,
+  never turned into a debit. Records of a suspended period or a trial are settled as not billed, a
+  credit among them too (it offsets usage that was not charged).
+
+``RatingSummary.charged`` is the net (debits minus credits) per currency; ``credited`` what the
+entries that came out positive gave back.
+
 Not billable: records of a **suspended** subscription whose period starts at or after
 ``suspended_at`` (all of them when it is unknown) — except one suspended for credit (an overdrawn
 organisation, ``credit_control``), whose usage that still arrives is charged and shown — and records of a **trial** before
@@ -124,7 +151,8 @@ class RatingSummary:
     not_billed_records: int = 0
     subscriptions: int = 0
     batches: int = 0
-    charged: dict[str, Decimal] = field(default_factory=dict)  # currency -> total charged (positive)
+    charged: dict[str, Decimal] = field(default_factory=dict)  # currency -> net total charged (positive)
+    credited: dict[str, Decimal] = field(default_factory=dict)  # currency -> total of entries that credit (positive)
     missing_rates: dict[int, str] = field(default_factory=dict)  # subscription id -> reason
     rollup_rows: int = 0  # analytics roll-up rows rebuilt (only where the rate used differs)
     seconds: float = 0.0
@@ -140,12 +168,16 @@ class RatingSummary:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for cur, amount in other.charged.items():
             self.charged[cur] = self.charged.get(cur, Decimal(0)) + amount
+        for cur, amount in other.credited.items():
+            self.credited[cur] = self.credited.get(cur, Decimal(0)) + amount
         for phase, seconds in other.phases.items():
             self.phases[phase] = self.phases.get(phase, 0.0) + seconds
         self.missing_rates.update(other.missing_rates)
 
     def __str__(self) -> str:
         money = ", ".join(f"{v} {k}" for k, v in sorted(self.charged.items())) or "0"
+        if self.credited:
+            money += "; credited " + ", ".join(f"{v} {k}" for k, v in sorted(self.credited.items()))
         text = (f"rated {self.records} records of {self.subscriptions} subscriptions into {self.entries} "
                 f"entries ({money}; {self.not_billed_records} not billable) in {self.batches} batches, "
                 f"{self.seconds:.2f}s")
@@ -540,12 +572,15 @@ class _Batch:
             "ON CONFLICT (idempotency_key) DO NOTHING",
             (d.ts_in(self.now), d.ts_in(self.now)))
         self.summary.entries = self.cur.rowcount
-        for currency, minor, subs in self.q(
-                "SELECT currency, -SUM(amount), COUNT(DISTINCT subscription_id) FROM ledgerentry "
+        for currency, minor, credit, subs in self.q(
+                "SELECT currency, -SUM(amount), SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END), "
+                "COUNT(DISTINCT subscription_id) FROM ledgerentry "
                 "WHERE id > ? AND kind = 'usage' GROUP BY currency", (before,)).fetchall():
             self.summary.subscriptions += subs
             if minor:
                 self.summary.charged[currency] = Decimal(int(minor)).scaleb(-2)
+            if credit:
+                self.summary.credited[currency] = Decimal(int(credit)).scaleb(-2)
         records, not_billed, groups = self.q(
             f"SELECT COALESCE(SUM(g.n), 0), COALESCE(SUM(CASE WHEN ({reason}) IS NULL THEN 0 ELSE g.n END), 0), "
             "COUNT(*) FROM rating_group g JOIN rating_sub s ON s.sub_id = g.sub_id").fetchone()

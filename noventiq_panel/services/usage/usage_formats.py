@@ -1,16 +1,45 @@
 """The vendors' usage exports: their formats, reading a row, and a row's identity.
 
 Formats:
-- FinOps FOCUS 1.0 and later (``ChargePeriodStart``, ``ChargePeriodEnd``, ``BilledCost``,
-  ``BillingCurrency``, ``ServiceName``, ``ResourceId``, ``SubAccountId``, ...). Rows of
-  ``ChargeCategory`` *Tax* are skipped (the panel bills its own VAT); provider-specific ``x_``
-  columns, ``RegionName`` and the rest are not needed (``x_ResourceGroupName`` is used when the
-  resource id does not name a resource group).
-- Azure cost-management export, actual cost, daily (``Date``, ``MeterCategory``, ``MeterName``,
-  ``ResourceGroup``/``ResourceGroupName``, ``ResourceId``/``InstanceId``,
-  ``CostInBillingCurrency``/``Cost``/``PreTaxCost``, ``BillingCurrency``/``BillingCurrencyCode``/
-  ``Currency``, ``SubscriptionId``/``SubscriptionGuid``, ...), in any letter case (newer exports
-  write ``costInBillingCurrency``), dates as ``MM/DD/YYYY`` or ISO.
+- FinOps FOCUS 1.0, 1.1, 1.2 and 1.3 (``ChargePeriodStart``, ``ChargePeriodEnd``, ``BilledCost``,
+  ``BillingCurrency``, ``ServiceName``, ``ResourceId``, ``SubAccountId``, ``ChargeCategory``, ...).
+  Followed: the FOCUS specification's column pages (github.com/FinOps-Open-Cost-and-Usage-Spec/
+  FOCUS_Spec, ``specification/columns/*.md``: ``chargecategory.md`` for the allowed values, each
+  page's "Allows nulls" for which columns may be null) and Microsoft's "FOCUS cost and usage details
+  file schema" (learn.microsoft.com, cost-management-billing/dataset-schema/
+  cost-usage-details-focus: the 1.0 and 1.2-preview column lists with the renamed ``x_`` columns).
+  What changed between the versions, and how it is read here:
+
+  - 1.1 added ``BillingAccountType``, ``SubAccountType``, ``CapacityReservationId``/``Status``,
+    ``CommitmentDiscountQuantity``/``Unit``, ``ServiceSubcategory``, ``SkuMeter`` (was
+    ``x_SkuMeterName`` at Microsoft), ``SkuPriceDetails``;
+  - 1.2 added ``InvoiceId`` (was ``x_InvoiceId``), ``PricingCurrency`` (was ``x_PricingCurrency``)
+    and ``PricingCurrencyContractedUnitPrice``/``EffectiveCost``/``ListUnitPrice``;
+  - 1.3 added ``ServiceProviderName`` and ``HostProviderName`` (``ProviderName`` and
+    ``PublisherName`` deprecated, still written), ``Allocated…`` (``AllocatedMethodId``,
+    ``AllocatedMethodDetails``, ``AllocatedResourceId``/``Name``, ``AllocatedTags``) and
+    ``ContractApplied``.
+
+  The importer needs only ``ChargePeriodStart``/``End``, ``BilledCost``, ``BillingCurrency`` and
+  ``SubAccountId`` (the account the row is matched by); every other column may be missing, empty or
+  the literal ``NULL`` (any letter case: some exporters write SQL nulls so), and columns it does not
+  know are ignored. Enumerated values are compared without regard to letter case. Every
+  ``ChargeCategory`` is imported — Usage, Purchase, Credit, Adjustment (and a value the spec does
+  not know, as written) — except *Tax*, which is skipped (the panel bills its own VAT) but counted
+  and totalled in the report. A Credit is an ordinary record with a negative cost: rating nets it
+  with the usage of its period (``rating``). Timestamps may carry a zone designator (``Z``,
+  ``+05:00``, ``+0000``) or none (then UTC), with or without seconds (Microsoft's "1.0r2").
+  ``x_ResourceGroupName`` is used when the resource id does not name a resource group.
+- Azure cost-management export, actual or amortized cost, daily (``Date``, ``MeterCategory``,
+  ``MeterName``, ``ResourceGroup``/``ResourceGroupName``, ``ResourceId``/``InstanceId``,
+  ``CostInBillingCurrency``/``Cost``/``PreTaxCost``/``ExtendedCost``, ``BillingCurrency``/
+  ``BillingCurrencyCode``/``Currency``, ``SubscriptionId``/``SubscriptionGuid``, ``ChargeType``,
+  ...), in any letter case (newer exports write ``costInBillingCurrency``), dates as
+  ``MM/DD/YYYY`` or ISO. Followed: Microsoft's cost-details schemas (learn.microsoft.com,
+  cost-management-billing/dataset-schema: ``cost-usage-details-ea``, ``-mca``,
+  ``-pay-as-you-go`` and the older ``usage-details-*`` versions). An amortized export has the
+  actual export's columns (its cost columns hold the amortized figures), so both read alike; the
+  same ``NULL`` and letter-case rules apply, and ``ChargeType`` *Tax* is skipped like FOCUS tax.
 
 A UTF-8 byte-order mark is ignored; ``;`` and tab separated files are recognised by their header.
 Figures are read to 6 decimals (half-up); a row that cannot be read raises :class:`BadRow` with
@@ -20,7 +49,9 @@ Row identity (:class:`RowKey`): ``source_key`` is a hash of the row's content (f
 non-empty column, independent of the column order and of the line number); ``line_key`` the same
 hash without the figures (``MEASURE_COLUMNS``: costs, quantities, prices, exchange rates) and
 without ``VOLATILE_COLUMNS`` (invoice ids), so a revised line of a later export has the same
-``line_key`` (``usage_import`` records it as a correction).
+``line_key`` (``usage_import`` records it as a correction). The keys hash the cells as written (a
+``NULL`` cell stays ``NULL`` in the hash): rows imported before nulls were read as empty keep their
+keys, so re-importing an old file still adds nothing.
 """
 
 from __future__ import annotations
@@ -59,6 +90,7 @@ FOCUS_COLUMNS: dict[str, tuple[str, ...]] = {
     "quantity": ("consumedquantity",),
     "unit": ("consumedunit",),
     "charge_category": ("chargecategory",),
+    "sku_meter": ("skumeter", "x_skumetername"),
 }
 FOCUS_REQUIRED = ("start", "end", "cost", "currency", "subscription")
 
@@ -72,9 +104,10 @@ AZURE_COLUMNS: dict[str, tuple[str, ...]] = {
     "resource_name": ("resourcename",),
     "quantity": ("quantity", "usagequantity", "consumedquantity"),
     "unit": ("unitofmeasure",),
-    "cost": ("costinbillingcurrency", "cost", "pretaxcost"),
+    "cost": ("costinbillingcurrency", "cost", "pretaxcost", "extendedcost"),
     "currency": ("billingcurrency", "billingcurrencycode", "currency"),
     "subscription": ("subscriptionid", "subscriptionguid"),
+    "charge_category": ("chargetype",),
 }
 AZURE_REQUIRED = ("date", "cost", "subscription")
 
@@ -83,9 +116,12 @@ MEASURE_COLUMNS = frozenset({
     # FOCUS
     "billedcost", "effectivecost", "listcost", "contractedcost", "consumedquantity", "pricingquantity",
     "listunitprice", "contractedunitprice",
+    # FOCUS 1.1-1.3: commitment and pricing-currency figures, the contract amounts applied (JSON)
+    "commitmentdiscountquantity", "pricingcurrencycontractedunitprice", "pricingcurrencyeffectivecost",
+    "pricingcurrencylistunitprice", "contractapplied",
     # Azure cost details (EA, MCA, legacy)
     "cost", "costinbillingcurrency", "costinusd", "costinpricingcurrency", "pretaxcost", "quantity",
-    "usagequantity", "unitprice", "effectiveprice", "paygprice", "paygcostinbillingcurrency", "paygcostinusd",
+    "usagequantity", "unitprice", "effectiveprice", "extendedcost", "paygprice", "paygcostinbillingcurrency", "paygcostinusd",
     "exchangeratepricingtobilling", "exchangeratedate", "resourcerate",
 })
 _MEASURE_PARTS = ("cost", "unitprice", "exchangerate")  # provider columns (x_…) holding figures
@@ -218,15 +254,51 @@ class _RowKey:
                 hashlib.sha256(self.prefix + b"\x1e" + identity.encode("utf-8")).hexdigest()[:32])
 
 
+def _cell(value: str) -> str:
+    """A cell stripped, with a null (``NULL`` in any letter case) read as empty."""
+    value = value.strip()
+    if len(value) == 4 and value.lower() == "null":
+        return ""
+    return value
+
+
 def _first(row: list[str], idx: list[int]) -> str:
-    if len(idx) == 1:
-        return row[idx[0]].strip()
+    """The first non-empty (non-null) cell of the columns ``idx``; "" when there is none."""
+    if len(idx) == 1:  # the usual case, per cell of every row: kept short
+        v = row[idx[0]].strip()
+        return "" if len(v) == 4 and v.lower() == "null" else v
     for i in idx:
         if i < len(row):
-            v = row[i].strip()
+            v = _cell(row[i])
             if v:
                 return v
     return ""
+
+
+# ChargeCategory (FOCUS) and ChargeType (Azure) values as the report writes them; matched without
+# regard to letter case. Other values are kept as written.
+CHARGE_CATEGORIES = {c.lower(): c for c in (
+    "Usage", "Purchase", "Credit", "Adjustment", "Tax",  # FOCUS 1.0-1.3
+    "Refund", "RoundingAdjustment", "UnusedReservation", "UnusedSavingsPlan")}  # Azure ChargeType
+TAX = "Tax"
+
+
+def charge_category(raw: str) -> str:
+    """The canonical spelling of a charge category ("" when the cell is empty or null)."""
+    value = _cell(raw)
+    return CHARGE_CATEGORIES.get(value.lower(), value[:32])
+
+
+def _skipped_tax(row: list[str], cols: dict[str, list[int]], cost_name: str) -> dict:
+    """A tax row: not imported, but counted and totalled in the report. Read leniently: a figure that
+    cannot be read counts as 0, so a tax row is never reported as bad."""
+    try:
+        cost = _decimal(_first(row, cols["cost"]), cost_name, required=False)
+    except BadRow:
+        cost = Decimal(0)
+    currency = _first(row, cols["currency"]).upper()
+    return {"skip": True, "charge_category": TAX, "cost": cost,
+            "currency": currency if _CURRENCY.fullmatch(currency) else "?"}
 
 
 def _resource_group(resource_id: str) -> str:
@@ -238,10 +310,10 @@ def _resource_group(resource_id: str) -> str:
 # return None for a row that is skipped on purpose.
 
 
-def _parse_focus(row: list[str], cols: dict[str, list[int]], dates: _DateParser) -> dict | None:
-    category = _first(row, cols["charge_category"])
-    if category.lower() == "tax":
-        return None
+def _parse_focus(row: list[str], cols: dict[str, list[int]], dates: _DateParser) -> dict:
+    category = charge_category(_first(row, cols["charge_category"])) or "Usage"
+    if category == TAX:
+        return _skipped_tax(row, cols, "BilledCost")
     start = dates.instant(_first(row, cols["start"]), "ChargePeriodStart")
     end = dates.instant(_first(row, cols["end"]), "ChargePeriodEnd")
     if end < start:
@@ -257,16 +329,21 @@ def _parse_focus(row: list[str], cols: dict[str, list[int]], dates: _DateParser)
         "cost": _decimal(_first(row, cols["cost"]), "BilledCost"),
         "currency": currency,
         "service": (_first(row, cols["service"]) or _first(row, cols["category"]))[:128],
-        "meter": (_first(row, cols["description"]) or _first(row, cols["category"]))[:255],
+        "meter": (_first(row, cols["description"]) or _first(row, cols["sku_meter"])
+                  or _first(row, cols["category"]))[:255],
         "resource_id": resource_id[:500],
         "resource_name": (_first(row, cols["resource_name"]) or resource_id.rsplit("/", 1)[-1])[:255],
         "resource_group": (_resource_group(resource_id) or _first(row, cols["resource_group"]))[:255],
         "quantity": _decimal(_first(row, cols["quantity"]), "ConsumedQuantity", required=False),
         "unit": _first(row, cols["unit"])[:64],
+        "charge_category": category,
     }
 
 
 def _parse_azure(row: list[str], cols: dict[str, list[int]], dates: _DateParser) -> dict:
+    category = charge_category(_first(row, cols["charge_category"])) or "Usage"
+    if category == TAX:
+        return _skipped_tax(row, cols, "Cost")
     start = dates.day(_first(row, cols["date"]), "Date")
     currency = _first(row, cols["currency"]).upper()
     if cols["currency"] and not _CURRENCY.fullmatch(currency):
@@ -284,6 +361,7 @@ def _parse_azure(row: list[str], cols: dict[str, list[int]], dates: _DateParser)
         "resource_group": (_first(row, cols["resource_group"]) or _resource_group(resource_id))[:255],
         "quantity": _decimal(_first(row, cols["quantity"]), "Quantity", required=False),
         "unit": _first(row, cols["unit"])[:64],
+        "charge_category": category,
     }
 
 
@@ -338,18 +416,19 @@ class UsageCsv:
                 continue
             yield line, row
 
-    def parse(self, row: list[str]) -> tuple[dict, str] | None:
-        """(canonical values, subscription reference) of a data row, or None for a row the panel
-        does not bill (FOCUS tax); :class:`BadRow` when it cannot be read."""
+    def parse(self, row: list[str]) -> tuple[dict, str]:
+        """(canonical values, subscription reference) of a data row; :class:`BadRow` when it cannot
+        be read. The values carry ``charge_category``; a row the panel does not bill (tax) carries
+        ``skip`` and only its category, cost and currency (its reference may be "")."""
         ncols = self._ncols
         if len(row) < ncols:
             raise BadRow(f"expected {ncols} columns, found {len(row)}")
         if len(row) > ncols and any(v.strip() for v in row[ncols:]):
             raise BadRow(f"expected {ncols} columns, found {len(row)}")
         values = self._parse(row, self._cols, self._dates)
-        if values is None:
-            return None
         ref = _first(row, self._cols["subscription"])
+        if values.get("skip"):
+            return values, ref
         if not ref:
             raise BadRow("no subscription id")
         return values, ref
@@ -358,5 +437,5 @@ class UsageCsv:
         """The row's subscription references as written, in order of preference (SubscriptionId,
         then SubscriptionGuid: EA exports carry both)."""
         for i in self._cols["subscription"]:
-            if i < len(row) and row[i].strip():
+            if i < len(row) and _cell(row[i]):
                 yield row[i]

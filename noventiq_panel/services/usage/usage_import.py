@@ -22,6 +22,17 @@ Rows are matched to subscriptions by ``Subscription.vendor_ref`` (``SubAccountId
 subscription are counted and listed by reference, rows that cannot be read are listed with their
 line number and the reason, and the good rows are imported.
 
+Charge categories. Every FOCUS ``ChargeCategory`` (Azure ``ChargeType``) is imported — usage,
+purchases, credits and adjustments alike, a credit as a record with a negative cost (rating nets it
+with the usage of its period; see ``rating``) — except tax, which is skipped and counted. So that
+an operator sees at a glance that nothing was lost, the report totals the file per account
+(``SubAccountId``/``SubscriptionId``, normalised), charge category and currency (``accounts``:
+every readable row, tax and unmatched rows included) next to what the panel holds for those rows
+after the import ("recorded": new records, and rows an earlier import already recorded; a row
+repeated identically in the file counts once) and what this import added ("new": corrections as
+their difference). Where "file" and "recorded" differ, the counts say why (tax skipped, unmatched,
+a repeated line).
+
 Importing is an operation of the reseller (CLI, scheduled folder: ``folder_import``), not of a
 customer: it takes no actor. The daily roll-up of the touched (subscription, day) pairs is rebuilt
 at the end.
@@ -70,6 +81,8 @@ class ImportReport:
     totals: dict[str, Decimal] = field(default_factory=dict)  # imported cost by currency
     file_totals: dict[str, Decimal] = field(default_factory=dict)  # every readable row, by currency
     subscriptions: int = 0  # subscriptions that received rows
+    # (account, charge category, currency) -> [file total, recorded total, new]; see the module documentation
+    accounts: dict[tuple[str, str, str], list[Decimal]] = field(default_factory=dict)
     rollup_rows: int = 0
     seconds: float = 0.0
     rollup_seconds: float = 0.0  # of ``seconds``: rebuilding the daily roll-up at the end
@@ -83,13 +96,31 @@ class ImportReport:
         d = asdict(self)
         d["totals"] = {k: str(v) for k, v in self.totals.items()}
         d["file_totals"] = {k: str(v) for k, v in self.file_totals.items()}
+        d["accounts"] = [{"account": a, "category": c, "currency": cur, "file": str(v[0]), "recorded": str(v[1]),
+                          "new": str(v[2])} for (a, c, cur), v in sorted(self.accounts.items())]
         return d
+
+    def _account(self, key: tuple[str, str, str]) -> list[Decimal]:
+        totals = self.accounts.get(key)
+        if totals is None:
+            totals = self.accounts[key] = [Decimal(0), Decimal(0), Decimal(0)]
+        return totals
+
+    def account_lines(self) -> list[str]:
+        """One line per account, category and currency: the file's total next to what was recorded."""
+        lines = []
+        for (account, category, currency), (in_file, recorded, new) in sorted(self.accounts.items()):
+            mark = "" if in_file == recorded else "  <- differs"
+            lines.append(f"  {account or '-'} {category} {currency}: file {in_file}, recorded {recorded}, "
+                         f"new {new}{mark}")
+        return lines
 
     def summary(self) -> str:
         totals = ", ".join(f"{v} {k}" for k, v in sorted(self.totals.items())) or "0"
         return (f"{self.source or '-'} [{self.format}]: read {self.rows_read}, imported {self.imported}, "
                 f"corrections {self.corrections}, duplicates {self.duplicates}, unmatched {self.unmatched}, skipped {self.skipped}, "
-                f"bad {self.bad_count}; imported cost {totals}")
+                f"bad {self.bad_count}; imported cost {totals}"
+                + "".join("\n" + line for line in self.account_lines()))
 
 
 _MISS = object()
@@ -164,10 +195,12 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
             if len(report.bad) < MAX_BAD_LISTED:
                 report.bad.append((line, str(exc)))
             continue
-        if parsed is None:
-            report.skipped += 1
-            continue
         values, ref = parsed
+        category = values.pop("charge_category")
+        if values.pop("skip", False):  # tax: not billed here, but in the report's totals
+            report.skipped += 1
+            report._account((normalise_ref(ref), category, values["currency"]))[0] += values["cost"]
+            continue
         match = None
         for candidate in usage_csv.references(row):
             match = matcher.match(candidate)
@@ -181,6 +214,8 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
             values["currency"] = currency
         cur = values["currency"]
         report.file_totals[cur] = report.file_totals.get(cur, Decimal(0)) + values["cost"]
+        account = (normalise_ref(ref), category, cur)
+        report._account(account)[0] += values["cost"]
         if match is None:
             report.unmatched += 1
             key = normalise_ref(ref)
@@ -190,7 +225,7 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
         sub_id, org_id, _plan_currency = match
         source_key, line_key = usage_csv.key(row)
         values.update(org_id=org_id, subscription_id=sub_id, source=usage_csv.format,
-                      imported_at=imported_at, source_key=source_key, line_key=line_key)
+                      imported_at=imported_at, source_key=source_key, line_key=line_key, account=account)
         batch.append(values)
         touched.setdefault(sub_id, set()).add(values["period_start"].date())
         if len(batch) >= batch_size:
@@ -223,17 +258,22 @@ def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report
         # correction against the same earlier figures (SQLite: BEGIN IMMEDIATE does the same).
         session.execute(text("LOCK TABLE usagerecord IN SHARE ROW EXCLUSIVE MODE"))
     keys = list({r["source_key"] for r in batch})
-    existing: set[str] = set()
+    existing: dict[str, bool] = {}  # source key -> recorded by an earlier import (not a repeat in this one)
+    imported_at = batch[0]["imported_at"]
     for i in range(0, len(keys), 5000):
-        existing.update(session.execute(
-            select(UsageRecord.source_key).where(UsageRecord.source_key.in_(keys[i:i + 5000]))).scalars())
+        existing.update((k, at != imported_at) for k, at in session.execute(
+            select(UsageRecord.source_key, UsageRecord.imported_at)
+            .where(UsageRecord.source_key.in_(keys[i:i + 5000]))).all())
     fresh: list[dict] = []
     for r in batch:
         k = r["source_key"]
         if k in existing:
             report.duplicates += 1
+            if existing[k]:  # the panel holds this row already; a repeat inside this file counts once
+                report._account(r["account"])[1] += r["cost"]
             continue
-        existing.add(k)
+        existing[k] = False
+        report._account(r["account"])[1] += r["cost"]  # the line's records add up to this row's cost
         fresh.append(r)
     fresh = _as_corrections(session, fresh, report)
     if fresh:
@@ -245,6 +285,7 @@ def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report
     report.imported += len(fresh)
     for r in fresh:
         report.totals[r["currency"]] = report.totals.get(r["currency"], Decimal(0)) + r["cost"]
+        report._account(r["account"])[2] += r["cost"]
 
 
 def _as_corrections(session: Session, fresh: list[dict], report: ImportReport) -> list[dict]:
