@@ -24,7 +24,6 @@ from .config import get_settings
 
 _engines: dict[str, Engine] = {}
 SQLITE_LOCK_TIMEOUT = 30  # seconds, as the busy timeout below
-_HOLDS_WRITER = "nq_holds_writer_lock"
 
 
 def make_engine(url: str) -> Engine:
@@ -52,27 +51,54 @@ def make_engine(url: str) -> Engine:
         # transactions one at a time anyway; they queue on this lock in order instead of in
         # SQLite's busy handler, which sleeps up to 100 ms between tries (the slow tail of page
         # loads under load). Other processes (the CLI, a second worker) still meet the busy handler.
-        writer = threading.Lock()
+        writer = _WriterLock()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # pragma: no cover - driver hook
-            if not writer.acquire(timeout=SQLITE_LOCK_TIMEOUT):
-                raise TimeoutError(f"no database transaction for {SQLITE_LOCK_TIMEOUT} s")
+            dbapi = conn.connection.dbapi_connection
+            writer.acquire(dbapi)
             try:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             except BaseException:
-                writer.release()
+                writer.release(dbapi)
                 raise
-            conn.info[_HOLDS_WRITER] = True
 
         @event.listens_for(engine, "commit")
         @event.listens_for(engine, "rollback")
         def _on_end(conn):  # pragma: no cover - driver hook
-            if conn.info.pop(_HOLDS_WRITER, False):
-                writer.release()
+            try:
+                dbapi = conn.connection.dbapi_connection
+            except Exception:  # noqa: BLE001 - invalidated: the pool's events below release it
+                return
+            writer.release(dbapi)
+
+        # A connection that goes back to the pool, is reset or thrown away holds no transaction:
+        # a session dropped without closing, or a connection invalidated mid-transaction, must not
+        # keep the lock (SQLite itself let go of its own lock in both cases).
+        for name in ("checkin", "reset", "invalidate", "soft_invalidate", "close", "close_detached"):
+            event.listen(engine.pool, name, lambda dbapi, *_: writer.release(dbapi))
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class _WriterLock:
+    """The process's queue for SQLite's write lock: held from a connection's BEGIN to its end,
+    released exactly once by whichever of the end events comes first (by connection)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: int | None = None  # id() of the DBAPI connection that holds it
+
+    def acquire(self, dbapi) -> None:
+        if not self._lock.acquire(timeout=SQLITE_LOCK_TIMEOUT):
+            raise TimeoutError(f"no database transaction for {SQLITE_LOCK_TIMEOUT} s")
+        self._holder = id(dbapi)
+
+    def release(self, dbapi) -> None:
+        if dbapi is not None and self._holder == id(dbapi):
+            self._holder = None
+            self._lock.release()
 
 
 def _sqlite_local_date(stamp: str | None, tz: str) -> str | None:
@@ -115,7 +141,12 @@ def session_memo(session: Session, name: str) -> dict:
     """A dict for answers that one unit of work asks for again and again (the caller's access,
     exchange rates, the organisation's subscriptions), kept on the session. It is emptied whenever
     the session writes (a flush, a statement, a bulk insert), commits or rolls back. Never for
-    money: a balance read before ``lock_organisation`` must be read again after it."""
+    money: a balance read before ``lock_organisation`` must be read again after it. Changes not
+    yet flushed empty it too (the query it saves would have flushed and seen them). On PostgreSQL a
+    change that another transaction commits meanwhile is seen by the next unit of work, as with a
+    check made once at the start of this one."""
+    if session.new or session.dirty or session.deleted:
+        session.info.pop(_MEMO, None)
     return session.info.setdefault(_MEMO, {}).setdefault(name, {})
 
 
@@ -187,9 +218,9 @@ class BulkInsert:
             yield tuple(v if p is None else value(p, v) for p, v in zip(procs, row))
 
     def insert(self, rows: Iterable[Sequence]) -> int:
-        self.session.info.pop(_MEMO, None)  # through the driver: no session event tells the memo
         """Insert ``rows`` (any iterable: a generator streams) in the session's transaction; returns
         how many."""
+        self.session.info.pop(_MEMO, None)  # through the driver: no session event tells the memo
         connection = self.session.connection()
         count = 0
         if self.pg:

@@ -102,11 +102,18 @@ def ctx_of(info: auth.SessionInfo) -> Ctx:
     )
 
 
-def _act_in_session(secret: str, fn: Callable[..., T], args: tuple, kwargs: dict) -> tuple[Ctx, T]:
-    """Resolve the caller and run ``fn(session, actor, ...)`` in one unit of work."""
+def _act_in_session(secret: str, fn: Callable[..., T], args: tuple, kwargs: dict
+                    ) -> tuple[Ctx, T | None, Exception | None]:
+    """Resolve the caller and run ``fn(session, actor, ...)`` in one unit of work. The caller comes
+    back with what ``fn`` returned or raised (its work rolled back), so the tab takes the caller
+    either way."""
     with session_scope() as session:
         ctx = ctx_of(auth.resolve(session, secret))
-        return ctx, fn(session, ctx.actor, *args, **kwargs)
+        try:
+            return ctx, fn(session, ctx.actor, *args, **kwargs), None
+        except Exception as exc:  # noqa: BLE001 - handed back, raised again by _act
+            session.rollback()
+            return ctx, None, exc
 
 
 def safe_next(target: str | None) -> str:
@@ -278,11 +285,15 @@ class BaseState(rx.State):
             await self._clear()
             raise NotAuthenticated("sign-in required")
         try:
-            ctx, result = await asyncio.to_thread(_act_in_session, secret, fn, args, kwargs)
+            ctx, result, failure = await asyncio.to_thread(_act_in_session, secret, fn, args, kwargs)
         except NotAuthenticated:
             await self._clear()
             raise
+        # Another user signed in in this browser meanwhile: the tab forgets the previous one even
+        # when this call fails (not found, enrol in two-factor sign-in first).
         await self._enter(ctx)
+        if failure is not None:
+            raise failure
         return result
 
     def _login_url(self) -> str:

@@ -400,3 +400,19 @@ async def test_read_only_role_cannot_order_even_with_forged_events(db, world):
     result = await run(CatalogState.confirm_order.fn(state))
     assert is_error_toast(result)
     assert (count(db, Subscription), count(db, LedgerEntry)) == before
+
+
+async def test_another_user_signed_in_in_the_same_browser_resets_the_tab_even_when_a_load_fails(db, world):
+    """Pages run no separate guard: a load that ends in not-found must still forget the previous
+    user's frame and page data (review of issue 16)."""
+    detail = at(new_state(SubscriptionDetailState), f"/subscriptions/{world['mine']}")
+    signed_in(detail, db, "owner@a.example", PW)
+    listing = at(await detail.get_state(SubscriptionsState), "/subscriptions")
+    await SubscriptionsState.load.fn(listing)
+    at(detail, f"/subscriptions/{world['mine']}")
+    await SubscriptionDetailState.load.fn(detail)
+    assert detail.user_email == "owner@a.example" and listing.rows and not detail.not_found
+    signed_in(detail, db, "owner@b.example", PW)  # the cookie is the browser's, shared by its tabs
+    await SubscriptionDetailState.load.fn(detail)  # the same address: not owner@b's subscription
+    assert detail.not_found
+    assert detail.user_email == "owner@b.example" and not listing.rows
