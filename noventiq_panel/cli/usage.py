@@ -87,26 +87,38 @@ def import_folder_cmd(folder: str | None, fmt: str | None) -> None:
 @click.option("--from", "start", required=True, help="First day (ISO date, organisation time zone).")
 @click.option("--to", "last", required=True, help="Last day, inclusive (ISO date).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="File to write (default: standard output).")
+              help="File to write (default: standard output); its FOCUS metadata goes to FILE.metadata.json.")
 def export_cmd(org_id: int, start: str, last: str, output: str | None) -> None:
-    """Export an organisation's usage of a period as FOCUS CSV (customer prices, billing currency)."""
+    """Export an organisation's rated usage of a period as FOCUS 1.2 CSV (customer prices, billing
+    currency). Usage not rated yet is left out and counted on standard error."""
+    import json
+
     from ..db import session_scope
     from noventiq_panel.services.usage import focus_export
     from ..services.core.authz import Actor
 
     first, to = _date(start, "--from"), _date(last, "--to")
+    actor = Actor.system(org_id)
     with session_scope() as session:
         try:
-            chunks = focus_export.export_focus(session, Actor.system(org_id), first, to + timedelta(days=1))
+            chunks = focus_export.export_focus(session, actor, first, to + timedelta(days=1))
             if output:
                 with open(output, "wb") as fh:
                     for chunk in chunks:
                         fh.write(chunk)
-                click.echo(f"written {output}", err=True)
+                meta = focus_export.focus_metadata(session, actor)
+                with open(f"{output}.metadata.json", "w", encoding="utf-8") as fh:
+                    json.dump(meta, fh, ensure_ascii=False, indent=2)
+                click.echo(f"written {output} (FOCUS {focus_export.FOCUS_VERSION}) and {output}.metadata.json",
+                           err=True)
             else:
                 for chunk in chunks:
                     sys.stdout.buffer.write(chunk)
                 sys.stdout.flush()
+            waiting = focus_export.unrated_count(session, actor, first, to + timedelta(days=1))
+            if waiting:
+                click.echo(f"{waiting} usage records of the period are not rated yet and were left out "
+                           "(run the rating job, then export again)", err=True)
         except DomainError as exc:
             _fail(exc)
 
