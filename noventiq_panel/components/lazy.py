@@ -10,6 +10,9 @@ from typing import Any
 import reflex as rx
 
 
+LAZY_CLASS = "nq-lazy"  # marks the parts drawn when seen (screenshots scroll to draw them first)
+
+
 class InView(rx.Component):
     """``<InView>`` of react-intersection-observer: calls ``on_change(in_view)`` when its box enters
     or leaves the viewport (extended by ``root_margin``)."""
@@ -29,5 +32,5 @@ def when_seen(shown: Any, on_seen: Any, content: rx.Component, *, height: str, m
     then an empty box of ``height`` that reports when it comes within ``margin`` of the screen."""
     return InView.create(
         rx.cond(shown, content, rx.box(min_height=height, width="100%")),
-        trigger_once=True, root_margin=margin, on_change=on_seen, width="100%", **props,
+        trigger_once=True, root_margin=margin, on_change=on_seen, width="100%", class_name=LAZY_CLASS, **props,
     )

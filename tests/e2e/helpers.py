@@ -75,10 +75,10 @@ def shot(page, name: str, locale: str = "ru", *, phone: bool = False, full_page:
     """Screenshot into artifacts/screenshots/<name>-<locale>[-phone].png."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}-{locale}{'-phone' if phone else ''}.png"
-    # to the bottom and back: parts drawn when they come near the screen (charts) are drawn
-    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
-    page.wait_for_timeout(300)
-    page.evaluate("window.scrollTo(0, 0)")
+    if page.locator(".nq-lazy").count():  # parts drawn when they come near the screen (charts)
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        page.wait_for_timeout(300)
+        page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_timeout(400)  # let toasts and transitions settle
     page.screenshot(path=str(path), full_page=full_page)
     return path
