@@ -6,7 +6,8 @@ Per organisation (:func:`check`), four checks:
 1. **Entries** (``entries``). The balance recomputed from the entries by kind (top-ups, charges,
    refunds, usage, adjustments) equals ``ledger.balance`` — an entry of any other kind makes them
    differ (``balance``). Every entry is in the organisation's billing currency (``currency``).
-   Charges and usage are ≤ 0, refunds and top-ups ≥ 0 (``sign``). An entry that shows a
+   Charges and usage are ≤ 0 (usage above 0 only where the vendor's credits outweighed the usage
+   of its period), refunds and top-ups ≥ 0 (``sign``). An entry that shows a
    ``source_amount`` and an ``fx_rate`` can be recomputed from them:
    ``|amount| == round_money(source_amount × fx_rate)`` (half-up to the currency's minor unit),
    unless its meta says ``"capped": true`` (a refund capped to what was charged) (``fx``).
@@ -167,8 +168,8 @@ def _check_entries(session: Session, org: Organisation, report: Report) -> None:
         parts = ", ".join(f"{k} {by_kind.get(k, Decimal(0))}" for k in KINDS)
         report.differences.append(Difference("balance", org.id, f"balance differs from its entries by kind ({parts})",
                                              expected=recomputed, actual=balance, currency=cur))
-    for entry_id, kind, amount, currency in session.exec(
-            select(LedgerEntry.id, LedgerEntry.kind, LedgerEntry.amount, LedgerEntry.currency)
+    for entry_id, kind, amount, currency, meta in session.exec(
+            select(LedgerEntry.id, LedgerEntry.kind, LedgerEntry.amount, LedgerEntry.currency, LedgerEntry.meta)
             .where(LedgerEntry.org_id == org.id, or_(
                 LedgerEntry.currency != cur,
                 and_(col(LedgerEntry.kind).in_(_NEGATIVE), LedgerEntry.amount > 0),
@@ -177,6 +178,8 @@ def _check_entries(session: Session, org: Organisation, report: Report) -> None:
         if currency != cur:
             report.differences.append(Difference("currency", org.id, f"{kind} in {currency}, not in {cur}",
                                                  entry_id=entry_id, actual=amount, currency=currency))
+        if kind == EntryKind.USAGE.value and amount > 0 and int((meta or {}).get("cost_micro", 0)) < 0:
+            continue  # the vendor's credits outweighed the usage of that period (checked under 4.)
         if (kind in _NEGATIVE and amount > 0) or (kind in _POSITIVE and amount < 0):
             sign = "≤ 0" if kind in _NEGATIVE else "≥ 0"
             report.differences.append(Difference("sign", org.id, f"a {kind} must be {sign}", entry_id=entry_id,

@@ -190,6 +190,10 @@ def test_a_credit_is_rated_as_a_credit_with_the_usage_markup_and_the_days_rate(s
     assert second.credited == {"UZS": credit.amount} and second.entries == 1
     assert rating.rate_usage(session, now=tashkent(2025, 1, 13)).entries == 0  # never credited twice
     assert_entries_match_records(session, subs=[sub.id])
+    # the daily ledger check knows a usage entry above 0 is the vendor's credit, not a wrong sign
+    from noventiq_panel.services.reporting import ledger_check
+    assert [d.check for d in ledger_check.check(session, org.id, now=tashkent(2025, 1, 13)).differences
+            if d.check == "sign"] == []
 
 
 def rates_of(session: Session, day: date) -> Decimal:
