@@ -54,7 +54,7 @@ def details_tab() -> rx.Component:
             ),
             detail_input("account.field.address", "address", textarea=True),
             detail_input("account.field.bank_details", "bank_details", textarea=True),
-            rx.heading(T("account.esf_title"), size="3", as_="h3"),
+            rx.heading(T("account.esf_title"), size="3", as_="h2"),
             hint("account.esf_hint"),
             rx.grid(
                 detail_input("account.field.vat_reg_code", "vat_reg_code"),
