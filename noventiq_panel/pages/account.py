@@ -338,6 +338,7 @@ def account_page() -> rx.Component:
                 tab_panel("activity", activity_tab()),
                 value=AccountState.tab,
                 on_change=AccountState.set_tab,
+                activation_mode="manual",  # one click, one event (focus does not switch too)
                 width="100%",
             ),
         ),

@@ -372,6 +372,7 @@ def billing_page() -> rx.Component:
                     tab_panel("documents", documents_tab()),
                     value=BillingState.tab,
                     on_change=BillingState.set_tab,
+                    activation_mode="manual",  # one click, one event (focus does not switch too)
                     width="100%",
                 ),
                 spacing="0",

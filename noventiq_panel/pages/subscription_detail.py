@@ -508,6 +508,7 @@ def tabs() -> rx.Component:
         ),
         value=S.tab,
         on_change=S.set_tab,
+        activation_mode="manual",  # one click, one event (focus does not switch too)
         width="100%",
     )
 

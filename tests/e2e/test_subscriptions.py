@@ -58,11 +58,16 @@ def test_detail_tabs_and_not_found(page, db):
     email = "owner@demo.example"
     sign_in(page, email)
     licence = next(s for s in _subs_of(db, email) if s[1] == "active" and s[3] == "license")
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(str(frame))))
     page.goto(f"/subscriptions/{licence[0]}")
     page.wait_for_selector("#sub-status")
     shot(page, "subscription-overview", "ru")
+    sent.clear()
     page.click("#tab-resources")
     expect(page.locator("#res-current")).to_contain_text(str(licence[2]))
+    page.wait_for_timeout(300)
+    assert sum(".set_tab" in f for f in sent) == 1, sent  # one click, one event
     page.click("#tab-activation")
     expect(page.locator("#activation")).to_be_visible()
     page.click("#tab-history")
