@@ -1,8 +1,8 @@
 """Lighthouse scores of every page of the panel (prints a table; not a test).
 
-Starts the panel in production mode on a free loopback port, the way tests/e2e/conftest.py does
-(a temporary SQLite database, ``noventiq-panel init`` and ``demo``, ``reflex run --env prod
---single-port``, the scheduler off), launches Debian's Chromium headless with a remote-debugging
+Starts the panel in production mode on a free loopback port with ``bench/panel_server.py`` (a
+temporary SQLite database, ``noventiq-panel init`` and ``demo``, ``reflex run --env prod
+--single-port``, the scheduler off, as tests/e2e/conftest.py does), launches Debian's Chromium headless with a remote-debugging
 port, and runs Lighthouse (Node API, desktop preset, categories performance, accessibility and best
 practices) on each page:
 
@@ -31,34 +31,31 @@ Everything it started (the server's process group, Chromium) is stopped at the e
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+
+from bench.panel_server import log, node_env, start_panel, stop_group  # noqa: E402
+
 CACHE = Path(os.environ.get("NQ_BENCH_CACHE", Path.home() / ".cache" / "noventiq-bench")) / "lighthouse"
 LIGHTHOUSE = "lighthouse@13"
 PUPPETEER = "puppeteer-core@25"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--no-default-browser-check"]
-LOCK_PATH = "/tmp/noventiq-reflex.lock"
 EMAIL = "owner@demo.example"
 PUBLIC_PAGES = ["/login", "/register", "/recovery"]
 PRIVATE_PAGES = ["/", "/subscriptions", "/subscriptions/<id>", "/catalog", "/billing", "/analytics", "/account",
                  "/profile", "/help"]
-START_TIMEOUT = 600  # the production build
 PAGE_TIMEOUT = 150  # one Lighthouse run, seconds
 
 # The Node side: puppeteer-core connected to our Chromium signs in, Lighthouse measures each page.
@@ -146,32 +143,6 @@ try {
 """
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
-            return resp.status == 200
-    except Exception:  # noqa: BLE001 - not up yet, whatever the reason
-        return False
-
-
-def node_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = str(VENV_BIN) + os.pathsep + env.get("PATH", "")
-    env["PUPPETEER_SKIP_DOWNLOAD"] = "1"
-    env["PUPPETEER_SKIP_CHROMIUM_DOWNLOAD"] = "1"
-    return env
-
-
 def ensure_lighthouse() -> Path:
     """Install Lighthouse and puppeteer-core into the cache folder if missing; write the runner."""
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -186,70 +157,6 @@ def ensure_lighthouse() -> Path:
     version = json.loads((modules / "lighthouse" / "package.json").read_text())["version"]
     log(f"lighthouse {version}")
     return runner
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """Stop a process and its group (reflex ignores SIGTERM while serving: SIGKILL follows)."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def start_server(tmp: Path, lock_timeout: float) -> tuple[subprocess.Popen, str, object]:
-    lock = open(LOCK_PATH, "w")  # noqa: SIM115 - held until the end of main()
-    deadline = time.monotonic() + lock_timeout
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                lock.close()
-                raise SystemExit(f"{LOCK_PATH} is held (another Reflex build or e2e run); try again later")
-            time.sleep(5)
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = node_env()
-    env.update({
-        "REFLEX_DB_URL": f"sqlite:///{tmp / 'panel.db'}",
-        "PANEL_BASE_URL": base_url,
-        "PANEL_SCHEDULER": "0",
-        "REFLEX_USE_NPM": "1",
-        "REFLEX_TELEMETRY_ENABLED": "false",
-        "PYTHONUNBUFFERED": "1",
-    })
-    env.pop("REFLEX_ENV_MODE", None)
-    cli = str(VENV_BIN / "noventiq-panel")
-    for step in (["init"], ["demo"]):
-        subprocess.run([cli, *step], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
-    log_path = tmp / "server.log"
-    log(f"building and starting the panel on {base_url} (log: {log_path}) ...")
-    with open(log_path, "w") as log_file:  # the child keeps its own descriptor
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "reflex"), "run", "--env", "prod", "--single-port",
-             "--frontend-port", str(port), "--backend-port", str(port)],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < START_TIMEOUT:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-3000:]
-            raise SystemExit(f"reflex exited with {proc.returncode}:\n{tail}")
-        if answers(base_url + "/ping") and answers(base_url + "/login"):
-            log(f"panel up after {time.monotonic() - t0:.0f} s")
-            return proc, base_url, lock
-        time.sleep(2)
-    stop_group(proc)
-    raise SystemExit(f"the panel did not answer in {START_TIMEOUT} s; see {log_path}")
 
 
 def start_chromium(tmp: Path) -> tuple[subprocess.Popen, int]:
@@ -327,20 +234,20 @@ def main() -> None:
         raise SystemExit(f"{CHROMIUM} is not installed")
     password = args.password
     if password is None:
-        sys.path.insert(0, str(ROOT))
         from noventiq_panel.services.demo.demo import DEMO_PASSWORD
 
         password = DEMO_PASSWORD
     runner = ensure_lighthouse()
 
     tmp = Path(tempfile.mkdtemp(prefix="nq-lighthouse-"))
-    server = chromium = lock = None
+    panel = chromium = None
     t0 = time.monotonic()
     try:
         if args.base_url:
             base_url = args.base_url.rstrip("/")
         else:
-            server, base_url, lock = start_server(tmp, args.lock_timeout)
+            panel = start_panel(tmp, lock_timeout=args.lock_timeout)
+            base_url = panel.base_url
         chromium, port = start_chromium(tmp)
         if args.reports:
             args.reports.mkdir(parents=True, exist_ok=True)
@@ -372,12 +279,9 @@ def main() -> None:
     finally:
         if chromium is not None:
             stop_group(chromium)
-        if server is not None:
-            stop_group(server)
+        if panel is not None:
+            panel.stop()
             log("panel stopped")
-        if lock is not None:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            lock.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
