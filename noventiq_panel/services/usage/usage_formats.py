@@ -45,13 +45,19 @@ A UTF-8 byte-order mark is ignored; ``;`` and tab separated files are recognised
 Figures are read to 6 decimals (half-up); a row that cannot be read raises :class:`BadRow` with
 the reason the report shows.
 
-Row identity (:class:`RowKey`): ``source_key`` is a hash of the row's content (format and every
-non-empty column, independent of the column order and of the line number); ``line_key`` the same
-hash without the figures (``MEASURE_COLUMNS``: costs, quantities, prices, exchange rates) and
-without ``VOLATILE_COLUMNS`` (invoice ids), so a revised line of a later export has the same
-``line_key`` (``usage_import`` records it as a correction). The keys hash the cells as written (a
-``NULL`` cell stays ``NULL`` in the hash): rows imported before nulls were read as empty keep their
-keys, so re-importing an old file still adds nothing.
+Row identity (:class:`_RowKey`, issue 17). A line is the same line whatever spelling or FOCUS
+version delivers it: ``line_key`` is a hash of the format and the line's *identity columns* only
+(``FOCUS_IDENTITY``/``AZURE_IDENTITY``: period, account, currency, charge category and class,
+service, resource, SKU, pricing and commitment ids, tags, ...), each read under its canonical name
+across versions (``x_SkuMeterName`` is ``SkuMeter``), a null read as empty, enumerations and ids in
+lower case, the currency in upper case, the account as ``normalise_ref`` reads it, instants as UTC
+ISO (``Z``, ``+05:00``, no zone, no seconds read alike; Azure dates as the day). Names, provider
+names, FOCUS 1.3's new columns, invoice ids, figures and unknown columns are not part of it.
+``source_key`` hashes the same identity and the row's figures (cost and quantity to 6 decimals), so
+a re-delivery in any spelling is a duplicate and a changed figure a correction (``usage_import``).
+Records imported before this scheme carry the keys of :class:`LegacyRowKey` (every non-empty
+column as written); the importer computes both and matches either, so re-importing a file imported
+then still adds nothing.
 """
 
 from __future__ import annotations
@@ -224,8 +230,142 @@ def normalise_ref(ref: str) -> str:
 
 
 
+# The identity of a line (see "Row identity" above): canonical name -> (header names, lower case, in
+# order of preference; how the value is normalised). Columns not listed here (names, provider names,
+# FOCUS 1.3's new columns, figures, invoice ids, anything unknown) are not part of the identity.
+_TEXT, _LOWER, _ENUM, _INSTANT, _DAY, _CURRENCY_CODE, _ACCOUNT, _CHARGE = (
+    "text", "lower", "enum", "instant", "day", "currency", "account", "charge")
+FOCUS_IDENTITY: dict[str, tuple[tuple[str, ...], str]] = {
+    "start": (("chargeperiodstart",), _INSTANT),
+    "end": (("chargeperiodend",), _INSTANT),
+    "billing_period_start": (("billingperiodstart",), _INSTANT),
+    "billing_period_end": (("billingperiodend",), _INSTANT),
+    "account": (("subaccountid",), _ACCOUNT),
+    "billing_account": (("billingaccountid",), _LOWER),
+    "currency": (("billingcurrency",), _CURRENCY_CODE),
+    "charge_category": (("chargecategory",), _CHARGE),
+    "charge_class": (("chargeclass",), _ENUM),
+    "charge_frequency": (("chargefrequency",), _ENUM),
+    "description": (("chargedescription",), _TEXT),
+    "service": (("servicename",), _TEXT),
+    "service_category": (("servicecategory",), _ENUM),
+    "service_subcategory": (("servicesubcategory",), _TEXT),
+    "resource_id": (("resourceid",), _LOWER),
+    "resource_name": (("resourcename",), _TEXT),
+    "resource_type": (("resourcetype",), _TEXT),
+    "resource_group": (("x_resourcegroupname",), _LOWER),
+    "region": (("regionid",), _LOWER),
+    "availability_zone": (("availabilityzone",), _LOWER),
+    "sku": (("skuid",), _LOWER),
+    "sku_price": (("skupriceid",), _LOWER),
+    "sku_meter": (("skumeter", "x_skumetername"), _TEXT),
+    "pricing_category": (("pricingcategory",), _ENUM),
+    "pricing_unit": (("pricingunit",), _TEXT),
+    "unit": (("consumedunit",), _TEXT),
+    "commitment": (("commitmentdiscountid",), _LOWER),
+    "commitment_category": (("commitmentdiscountcategory",), _ENUM),
+    "commitment_status": (("commitmentdiscountstatus",), _ENUM),
+    "commitment_type": (("commitmentdiscounttype",), _TEXT),
+    "capacity_reservation": (("capacityreservationid",), _LOWER),
+    "tags": (("tags",), _TEXT),
+}
+AZURE_IDENTITY: dict[str, tuple[tuple[str, ...], str]] = {
+    "date": (("date", "usagedate", "usagedatetime"), _DAY),
+    "billing_period_start": (("billingperiodstartdate",), _DAY),
+    "account": (("subscriptionid", "subscriptionguid"), _ACCOUNT),
+    "billing_account": (("billingaccountid",), _LOWER),
+    "billing_profile": (("billingprofileid",), _LOWER),
+    "currency": (("billingcurrency", "billingcurrencycode", "currency"), _CURRENCY_CODE),
+    "charge_category": (("chargetype",), _CHARGE),
+    "service": (("metercategory",), _TEXT),
+    "subcategory": (("metersubcategory",), _TEXT),
+    "meter": (("metername",), _TEXT),
+    "meter_id": (("meterid",), _LOWER),
+    "meter_region": (("meterregion",), _LOWER),
+    "location": (("resourcelocation",), _LOWER),
+    "resource_group": (("resourcegroup", "resourcegroupname"), _LOWER),
+    "resource_id": (("resourceid", "instanceid"), _LOWER),
+    "resource_name": (("resourcename",), _TEXT),
+    "unit": (("unitofmeasure",), _TEXT),
+    "product": (("productname", "product"), _TEXT),
+    "product_id": (("productid", "productorderid"), _LOWER),
+    "part_number": (("partnumber",), _LOWER),
+    "service_family": (("servicefamily",), _TEXT),
+    "consumed_service": (("consumedservice",), _LOWER),
+    "service_info1": (("serviceinfo1",), _TEXT),
+    "service_info2": (("serviceinfo2",), _TEXT),
+    "additional_info": (("additionalinfo",), _TEXT),
+    "reservation": (("reservationid",), _LOWER),
+    "benefit": (("benefitid",), _LOWER),
+    "pricing_model": (("pricingmodel",), _ENUM),
+    "frequency": (("frequency",), _ENUM),
+    "publisher": (("publishername",), _TEXT),
+    "plan": (("planname",), _TEXT),
+    "offer": (("offerid",), _LOWER),
+    "cost_center": (("costcenter",), _TEXT),
+    "department": (("departmentname",), _TEXT),
+    "tags": (("tags",), _TEXT),
+}
+KEY_VERSION = b"v2"  # keys of this scheme never equal a legacy key (``LegacyRowKey``)
+
+
 class _RowKey:
-    """The row's identity, as ``(source_key, line_key)``: sha256 of the format and the non-empty
+    """The row's identity, as ``(source_key, line_key)``, from normalised values (see "Row
+    identity" above): ``line_key`` is the first 32 hex digits of the sha256 of the format and the
+    identity columns (``FOCUS_IDENTITY``/``AZURE_IDENTITY``: canonical names across versions, null
+    read as empty, enumerations in lower case, ids in lower case, the currency in upper case,
+    instants as UTC ISO); ``source_key`` the sha256 of the same and the row's figures (cost and
+    quantity, read to 6 decimals)."""
+
+    def __init__(self, fmt: str, header: list[str], cols: dict[str, list[int]], dates: "_DateParser"):
+        spec = FOCUS_IDENTITY if fmt == FOCUS else AZURE_IDENTITY
+        resolved = _resolve(header, {name: aliases for name, (aliases, _) in spec.items()})
+        self.fields = [(name, resolved[name], kind) for name, (_, kind) in sorted(spec.items()) if resolved[name]]
+        self.prefix = KEY_VERSION + b"\x1f" + fmt.encode()
+        self.cost, self.quantity = cols["cost"], cols["quantity"]
+        self.dates = dates
+
+    def _value(self, raw: str, kind: str) -> str:
+        if not raw or kind == _TEXT:
+            return raw
+        if kind == _CHARGE:
+            return charge_category(raw).lower()
+        if kind == _CURRENCY_CODE:
+            return raw.upper()
+        if kind == _ACCOUNT:
+            return normalise_ref(raw)
+        if kind in (_INSTANT, _DAY):
+            try:
+                value = self.dates.day(raw, "") if kind == _DAY else self.dates.instant(raw, "")
+            except BadRow:
+                return raw
+            return value.isoformat()
+        return raw.lower()  # _LOWER, _ENUM
+
+    def __call__(self, row: list[str]) -> tuple[str, str]:
+        parts = []
+        for name, idx, kind in self.fields:
+            value = self._value(_first(row, idx), kind)
+            if kind == _CHARGE and not value:
+                value = "usage"  # an empty charge category is read as Usage
+            if value:
+                parts.append(f"{name}={value}")
+        identity = "\x1f".join(parts)
+        figures = []
+        for what, idx in (("cost", self.cost), ("quantity", self.quantity)):
+            try:
+                figures.append(f"{what}={_decimal(_first(row, idx), what, required=False)}")
+            except BadRow:
+                figures.append(f"{what}={_first(row, idx)}")
+        line = hashlib.sha256(self.prefix + b"\x1e" + identity.encode("utf-8")).hexdigest()[:32]
+        source = hashlib.sha256(self.prefix + b"\x1f" + "\x1f".join([identity, *figures]).encode("utf-8")).hexdigest()
+        return source, line
+
+
+class LegacyRowKey:
+    """The row's identity as computed before issue 17's review (the records imported then carry
+    these keys; ``usage_import`` matches them too, so re-importing a file imported then adds
+    nothing): ``(source_key, line_key)``, sha256 of the format and the non-empty
     ``column=value`` pairs, columns in name order (so the keys depend neither on the line number
     nor on the column order); every column for ``source_key``, the line's identity columns only
     (no figures, no invoice id) for ``line_key`` (its first 32 hex digits)."""
@@ -400,10 +540,11 @@ class UsageCsv:
             raise InvalidInput(f"missing columns for {fmt}: {', '.join(missing)}", key="error.usage_missing_columns",
                                columns=", ".join(missing), format=fmt)
         self.format = fmt
-        self.key = _RowKey(fmt, header)  # row -> (source_key, line_key)
         self._parse = _parse_focus if fmt == FOCUS else _parse_azure
         self._ncols = len(header)
         self._dates = _DateParser()
+        self.key = _RowKey(fmt, header, self._cols, self._dates)  # row -> (source_key, line_key)
+        self.legacy_key = LegacyRowKey(fmt, header)  # the same row's keys as imports before issue 17's review made them
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
         """(line number, cells) of each data row that is not blank (a quoted cell may span lines:

@@ -11,7 +11,11 @@ recent lines (late meter readings, price corrections) or fill in an invoice id. 
 earlier import (its records have another ``imported_at``) is a correction of that line: it is
 recorded as a record of the difference (new cost and quantity minus what earlier imports recorded
 for the line), so the records of a line always add up to its latest figures and rating charges
-only the difference, once. Rows of one import with the same ``line_key`` (a line split in tiers)
+only the difference, once. The earlier figures are those of the line wherever they were recorded (by
+``line_key`` alone): a revision after the line's account moved to another subscription is still the
+difference, and it is recorded on the subscription that first recorded the line (never on another
+organisation's). A record of an import before issue 17's review carries a legacy key
+(``usage_formats.LegacyRowKey``); both keys are matched. Rows of one import with the same ``line_key`` (a line split in tiers)
 add up: only the first of them is compared with the earlier imports. A line sent again with the
 same figures (an invoice id filled in) adds no record and counts as a duplicate. Imports take the
 usage table's lock for each batch (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``SHARE ROW
@@ -183,7 +187,7 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
 
     def flush():
         if batch:
-            _write_batch(session, writer, batch, report)
+            _write_batch(session, writer, batch, report, touched)
             batch.clear()
 
     for line, row in usage_csv.rows():
@@ -224,8 +228,10 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
             continue
         sub_id, org_id, _plan_currency = match
         source_key, line_key = usage_csv.key(row)
+        legacy_source_key, legacy_line_key = usage_csv.legacy_key(row)
         values.update(org_id=org_id, subscription_id=sub_id, source=usage_csv.format,
-                      imported_at=imported_at, source_key=source_key, line_key=line_key, account=account)
+                      imported_at=imported_at, source_key=source_key, line_key=line_key, account=account,
+                      legacy_source_key=legacy_source_key, legacy_line_key=legacy_line_key)
         batch.append(values)
         touched.setdefault(sub_id, set()).add(values["period_start"].date())
         if len(batch) >= batch_size:
@@ -250,14 +256,16 @@ def _writer(session: Session) -> BulkInsert:
     return BulkInsert(session, UsageRecord.__table__, _INSERT_COLUMNS, stored=("quantity", "cost"))
 
 
-def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report: ImportReport) -> None:
+def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report: ImportReport,
+                 touched: dict[int, set[date]] | None = None) -> None:
     """Insert the rows whose key is new, corrections as the difference; commit. Identical rows
-    inside the batch count once."""
+    inside the batch count once. A row is known by its ``source_key`` or by the key an import before
+    issue 17's review gave it (``legacy_source_key``: the records imported then carry that one)."""
     if session.get_bind().dialect.name == "postgresql":
         # First in the transaction: imports (and rating) wait for each other, so no two compute a
         # correction against the same earlier figures (SQLite: BEGIN IMMEDIATE does the same).
         session.execute(text("LOCK TABLE usagerecord IN SHARE ROW EXCLUSIVE MODE"))
-    keys = list({r["source_key"] for r in batch})
+    keys = list({r["source_key"] for r in batch} | {r["legacy_source_key"] for r in batch})
     existing: dict[str, bool] = {}  # source key -> recorded by an earlier import (not a repeat in this one)
     imported_at = batch[0]["imported_at"]
     for i in range(0, len(keys), 5000):
@@ -266,16 +274,19 @@ def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report
             .where(UsageRecord.source_key.in_(keys[i:i + 5000]))).all())
     fresh: list[dict] = []
     for r in batch:
-        k = r["source_key"]
-        if k in existing:
+        k, legacy = r["source_key"], r["legacy_source_key"]
+        if k in existing or legacy in existing:
             report.duplicates += 1
-            if existing[k]:  # the panel holds this row already; a repeat inside this file counts once
-                report._account(r["account"])[1] += r["cost"]
+            if existing.get(k) or existing.get(legacy):  # the panel holds this row already; a repeat
+                report._account(r["account"])[1] += r["cost"]  # inside this file counts once
             continue
         existing[k] = False
         report._account(r["account"])[1] += r["cost"]  # the line's records add up to this row's cost
         fresh.append(r)
     fresh = _as_corrections(session, fresh, report)
+    if touched is not None:  # a correction stays on the subscription that first recorded its line
+        for r in fresh:
+            touched.setdefault(r["subscription_id"], set()).add(r["period_start"].date())
     if fresh:
         writer.insert((r["org_id"], r["subscription_id"], r["period_start"], r["period_end"], r["service"], r["meter"],
                        r["resource_group"], r["resource_id"], r["resource_name"], int(r["quantity"].scaleb(6)),
@@ -291,36 +302,49 @@ def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report
 def _as_corrections(session: Session, fresh: list[dict], report: ImportReport) -> list[dict]:
     """The rows to insert: each new row that revises a line of an earlier import becomes the
     difference (see "Corrections" in the module documentation); a line sent again with the same
-    figures (only an invoice id filled in, say) is left out and counted as a duplicate."""
+    figures (only an invoice id filled in, say) is left out and counted as a duplicate.
+
+    Earlier figures are looked up by the line alone (its ``line_key``, or the legacy one its
+    records carry when an import before issue 17's review recorded it), not per subscription: the
+    account of a line may have moved to another subscription (of another organisation, even) since,
+    and the revision must be the difference all the same. A corrected line stays on the subscription
+    (and organisation) that first recorded it: the correction is that subscription's money."""
     if not fresh:
         return fresh
     imported_at = fresh[0]["imported_at"]
-    line_keys = list({r["line_key"] for r in fresh})
-    earlier: dict[tuple[str, int], tuple[Decimal, Decimal]] = {}
-    this_import: set[tuple[str, int]] = set()
+    line_keys = list({r["line_key"] for r in fresh} | {r["legacy_line_key"] for r in fresh})
+    earlier: dict[str, list] = {}  # line key -> [cost, quantity, first record id]
     parts = [line_keys[i:i + 5000] for i in range(0, len(line_keys), 5000)]
     for part in parts:
-        earlier.update({
-            (lk, sid): (cost, qty) for lk, sid, cost, qty in session.execute(
-                select(UsageRecord.line_key, UsageRecord.subscription_id, func.sum(UsageRecord.cost),
-                       func.sum(UsageRecord.quantity))
+        for lk, cost, qty, first_id in session.execute(
+                select(UsageRecord.line_key, func.sum(UsageRecord.cost), func.sum(UsageRecord.quantity),
+                       func.min(UsageRecord.id))
                 .where(UsageRecord.line_key.in_(part), UsageRecord.imported_at != imported_at)
-                .group_by(UsageRecord.line_key, UsageRecord.subscription_id))})
+                .group_by(UsageRecord.line_key)):
+            earlier[lk] = [cost, qty, first_id]
     if not earlier:  # no line of this batch was imported before (the usual case)
         return fresh
+    owner = {rid: (sid, oid) for rid, sid, oid in session.execute(
+        select(UsageRecord.id, UsageRecord.subscription_id, UsageRecord.org_id)
+        .where(UsageRecord.id.in_(sorted({v[2] for v in earlier.values()}))))}
+    this_import: dict[str, tuple[int, int]] = {}  # line key -> (subscription, org) this import put it on
     for part in parts:
-        this_import.update((lk, sid) for lk, sid in session.execute(
-            select(UsageRecord.line_key, UsageRecord.subscription_id)
+        this_import.update((lk, (sid, oid)) for lk, sid, oid in session.execute(
+            select(UsageRecord.line_key, UsageRecord.subscription_id, UsageRecord.org_id)
             .where(UsageRecord.line_key.in_(part), UsageRecord.imported_at == imported_at).distinct()))
     kept = []
     for r in fresh:
-        line = (r["line_key"], r["subscription_id"])
-        if line not in this_import:  # else a later part of a line this import already compared
-            this_import.add(line)
-            if line in earlier:
-                cost, qty = earlier[line]
-                r["cost"] -= cost
-                r["quantity"] -= qty
+        line = r["line_key"]
+        if line in this_import:  # a later part of a line this import already compared: on the same subscription
+            r["subscription_id"], r["org_id"] = this_import[line]
+        else:
+            found = [earlier[k] for k in (line, r["legacy_line_key"]) if k in earlier]
+            if found:
+                r["cost"] -= sum((f[0] for f in found), Decimal(0))
+                r["quantity"] -= sum((f[1] for f in found), Decimal(0))
+                r["subscription_id"], r["org_id"] = owner[min(f[2] for f in found)]
+            this_import[line] = (r["subscription_id"], r["org_id"])
+            if found:
                 if not r["cost"] and not r["quantity"]:
                     report.duplicates += 1
                     continue
