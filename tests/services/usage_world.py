@@ -163,6 +163,8 @@ def assert_entries_match_records(session: Session, subs: list[int] | None = None
         day = e.period_start.astimezone(ZoneInfo(org.timezone)).date()
         assert e.fx_date == day and e.fx_rate == rates.usage_rate(session, e.source_currency, org.billing_currency, day)
         cost = Decimal(e.meta["cost_micro"]).scaleb(-6)
-        assert e.amount == charge_of(cost, plans[sub.plan_id].usage_markup_pct, e.fx_rate), e.idempotency_key
+        # a credit capped at what the subscription was charged (rating) keeps back ``uncredited``
+        kept = Decimal(e.meta["uncredited"]) if e.meta.get("capped") is True else Decimal(0)
+        assert e.amount == charge_of(cost, plans[sub.plan_id].usage_markup_pct, e.fx_rate) - kept, e.idempotency_key
     assert dict(entries) == dict(records)
     session.commit()

@@ -10,7 +10,9 @@ Per organisation (:func:`check`), four checks:
    of its period), refunds and top-ups ≥ 0 (``sign``). An entry that shows a
    ``source_amount`` and an ``fx_rate`` can be recomputed from them:
    ``|amount| == round_money(source_amount × fx_rate)`` (half-up to the currency's minor unit),
-   unless its meta says ``"capped": true`` (a refund capped to what was charged) (``fx``).
+   unless its meta says ``"capped": true`` (a refund, or a usage credit, capped to what was
+   charged) (``fx``); both sides are compared without sign (a usage entry that nets credits has a
+   negative ``source_amount`` and an amount above 0).
 2. **Refunds** (``refund``). Per subscription and billing period (``period_end``), the refunds do
    not exceed the charges: ``−Σ charges ≥ Σ refunds`` in the organisation's currency.
 3. **Seat-days** (``seat_days``). For each licence subscription, the seat-days it held active
@@ -31,7 +33,8 @@ Per organisation (:func:`check`), four checks:
    rate for), the entries' amounts equal what rating's own pricing
    (``rating.source_micro``/``rating.amount_minor``) makes of the records each entry settles, at
    the day's fixed usage rate (``UsageFxRate``; the entry's own where none is stored) with the
-   markup of the subscription's plan (or of a plan its spans held); an
+   markup of the subscription's plan (or of a plan its spans held), less what a credit entry
+   capped at what was charged kept back (its meta ``uncredited``, ``rating``); an
    entry rating marked ``not_billed`` (suspended, trial) must be 0, and an entry's rate must be
    the day's fixed rate. Records of one bucket settled under two reasons in
    one batch (a daily plan suspended mid-day) cannot be told apart here and may be reported.
@@ -192,7 +195,8 @@ def _check_entries(session: Session, org: Organisation, report: Report) -> None:
             .order_by(LedgerEntry.id).execution_options(yield_per=5000)):
         if (meta or {}).get("capped") is True:
             continue
-        expected = round_money(source * rate, currency)
+        # abs on both sides: a usage entry that nets credits has a negative source amount
+        expected = abs(round_money(source * rate, currency))
         if abs(amount) != expected:
             report.differences.append(Difference(
                 "fx", org.id, f"{kind} amount is not source amount {source} × rate {rate}", subscription_id=sub_id,
@@ -415,6 +419,7 @@ class _UsageEntry:
     not_billed: bool
     cost_micro: int = 0  # of the records attributed to it
     records: int = 0
+    uncredited: Decimal = Decimal(0)  # a credit entry capped at what was charged: the part not credited
 
 
 def _check_usage(session: Session, org: Organisation, plans: dict[int, Plan], report: Report) -> None:
@@ -434,7 +439,9 @@ def _check_usage(session: Session, org: Organisation, plans: dict[int, Plan], re
         max_id = meta.get("max_record_id")
         entries_of[sub_id].append(_UsageEntry(entry_id, amount, source_currency, source, rate, fx_date, ps, pe,
                                               int(max_id) if max_id is not None else None,
-                                              bool(meta.get("not_billed"))))
+                                              bool(meta.get("not_billed")),
+                                              uncredited=Decimal(str(meta.get("uncredited", 0)))
+                                              if meta.get("capped") is True else Decimal(0)))
     sub_ids = sorted(set(marks) | set(entries_of))
     if not sub_ids:
         return
@@ -465,7 +472,7 @@ def _check_usage(session: Session, org: Organisation, plans: dict[int, Plan], re
                     if e.source is not None and candidate == int(e.source * _MICRO):
                         source = candidate
                         break
-                expected = -Decimal(rating.amount_minor(source, rate_micro, step)).scaleb(-2)
+                expected = -Decimal(rating.amount_minor(source, rate_micro, step)).scaleb(-2) - e.uncredited
                 if e.source is not None and int(e.source * _MICRO) != source:
                     report.differences.append(Difference(
                         "usage", org.id, f"usage of {day}: source amount is not the records' cost with the plan's markup",

@@ -69,8 +69,20 @@ negative cost, and it is rated by exactly the rules of usage, decided so:
   never turned into a debit. Records of a suspended period or a trial are settled as not billed, a
   credit among them too (it offsets usage that was not charged).
 
+- **Capped at what was charged** (review of issue 17). Credits give back at most what the
+  subscription was charged for usage: after a batch, the sum of the subscription's ``usage``
+  entries (all of its history: charges with markup, net of earlier credits, in the billing
+  currency) is never above 0 — credits never pay out money the customer did not pay (a standalone
+  credit on a subscription never charged, a credit of trial usage dated after the trial, which was
+  settled as not billed). The charges of the batch itself count before its credits. A credit entry
+  above the room is lowered to it (to 0 when there is none): its meta says ``"capped": true`` and
+  ``"uncredited"`` (the part not credited, billing currency), its ``source_amount``/``fx_rate``
+  still show the full credit; the part not credited is not credited at all (it stays with the
+  reseller against the vendor) and is listed in ``RatingSummary.uncredited`` for the operator.
+  A capped entry stays capped: a later charge does not release it.
+
 ``RatingSummary.charged`` is the net (debits minus credits) per currency; ``credited`` what the
-entries that came out positive gave back.
+entries that came out positive gave back; ``uncredited`` what the cap kept back.
 
 Not billable: records of a **suspended** subscription whose period starts at or after
 ``suspended_at`` (all of them when it is unknown) — except one suspended for credit (an overdrawn
@@ -83,6 +95,7 @@ nothing is charged out of order twice), and they are listed in the summary.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -153,6 +166,8 @@ class RatingSummary:
     batches: int = 0
     charged: dict[str, Decimal] = field(default_factory=dict)  # currency -> net total charged (positive)
     credited: dict[str, Decimal] = field(default_factory=dict)  # currency -> total of entries that credit (positive)
+    # currency -> credits not given back: above what their subscription was charged (the cap)
+    uncredited: dict[str, Decimal] = field(default_factory=dict)
     missing_rates: dict[int, str] = field(default_factory=dict)  # subscription id -> reason
     rollup_rows: int = 0  # analytics roll-up rows rebuilt (only where the rate used differs)
     seconds: float = 0.0
@@ -170,6 +185,8 @@ class RatingSummary:
             self.charged[cur] = self.charged.get(cur, Decimal(0)) + amount
         for cur, amount in other.credited.items():
             self.credited[cur] = self.credited.get(cur, Decimal(0)) + amount
+        for cur, amount in other.uncredited.items():
+            self.uncredited[cur] = self.uncredited.get(cur, Decimal(0)) + amount
         for phase, seconds in other.phases.items():
             self.phases[phase] = self.phases.get(phase, 0.0) + seconds
         self.missing_rates.update(other.missing_rates)
@@ -178,6 +195,9 @@ class RatingSummary:
         money = ", ".join(f"{v} {k}" for k, v in sorted(self.charged.items())) or "0"
         if self.credited:
             money += "; credited " + ", ".join(f"{v} {k}" for k, v in sorted(self.credited.items()))
+        if self.uncredited:
+            money += ("; not credited (above what was charged) "
+                      + ", ".join(f"{v} {k}" for k, v in sorted(self.uncredited.items())))
         text = (f"rated {self.records} records of {self.subscriptions} subscriptions into {self.entries} "
                 f"entries ({money}; {self.not_billed_records} not billable) in {self.batches} batches, "
                 f"{self.seconds:.2f}s")
@@ -572,6 +592,7 @@ class _Batch:
             "ON CONFLICT (idempotency_key) DO NOTHING",
             (d.ts_in(self.now), d.ts_in(self.now)))
         self.summary.entries = self.cur.rowcount
+        self.cap_credits(before)
         for currency, minor, credit, subs in self.q(
                 "SELECT currency, -SUM(amount), SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END), "
                 "COUNT(DISTINCT subscription_id) FROM ledgerentry "
@@ -587,6 +608,42 @@ class _Batch:
         self.summary.records, self.summary.not_billed_records = int(records), int(not_billed)
         if self.summary.entries == 0 and groups:
             log.warning("rating: every usage entry of this batch was already posted")
+
+    def cap_credits(self, before: int) -> None:
+        """Cap the credit entries of this batch (amount above 0) at what their subscription was
+        charged for usage: after them the subscription's usage entries must not sum above 0 (see
+        "Credits" in the module documentation). Only subscriptions with a credit entry are read;
+        the part not credited goes into the entry's meta (``capped``, ``uncredited``) and the summary."""
+        d = self.dialect
+        subs = [r[0] for r in self.q("SELECT DISTINCT subscription_id FROM ledgerentry "
+                                     "WHERE id > ? AND kind = 'usage' AND amount > 0", (before,)).fetchall()]
+        if not subs:
+            return
+        marks = ",".join("?" * len(subs))
+        prior = {sid: int(total) for sid, total in self.q(
+            f"SELECT subscription_id, COALESCE(SUM(amount), 0) FROM ledgerentry WHERE kind = 'usage' AND id <= ? "
+            f"AND subscription_id IN ({marks}) GROUP BY subscription_id", [before, *subs]).fetchall()}
+        new = self.q(f"SELECT id, subscription_id, amount, currency, meta FROM ledgerentry WHERE id > ? "
+                     f"AND kind = 'usage' AND subscription_id IN ({marks}) ORDER BY id", [before, *subs]).fetchall()
+        room = {sid: -prior.get(sid, 0) for sid in subs}  # hundredths still creditable
+        for _, sid, amount, _, _ in new:
+            if int(amount) < 0:  # this batch's charges count first, whatever their periods
+                room[sid] -= int(amount)
+        meta_in = "CAST(? AS json)" if d.pg else "?"
+        for entry_id, sid, amount, currency, meta in new:
+            amount = int(amount)
+            if amount <= 0:
+                continue
+            give = min(amount, max(room[sid], 0))
+            room[sid] -= give
+            if give == amount:
+                continue
+            meta = dict(json.loads(meta) if isinstance(meta, str) else meta or {})
+            rest = Decimal(amount - give).scaleb(-2)
+            meta.update(capped=True, uncredited=str(rest))
+            self.q(f"UPDATE ledgerentry SET amount = ?, meta = {meta_in} WHERE id = ?",
+                   (give, json.dumps(meta), entry_id))
+            self.summary.uncredited[currency] = self.summary.uncredited.get(currency, Decimal(0)) + rest
 
     def move_watermarks(self) -> None:
         self.q("INSERT INTO ratingwatermark (subscription_id, last_record_id, rated_at) "

@@ -60,3 +60,73 @@ def test_a_revised_credit_after_the_account_moved_stays_the_difference_on_the_fi
     assert recorded == Decimal("-101"), (
         f"credits recorded {recorded} USD; org B's balance {ledger.balance(session, org_b.id)} UZS "
         f"from a credit of usage org A paid")
+
+
+def test_a_standalone_credit_is_not_paid_out_beyond_what_the_subscription_was_charged(session):
+    """A subscription never charged anything (new, or all its usage in a trial) receives a vendor
+    credit line: the customer's balance goes up by the credit with the plan's markup on top — money
+    the reseller never received from the customer nor (the markup) from the vendor."""
+    org, plans, _ = payg_world(session, markup="10")
+    set_rates(session, date(2025, 1, 8), 10)
+    sub = payg_sub(session, org, plans["azure-h"], vendor_ref=REF_A)
+    usage_import.import_stream(session, focus({"BilledCost": "-1000", "ChargeCategory": "Credit"}))
+    rating.rate_usage(session, now=tashkent(2025, 1, 12))
+    assert ledger.balance(session, org.id) <= 0, f"balance {ledger.balance(session, org.id)} UZS out of nothing"
+
+
+def test_a_credit_of_trial_usage_dated_after_the_trial_pays_the_customer(session):
+    org, plans, _ = payg_world(session, markup="10")
+    set_rates(session, date(2025, 1, 8), 10)
+    sub = payg_sub(session, org, plans["azure-h"], vendor_ref=REF_A, is_trial=True,
+                   trial_ends_at=tashkent(2025, 1, 11))
+    usage_import.import_stream(session, focus({"BilledCost": "500"}))  # 10 Jan: trial, not billed
+    usage_import.import_stream(session, focus({"BilledCost": "-500", "ChargeCategory": "Credit",
+                                               "ChargePeriodStart": "2025-01-12T00:00:00Z",
+                                               "ChargePeriodEnd": "2025-01-12T01:00:00Z"}))
+    rating.rate_usage(session, now=tashkent(2025, 1, 13))
+    assert sub_total(session, sub.id) <= 0, f"customer paid 0 for the trial and received {sub_total(session, sub.id)} UZS"
+
+
+def test_the_ledger_check_accepts_a_credit_entry_amount(session):
+    """ledger_check's fx rule compares |amount| with round_money(source × rate): a credit entry's
+    source_amount is negative, so every credit entry is reported as an fx difference."""
+    org, plans, _ = payg_world(session, markup="10")
+    set_rates(session, date(2025, 1, 8), 10)
+    payg_sub(session, org, plans["azure-h"], vendor_ref=REF_A)
+    usage_import.import_stream(session, focus({"BilledCost": "10"}, {
+        "BilledCost": "-3.000001", "ChargeCategory": "Credit", "ChargePeriodStart": "2025-01-10T03:00:00Z",
+        "ChargePeriodEnd": "2025-01-10T04:00:00Z"}))
+    rating.rate_usage(session, now=tashkent(2025, 1, 12))
+    credit = session.exec(select(LedgerEntry).where(LedgerEntry.amount > 0)).one()
+    assert credit.source_amount < 0 and "capped" not in credit.meta  # a credit entry, not capped
+    diffs = ledger_check.check(session, org.id, now=tashkent(2025, 1, 13)).differences
+    assert [(d.check, d.message) for d in diffs] == []
+
+
+def test_a_credit_above_what_was_charged_is_capped_and_the_rest_reported(session):
+    """Usage of 100 USD is charged (with 10 % markup); a credit of 150 USD in another period gives
+    back what was charged, not more: the entry is capped, its meta and the summary say by how much,
+    and the ledger check accepts it."""
+    org, plans, _ = payg_world(session, markup="10")
+    set_rates(session, date(2025, 1, 8), 10)
+    sub = payg_sub(session, org, plans["azure-h"], vendor_ref=REF_A)
+    usage_import.import_stream(session, focus({"BilledCost": "100"}))
+    first = rating.rate_usage(session, now=tashkent(2025, 1, 11))
+    charged = first.charged["UZS"]
+    assert charged > 0 and sub_total(session, sub.id) == -charged
+    usage_import.import_stream(session, focus({"BilledCost": "-150", "ChargeCategory": "Credit",
+                                               "ChargePeriodStart": "2025-01-11T00:00:00Z",
+                                               "ChargePeriodEnd": "2025-01-11T01:00:00Z"}))
+    second = rating.rate_usage(session, now=tashkent(2025, 1, 12))
+    credit = session.exec(select(LedgerEntry).where(LedgerEntry.amount > 0)).one()
+    assert credit.amount == charged and credit.meta["capped"] is True
+    assert second.uncredited == {"UZS": Decimal(credit.meta["uncredited"])} and Decimal(credit.meta["uncredited"]) > 0
+    assert second.credited == {"UZS": charged} and "not credited" in str(second)
+    assert sub_total(session, sub.id) == 0
+    # a later usage charge does not release what the cap kept back
+    usage_import.import_stream(session, focus({"BilledCost": "1", "ChargePeriodStart": "2025-01-11T05:00:00Z",
+                                               "ChargePeriodEnd": "2025-01-11T06:00:00Z"}))
+    third = rating.rate_usage(session, now=tashkent(2025, 1, 12))
+    assert sub_total(session, sub.id) == -third.charged["UZS"] < 0
+    assert ledger_check.check(session, org.id, now=tashkent(2025, 1, 13)).differences == []
+
