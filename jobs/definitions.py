@@ -17,6 +17,7 @@ from noventiq_panel.services.reporting import monthly_reports
 from noventiq_panel.services.subscriptions import credit_control
 from noventiq_panel.services.subscriptions import reminders as reminder_service
 from noventiq_panel.services.subscriptions import renewals as renewal_service
+from noventiq_panel.services.usage import anomalies as anomaly_service
 from noventiq_panel.services.usage import budget_alerts
 from noventiq_panel.services.usage import rating as rating_service
 
@@ -78,6 +79,14 @@ def payme_timeouts(now: datetime) -> str:
 
 
 # -- daily ------------------------------------------------------------------------------------
+
+@job("cost_anomalies", schedule={"trigger": "cron", "hour": 7, "minute": 20},
+     description="Cost anomalies of the pay-as-you-go subscriptions (the last complete local days), by e-mail; "
+                 "runs after the 07:05 rating.")
+def cost_anomalies(now: datetime) -> str:
+    with _session() as s:
+        return str(anomaly_service.detect(s, now=now))
+
 
 @job("reminders", schedule={"trigger": "cron", "hour": 9, "minute": 0},
      description="Expiry, renewal-without-funds, trial, low-balance and payment reminders.")

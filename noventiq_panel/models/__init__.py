@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from .analytics import *  # noqa: F401,F403
+from .anomalies import *  # noqa: F401,F403
 from .billing import *  # noqa: F401,F403
 from .catalog import *  # noqa: F401,F403
 from .gateways import *  # noqa: F401,F403

@@ -51,6 +51,8 @@ class Subscription(SQLModel, table=True):
     suspend_reason: str = Field(default="", max_length=16)
     cancelled_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)
     cancel_at_term_end: bool = Field(default=False)
+    # Pay-as-you-go: mail cost anomalies (services/usage/anomalies.py); the customer may turn it off.
+    anomaly_alerts: bool = Field(default=True)
 
 
 class LicenceBatch(SQLModel, table=True):

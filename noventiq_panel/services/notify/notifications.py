@@ -104,6 +104,12 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # monthly budget; spent = actual spend (or the month-end forecast for a forecast threshold).
     "budget_threshold": (("budget_name", "product", "threshold", "threshold_type", "budget_amount", "spent",
                           "currency", "month", "subscription_id"), ()),
+    # A pay-as-you-go day far outside what its last 60 days predict (services/usage/anomalies.py):
+    # day: date (organisation-local); direction "spike"/"drop"; actual, expected, low, high: Decimal
+    # (the expected band [low, high]); services, resource_groups: lists of {name (str, "" = none),
+    # actual, expected, change (Decimal), new (bool)}, those that changed most.
+    "cost_anomaly": (("subscription_name", "product", "day", "direction", "actual", "expected", "low", "high",
+                      "currency", "services", "resource_groups", "subscription_id"), ()),
     # Monthly usage report of a pay-as-you-go subscription (report attached).
     "iaas_monthly_report": (("product", "month", "amount", "currency", "subscription_id"), ()),
     # Pay-as-you-go credit control (subscriptions.credit_control). The organisation is overdrawn

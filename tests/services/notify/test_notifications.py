@@ -61,6 +61,16 @@ SAMPLES: dict[str, dict] = {
     "budget_threshold": {"budget_name": "Azure prod", "product": "Microsoft Azure", "threshold": D("80"),
                          "threshold_type": "actual", "budget_amount": D("10000000"), "spent": D("8100000"),
                          "currency": "UZS", "month": date(2025, 9, 1), "subscription_id": 9},
+    "cost_anomaly": {"subscription_name": "Azure prod", "product": "Microsoft Azure", "day": date(2025, 9, 23),
+                     "direction": "spike", "actual": D("3450000.00"), "expected": D("1200000.00"),
+                     "low": D("840000.00"), "high": D("1560000.00"), "currency": "UZS",
+                     "services": [{"name": "Virtual Machines", "actual": D("2900000"), "expected": D("700000"),
+                                   "change": D("2200000"), "new": False}],
+                     "resource_groups": [{"name": "rg-gpu", "actual": D("2100000"), "expected": D("0"),
+                                          "change": D("2100000"), "new": True},
+                                         {"name": "", "actual": D("300000"), "expected": D("250000"),
+                                          "change": D("50000"), "new": False}],
+                     "subscription_id": 9},
     "iaas_monthly_report": {"product": "Microsoft Azure", "month": date(2025, 9, 1), "amount": D("8100000"),
                             "currency": "UZS", "subscription_id": 9},
     "credit_overdrawn": {"balance": D("-1250000.50"), "currency": "UZS", "suspend_at": T0 + timedelta(hours=72),
@@ -80,7 +90,7 @@ def plain(text: str) -> str:
 
 def test_the_samples_cover_exactly_the_kinds_of_the_contract():
     assert set(SAMPLES) == set(n.KINDS)
-    assert len(n.KINDS) == 24
+    assert len(n.KINDS) == 25
 
 
 @pytest.mark.parametrize("locale", LOCALES)
