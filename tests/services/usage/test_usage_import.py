@@ -205,6 +205,8 @@ def test_cli_import_twice_and_export(sqlite_engine, tmp_path):
     again = runner.invoke(main, ["usage", "import", str(DATA / "azure_bad_rows.csv")])
     assert "imported 0" in again.output and "duplicates 3" in again.output
     out = tmp_path / "export.csv"
+    rated = runner.invoke(main, ["jobs", "run", "rating", "--now", "2025-02-01T08:00+05:00"])  # only rated usage
+    assert rated.exit_code == 0, rated.output  # is exported (FOCUS BilledCost = what was charged)
     done = runner.invoke(main, ["usage", "export", "--org", str(org_id), "--from", "2025-01-01", "--to",
                                 "2025-01-31", "-o", str(out)])
     assert done.exit_code == 0, done.output
