@@ -44,7 +44,7 @@ from noventiq_panel.services.core.authz import Access
 from noventiq_panel.services.core.errors import Conflict, InvalidInput
 from noventiq_panel.services.core.money import parse_quantity, round_money
 from noventiq_panel.services.notify import notifications
-from noventiq_panel.services.subscriptions import provisioning
+from noventiq_panel.services.vendors import connector as vendor_api
 from noventiq_panel.services.subscriptions import spans  # noqa: F401  (registers the seat-span listener)
 
 S = SubscriptionStatus
@@ -170,7 +170,7 @@ def require_term_running(ctx: Ctx) -> None:
 
 
 def connector(vendor: Vendor):
-    return provisioning.connector_for(vendor.code)
+    return vendor_api.connector_for(vendor.code)
 
 
 def local_day(dt: datetime | None, tz: str) -> date | None:

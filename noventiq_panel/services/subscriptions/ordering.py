@@ -23,7 +23,8 @@ from noventiq_panel.services.core import audit, authz, clock, ledger, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict
 from noventiq_panel.services.core.money import parse_quantity
-from noventiq_panel.services.subscriptions import confirmation, credit_control, licences, provisioning
+from noventiq_panel.services.subscriptions import confirmation, credit_control, licences
+from noventiq_panel.services.vendors import connector as vendor_api
 from noventiq_panel.services.subscriptions.context import (
     S, atomic, connector, describe, mail_actor, parse_bool, post_money, seat_price, shortfall,
     to_org_currency, utc_now,
@@ -155,7 +156,7 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
         )
         session.add(sub)
         session.flush()
-        result = connector(vendor).provision(provisioning.ProvisionRequest(
+        result = connector(vendor).provision(vendor_api.ProvisionRequest(
             org_id=org.id, subscription_id=sub.id, vendor_code=vendor.code, product_code=product.code,
             plan_code=plan.code, quantity=quantity, is_trial=is_trial))
         sub.vendor_ref = result.vendor_ref

@@ -43,7 +43,8 @@ from noventiq_panel.config import get_settings
 from noventiq_panel.models import Plan, Subscription
 from noventiq_panel.models.subscription import ChangeKind
 from noventiq_panel.services.core import clock, proration
-from noventiq_panel.services.subscriptions import lapse, provisioning
+from noventiq_panel.services.subscriptions import lapse
+from noventiq_panel.services.vendors import connector as vendor_api
 from noventiq_panel.services.subscriptions.chunks import CHUNK, Chunk, Sub, Summary, run_chunks
 from noventiq_panel.services.subscriptions.context import MONEY_ROLES, S, anchor_day, clamp, seat_price, utc_now
 
@@ -61,7 +62,7 @@ def _apply_changes(chunk: Chunk, sub: Sub) -> None:
     """Apply the subscription's due scheduled changes (decrease, downgrade, cancel) in order."""
     for change in chunk.changes.pop(sub.id, []):
         plan, _product, vendor = chunk.plan(sub.plan_id)
-        connector = provisioning.connector_for(vendor.code)
+        connector = vendor_api.connector_for(vendor.code)
         if change.kind == ChangeKind.QUANTITY and change.new_quantity:
             old = sub.quantity
             sub.quantity = clamp(change.new_quantity, plan)
@@ -85,7 +86,7 @@ def _apply_changes(chunk: Chunk, sub: Sub) -> None:
 def _end(chunk: Chunk, sub: Sub, status: str, at: datetime) -> None:
     plan, product, vendor = chunk.plan(sub.plan_id)
     _charge_lapse(chunk, sub, plan, product)
-    provisioning.connector_for(vendor.code).cancel(sub.vendor_ref)
+    vendor_api.connector_for(vendor.code).cancel(sub.vendor_ref)
     sub.status = status
     sub.next_billing_at = None
     if status == S.CANCELLED:
@@ -121,7 +122,7 @@ def _new_term(chunk: Chunk, sub: Sub, start: datetime, *, key: str, action: str,
     sub.next_billing_at = proration.next_period_start(period, end)
     sub.grace_until = None
     if sub.status != S.ACTIVE:
-        provisioning.connector_for(chunk.plan(sub.plan_id)[2].code).resume(sub.vendor_ref)
+        vendor_api.connector_for(chunk.plan(sub.plan_id)[2].code).resume(sub.vendor_ref)
         sub.status, sub.suspended_at, sub.suspend_reason = S.ACTIVE, None, ""
     chunk.renewed_ids.append(sub.id)
     chunk.batch(sub, plan, "renewal")
@@ -168,7 +169,7 @@ def _unpaid(chunk: Chunk, sub: Sub, *, due_from: datetime, amount: Decimal, what
                     "subscription_id": sub.id},
                    roles=MONEY_ROLES, dedupe=f"{what}_failed:{sub.id}:{_ymd(due_from, tz)}")
     if chunk.now >= sub.grace_until and sub.status == S.ACTIVE:
-        provisioning.connector_for(vendor.code).suspend(sub.vendor_ref)
+        vendor_api.connector_for(vendor.code).suspend(sub.vendor_ref)
         sub.status, sub.suspended_at, sub.suspend_reason = S.SUSPENDED, chunk.now, "payment"
         chunk.summary.suspended += 1
         chunk.audit(sub, "subscription.suspended", reason="funds")
@@ -305,7 +306,7 @@ def _instalment_one(chunk: Chunk, sub: Sub) -> None:
                                     key=f"resume:{sub.id}:{_ymd(period.start, tz)}", what="возобновление, остаток месяца",
                                     quantity=sub.quantity, period=(period.start, period.end), action="resume")
         if done:
-            provisioning.connector_for(vendor.code).resume(sub.vendor_ref)
+            vendor_api.connector_for(vendor.code).resume(sub.vendor_ref)
             sub.status, sub.suspended_at, sub.grace_until, sub.suspend_reason = S.ACTIVE, None, None, ""
             sub.next_billing_at = proration.next_period_start(period, sub.term_end)
             chunk.summary.reactivated += 1
@@ -387,7 +388,7 @@ def _trial_one(chunk: Chunk, sub: Sub) -> None:
         _trial_expires(chunk, sub)
         return
     sub.plan_id, sub.quantity = target.id, quantity
-    provisioning.connector_for(chunk.plan(target.id)[2].code).change_plan(sub.vendor_ref, target.code)
+    vendor_api.connector_for(chunk.plan(target.id)[2].code).change_plan(sub.vendor_ref, target.code)
     sub.status, sub.is_trial, sub.auto_renew = S.ACTIVE, False, True
     sub.term_start, sub.term_end, sub.activated_at = start, end, start
     sub.next_billing_at = proration.next_period_start(period, end)

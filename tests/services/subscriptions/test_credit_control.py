@@ -27,7 +27,8 @@ from noventiq_panel.services.billing import invoices, payments
 from noventiq_panel.services.catalog import catalog_import
 from noventiq_panel.services.core import ledger
 from noventiq_panel.services.core.errors import InsufficientFunds
-from noventiq_panel.services.subscriptions import credit_control, ordering, provisioning
+from noventiq_panel.services.subscriptions import credit_control, ordering
+from noventiq_panel.services.vendors import connector as vendor_api
 from noventiq_panel.services.usage import rating
 from tests import factories as f
 from tests.concurrency import at_once
@@ -38,7 +39,7 @@ GRACE = timedelta(hours=72)  # the default PANEL_CREDIT_GRACE_HOURS
 HOUR = timedelta(hours=1)
 
 
-class RecordingVendor(provisioning.BuiltinConnector):
+class RecordingVendor(vendor_api.BuiltinConnector):
     """The vendor's connector: records what it was told; refuses while ``refuse`` is set."""
 
     def __init__(self):
@@ -59,9 +60,9 @@ class RecordingVendor(provisioning.BuiltinConnector):
 @pytest.fixture
 def vendor():
     connector = RecordingVendor()
-    provisioning.register("ms", connector)  # the vendor of the test catalogue
+    vendor_api.register("ms", connector)  # the vendor of the test catalogue
     yield connector
-    provisioning.unregister("ms")
+    vendor_api.unregister("ms")
 
 
 def _setup(w: World) -> World:

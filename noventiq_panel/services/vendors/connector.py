@@ -25,6 +25,12 @@ class ProvisionRequest:
     plan_code: str
     quantity: int
     is_trial: bool = False
+    # What a real vendor API needs besides (None for the built-in connector and manual vendors):
+    catalog_item_id: str | None = None  # the plan's item in the vendor's catalogue (Partner Center)
+    customer_tenant_id: str | None = None  # the organisation's tenant at the vendor (Microsoft)
+    # Stable across retries of the same order: a connector that lost the answer to a call finds the
+    # order it placed under this key instead of ordering twice.
+    request_key: str = ""
 
 
 @dataclass(frozen=True)
