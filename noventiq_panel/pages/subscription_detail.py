@@ -453,8 +453,50 @@ def usage_tab() -> rx.Component:
             rx.text(T("budget.only_warns"), size="1", color=rx.color("gray", 11)),
         ),
         budget_dialog(),
+        anomalies_card(),
         spacing="4",
         width="100%",
+    )
+
+
+def anomaly_item(a) -> rx.Component:
+    return rx.callout.root(
+        rx.callout.icon(rx.icon("activity", size=16)),
+        rx.vstack(
+            rx.text(a["title"], weight="bold", size="2"),
+            rx.text(a["text"], size="2"),
+            rx.cond(a["services"] != "",
+                    rx.text(T("anomaly.services"), ": ", a["services"], size="1"), rx.fragment()),
+            rx.cond(a["groups"] != "",
+                    rx.text(T("anomaly.resource_groups"), ": ", a["groups"], size="1"), rx.fragment()),
+            spacing="1",
+        ),
+        color_scheme=a["color"],
+        width="100%",
+        class_name="cost-anomaly",
+    )
+
+
+def anomalies_card() -> rx.Component:
+    """The subscription's cost anomalies (newest first) and the switch of their e-mail alerts."""
+    return section_card(
+        "anomaly.title",
+        rx.cond(S.anomalies.length() > 0,
+                rx.vstack(rx.foreach(S.anomalies, anomaly_item), spacing="2", width="100%"),
+                rx.text(T("anomaly.none"), size="2", color=rx.color("gray", 11), id="anomalies-none")),
+        rx.text(T("anomaly.method"), size="1", color=rx.color("gray", 11)),
+        rx.cond(
+            BaseState.can_write,
+            rx.hstack(
+                rx.switch(checked=S.anomaly_alerts, on_change=S.toggle_anomaly_alerts, id="anomaly-alerts",
+                          aria_label=T("anomaly.setting")),
+                rx.text(T("anomaly.setting_hint"), size="2"),
+                spacing="2",
+                align="center",
+            ),
+            rx.text(rx.cond(S.anomaly_alerts, T("anomaly.setting_on"), T("anomaly.setting_off")), size="2"),
+        ),
+        card_id="anomalies",
     )
 
 

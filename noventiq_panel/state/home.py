@@ -9,7 +9,7 @@ from noventiq_panel.services.reporting import dashboard
 from noventiq_panel.services.identity import users
 from ..services.core.errors import NotFound
 from .base import BaseState
-from .formatting import fmt_date, fmt_money
+from .formatting import fmt_date, fmt_money, text_date
 from .parts import BalanceFigures, SupportContacts
 
 ALERT_COLORS = {
@@ -18,6 +18,7 @@ ALERT_COLORS = {
     "low_balance": "orange",
     "budget": "orange",
     "payment_overdue": "red",
+    "cost_anomaly": "orange",
 }
 
 
@@ -103,18 +104,20 @@ class HomeState(BalanceFigures, SupportContacts, BaseState):
         lang = self._lang
         params = dict(a.params)
         cur = params.get("currency", "UZS")
-        for name in ("balance", "threshold", "amount", "spent", "available"):
+        for name in ("balance", "threshold", "amount", "spent", "available", "actual", "expected", "low", "high"):
             if name in params:
                 params[name] = fmt_money(params[name], cur, lang)
         if params.get("due_date") is not None:
             params["due_date"] = fmt_date(params["due_date"], lang)
+        if params.get("day") is not None:
+            params["day"] = text_date(params["day"], lang)
         if "percent" in params:
             params["percent"] = fmt.format_percent(params["percent"], lang)
         if "type" in params:
             params["type"] = self._t(f"home.alert.budget_type.{params['type']}")
         return {
             "kind": a.kind,
-            "text": self._t(f"home.alert.{a.kind}", **params),
+            "text": self._t(a.text_key or f"home.alert.{a.kind}", **params),
             "href": a.link,
             "color": ALERT_COLORS.get(a.kind, "orange"),
         }

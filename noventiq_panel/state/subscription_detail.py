@@ -18,7 +18,7 @@ import reflex as rx
 from ..i18n import format as fmt
 from ..models import Organisation
 from noventiq_panel.services.reporting import iaas
-from noventiq_panel.services.usage import budgets
+from noventiq_panel.services.usage import anomalies, budgets
 from noventiq_panel.services.core import clock
 from noventiq_panel.services.subscriptions import cancellation, lifecycle, listing, plan_change
 from ..services.core.errors import DomainError, InsufficientFunds, InvalidInput, NotFound
@@ -40,6 +40,7 @@ from .subscriptions import (
 WAIT_REASONS = ("downgrade", "same_price", "switch")  # why a plan change waits for the renewal
 TABS = ("overview", "resources", "options", "activation", "usage", "history")
 THRESHOLD_TYPES = ("actual", "forecast")
+ANOMALIES_SHOWN = 10
 KNOWN_EVENTS = (
     "subscription.ordered", "subscription.quantity_changed", "subscription.auto_renew", "subscription.trial_convert",
     "subscription.suspended", "subscription.resumed", "subscription.plan_changed",
@@ -66,16 +67,18 @@ def _load(session, actor, sub_id: int):
     detail = listing.get_subscription(session, actor, sub_id)
     history = listing.history(session, actor, sub_id, limit=100)
     org = session.get(Organisation, actor.org_id)
-    budget_form = usage = None
+    budget_form = usage = alerts = None
     if detail["billing_type"] == "payg":
         budget_form = budgets.budget_form(session, actor, sub_id)
+        alerts = (anomalies.anomalies_for(session, actor, sub_id, limit=ANOMALIES_SHOWN),
+                  anomalies.anomaly_alerts_enabled(session, actor, sub_id)["enabled"])
         today = clock.local_date(clock.utcnow(), org.timezone)
         first = today.replace(day=1)
         try:
             usage = iaas.iaas_detail(session, actor, first, today + timedelta(days=1), sub_id)
         except DomainError:
             usage = None
-    return detail, history, budget_form, usage, org.timezone
+    return detail, history, budget_form, usage, alerts, org.timezone
 
 
 class SubscriptionDetailState(QuantityChange, BaseState):
@@ -112,6 +115,9 @@ class SubscriptionDetailState(QuantityChange, BaseState):
     budget_emails: str = ""
     budget_error: str = ""
     budget_busy: bool = False
+    # Cost anomalies of this subscription (pay-as-you-go) and their alert setting
+    anomalies: list[dict[str, str]] = []
+    anomaly_alerts: bool = False
 
     _sub_id: int = 0
     # the previews the confirmations bind to (see quote_binding)
@@ -145,7 +151,7 @@ class SubscriptionDetailState(QuantityChange, BaseState):
 
     async def _reload(self):
         try:
-            detail, history, form, usage, tz = await self._act(_load, self._sub_id)
+            detail, history, form, usage, alerts, tz = await self._act(_load, self._sub_id)
         except NotFound:
             self.not_found, self.loaded = True, True
             self.d = {}
@@ -153,6 +159,7 @@ class SubscriptionDetailState(QuantityChange, BaseState):
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         self._show(detail, history, form, usage, tz)
+        self._show_anomalies(alerts)
         self.loaded = True
 
     def _show(self, x: dict, history: list[dict], form: dict | None, usage, tz: str) -> None:
@@ -236,6 +243,44 @@ class SubscriptionDetailState(QuantityChange, BaseState):
             }
             self.usage_services = [{"name": s.label or s.key, "amount": fmt_money(s.total, usage.currency, lang)}
                                    for s in usage.by_service[:10]]
+
+    def _show_anomalies(self, alerts) -> None:
+        rows, enabled = alerts if alerts is not None else ([], False)
+        self.anomaly_alerts = bool(enabled)
+        self.anomalies = [self._anomaly_view(a) for a in rows]
+
+    def _anomaly_view(self, a: dict) -> dict[str, str]:
+        """One anomaly: the sentence the mail says, and the services and resource groups behind it."""
+        lang, cur = self._lang, a["currency"]
+        money = lambda v: fmt_money(v, cur, lang)  # noqa: E731
+        params = {**a["explanation_params"], "day": text_date(a["day"], lang)}
+        for name in ("actual", "expected", "low", "high"):
+            params[name] = money(params[name])
+
+        def items(rows, none_key):
+            return "; ".join(
+                self._t("anomaly.contributor", name=i["name"] or self._t(none_key), actual=money(i["actual"]),
+                        expected=money(i["expected"]),
+                        change=(("+" if i["change"] > 0 else "−") + money(abs(i["change"])))
+                        + (f" ({self._t('anomaly.new')})" if i["new"] else ""))
+                for i in rows)
+
+        return {
+            "id": str(a["id"]),
+            "title": self._t(f"anomaly.direction.{a['direction']}"),
+            "day": fmt_date(a["day"], lang),
+            "text": self._t(a["explanation_key"], **params),
+            "services": items(a["services"], "anomaly.no_service"),
+            "groups": items(a["resource_groups"], "anomaly.no_resource_group"),
+            "color": "red" if a["direction"] == "spike" else "blue",
+        }
+
+    @rx.event
+    async def toggle_anomaly_alerts(self, enabled: bool):
+        if not isinstance(enabled, bool):
+            return self._fail(InvalidInput("flag", key="error.invalid_flag"))
+        return await self._do(anomalies.set_anomaly_alerts, enabled,
+                              ok="anomaly.setting_on" if enabled else "anomaly.setting_off")
 
     def _show_budget(self, form: dict) -> None:
         b = form["budget"]

@@ -37,6 +37,7 @@ class Meter:
     price: Decimal  # USD per unit
     pattern: str  # always | traffic | storage | business_hours | daytime
     since_days: int = USAGE_DAYS  # how many days back the resource exists
+    only_day: Optional[int] = None  # ran on one local day only, this many days before the anchor's
 
 
 ROMASHKA_AZURE = [
@@ -56,6 +57,9 @@ ROMASHKA_AZURE = [
           "D4s v5 — Windows", "1 Hour", Decimal("0.376"), "business_hours"),
     Meter("rg-monitoring", "log-romashka", "Microsoft.OperationalInsights/workspaces", "Log Analytics",
           "Analytics Logs Data Ingestion", "1 GB", Decimal("2.76"), "daytime"),
+    # a GPU machine somebody left running for a day: the demo's cost anomaly
+    Meter("rg-ml-test", "vm-gpu-test", "Microsoft.Compute/virtualMachines", "Virtual Machines",
+          "NC6s v3 — Linux", "1 Hour", Decimal("3.06"), "always", only_day=2),
 ]
 
 VOSTOK_AZURE = [
@@ -108,6 +112,7 @@ def usage_rows(org: Organisation, sub: Subscription, meters: list[Meter], anchor
         end = clock.local_midnight(clock.local_date(anchor, tz), tz)
         start = clock.local_midnight(clock.local_date(anchor, tz) - timedelta(days=days), tz)
     first_day = clock.local_date(start, tz)
+    anchor_day = clock.local_date(anchor, tz)
     zone = ZoneInfo(tz)
     rows: list[dict] = []
     for m in meters:
@@ -118,7 +123,8 @@ def usage_rows(org: Organisation, sub: Subscription, meters: list[Meter], anchor
         t = start
         while t < end:
             local = t.astimezone(zone)
-            if t >= since:
+            ran = t >= since if m.only_day is None else local.date() == anchor_day - timedelta(days=m.only_day)
+            if ran:
                 q = _quantity(m, rng, local.hour, local.weekday(), (local.date() - first_day).days, hours)
                 if q is not None and q > 0:
                     key = hashlib.sha256(f"demo:{sub.vendor_ref}:{resource_id}:{m.meter}:{t.isoformat()}".encode()).hexdigest()

@@ -49,7 +49,7 @@ from noventiq_panel.services.demo.builder import OrgBuilder, hour_floor, marker_
 from noventiq_panel.services.demo.histories import BUILDERS
 from noventiq_panel.services.identity.auth import hash_password
 from noventiq_panel.services.usage import rollup
-from noventiq_panel.services.usage import rating
+from noventiq_panel.services.usage import anomalies, rating
 
 DEMO_CATALOG = Path(__file__).resolve().parents[2] / "demo" / "catalog.yaml"
 DEMO_PASSWORD = "demo12345"
@@ -128,6 +128,7 @@ class DemoResult:
     catalog: Optional[catalog_import.ImportResult] = None
     org_ids: dict[str, int] = field(default_factory=dict)
     rating: str = ""
+    anomalies: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,6 +292,10 @@ def load(session: Session, *, now: datetime | None = None, catalog_path: Path | 
     # The records went in without the importer, which keeps the roll-up: rebuild it (the same rows).
     for org_id in result.org_ids.values():
         rollup.rebuild_rollup(session, org_id)
+    # The daily cost anomaly job at the end of the history (the GPU machine's day is one). Only
+    # when the history is new: later, the history has stopped and its silence is no drop.
+    if result.created_orgs:
+        result.anomalies = str(anomalies.detect(session, now=anchor))
     return result
 
 

@@ -38,8 +38,11 @@ from noventiq_panel.services.core import clock, ledger, rates
 from noventiq_panel.services.core.authz import Actor, can_read
 from noventiq_panel.services.billing import invoices
 from noventiq_panel.services.core.errors import DomainError
+from noventiq_panel.services.usage import anomalies
 
 SOON_DAYS = 30
+ANOMALY_DAYS = 7  # cost anomalies of the last week are alerts on the home page
+ANOMALY_ALERTS = 3
 LIVE_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIAL, SubscriptionStatus.SUSPENDED)
 
 
@@ -62,9 +65,10 @@ class RateItem:
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # "low_balance" | "budget" | "payment_overdue" | "negative_balance"
+    kind: str  # "low_balance" | "budget" | "payment_overdue" | "negative_balance" | "cost_anomaly"
     params: dict = field(default_factory=dict)
     link: str = "/"
+    text_key: str = ""  # the sentence to show; "" = home.alert.<kind>
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,9 @@ def _alerts(session: Session, org: Organisation, balance: Decimal, available: De
     for p in payments:
         alerts.append(Alert("payment_overdue", {"number": p.number, "amount": p.amount, "currency": p.currency,
                                                 "due_date": p.due_date}, "/billing"))
+    for a in anomalies.recent(session, org.id, since=today - timedelta(days=ANOMALY_DAYS - 1), limit=ANOMALY_ALERTS):
+        alerts.append(Alert("cost_anomaly", {**a["explanation_params"], "currency": a["currency"]},
+                            f"/subscriptions/{a['subscription_id']}?tab=usage", text_key=a["explanation_key"]))
     return alerts
 
 

@@ -458,31 +458,23 @@ def _items(items) -> list[dict[str, Any]]:
              "change": Decimal(i["change"]), "new": bool(i.get("new"))} for i in items or []]
 
 
-def anomalies_for(session: Session, actor: Actor | None, subscription_id=None, *,
-                  limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
-    """The organisation's cost anomalies, newest day first (any member may read; another
-    organisation's or a malformed subscription id: NotFound). Each is a dict of plain values:
-
-    ``id, subscription_id, subscription_name, product, day (date), direction ("spike"|"drop"),
-    actual, expected, low, high, change (actual - expected), change_pct (Decimal % or None),
-    currency, services, resource_groups`` (each ``[{name, actual, expected, change, new}]``, name ""
-    = none), ``created_at`` and ``explanation_key`` / ``explanation_params`` (the i18n sentence
-    the mail says too; amounts in the params are Decimal, to format with the currency).
-    """
-    access = authz.can_read(session, actor)
-    q = select(CostAnomaly).where(CostAnomaly.org_id == access.org_id)
-    if subscription_id not in (None, ""):
-        sub = authz.load_owned(session, access, Subscription, subscription_id, "subscription",
-                               key="error.subscription_not_found")
-        q = q.where(CostAnomaly.subscription_id == sub.id)
+def recent(session: Session, org_id: int, *, subscription_id: int | None = None, since: date | None = None,
+           limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
+    """The organisation's anomalies (of one of its subscriptions; from the local day ``since``),
+    newest day first, as :func:`anomalies_for` describes them. No access check: the caller has
+    made it (the dashboard, :func:`anomalies_for`)."""
+    q = select(CostAnomaly).where(CostAnomaly.org_id == org_id)
+    if subscription_id is not None:
+        q = q.where(CostAnomaly.subscription_id == subscription_id)
+    if since is not None:
+        q = q.where(CostAnomaly.day >= since)
     rows = session.exec(q.order_by(col(CostAnomaly.day).desc(), col(CostAnomaly.id).desc())
                         .limit(max(1, min(int(limit), 200)))).all()
     names: dict[int, tuple[str, str]] = {}
     out = []
     for r in rows:
         if r.subscription_id not in names:
-            s = session.get(Subscription, r.subscription_id)
-            names[r.subscription_id] = _names(session, s)
+            names[r.subscription_id] = _names(session, session.get(Subscription, r.subscription_id))
         product, name = names[r.subscription_id]
         change = r.actual - r.expected
         out.append({
@@ -496,6 +488,26 @@ def anomalies_for(session: Session, actor: Actor | None, subscription_id=None, *
             "explanation_params": {"subscription": name, "day": r.day, "actual": r.actual, "expected": r.expected,
                                    "low": r.low, "high": r.high},
         })
+    return out
+
+
+def anomalies_for(session: Session, actor: Actor | None, subscription_id=None, *,
+                  limit: int = DEFAULT_LIMIT) -> list[dict[str, Any]]:
+    """The organisation's cost anomalies, newest day first (any member may read; another
+    organisation's or a malformed subscription id: NotFound). Each is a dict of plain values:
+
+    ``id, subscription_id, subscription_name, product, day (date), direction ("spike"|"drop"),
+    actual, expected, low, high, change (actual - expected), change_pct (Decimal % or None),
+    currency, services, resource_groups`` (each ``[{name, actual, expected, change, new}]``, name ""
+    = none), ``created_at`` and ``explanation_key`` / ``explanation_params`` (the i18n sentence
+    the mail says too; amounts in the params are Decimal, to format with the currency).
+    """
+    access = authz.can_read(session, actor)
+    sub_id = None
+    if subscription_id not in (None, ""):
+        sub_id = authz.load_owned(session, access, Subscription, subscription_id, "subscription",
+                                  key="error.subscription_not_found").id
+    out = recent(session, access.org_id, subscription_id=sub_id, limit=limit)
     session.commit()
     return out
 
@@ -530,4 +542,4 @@ def set_anomaly_alerts(session: Session, actor: Actor | None, subscription_id, e
 
 
 __all__ = ["AnomalySummary", "Assessment", "Contributor", "abs_floor", "anomalies_for", "anomaly_alerts_enabled",
-           "assess", "check_subscription", "contributors", "detect", "set_anomaly_alerts"]
+           "assess", "check_subscription", "contributors", "detect", "recent", "set_anomaly_alerts"]
