@@ -148,3 +148,38 @@ def test_the_site_icon_is_served(page, base_url):
     """Issue 19: no 404 for /favicon.ico logged on every page."""
     response = page.request.get(base_url.rstrip("/") + "/favicon.ico")
     assert response.status == 200 and response.body()[:4] == b"\x00\x00\x01\x00"  # an ICO file
+
+
+def test_cost_anomaly_alert_leads_to_its_explanation_and_switch(page, db):
+    """The demo's GPU machine left running for a day: the home page alerts it with the mail's
+    sentence; its link opens the subscription's Usage tab with the services and resource groups
+    behind it; the Owner turns the alerts off and on there."""
+    from noventiq_panel.models import CostAnomaly, Subscription
+
+    org, _ = org_of(db, "owner@demo.example")
+    with Session(db) as s:
+        anomaly = s.exec(select(CostAnomaly).where(CostAnomaly.org_id == org.id)).one()
+    sign_in(page, "owner@demo.example")
+    alert = page.locator('.home-alert[data-kind="cost_anomaly"]')
+    expect(alert).to_contain_text("намного больше ожидаемых")
+    expect(alert).to_contain_text(plain(format_money(anomaly.actual, anomaly.currency, "ru")))
+    alert.get_by_role("link").click()
+    page.wait_for_url(re.compile(rf"/subscriptions/{anomaly.subscription_id}\?tab=usage"))
+    item = page.locator("#anomalies .cost-anomaly")
+    expect(item).to_have_count(1)
+    expect(item).to_contain_text("rg-ml-test")
+    expect(item).to_contain_text("Virtual Machines")
+    switch = page.locator("#anomaly-alerts")
+    expect(switch).to_have_attribute("data-state", "checked")
+    try:
+        switch.click()
+        expect(page.get_by_text("Оповещения об аномалиях выключены.")).to_be_visible()
+        expect(switch).to_have_attribute("data-state", "unchecked")
+        with Session(db) as s:
+            assert s.get(Subscription, anomaly.subscription_id).anomaly_alerts is False
+    finally:
+        with Session(db) as s:
+            sub = s.get(Subscription, anomaly.subscription_id)
+            sub.anomaly_alerts = True
+            s.add(sub)
+            s.commit()

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from sqlmodel import Session, select
 
 from noventiq_panel.i18n import LOCALES, t
-from noventiq_panel.models import Subscription, User
+from noventiq_panel.models import Plan, Subscription, User
 
 from tests.e2e.helpers import DESKTOP, PHONE, new_page, org_of, shot, sign_in
 
@@ -23,10 +23,14 @@ def _pages(db) -> list[tuple[str, str, str]]:
     org, _ = org_of(db, EMAIL)
     with Session(db) as s:
         sub = s.exec(select(Subscription).where(Subscription.org_id == org.id).order_by(Subscription.id)).first()
+        payg = s.exec(select(Subscription).join(Plan, Plan.id == Subscription.plan_id)
+                      .where(Subscription.org_id == org.id, Plan.billing_type == "payg")
+                      .order_by(Subscription.id)).first()
     return [
         ("home", "/", "#balance"),
         ("subscriptions", "/subscriptions", "#page-title"),
         ("subscription", f"/subscriptions/{sub.id}", "#page-title"),
+        ("subscription-usage", f"/subscriptions/{payg.id}?tab=usage", "#anomalies .cost-anomaly"),
         ("catalog", "/catalog", "#page-title"),
         ("billing", "/billing", "#page-title"),
         ("billing-tx", "/billing?tab=transactions", ".tx-row"),

@@ -78,7 +78,8 @@ def describe(row: TransactionRow, locale: str, tz: str) -> str:
 
     loc = i18n.normalize_locale(locale)
     key = f"billing.tx.action.{row.action}"
-    if loc == "ru" or not row.action or i18n.raw(key, loc) is None:
+    stored = loc == "ru" and row.action != "usage_credit"  # a credit says so, whatever rating wrote
+    if stored or not row.action or i18n.raw(key, loc) is None:
         parts = [row.description]
         if row.entries > 1 and row.period_start is not None and row.period_end is not None:
             parts.append(_period_text(row.period_start, row.period_end, loc, tz))
@@ -104,10 +105,13 @@ def _period_text(start: datetime, end: datetime, loc: str, tz: str) -> str:
     return first if last == first else f"{first}–{last}"
 
 
-def _action(kind: str, meta) -> str:
+def _action(kind: str, meta, amount=None) -> str:
     meta = (json.loads(meta) if isinstance(meta, str) else meta) or {}  # text where rows were grouped
     if kind == EntryKind.USAGE:
-        return f"usage_{meta['not_billed']}" if meta.get("not_billed") else "usage"
+        if meta.get("not_billed"):
+            return f"usage_{meta['not_billed']}"
+        # usage netting positive: the vendor's credits, refunds or adjustments outweighed the usage
+        return "usage_credit" if amount is not None and amount > 0 else "usage"
     if kind == EntryKind.TOPUP:
         return "topup"
     return str(meta.get("action") or "")
@@ -212,7 +216,7 @@ def _rows(session: Session, inner, conditions, offset: int | None, limit: int | 
             id=m["id"], occurred_at=m["occurred_at"], kind=m["kind"], description=m["description"] or "",
             subscription_id=m["subscription_id"], subscription_name=m["subscription_name"] or "",
             payment_number=m["number"], amount=m["amount"], currency=m["currency"],
-            running_balance=m["running_balance"], action=_action(m["kind"], m["meta"]), quantity=m["quantity"],
+            running_balance=m["running_balance"], action=_action(m["kind"], m["meta"], m["amount"]), quantity=m["quantity"],
             period_start=m["period_start"], period_end=m["period_end"], entries=int(m.get("entries", 1)),
         ))
     return result

@@ -274,3 +274,23 @@ def test_grouping_pages_and_keeps_other_organisations_out(session, org_actor):
     assert total == 5 and len(first) == 3 and len(second) == 2
     assert all(r.entries == 24 and r.subscription_id == sub.id for r in first + second)
     assert len({r.id for r in first + second}) == 5
+
+
+def test_usage_netting_positive_is_shown_as_a_credit_in_every_language(session, org_actor):
+    """The vendor's credit outweighing a day's usage makes a positive usage entry: it says credit
+    (in Russian too, whatever the rating's description says), a charge still says usage."""
+    o, a = org_actor
+    sub = _payg(session, o)
+    at = datetime(2026, 10, 10, 0, 0, tzinfo=timezone.utc)
+    _post(session, o, "usage", "150.00", at, "credit", description="Потребление: Azure", subscription_id=sub.id,
+          period_start=at, period_end=at + timedelta(days=1), meta={"records": 2})
+    _post(session, o, "usage", "-80.00", at + timedelta(days=1), "charge", description="Потребление: Azure",
+          subscription_id=sub.id, period_start=at + timedelta(days=1), period_end=at + timedelta(days=2),
+          meta={"records": 3})
+    session.commit()
+    credit, charge = sorted(_all_rows(session, a), key=lambda r: r.amount, reverse=True)
+    assert (credit.action, charge.action) == ("usage_credit", "usage")
+    assert transactions.describe(credit, "ru", o.timezone).startswith("Кредит за потребление")
+    assert transactions.describe(credit, "en", o.timezone).startswith("Usage credit")
+    assert transactions.describe(credit, "uz", o.timezone).startswith("Isteʼmol uchun kredit")
+    assert transactions.describe(charge, "ru", o.timezone) == "Потребление: Azure"
