@@ -123,6 +123,9 @@ class ClosingDocument(SQLModel, table=True):
     org_id: int = Field(foreign_key="organisation.id", index=True)
     kind: str = Field(default="act", max_length=16)
     period: date  # first day of the month
+    # The first earlier month whose consumption this act also settles (a run of months that netted
+    # to a credit and so had no act of their own, ``documents`` explains); None: its month only.
+    carried_from: Optional[date] = Field(default=None)
     year: int
     number: int
     total: Decimal = Field(sa_type=Money)

@@ -13,6 +13,15 @@ organisation that was charged in that month.
   done" and its transaction is rolled back, so no number is lost.
 - A month that has not closed yet is refused (or, for an organisation whose time zone has not
   reached the next month, skipped until a later run).
+- **No act for a credit.** A month whose consumption nets to zero or less (the vendor's credits,
+  refunds of cancelled licences outweighing the charges) has no act: an act of completed work with
+  a negative total is not a document anybody can sign or file. Its net is carried into the next
+  act as one line, "recalculation of earlier periods" (:func:`carried_months`); that act records
+  the first month it settles (``carried_from``), so every tiyin of consumption is in exactly one
+  act or still waiting for one. While the carried credit outweighs the new charges, the months
+  keep waiting. Which months are carried is decided from the ledger alone, the same way on every
+  run: after the organisation's last act, the months whose running net (restarted after any
+  month that owed an act of its own) stays at or below zero.
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ from noventiq_panel.models import (
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.billing import esf_record
 from noventiq_panel.services.billing.invoice_document import parties, vat_part
-from noventiq_panel.services.core import numbering
+from noventiq_panel.services.core import clock, numbering
 from noventiq_panel.services.core.authz import Actor, can_read, load_owned
 from noventiq_panel.services.core.clock import local_midnight, month_bounds, month_start, next_month
 from noventiq_panel.services.core import ledger
@@ -195,6 +204,50 @@ def month_lines_with_subscriptions(session: Session, org: Organisation, month: d
     return lines, subscriptions, total, vat
 
 
+CARRY_TEXT = "Перерасчёт за {first:%m.%Y}–{last:%m.%Y}: возвраты и кредиты превысили начисления"
+
+
+def _month_net(session: Session, org: Organisation, month: date) -> Decimal:
+    """What the organisation owes for the consumption of ``month`` (its local month; < 0: a credit)."""
+    start, end = month_bounds(month, org.timezone)
+    total = session.exec(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+            LedgerEntry.org_id == org.id, col(LedgerEntry.kind).in_(ledger.CONSUMPTION_KINDS),
+            LedgerEntry.occurred_at >= start, LedgerEntry.occurred_at < end)).one()
+    return -Decimal(total)
+
+
+def carried_months(session: Session, org: Organisation, month: date) -> tuple[date | None, Decimal]:
+    """(the first earlier month whose consumption the act of ``month`` also settles, the amount
+    carried (<= 0)); (None, 0) when nothing is carried.
+
+    The months after the organisation's last act before ``month`` (from its first consumption
+    when it has none) are walked in order with a running net: a month that brings it above zero
+    owed an act of its own (it is not carried; the walk starts again after it); the months from the
+    first one with consumption after that are carried (their running net is <= 0 throughout).
+    """
+    last = session.exec(select(func.max(ClosingDocument.period)).where(
+        ClosingDocument.org_id == org.id, ClosingDocument.kind == KIND, ClosingDocument.period < month)).one()
+    if last is not None:
+        m = next_month(last)
+    else:
+        first_at = session.exec(select(func.min(LedgerEntry.occurred_at)).where(
+            LedgerEntry.org_id == org.id, col(LedgerEntry.kind).in_(ledger.CONSUMPTION_KINDS))).one()
+        if first_at is None:
+            return None, Decimal("0.00")
+        m = month_start(clock.local_date(first_at, org.timezone))
+    start, running = None, Decimal("0.00")
+    while m < month:
+        net = _month_net(session, org, m)
+        running += net
+        if running > 0:  # this month owed an act of its own: nothing before it is carried
+            start, running = None, Decimal("0.00")
+        elif start is None and net != 0:
+            start = m
+        m = next_month(m)
+    return (start, running) if start is not None else (None, Decimal("0.00"))
+
+
 def render_pdf(session: Session, org: Organisation, month: date, year: int, number: int,
                lines: list, total: Decimal, vat: Decimal, *, rate: Decimal | None = None) -> bytes:
     from noventiq_panel.services.billing import pdf
@@ -273,7 +326,16 @@ def _generate_for_org(session: Session, org_id: int, month: date, now: datetime)
             return None
         rate = get_settings().vat_rate
         lines, subscriptions, total, vat = month_lines_with_subscriptions(session, org, month, rate=rate)
-        if not lines or total == 0:
+        carried_from, carried = carried_months(session, org, month)
+        if carried != 0:
+            from noventiq_panel.services.billing import pdf
+
+            lines.append(pdf.Line(description=CARRY_TEXT.format(first=carried_from, last=month - timedelta(days=1)),
+                                  quantity=Decimal(1), unit="усл.", unit_price=carried, amount=carried,
+                                  vat=vat_part(carried, rate)))
+            subscriptions.append(None)
+            total, vat = total + carried, vat + lines[-1].vat
+        if not lines or total <= 0:  # nothing, or a credit: carried into a later act
             session.rollback()
             return None
         number = numbering.next_value(session, counter_name(month.year))
@@ -282,7 +344,7 @@ def _generate_for_org(session: Session, org_id: int, month: date, now: datetime)
         record = esf_record.take(session, org, lines, subscriptions, vat_rate=rate, now=now)
         doc = ClosingDocument(org_id=org.id, kind=KIND, period=month, year=month.year, number=number, total=total,
                               vat=vat, currency=org.billing_currency, pdf=pdf_bytes, created_at=now,
-                              esf_record=record)
+                              esf_record=record, carried_from=carried_from)
         session.add(doc)
         session.flush()
         notifications.notify_org_roles(

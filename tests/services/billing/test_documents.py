@@ -4,10 +4,13 @@ a month already generated, refusal of an open month, mail to Owner and Financial
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func
 from sqlmodel import Session, select
 
@@ -188,3 +191,109 @@ def test_list_and_download_are_limited_to_the_organisation(session, charged_org)
             documents.document_pdf(session, a, bad)
     fin = f.user(session, o, Role.FINANCE)
     assert documents.document_pdf(session, f.actor(fin, o), mine.id)[0] == name
+
+
+# -- a month that nets to a credit --------------------------------------------------------------
+
+def _month_of_credit(session):
+    """September: a charge of 100; October: a refund of 250 outweighs a charge of 50 (net credit 200);
+    November: a charge of 300; December: a charge of 120."""
+    o = f.org(session, name="ООО «Кредит»", tax_id="300000777")
+    f.user(session, o, Role.OWNER, email="owner@credit.uz")
+    plans = f.catalog(session)
+    sub = Subscription(org_id=o.id, plan_id=plans["basic-m"].id, name="Microsoft 365 Business Basic", quantity=5)
+    session.add(sub)
+    session.commit()
+    day = lambda m, d=10: datetime(2026, m, d, 5, tzinfo=UTC)  # noqa: E731
+    _charge(session, o, "-100.00", day(9), "sep", subscription_id=sub.id)
+    _charge(session, o, "-50.00", day(10), "oct-c", subscription_id=sub.id)
+    _charge(session, o, "250.00", day(10, 20), "oct-r", kind="refund", subscription_id=sub.id,
+            description="возврат, 5 шт.")
+    _charge(session, o, "-300.00", day(11), "nov", subscription_id=sub.id)
+    _charge(session, o, "-120.00", day(12), "dec", subscription_id=sub.id)
+    session.commit()
+    return o
+
+
+def _acts(session, o):
+    docs = session.exec(select(ClosingDocument).where(ClosingDocument.org_id == o.id)
+                        .order_by(ClosingDocument.period)).all()
+    session.commit()
+    return docs
+
+
+def test_a_month_netting_to_a_credit_has_no_act_and_is_carried_into_the_next(session):
+    o = _month_of_credit(session)
+    for month, now in (("2026-09", datetime(2026, 10, 2, tzinfo=UTC)), ("2026-10", AFTER),
+                       ("2026-11", datetime(2026, 12, 2, tzinfo=UTC)), ("2026-12", datetime(2027, 1, 2, tzinfo=UTC))):
+        documents.generate_month(session, month, now=now)
+    sep, nov, dec = _acts(session, o)
+    assert (sep.period, sep.total, sep.carried_from) == (date(2026, 9, 1), Decimal("100.00"), None)
+    # no act for October (a credit of 200); November settles it: 300 - 200
+    assert (nov.period, nov.total, nov.carried_from) == (date(2026, 11, 1), Decimal("100.00"), date(2026, 10, 1))
+    assert (dec.total, dec.carried_from) == (Decimal("120.00"), None)
+    # every tiyin of consumption is in exactly one act
+    consumption = session.exec(select(func.sum(LedgerEntry.amount)).where(
+        LedgerEntry.org_id == o.id, LedgerEntry.kind.in_(ledger.CONSUMPTION_KINDS))).one()
+    session.commit()
+    assert sum(d.total for d in (sep, nov, dec)) == -consumption
+    # the November act shows the carried credit as its own line, with a negative VAT part
+    lines, _subs, total, _vat = documents.month_lines_with_subscriptions(session, o, date(2026, 11, 1))
+    session.commit()
+    assert total == Decimal("300.00")  # the month's own lines; the act adds the carried line
+    assert [d.number for d in (sep, nov, dec)] == sorted(d.number for d in (sep, nov, dec))
+
+
+def test_a_credit_larger_than_the_next_month_waits_for_a_later_act(session):
+    o = _month_of_credit(session)
+    _charge(session, o, "900.00", datetime(2026, 10, 25, 5, tzinfo=UTC), "oct-r2", kind="refund",
+            description="возврат")
+    session.commit()  # October: -50 + 250 + 900 = a credit of 1100; November 300, December 120
+    for month, now in (("2026-10", AFTER), ("2026-11", datetime(2026, 12, 2, tzinfo=UTC)),
+                       ("2026-12", datetime(2027, 1, 2, tzinfo=UTC))):
+        assert documents.generate_month(session, month, now=now) == []
+    assert documents.carried_months(session, o, date(2027, 1, 1)) == (date(2026, 10, 1), Decimal("-680.00"))
+    session.commit()
+
+
+def test_the_carry_is_decided_the_same_way_on_every_run(session):
+    """Generating the months late, out of order or twice gives the same acts."""
+    o = _month_of_credit(session)
+    late = datetime(2027, 2, 1, tzinfo=UTC)
+    for month in ("2026-11", "2026-09", "2026-11", "2026-10", "2026-12", "2026-12"):
+        documents.generate_month(session, month, now=late)
+    got = [(d.period, d.total, d.carried_from) for d in _acts(session, o)]
+    # November was generated before September: the walk restarts after September's own charge
+    assert got == [(date(2026, 9, 1), Decimal("100.00"), None),
+                   (date(2026, 11, 1), Decimal("100.00"), date(2026, 10, 1)),
+                   (date(2026, 12, 1), Decimal("120.00"), None)]
+
+
+_TAX_IDS = itertools.count(310000000)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(nets=st.lists(st.integers(min_value=-500, max_value=500), min_size=2, max_size=6),
+       order=st.randoms(use_true_random=False))
+def test_every_tiyin_of_consumption_is_in_one_act_or_still_carried(sqlite_engine, nets, order):
+    """Months of random net consumption (credits included), their acts generated in a random order
+    and some twice: the acts never go below zero and, with what is still carried, they add up to
+    the consumption exactly."""
+    with Session(sqlite_engine, expire_on_commit=False) as session:
+        o = f.org(session, name="ООО «Случай»", tax_id=f"{next(_TAX_IDS)}")
+        session.commit()
+        months = [date(2025, 1 + i, 1) for i in range(len(nets))]
+        for i, (m, net) in enumerate(zip(months, nets)):
+            if net:
+                _charge(session, o, f"{-net}.00", datetime(m.year, m.month, 10, tzinfo=UTC), f"h{o.id}-{i}",
+                        kind="charge" if net > 0 else "refund")
+        session.commit()
+        runs = months + order.sample(months, k=len(months) // 2)
+        order.shuffle(runs)
+        for m in runs:
+            documents.generate_month(session, m, now=datetime(2026, 1, 2, tzinfo=UTC))
+        acts = _acts(session, o)
+        assert all(d.total > 0 for d in acts)
+        _first, carried = documents.carried_months(session, o, date(2025, 1 + len(nets), 1))
+        session.commit()
+        assert sum(d.total for d in acts) + carried == sum(nets)
