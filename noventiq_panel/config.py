@@ -20,6 +20,12 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+def _optional(name: str) -> str | None:
+    """The variable's value without surrounding blanks; None when unset or blank."""
+    raw = os.environ.get(name, "").strip()
+    return raw or None
+
+
 def _bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None:
@@ -99,6 +105,20 @@ class Settings:
     # One card payment (a top-up by card), in сум.
     card_min: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_CARD_MIN", "1000")))
     card_max: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_CARD_MAX", "100000000")))
+    # Microsoft Partner Center (services/vendors/partner_center.py): None = not configured (the
+    # built-in connector keeps working). The secret is kept out of repr, never logged.
+    partner_center_tenant_id: str | None = field(default_factory=lambda: _optional("PANEL_PARTNER_CENTER_TENANT_ID"))
+    partner_center_app_id: str | None = field(default_factory=lambda: _optional("PANEL_PARTNER_CENTER_APP_ID"))
+    partner_center_secret: str | None = field(default_factory=lambda: _optional("PANEL_PARTNER_CENTER_SECRET"), repr=False)
+    partner_center_url: str = field(
+        default_factory=lambda: _optional("PANEL_PARTNER_CENTER_URL") or "https://api.partnercenter.microsoft.com/v1/"
+    )
+    partner_center_timeout: float = field(default_factory=lambda: float(_env("PANEL_PARTNER_CENTER_TIMEOUT", "30")))
+    partner_center_max_retries: int = field(default_factory=lambda: int(_env("PANEL_PARTNER_CENTER_MAX_RETRIES", "4")))
+
+    @property
+    def partner_center_configured(self) -> bool:
+        return bool(self.partner_center_tenant_id and self.partner_center_app_id and self.partner_center_secret)
 
 
     def __post_init__(self) -> None:

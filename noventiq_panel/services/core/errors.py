@@ -72,3 +72,21 @@ class RateMissing(DomainError):
 
 class Throttled(DomainError):
     key = "error.throttled"
+
+
+class VendorUnavailable(DomainError):
+    """The vendor did not answer, or kept failing, after the retries; nothing is known to have changed
+    there (an order whose outcome is unknown says so in its message). Try again later."""
+
+    key = "error.vendor_unavailable"
+
+
+class VendorRefused(DomainError):
+    """The vendor answered with an error of its own: ``code`` and ``description`` are the vendor's."""
+
+    key = "error.vendor_refused"
+
+    def __init__(self, code: str, description: str, *, key: str | None = None, **params: Any):
+        super().__init__(f"Vendor refused ({code}): {description}", key=key, code=code, description=description, **params)
+        self.code = code
+        self.description = description
