@@ -105,8 +105,8 @@ class Settings:
     # One card payment (a top-up by card), in сум.
     card_min: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_CARD_MIN", "1000")))
     card_max: Decimal = field(default_factory=lambda: Decimal(_env("PANEL_CARD_MAX", "100000000")))
-    # Microsoft Partner Center (services/vendors/partner_center.py): None = not configured (the
-    # built-in connector keeps working). The secret is kept out of repr, never logged.
+    # Microsoft Partner Center (services/vendors/partner_center.py): None = not configured (no
+    # Partner Center connector is made). The secret is kept out of repr, never logged.
     partner_center_tenant_id: str | None = field(default_factory=lambda: _optional("PANEL_PARTNER_CENTER_TENANT_ID"))
     partner_center_app_id: str | None = field(default_factory=lambda: _optional("PANEL_PARTNER_CENTER_APP_ID"))
     partner_center_secret: str | None = field(default_factory=lambda: _optional("PANEL_PARTNER_CENTER_SECRET"), repr=False)
