@@ -27,7 +27,9 @@ Per organisation (:func:`check`), four checks:
    so that only makes it more lenient for those subscriptions.
 4. **Usage** (``usage``). Every usage record rating has settled (id at or below the
    subscription's ``RatingWatermark``) belongs to a usage entry — one of its subscription and
-   currency whose period contains the record's start and whose ``meta.max_record_id`` is the first
+   currency whose period contains the record's start (for an entry of part of its day — rating
+   cuts a day where a suspension begins or a trial ends — the part its meta names,
+   ``records_from``/``records_until``) and whose ``meta.max_record_id`` is the first
    at or above the record's id (``models/usage.py``); a record without one is reported. Per
    (subscription, usage day — the local day of the entry's period start, the day rating fixes the
    rate for), the entries' amounts equal what rating's own pricing
@@ -36,8 +38,7 @@ Per organisation (:func:`check`), four checks:
    markup of the subscription's plan (or of a plan its spans held), less what a credit entry
    capped at what was charged kept back (its meta ``uncredited``, ``rating``); an
    entry rating marked ``not_billed`` (suspended, trial) must be 0, and an entry's rate must be
-   the day's fixed rate. Records of one bucket settled under two reasons in
-   one batch (a daily plan suspended mid-day) cannot be told apart here and may be reported.
+   the day's fixed rate.
 
 A :class:`Report` lists the :class:`Difference` rows; it is clean when there are none.
 """
@@ -437,6 +438,8 @@ def _check_usage(session: Session, org: Organisation, plans: dict[int, Plan], re
         sub_id, entry_id, amount, source_currency, source, rate, fx_date, ps, pe, meta = row
         meta = meta or {}
         max_id = meta.get("max_record_id")
+        if meta.get("records_from") and meta.get("records_until"):  # a part of its day (rating)
+            ps, pe = datetime.fromisoformat(meta["records_from"]), datetime.fromisoformat(meta["records_until"])
         entries_of[sub_id].append(_UsageEntry(entry_id, amount, source_currency, source, rate, fx_date, ps, pe,
                                               int(max_id) if max_id is not None else None,
                                               bool(meta.get("not_billed")),

@@ -1,5 +1,19 @@
-"""Metered rating: usage records not yet charged → one ledger entry per subscription, billing
-period and usage currency.
+"""Metered rating: usage records not yet charged → one ledger entry per subscription, local day
+and usage currency (the increment of the run).
+
+**The billing period is the local day, hourly plans included** (issue 17). Hourly plans are still
+charged every hour — the hourly job rates each new hour's records as they arrive — but a run posts
+one entry per subscription, day in the organisation's time zone and usage currency: the increment
+of that run, not one entry per hour. A catch-up over 30 days writes 30 entries per subscription,
+not 720; a later run of the same day posts another entry (its own records, a higher max record
+id). Why: an entry per hour was 24 ledger rows a day per subscription (720 a month), which made
+the ledger, the transactions list and every balance query grow with the hours while saying
+nothing the records do not; the hourly detail stays in the usage records (and the analytics
+roll-up ``UsageDaily``, read per day anyway). Nothing else moves: an hour's usage is in the same
+local day, so the month (closing documents, the postpaid month), the usage day's fixed rate, the
+transactions page and analytics read the same figures, seats are not rated at all. Rounding: once
+per entry (the run's records of the day summed, then rounded half-up, see "Amount"), so a day
+rated in several runs may differ from one run by the rounding of each entry — never by a record.
 
 What is charged is decided by a watermark, not by marking records: ``RatingWatermark`` keeps, per
 subscription, the highest record id already settled, and a record is new exactly when its id is
@@ -10,15 +24,27 @@ so a record committed later always has a higher id than the watermark set now.
 
 One batch (``batch_subscriptions`` subscriptions, one transaction), all of it set-based SQL:
 
-1. the pay-as-you-go subscriptions with records above their watermark go into a temporary table;
-2. one ``GROUP BY`` sums their new records per (subscription, period_start, currency), read from
-   the covering index ``ix_usage_rating``;
-3. Python maps the few distinct period starts to billing periods — the hour (hourly plans) or the
-   local day (daily plans) in the organisation's time zone — and looks up the few rates needed;
-4. one ``INSERT … SELECT`` folds the sums into periods and posts the entries under the key
-   ``usage:{subscription}:{period start UTC %Y%m%dT%H%M}:{max record id}`` with
-   ``ON CONFLICT (idempotency_key) DO NOTHING`` (money moves only under a unique key);
-5. the watermarks move to the highest record id summed, in the same transaction.
+1. the pay-as-you-go subscriptions with records above their watermark go into a temporary table,
+   with the first and last start of their new records (a subscription never rated: the index on
+   (subscription, period_start) answers at once; else its new records are read by id);
+2. Python lists the local days those spans cover per time zone (``clock.day_bounds``: any zone,
+   DST included) and cuts each subscription's days into *segments*: the whole day, or — for a
+   subscription suspended or in a trial — the parts of the day before and after ``suspended_at`` /
+   ``trial_ends_at``, each with the reason it is not billed (see "Not billable": decided per hour,
+   by each record's own start, before the day is summed);
+3. one ``GROUP BY`` sums the new records of each segment per usage currency, reading each
+   segment's range of the covering index ``ix_usage_rating``; SQLite groups in the order it reads
+   (no sort of millions of rows), PostgreSQL per segment in a lateral subquery;
+4. the few rates needed are looked up (and fixed for their day);
+5. one ``INSERT … SELECT`` posts an entry per (segment, currency) under the key
+   ``usage:{subscription}:{day start UTC %Y%m%dT%H%M}:{max record id}`` with
+   ``ON CONFLICT (idempotency_key) DO NOTHING`` (money moves only under a unique key; the parts of a
+   cut day settle different records, so their max ids, and keys, differ);
+6. the watermarks move to the highest record id summed, in the same transaction.
+
+An entry's ``period_start``/``period_end`` are its local day; an entry of part of a day (a cut
+segment) says which part in its meta, ``records_from``/``records_until`` (ISO, UTC): the ledger
+check attributes records to entries by it.
 
 A crash mid-batch leaves nothing of the batch; a second run finds nothing above the watermarks; a
 concurrent run waits for the lock and then finds the watermarks moved.
@@ -38,7 +64,7 @@ Amount (billing currency, negative = a charge), from the two figures stored on t
     amount        = −round_half_up(source_amount × fx_rate, minor unit)
 
 so anyone can recompute an entry from what it shows. ``fx_rate`` is the rate of the usage day (the
-period's first day in the organisation's time zone), fixed the first time usage of that day is
+entry's local day in the organisation's time zone), fixed the first time usage of that day is
 charged (``rates.usage_rate``, ``UsageFxRate``): late records of a day are charged at the same rate
 as the rest of it, and analytics convert every record of the day at it. ``occurred_at`` is the
 period's start (a month's usage is in that month), ``created_at`` when it was rated — except for
@@ -49,8 +75,8 @@ Credits (issue 17). An export's credit, refund or negative adjustment line (FOCU
 Credit/Adjustment, a negative ``BilledCost``; Azure ``Refund``) is an ordinary usage record with a
 negative cost, and it is rated by exactly the rules of usage, decided so:
 
-- **Netted in its period, one entry.** Its record sums into its (subscription, period, currency)
-  group with the usage of that period, so the entry is the net; a period whose records net negative
+- **Netted in its day, one entry.** Its record sums into its (subscription, day, currency)
+  group with the usage of that day (rated in the same run), so the entry is the net; a day whose records net negative
   gets a *positive* ``usage`` entry (the balance goes up by it). The ledger kind stays ``usage``:
   the credit offsets consumption of that subscription, so spend, the closing documents and the
   postpaid month (``CONSUMPTION_KINDS``) net it with the usage it offsets, and the ledger check
@@ -60,7 +86,7 @@ negative cost, and it is rated by exactly the rules of usage, decided so:
   with the plan's markup, so a vendor credit against it is passed on with the same markup. A credit
   without markup would leave the customer paying the markup on usage the vendor took back; and one
   rule for both signs keeps the entry the net of its records (rounded once), whatever the mix.
-- **Same rate.** The rate of the credit line's own usage day (its period's first local day), fixed
+- **Same rate.** The rate of the credit line's own usage day (its local day), fixed
   once per day (``UsageFxRate``) like usage: a credit dated on a usage day offsets that day's usage
   at the very rate it was charged at. A FOCUS credit line names no usage line it offsets, so the
   rate of its own day is the only one that can be told from the file.
@@ -84,11 +110,13 @@ negative cost, and it is rated by exactly the rules of usage, decided so:
 ``RatingSummary.charged`` is the net (debits minus credits) per currency; ``credited`` what the
 entries that came out positive gave back; ``uncredited`` what the cap kept back.
 
-Not billable: records of a **suspended** subscription whose period starts at or after
-``suspended_at`` (all of them when it is unknown) — except one suspended for credit (an overdrawn
-organisation, ``credit_control``), whose usage that still arrives is charged and shown — and records of a **trial** before
-``trial_ends_at``; they are settled with a zero-amount entry (meta ``not_billed``), so resuming never
-charges the suspension. Records whose day has no exchange rate at all (not even an earlier one)
+Not billable, decided per record (hour), never per day: records of a **suspended** subscription
+whose period starts at or after ``suspended_at`` (all of them when it is unknown) — except one
+suspended for credit (an overdrawn organisation, ``credit_control``), whose usage that still arrives
+is charged and shown — and records of a **trial** that start before ``trial_ends_at``; they are
+settled with a zero-amount entry (meta ``not_billed``), so resuming never charges the suspension.
+A day cut by a suspension at 13:00 thus gets a charged entry of its hours before 13:00 and a
+zero entry of those from 13:00 on. Records whose day has no exchange rate at all (not even an earlier one)
 wait: the subscription's watermark stops below the first of them (later records of it wait too, so
 nothing is charged out of order twice), and they are listed in the summary.
 """
@@ -99,8 +127,9 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -178,7 +207,7 @@ class RatingSummary:
         self.phases[phase] = self.phases.get(phase, 0.0) + now - since
         return now
 
-    def add(self, other: "RatingSummary") -> None:
+    def add(self, other: RatingSummary) -> None:
         for name in ("records", "entries", "not_billed_records", "subscriptions", "batches", "rollup_rows"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for cur, amount in other.charged.items():
@@ -215,7 +244,6 @@ class _Sub:
     suspended: bool
     suspended_at: datetime | None
     trial_until: datetime | None
-    granularity: str
     markup_micro: int
     currency: str  # billing currency of the organisation
     tz: str
@@ -231,24 +259,20 @@ class _Dialect:
         self.temp = "ON COMMIT DROP" if self.pg else ""
         self.key = "bigint" if self.pg else "INTEGER"  # SQLite: the rowid itself, no extra index
         self.json = "json_build_object" if self.pg else "json_object"
-        # Each subscription's records from its first new one on, read from the covering index: a
-        # lateral subquery makes PostgreSQL seek per subscription; SQLite is told the index.
-        self.new_usage = (
-            "LATERAL (SELECT u.subscription_id, u.period_start, u.currency, u.cost, u.id FROM usagerecord u "
-            "WHERE u.subscription_id = s.sub_id AND u.period_start >= s.from_period OFFSET 0) u" if self.pg
-            else "usagerecord u INDEXED BY ix_usage_rating")
+        self.without_rowid = "" if self.pg else "WITHOUT ROWID"  # SQLite: the primary key is the table
+        # The covering index of (subscription, period_start, currency, cost): SQLite is told it.
+        self.rating_index = "" if self.pg else "INDEXED BY ix_usage_rating"
         self.new_records_index = "" if self.pg else "INDEXED BY ix_usage_sub_id"
-        self.fence = "OFFSET 0" if self.pg else ""  # keeps PostgreSQL from flattening a subquery
 
     def ts_out(self, raw) -> datetime:
         if isinstance(raw, datetime):
-            return raw.astimezone(timezone.utc) if raw.tzinfo else raw.replace(tzinfo=timezone.utc)
-        return datetime.fromisoformat(raw).replace(tzinfo=timezone.utc)
+            return raw.astimezone(UTC) if raw.tzinfo else raw.replace(tzinfo=UTC)
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC)
 
     def ts_in(self, value: datetime | None):
         if value is None:
             return None
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value if self.pg else value.replace(tzinfo=None).strftime(_SQLITE_TS)
 
     def date_in(self, value: date):
@@ -281,6 +305,7 @@ class _Dialect:
 
 
 _INT_LIMIT = 2**62  # products below this, plus half a divisor, stay inside SQLite's 64-bit integers
+_TEMP_TABLES = ("rating_sub", "rating_day", "rating_seg", "rating_group", "rating_fx")
 
 
 def rate_usage(session: Session, now: datetime | None = None, batch_subscriptions: int = 500) -> RatingSummary:
@@ -350,7 +375,7 @@ def _candidates(session: Session, after: int, limit: int) -> dict[int, _Sub]:
            .exists())
     rows = session.execute(
         select(Subscription.id, watermark, Subscription.org_id, Subscription.name, Subscription.status,
-               Subscription.suspend_reason, Subscription.suspended_at, Subscription.is_trial, Subscription.trial_ends_at, Plan.granularity,
+               Subscription.suspend_reason, Subscription.suspended_at, Subscription.is_trial, Subscription.trial_ends_at,
                Plan.usage_markup_pct, Plan.name, Organisation.billing_currency, Organisation.timezone)
         .join(Plan, Plan.id == Subscription.plan_id)
         .join(Organisation, Organisation.id == Subscription.org_id)
@@ -363,17 +388,20 @@ def _candidates(session: Session, after: int, limit: int) -> dict[int, _Sub]:
         sid: _Sub(id=sid, after_id=mark or 0, org_id=org_id, name=name or plan_name,
                   # suspended for credit (an overdrawn organisation): what still arrives is charged
                   suspended=status == SubscriptionStatus.SUSPENDED and reason != "credit", suspended_at=suspended_at,
-                  trial_until=trial_ends_at if is_trial else None, granularity=gran or "hour",
+                  trial_until=trial_ends_at if is_trial else None,
                   markup_micro=int(Decimal(markup or 0) * MICRO), currency=cur, tz=tz or "Asia/Tashkent")
-        for (sid, mark, org_id, name, status, reason, suspended_at, is_trial, trial_ends_at, gran, markup, plan_name, cur,
+        for (sid, mark, org_id, name, status, reason, suspended_at, is_trial, trial_ends_at, markup, plan_name, cur,
              tz) in rows
     }
 
 
-# The reason a group of records is not billed, in SQL over rating_sub s and a record start column.
-def _reason_sql(start: str) -> str:
-    return (f"CASE WHEN s.suspended = 1 AND (s.suspended_at IS NULL OR {start} >= s.suspended_at) THEN 'suspended' "
-            f"WHEN s.trial_until IS NOT NULL AND {start} < s.trial_until THEN 'trial' END")
+def _reason(sub: _Sub, start: datetime) -> str | None:
+    """Why records starting at ``start`` are not billed (None: they are billed)."""
+    if sub.suspended and (sub.suspended_at is None or start >= sub.suspended_at):
+        return "suspended"
+    if sub.trial_until is not None and start < sub.trial_until:
+        return "trial"
+    return None
 
 
 class _Batch:
@@ -384,7 +412,8 @@ class _Batch:
         self.session, self.dialect, self.subs, self.now, self.summary = session, dialect, subs, now, summary
         self.raw = conn.connection.dbapi_connection
         self.cur = self.raw.cursor()
-        self.zones = {key: i for i, key in enumerate(sorted({(s.tz, s.granularity) for s in subs.values()}))}
+        self.zones = {tz: i for i, tz in enumerate(sorted({s.tz for s in subs.values()}))}
+        self.spans: dict[int, tuple[datetime, datetime]] = {}  # sub -> first and last start of its new records
 
     def q(self, sql: str, params=()):
         self.cur.execute(sql.replace("?", "%s") if self.dialect.pg else sql, params)
@@ -398,18 +427,19 @@ class _Batch:
         t = time.perf_counter()
         self.create_tables()
         self.fill_subs()
+        self.fill_segments()
+        t = self.summary._tick("subs_and_days", t)
         self.aggregate()
         t = self.summary._tick("aggregate", t)
-        self.fill_periods()
         self.fill_rates()
-        t = self.summary._tick("periods_and_rates", t)
+        t = self.summary._tick("rates", t)
         self.post_entries()
         t = self.summary._tick("insert_entries", t)
         self.move_watermarks()
         self.summary.rollup_rows += _refresh_rollup(self.session, self, self.used_rates())
-        self.summary._tick("rollup", t)
+        self.summary._tick("watermarks_and_rollup", t)
         if not self.dialect.pg:
-            for table in ("rating_sub", "rating_group", "rating_period", "rating_fx"):
+            for table in _TEMP_TABLES:
                 self.q(f"DELETE FROM {table}")
         self.cur.close()
 
@@ -417,17 +447,22 @@ class _Batch:
         d = self.dialect
         prefix = "CREATE TEMP TABLE" if d.pg else "CREATE TEMP TABLE IF NOT EXISTS"
         self.q(f"{prefix} rating_sub (sub_id {d.key} PRIMARY KEY, after_id bigint, upto_id bigint, "
-               f"from_period {d.ts}, zone integer, org_id bigint, org_currency varchar(3), markup bigint, step bigint, "
-               f"suspended integer, suspended_at {d.ts}, trial_until {d.ts}, open_from {d.ts}, description text, "
+               f"from_period {d.ts}, to_period {d.ts}, zone integer, special integer, org_id bigint, "
+               f"org_currency varchar(3), markup bigint, step bigint, open_from {d.ts}, description text, "
                f"desc_suspended text, desc_trial text) {d.temp}")
-        self.q(f"{prefix} rating_group (sub_id bigint, period_start {d.ts}, currency varchar(3), cost bigint, "
-               f"n bigint, max_id bigint) {d.temp}")
-        self.q(f"{prefix} rating_period (zone integer, period_start {d.ts}, bucket_start {d.ts}, bucket_end {d.ts}, "
-               f"label varchar(16), fx_day {d.day}, PRIMARY KEY (zone, period_start)) {d.temp}")
+        self.q(f"{prefix} rating_day (zone integer, day_start {d.ts}, day_end {d.ts}, label varchar(16), "
+               f"fx_day {d.day}, PRIMARY KEY (zone, day_start)) {d.without_rowid} {d.temp}")
+        # One row per entry to be made of a subscription's records: its local day, or the part of
+        # the day on one side of a suspension or a trial's end (``reason``: why it is not billed).
+        self.q(f"{prefix} rating_seg (sub_id bigint, seg_start {d.ts}, seg_end {d.ts}, day_start {d.ts}, "
+               f"day_end {d.ts}, label varchar(16), fx_day {d.day}, reason varchar(16), part_from varchar(40), "
+               f"part_until varchar(40), PRIMARY KEY (sub_id, seg_start)) {d.without_rowid} {d.temp}")
+        self.q(f"{prefix} rating_group (sub_id bigint, seg_start {d.ts}, currency varchar(3), "
+               f"currency_max varchar(3), cost bigint, n bigint, max_id bigint) {d.temp}")
         self.q(f"{prefix} rating_fx (currency varchar(3), org_currency varchar(3), fx_day {d.day}, rate bigint, "
                f"PRIMARY KEY (currency, org_currency, fx_day)) {d.temp}")
         if not d.pg:
-            for table in ("rating_sub", "rating_group", "rating_period", "rating_fx"):
+            for table in _TEMP_TABLES:
                 self.q(f"DELETE FROM {table}")
             # Exact integer pricing (see _Dialect.source): the rule's one definition, in Python.
             self.raw.create_function("rating_source", 2, source_micro, deterministic=True)
@@ -449,62 +484,128 @@ class _Batch:
         for s in self.subs.values():
             name = s.name
             rows.append((
-                s.id, s.after_id, self.zones[(s.tz, s.granularity)], s.org_id, s.currency, s.markup_micro,
-                10 ** (2 - minor_unit(s.currency)), int(s.suspended), d.ts_in(s.suspended_at), d.ts_in(s.trial_until),
-                d.ts_in(open_from.get(s.org_id)), f"Потребление: {name}"[:500],
+                s.id, s.after_id, self.zones[s.tz], int(s.suspended or s.trial_until is not None), s.org_id,
+                s.currency, s.markup_micro, 10 ** (2 - minor_unit(s.currency)), d.ts_in(open_from.get(s.org_id)),
+                f"Потребление: {name}"[:500],
                 f"Потребление не оплачивается ({_NOT_BILLED_RU['suspended']}): {name}"[:500],
                 f"Потребление не оплачивается ({_NOT_BILLED_RU['trial']}): {name}"[:500],
             ))
-        self.many("INSERT INTO rating_sub (sub_id, after_id, zone, org_id, org_currency, markup, step, suspended, "
-                  "suspended_at, trial_until, open_from, description, desc_suspended, desc_trial) "
-                  "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        # Where each subscription's new records start in time (found by record id): the grouping
-        # below reads the index from there, not the subscription's whole history.
+        self.many("INSERT INTO rating_sub (sub_id, after_id, zone, special, org_id, org_currency, markup, step, "
+                  "open_from, description, desc_suspended, desc_trial) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         self.analyze("rating_sub")
-        self.q("UPDATE rating_sub SET from_period = (SELECT MIN(x.period_start) FROM (SELECT u.period_start "
-               f"FROM usagerecord u {self.dialect.new_records_index} "
-               f"WHERE u.subscription_id = rating_sub.sub_id AND u.id > rating_sub.after_id {self.dialect.fence}) x)")
-        self.analyze("rating_sub")
+        # Where in time each subscription's new records start and end. Never rated: all its records
+        # are new, and the index on (subscription, period_start) answers at once; else its new
+        # records are read by id (few, except in a catch-up).
+        spans = self.q(
+            f"SELECT s.sub_id, (SELECT MIN(u.period_start) FROM usagerecord u {d.rating_index} "
+            "WHERE u.subscription_id = s.sub_id), "
+            f"(SELECT MAX(u.period_start) FROM usagerecord u {d.rating_index} WHERE u.subscription_id = s.sub_id) "
+            "FROM rating_sub s WHERE s.after_id = 0").fetchall()
+        if d.pg:  # a lateral subquery: an index range per subscription, whatever the estimates
+            spans += self.q(
+                "SELECT s.sub_id, u.first, u.last FROM rating_sub s CROSS JOIN LATERAL "
+                "(SELECT MIN(u.period_start) AS first, MAX(u.period_start) AS last FROM usagerecord u "
+                "WHERE u.subscription_id = s.sub_id AND u.id > s.after_id) u WHERE s.after_id > 0").fetchall()
+        else:
+            spans += self.q(
+                "SELECT s.sub_id, MIN(u.period_start), MAX(u.period_start) FROM rating_sub s "
+                f"CROSS JOIN usagerecord u {d.new_records_index} "
+                "WHERE s.after_id > 0 AND u.subscription_id = s.sub_id AND u.id > s.after_id GROUP BY s.sub_id"
+            ).fetchall()
+        spans = [r for r in spans if r[1] is not None]
+        self.many("UPDATE rating_sub SET from_period = ?, to_period = ? WHERE sub_id = ?",
+                  [(first, last, sid) for sid, first, last in spans])
+        self.spans = {sid: (d.ts_out(first), d.ts_out(last)) for sid, first, last in spans}
 
     def analyze(self, table: str) -> None:
         """PostgreSQL plans temporary tables well only with their statistics."""
         if self.dialect.pg:
             self.q(f"ANALYZE {table}")
 
-    def aggregate(self, only_cut: bool = False) -> None:
-        self.q(
-            "INSERT INTO rating_group (sub_id, period_start, currency, cost, n, max_id) "
-            "SELECT s.sub_id, u.period_start, u.currency, SUM(u.cost), COUNT(*), MAX(u.id) "
-            f"FROM rating_sub s CROSS JOIN {self.dialect.new_usage} "
-            "WHERE u.subscription_id = s.sub_id AND u.period_start >= s.from_period AND u.id > s.after_id "
-            "AND (s.upto_id IS NULL OR u.id <= s.upto_id) "
-            + ("AND s.upto_id IS NOT NULL " if only_cut else "")
-            + "GROUP BY s.sub_id, u.period_start, u.currency")
-        self.analyze("rating_group")
-
-    def fill_periods(self) -> None:
-        """Billing period of each distinct (zone, record start): Python, a few hundred values."""
+    def fill_segments(self) -> None:
+        """The local days of each zone that new records fall in (Python: a few dozen values), and
+        each subscription's segments: its days, cut where a suspension begins or a trial ends
+        (an hour's records are billed or not by their own start, as before the days were folded)."""
         d = self.dialect
-        zone_of = {i: key for key, i in self.zones.items()}
+        days_of: dict[str, list[tuple[datetime, datetime, date]]] = {}
         rows = []
-        buckets: set[tuple[int, datetime]] = set()
-        for zone, raw_start in self.q("SELECT DISTINCT s.zone, g.period_start FROM rating_group g "
-                                      "JOIN rating_sub s ON s.sub_id = g.sub_id").fetchall():
-            tz, granularity = zone_of[zone]
-            local = d.ts_out(raw_start).astimezone(ZoneInfo(tz))
-            if granularity == "day":
-                start, end = day_bounds(local.date(), tz)
-            else:
-                start = local.replace(minute=0, second=0, microsecond=0).astimezone(timezone.utc)
-                end = start + timedelta(hours=1)
-            fx_day = start.astimezone(ZoneInfo(tz)).date()  # the rate of the period's first local day
-            buckets.add((zone, start))
-            rows.append((zone, raw_start, d.ts_in(start), d.ts_in(end), start.strftime(PERIOD_LABEL),
-                         d.date_in(fx_day)))
-        self.many("INSERT INTO rating_period VALUES (?,?,?,?,?,?)", rows)
-        self.analyze("rating_period")
-        # Hour-aligned records of hourly plans: each group is a period already, no second GROUP BY.
-        self.one_group_per_period = len(buckets) == len(rows)
+        for tz, zone in self.zones.items():
+            spans = [self.spans[s.id] for s in self.subs.values() if s.tz == tz and s.id in self.spans]
+            if not spans:
+                continue
+            zi = ZoneInfo(tz)
+            day, last = min(a for a, _ in spans).astimezone(zi).date(), max(b for _, b in spans).astimezone(zi).date()
+            days_of[tz] = []
+            while day <= last:
+                start, end = day_bounds(day, tz)
+                days_of[tz].append((start, end, day))
+                rows.append((zone, d.ts_in(start), d.ts_in(end), start.strftime(PERIOD_LABEL), d.date_in(day)))
+                day += timedelta(days=1)
+        self.many("INSERT INTO rating_day (zone, day_start, day_end, label, fx_day) VALUES (?,?,?,?,?)", rows)
+        self.analyze("rating_day")
+        # Subscriptions billed all day long: one segment per day, in SQL.
+        self.q("INSERT INTO rating_seg (sub_id, seg_start, seg_end, day_start, day_end, label, fx_day) "
+               "SELECT s.sub_id, d.day_start, d.day_end, d.day_start, d.day_end, d.label, d.fx_day "
+               "FROM rating_sub s JOIN rating_day d ON d.zone = s.zone AND d.day_end > s.from_period "
+               "AND d.day_start <= s.to_period WHERE s.special = 0")
+        # Suspended or in a trial: the day is cut at suspended_at and trial_ends_at (Python, few).
+        segs = []
+        for s in self.subs.values():
+            if not (s.suspended or s.trial_until is not None) or s.id not in self.spans:
+                continue
+            first, last = self.spans[s.id]
+            cuts = {c for c in (s.suspended_at if s.suspended else None, s.trial_until) if c is not None}
+            for start, end, day in days_of[s.tz]:
+                if end <= first or start > last:
+                    continue
+                points = sorted({start, end, *(c for c in cuts if start < c < end)})
+                pieces: list[list] = []
+                for a, b in pairwise(points):
+                    reason = _reason(s, a)
+                    if pieces and pieces[-1][2] == reason:
+                        pieces[-1][1] = b
+                    else:
+                        pieces.append([a, b, reason])
+                for a, b, reason in pieces:
+                    whole = a == start and b == end
+                    segs.append((s.id, d.ts_in(a), d.ts_in(b), d.ts_in(start), d.ts_in(end),
+                                 start.strftime(PERIOD_LABEL), d.date_in(day), reason,
+                                 None if whole else a.isoformat(), None if whole else b.isoformat()))
+        self.many("INSERT INTO rating_seg (sub_id, seg_start, seg_end, day_start, day_end, label, fx_day, reason, "
+                  "part_from, part_until) VALUES (?,?,?,?,?,?,?,?,?,?)", segs)
+        self.analyze("rating_seg")
+
+    def aggregate(self, only_cut: bool = False) -> None:
+        """Sum the new records of each segment and usage currency, read from the covering index
+        ``ix_usage_rating`` one segment's range at a time. SQLite groups in the order it reads (no
+        sort): per segment, with the lowest and highest currency; the rare segment with two
+        currencies is summed again per currency."""
+        d = self.dialect
+        cut = "AND s.upto_id IS NOT NULL " if only_cut else ""
+        new = ("u.id > s.after_id AND (s.upto_id IS NULL OR u.id <= s.upto_id) " + cut)
+        if d.pg:
+            self.q("INSERT INTO rating_group (sub_id, seg_start, currency, currency_max, cost, n, max_id) "
+                   "SELECT g.sub_id, g.seg_start, u.currency, u.currency, SUM(u.cost), COUNT(*), MAX(u.id) "
+                   "FROM rating_seg g JOIN rating_sub s ON s.sub_id = g.sub_id CROSS JOIN LATERAL "
+                   "(SELECT u.currency, u.cost, u.id FROM usagerecord u WHERE u.subscription_id = g.sub_id "
+                   "AND u.period_start >= g.seg_start AND u.period_start < g.seg_end OFFSET 0) u "
+                   f"WHERE {new}GROUP BY g.sub_id, g.seg_start, u.currency")
+        else:
+            self.q("INSERT INTO rating_group (sub_id, seg_start, currency, currency_max, cost, n, max_id) "
+                   "SELECT g.sub_id, g.seg_start, MIN(u.currency), MAX(u.currency), SUM(u.cost), COUNT(*), MAX(u.id) "
+                   "FROM rating_seg g CROSS JOIN rating_sub s CROSS JOIN usagerecord u INDEXED BY ix_usage_rating "
+                   "WHERE s.sub_id = g.sub_id AND u.subscription_id = g.sub_id AND u.period_start >= g.seg_start "
+                   f"AND u.period_start < g.seg_end AND {new}GROUP BY g.sub_id, g.seg_start")
+            if self.q("SELECT 1 FROM rating_group WHERE currency <> currency_max LIMIT 1").fetchone():
+                self.q("INSERT INTO rating_group (sub_id, seg_start, currency, currency_max, cost, n, max_id) "
+                       "SELECT g.sub_id, g.seg_start, u.currency, u.currency, SUM(u.cost), COUNT(*), MAX(u.id) "
+                       "FROM rating_group m JOIN rating_seg g ON g.sub_id = m.sub_id AND g.seg_start = m.seg_start "
+                       "JOIN rating_sub s ON s.sub_id = g.sub_id CROSS JOIN usagerecord u INDEXED BY ix_usage_rating "
+                       "WHERE m.currency <> m.currency_max AND u.subscription_id = g.sub_id "
+                       f"AND u.period_start >= g.seg_start AND u.period_start < g.seg_end AND {new}"
+                       "GROUP BY g.sub_id, g.seg_start, u.currency")
+                self.q("DELETE FROM rating_group WHERE currency <> currency_max")
+        self.analyze("rating_group")
 
     def fill_rates(self) -> None:
         """The rate of each (usage currency, billing currency, usage day) needed, fixed for the day
@@ -512,9 +613,9 @@ class _Batch:
         d = self.dialect
         rows, missing = [], []
         for currency, org_currency, raw_day in self.q(
-                "SELECT DISTINCT g.currency, s.org_currency, p.fx_day FROM rating_group g "
+                "SELECT DISTINCT g.currency, s.org_currency, x.fx_day FROM rating_group g "
                 "JOIN rating_sub s ON s.sub_id = g.sub_id "
-                "JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start").fetchall():
+                "JOIN rating_seg x ON x.sub_id = g.sub_id AND x.seg_start = g.seg_start").fetchall():
             day = d.date_out(raw_day)
             try:
                 rate = rates.usage_rate(self.session, currency, org_currency, day, fix=True)
@@ -530,13 +631,12 @@ class _Batch:
     def wait_for_rates(self, missing: list[tuple[str, str, date]]) -> None:
         """Stop each affected subscription's watermark below its first billable record without a
         rate, and group its records again up to there."""
-        reason = _reason_sql("u.period_start")
         cut = self.q(
-            "SELECT s.sub_id, MIN(u.id) FROM rating_sub s CROSS JOIN usagerecord u "
-            "JOIN rating_period p ON p.zone = s.zone AND p.period_start = u.period_start "
-            "LEFT JOIN rating_fx f ON f.currency = u.currency AND f.org_currency = s.org_currency AND f.fx_day = p.fx_day "
-            f"WHERE u.subscription_id = s.sub_id AND u.id > s.after_id AND f.rate IS NULL AND ({reason}) IS NULL "
-            "GROUP BY s.sub_id").fetchall()
+            "SELECT g.sub_id, MIN(u.id) FROM rating_seg g JOIN rating_sub s ON s.sub_id = g.sub_id "
+            "CROSS JOIN usagerecord u "
+            "LEFT JOIN rating_fx f ON f.currency = u.currency AND f.org_currency = s.org_currency AND f.fx_day = g.fx_day "
+            "WHERE g.reason IS NULL AND u.subscription_id = g.sub_id AND u.period_start >= g.seg_start "
+            "AND u.period_start < g.seg_end AND u.id > s.after_id AND f.rate IS NULL GROUP BY g.sub_id").fetchall()
         for sub_id, first_id in cut:
             self.q("UPDATE rating_sub SET upto_id = ? WHERE sub_id = ?", (first_id - 1, sub_id))
             self.q("DELETE FROM rating_group WHERE sub_id = ?", (sub_id,))
@@ -556,18 +656,12 @@ class _Batch:
     def post_entries(self) -> None:
         d = self.dialect
         small = False if d.pg else self.small_figures()
-        reason = _reason_sql("g.period_start")
-        meta = f"{d.json}('records', y.n, 'max_record_id', y.max_id, 'cost_micro', y.cost"
-        if self.one_group_per_period:
-            groups = ("SELECT g.sub_id, p.bucket_start, p.bucket_end, p.label, p.fx_day, g.currency, "
-                      f"{reason} AS reason, g.cost, g.n, g.max_id")
-            fold = ""
-        else:  # records of several starts in one period (daily plans): one entry per period, grouped
-            # by the keys only; the period's other columns follow from its start (zone is the sub's)
-            groups = ("SELECT g.sub_id, p.bucket_start, MAX(p.bucket_end) AS bucket_end, MAX(p.label) AS label, "
-                      f"MAX(p.fx_day) AS fx_day, g.currency, {reason} AS reason, SUM(g.cost) AS cost, "
-                      "SUM(g.n) AS n, MAX(g.max_id) AS max_id")
-            fold = f"GROUP BY g.sub_id, p.bucket_start, g.currency, {reason}"
+        base = "'records', y.n, 'max_record_id', y.max_id, 'cost_micro', y.cost"
+        part = "'records_from', y.part_from, 'records_until', y.part_until"
+        not_billed = "'not_billed', y.reason"
+        meta = (f"CASE WHEN y.part_from IS NULL THEN (CASE WHEN y.reason IS NULL THEN {d.json}({base}) "
+                f"ELSE {d.json}({base}, {not_billed}) END) ELSE (CASE WHEN y.reason IS NULL THEN "
+                f"{d.json}({base}, {part}) ELSE {d.json}({base}, {part}, {not_billed}) END) END")
         # Under the batch's lock only this batch posts usage entries: they are the ones above ``before``.
         before = self.q("SELECT COALESCE(MAX(id), 0) FROM ledgerentry").fetchone()[0]
         self.q(
@@ -579,16 +673,16 @@ class _Batch:
             "CASE y.reason WHEN 'suspended' THEN y.desc_suspended WHEN 'trial' THEN y.desc_trial ELSE y.description END, "
             "y.sub_id, CASE WHEN y.reason IS NULL THEN y.source ELSE 0 END, y.currency, "
             "CASE WHEN y.reason IS NULL THEN y.rate END, CASE WHEN y.reason IS NULL THEN y.fx_day END, "
-            f"y.bucket_start, y.bucket_end, {_KEY_SQL}, "
-            "CASE WHEN y.bucket_start < y.open_from THEN ? ELSE y.bucket_start END, ?, "
-            f"CASE WHEN y.reason IS NULL THEN {meta}) ELSE {meta}, 'not_billed', y.reason) END "
-            "FROM (SELECT x.*, s.org_id, s.org_currency, s.markup, s.step, s.open_from, s.description, "
-            f"s.desc_suspended, s.desc_trial, f.rate, {d.source('x.cost', 's.markup', small)} AS source FROM ("
-            f"  {groups} FROM rating_group g JOIN rating_sub s ON s.sub_id = g.sub_id "
-            f"  JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start {fold}"
-            ") x JOIN rating_sub s ON s.sub_id = x.sub_id "
-            "LEFT JOIN rating_fx f ON f.currency = x.currency AND f.org_currency = s.org_currency "
-            "AND f.fx_day = x.fx_day) y WHERE true "
+            f"y.day_start, y.day_end, {_KEY_SQL}, "
+            "CASE WHEN y.day_start < y.open_from THEN ? ELSE y.day_start END, ?, "
+            f"{meta} "
+            "FROM (SELECT g.sub_id, g.currency, g.cost, g.n, g.max_id, x.day_start, x.day_end, x.label, x.fx_day, "
+            "x.reason, x.part_from, x.part_until, s.org_id, s.org_currency, s.step, s.open_from, s.description, "
+            f"s.desc_suspended, s.desc_trial, f.rate, {d.source('g.cost', 's.markup', small)} AS source "
+            "FROM rating_group g JOIN rating_seg x ON x.sub_id = g.sub_id AND x.seg_start = g.seg_start "
+            "JOIN rating_sub s ON s.sub_id = g.sub_id "
+            "LEFT JOIN rating_fx f ON f.currency = g.currency AND f.org_currency = s.org_currency "
+            "AND f.fx_day = x.fx_day ORDER BY g.sub_id, g.seg_start, g.currency) y WHERE true "
             "ON CONFLICT (idempotency_key) DO NOTHING",
             (d.ts_in(self.now), d.ts_in(self.now)))
         self.summary.entries = self.cur.rowcount
@@ -603,8 +697,9 @@ class _Batch:
             if credit:
                 self.summary.credited[currency] = Decimal(int(credit)).scaleb(-2)
         records, not_billed, groups = self.q(
-            f"SELECT COALESCE(SUM(g.n), 0), COALESCE(SUM(CASE WHEN ({reason}) IS NULL THEN 0 ELSE g.n END), 0), "
-            "COUNT(*) FROM rating_group g JOIN rating_sub s ON s.sub_id = g.sub_id").fetchone()
+            "SELECT COALESCE(SUM(g.n), 0), COALESCE(SUM(CASE WHEN x.reason IS NULL THEN 0 ELSE g.n END), 0), "
+            "COUNT(*) FROM rating_group g JOIN rating_seg x ON x.sub_id = g.sub_id AND x.seg_start = g.seg_start"
+        ).fetchone()
         self.summary.records, self.summary.not_billed_records = int(records), int(not_billed)
         if self.summary.entries == 0 and groups:
             log.warning("rating: every usage entry of this batch was already posted")
@@ -659,10 +754,9 @@ class _Batch:
         currency_of = {s.id: s.currency for s in self.subs.values()}
         used = {}
         for sid, day, currency in self.q(
-                "SELECT g.sub_id, p.fx_day, g.currency FROM rating_group g "
-                "JOIN rating_sub s ON s.sub_id = g.sub_id "
-                "JOIN rating_period p ON p.zone = s.zone AND p.period_start = g.period_start "
-                f"WHERE ({_reason_sql('g.period_start')}) IS NULL GROUP BY g.sub_id, p.fx_day, g.currency").fetchall():
+                "SELECT g.sub_id, x.fx_day, g.currency FROM rating_group g "
+                "JOIN rating_seg x ON x.sub_id = g.sub_id AND x.seg_start = g.seg_start "
+                "WHERE x.reason IS NULL GROUP BY g.sub_id, x.fx_day, g.currency").fetchall():
             day = d.date_out(day)
             used[(sid, day, currency)] = rate_of[(currency, currency_of[sid], day)]
         return used

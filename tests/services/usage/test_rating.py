@@ -1,10 +1,11 @@
-"""Metered rating: each usage record charged exactly once, per hour or per local day, at the day's
-rate with the markup, rounded once; safe twice, from two threads, and after a crash mid-batch."""
+"""Metered rating: each usage record charged exactly once, one entry per local day (hourly and daily
+plans alike), at the day's rate with the markup, rounded once; safe twice, from two threads, and
+after a crash mid-batch."""
 
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
@@ -12,16 +13,16 @@ from sqlmodel import Session, select
 
 from noventiq_panel.models import LedgerEntry, UsageRecord
 from noventiq_panel.services.billing import postpaid
-from noventiq_panel.services.usage import rating
 from noventiq_panel.services.core import rates
-
+from noventiq_panel.services.usage import rating
 from tests import factories as f
 from tests.concurrency import at_once
+from tests.services import usage_world
 from tests.services.usage_world import (
     add_usage,
     assert_entries_match_records,
-    charge_of,
     assert_ledger_matches_usage,
+    charge_of,
     expected_charges,
     ledger_usage,
     payg_sub,
@@ -32,31 +33,44 @@ from tests.services.usage_world import (
 )
 
 START = tashkent(2026, 11, 10, 9)  # 10 Nov 2026 09:00 in Tashkent
+DAY = tashkent(2026, 11, 10)  # its local day's start
 
 
-def test_hourly_usage_is_one_entry_per_hour_with_markup_and_the_days_rate(session):
+def day_bucket(r: UsageRecord, plan, zone) -> datetime:
+    """The billing period of a record under rating's rule: its local day, whatever the plan's
+    granularity (issue 17)."""
+    return datetime.combine(r.period_start.astimezone(zone).date(), datetime.min.time(), tzinfo=zone).astimezone(UTC)
+
+
+@pytest.fixture(autouse=True)
+def _periods_are_local_days(monkeypatch):
+    # usage_world's oracle still buckets hourly plans per hour; rating folds them into the local day.
+    monkeypatch.setattr(usage_world, "_bucket", day_bucket)
+
+
+def test_hourly_usage_is_one_entry_per_local_day_with_markup_and_the_days_rate(session):
     org, plans, _ = payg_world(session, markup="12.5")
     sub = payg_sub(session, org, plans["azure-h"], name="Azure prod")
     set_rates(session, date(2026, 11, 9), 3)
     add_usage(session, sub, START, 3, services=4)
     summary = rating.rate_usage(session, now=START + timedelta(hours=4))
-    assert summary.records == 12 and summary.entries == 3 and summary.subscriptions == 1
+    assert summary.records == 12 and summary.entries == 1 and summary.subscriptions == 1
     assert_ledger_matches_usage(session, sub)
     entries = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage").order_by(LedgerEntry.id)).all()
     first = entries[0]
-    assert first.period_start == START and first.period_end == START + timedelta(hours=1)
-    assert first.occurred_at == START  # usage counts in the month of its period
+    assert first.period_start == DAY and first.period_end == DAY + timedelta(days=1)
+    assert first.occurred_at == DAY  # usage counts in the month of its period
     assert first.currency == "UZS" and first.source_currency == "USD" and first.fx_date == date(2026, 11, 10)
     assert first.fx_rate == rates.unit_rate(session, "USD", date(2026, 11, 10))
-    records = session.exec(select(UsageRecord).where(UsageRecord.subscription_id == sub.id,
-                                                     UsageRecord.period_start == START)).all()
+    records = session.exec(select(UsageRecord).where(UsageRecord.subscription_id == sub.id)).all()
+    assert len({r.period_start for r in records}) == 3  # the hours stay in the records
     cost = sum(r.cost for r in records)
     assert first.source_amount == (cost * Decimal("1.125")).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
     # the amount is recomputable from the two figures the entry shows
     assert first.amount == -(first.source_amount * first.fx_rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     assert first.amount == charge_of(cost, Decimal("12.5"), first.fx_rate)
-    assert first.idempotency_key == f"usage:{sub.id}:{START:%Y%m%dT%H%M}:{max(r.id for r in records)}"
-    assert first.meta["records"] == 4
+    assert first.idempotency_key == f"usage:{sub.id}:{DAY:%Y%m%dT%H%M}:{max(r.id for r in records)}"
+    assert first.meta["records"] == 12 and "records_from" not in first.meta
     assert summary.charged == {"UZS": -sum(e.amount for e in entries)}
 
 
@@ -94,15 +108,15 @@ def test_late_records_of_a_rated_hour_get_their_own_entry(session):
     set_rates(session, date(2026, 11, 9), 3)
     add_usage(session, sub, START, 2)
     rating.rate_usage(session, now=START + timedelta(hours=3))
-    first_total = ledger_usage(session, sub.id)[START]
+    first_total = ledger_usage(session, sub.id)[DAY]
     late = add_usage(session, sub, START, 1, services=1, cost="2.5")
     summary = rating.rate_usage(session, now=START + timedelta(hours=5))
     assert summary.records == 1 and summary.entries == 1
-    entries = session.exec(select(LedgerEntry).where(LedgerEntry.period_start == START)).all()
+    entries = session.exec(select(LedgerEntry).where(LedgerEntry.period_start == DAY)).all()
     assert len(entries) == 2 and len({e.idempotency_key for e in entries}) == 2
     late_row = session.get(UsageRecord, late[0])
     rate = rates.unit_rate(session, "USD", date(2026, 11, 10))
-    assert ledger_usage(session, sub.id)[START] == first_total + charge_of(late_row.cost, Decimal("10"), rate)
+    assert ledger_usage(session, sub.id)[DAY] == first_total + charge_of(late_row.cost, Decimal(10), rate)
     assert unrated(session) == 0
     assert_entries_match_records(session)
 
@@ -119,9 +133,11 @@ def test_a_day_keeps_the_rate_it_was_first_charged_at(session):
     add_usage(session, sub, START + timedelta(hours=2), 2)  # the rest of 10 Nov
     rating.rate_usage(session, now=START + timedelta(hours=5))
     entries = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage")).all()
-    assert len(entries) == 4 and {e.fx_rate for e in entries} == {first_rate}
+    assert len(entries) == 2 and {e.fx_rate for e in entries} == {first_rate}  # two runs of one day
     assert rates.usage_rate(session, "USD", "UZS", date(2026, 11, 10)) == first_rate
-    assert_ledger_matches_usage(session, sub)
+    # each run's increment of the day is rounded once: every entry is its own records' charge
+    assert unrated(session, sub.id) == 0
+    assert_entries_match_records(session, subs=[sub.id])
 
 
 def test_records_of_a_day_without_any_rate_hold_back_the_later_ones(session):
@@ -139,7 +155,11 @@ def test_records_of_a_day_without_any_rate_hold_back_the_later_ones(session):
     assert rating.rate_usage(session, now=START + timedelta(hours=5)).records == 6
     assert unrated(session) == 0
     assert_entries_match_records(session)
-    assert sum(ledger_usage(session, sub.id).values()) == sum(expected_charges(session, sub).values())
+    # 10 Nov was rated in two runs (its first records, then the rest): two roundings of that day
+    entries = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage")).all()
+    assert len(entries) == 3
+    assert abs(sum(ledger_usage(session, sub.id).values()) - sum(expected_charges(session, sub).values())) <= Decimal(
+        "0.01")
 
 
 def _world_with_subs(session, n: int, hours: int = 6):
@@ -200,17 +220,21 @@ def test_suspended_subscription_is_not_charged_for_usage_after_the_suspension(se
     summary = rating.rate_usage(session, now=START + timedelta(hours=5))
     assert summary.records == 12 and summary.not_billed_records == 6
     assert unrated(session) == 0
-    entries = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage").order_by(LedgerEntry.period_start)).all()
-    assert [e.amount < 0 for e in entries] == [True, True, False, False]
-    assert [e.meta.get("not_billed") for e in entries] == [None, None, "suspended", "suspended"]
-    assert all(e.amount == 0 for e in entries[2:])
+    # one day, cut at the suspension: the hours before it charged, those from it on not billed
+    entries = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage").order_by(LedgerEntry.id)).all()
+    assert [e.amount < 0 for e in entries] == [True, False]
+    assert [e.meta.get("not_billed") for e in entries] == [None, "suspended"]
+    assert [e.meta["records"] for e in entries] == [6, 6] and entries[1].amount == 0
+    assert {(e.period_start, e.period_end) for e in entries} == {(DAY, DAY + timedelta(days=1))}
+    assert entries[0].meta["records_until"] == entries[1].meta["records_from"] == (START + timedelta(hours=2)).isoformat()
     # resuming later charges nothing for the suspension's usage
     sub.status, sub.suspended_at = "active", None
     session.add(sub)
     session.commit()
     assert rating.rate_usage(session, now=START + timedelta(hours=6)).records == 0
-    assert sum(e.amount for e in entries) == sum(v for k, v in expected_charges(session, sub).items()
-                                                 if k < START + timedelta(hours=2))
+    billed = [r for r in session.exec(select(UsageRecord)).all() if r.period_start < START + timedelta(hours=2)]
+    rate = rates.usage_rate(session, "USD", "UZS", date(2026, 11, 10))
+    assert sum(e.amount for e in entries) == charge_of(sum(r.cost for r in billed), Decimal(10), rate)
 
 
 def test_usage_without_any_rate_waits_for_the_rate(session):
@@ -316,7 +340,7 @@ def test_sql_pricing_is_the_python_rule_on_this_backend(engine, small):
 def test_half_cent_rounds_up(session):
     org, plans, _ = payg_world(session, markup="0")
     sub = payg_sub(session, org, plans["azure-h"])
-    rates.store_rate(session, "USD", date(2026, 11, 10), Decimal("1"), source="manual")
+    rates.store_rate(session, "USD", date(2026, 11, 10), Decimal(1), source="manual")
     session.commit()
     session.add(UsageRecord(org_id=org.id, subscription_id=sub.id, period_start=START,
                             period_end=START + timedelta(hours=1), cost=Decimal("0.005"), currency="USD",
@@ -352,7 +376,7 @@ def test_late_usage_of_a_month_already_documented_goes_into_the_next_document(se
     rating.rate_usage(session, now=rated_at)
     late = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage")
                         .order_by(LedgerEntry.id.desc())).first()
-    assert late.period_start == tashkent(2026, 10, 31, 22)  # the usage's own hour ...
+    assert late.period_start == tashkent(2026, 10, 31)  # the usage's own day ...
     assert late.occurred_at == rated_at  # ... charged in the open month
     [november] = documents.generate_month(session, "2026-11", now=tashkent(2026, 12, 1, 2))
     assert november.total == -late.amount
