@@ -501,11 +501,12 @@ class _Batch:
             "WHERE u.subscription_id = s.sub_id), "
             f"(SELECT MAX(u.period_start) FROM usagerecord u {d.rating_index} WHERE u.subscription_id = s.sub_id) "
             "FROM rating_sub s WHERE s.after_id = 0").fetchall()
-        if d.pg:  # a lateral subquery: an index range per subscription, whatever the estimates
+        if d.pg:  # per subscription, its range of ix_usage_sub_id (the fence keeps PostgreSQL from
+            # reading MIN/MAX off ix_usage_rating in time order, filtering out every old record)
             spans += self.q(
                 "SELECT s.sub_id, u.first, u.last FROM rating_sub s CROSS JOIN LATERAL "
-                "(SELECT MIN(u.period_start) AS first, MAX(u.period_start) AS last FROM usagerecord u "
-                "WHERE u.subscription_id = s.sub_id AND u.id > s.after_id) u WHERE s.after_id > 0").fetchall()
+                "(SELECT MIN(x.ps) AS first, MAX(x.ps) AS last FROM (SELECT u.period_start AS ps FROM usagerecord u "
+                "WHERE u.subscription_id = s.sub_id AND u.id > s.after_id OFFSET 0) x) u WHERE s.after_id > 0").fetchall()
         else:
             spans += self.q(
                 "SELECT s.sub_id, MIN(u.period_start), MAX(u.period_start) FROM rating_sub s "

@@ -192,6 +192,23 @@ def test_hourly_credits_net_in_their_day_and_stay_capped_at_what_was_charged(ses
     no_differences(session, org)
 
 
+def test_two_usage_currencies_of_one_day_are_two_entries(session):
+    org, plans, _ = payg_world(session)
+    flat_rates(session, DAY, 1)
+    rates.store_rate(session, "EUR", DAY, Decimal(13000), source="manual")
+    session.commit()
+    sub = payg_sub(session, org, plans["azure-h"])
+    put(session, sub, [tashkent(2026, 11, 10, h) for h in range(3)], "1.5")
+    put(session, sub, [tashkent(2026, 11, 10, h) for h in range(1, 5)], "2", currency="EUR")
+    put(session, sub, [tashkent(2026, 11, 10, 7)], "0.25")
+    assert rating.rate_usage(session, now=tashkent(2026, 11, 10, 9)).entries == 2
+    by_currency = {e.source_currency: e for e in usage_entries(session, sub.id)}
+    assert by_currency["USD"].amount == charge_of(Decimal("4.75"), Decimal(10), Decimal(12000))
+    assert by_currency["EUR"].amount == charge_of(Decimal(8), Decimal(10), Decimal(13000))
+    assert [by_currency[c].meta["records"] for c in ("USD", "EUR")] == [4, 4]
+    no_differences(session, org)
+
+
 def _settled_once(session: Session, sub_id: int) -> None:
     """Every record at or below the watermark is in exactly one entry: per day, the entries' record
     counts and costs are the records'."""
