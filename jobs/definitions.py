@@ -15,6 +15,7 @@ from noventiq_panel.services.core import cbu_rates, clock
 from noventiq_panel.services.notify import mailer as mail_service
 from noventiq_panel.services.reporting import monthly_reports
 from noventiq_panel.services.subscriptions import credit_control
+from noventiq_panel.services.subscriptions import provisioning as provisioning_service
 from noventiq_panel.services.subscriptions import reminders as reminder_service
 from noventiq_panel.services.subscriptions import renewals as renewal_service
 from noventiq_panel.services.usage import anomalies as anomaly_service
@@ -86,6 +87,14 @@ def payme_timeouts(now: datetime) -> str:
 def cost_anomalies(now: datetime) -> str:
     with _session() as s:
         return str(anomaly_service.detect(s, now=now))
+
+
+@job("provisioning_overdue", schedule={"trigger": "cron", "hour": 9, "minute": 30},
+     description="Provisioning tasks open longer than PANEL_PROVISIONING_OVERDUE_HOURS, mailed to the support "
+                 "address (once a day).")
+def provisioning_overdue(now: datetime) -> str:
+    with _session() as s:
+        return f"{provisioning_service.report_overdue(s, now=now)} overdue tasks reported"
 
 
 @job("reminders", schedule={"trigger": "cron", "hour": 9, "minute": 0},

@@ -49,6 +49,12 @@ class Settings:
     mail_from: str = field(default_factory=lambda: _env("PANEL_MAIL_FROM", "panel@noventiq.example"))
     # Help block
     support_email: str = field(default_factory=lambda: _env("PANEL_SUPPORT_EMAIL", "support@noventiq.example"))
+    # A provisioning task open longer than this is reported daily to support_email.
+    provisioning_overdue_hours: int = field(default_factory=lambda: int(_env("PANEL_PROVISIONING_OVERDUE_HOURS", "48")))
+    # Vendor connectors to register (services/vendors/connector.py): comma-separated
+    # "module:function" entries, each called with connector.register. Empty: every vendor is
+    # manual (its orders and changes go to the provisioning queue).
+    connectors: str = field(default_factory=lambda: _env("PANEL_CONNECTORS"))
     support_phone: str = field(default_factory=lambda: _env("PANEL_SUPPORT_PHONE", "+998 71 200 00 00"))
     knowledge_base_url: str = field(default_factory=lambda: _env("PANEL_KB_URL", "https://help.noventiq.example/"))
     # Seller's requisites for invoices and closing documents

@@ -24,6 +24,20 @@ from noventiq_panel.config import reset_settings
 PG_ADMIN_URL = os.environ.get("PANEL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+@pytest.fixture(autouse=True)
+def vendor_double():
+    """Every vendor activates at once through the instant test double (tests/doubles/instant_vendor.py)
+    unless a test takes it away (``connector.unregister("*")``: vendors without an API, the
+    provisioning queue). Yields the double, which keeps what it was told."""
+    from noventiq_panel.services.vendors import connector
+    from tests.doubles.instant_vendor import InstantVendor
+
+    double = InstantVendor()
+    connector.register("*", double)
+    yield double
+    connector.unregister("*")
+
+
 def _pg_available() -> str | None:
     """None when PostgreSQL answers, else the reason it does not."""
     try:

@@ -189,3 +189,38 @@ def test_rates_set_refuses_bad_input_and_stores_nothing(sqlite_url, args):
     assert result.exit_code == 2, result.output
     with Session(dbmod.get_engine()) as session:
         assert session.exec(select(ExchangeRate)).all() == []
+
+
+def test_provisioning_commands_list_complete_and_reject_the_queue(sqlite_url):
+    """A vendor without an API: the operator lists the queue, completes one order (charged then,
+    once) and rejects another (released); bad input and a second completion are refused."""
+    from noventiq_panel.models import LedgerEntry, ProvisioningTask
+    from noventiq_panel.services.subscriptions import ordering
+    from noventiq_panel.services.vendors import connector
+    from tests.services.subs_world import NOW as AT, make_world
+
+    connector.unregister("*")  # no connector: the queue
+    run("init")
+    with Session(dbmod.get_engine(), expire_on_commit=False) as s:
+        w = make_world(s)
+        w.topup("100000")
+        first = ordering.order(s, w.a_owner, w.plan("basic-m").id, 1, now=AT).subscription_id
+        second = ordering.order(s, w.a_owner, w.plan("basic-m").id, 2, now=AT).subscription_id
+        t1, t2 = (s.exec(select(ProvisioningTask.id).where(ProvisioningTask.subscription_id == i)).one()
+                  for i in (first, second))
+    listed = run("provisioning", "list").output
+    assert f"#{t1}" in listed and f"#{t2}" in listed and "reserved 60000.00 UZS" in listed
+    refused = run("provisioning", "complete", str(t1), "--operator", "Ivan", ok=False)
+    assert refused.exit_code == 1 and "vendor's reference" in refused.output
+    assert run("provisioning", "complete", "abc", "--operator", "Ivan", "--vendor-ref", "X", ok=False).exit_code == 1
+    done = run("provisioning", "complete", str(t1), "--operator", "Ivan", "--vendor-ref", "KAS-1").output
+    assert done.startswith("completed:") and "by Ivan" in done
+    again = run("provisioning", "complete", str(t1), "--operator", "Olga", "--vendor-ref", "KAS-2", ok=False)
+    assert again.exit_code == 1 and "completed already" in again.output
+    assert run("provisioning", "reject", str(t2), "--operator", "Ivan", "--reason", "not sold here").exit_code == 0
+    assert run("provisioning", "list").output.strip() == "no open tasks"
+    shown = run("provisioning", "show", str(t2)).output
+    assert "rejected" in shown and "reason: not sold here" in shown
+    with Session(dbmod.get_engine()) as s:
+        charges = s.exec(select(LedgerEntry).where(LedgerEntry.subscription_id.in_([first, second]))).all()
+        assert [(e.subscription_id, e.amount) for e in charges] == [(first, Decimal("-30000.00"))]

@@ -6,6 +6,7 @@
     noventiq-panel import-catalog FILE       vendors, products and plans from YAML or JSON
     noventiq-panel rates set USD 2026-11-24 12171.03
     noventiq-panel outbox list               mail in the outbox (read set-password links there)
+    noventiq-panel provisioning list|show|complete|reject   the queue of a vendor without an API
     noventiq-panel db current|upgrade|check|revision
 
 The database is the panel's (``REFLEX_DB_URL``, else the embedded SQLite file ``data/panel.db``).
@@ -18,7 +19,7 @@ import logging
 
 import click
 
-from . import billing, core, jobs, ledger, usage
+from . import billing, core, jobs, ledger, provisioning, usage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -36,5 +37,6 @@ main.add_command(billing.payments)
 main.add_command(billing.documents)
 main.add_command(usage.usage)
 main.add_command(ledger.ledger)
+main.add_command(provisioning.provisioning)
 main.add_command(jobs.jobs)  # importing jobs also adds `rates fetch` to core's `rates` group
 from . import gateways  # noqa: E402,F401 - adds `payments reconcile` to billing's `payments` group

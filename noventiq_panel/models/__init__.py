@@ -10,6 +10,7 @@ from .gateways import *  # noqa: F401,F403
 from .notify import *  # noqa: F401,F403
 from .operations import *  # noqa: F401,F403
 from .org import *  # noqa: F401,F403
+from .provisioning import *  # noqa: F401,F403
 from .subscription import *  # noqa: F401,F403
 from .types import Money, Price, ScaledDecimal, UTCDateTime, utcnow  # noqa: F401
 from .usage import *  # noqa: F401,F403

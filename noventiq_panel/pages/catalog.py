@@ -156,6 +156,8 @@ def order_confirm() -> rx.Component:
         T("catalog.order.summary", plan=p["plan"], quantity=p["quantity"]), p, "order",
         rx.cond(p["rate"] != "", rx.text(p["rate"], size="1", color=rx.color("gray", 11)), rx.fragment()),
         rx.text(T("catalog.order.available", amount=p["available"]), size="1", color=rx.color("gray", 11)),
+        rx.cond(p["manual"] != "", rx.callout(p["manual"], icon="clock", color_scheme="amber", size="1", width="100%",
+                                              id="order-manual"), rx.fragment()),
         error_callout(S.order_error, "order-changed"),
         on_back=S.order_back, confirm_key="catalog.order.confirm", on_confirm=S.confirm_order, busy=S.order_busy,
         shortfall=(S.request_order_invoice, S.order_invoice),
@@ -164,7 +166,10 @@ def order_confirm() -> rx.Component:
 
 def order_done() -> rx.Component:
     return rx.vstack(
-        rx.callout(T("catalog.order.done"), icon="circle-check", color_scheme="green", width="100%", id="order-done"),
+        rx.cond(S.order_queued,
+                rx.callout(T("catalog.order.queued"), icon="clock", color_scheme="amber", width="100%", id="order-queued"),
+                rx.callout(T("catalog.order.done"), icon="circle-check", color_scheme="green", width="100%",
+                           id="order-done")),
         button_row(rx.link(rx.button(T("catalog.order.open")), href=S.order_sub_href, id="order-open-sub"),
                    close_button("common.close"), margin_top="0"),
         spacing="3",

@@ -92,8 +92,23 @@ def scheduled_changes() -> rx.Component:
     )
 
 
+def at_vendor() -> rx.Component:
+    """What waits for the vendor (an order awaiting activation, a change) and its last refusal."""
+    return rx.fragment(
+        rx.cond(S.at_vendor.length() > 0,
+                rx.callout.root(rx.callout.icon(rx.icon("clock", size=16)),
+                                rx.vstack(rx.foreach(S.at_vendor, lambda t: rx.text(t, size="2")), spacing="1"),
+                                color_scheme="amber", width="100%", id="at-vendor"),
+                rx.fragment()),
+        rx.cond(S.d_refused != "",
+                rx.callout(S.d_refused, icon="circle-x", color_scheme="red", width="100%", id="vendor-refused"),
+                rx.fragment()),
+    )
+
+
 def overview_tab() -> rx.Component:
     return rx.vstack(
+        at_vendor(),
         scheduled_changes(),
         rx.cond(S.d["grace_until"] != "",
                 rx.callout(T("subscription.grace", date=S.d["grace_until"]), icon="triangle-alert",

@@ -123,6 +123,7 @@ class CatalogState(Search, BaseState):
     order_preview: dict[str, str] = {}
     order_busy: bool = False
     order_sub_href: str = ""
+    order_queued: bool = False  # the order waits for the vendor (provisioning queue)
     order_invoice: str = ""
 
     _order_quote_id: str = ""  # the preview's quote (see quote_binding)
@@ -309,6 +310,7 @@ class CatalogState(Search, BaseState):
             "later": later,
             "rate": rate,
             "available": fmt_money(q.available, cur, lang),
+            "manual": self._t("catalog.order.manual") if q.manual else "",
             **shortfall_fields(q.shortfall, cur, lang),
         }
         self._order_quote_id, self._order_amount = quote_binding(q)
@@ -342,7 +344,8 @@ class CatalogState(Search, BaseState):
         self.order_busy = False
         self.order_step = "done"
         self.order_sub_href = f"/subscriptions/{outcome.subscription_id}"
-        yield self._ok("catalog.order.done")
+        self.order_queued = outcome.status == "pending"
+        yield self._ok("catalog.order.queued" if self.order_queued else "catalog.order.done")
 
     @rx.event
     async def request_order_invoice(self):

@@ -90,6 +90,8 @@ class SubscriptionDetailState(QuantityChange, BaseState):
     changes: list[dict[str, str]] = []
     plan_options: list[dict[str, str]] = []
     events: list[dict[str, str]] = []
+    at_vendor: list[str] = []  # what waits for the vendor (the provisioning queue), one sentence each
+    d_refused: str = ""  # the vendor's last refusal of this subscription's order or change
 
     # Resources: the licence count (QuantityChange)
 
@@ -165,6 +167,7 @@ class SubscriptionDetailState(QuantityChange, BaseState):
     def _show(self, x: dict, history: list[dict], form: dict | None, usage, tz: str) -> None:
         lang, cur = self._lang, x["currency"]
         money = lambda v: fmt_money(v, cur, lang)  # noqa: E731
+        self._show_at_vendor(x, tz)
         status = x["status"]
         licence = x["billing_type"] == "license"
         active = status == "active"
@@ -243,6 +246,24 @@ class SubscriptionDetailState(QuantityChange, BaseState):
             }
             self.usage_services = [{"name": s.label or s.key, "amount": fmt_money(s.total, usage.currency, lang)}
                                    for s in usage.by_service[:10]]
+
+    def _show_at_vendor(self, x: dict, tz: str) -> None:
+        """The open provisioning tasks ("awaiting activation since ...", "a change waits at the
+        vendor since ...") and the vendor's last refusal with its reason."""
+        lang = self._lang
+        texts = []
+        for t in x.get("at_vendor") or []:
+            since = fmt_datetime(t["requested_at"], lang, tz)
+            if t["action"] == "order":
+                texts.append(self._t("subscription.at_vendor.order", since=since,
+                                     amount=fmt_money(t["reserved"], t["currency"], lang)))
+            else:
+                what = self._t(f"subscription.at_vendor.action.{t['action']}", **{k: str(v) for k, v in t["params"].items()})
+                texts.append(self._t("subscription.at_vendor.change", what=what, since=since))
+        self.at_vendor = texts
+        refused = x.get("refused")
+        self.d_refused = (self._t("subscription.at_vendor.refused", reason=refused["reason"],
+                                  at=fmt_datetime(refused["at"], lang, tz)) if refused and refused["at"] else "")
 
     def _show_anomalies(self, alerts) -> None:
         rows, enabled = alerts if alerts is not None else ([], False)

@@ -120,6 +120,9 @@ def server(tmp_path_factory) -> Iterator[Server]:
         "PATH": _node_bin() + os.pathsep + env.get("PATH", ""),
         "PYTHONUNBUFFERED": "1",
         **CARD_ENV,  # Payme (test mode) and Click configured: the billing page offers both
+        # every demo vendor but Kaspersky activates at once through the TEST DOUBLE; Kaspersky's
+        # orders go to the provisioning queue (tests/doubles/instant_vendor.py)
+        "PANEL_CONNECTORS": "tests.doubles.instant_vendor:register",
     })
     env.pop("REFLEX_ENV_MODE", None)
     cli = str(VENV_BIN / "noventiq-panel")

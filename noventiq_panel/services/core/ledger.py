@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from noventiq_panel.db import insert_rows
-from noventiq_panel.models import BillingMode, EntryKind, LedgerEntry, Organisation
+from noventiq_panel.models import BillingMode, EntryKind, LedgerEntry, Organisation, ProvisioningTask, TaskStatus
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.core.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
 from noventiq_panel.services.core.money import round_money
@@ -192,9 +192,18 @@ def balance(session: Session, org_id: int, *, until: datetime | None = None) -> 
     return total if total is not None else Decimal("0.00")
 
 
+def reserved(session: Session, org_id: int) -> Decimal:
+    """What the organisation's open orders at a vendor without an API hold back
+    (``ProvisioningTask.reserved``): charged when the operator completes them, released otherwise."""
+    total = session.exec(select(func.sum(ProvisioningTask.reserved)).where(
+        ProvisioningTask.org_id == org_id, ProvisioningTask.status == TaskStatus.OPEN)).one()
+    return total if total is not None else Decimal("0.00")
+
+
 def available(session: Session, org: Organisation) -> Decimal:
-    """What can be spent now: the balance, plus the credit limit for postpaid organisations."""
-    funds = balance(session, org.id)
+    """What can be spent now: the balance, plus the credit limit for postpaid organisations, less
+    what open orders reserve (:func:`reserved`)."""
+    funds = balance(session, org.id) - reserved(session, org.id)
     if org.billing_mode == BillingMode.POSTPAID:
         funds += org.credit_limit
     return funds

@@ -110,6 +110,15 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # actual, expected, change (Decimal), new (bool)}, those that changed most.
     "cost_anomaly": (("subscription_name", "product", "day", "direction", "actual", "expected", "low", "high",
                       "currency", "services", "resource_groups", "subscription_id"), ()),
+    # The provisioning queue (subscriptions.provisioning): an order of a vendor without an API was
+    # received (amount reserved, 0 for none); the operator completed a task (action: order,
+    # quantity, plan, suspend, resume, cancel, auto_renew; amount charged for an order) or the vendor
+    # declined it (reason); the tasks open too long (to the support address: tasks = list of
+    # {id, org, subscription, vendor, action, requested_at, hours}).
+    "provisioning_requested": (("product", "quantity", "amount", "currency", "subscription_id"), ()),
+    "provisioning_done": (("product", "action", "quantity", "subscription_id"), ("amount", "currency")),
+    "provisioning_rejected": (("product", "action", "reason", "subscription_id"), ()),
+    "provisioning_overdue": (("tasks", "count"), ()),
     # Monthly usage report of a pay-as-you-go subscription (report attached).
     "iaas_monthly_report": (("product", "month", "amount", "currency", "subscription_id"), ()),
     # Pay-as-you-go credit control (subscriptions.credit_control). The organisation is overdrawn

@@ -20,9 +20,9 @@ from noventiq_panel.models.subscription import ChangeKind
 from noventiq_panel.services.core import audit, authz, clock, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict
-from noventiq_panel.services.subscriptions import confirmation, lapse, licences
+from noventiq_panel.services.subscriptions import confirmation, lapse, licences, provisioning
 from noventiq_panel.services.subscriptions.context import (
-    Ctx, S, atomic, cancel_pending, capped_refund, connector, current_period, desc, load, post_money, post_refund,
+    Ctx, S, atomic, cancel_pending, capped_refund, current_period, desc, load, post_money, post_refund,
     require_status, schedule, to_org_currency, utc_now,
 )
 from noventiq_panel.services.subscriptions.quotes import CancelQuote, Outcome
@@ -112,7 +112,8 @@ def cancel(session: Session, actor: Actor | None, sub_id, *, quote_id: str | Non
                                                  action="cancel")
             cancel_pending(session, sub.id)
             licences.empty(session, [sub.id])
-            connector(ctx.vendor).cancel(sub.vendor_ref)
+            if provisioning.cancel_order(session, access, sub, now) is None:  # an open order: nothing there yet
+                provisioning.tell_vendor(session, sub, ctx.vendor.code, "cancel", now=now, requested_by=access.user_id)
             sub.status, sub.cancelled_at, sub.auto_renew = S.CANCELLED, now, False
             sub.next_billing_at = None
             outcome.effective_at = now

@@ -44,7 +44,6 @@ from noventiq_panel.services.core.authz import Access
 from noventiq_panel.services.core.errors import Conflict, InvalidInput
 from noventiq_panel.services.core.money import parse_quantity, round_money
 from noventiq_panel.services.notify import notifications
-from noventiq_panel.services.vendors import connector as vendor_api
 from noventiq_panel.services.subscriptions import spans  # noqa: F401  (registers the seat-span listener)
 
 S = SubscriptionStatus
@@ -167,10 +166,6 @@ def require_instalment_paid(ctx: Ctx) -> None:
 def require_term_running(ctx: Ctx) -> None:
     if ctx.sub.term_end is not None and ctx.sub.term_end <= ctx.now:
         raise Conflict("the term has ended; the renewal is pending", key="error.renewal_pending")
-
-
-def connector(vendor: Vendor):
-    return vendor_api.connector_for(vendor.code)
 
 
 def local_day(dt: datetime | None, tz: str) -> date | None:

@@ -63,7 +63,7 @@ from noventiq_panel.services.core import audit, ledger
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import InsufficientFunds
 from noventiq_panel.services.core.money import round_money
-from noventiq_panel.services.vendors import connector as vendor_api
+from noventiq_panel.services.subscriptions import provisioning
 from noventiq_panel.services.subscriptions.context import (
     LIFECYCLE_ROLES,
     S,
@@ -215,7 +215,7 @@ def _payg(session: Session, org_id: int, status: str, reason: str | None = None)
 def _suspend(session: Session, org: Organisation, now: datetime, summary: CreditSummary) -> None:
     rows = _payg(session, org.id, S.ACTIVE)
     for sub, vendor_code, _name in rows:
-        vendor_api.connector_for(vendor_code).suspend(sub.vendor_ref)
+        provisioning.tell_vendor(session, sub, vendor_code, "suspend", now=now)
         sub.status, sub.suspended_at, sub.suspend_reason = S.SUSPENDED, now, REASON
         session.add(sub)
         audit.record(session, Actor.system(org.id), "subscription.suspended", subscription_id=sub.id, reason=REASON,
@@ -234,7 +234,7 @@ def _recover(session: Session, org: Organisation, now: datetime, summary: Credit
         summary.recovered += 1
     rows = _payg(session, org.id, S.SUSPENDED, REASON)
     for sub, vendor_code, _name in rows:
-        vendor_api.connector_for(vendor_code).resume(sub.vendor_ref)
+        provisioning.tell_vendor(session, sub, vendor_code, "resume", now=now)
         sub.status, sub.suspended_at, sub.suspend_reason = S.ACTIVE, None, ""
         session.add(sub)
         audit.record(session, Actor.system(org.id), "subscription.resumed", subscription_id=sub.id, reason=REASON,

@@ -22,11 +22,11 @@ from noventiq_panel.services.core import audit, authz, clock, ledger, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import InvalidInput
 from noventiq_panel.services.core.money import parse_quantity
-from noventiq_panel.services.subscriptions import confirmation, licences
+from noventiq_panel.services.subscriptions import confirmation, licences, provisioning
 from noventiq_panel.services.subscriptions.context import (
     require_instalment_paid,
     capped_refund, post_refund,
-    S, Ctx, atomic, cancel_pending, connector, current_period, load, mail_actor, post_pro_rata,
+    S, Ctx, atomic, cancel_pending, current_period, load, mail_actor, post_pro_rata,
     pro_rata, require_licence, require_status, require_term_running, schedule, seat_price, shortfall,
     to_org_currency, utc_now,
 )
@@ -110,7 +110,6 @@ def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, 
             return Outcome(sub.id, "quantity", org.billing_currency, sub.status, sub.quantity, already_done=True)
         old = sub.quantity
         outcome = Outcome(sub.id, "quantity", org.billing_currency)
-        vendor = connector(ctx.vendor)
         cancel_pending(session, sub.id, ChangeKind.QUANTITY)
         if q.new_quantity > old:
             if q.charge_now > 0:
@@ -122,18 +121,18 @@ def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, 
                 outcome.charged = post_pro_rata(session, ctx, seats=added, period=period,
                                                 key=op.key("charge"),
                                                 what=f"увеличение {old} → {q.new_quantity}", action="increase")
-            vendor.change_quantity(sub.vendor_ref, sub.quantity)
+            provisioning.tell_vendor(session, sub, ctx.vendor.code, "quantity", now=now, requested_by=access.user_id, quantity=sub.quantity)
         else:
             if q.free:
                 sub.quantity = q.new_quantity
-                vendor.change_quantity(sub.vendor_ref, sub.quantity)
+                provisioning.tell_vendor(session, sub, ctx.vendor.code, "quantity", now=now, requested_by=access.user_id, quantity=sub.quantity)
             if q.removed_now:
                 licences.take_back(session, sub.id, q.removed_now, now)
                 sub.quantity = q.quantity_now
                 outcome.refunded = post_refund(session, ctx, seats=q.removed_now, period=period,
                                                  key=op.key("refund"), what=f"уменьшение {old} → {q.quantity_now}, возврат",
                                                  action="decrease")
-                vendor.change_quantity(sub.vendor_ref, sub.quantity)
+                provisioning.tell_vendor(session, sub, ctx.vendor.code, "quantity", now=now, requested_by=access.user_id, quantity=sub.quantity)
             if q.scheduled_quantity is not None:
                 change = schedule(session, ctx, ChangeKind.QUANTITY, new_quantity=q.scheduled_quantity)
                 outcome.scheduled_change_id, outcome.effective_at = change.id, change.effective_at

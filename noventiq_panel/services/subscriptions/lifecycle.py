@@ -25,9 +25,9 @@ from noventiq_panel.services.catalog import catalog
 from noventiq_panel.services.core import audit, authz, clock, ledger, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict
-from noventiq_panel.services.subscriptions import lapse, licences
+from noventiq_panel.services.subscriptions import lapse, licences, provisioning
 from noventiq_panel.services.subscriptions.context import (
-    LIFECYCLE_ROLES, S, Ctx, atomic, charge_once, clamp, connector, current_period, days_left, desc, load, mail_org,
+    LIFECYCLE_ROLES, S, Ctx, atomic, charge_once, clamp, current_period, days_left, desc, load, mail_org,
     parse_bool, require_licence, require_status, seat_price, utc_now,
 )
 from noventiq_panel.services.subscriptions.quotes import Outcome
@@ -78,7 +78,7 @@ def suspend(session: Session, actor: Actor | None, sub_id, *, now: datetime | No
             # a renewal or an instalment is due: a customer's pause would take the seats out of the
             # grace → suspension → expiry path and leave the days used unpaid (issue 13)
             raise Conflict("a payment is due: pay it or cancel", key="error.suspend_payment_due")
-        connector(ctx.vendor).suspend(sub.vendor_ref)
+        provisioning.tell_vendor(session, sub, ctx.vendor.code, "suspend", now=now, requested_by=access.user_id)
         sub.status, sub.suspended_at, sub.grace_until, sub.suspend_reason = S.SUSPENDED, now, None, "customer"
         session.add(sub)
         audit.record(session, access.actor, "subscription.suspended", subscription_id=sub.id, reason="manual")
@@ -171,7 +171,7 @@ def resume(session: Session, actor: Actor | None, sub_id, *, now: datetime | Non
                                       user_id=access.user_id,
                                       meta={"action": "resume", **days_left(ctx, period, start)})
                 sub.next_billing_at = proration.next_period_start(period, sub.term_end)
-        connector(ctx.vendor).resume(sub.vendor_ref)
+        provisioning.tell_vendor(session, sub, ctx.vendor.code, "resume", now=now, requested_by=access.user_id)
         sub.status, sub.suspended_at, sub.grace_until, sub.suspend_reason = S.ACTIVE, None, None, ""
         session.add(sub)
         audit.record(session, access.actor, "subscription.resumed", subscription_id=sub.id, charged=str(charged))

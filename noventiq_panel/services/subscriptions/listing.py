@@ -14,7 +14,7 @@ from noventiq_panel.services.catalog import catalog
 from noventiq_panel.services.core import audit, authz, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import DomainError, InvalidInput
-from noventiq_panel.services.subscriptions import licences
+from noventiq_panel.services.subscriptions import licences, provisioning
 from noventiq_panel.services.subscriptions.context import (
     S, current_period, load, load_sub, local_day, parse_bool, parse_int, pending_changes, seat_price,
     to_org_currency, utc_now,
@@ -192,6 +192,8 @@ def get_subscription(session: Session, actor: Actor | None, sub_id, *, now: date
                         "product": target.product.name, "direction": direction,
                         "plan_view": catalog.plan_view(session, target.plan, org, ctx.day)})
     view["plan_options"] = options
+    view["at_vendor"] = provisioning.open_tasks_of(session, sub.id)  # the provisioning queue
+    view["refused"] = provisioning.last_rejection(session, sub.id)
     return view
 
 

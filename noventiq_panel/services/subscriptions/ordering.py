@@ -23,10 +23,10 @@ from noventiq_panel.services.core import audit, authz, clock, ledger, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict
 from noventiq_panel.services.core.money import parse_quantity
-from noventiq_panel.services.subscriptions import confirmation, credit_control, licences
+from noventiq_panel.services.subscriptions import confirmation, credit_control, licences, provisioning
 from noventiq_panel.services.vendors import connector as vendor_api
 from noventiq_panel.services.subscriptions.context import (
-    S, atomic, connector, describe, mail_actor, parse_bool, post_money, seat_price, shortfall,
+    S, atomic, describe, mail_actor, parse_bool, post_money, seat_price, shortfall,
     to_org_currency, utc_now,
 )
 from noventiq_panel.services.subscriptions.quotes import OrderQuote, Outcome
@@ -90,7 +90,7 @@ def order_quote(session: Session, org: Organisation, info: catalog.PlanInfo, qua
             renewal_date if not is_trial and not is_payg else None),
         is_trial=is_trial, trial_ends_at=trial_ends,
         converts_to=plan.trial_converts_to, is_payg=is_payg, available=available,
-        shortfall=shortfall(price_now, available),
+        shortfall=shortfall(price_now, available), manual=provisioning.is_manual(vendor.code),
     )
 
 
@@ -156,9 +156,12 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
         )
         session.add(sub)
         session.flush()
-        result = connector(vendor).provision(vendor_api.ProvisionRequest(
+        conn = vendor_api.connector_for(vendor.code)
+        if conn is None:  # a vendor without an API: the provisioning queue, the price reserved
+            return _queued(session, op, access, org, sub, plan, product, vendor, quote, now)
+        result = conn.provision(vendor_api.ProvisionRequest(
             org_id=org.id, subscription_id=sub.id, vendor_code=vendor.code, product_code=product.code,
-            plan_code=plan.code, quantity=quantity, is_trial=is_trial))
+            plan_code=plan.code, quantity=quantity, is_trial=is_trial, request_key=op.key("provision")))
         sub.vendor_ref = result.vendor_ref
         if result.active:
             sub.status = S.TRIAL if is_trial else S.ACTIVE
@@ -187,4 +190,23 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
         mail_actor(session, access, "order_confirmed", context, now=now)
         outcome = Outcome(sub.id, "order", org.billing_currency, sub.status, sub.quantity, charged=charged)
         confirmation.finish(session, op, outcome.stored(), now=now)
+    return outcome
+
+
+def _queued(session: Session, op, access, org: Organisation, sub: Subscription, plan: Plan, product, vendor,
+            quote: OrderQuote, now: datetime) -> Outcome:
+    """The order of a manual vendor: the subscription waits (``pending``) for the operator, the
+    first period's price is reserved, not charged (``provisioning``)."""
+    reserved = quote.price_now if quote.price_now > 0 else Decimal("0.00")
+    task = provisioning.request_order(
+        session, access=access, org=org, sub=sub, plan=plan, vendor=vendor, reserved=reserved,
+        plan_amount=quote.unit_price * sub.quantity if reserved else Decimal("0"), fx_rate=quote.fx_rate, now=now)
+    audit.record(session, access.actor, "subscription.ordered", subscription_id=sub.id, plan=plan.code,
+                 quantity=sub.quantity, amount="0.00", reserved=str(reserved), currency=org.billing_currency,
+                 trial=sub.is_trial, provisioning_task=task.id)
+    mail_actor(session, access, "provisioning_requested",
+               {"product": product.name, "quantity": sub.quantity, "amount": reserved,
+                "currency": org.billing_currency, "subscription_id": sub.id}, now=now)
+    outcome = Outcome(sub.id, "order", org.billing_currency, sub.status, sub.quantity)
+    confirmation.finish(session, op, outcome.stored(), now=now)
     return outcome

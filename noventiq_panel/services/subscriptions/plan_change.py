@@ -28,10 +28,10 @@ from noventiq_panel.services.catalog import catalog
 from noventiq_panel.services.core import audit, authz, clock, ledger, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict, InvalidInput
-from noventiq_panel.services.subscriptions import confirmation
+from noventiq_panel.services.subscriptions import confirmation, provisioning
 from noventiq_panel.services.subscriptions.context import (
     require_instalment_paid,
-    S, Ctx, atomic, cancel_pending, connector, current_period, load, pending_changes, post_money, pro_rata,
+    S, Ctx, atomic, cancel_pending, current_period, load, pending_changes, post_money, pro_rata,
     require_status, require_term_running, schedule, seat_price, shortfall, to_org_currency, utc_now, desc,
 )
 from noventiq_panel.services.subscriptions.quotes import Outcome, PlanChangeQuote
@@ -171,7 +171,7 @@ def change_plan(session: Session, actor: Actor | None, sub_id, plan_code, *, quo
                 net = outcome.charged - outcome.refunded
                 outcome.charged, outcome.refunded = max(net, Decimal("0.00")), max(-net, Decimal("0.00"))
             sub.plan_id = tp.id
-            connector(ctx.vendor).change_plan(sub.vendor_ref, tp.code)
+            provisioning.tell_vendor(session, sub, ctx.vendor.code, "plan", now=now, requested_by=access.user_id, plan_code=tp.code)
             outcome.effective_at = now
         session.add(sub)
         action = ("subscription.plan_change_withdrawn" if q.withdraws_pending else

@@ -82,6 +82,7 @@ class OrderQuote(_Result):
     available: Decimal
     shortfall: Decimal  # 0 when the balance covers price_now
     quote_id: str | None = None
+    manual: bool = False  # a vendor without an API: price_now is reserved until the vendor activates
 
     @property
     def amount_due(self) -> Decimal:

@@ -43,8 +43,7 @@ from noventiq_panel.config import get_settings
 from noventiq_panel.models import Plan, Subscription
 from noventiq_panel.models.subscription import ChangeKind
 from noventiq_panel.services.core import clock, proration
-from noventiq_panel.services.subscriptions import lapse
-from noventiq_panel.services.vendors import connector as vendor_api
+from noventiq_panel.services.subscriptions import lapse, provisioning
 from noventiq_panel.services.subscriptions.chunks import CHUNK, Chunk, Sub, Summary, run_chunks
 from noventiq_panel.services.subscriptions.context import MONEY_ROLES, S, anchor_day, clamp, seat_price, utc_now
 
@@ -62,11 +61,10 @@ def _apply_changes(chunk: Chunk, sub: Sub) -> None:
     """Apply the subscription's due scheduled changes (decrease, downgrade, cancel) in order."""
     for change in chunk.changes.pop(sub.id, []):
         plan, _product, vendor = chunk.plan(sub.plan_id)
-        connector = vendor_api.connector_for(vendor.code)
         if change.kind == ChangeKind.QUANTITY and change.new_quantity:
             old = sub.quantity
             sub.quantity = clamp(change.new_quantity, plan)
-            connector.change_quantity(sub.vendor_ref, sub.quantity)
+            provisioning.tell_vendor(chunk.session, sub, vendor.code, "quantity", now=chunk.now, quantity=sub.quantity)
             chunk.audit(sub, "subscription.quantity_changed", old_quantity=old, new_quantity=sub.quantity,
                         scheduled=True, change_id=change.id)
         elif change.kind == ChangeKind.PLAN and change.new_plan_id in chunk.plans:
@@ -74,7 +72,7 @@ def _apply_changes(chunk: Chunk, sub: Sub) -> None:
             old_code = plan.code
             sub.plan_id = new_plan.id
             sub.quantity = clamp(sub.quantity, new_plan)
-            connector.change_plan(sub.vendor_ref, new_plan.code)
+            provisioning.tell_vendor(chunk.session, sub, vendor.code, "plan", now=chunk.now, plan_code=new_plan.code)
             chunk.audit(sub, "subscription.plan_changed", from_plan=old_code, to_plan=new_plan.code,
                         direction="downgrade", scheduled=True, change_id=change.id)
         elif change.kind == ChangeKind.CANCEL:
@@ -86,7 +84,7 @@ def _apply_changes(chunk: Chunk, sub: Sub) -> None:
 def _end(chunk: Chunk, sub: Sub, status: str, at: datetime) -> None:
     plan, product, vendor = chunk.plan(sub.plan_id)
     _charge_lapse(chunk, sub, plan, product)
-    vendor_api.connector_for(vendor.code).cancel(sub.vendor_ref)
+    provisioning.tell_vendor(chunk.session, sub, vendor.code, "cancel", now=chunk.now)
     sub.status = status
     sub.next_billing_at = None
     if status == S.CANCELLED:
@@ -122,7 +120,7 @@ def _new_term(chunk: Chunk, sub: Sub, start: datetime, *, key: str, action: str,
     sub.next_billing_at = proration.next_period_start(period, end)
     sub.grace_until = None
     if sub.status != S.ACTIVE:
-        vendor_api.connector_for(chunk.plan(sub.plan_id)[2].code).resume(sub.vendor_ref)
+        provisioning.tell_vendor(chunk.session, sub, chunk.plan(sub.plan_id)[2].code, "resume", now=chunk.now)
         sub.status, sub.suspended_at, sub.suspend_reason = S.ACTIVE, None, ""
     chunk.renewed_ids.append(sub.id)
     chunk.batch(sub, plan, "renewal")
@@ -169,7 +167,7 @@ def _unpaid(chunk: Chunk, sub: Sub, *, due_from: datetime, amount: Decimal, what
                     "subscription_id": sub.id},
                    roles=MONEY_ROLES, dedupe=f"{what}_failed:{sub.id}:{_ymd(due_from, tz)}")
     if chunk.now >= sub.grace_until and sub.status == S.ACTIVE:
-        vendor_api.connector_for(vendor.code).suspend(sub.vendor_ref)
+        provisioning.tell_vendor(chunk.session, sub, vendor.code, "suspend", now=chunk.now)
         sub.status, sub.suspended_at, sub.suspend_reason = S.SUSPENDED, chunk.now, "payment"
         chunk.summary.suspended += 1
         chunk.audit(sub, "subscription.suspended", reason="funds")
@@ -306,7 +304,7 @@ def _instalment_one(chunk: Chunk, sub: Sub) -> None:
                                     key=f"resume:{sub.id}:{_ymd(period.start, tz)}", what="возобновление, остаток месяца",
                                     quantity=sub.quantity, period=(period.start, period.end), action="resume")
         if done:
-            vendor_api.connector_for(vendor.code).resume(sub.vendor_ref)
+            provisioning.tell_vendor(chunk.session, sub, vendor.code, "resume", now=chunk.now)
             sub.status, sub.suspended_at, sub.grace_until, sub.suspend_reason = S.ACTIVE, None, None, ""
             sub.next_billing_at = proration.next_period_start(period, sub.term_end)
             chunk.summary.reactivated += 1
@@ -388,7 +386,7 @@ def _trial_one(chunk: Chunk, sub: Sub) -> None:
         _trial_expires(chunk, sub)
         return
     sub.plan_id, sub.quantity = target.id, quantity
-    vendor_api.connector_for(chunk.plan(target.id)[2].code).change_plan(sub.vendor_ref, target.code)
+    provisioning.tell_vendor(chunk.session, sub, chunk.plan(target.id)[2].code, "plan", now=chunk.now, plan_code=target.code)
     sub.status, sub.is_trial, sub.auto_renew = S.ACTIVE, False, True
     sub.term_start, sub.term_end, sub.activated_at = start, end, start
     sub.next_billing_at = proration.next_period_start(period, end)

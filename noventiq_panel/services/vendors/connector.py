@@ -2,16 +2,28 @@
 
 Subscription services call the connector of the product's vendor inside their transaction, after
 the checks and before the commit; a connector that raises aborts the whole operation (nothing is
-charged). The built-in connector activates at once and answers with a reference of its own, so the
-panel works without any vendor API. A real connector (Microsoft Partner Center, ...) implements
-:class:`VendorConnector` and is registered for its vendor code with :func:`register`.
+charged). A connector (Microsoft Partner Center, ...) implements :class:`VendorConnector` and is
+registered for its vendor code with :func:`register`.
+
+A vendor with no registered connector is **manual**: :func:`connector_for` answers None and the
+subscription services put the order or change in the provisioning queue
+(``services/subscriptions/provisioning.py``) for an operator to carry out at the vendor. Nothing is
+"activated" without a vendor having done it.
+
+Connectors are registered when the process first asks for one (:func:`connector_for`), from the
+configuration: ``PANEL_CONNECTORS`` names ``module:function`` entries, each called with
+:func:`register` as its argument (a site's own connectors; the end-to-end tests plug their test
+double in this way).
 """
 
 from __future__ import annotations
 
-import uuid
+import importlib
+import logging
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from noventiq_panel.config import get_settings
 
 
 @dataclass(frozen=True)
@@ -56,34 +68,15 @@ class VendorConnector(Protocol):
     def cancel(self, vendor_ref: str) -> None: ...
 
 
-class BuiltinConnector:
-    """Activates at once and keeps nothing: the reference is ``BUILTIN-<uuid>``."""
+log = logging.getLogger(__name__)
 
-    def provision(self, request: ProvisionRequest) -> ProvisionResult:
-        return ProvisionResult(vendor_ref=f"BUILTIN-{uuid.uuid4()}", active=True)
-
-    def change_quantity(self, vendor_ref: str, quantity: int) -> None:
-        return None
-
-    def change_plan(self, vendor_ref: str, plan_code: str) -> None:
-        return None
-
-    def suspend(self, vendor_ref: str) -> None:
-        return None
-
-    def resume(self, vendor_ref: str) -> None:
-        return None
-
-    def cancel(self, vendor_ref: str) -> None:
-        return None
-
-
-_BUILTIN = BuiltinConnector()
 _registry: dict[str, VendorConnector] = {}
+_loaded = False
 
 
 def register(vendor_code: str, connector: VendorConnector) -> None:
-    """Use ``connector`` for the vendor with this code (tests and real integrations)."""
+    """Use ``connector`` for the vendor with this code (``"*"``: for every vendor without one of
+    its own — the tests' double)."""
     if not isinstance(connector, VendorConnector):
         raise TypeError("connector must implement VendorConnector")
     _registry[vendor_code] = connector
@@ -93,6 +86,18 @@ def unregister(vendor_code: str) -> None:
     _registry.pop(vendor_code, None)
 
 
-def connector_for(vendor_code: str | None) -> VendorConnector:
-    """The vendor's registered connector, else the built-in one."""
-    return _registry.get(vendor_code or "", _BUILTIN)
+def _load_configured() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for entry in filter(None, (e.strip() for e in get_settings().connectors.split(","))):
+        module, _, function = entry.partition(":")
+        getattr(importlib.import_module(module), function or "register")(register)
+        log.warning("vendor connectors registered by %s", entry)
+
+
+def connector_for(vendor_code: str | None) -> VendorConnector | None:
+    """The vendor's registered connector; None: a manual vendor (the provisioning queue)."""
+    _load_configured()
+    return _registry.get(vendor_code or "") or _registry.get("*")

@@ -24,6 +24,15 @@ T0 = datetime(2025, 9, 24, 9, 5, tzinfo=timezone.utc)
 
 # A representative context per kind: every required key, plus the optional ones a caller may pass.
 SAMPLES: dict[str, dict] = {
+    "provisioning_requested": {"product": "Kaspersky Endpoint Security", "quantity": 5, "amount": D("450000.00"),
+                               "currency": "UZS", "subscription_id": 7},
+    "provisioning_done": {"product": "Kaspersky Endpoint Security", "action": "order", "subscription_id": 7,
+                          "quantity": 5, "amount": D("450000.00"), "currency": "UZS"},
+    "provisioning_rejected": {"product": "Kaspersky Endpoint Security", "action": "quantity", "subscription_id": 7,
+                              "reason": "Не продаётся в Узбекистане"},
+    "provisioning_overdue": {"count": 1, "tasks": [{"id": 3, "org": "ООО «Ромашка»", "subscription": "Kaspersky",
+                                                    "action": "order", "vendor": "kaspersky", "requested_at": T0,
+                                                    "hours": 50}]},
     "welcome": {"org_name": "ООО «Ромашка»", "link": "https://panel.example/reset/tok", "expires_at": T0},
     "invite": {"org_name": "ООО «Ромашка»", "inviter_name": "Иван Петров", "role": "finance",
                "link": "https://panel.example/reset/tok", "expires_at": T0},
@@ -90,7 +99,7 @@ def plain(text: str) -> str:
 
 def test_the_samples_cover_exactly_the_kinds_of_the_contract():
     assert set(SAMPLES) == set(n.KINDS)
-    assert len(n.KINDS) == 25
+    assert len(n.KINDS) == 29
 
 
 @pytest.mark.parametrize("locale", LOCALES)

@@ -350,7 +350,7 @@ def test_ten_thousand_due_renewals_run_in_seconds(sqlite_engine):
         start = TERM_END - 30 * D
         s.add_all([Subscription(org_id=orgs[i % orgs_count].id, plan_id=plan.id, status="active", quantity=1 + i % 5,
                                 term_start=start, term_end=TERM_END, activated_at=start, auto_renew=True,
-                                vendor_ref=f"BUILTIN-{i}") for i in range(n)])
+                                vendor_ref=f"DOUBLE-{i}") for i in range(n)])
         s.commit()
     with Session(sqlite_engine, expire_on_commit=False) as s:
         t0 = time.perf_counter()

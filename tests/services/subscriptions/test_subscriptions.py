@@ -71,7 +71,7 @@ def test_monthly_upfront_order_charges_the_term_and_opens_a_168_hour_window(worl
     assert result.charged == Decimal("90000.00") and result.status == "active"
     sub = w.sub(result.subscription_id)
     assert (sub.quantity, sub.term_start, sub.term_end) == (3, NOW, tashkent(2026, 4, 10, 0))
-    assert sub.vendor_ref.startswith("BUILTIN-") and sub.auto_renew
+    assert sub.vendor_ref.startswith("DOUBLE-") and sub.auto_renew
     [batch] = w.session.exec(select(LicenceBatch).where(LicenceBatch.subscription_id == sub.id)).all()
     assert (batch.quantity, batch.source, batch.window_ends_at) == (3, "purchase", NOW + 168 * H)
     [entry] = entries(w, sub.id)

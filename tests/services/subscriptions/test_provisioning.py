@@ -1,0 +1,302 @@
+"""The provisioning queue (services/subscriptions/provisioning.py): a vendor without a connector.
+An order reserves its price and waits; the operator completes it (charged once, then) or rejects
+it (released); the customer may cancel it while it waits; changes become tasks; overdue tasks are
+reported once a day. Also: two operators at once, forged ids, and a generated sequence of all of it
+that must keep balance, reservations and charges in step."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlmodel import Session, select
+
+from noventiq_panel.models import LedgerEntry, LicenceBatch, Notification, ProvisioningTask
+from noventiq_panel.services.core import ledger
+from noventiq_panel.services.core.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
+from noventiq_panel.services.subscriptions import cancellation, licence_count, ordering, provisioning, quotes
+from noventiq_panel.services.vendors import connector as vendor_api
+from tests.conftest import _engine_for
+from tests.services.subs_world import NOW, World, make_world, world  # noqa: F401 (fixture)
+from tests.services.subscriptions.test_subscriptions import _race, buy
+
+H = timedelta(hours=1)
+
+
+@pytest.fixture(autouse=True)
+def manual(vendor_double):
+    """No connector for any vendor: every order and change goes to the queue."""
+    vendor_api.unregister("*")
+    yield
+
+
+def charges(w: World, sub_id: int) -> list[LedgerEntry]:
+    w.session.rollback()
+    return list(w.session.exec(select(LedgerEntry).where(LedgerEntry.subscription_id == sub_id)).all())
+
+
+def tasks(w: World, sub_id: int) -> list[ProvisioningTask]:
+    w.session.rollback()
+    return list(w.session.exec(select(ProvisioningTask).where(ProvisioningTask.subscription_id == sub_id)
+                               .order_by(ProvisioningTask.id)).all())
+
+
+def cancel(session, actor, sid: int, at):
+    quote = cancellation.quote_cancel(session, actor, sid, now=at)
+    return cancellation.cancel(session, actor, sid, quote_id=quote.quote_id, amount=quote.amount_due, now=at)
+
+
+def available(w: World) -> Decimal:
+    w.session.rollback()
+    return ledger.available(w.session, w.org)
+
+
+def mails(w: World, kind: str) -> list[Notification]:
+    w.session.rollback()
+    return list(w.session.exec(select(Notification).where(Notification.kind == kind)).all())
+
+
+def test_an_order_waits_with_its_price_reserved_and_is_charged_once_when_completed(world):
+    w = world
+    w.topup("100000")
+    result = ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 3, now=NOW)
+    assert result.status == "pending" and result.charged == Decimal("0")
+    sub = w.sub(result.subscription_id)
+    assert sub.vendor_ref == "" and sub.activated_at is None
+    [task] = tasks(w, sub.id)
+    assert (task.action, task.status, task.reserved) == ("order", "open", Decimal("90000.00"))
+    assert charges(w, sub.id) == [] and w.balance() == Decimal("100000.00")
+    assert available(w) == Decimal("10000.00")
+    assert [m.to_email for m in mails(w, "provisioning_requested")] == [w.owner.email]
+    # the reserved money cannot pay for anything else
+    with pytest.raises(InsufficientFunds):
+        buy(w, "basic-m", 1)
+    assert available(w) == Decimal("10000.00") and len(tasks(w, sub.id)) == 1
+
+    later = NOW + 5 * H
+    view = provisioning.complete(w.session, task.id, vendor_ref="KAS-123", operator="Ivan", now=later)
+    assert view.status == "completed" and view.done_by == "Ivan" and view.vendor_ref == "KAS-123"
+    sub = w.sub(sub.id)
+    assert (sub.status, sub.vendor_ref, sub.term_start, sub.activated_at) == ("active", "KAS-123", later, later)
+    [charge] = charges(w, sub.id)
+    assert charge.amount == Decimal("-90000.00") and charge.idempotency_key == f"provisioning:{task.id}:charge"
+    assert w.balance() == Decimal("10000.00") and available(w) == Decimal("10000.00")
+    [batch] = w.session.exec(select(LicenceBatch).where(LicenceBatch.subscription_id == sub.id)).all()
+    assert batch.quantity == 3 and batch.window_ends_at > later  # the window opens at activation
+    assert {m.to_email for m in mails(w, "provisioning_done")} == {w.owner.email, w.admin.email}
+    # a second completion (a retry, a second operator) changes nothing
+    with pytest.raises(Conflict):
+        provisioning.complete(w.session, task.id, vendor_ref="KAS-999", operator="Olga", now=later + H)
+    assert len(charges(w, sub.id)) == 1 and w.sub(sub.id).vendor_ref == "KAS-123"
+    assert len(mails(w, "provisioning_done")) == 2
+
+
+def test_a_rejected_order_releases_its_reservation_and_tells_the_customer_why(world):
+    w = world
+    w.topup("100000")
+    sid = buy(w, "basic-m", 2)
+    [task] = tasks(w, sid)
+    assert available(w) == Decimal("40000.00")
+    provisioning.reject(w.session, task.id, reason="Licence not sold in Uzbekistan", operator="Ivan", now=NOW + H)
+    sub = w.sub(sid)
+    assert sub.status == "cancelled" and not sub.auto_renew and sub.next_billing_at is None
+    assert charges(w, sid) == [] and w.balance() == available(w) == Decimal("100000.00")
+    assert provisioning.last_rejection(w.session, sid)["reason"] == "Licence not sold in Uzbekistan"
+    sent = mails(w, "provisioning_rejected")
+    assert len(sent) == 2 and all("Licence not sold in Uzbekistan" in m.body_text for m in sent)
+    with pytest.raises(Conflict):
+        provisioning.complete(w.session, task.id, vendor_ref="X", operator="Olga")
+    assert charges(w, sid) == []
+
+
+def test_the_customer_cancels_an_order_that_still_waits(world):
+    w = world
+    w.topup("100000")
+    sid = buy(w, "basic-m", 1)
+    [task] = tasks(w, sid)
+    cancel(w.session, w.a_owner, sid, NOW + H)
+    [task] = tasks(w, sid)  # no second task: there is nothing at the vendor to cancel
+    assert task.status == "cancelled" and w.sub(sid).status == "cancelled"
+    assert charges(w, sid) == [] and available(w) == w.balance() == Decimal("100000.00")
+    with pytest.raises(Conflict):
+        provisioning.complete(w.session, task.id, vendor_ref="X", operator="Ivan")
+    assert charges(w, sid) == []
+
+
+def test_two_operators_completing_one_task_at_once_charge_once(engine, session):
+    w = make_world(session)
+    w.topup("100000")
+    sid = buy(w, "basic-m", 2)
+    [task] = tasks(w, sid)
+    tid = task.id
+    w.session.rollback()  # no transaction of ours in the way of the two below
+    results = _race(engine, [
+        lambda s: provisioning.complete(s, tid, vendor_ref="A-1", operator="Ivan", now=NOW + H),
+        lambda s: provisioning.complete(s, tid, vendor_ref="B-2", operator="Olga", now=NOW + H)])
+    done = [r for r in results if isinstance(r, provisioning.TaskView)]
+    refused = [r for r in results if isinstance(r, Conflict)]
+    assert len(done) == 1 and len(refused) == 1, results
+    assert len(charges(w, sid)) == 1 and w.balance() == Decimal("40000.00")
+    assert w.sub(sid).vendor_ref == done[0].vendor_ref
+
+
+def test_completing_while_the_customer_cancels_never_charges_a_cancelled_subscription(engine, session):
+    w = make_world(session)
+    w.topup("100000")
+    sid = buy(w, "basic-m", 1)
+    [task] = tasks(w, sid)
+    actor, tid = w.a_owner, task.id
+    w.session.rollback()  # no transaction of ours in the way of the two below
+    results = _race(engine, [
+        lambda s: provisioning.complete(s, tid, vendor_ref="A-1", operator="Ivan", now=NOW + H),
+        lambda s: cancel(s, actor, sid, NOW + H)])
+    sub = w.sub(sid)
+    if isinstance(results[0], provisioning.TaskView):
+        # activated first: the customer's preview (nothing to refund) no longer holds and is refused,
+        # or — previewed after the activation — the cancellation refunds in the window
+        if isinstance(results[1], Conflict):
+            assert sub.status == "active" and w.balance() == Decimal("70000.00")
+        else:
+            assert sub.status == "cancelled" and sum(e.amount for e in charges(w, sid)) == Decimal("0.00")
+    else:
+        assert isinstance(results[0], Conflict) and sub.status == "cancelled" and charges(w, sid) == []
+    assert available(w) == w.balance()
+    assert len([e for e in charges(w, sid) if e.kind == "charge"]) <= 1
+
+
+@pytest.mark.parametrize("raw", ["abc", "-1", "0", "1e3", str(10**30), "", None, "999999"])
+def test_forged_or_missing_task_ids_are_not_found_and_change_nothing(world, raw):
+    w = world
+    w.topup("100000")
+    sid = buy(w, "basic-m", 1)
+    with pytest.raises(NotFound):
+        provisioning.complete(w.session, raw, vendor_ref="X", operator="Ivan")
+    with pytest.raises(NotFound):
+        provisioning.reject(w.session, raw, reason="no", operator="Ivan")
+    with pytest.raises(NotFound):
+        provisioning.get_task(w.session, raw)
+    assert [t.status for t in tasks(w, sid)] == ["open"] and charges(w, sid) == []
+
+
+def test_bad_operator_input_is_refused_and_changes_nothing(world):
+    w = world
+    w.topup("100000")
+    sid = buy(w, "basic-m", 1)
+    [task] = tasks(w, sid)
+    for kwargs in ({"vendor_ref": "", "operator": "Ivan"}, {"vendor_ref": "X", "operator": "  "},
+                   {"vendor_ref": "X" * 256, "operator": "Ivan"}):
+        with pytest.raises(InvalidInput):
+            provisioning.complete(w.session, task.id, **kwargs)
+    for kwargs in ({"reason": "", "operator": "Ivan"}, {"reason": "x" * 1001, "operator": "Ivan"},
+                   {"reason": "ok", "operator": ""}):
+        with pytest.raises(InvalidInput):
+            provisioning.reject(w.session, task.id, **kwargs)
+    with pytest.raises(InvalidInput):
+        provisioning.list_tasks(w.session, status="weird")
+    assert [t.status for t in tasks(w, sid)] == ["open"] and charges(w, sid) == []
+    assert w.sub(sid).status == "pending"
+
+
+def test_a_change_of_a_manual_subscription_is_a_task_with_what_to_do(world):
+    w = world
+    w.topup("1000000")
+    sid = buy(w, "basic-m", 1)
+    [order] = tasks(w, sid)
+    provisioning.complete(w.session, order.id, vendor_ref="KAS-1", operator="Ivan", now=NOW + H)
+    result = licence_count.change_quantity(w.session, w.a_owner, sid, 3, now=NOW + 2 * H)
+    assert isinstance(result, quotes.Outcome) and w.sub(sid).quantity == 3
+    change = tasks(w, sid)[-1]
+    assert (change.action, change.status, change.params, change.reserved) == ("quantity", "open", {"quantity": 3},
+                                                                              Decimal("0.00"))
+    assert provisioning.open_tasks_of(w.session, sid)[0]["action"] == "quantity"
+    view = provisioning.complete(w.session, change.id, operator="Olga", now=NOW + 3 * H)
+    assert view.status == "completed" and view.vendor_ref == "KAS-1"
+    assert provisioning.open_tasks_of(w.session, sid) == []
+
+
+def test_the_queue_lists_open_tasks_oldest_first_with_their_organisation(world):
+    w = world
+    w.topup("1000000")
+    a = buy(w, "basic-m", 1, at=NOW)
+    b = buy(w, "basic-m", 1, at=NOW + H)
+    views = provisioning.list_tasks(w.session)
+    assert [v.subscription_id for v in views] == [a, b] and views[0].org_name == w.org.name
+    provisioning.reject(w.session, views[0].id, reason="no", operator="Ivan")
+    assert [v.subscription_id for v in provisioning.list_tasks(w.session)] == [b]
+    assert {v.status for v in provisioning.list_tasks(w.session, status=None)} == {"open", "rejected"}
+
+
+def test_overdue_tasks_are_reported_to_support_once_a_day(world):
+    w = world
+    w.topup("1000000")
+    buy(w, "basic-m", 1, at=NOW)
+    assert provisioning.report_overdue(w.session, now=NOW + 47 * H) == 0
+    assert provisioning.report_overdue(w.session, now=NOW + 49 * H) == 1
+    assert provisioning.report_overdue(w.session, now=NOW + 50 * H) == 0  # run twice: mailed once
+    assert provisioning.report_overdue(w.session, now=NOW + 73 * H) == 1  # the next day: again
+    sent = mails(w, "provisioning_overdue")
+    assert len(sent) == 2 and sent[0].to_email == "support@noventiq.example"
+
+
+# --- generated sequences -----------------------------------------------------------------------
+
+STEP = st.one_of(
+    st.tuples(st.just("order"), st.integers(1, 4)),
+    st.tuples(st.just("complete"), st.integers(0, 5)),
+    st.tuples(st.just("reject"), st.integers(0, 5)),
+    st.tuples(st.just("cancel"), st.integers(0, 5)),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(STEP, min_size=1, max_size=12))
+def test_generated_queue_sequences_keep_balance_reservations_and_charges_in_step(tmp_path, steps):
+    """Whatever orders, completions, rejections and cancellations happen in whatever order: the
+    balance is the top-up less one charge per completed order (never more), what is available is
+    the balance less the open orders' reservations, and a rejected or cancelled order costs nothing."""
+    engine = _engine_for(f"sqlite:///{tmp_path / f'q{next(_RUNS)}.db'}")
+    with Session(engine, expire_on_commit=False) as session:
+        _run_sequence(make_world(session), steps)
+    engine.dispose()
+
+
+_RUNS = itertools.count()
+
+
+def _run_sequence(w: World, steps) -> None:
+    w.topup("200000")
+    subs: list[int] = []
+    at = NOW
+    for op, arg in steps:
+        at += H
+        try:
+            if op == "order":
+                subs.append(buy(w, "basic-m", arg, at=at))
+            elif subs:
+                sid = subs[arg % len(subs)]
+                task = tasks(w, sid)[0]
+                if op == "complete":
+                    provisioning.complete(w.session, task.id, vendor_ref=f"R-{sid}", operator="Ivan", now=at)
+                elif op == "reject":
+                    provisioning.reject(w.session, task.id, reason="refused", operator="Ivan", now=at)
+                else:
+                    cancel(w.session, w.a_owner, sid, at)
+        except (Conflict, InsufficientFunds):
+            w.session.rollback()
+    all_tasks = [t for sid in subs for t in tasks(w, sid) if t.action == "order"]
+    completed = {t.subscription_id: t.reserved for t in all_tasks if t.status == "completed"}
+    open_reserved = sum((t.reserved for t in all_tasks if t.status == "open"), Decimal("0"))
+    money = {sid: sum((e.amount for e in charges(w, sid)), Decimal("0")) for sid in subs}
+    for t in all_tasks:
+        if t.status in ("rejected", "cancelled") or t.status == "open":
+            assert money[t.subscription_id] == 0, t
+        else:  # completed: charged exactly once, less a refund if cancelled later in its window
+            assert -completed[t.subscription_id] <= money[t.subscription_id] <= 0, t
+            charges_of = [e for e in charges(w, t.subscription_id) if e.kind == "charge"]
+            assert len(charges_of) == 1 and charges_of[0].amount == -t.reserved
+    assert w.balance() == Decimal("200000.00") + sum(money.values())
+    assert available(w) == w.balance() - open_reserved >= 0
