@@ -585,3 +585,58 @@ def _plan_id_of(engine, code: str) -> int:
 
     with Session(engine) as s:
         return s.exec(select(Plan.id).where(Plan.code == code)).one()
+
+
+# --- a vendor without an API: the provisioning queue ------------------------------------------------
+
+def test_manual_vendor_order_waits_reserved_until_the_operator_completes_it_with_the_cli(page, db):
+    """Kaspersky has no connector in the end-to-end panel: the dialog says the price is reserved,
+    the order waits ("awaiting activation"), nothing is charged and the reserved money cannot be
+    spent again; the operator completes it with ``noventiq-panel provisioning complete`` and the
+    customer sees it active, charged exactly the reserved amount once."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from noventiq_panel.models import Organisation, Plan, ProvisioningTask
+    from noventiq_panel.services.core import ledger
+
+    email, org_id, _user = _new_customer(db, Decimal("5000000.00"))
+    with Session(db) as s:
+        plan = s.exec(select(Plan).where(Plan.code == "kes-cloud-1m")).one()
+    sign_in(page, email)
+    last_id = _last_entry_id(db)
+    _open_order(page, "kes-cloud-1m", 2)
+    expect(page.locator("#order-manual")).to_be_visible()
+    shown = _amount_in(plain(page.inner_text("#order-now")))
+    page.click("#order-confirm")
+    expect(page.locator("#order-queued")).to_be_visible()
+    shot(page, "catalog-order-queued", "ru")
+    [sub] = _subs_of_plan(db, org_id, plan.id)
+    assert sub.status == "pending" and _entries_after(db, org_id, last_id) == []
+    with Session(db) as s:
+        task = s.exec(select(ProvisioningTask).where(ProvisioningTask.subscription_id == sub.id)).one()
+        assert task.status == "open" and task.reserved == shown
+        assert ledger.available(s, s.get(Organisation, org_id)) == Decimal("5000000.00") - shown
+
+    page.goto(f"/subscriptions/{sub.id}")
+    expect(page.locator("#at-vendor")).to_be_visible()
+    expect(page.locator("#sub-status")).to_have_text("Ожидает активации")
+    assert "осталось" not in plain(page.inner_text("body"))  # no billing period before activation
+    shot(page, "subscription-awaiting-activation", "ru")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "subscription-awaiting-activation", "ru", phone=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    cli = Path(sys.executable).parent / "noventiq-panel"
+    env = {**os.environ, "REFLEX_DB_URL": str(db.url.render_as_string(hide_password=False))}
+    done = subprocess.run([str(cli), "provisioning", "complete", str(task.id), "--operator", "E2E Operator",
+                           "--vendor-ref", "KES-E2E-1"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    page.reload()
+    expect(page.locator("#sub-status")).to_have_text("Активна")
+    expect(page.locator("#at-vendor")).to_have_count(0)
+    entries = _entries_after(db, org_id, last_id)
+    assert [(e.kind, e.subscription_id, -e.amount) for e in entries] == [("charge", sub.id, shown)]
+    assert not page.js_errors

@@ -172,7 +172,8 @@ def get_subscription(session: Session, actor: Actor | None, sub_id, *, now: date
                         "effective_date": local_day(change.effective_at, org.timezone)})
     view["scheduled_changes"] = changes
     period = None
-    if plan.billing_type == "license" and sub.term_start and sub.term_end and not sub.is_trial:
+    if (plan.billing_type == "license" and sub.term_start and sub.term_end and not sub.is_trial
+            and sub.status != S.PENDING):  # awaiting activation: the term starts when the vendor activates
         p = current_period(sub, plan, org, now)
         remaining, total = proration.days_remaining(p.start, p.end, now, org.timezone)
         period = {"start": p.start, "end": p.end, "remaining_days": remaining, "total_days": total}
