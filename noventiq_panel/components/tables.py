@@ -104,7 +104,7 @@ def _cell(col: Column, row: Any) -> rx.Component:
 
 def pager(page: Any, pages: Any, on_page: Any, total: Any = None) -> rx.Component:
     return rx.hstack(
-        rx.text(T("table.total", count=total), size="2", color=rx.color("gray", 11))
+        rx.text(T("table.total", count=total), size="2", color=rx.color("gray", 11), class_name="pager-total")
         if total is not None else rx.fragment(),
         rx.spacer(),
         rx.icon_button(

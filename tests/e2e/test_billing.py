@@ -111,18 +111,44 @@ def test_transactions_export_to_xlsx(page, db):
     assert ws.max_row > 2
 
 
-def test_usage_by_day_switch(page):
-    """Hourly usage is one row a day while the switch is on (the default); off, every entry."""
+def _two_rating_runs_today(engine, email: str) -> None:
+    """Two more hours of usage of the organisation's hourly Azure subscription, each rated by its
+    own run: today then has at least two usage entries (each run posts its increment of the day)."""
+    from datetime import timedelta
+
+    from sqlmodel import Session, select
+
+    from noventiq_panel.models import Plan, Subscription
+    from noventiq_panel.services.core import clock
+    from noventiq_panel.services.usage import rating
+    from tests.services.usage_world import add_usage
+
+    org, _role = org_of(engine, email)
+    now = clock.utcnow().replace(minute=0, second=0, microsecond=0)
+    with Session(engine, expire_on_commit=False) as s:
+        sub = s.exec(select(Subscription).join(Plan, Plan.id == Subscription.plan_id).where(
+            Subscription.org_id == org.id, Subscription.status == "active", Plan.billing_type == "payg",
+            Plan.granularity == "hour")).first()
+        for hours_ago in (2, 1):
+            add_usage(s, sub, now - timedelta(hours=hours_ago), 1, services=1, cost="0.5")
+            rating.rate_usage(s, now=now)
+
+
+def test_usage_by_day_switch(page, db):
+    """Usage of one day is one row while the switch is on (the default); off, every rating run's
+    entry of the day."""
+    _two_rating_runs_today(db, "owner@demo.example")
     sign_in(page, "owner@demo.example")
     _open_billing(page, "?tab=transactions")
     expect(page.locator("#tx-group")).to_have_attribute("data-state", "checked")
     usage = page.locator(".tx-row", has_text=re.compile(r"\(\d+ запис"))
-    expect(usage.first).to_be_visible()  # the demo's Azure plan is billed per hour
-    grouped = int(plain(page.locator(".pager-label").inner_text()).split()[-1])
+    expect(usage.first).to_be_visible()  # today's two runs are one row
+    grouped = int(plain(page.locator(".pager-total").inner_text()).split()[-1])
     page.click("#tx-group")
     expect(page.locator("#tx-group")).to_have_attribute("data-state", "unchecked")
     expect(usage).to_have_count(0)
-    assert int(plain(page.locator(".pager-label").inner_text()).split()[-1]) > grouped
+    expect(page.locator(".pager-total")).not_to_have_text(re.compile(rf"\b{grouped}$"))
+    assert int(plain(page.locator(".pager-total").inner_text()).split()[-1]) > grouped
     shot(page, "billing-tx-entries", "ru")
 
 
