@@ -27,6 +27,14 @@ class UsageRecord(SQLModel, table=True):
     is unique so that re-importing the same export adds nothing; a corrected line is recorded as
     a second record of the difference (same ``line_key``). Records are never updated or deleted: the ledger entry that charged a record is the usage entry of its subscription, period
     and currency whose ``meta.max_record_id`` is the first at or above the record's id.
+
+    A usage entry's period is the organisation's local day (hourly plans too). Its meta: ``records``
+    (how many records it settles), ``max_record_id``, ``cost_micro`` (their cost, micro-units of
+    the usage currency), ``not_billed`` (``suspended``/``trial``: settled at 0), ``capped`` and
+    ``uncredited`` (a credit cut to what was charged). ``records_from``/``records_until`` (ISO,
+    UTC) mark an entry of part of its day — a day cut where a suspension begins or a trial ends —
+    and hold the records starting in [records_from, records_until); an entry of the whole day has
+    neither.
     """
 
     __table_args__ = (

@@ -55,13 +55,18 @@ def test_catch_up_after_a_26_hour_gap_across_tashkent_midnight(engine):
     assert registry.run_job("rating", later + timedelta(hours=1)).startswith("rated 0 records")
     with Session(engine) as s:
         assert_entries_match_records(s)
-        days = s.exec(select(LedgerEntry.period_start).where(LedgerEntry.subscription_id == daily.id)
-                      .order_by(LedgerEntry.period_start)).all()
-        # 10 Nov twice (its records before and after the gap: those rated late get their own entry),
-        # then 11 Nov: the day is cut at Tashkent's midnight (19:00 UTC), not UTC's
-        assert days == [tashkent(2026, 11, 10)] * 2 + [tashkent(2026, 11, 11)]
-        hours = s.exec(select(LedgerEntry.period_start).where(LedgerEntry.subscription_id == hourly.id)).all()
-        assert len(hours) == 29 == len(set(hours))
+        # Rating posts one entry per subscription, local day and currency per run, hourly plans too
+        # (issue 17). The first run (17:00..19:00 Tashkent, 10 Nov) posted one entry of 10 Nov; the
+        # catch-up's 26 hours (20:00 10 Nov .. 21:00 11 Nov Tashkent) fall in two local days — the
+        # day is cut at Tashkent's midnight (19:00 UTC), not UTC's — so it posts two more: 10 Nov
+        # again (its records rated late get their own entry, a higher max record id) and 11 Nov.
+        # Hourly buckets would have been 3 + 26 = 29 entries.
+        for sub in (daily, hourly):
+            entries = s.exec(select(LedgerEntry).where(LedgerEntry.subscription_id == sub.id)
+                             .order_by(LedgerEntry.period_start, LedgerEntry.id)).all()
+            assert [e.period_start for e in entries] == [tashkent(2026, 11, 10)] * 2 + [tashkent(2026, 11, 11)]
+            assert [e.meta["records"] for e in entries] == [3 * 3, 4 * 3, 22 * 3]
+            assert len({e.idempotency_key for e in entries}) == 3
         run = s.get(JobRun, "rating")
         assert run.last_run_at == later + timedelta(hours=1)
 

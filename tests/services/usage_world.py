@@ -74,11 +74,49 @@ def add_usage(session: Session, sub: Subscription, start: datetime, hours: int, 
     return [r.id for r in rows]
 
 
-def _bucket(r: UsageRecord, plan: Plan, zone: ZoneInfo) -> datetime:
-    local = r.period_start.astimezone(zone)
-    if plan.granularity == "day":
-        return datetime.combine(local.date(), datetime.min.time(), tzinfo=zone).astimezone(UTC)
-    return local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+def _local_day(instant: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """The organisation's local day holding ``instant``: its start and end, aware UTC."""
+    day = instant.astimezone(zone).date()
+    start = datetime.combine(day, datetime.min.time(), tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _not_billed(sub: Subscription, at: datetime) -> str | None:
+    """Why usage starting at ``at`` is not billed (rating's documented rule, restated): suspended
+    (not for credit) from ``suspended_at`` on (always when it is unknown), else a trial before
+    ``trial_ends_at``."""
+    if sub.status == "suspended" and sub.suspend_reason != "credit" and (
+            sub.suspended_at is None or at >= sub.suspended_at):
+        return "suspended"
+    if sub.is_trial and sub.trial_ends_at is not None and at < sub.trial_ends_at:
+        return "trial"
+    return None
+
+
+_NEVER, _EVER = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+
+
+def segment(r: UsageRecord, sub: Subscription, zone: ZoneInfo) -> tuple[datetime, datetime | None, datetime | None, str | None]:
+    """The billing period of record ``r`` under rating's rule (issue 17): its subscription's local
+    day, cut where billing starts or stops within it (a suspension, a trial's end). Returns (day
+    start, part from, part until, why not billed); the part is (None, None) for the whole day.
+
+    Recomputed from the time each reason holds, not by rating's cutting: suspended over
+    [suspended_at, ∞), a trial over (-∞, trial end) less the suspension, billed in between; the
+    segment is that span within the day."""
+    day_start, day_end = _local_day(r.period_start, zone)
+    reason = _not_billed(sub, r.period_start)
+    suspended = sub.status == "suspended" and sub.suspend_reason != "credit"
+    stop = (sub.suspended_at or _NEVER) if suspended else _EVER  # where "suspended" begins
+    trial_end = sub.trial_ends_at if sub.is_trial and sub.trial_ends_at is not None else _NEVER
+    lo, hi = {"suspended": (stop, _EVER), "trial": (_NEVER, min(trial_end, stop)),
+              None: (trial_end, stop)}[reason]
+    lo, hi = max(lo, day_start), min(hi, day_end)
+    assert lo <= r.period_start < hi, (r.id, lo, hi)
+    if (lo, hi) == (day_start, day_end):
+        return day_start, None, None, reason
+    return day_start, lo, hi, reason
 
 
 def charge_of(cost: Decimal, markup_pct: Decimal, rate: Decimal) -> Decimal:
@@ -89,19 +127,19 @@ def charge_of(cost: Decimal, markup_pct: Decimal, rate: Decimal) -> Decimal:
 
 
 def expected_charges(session: Session, sub: Subscription) -> dict[datetime, Decimal]:
-    """Period start → amount (negative) that rating must post when all the records of each period
-    are charged in one run, recomputed with Decimal from the records."""
+    """Local day start → amount (negative) that rating must post for the day when all the records
+    of each of its segments are charged in one run: one charge per (segment, usage currency),
+    recomputed with Decimal from the records (0 for a segment not billed)."""
     org = session.get(Organisation, sub.org_id)
     plan = session.get(Plan, sub.plan_id)
     zone = ZoneInfo(org.timezone)
     groups: dict[tuple, Decimal] = defaultdict(Decimal)
     for r in session.exec(select(UsageRecord).where(UsageRecord.subscription_id == sub.id)).all():
-        start = _bucket(r, plan, zone)
-        groups[(start, start.astimezone(zone).date(), r.currency)] += r.cost
+        groups[(segment(r, sub, zone), r.currency)] += r.cost
     out: dict[datetime, Decimal] = defaultdict(Decimal)
-    for (start, day, currency), cost in groups.items():
-        rate = rates.usage_rate(session, currency, org.billing_currency, day)
-        out[start] += charge_of(cost, plan.usage_markup_pct, rate)
+    for ((start, _, _, reason), currency), cost in groups.items():
+        rate = rates.usage_rate(session, currency, org.billing_currency, start.astimezone(zone).date())
+        out[start] += Decimal(0) if reason else charge_of(cost, plan.usage_markup_pct, rate)
     return dict(out)
 
 
@@ -131,21 +169,30 @@ def assert_ledger_matches_usage(session: Session, *subs: Subscription) -> None:
     assert_entries_match_records(session, subs=[s.id for s in subs])
 
 
+def _instant(raw: str | None) -> datetime | None:
+    return None if raw is None else datetime.fromisoformat(raw).astimezone(UTC)
+
+
 def assert_entries_match_records(session: Session, subs: list[int] | None = None) -> None:
     """Every record at or below its watermark is counted in exactly one usage entry of its own
-    subscription, period and currency (the entries' record counts and costs add up to the records'
-    per period), and every entry charges what its own figures say, at the rate fixed for its day."""
+    subscription, local day segment (``segment``: the day, or the part of it on one side of a
+    suspension or a trial's end, named by ``records_from``/``records_until``) and currency — the
+    entries' record counts and costs add up to the records' per segment — and every entry is its
+    day's (period, key), charges what its own figures say at the rate fixed for its day, and is 0
+    when its segment is not billed."""
     session.expire_all()
     plans = {p.id: p for p in session.exec(select(Plan)).all()}
     all_subs = {s.id: s for s in session.exec(select(Subscription)).all()}
     orgs = {o.id: o for o in session.exec(select(Organisation)).all()}
     marks = {w.subscription_id: w.last_record_id for w in session.exec(select(RatingWatermark)).all()}
-    records: dict[tuple, list] = defaultdict(lambda: [0, 0])  # (sub, bucket, currency) -> [count, cost micro]
+    # (sub, day start, part from, part until, currency, not billed) -> [count, cost micro]
+    records: dict[tuple, list] = defaultdict(lambda: [0, 0])
     for r in session.exec(select(UsageRecord)).all():
         if (subs is not None and r.subscription_id not in subs) or r.id > marks.get(r.subscription_id, 0):
             continue
         sub = all_subs[r.subscription_id]
-        key = (sub.id, _bucket(r, plans[sub.plan_id], ZoneInfo(orgs[sub.org_id].timezone)), r.currency)
+        day_start, part_from, part_until, reason = segment(r, sub, ZoneInfo(orgs[sub.org_id].timezone))
+        key = (sub.id, day_start, part_from, part_until, r.currency, reason)
         records[key][0] += 1
         records[key][1] += int(r.cost * 10**6)
     entries: dict[tuple, list] = defaultdict(lambda: [0, 0])
@@ -154,13 +201,19 @@ def assert_entries_match_records(session: Session, subs: list[int] | None = None
             continue
         sub = all_subs[e.subscription_id]
         org = orgs[sub.org_id]
-        key = (sub.id, e.period_start, e.source_currency)
+        zone = ZoneInfo(org.timezone)
+        assert (e.period_start, e.period_end) == _local_day(e.period_start, zone), e.idempotency_key
+        assert e.idempotency_key == f"usage:{sub.id}:{e.period_start:%Y%m%dT%H%M}:{e.meta['max_record_id']}"
+        assert e.meta["max_record_id"] <= marks.get(sub.id, 0), e.idempotency_key
+        assert ("records_from" in e.meta) == ("records_until" in e.meta), e.idempotency_key
+        key = (sub.id, e.period_start, _instant(e.meta.get("records_from")), _instant(e.meta.get("records_until")),
+               e.source_currency, e.meta.get("not_billed"))
         entries[key][0] += e.meta["records"]
         entries[key][1] += e.meta["cost_micro"]
         if e.meta.get("not_billed"):
             assert e.amount == 0, e.idempotency_key
             continue
-        day = e.period_start.astimezone(ZoneInfo(org.timezone)).date()
+        day = e.period_start.astimezone(zone).date()
         assert e.fx_date == day and e.fx_rate == rates.usage_rate(session, e.source_currency, org.billing_currency, day)
         cost = Decimal(e.meta["cost_micro"]).scaleb(-6)
         # a credit capped at what the subscription was charged (rating) keeps back ``uncredited``

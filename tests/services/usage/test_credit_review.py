@@ -89,13 +89,14 @@ def test_a_credit_of_trial_usage_dated_after_the_trial_pays_the_customer(session
 
 def test_the_ledger_check_accepts_a_credit_entry_amount(session):
     """ledger_check's fx rule compares |amount| with round_money(source × rate): a credit entry's
-    source_amount is negative, so every credit entry is reported as an fx difference."""
+    source_amount is negative, so every credit entry is reported as an fx difference. The credit is
+    dated on the next local day: a credit of the usage's own day would be netted into its entry."""
     org, plans, _ = payg_world(session, markup="10")
     set_rates(session, date(2025, 1, 8), 10)
     payg_sub(session, org, plans["azure-h"], vendor_ref=REF_A)
     usage_import.import_stream(session, focus({"BilledCost": "10"}, {
-        "BilledCost": "-3.000001", "ChargeCategory": "Credit", "ChargePeriodStart": "2025-01-10T03:00:00Z",
-        "ChargePeriodEnd": "2025-01-10T04:00:00Z"}))
+        "BilledCost": "-3.000001", "ChargeCategory": "Credit", "ChargePeriodStart": "2025-01-11T03:00:00Z",
+        "ChargePeriodEnd": "2025-01-11T04:00:00Z"}))
     rating.rate_usage(session, now=tashkent(2025, 1, 12))
     credit = session.exec(select(LedgerEntry).where(LedgerEntry.amount > 0)).one()
     assert credit.source_amount < 0 and "capped" not in credit.meta  # a credit entry, not capped

@@ -25,6 +25,7 @@ from noventiq_panel.services.core import rates
 from noventiq_panel.services.reporting import ledger_check
 from noventiq_panel.services.usage import rating
 from tests.services.usage_world import (
+    assert_entries_match_records,
     charge_of,
     payg_sub,
     payg_world,
@@ -129,6 +130,7 @@ def test_a_suspension_at_13_00_charges_the_hours_before_it_and_not_those_after(s
     for e in (billed, not_billed):  # both entries are of the day; the meta says which part of it
         assert (e.period_start, e.period_end) == (tashkent(2026, 11, 10), tashkent(2026, 11, 11))
     assert billed.meta["records_until"] == not_billed.meta["records_from"] == at.isoformat()
+    assert_entries_match_records(session, subs=[sub.id])
     no_differences(session, org)
     # resuming charges nothing of the suspension, and the next day is billed whole again
     sub.status, sub.suspended_at = "active", None
@@ -152,6 +154,23 @@ def test_a_trial_ending_mid_day_bills_only_the_hours_after_it(session):
     assert trial.meta["not_billed"] == "trial" and trial.amount == 0 and trial.meta["records"] == 5
     assert billed.amount == charge_of(Decimal("0.1234") * 5, Decimal(10), Decimal(12000))
     assert billed.meta["records_from"] == ends.isoformat()
+    assert_entries_match_records(session, subs=[sub.id])
+    no_differences(session, org)
+
+
+def test_a_trial_ending_and_a_suspension_in_one_day_make_three_parts(session):
+    """Trial until 10:30, suspended at 13:00: the trial's hours, the billed ones between and the
+    suspension's are three entries of one day, each with exactly its own records."""
+    org, plans, _ = payg_world(session)
+    flat_rates(session, DAY, 2)
+    sub = payg_sub(session, org, plans["azure-h"], status="suspended", suspended_at=tashkent(2026, 11, 10, 13),
+                   is_trial=True, trial_ends_at=tashkent(2026, 11, 10, 10, 30))
+    put(session, sub, [tashkent(2026, 11, 10, h) for h in range(24)], ["0.5", "0.25"])
+    rating.rate_usage(session, now=tashkent(2026, 11, 11, 1))
+    entries = usage_entries(session, sub.id)
+    assert sorted((e.meta.get("not_billed") or "", e.meta["records"]) for e in entries) == [
+        ("", 2 * 2), ("suspended", 11 * 2), ("trial", 11 * 2)]  # 11:00, 12:00 billed
+    assert_entries_match_records(session, subs=[sub.id])
     no_differences(session, org)
 
 

@@ -171,12 +171,14 @@ def test_a_credit_is_rated_as_a_credit_with_the_usage_markup_and_the_days_rate(s
     usage_import.import_file(session, DATA / "focus_category_usage.csv")  # 10 Jan 00:00 and 01:00 UTC
     usage_import.import_file(session, DATA / "focus_category_credit.csv")  # -4.938271 at 00:00
     summary = rating.rate_usage(session, now=tashkent(2025, 1, 12))
-    entries = {e.period_start.hour: e for e in session.exec(select(LedgerEntry).where(
-        LedgerEntry.subscription_id == sub.id, LedgerEntry.kind == "usage")).all()}
+    [entry] = session.exec(select(LedgerEntry).where(
+        LedgerEntry.subscription_id == sub.id, LedgerEntry.kind == "usage")).all()
     rate = rates_of(session, date(2025, 1, 10))
-    # 00:00 UTC: 12.345678 of usage less the 4.938271 credit, as one entry at the day's rate with markup
-    assert entries[0].amount == charge_of(Decimal("12.345678") - Decimal("4.938271"), Decimal(10), rate) < 0
-    assert entries[0].fx_rate == rate and entries[0].meta["records"] == 2
+    # 10 Jan in Tashkent: 12.345678 + 0.5 of usage less the 4.938271 credit, netted in one entry of
+    # the local day at the day's rate with markup
+    assert entry.period_start == tashkent(2025, 1, 10)
+    assert entry.amount == charge_of(Decimal("12.845678") - Decimal("4.938271"), Decimal(10), rate) < 0
+    assert entry.fx_rate == rate and entry.meta["records"] == 3
     assert_entries_match_records(session, subs=[sub.id])
     assert summary.credited == {}
     # a credit alone in its period is a positive usage entry: it reduces what the customer owes

@@ -5,7 +5,7 @@ after a crash mid-batch."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
@@ -17,7 +17,6 @@ from noventiq_panel.services.core import rates
 from noventiq_panel.services.usage import rating
 from tests import factories as f
 from tests.concurrency import at_once
-from tests.services import usage_world
 from tests.services.usage_world import (
     add_usage,
     assert_entries_match_records,
@@ -34,18 +33,6 @@ from tests.services.usage_world import (
 
 START = tashkent(2026, 11, 10, 9)  # 10 Nov 2026 09:00 in Tashkent
 DAY = tashkent(2026, 11, 10)  # its local day's start
-
-
-def day_bucket(r: UsageRecord, plan, zone) -> datetime:
-    """The billing period of a record under rating's rule: its local day, whatever the plan's
-    granularity (issue 17)."""
-    return datetime.combine(r.period_start.astimezone(zone).date(), datetime.min.time(), tzinfo=zone).astimezone(UTC)
-
-
-@pytest.fixture(autouse=True)
-def _periods_are_local_days(monkeypatch):
-    # usage_world's oracle still buckets hourly plans per hour; rating folds them into the local day.
-    monkeypatch.setattr(usage_world, "_bucket", day_bucket)
 
 
 def test_hourly_usage_is_one_entry_per_local_day_with_markup_and_the_days_rate(session):
@@ -227,6 +214,7 @@ def test_suspended_subscription_is_not_charged_for_usage_after_the_suspension(se
     assert [e.meta["records"] for e in entries] == [6, 6] and entries[1].amount == 0
     assert {(e.period_start, e.period_end) for e in entries} == {(DAY, DAY + timedelta(days=1))}
     assert entries[0].meta["records_until"] == entries[1].meta["records_from"] == (START + timedelta(hours=2)).isoformat()
+    assert_entries_match_records(session, subs=[sub.id])  # each part holds exactly the records of its hours
     # resuming later charges nothing for the suspension's usage
     sub.status, sub.suspended_at = "active", None
     session.add(sub)
