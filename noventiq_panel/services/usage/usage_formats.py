@@ -48,16 +48,21 @@ the reason the report shows.
 Row identity (:class:`_RowKey`, issue 17). A line is the same line whatever spelling or FOCUS
 version delivers it: ``line_key`` is a hash of the format and the line's *identity columns* only
 (``FOCUS_IDENTITY``/``AZURE_IDENTITY``: period, account, currency, charge category and class,
-service, resource, SKU, pricing and commitment ids, tags, ...), each read under its canonical name
-across versions (``x_SkuMeterName`` is ``SkuMeter``), a null read as empty, enumerations and ids in
-lower case, the currency in upper case, the account as ``normalise_ref`` reads it, instants as UTC
-ISO (``Z``, ``+05:00``, no zone, no seconds read alike; Azure dates as the day). Names, provider
-names, FOCUS 1.3's new columns, invoice ids, figures and unknown columns are not part of it.
+service, resource, SKU, pricing and commitment ids, tags, ...), a null read as empty, enumerations
+and ids in lower case, the currency in upper case, the account as ``normalise_ref`` reads it,
+instants as UTC ISO (``Z``, ``+05:00``, no zone, no seconds read alike; Azure dates as the day).
+A FOCUS line's identity holds only columns that **every supported version** has (FOCUS 1.0's, and
+Microsoft's ``x_ResourceGroupName``, written in every version): a column a later version added
+(1.1's ``ServiceSubcategory``, ``CapacityReservationId``, ``SkuMeter``) is filled in a 1.1+
+delivery and absent from a 1.0 one, so with it the same line re-delivered in another version would
+be a new line, recorded and charged twice. Names, provider names, the columns 1.1-1.3 added,
+invoice ids, figures and unknown columns are not part of it. Records keyed while 1.1's columns
+were part of it are matched by those keys too (``FOCUS_DROPPED_IDENTITY``, ``UsageCsv.alt_keys``).
 ``source_key`` hashes the same identity and the row's figures (cost and quantity to 6 decimals), so
 a re-delivery in any spelling is a duplicate and a changed figure a correction (``usage_import``).
 Records imported before this scheme carry the keys of :class:`LegacyRowKey` (every non-empty
-column as written); the importer computes both and matches either, so re-importing a file imported
-then still adds nothing.
+column as written); the importer computes every such key (``UsageCsv.alt_keys``) and matches any,
+so re-importing a file imported then still adds nothing.
 """
 
 from __future__ import annotations
@@ -249,7 +254,6 @@ FOCUS_IDENTITY: dict[str, tuple[tuple[str, ...], str]] = {
     "description": (("chargedescription",), _TEXT),
     "service": (("servicename",), _TEXT),
     "service_category": (("servicecategory",), _ENUM),
-    "service_subcategory": (("servicesubcategory",), _TEXT),
     "resource_id": (("resourceid",), _LOWER),
     "resource_name": (("resourcename",), _TEXT),
     "resource_type": (("resourcetype",), _TEXT),
@@ -258,7 +262,6 @@ FOCUS_IDENTITY: dict[str, tuple[tuple[str, ...], str]] = {
     "availability_zone": (("availabilityzone",), _LOWER),
     "sku": (("skuid",), _LOWER),
     "sku_price": (("skupriceid",), _LOWER),
-    "sku_meter": (("skumeter", "x_skumetername"), _TEXT),
     "pricing_category": (("pricingcategory",), _ENUM),
     "pricing_unit": (("pricingunit",), _TEXT),
     "unit": (("consumedunit",), _TEXT),
@@ -266,8 +269,18 @@ FOCUS_IDENTITY: dict[str, tuple[tuple[str, ...], str]] = {
     "commitment_category": (("commitmentdiscountcategory",), _ENUM),
     "commitment_status": (("commitmentdiscountstatus",), _ENUM),
     "commitment_type": (("commitmentdiscounttype",), _TEXT),
-    "capacity_reservation": (("capacityreservationid",), _LOWER),
     "tags": (("tags",), _TEXT),
+}
+# Identity columns of the keys before FOCUS_IDENTITY was cut to the columns of every version: FOCUS
+# 1.1's ServiceSubcategory, CapacityReservationId and SkuMeter (Microsoft's 1.0 x_SkuMeterName). A
+# 1.0 export has none of them (another provider's not even x_SkuMeterName), so with them the same
+# line delivered as 1.0 and as 1.1+ had two identities and was recorded, and charged, twice. The
+# records imported then carry keys with them: a row that fills one of them is matched by those
+# keys too (``UsageCsv.alt_keys``).
+FOCUS_DROPPED_IDENTITY: dict[str, tuple[tuple[str, ...], str]] = {
+    "service_subcategory": (("servicesubcategory",), _TEXT),
+    "sku_meter": (("skumeter", "x_skumetername"), _TEXT),
+    "capacity_reservation": (("capacityreservationid",), _LOWER),
 }
 AZURE_IDENTITY: dict[str, tuple[tuple[str, ...], str]] = {
     "date": (("date", "usagedate", "usagedatetime"), _DAY),
@@ -318,12 +331,16 @@ class _RowKey:
     quantity, read to 6 decimals)."""
 
     def __init__(self, fmt: str, header: list[str], cols: dict[str, list[int]], dates: "_DateParser"):
-        spec = FOCUS_IDENTITY if fmt == FOCUS else AZURE_IDENTITY
+        spec = self._spec(fmt)
         resolved = _resolve(header, {name: aliases for name, (aliases, _) in spec.items()})
         self.fields = [(name, resolved[name], kind) for name, (_, kind) in sorted(spec.items()) if resolved[name]]
         self.prefix = KEY_VERSION + b"\x1f" + fmt.encode()
         self.cost, self.quantity = cols["cost"], cols["quantity"]
         self.dates = dates
+
+    @staticmethod
+    def _spec(fmt: str) -> dict[str, tuple[tuple[str, ...], str]]:
+        return FOCUS_IDENTITY if fmt == FOCUS else AZURE_IDENTITY
 
     def _value(self, raw: str, kind: str) -> str:
         if not raw or kind == _TEXT:
@@ -360,6 +377,15 @@ class _RowKey:
         line = hashlib.sha256(self.prefix + b"\x1e" + identity.encode("utf-8")).hexdigest()[:32]
         source = hashlib.sha256(self.prefix + b"\x1f" + "\x1f".join([identity, *figures]).encode("utf-8")).hexdigest()
         return source, line
+
+
+class _EarlierRowKey(_RowKey):
+    """A FOCUS row's keys as imports made them while ``FOCUS_IDENTITY`` still held the columns of
+    ``FOCUS_DROPPED_IDENTITY`` (they differ from :class:`_RowKey`'s only when one of those is filled)."""
+
+    @staticmethod
+    def _spec(fmt: str) -> dict[str, tuple[tuple[str, ...], str]]:
+        return {**FOCUS_IDENTITY, **FOCUS_DROPPED_IDENTITY}
 
 
 class LegacyRowKey:
@@ -545,6 +571,18 @@ class UsageCsv:
         self._dates = _DateParser()
         self.key = _RowKey(fmt, header, self._cols, self._dates)  # row -> (source_key, line_key)
         self.legacy_key = LegacyRowKey(fmt, header)  # the same row's keys as imports before issue 17's review made them
+        dropped = _resolve(header, {n: a for n, (a, _) in FOCUS_DROPPED_IDENTITY.items()}) if fmt == FOCUS else {}
+        self._dropped = [i for idx in dropped.values() for i in idx]  # their cells in this file
+        self._earlier_key = _EarlierRowKey(fmt, header, self._cols, self._dates) if self._dropped else None
+
+    def alt_keys(self, row: list[str]) -> list[tuple[str, str]]:
+        """The ``(source_key, line_key)`` pairs earlier imports may have recorded this row under,
+        besides :meth:`key`'s: the legacy keys (:class:`LegacyRowKey`), and for a FOCUS row that
+        fills a column of ``FOCUS_DROPPED_IDENTITY`` the keys that still counted it."""
+        keys = [self.legacy_key(row)]
+        if self._earlier_key is not None and any(_first(row, [i]) for i in self._dropped if i < len(row)):
+            keys.append(self._earlier_key(row))
+        return keys
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
         """(line number, cells) of each data row that is not blank (a quoted cell may span lines:

@@ -15,7 +15,9 @@ only the difference, once. The earlier figures are those of the line wherever th
 ``line_key`` alone): a revision after the line's account moved to another subscription is still the
 difference, and it is recorded on the subscription that first recorded the line (never on another
 organisation's). A record of an import before issue 17's review carries a legacy key
-(``usage_formats.LegacyRowKey``); both keys are matched. Rows of one import with the same ``line_key`` (a line split in tiers)
+(``usage_formats.LegacyRowKey``), one of a FOCUS 1.1+ file imported while 1.1's columns were part
+of a line's identity the key of then (``usage_formats.FOCUS_DROPPED_IDENTITY``): every such key is
+matched (``UsageCsv.alt_keys``). Rows of one import with the same ``line_key`` (a line split in tiers)
 add up: only the first of them is compared with the earlier imports. A line sent again with the
 same figures (an invoice id filled in) adds no record and counts as a duplicate. Imports take the
 usage table's lock for each batch (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``SHARE ROW
@@ -228,10 +230,11 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
             continue
         sub_id, org_id, _plan_currency = match
         source_key, line_key = usage_csv.key(row)
-        legacy_source_key, legacy_line_key = usage_csv.legacy_key(row)
+        alt = [k for k in usage_csv.alt_keys(row) if k != (source_key, line_key)]
         values.update(org_id=org_id, subscription_id=sub_id, source=usage_csv.format,
                       imported_at=imported_at, source_key=source_key, line_key=line_key, account=account,
-                      legacy_source_key=legacy_source_key, legacy_line_key=legacy_line_key)
+                      alt_source_keys=tuple(dict.fromkeys(k for k, _ in alt)),
+                      alt_line_keys=tuple(dict.fromkeys(k for _, k in alt)))
         batch.append(values)
         touched.setdefault(sub_id, set()).add(values["period_start"].date())
         if len(batch) >= batch_size:
@@ -259,13 +262,13 @@ def _writer(session: Session) -> BulkInsert:
 def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report: ImportReport,
                  touched: dict[int, set[date]] | None = None) -> None:
     """Insert the rows whose key is new, corrections as the difference; commit. Identical rows
-    inside the batch count once. A row is known by its ``source_key`` or by the key an import before
-    issue 17's review gave it (``legacy_source_key``: the records imported then carry that one)."""
+    inside the batch count once. A row is known by its ``source_key`` or by a key an earlier scheme
+    gave it (``alt_source_keys``: ``UsageCsv.alt_keys``; the records imported then carry those)."""
     if session.get_bind().dialect.name == "postgresql":
         # First in the transaction: imports (and rating) wait for each other, so no two compute a
         # correction against the same earlier figures (SQLite: BEGIN IMMEDIATE does the same).
         session.execute(text("LOCK TABLE usagerecord IN SHARE ROW EXCLUSIVE MODE"))
-    keys = list({r["source_key"] for r in batch} | {r["legacy_source_key"] for r in batch})
+    keys = list({r["source_key"] for r in batch} | {k for r in batch for k in r["alt_source_keys"]})
     existing: dict[str, bool] = {}  # source key -> recorded by an earlier import (not a repeat in this one)
     imported_at = batch[0]["imported_at"]
     for i in range(0, len(keys), 5000):
@@ -274,10 +277,11 @@ def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report
             .where(UsageRecord.source_key.in_(keys[i:i + 5000]))).all())
     fresh: list[dict] = []
     for r in batch:
-        k, legacy = r["source_key"], r["legacy_source_key"]
-        if k in existing or legacy in existing:
+        k = r["source_key"]
+        known = [key for key in (k, *r["alt_source_keys"]) if key in existing]
+        if known:
             report.duplicates += 1
-            if existing.get(k) or existing.get(legacy):  # the panel holds this row already; a repeat
+            if any(existing[key] for key in known):  # the panel holds this row already; a repeat
                 report._account(r["account"])[1] += r["cost"]  # inside this file counts once
             continue
         existing[k] = False
@@ -304,15 +308,15 @@ def _as_corrections(session: Session, fresh: list[dict], report: ImportReport) -
     difference (see "Corrections" in the module documentation); a line sent again with the same
     figures (only an invoice id filled in, say) is left out and counted as a duplicate.
 
-    Earlier figures are looked up by the line alone (its ``line_key``, or the legacy one its
-    records carry when an import before issue 17's review recorded it), not per subscription: the
+    Earlier figures are looked up by the line alone (its ``line_key``, or the keys of an earlier
+    scheme its records may carry: ``alt_line_keys``), not per subscription: the
     account of a line may have moved to another subscription (of another organisation, even) since,
     and the revision must be the difference all the same. A corrected line stays on the subscription
     (and organisation) that first recorded it: the correction is that subscription's money."""
     if not fresh:
         return fresh
     imported_at = fresh[0]["imported_at"]
-    line_keys = list({r["line_key"] for r in fresh} | {r["legacy_line_key"] for r in fresh})
+    line_keys = list({r["line_key"] for r in fresh} | {k for r in fresh for k in r["alt_line_keys"]})
     earlier: dict[str, list] = {}  # line key -> [cost, quantity, first record id]
     parts = [line_keys[i:i + 5000] for i in range(0, len(line_keys), 5000)]
     for part in parts:
@@ -338,7 +342,7 @@ def _as_corrections(session: Session, fresh: list[dict], report: ImportReport) -
         if line in this_import:  # a later part of a line this import already compared: on the same subscription
             r["subscription_id"], r["org_id"] = this_import[line]
         else:
-            found = [earlier[k] for k in (line, r["legacy_line_key"]) if k in earlier]
+            found = [earlier[k] for k in dict.fromkeys((line, *r["alt_line_keys"])) if k in earlier]
             if found:
                 r["cost"] -= sum((f[0] for f in found), Decimal(0))
                 r["quantity"] -= sum((f[1] for f in found), Decimal(0))
