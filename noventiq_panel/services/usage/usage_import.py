@@ -6,22 +6,29 @@ batches (``batch_size``, one transaction each), so memory does not grow with the
 repeated inside a file counts as a duplicate.
 
 Corrections. Vendors deliver month-to-date exports again and again, and revise the figures of
-recent lines (late meter readings, price corrections) or fill in an invoice id. A new row whose
-``line_key`` (the row's identity without its figures and invoice ids) was imported by another,
-earlier import (its records have another ``imported_at``) is a correction of that line: it is
-recorded as a record of the difference (new cost and quantity minus what earlier imports recorded
-for the line), so the records of a line always add up to its latest figures and rating charges
-only the difference, once. The earlier figures are those of the line wherever they were recorded (by
-``line_key`` alone): a revision after the line's account moved to another subscription is still the
-difference, and it is recorded on the subscription that first recorded the line (never on another
-organisation's). A record of an import before issue 17's review carries a legacy key
-(``usage_formats.LegacyRowKey``), one of a FOCUS 1.1+ file imported while 1.1's columns were part
-of a line's identity the key of then (``usage_formats.FOCUS_DROPPED_IDENTITY``): every such key is
-matched (``UsageCsv.alt_keys``). Rows of one import with the same ``line_key`` (a line split in tiers)
-add up: only the first of them is compared with the earlier imports. A line sent again with the
-same figures (an invoice id filled in) adds no record and counts as a duplicate. Imports take the
-usage table's lock for each batch (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``SHARE ROW
-EXCLUSIVE``), so two imports never compute a difference against the same figures.
+recent lines (late meter readings, price corrections) or fill in an invoice id. A line is known by
+its ``line_key`` (the row's identity without its figures and invoice ids); it may come as several
+rows (tiers), which add up. A delivery that brings a row the panel does not hold yet of a line that
+an earlier import recorded (its records have another ``imported_at``) revises that line: **all the
+line's rows in the delivery** (the rows the panel already holds too, wherever in the file they are)
+are summed and compared with what earlier imports recorded for the line, and the difference is
+recorded once, as one record (on the fields and ``source_key`` of the line's first new row). So the
+records of a line always add up to its latest figures and rating charges only the difference, once;
+comparing one row with the whole line would credit the line's other rows and charge them again
+later. The rows of such lines are kept aside (a temporary file, ``_KeptLines``) until the whole
+delivery is read and written after it, so a line is never recorded at a figure no delivery stated,
+not even between two batches (rating may run between them). A line sent again with the same figures
+(an invoice id filled in) adds no record and counts as duplicates; a delivery that holds only rows
+the panel already has (an older export imported again, say) leaves the line alone. The earlier
+figures are those of the line wherever they were recorded (by ``line_key`` alone): a revision after
+the line's account moved to another subscription is still the difference, and it is recorded on
+the subscription that first recorded the line (never on another organisation's). A record of an
+import before issue 17's review carries a legacy key (``usage_formats.LegacyRowKey``), one of a
+FOCUS 1.1+ file imported while 1.1's columns were part of a line's identity the key of then
+(``usage_formats.FOCUS_DROPPED_IDENTITY``): every such key is matched (``UsageCsv.alt_keys``).
+Imports take the usage table's lock for each batch and for the revisions (SQLite: ``BEGIN
+IMMEDIATE``; PostgreSQL: ``SHARE ROW EXCLUSIVE``), so two imports never compute a difference
+against the same figures.
 
 Rows are matched to subscriptions by ``Subscription.vendor_ref`` (``SubAccountId``/
 ``SubscriptionId``, case and ``/subscriptions/`` prefix ignored); rows with no matching
@@ -48,12 +55,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterator
 
 from sqlalchemy import func, select, text
 from sqlmodel import Session
@@ -186,10 +195,11 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
     batch: list[dict] = []
 
     writer = _writer(session)
+    kept = _KeptLines()  # this delivery's rows of lines an earlier import recorded
 
     def flush():
         if batch:
-            _write_batch(session, writer, batch, report, touched)
+            _write_batch(session, writer, batch, report, touched, kept)
             batch.clear()
 
     for line, row in usage_csv.rows():
@@ -239,7 +249,11 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
         touched.setdefault(sub_id, set()).add(values["period_start"].date())
         if len(batch) >= batch_size:
             flush()
-    flush()
+    try:
+        flush()
+        _revise_lines(session, writer, kept, report, touched)
+    finally:
+        kept.close()
     report.subscriptions = len(touched)
     rollup_started = time.perf_counter()
     report.rollup_rows = _refresh_touched(session, touched)
@@ -260,10 +274,12 @@ def _writer(session: Session) -> BulkInsert:
 
 
 def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report: ImportReport,
-                 touched: dict[int, set[date]] | None = None) -> None:
-    """Insert the rows whose key is new, corrections as the difference; commit. Identical rows
-    inside the batch count once. A row is known by its ``source_key`` or by a key an earlier scheme
-    gave it (``alt_source_keys``: ``UsageCsv.alt_keys``; the records imported then carry those)."""
+                 touched: dict[int, set[date]], kept: _KeptLines) -> None:
+    """Insert the rows of lines no earlier import recorded; commit. A row of a line an earlier
+    import recorded is kept aside (``kept``) with the line's other rows of this delivery, and the
+    line is revised once the whole delivery is read (``_revise_lines``). Identical rows count once.
+    A row is known by its ``source_key`` or by a key an earlier scheme gave it (``alt_source_keys``:
+    ``UsageCsv.alt_keys``; the records imported then carry those)."""
     if session.get_bind().dialect.name == "postgresql":
         # First in the transaction: imports (and rating) wait for each other, so no two compute a
         # correction against the same earlier figures (SQLite: BEGIN IMMEDIATE does the same).
@@ -276,6 +292,7 @@ def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report
             select(UsageRecord.source_key, UsageRecord.imported_at)
             .where(UsageRecord.source_key.in_(keys[i:i + 5000]))).all())
     fresh: list[dict] = []
+    recorded_before: list[dict] = []
     for r in batch:
         k = r["source_key"]
         known = [key for key in (k, *r["alt_source_keys"]) if key in existing]
@@ -283,78 +300,205 @@ def _write_batch(session: Session, writer: BulkInsert, batch: list[dict], report
             report.duplicates += 1
             if any(existing[key] for key in known):  # the panel holds this row already; a repeat
                 report._account(r["account"])[1] += r["cost"]  # inside this file counts once
+                recorded_before.append(r)  # a row of its line, should another row of it be revised
             continue
         existing[k] = False
         report._account(r["account"])[1] += r["cost"]  # the line's records add up to this row's cost
         fresh.append(r)
-    fresh = _as_corrections(session, fresh, report)
-    if touched is not None:  # a correction stays on the subscription that first recorded its line
-        for r in fresh:
-            touched.setdefault(r["subscription_id"], set()).add(r["period_start"].date())
-    if fresh:
+    kept.keep(recorded_before, revision=False)
+    fresh = _new_lines(session, fresh, kept, report)
+    for r in fresh:
+        touched.setdefault(r["subscription_id"], set()).add(r["period_start"].date())
+    _insert(writer, fresh)
+    session.commit()
+    _count_inserted(report, fresh)
+
+
+def _insert(writer: BulkInsert, rows: list[dict]) -> None:
+    if rows:
         writer.insert((r["org_id"], r["subscription_id"], r["period_start"], r["period_end"], r["service"], r["meter"],
                        r["resource_group"], r["resource_id"], r["resource_name"], int(r["quantity"].scaleb(6)),
                        r["unit"], int(r["cost"].scaleb(6)), r["currency"], r["source"], r["source_key"], r["line_key"],
-                       r["imported_at"]) for r in fresh)
-    session.commit()
-    report.imported += len(fresh)
-    for r in fresh:
+                       r["imported_at"]) for r in rows)
+
+
+def _count_inserted(report: ImportReport, rows: list[dict]) -> None:
+    report.imported += len(rows)
+    for r in rows:
         report.totals[r["currency"]] = report.totals.get(r["currency"], Decimal(0)) + r["cost"]
         report._account(r["account"])[2] += r["cost"]
 
 
-def _as_corrections(session: Session, fresh: list[dict], report: ImportReport) -> list[dict]:
-    """The rows to insert: each new row that revises a line of an earlier import becomes the
-    difference (see "Corrections" in the module documentation); a line sent again with the same
-    figures (only an invoice id filled in, say) is left out and counted as a duplicate.
-
-    Earlier figures are looked up by the line alone (its ``line_key``, or the keys of an earlier
-    scheme its records may carry: ``alt_line_keys``), not per subscription: the
-    account of a line may have moved to another subscription (of another organisation, even) since,
-    and the revision must be the difference all the same. A corrected line stays on the subscription
-    (and organisation) that first recorded it: the correction is that subscription's money."""
+def _new_lines(session: Session, fresh: list[dict], kept: _KeptLines, report: ImportReport) -> list[dict]:
+    """The rows of ``fresh`` to insert now: those of lines no earlier import recorded (their tiers
+    in later batches too). A row of a line an earlier import recorded — by its ``line_key`` or a key
+    of an earlier scheme (``alt_line_keys``) — or of a line this delivery already kept aside is a
+    revision of that line: it is kept aside too, to be compared as part of the line's whole."""
     if not fresh:
         return fresh
     imported_at = fresh[0]["imported_at"]
     line_keys = list({r["line_key"] for r in fresh} | {k for r in fresh for k in r["alt_line_keys"]})
+    earlier: set[str] = set()
+    for i in range(0, len(line_keys), 5000):
+        earlier.update(session.execute(
+            select(UsageRecord.line_key)
+            .where(UsageRecord.line_key.in_(line_keys[i:i + 5000]), UsageRecord.imported_at != imported_at)
+            .distinct()).scalars())
+    aside = kept.lines_among({r["line_key"] for r in fresh})
+    now, revisions = [], []
+    for r in fresh:
+        if r["line_key"] in aside or any(k in earlier for k in (r["line_key"], *r["alt_line_keys"])):
+            revisions.append(r)
+        else:
+            now.append(r)
+    for r, first in zip(revisions, kept.keep(revisions, revision=True)):
+        if not first:  # the same row again in another batch of this delivery: it counts once
+            report.duplicates += 1
+            report._account(r["account"])[1] -= r["cost"]
+    return now
+
+
+class _KeptLines:
+    """This delivery's rows of lines that earlier imports recorded, kept until the whole delivery is
+    read (see "Corrections" in the module documentation) — in a private temporary SQLite file of
+    the standard library's ``sqlite3`` (not the panel's database: nothing of it is visible to
+    rating), so memory does not grow with the file. A row is kept once (by its ``source_key``):
+    the same row twice in a delivery counts once. Rows the panel already holds are kept with their
+    figures only; a row it does not (``revision``) makes its line a revision and is kept whole."""
+
+    def __init__(self):
+        self.db: sqlite3.Connection | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        if self.db is None:
+            self.db = sqlite3.connect("")  # a temporary file, deleted when closed
+            self.db.execute("CREATE TABLE kept (seq INTEGER PRIMARY KEY, line_key TEXT NOT NULL, "
+                            "source_key TEXT NOT NULL, cost TEXT NOT NULL, quantity TEXT NOT NULL, alt TEXT NOT NULL, "
+                            "row BLOB)")
+            self.db.execute("CREATE UNIQUE INDEX kept_row ON kept (line_key, source_key)")
+            self.db.execute("CREATE TABLE revised (line_key TEXT PRIMARY KEY) WITHOUT ROWID")
+        return self.db
+
+    def keep(self, rows: list[dict], revision: bool) -> list[bool]:
+        """Keep ``rows``; for each row of a ``revision``, whether it is the first of its
+        ``source_key`` here (rows the panel already holds: nothing is returned)."""
+        if not rows:
+            return []
+        db = self._open()
+        insert = ("INSERT OR IGNORE INTO kept (line_key, source_key, cost, quantity, alt, row) "
+                  "VALUES (?,?,?,?,?,?)")
+        values = ((r["line_key"], r["source_key"], str(r["cost"]), str(r["quantity"]), " ".join(r["alt_line_keys"]),
+                   pickle.dumps(r) if revision else None) for r in rows)
+        if not revision:
+            db.executemany(insert, values)
+            return []
+        first = [db.execute(insert, v).rowcount == 1 for v in values]
+        db.executemany("INSERT OR IGNORE INTO revised VALUES (?)", [(r["line_key"],) for r in rows])
+        return first
+
+    def lines_among(self, line_keys: set[str]) -> set[str]:
+        if self.db is None or not line_keys:
+            return set()
+        keys, found = sorted(line_keys), set()
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            found.update(k for (k,) in self.db.execute(
+                f"SELECT DISTINCT line_key FROM kept WHERE line_key IN ({','.join('?' * len(part))})", part))
+        return found
+
+    def revisions(self, size: int = 1000) -> Iterator[list[dict]]:
+        """The revised lines, ``size`` at a time: per line its rows' total cost and quantity, the
+        keys of earlier schemes its rows name, how many of its rows the panel did not hold, and the
+        first of those rows (whose fields and ``source_key`` its correction takes)."""
+        if self.db is None:
+            return
+        lines: list[dict] = []
+        line: dict | None = None
+        for key, cost, quantity, alt, row in self.db.execute(
+                "SELECT k.line_key, k.cost, k.quantity, k.alt, k.row FROM revised r "
+                "JOIN kept k ON k.line_key = r.line_key ORDER BY k.line_key, k.seq"):
+            if line is None or line["line_key"] != key:
+                if line is not None:
+                    lines.append(line)
+                    if len(lines) >= size:
+                        yield lines
+                        lines = []
+                line = {"line_key": key, "cost": Decimal(0), "quantity": Decimal(0), "alt": set(), "revised": 0,
+                        "row": None}
+            line["cost"] += Decimal(cost)
+            line["quantity"] += Decimal(quantity)
+            line["alt"].update(alt.split())
+            if row is not None:
+                line["revised"] += 1
+                if line["row"] is None:
+                    line["row"] = pickle.loads(row)
+        if line is not None:
+            lines.append(line)
+        if lines:
+            yield lines
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+
+def _revise_lines(session: Session, writer: BulkInsert, kept: _KeptLines, report: ImportReport,
+                  touched: dict[int, set[date]]) -> None:
+    """Record each revised line of the delivery as the difference between all its rows here and
+    what earlier imports recorded for it, one record per line; commits per group of lines."""
+    for lines in kept.revisions():
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("LOCK TABLE usagerecord IN SHARE ROW EXCLUSIVE MODE"))
+        rows = _as_corrections(session, lines, report)
+        for r in rows:
+            touched.setdefault(r["subscription_id"], set()).add(r["period_start"].date())
+        _insert(writer, rows)
+        session.commit()
+        _count_inserted(report, rows)
+
+
+def _as_corrections(session: Session, lines: list[dict], report: ImportReport) -> list[dict]:
+    """The records of the revised ``lines`` (``_KeptLines.revisions``): each line whose rows in this
+    delivery add up to other figures than earlier imports recorded for it becomes one record of
+    the difference (see "Corrections" in the module documentation); a line that adds up to the same
+    figures (an invoice id filled in, say) adds nothing and its rows count as duplicates.
+
+    Earlier figures are looked up by the line alone (its ``line_key``, or the keys of an earlier
+    scheme its records may carry), not per subscription: the account of a line may have moved to
+    another subscription (of another organisation, even) since, and the revision must be the
+    difference all the same. A corrected line stays on the subscription (and organisation) that
+    first recorded it: the correction is that subscription's money."""
+    if not lines:
+        return []
+    imported_at = lines[0]["row"]["imported_at"]
+    line_keys = list({line["line_key"] for line in lines} | {k for line in lines for k in line["alt"]})
     earlier: dict[str, list] = {}  # line key -> [cost, quantity, first record id]
-    parts = [line_keys[i:i + 5000] for i in range(0, len(line_keys), 5000)]
-    for part in parts:
+    for i in range(0, len(line_keys), 5000):
         for lk, cost, qty, first_id in session.execute(
                 select(UsageRecord.line_key, func.sum(UsageRecord.cost), func.sum(UsageRecord.quantity),
                        func.min(UsageRecord.id))
-                .where(UsageRecord.line_key.in_(part), UsageRecord.imported_at != imported_at)
+                .where(UsageRecord.line_key.in_(line_keys[i:i + 5000]), UsageRecord.imported_at != imported_at)
                 .group_by(UsageRecord.line_key)):
             earlier[lk] = [cost, qty, first_id]
-    if not earlier:  # no line of this batch was imported before (the usual case)
-        return fresh
     owner = {rid: (sid, oid) for rid, sid, oid in session.execute(
         select(UsageRecord.id, UsageRecord.subscription_id, UsageRecord.org_id)
-        .where(UsageRecord.id.in_(sorted({v[2] for v in earlier.values()}))))}
-    this_import: dict[str, tuple[int, int]] = {}  # line key -> (subscription, org) this import put it on
-    for part in parts:
-        this_import.update((lk, (sid, oid)) for lk, sid, oid in session.execute(
-            select(UsageRecord.line_key, UsageRecord.subscription_id, UsageRecord.org_id)
-            .where(UsageRecord.line_key.in_(part), UsageRecord.imported_at == imported_at).distinct()))
-    kept = []
-    for r in fresh:
-        line = r["line_key"]
-        if line in this_import:  # a later part of a line this import already compared: on the same subscription
-            r["subscription_id"], r["org_id"] = this_import[line]
-        else:
-            found = [earlier[k] for k in dict.fromkeys((line, *r["alt_line_keys"])) if k in earlier]
-            if found:
-                r["cost"] -= sum((f[0] for f in found), Decimal(0))
-                r["quantity"] -= sum((f[1] for f in found), Decimal(0))
-                r["subscription_id"], r["org_id"] = owner[min(f[2] for f in found)]
-            this_import[line] = (r["subscription_id"], r["org_id"])
-            if found:
-                if not r["cost"] and not r["quantity"]:
-                    report.duplicates += 1
-                    continue
-                report.corrections += 1
-        kept.append(r)
-    return kept
+        .where(UsageRecord.id.in_(sorted({v[2] for v in earlier.values()}))))} if earlier else {}
+    out = []
+    for line in lines:
+        r = dict(line["row"])
+        found = [earlier[k] for k in dict.fromkeys((line["line_key"], *sorted(line["alt"]))) if k in earlier]
+        r["cost"] = line["cost"] - sum((f[0] for f in found), Decimal(0))
+        r["quantity"] = line["quantity"] - sum((f[1] for f in found), Decimal(0))
+        if found:
+            r["subscription_id"], r["org_id"] = owner[min(f[2] for f in found)]
+        if not r["cost"] and not r["quantity"]:
+            report.duplicates += line["revised"]
+            continue
+        report.duplicates += line["revised"] - 1  # the line's other new rows are in its one record
+        report.corrections += 1 if found else 0
+        out.append(r)
+    return out
 
 
 def _refresh_touched(session: Session, touched: dict[int, set[date]]) -> int:

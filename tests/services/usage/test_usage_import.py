@@ -333,10 +333,93 @@ def test_a_line_in_parts_adds_up_and_is_corrected_as_a_whole(session, tmp_path):
                                      batch_size=1)
     assert (first.imported, first.corrections) == (2, 0)
     assert db_totals(session, w.azure.id) == {"USD": Decimal("12.000000")}
+    last_id = session.exec(select(func.max(UsageRecord.id))).one()
     revised = usage_import.import_file(session, _rewrite(tmp_path, "tiers2.csv", tiers(["10.500000", "2.250000"])),
                                        batch_size=1)  # its two parts in two transactions
-    assert (revised.imported, revised.corrections) == (2, 1)
+    # the line is compared as a whole: one record of its difference, not one per part
+    assert (revised.imported, revised.corrections, revised.duplicates) == (1, 1, 1)
     assert db_totals(session, w.azure.id) == {"USD": Decimal("12.750000")}
+    assert session.exec(select(UsageRecord.cost).where(UsageRecord.id > last_id)).all() == [Decimal("0.75")]
+
+
+def _tiered(tmp_path, name: str, costs: list[str]) -> "Path":
+    """focus_1_0.csv with the VM line delivered as tier rows of ``costs`` (12 hours each, the line's
+    identity alike): the first tier where the line was, the others at the end of the file, so that
+    with batch_size=1 the tiers are in different transactions with other lines between them."""
+    def change(_header, rows):
+        i = next(k for k, r in enumerate(rows) if _vm_day(r))
+        tiers = [dict(rows[i], BilledCost=c, EffectiveCost=c, ListCost=c, ConsumedQuantity="12",
+                      PricingQuantity="12") for c in costs]
+        rows[i:i + 1] = tiers[:1]
+        rows.extend(tiers[1:])
+    return _rewrite(tmp_path, name, change)
+
+
+@pytest.mark.parametrize("batch_size", [5000, 1])
+def test_a_tiered_line_revised_in_one_tier_is_corrected_by_that_tiers_difference_alone(session, tmp_path, monkeypatch,
+                                                                                   batch_size):
+    """A line split in two tier rows: re-delivered unchanged it adds nothing; re-delivered with one
+    tier changed it is corrected by exactly that tier's difference, once — not by one row against
+    the whole line's earlier total (a spurious credit of the other tier, charged again later) —
+    and the line's records never stand at a figure no delivery stated, even between two batches
+    (a rating run may come between them)."""
+    from noventiq_panel.models import LedgerEntry
+    from noventiq_panel.services.usage import rating
+
+    w = world(session)
+    for day in range(8, 14):
+        rate(session, date(2025, 1, day), "12000")
+    first = usage_import.import_file(session, _tiered(tmp_path, "t0.csv", ["10.000000", "2.000000"]),
+                                     batch_size=batch_size)
+    assert (first.imported, first.corrections) == (6, 0)
+    rating.rate_usage(session, now=utc(2025, 1, 20))
+    line = session.exec(select(UsageRecord.line_key).where(UsageRecord.cost == Decimal("10"))).one()
+
+    def line_total():
+        session.expire_all()
+        return session.exec(select(func.sum(UsageRecord.cost)).where(UsageRecord.line_key == line)).one()
+
+    seen = []
+    write_batch = usage_import._write_batch
+
+    def watched(*args, **kwargs):
+        write_batch(*args, **kwargs)
+        seen.append(line_total())
+
+    monkeypatch.setattr(usage_import, "_write_batch", watched)
+    records = count(session)
+    same = usage_import.import_file(session, _tiered(tmp_path, "t1.csv", ["10.000000", "2.000000"]),
+                                    batch_size=batch_size)
+    assert (same.imported, same.corrections, same.duplicates) == (0, 0, 6) and count(session) == records
+
+    # the second tier revised (the unchanged tier comes first), then the first (it comes last)
+    for name, costs, total, diff in (("t2.csv", ["10.000000", "2.250000"], "12.25", "0.25"),
+                                     ("t3.csv", ["10.500000", "2.250000"], "12.75", "0.5")):
+        last_id = session.exec(select(func.max(UsageRecord.id))).one()
+        revised = usage_import.import_file(session, _tiered(tmp_path, name, costs), batch_size=batch_size)
+        assert (revised.imported, revised.corrections) == (1, 1)
+        [delta] = session.exec(select(UsageRecord).where(UsageRecord.id > last_id)).all()
+        assert (delta.cost, delta.quantity, delta.line_key, delta.subscription_id) == (
+            Decimal(diff), Decimal(0), line, w.azure.id)
+        assert line_total() == Decimal(total)
+        entries = rating.rate_usage(session, now=utc(2025, 1, 21))
+        assert entries.charged == {"UZS": Decimal(diff) * 12000} and entries.credited == {}
+    assert set(seen) <= {Decimal(12), Decimal("12.25"), Decimal("12.75")}, seen
+    again = usage_import.import_file(session, _tiered(tmp_path, "t4.csv", ["10.500000", "2.250000"]),
+                                     batch_size=batch_size)
+    assert (again.imported, again.corrections) == (0, 0)
+    assert session.exec(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.amount > 0)).one() == 0
+
+
+def test_a_revised_tier_repeated_in_the_delivery_counts_once(session, tmp_path):
+    """The revised tier row twice in the file, in different batches: the line's total counts it once."""
+    w = world(session)
+    usage_import.import_file(session, _tiered(tmp_path, "t0.csv", ["10.000000", "2.000000"]))
+    revised = usage_import.import_file(session, _tiered(tmp_path, "t1.csv", ["10.000000", "2.250000", "2.250000"]),
+                                       batch_size=1)
+    assert (revised.imported, revised.corrections) == (1, 1)
+    assert db_totals(session, w.azure.id) == {"USD": Decimal("14.095678") - Decimal("12.345678") + Decimal("12.25")}
+    assert revised.rows_read == revised.imported + revised.duplicates + revised.unmatched + revised.skipped
 
 
 def test_rating_charges_a_correction_once(session, tmp_path):
