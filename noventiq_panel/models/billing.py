@@ -141,6 +141,16 @@ class ClosingDocument(SQLModel, table=True):
     esf_later: Optional[dict[str, Any]] = Field(default=None, sa_type=JSON(none_as_null=True))
 
 
+class ClosingRun(SQLModel, table=True):
+    """A month whose closing documents have been generated (``documents.generate_month``), and the
+    latest moment a generation of it ran as. For every organisation whose local month had ended by
+    then the month is closed: its act, or its credit carried into a later act, is decided, and its
+    consumption never changes again (rating dates late usage of a closed month when it is rated)."""
+
+    period: date = Field(primary_key=True)  # first day of the month
+    run_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class Sequence(SQLModel, table=True):
     """Gap-free counters (document numbers per year, payment numbers)."""
 

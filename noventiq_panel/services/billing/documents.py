@@ -22,6 +22,16 @@ organisation that was charged in that month.
   keep waiting. Which months are carried is decided from the ledger alone, the same way on every
   run: after the organisation's last act, the months whose running net (restarted after any
   month that owed an act of its own) stays at or below zero.
+- **Closed months** (:func:`closed_through`, the one rule; rating asks it too). Generating a month
+  records that it ran (``ClosingRun``, before any organisation is looked at). From then on the
+  month is closed for every organisation whose local month had ended: its act, or its credit
+  carried, is decided, and its consumption never changes again — rating dates late usage of a
+  closed month when it rates it, so it goes into the next act as that act's own lines. A month up
+  to an organisation's latest act is closed as well. Without this a month that netted to a credit
+  had no act, so rating kept dating its late usage into it, and usage that made it owe money
+  restarted the walk above: the next act skipped the month as one "with an act of its own" that it
+  never had, and its consumption was in no act. A month that owes an act of its own in the walk is
+  therefore one whose documents were never generated; it gets its act when they are.
 """
 
 from __future__ import annotations
@@ -33,6 +43,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
@@ -40,6 +52,7 @@ from sqlmodel import Session, col, select
 from noventiq_panel.config import get_settings
 from noventiq_panel.models import (
     ClosingDocument,
+    ClosingRun,
     LedgerEntry,
     Organisation,
     Plan,
@@ -225,6 +238,8 @@ def carried_months(session: Session, org: Organisation, month: date) -> tuple[da
     when it has none) are walked in order with a running net: a month that brings it above zero
     owed an act of its own (it is not carried; the walk starts again after it); the months from the
     first one with consumption after that are carried (their running net is <= 0 throughout).
+    A closed month (:func:`closed_through`) never changes after its act or credit was decided, so
+    a month that owes an act of its own here is one whose documents were not generated yet.
     """
     last = session.exec(select(func.max(ClosingDocument.period)).where(
         ClosingDocument.org_id == org.id, ClosingDocument.kind == KIND, ClosingDocument.period < month)).one()
@@ -246,6 +261,65 @@ def carried_months(session: Session, org: Organisation, month: date) -> tuple[da
             start = m
         m = next_month(m)
     return (start, running) if start is not None else (None, Decimal("0.00"))
+
+
+def closed_through(session: Session, zones: dict[int, str]) -> dict[int, date]:
+    """Organisation id → its last closed month (``zones``: organisation id → its time zone); an
+    organisation with none is left out. Every month up to it is closed: its act, or its credit
+    carried into a later act, is decided and its consumption must not change (rating dates late
+    usage of it when it is rated); the months after it are open. The later of the organisation's
+    latest act and the latest month whose documents were generated once the organisation's local
+    month had ended (``ClosingRun``)."""
+    if not zones:
+        return {}
+    closed = {org_id: period for org_id, period in session.exec(
+        select(ClosingDocument.org_id, func.max(ClosingDocument.period))
+        .where(col(ClosingDocument.org_id).in_(sorted(zones)), ClosingDocument.kind == KIND)
+        .group_by(ClosingDocument.org_id)).all()}
+    runs = session.exec(select(ClosingRun.period, ClosingRun.run_at).order_by(col(ClosingRun.period).desc())).all()
+    for org_id, zone in zones.items():
+        for period, run_at in runs:  # newest first: the first one that had reached the zone
+            if closed.get(org_id) is not None and closed[org_id] >= period:
+                break
+            if run_at >= month_bounds(period, zone)[1]:
+                closed[org_id] = period
+                break
+    return closed
+
+
+def _record_run(session: Session, month: date, now: datetime) -> None:
+    """Record that the documents of ``month`` are generated as of ``now`` (the latest such moment
+    is kept) and commit. On PostgreSQL the write lock on ``closingdocument`` waits for a rating
+    batch in flight (it holds that table in SHARE mode) and makes the next one wait for this
+    commit, so no batch that has not seen the run dates usage into the month after it."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql("LOCK TABLE closingdocument IN ROW EXCLUSIVE MODE")
+        insert = pg_insert
+    else:
+        insert = sqlite_insert
+    stmt = insert(ClosingRun).values(period=month, run_at=now)
+    session.execute(stmt.on_conflict_do_update(index_elements=["period"], set_={"run_at": stmt.excluded.run_at},
+                                               where=ClosingRun.run_at < stmt.excluded.run_at))
+    session.commit()
+
+
+def act_lines(session: Session, org: Organisation, month: date, *, rate: Decimal | None = None
+              ) -> tuple[list, list[int | None], Decimal, Decimal, date | None]:
+    """The lines the act of ``month`` has if issued now: :func:`month_lines_with_subscriptions`
+    and, when earlier credits are carried into it (:func:`carried_months`), the recalculation line
+    (no subscription); with the totals and the first month carried (None: none)."""
+    from noventiq_panel.services.billing import pdf
+
+    rate = get_settings().vat_rate if rate is None else rate
+    lines, subscriptions, total, vat = month_lines_with_subscriptions(session, org, month, rate=rate)
+    carried_from, carried = carried_months(session, org, month)
+    if carried != 0:
+        lines.append(pdf.Line(description=CARRY_TEXT.format(first=carried_from, last=month - timedelta(days=1)),
+                              quantity=Decimal(1), unit="усл.", unit_price=carried, amount=carried,
+                              vat=vat_part(carried, rate)))
+        subscriptions.append(None)
+        total, vat = total + carried, vat + lines[-1].vat
+    return lines, subscriptions, total, vat, carried_from
 
 
 def render_pdf(session: Session, org: Organisation, month: date, year: int, number: int,
@@ -293,13 +367,16 @@ def orgs_charged(session: Session, month: date) -> list[int]:
 
 def generate_month(session: Session, month, now: datetime | None = None) -> list[ClosingDocument]:
     """Generate the closing documents of ``month`` (a date in it, or ``"YYYY-MM"``) for every
-    organisation charged in it. Returns the documents created by this call; already generated
-    ones are skipped without consuming a number. Refuses a month that has not closed yet."""
+    organisation charged in it, and record that it ran (the month is closed from then on for the
+    organisations whose local month had ended, :func:`closed_through`). Returns the documents
+    created by this call; already generated ones are skipped without consuming a number. Refuses a
+    month that has not closed yet."""
     now = now or utcnow()
     month = parse_month(month)
     if now < local_midnight(next_month(month), EARLIEST_ZONE):
         raise InvalidInput(f"{month:%Y-%m} has not closed yet", field="month", key="error.billing.month_not_closed",
                            month=f"{month:%Y-%m}")
+    _record_run(session, month, now)  # closed from here on (closed_through): nothing is dated into it any more
     org_ids = _orgs_charged(session, month)
     session.rollback()
     created = []
@@ -325,16 +402,7 @@ def _generate_for_org(session: Session, org_id: int, month: date, now: datetime)
             session.rollback()
             return None
         rate = get_settings().vat_rate
-        lines, subscriptions, total, vat = month_lines_with_subscriptions(session, org, month, rate=rate)
-        carried_from, carried = carried_months(session, org, month)
-        if carried != 0:
-            from noventiq_panel.services.billing import pdf
-
-            lines.append(pdf.Line(description=CARRY_TEXT.format(first=carried_from, last=month - timedelta(days=1)),
-                                  quantity=Decimal(1), unit="усл.", unit_price=carried, amount=carried,
-                                  vat=vat_part(carried, rate)))
-            subscriptions.append(None)
-            total, vat = total + carried, vat + lines[-1].vat
+        lines, subscriptions, total, vat, carried_from = act_lines(session, org, month, rate=rate)
         if not lines or total <= 0:  # nothing, or a credit: carried into a later act
             session.rollback()
             return None

@@ -68,8 +68,10 @@ entry's local day in the organisation's time zone), fixed the first time usage o
 charged (``rates.usage_rate``, ``UsageFxRate``): late records of a day are charged at the same rate
 as the rest of it, and analytics convert every record of the day at it. ``occurred_at`` is the
 period's start (a month's usage is in that month), ``created_at`` when it was rated — except for
-late usage of a month whose closing document is already made: that is dated when it is rated, so
-it goes into the next document instead of into none (the period fields keep the usage's own dates).
+late usage of a closed month (its closing documents already generated — whether it got an act or
+its credit was carried — or a later act made; ``documents.closed_through``): that is dated when it
+is rated, so it goes into the next document instead of into none (the period fields keep the
+usage's own dates).
 
 Credits (issue 17). An export's credit, refund or negative adjustment line (FOCUS ``ChargeCategory``
 Credit/Adjustment, a negative ``BilledCost``; Azure ``Refund``) is an ordinary usage record with a
@@ -146,6 +148,7 @@ from noventiq_panel.models import (
     UsageRecord,
 )
 from noventiq_panel.models.types import utcnow
+from noventiq_panel.services.billing import documents
 from noventiq_panel.services.core import rates
 from noventiq_panel.services.core.clock import day_bounds, local_midnight, next_month
 from noventiq_panel.services.core.errors import RateMissing
@@ -346,8 +349,8 @@ def _run_batch(session: Session, dialect: _Dialect, after: int, limit: int, now:
         # Before any query, so the snapshot is taken after the lock: imports running now have
         # committed, and new ones wait until this batch commits.
         conn.exec_driver_sql("LOCK TABLE usagerecord IN SHARE ROW EXCLUSIVE MODE")
-        # A closing document made meanwhile is either seen here or waits for this batch: late usage
-        # of a documented month is never dated into it (see the module documentation).
+        # A closing document or a generation run (documents._record_run) made meanwhile is either
+        # seen here or waits for this batch: late usage of a closed month is never dated into it.
         conn.exec_driver_sql("LOCK TABLE closingdocument IN SHARE MODE")
         # Large estimates would make PostgreSQL compile these one-off statements: slower, not faster.
         conn.exec_driver_sql("SET LOCAL jit = off")
@@ -469,13 +472,11 @@ class _Batch:
             self.raw.create_function("rating_amount", 3, amount_minor, deterministic=True)
 
     def open_months(self) -> dict[int, datetime]:
-        """Organisation → where its months not covered by a closing document begin."""
-        org_ids = sorted({s.org_id for s in self.subs.values()})
+        """Organisation → where its open months begin (after its last closed month: the closing
+        documents' rule, ``documents.closed_through``)."""
         zone = {s.org_id: s.tz for s in self.subs.values()}
-        rows = self.q(f"SELECT org_id, MAX(period) FROM closingdocument WHERE org_id IN ({','.join('?' * len(org_ids))}) "
-                      "GROUP BY org_id", org_ids).fetchall()
-        return {org_id: local_midnight(next_month(self.dialect.date_out(period)), zone[org_id])
-                for org_id, period in rows}
+        return {org_id: local_midnight(next_month(period), zone[org_id])
+                for org_id, period in documents.closed_through(self.session, zone).items()}
 
     def fill_subs(self) -> None:
         d = self.dialect

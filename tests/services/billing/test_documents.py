@@ -5,17 +5,18 @@ a month already generated, refusal of an open month, mail to Owner and Financial
 from __future__ import annotations
 
 import itertools
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlmodel import Session, select
 
 from noventiq_panel.models import (
     ClosingDocument,
+    ClosingRun,
     LedgerEntry,
     Notification,
     NotificationAttachment,
@@ -24,7 +25,7 @@ from noventiq_panel.models import (
     Subscription,
 )
 from noventiq_panel.services.billing import documents
-from noventiq_panel.services.core import ledger
+from noventiq_panel.services.core import clock, ledger
 from noventiq_panel.services.core.errors import InvalidInput, NotFound
 
 from tests import factories as f
@@ -297,3 +298,246 @@ def test_every_tiyin_of_consumption_is_in_one_act_or_still_carried(sqlite_engine
         _first, carried = documents.carried_months(session, o, date(2025, 1 + len(nets), 1))
         session.commit()
         assert sum(d.total for d in acts) + carried == sum(nets)
+
+
+# -- late usage of a month that had no act --------------------------------------------------------
+
+def _consumption(session, o):
+    total = session.exec(select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+        LedgerEntry.org_id == o.id, LedgerEntry.kind.in_(ledger.CONSUMPTION_KINDS))).one()
+    session.commit()
+    return -Decimal(total)
+
+
+def test_late_usage_of_a_credit_month_rated_after_its_documents_is_in_the_next_act(session):
+    """October nets to a credit (no act) and its documents are generated; then the vendor's late
+    usage of 31 October, more than the credit, is rated. It used to stay in October (no act covered
+    it), which then owed money, so November's act skipped October as a month with an act of its own
+    it never had: the usage was in no act. October is closed once its documents ran: the usage is
+    dated when rated and November's act has it, with October's whole credit carried."""
+    from tests.services.usage_world import add_usage, payg_sub, payg_world, set_rates, tashkent
+    from noventiq_panel.services.usage import rating
+
+    o, plans, _owner = payg_world(session)
+    sub = payg_sub(session, o, plans["azure-h"], name="Azure prod")
+    set_rates(session, date(2026, 10, 29), 8)
+    _charge(session, o, "-100.00", tashkent(2026, 9, 10), "sep")
+    _charge(session, o, "-50.00", tashkent(2026, 10, 10), "oct-c")
+    _charge(session, o, "250.00", tashkent(2026, 10, 20), "oct-r", kind="refund", description="возврат")
+    _charge(session, o, "-300.00", tashkent(2026, 11, 10), "nov")
+    session.commit()
+    [sep] = documents.generate_month(session, "2026-09", now=tashkent(2026, 10, 1, 2))
+    assert documents.generate_month(session, "2026-10", now=tashkent(2026, 11, 1, 2)) == []  # a credit: no act
+    add_usage(session, sub, tashkent(2026, 10, 31, 20), 2)  # the vendor's late records of October
+    rated_at = tashkent(2026, 11, 5, 10)
+    rating.rate_usage(session, now=rated_at)
+    late = session.exec(select(LedgerEntry).where(LedgerEntry.kind == "usage")).one()
+    session.commit()
+    assert late.period_start == tashkent(2026, 10, 31) and -late.amount > Decimal("200.00")
+    assert late.occurred_at == rated_at  # October is closed: charged in the open month
+    [nov] = documents.generate_month(session, "2026-11", now=tashkent(2026, 12, 1, 2))
+    acts = _acts(session, o)
+    assert sum(d.total for d in acts) == _consumption(session, o)  # nothing lost, nothing twice
+    assert [(d.period, d.total, d.carried_from) for d in acts] == [
+        (date(2026, 9, 1), Decimal("100.00"), None),
+        (date(2026, 11, 1), Decimal("300.00") - late.amount - Decimal("200.00"), date(2026, 10, 1))]
+    assert acts[0].id == sep.id and acts[1].id == nov.id
+    # the recalculation line is all of October's entries; the late usage is November's own line
+    lines = nov.esf_record["lines"]
+    assert [Decimal(x["amount"]) for x in lines if x["description"].startswith("Перерасчёт")] == [Decimal("-200.00")]
+    assert Decimal("0") - late.amount in [Decimal(x["amount"]) for x in lines if "Azure prod" in x["description"]]
+    # generating the months again, in another order, adds nothing
+    for month in ("2026-10", "2026-11", "2026-09"):
+        assert documents.generate_month(session, month, now=tashkent(2026, 12, 2)) == []
+
+
+def test_late_usage_of_a_month_the_organisation_had_no_charge_in_is_in_the_next_act(session):
+    """September has an act; the organisation has no charge in October, so October's documents
+    pass it by; then usage of 31 October arrives late. October is closed all the same (its
+    documents ran): the usage goes into November's act, not into an October nobody generates."""
+    from tests.services.usage_world import add_usage, payg_sub, payg_world, set_rates, tashkent
+    from noventiq_panel.services.usage import rating
+
+    o, plans, _owner = payg_world(session)
+    sub = payg_sub(session, o, plans["azure-h"])
+    set_rates(session, date(2026, 10, 29), 8)
+    _charge(session, o, "-100.00", tashkent(2026, 9, 10), "sep")
+    _charge(session, o, "-300.00", tashkent(2026, 11, 10), "nov")
+    session.commit()
+    documents.generate_month(session, "2026-09", now=tashkent(2026, 10, 1, 2))
+    assert documents.generate_month(session, "2026-10", now=tashkent(2026, 11, 1, 2)) == []
+    add_usage(session, sub, tashkent(2026, 10, 31, 20), 2)
+    rating.rate_usage(session, now=tashkent(2026, 11, 5, 10))
+    [nov] = documents.generate_month(session, "2026-11", now=tashkent(2026, 12, 1, 2))
+    assert nov.total > Decimal("300.00")
+    assert sum(d.total for d in _acts(session, o)) == _consumption(session, o)
+
+
+def test_a_month_is_closed_only_where_it_had_ended_when_its_documents_ran(session):
+    """The documents job runs at 02:30 in Tashkent on the 1st: October has ended in Tashkent but
+    not in New York, so October stays open there (and is generated there by a later run)."""
+    tashkent_org = f.org(session, name="ООО «Восток»", timezone="Asia/Tashkent")
+    ny_org = f.org(session, name="LLC West", timezone="America/New_York")
+    for o in (tashkent_org, ny_org):
+        _charge(session, o, "-100.00", datetime(2026, 9, 10, tzinfo=UTC), f"sep{o.id}")
+    session.commit()
+    zones = {tashkent_org.id: "Asia/Tashkent", ny_org.id: "America/New_York"}
+    assert documents.closed_through(session, zones) == {}
+    documents.generate_month(session, "2026-09", now=datetime(2026, 10, 5, tzinfo=UTC))
+    assert documents.closed_through(session, zones) == {tashkent_org.id: date(2026, 9, 1),
+                                                        ny_org.id: date(2026, 9, 1)}
+    documents.generate_month(session, "2026-10", now=datetime(2026, 10, 31, 21, 30, tzinfo=UTC))  # 02:30 Tashkent
+    assert documents.closed_through(session, zones) == {tashkent_org.id: date(2026, 10, 1),
+                                                        ny_org.id: date(2026, 9, 1)}
+    documents.generate_month(session, "2026-10", now=datetime(2026, 11, 1, 9, 30, tzinfo=UTC))  # 14:30 Tashkent
+    assert documents.closed_through(session, zones)[ny_org.id] == date(2026, 10, 1)
+    # an earlier moment recorded later does not reopen it
+    documents.generate_month(session, "2026-10", now=datetime(2026, 10, 31, 21, 30, tzinfo=UTC))
+    assert documents.closed_through(session, zones)[ny_org.id] == date(2026, 10, 1)
+    session.commit()
+
+
+# -- the invariant, over whole histories --------------------------------------------------------------
+
+_ZONES = ("Asia/Tashkent", "America/New_York")
+_MONTHS = [date(2025, m, 1) for m in range(1, 9)]
+
+
+def _history():
+    """Per month: its charges (> 0) and refunds (< 0), usage of the month rated in it, and what
+    happens after it ends: documents of the month generated (maybe twice, maybe weeks later),
+    late usage or vendor credits of the month rated, refunds posted, at days 1-4 of the next
+    month or the one after, 02:00 or 14:00 in Tashkent."""
+    late = st.tuples(st.sampled_from(["gen", "gen", "late_usage", "refund"]), st.integers(1, 2),
+                     st.integers(1, 4), st.sampled_from([2, 14]), st.integers(-400, 600).filter(bool))
+    month = st.tuples(st.lists(st.integers(-500, 500).filter(bool), max_size=3),
+                      st.one_of(st.none(), st.integers(1, 400)), st.lists(late, max_size=4))
+    return st.lists(month, min_size=2, max_size=5)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=_history(), zone=st.sampled_from(_ZONES))
+def test_every_entry_is_in_one_act_or_still_carried_whatever_comes_late(sqlite_engine, history, zone):
+    """Charges, refunds, usage and vendor credits of random months, with late usage and credits
+    rated after the month's documents (which ran at random moments, some twice, some not at all
+    until the end): every act is positive and totals exactly the entries of the months it settles
+    (its own, and the carried ones from ``carried_from``); no entry is in two acts; what no act
+    holds is exactly what is still carried into the next act."""
+    from noventiq_panel.models import UsageRecord
+    from noventiq_panel.services.core.clock import month_bounds, next_month
+    from noventiq_panel.services.usage import rating
+    from tests.services.usage_world import payg_sub, payg_world
+
+    def tashkent_time(month, extra, day, hour):
+        m = month
+        for _ in range(extra):
+            m = next_month(m)
+        return datetime(m.year, m.month, day, hour, tzinfo=UTC) - timedelta(hours=5)
+
+    with Session(sqlite_engine, expire_on_commit=False) as session:
+        session.exec(delete(ClosingRun))  # the examples share the database: no month is closed yet
+        session.commit()
+        o, plans, _owner = payg_world(session, markup="0", tz=zone)
+        sub = payg_sub(session, o, plans["azure-h"])
+        keys = itertools.count()
+        events = []  # (when, order, action, args)
+        for i, (charges, usage, afterwards) in enumerate(history):
+            m = _MONTHS[i]
+            start, end = month_bounds(m, zone)
+            for k, v in enumerate(charges):
+                events.append((start + timedelta(days=5 + k), 0, "post", (v,)))
+            if usage:
+                events.append((start + timedelta(days=15), 0, "usage", (start + timedelta(days=14), usage)))
+            for what, extra, day, hour, v in afterwards:
+                at = tashkent_time(m, extra, day, hour)
+                if what == "gen":
+                    events.append((at, 1, "gen", (m,)))
+                elif what == "late_usage":
+                    events.append((at, 0, "usage", (end - timedelta(hours=2), v)))
+                else:
+                    events.append((at, 0, "post", (-abs(v),)))
+        events.sort(key=lambda e: (e[0], e[1]))
+        generated = set()
+        for at, _order, action, args in events:
+            if action == "post":
+                (v,) = args
+                _charge(session, o, f"{-v}.00", at, f"x{o.id}-{next(keys)}", kind="charge" if v > 0 else "refund")
+                session.commit()
+            elif action == "usage":
+                period_start, cost = args
+                session.add(UsageRecord(org_id=o.id, subscription_id=sub.id, period_start=period_start,
+                                        period_end=period_start + timedelta(hours=1), cost=Decimal(cost),
+                                        currency="UZS", source_key=f"u{o.id}-{next(keys)}"))
+                session.commit()
+                rating.rate_usage(session, now=at)
+            else:
+                (m,) = args
+                documents.generate_month(session, m, now=at)
+                if at >= month_bounds(m, zone)[1]:  # the month had ended for the organisation: it was generated
+                    generated.add(m)
+        # the months whose documents never ran, at last, in order (late entries reach two months on)
+        months = _MONTHS[:len(history) + 2]
+        for m in months:
+            if m not in generated:
+                documents.generate_month(session, m, now=datetime(2026, 1, 1, tzinfo=UTC))
+
+        session.expire_all()
+        entries = session.exec(select(LedgerEntry).where(
+            LedgerEntry.org_id == o.id, LedgerEntry.kind.in_(ledger.CONSUMPTION_KINDS))).all()
+        acts = _acts(session, o)
+
+        def month_of(e):
+            return clock.month_start(clock.local_date(e.occurred_at, zone))
+
+        held: dict[int, int] = {}  # entry id -> the act that holds it
+        for act in acts:
+            assert act.total > 0
+            settles = {act.period} | ({d for d in _MONTHS if act.carried_from <= d < act.period}
+                                      if act.carried_from else set())
+            mine = [e for e in entries if month_of(e) in settles]
+            assert act.total == -sum(e.amount for e in mine), (act.period, act.carried_from)
+            for e in mine:
+                assert e.id not in held, f"entry {e.id} is in two acts"
+                held[e.id] = act.id
+        assert all(month_of(e) in months for e in entries)
+        _first, carried = documents.carried_months(session, o, next_month(months[-1]))
+        session.commit()
+        assert -sum((e.amount for e in entries if e.id not in held), Decimal("0.00")) == carried
+        assert sum(d.total for d in acts) + carried == -sum(e.amount for e in entries)
+
+
+def test_closing_a_month_waits_for_a_rating_batch_in_flight(engine):
+    """A rating batch holds ``closingdocument`` in SHARE mode and dates usage by the closed months
+    it saw when it began. Closing a month (here a credit month: no act, so nothing else touches
+    that table) waits for the batch to commit, so no batch that missed the run dates usage into
+    the month after its act or credit was decided. (SQLite: one writer at a time anyway.)"""
+    import threading
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite runs one writing transaction at a time")
+    with Session(engine, expire_on_commit=False) as s:
+        o = f.org(s, name="ООО «Очередь»", tax_id="300000555")
+        _charge(s, o, "100.00", datetime(2026, 10, 10, tzinfo=UTC), "credit", kind="refund", description="возврат")
+        s.commit()
+    done = threading.Event()
+
+    def close_october():
+        with Session(engine, expire_on_commit=False) as s:
+            assert documents.generate_month(s, "2026-10", now=AFTER) == []
+        done.set()
+
+    with engine.connect() as batch:
+        tx = batch.begin()
+        batch.exec_driver_sql("LOCK TABLE closingdocument IN SHARE MODE")  # as rating._run_batch does
+        worker = threading.Thread(target=close_october)
+        worker.start()
+        try:
+            assert not done.wait(1.5)  # the run waits for the batch ...
+            with Session(bind=batch) as s:  # ... which still finds October open
+                assert documents.closed_through(s, {o.id: o.timezone}) == {}
+        finally:
+            tx.commit()
+            worker.join(30)
+    assert done.is_set()
+    with Session(engine) as s:
+        assert documents.closed_through(s, {o.id: o.timezone}) == {o.id: date(2026, 10, 1)}
