@@ -317,10 +317,10 @@ def from_record(record: dict[str, Any], month: date, org_id: int | None) -> Prep
 
 def prepare(session: Session, org: Organisation, month: date) -> Prepared:
     """The ЭСФ the organisation's month would have if its document were issued now (the closing
-    document's lines, ``documents.month_lines_with_subscriptions``, and today's requisites and
-    codes), and everything missing for it. Reads only."""
+    document's lines with the line of earlier credits carried into it, ``documents.act_lines``, and
+    today's requisites and codes), and everything missing for it. Reads only."""
     rate = get_settings().vat_rate
-    lines, subscriptions, _total, _vat = documents.month_lines_with_subscriptions(session, org, month, rate=rate)
+    lines, subscriptions, _total, _vat, _carried_from = documents.act_lines(session, org, month, rate=rate)
     return from_record(esf_record.take(session, org, lines, subscriptions, vat_rate=rate), month, org.id)
 
 

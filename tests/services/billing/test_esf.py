@@ -450,3 +450,32 @@ def test_the_jobs_report_the_missing_items_before_and_when_the_month_closes(sess
     assert any("mxik code" in r.getMessage() for r in caplog.records)
     closing = registry.run_job("documents", datetime(2026, 11, 1, 9, 30, tzinfo=UTC))
     assert "1 created" in closing and "ЭСФ:" in closing and "documents check --month 2026-10" in closing
+
+
+def test_the_month_check_warns_of_the_carried_credit_the_act_will_hold(session):
+    """October's refund outweighs its charge: no act, the credit is carried into November's act as
+    a recalculation line (no product, negative), which its ЭСФ cannot hold. The check before
+    November closes says so, as the download of November's ЭСФ does."""
+    o = f.org(session, name="ООО «Перерасчёт»", tax_id="300000009", **REQUISITES)
+    owner = f.user(session, o, Role.OWNER)
+    plans = f.catalog(session)
+    _codes(session, "m365-basic")
+    sub = Subscription(org_id=o.id, plan_id=plans["basic-m"].id, name="Basic", quantity=1)
+    session.add(sub)
+    session.commit()
+    _charge(session, o, "-30000.00", datetime(2026, 9, 10, 5, tzinfo=UTC), "sep", subscription_id=sub.id)
+    _charge(session, o, "-10000.00", datetime(2026, 10, 10, 5, tzinfo=UTC), "oct", subscription_id=sub.id)
+    _charge(session, o, "25000.00", datetime(2026, 10, 20, 5, tzinfo=UTC), "oct-r", kind="refund",
+            subscription_id=sub.id, description="возврат")
+    _charge(session, o, "-30000.00", datetime(2026, 11, 10, 5, tzinfo=UTC), "nov", subscription_id=sub.id)
+    session.commit()
+    documents.generate_month(session, "2026-09", now=datetime(2026, 10, 2, tzinfo=UTC))
+    assert documents.generate_month(session, "2026-10", now=AFTER) == []  # a credit of 15 000: no act
+    check = esf.check_month(session, "2026-11")
+    carried = {(m.scope, m.item) for m in check.missing if "Перерасчёт" in m.subject}
+    assert carried == {("document", "line_without_product"), ("document", "refund_line")}
+    [nov] = documents.generate_month(session, "2026-11", now=datetime(2026, 12, 2, tzinfo=UTC))
+    assert nov.total == Decimal("15000.00") and nov.carried_from == date(2026, 10, 1)
+    with pytest.raises(esf.EsfIncomplete) as err:
+        esf.document_file(session, f.actor(owner, o), nov.id, "esf")
+    assert {(m.scope, m.item) for m in err.value.missing if "Перерасчёт" in m.subject} == carried
