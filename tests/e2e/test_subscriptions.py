@@ -101,7 +101,8 @@ def test_order_from_the_catalog(page, db):
         assert re.search(r"/billing\?topup=\d", page.locator(".topup-link").get_attribute("href"))
         return
     confirm.click()
-    expect(page.locator("#order-done")).to_be_visible()
+    # active at once, or — a vendor without a connector (Kaspersky here) — awaiting activation
+    expect(page.locator("#order-done, #order-queued")).to_be_visible()
     assert len(_subs_of(db, email)) == before + 1
     assert not page.js_errors
 
