@@ -274,13 +274,13 @@ def after_commit(session: Session, posted: Posted, now: datetime) -> None:
 def reverse(session: Session, org: Organisation, payment_id: int, amount: Decimal, key: str, *, source: str,
             now: datetime) -> LedgerEntry | None:
     """Take back ``amount`` сум credited for the payment (a gateway cancels a performed payment),
-    under ``key``; None, changing nothing, when the balance no longer covers it (the money was
-    spent). The payment is cancelled (a card top-up) or open again (an invoice). The caller holds
+    under ``key``; None, changing nothing, when the balance less what open orders reserve no longer
+    covers it (the money was spent or promised). The payment is cancelled (a card top-up) or open again (an invoice). The caller holds
     ``org``'s lock and commits."""
     existing = ledger.find(session, key)
     if existing is not None:
         return existing
-    if ledger.balance(session, org.id) < amount:
+    if ledger.balance(session, org.id) - ledger.reserved(session, org.id) < amount:  # reserved: not ours to return
         return None
     payment = payments.lock_payment(session, payment_id)
     entry = ledger.post(session, org_id=org.id, kind=EntryKind.ADJUSTMENT, amount=-amount, idempotency_key=key,

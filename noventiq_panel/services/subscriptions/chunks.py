@@ -30,6 +30,8 @@ from noventiq_panel.models import (
     Organisation,
     Plan,
     Product,
+    ProvisioningTask,
+    TaskStatus,
     ScheduledChange,
     Subscription,
     User,
@@ -101,9 +103,13 @@ class Chunk:
         sums = dict(session.exec(
             select(LedgerEntry.org_id, func.sum(LedgerEntry.amount)).where(col(LedgerEntry.org_id).in_(org_ids))
             .group_by(LedgerEntry.org_id)).all())
+        reserved = dict(session.exec(  # open orders at a vendor without an API hold this back (ledger.reserved)
+            select(ProvisioningTask.org_id, func.sum(ProvisioningTask.reserved)).where(
+                col(ProvisioningTask.org_id).in_(org_ids), ProvisioningTask.status == TaskStatus.OPEN)
+            .group_by(ProvisioningTask.org_id)).all())
         self.available: dict[int, Decimal] = {}
         for org_id, org in self.orgs.items():
-            funds = sums.get(org_id) or Decimal("0.00")
+            funds = (sums.get(org_id) or Decimal("0.00")) - (reserved.get(org_id) or Decimal("0.00"))
             if org.billing_mode == BillingMode.POSTPAID:
                 funds += org.credit_limit
             self.available[org_id] = funds

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 from noventiq_panel.models import LedgerEntry, LicenceBatch, Notification, ProvisioningTask
 from noventiq_panel.services.core import ledger
 from noventiq_panel.services.core.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
-from noventiq_panel.services.subscriptions import cancellation, licence_count, ordering, provisioning, quotes
+from noventiq_panel.services.subscriptions import cancellation, licence_count, ordering, provisioning, quotes, renewals
 from noventiq_panel.services.vendors import connector as vendor_api
 from tests.conftest import _engine_for
 from tests.services.subs_world import NOW, World, make_world, world  # noqa: F401 (fixture)
@@ -240,6 +240,39 @@ def test_overdue_tasks_are_reported_to_support_once_a_day(world):
     assert provisioning.report_overdue(w.session, now=NOW + 73 * H) == 1  # the next day: again
     sent = mails(w, "provisioning_overdue")
     assert len(sent) == 2 and sent[0].to_email == "support@noventiq.example"
+
+
+def _task(w: World, sid: int, action: str = "order") -> ProvisioningTask:
+    w.session.rollback()
+    return w.session.exec(select(ProvisioningTask).where(ProvisioningTask.subscription_id == sid,
+                                                         ProvisioningTask.action == action)
+                          .order_by(ProvisioningTask.id.desc())).first()
+
+
+def _available(w: World) -> Decimal:
+    return available(w)
+
+
+# --- found in review: reserved money spent elsewhere -------------------------------------------
+
+def test_renewal_job_spends_money_reserved_by_an_open_manual_order(world):
+    """Every vendor manual. Subscription A is active (completed); the customer orders B, whose
+    reservation holds the whole rest of the balance (available 0). A's renewal falls due: the
+    renewal job (chunks.Chunk.available = ledger sum [+ credit limit], reservations ignored)
+    charges it from the reserved money. The operator then completes B: its reserved price is charged
+    too, and the prepaid organisation ends at -30 000 — a month of A given for nothing."""
+    w = world
+    w.topup("120000")
+    a = ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 1, now=NOW).subscription_id
+    provisioning.complete(w.session, _task(w, a).id, vendor_ref="KAS-A", operator="Ivan", now=NOW)
+    term_end = w.sub(a).term_end
+    b = ordering.order(w.session, w.a_owner, w.plan("basic-m").id, 3, now=NOW + H).subscription_id
+    assert w.balance() == Decimal("90000.00") and _available(w) == Decimal("0.00")
+    renewals.renew_due(w.session, term_end + H)
+    # the renewal must not have been paid from the reservation
+    assert _available(w) >= 0, ("available after the renewal", _available(w))
+    provisioning.complete(w.session, _task(w, b).id, vendor_ref="KAS-B", operator="Ivan", now=term_end + 2 * H)
+    assert w.balance() >= 0, w.balance()
 
 
 # --- generated sequences -----------------------------------------------------------------------
