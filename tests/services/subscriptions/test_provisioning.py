@@ -18,13 +18,17 @@ from sqlmodel import Session, select
 from noventiq_panel.models import LedgerEntry, LicenceBatch, Notification, ProvisioningTask
 from noventiq_panel.services.core import ledger
 from noventiq_panel.services.core.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
-from noventiq_panel.services.subscriptions import cancellation, licence_count, ordering, provisioning, quotes, renewals
+from noventiq_panel.models import Organisation
+from noventiq_panel.services.subscriptions import cancellation, credit_control, licence_count, ordering, provisioning, quotes, renewals
+from noventiq_panel.services.usage import rating
+from tests.services.usage_world import add_usage, payg_sub
 from noventiq_panel.services.vendors import connector as vendor_api
 from tests.conftest import _engine_for
 from tests.services.subs_world import NOW, World, make_world, world  # noqa: F401 (fixture)
 from tests.services.subscriptions.test_subscriptions import _race, buy
 
 H = timedelta(hours=1)
+GRACE = timedelta(hours=72)  # the default PANEL_CREDIT_GRACE_HOURS
 
 
 @pytest.fixture(autouse=True)
@@ -273,6 +277,30 @@ def test_renewal_job_spends_money_reserved_by_an_open_manual_order(world):
     assert _available(w) >= 0, ("available after the renewal", _available(w))
     provisioning.complete(w.session, _task(w, b).id, vendor_ref="KAS-B", operator="Ivan", now=term_end + 2 * H)
     assert w.balance() >= 0, w.balance()
+
+
+def test_usage_eating_a_reservation_is_never_seen_by_the_credit_control_job(world):
+    """Prepaid: 100 000 сум, an active pay-as-you-go subscription, and a manual order reserving
+    90 000 (available 10 000). Usage of about 24 000 сум is rated (forced): balance 76 000,
+    available -14 000. _check_org judges by ledger.available (reservations counted) — but the job's
+    _candidates picks organisations by the bare ledger sum, so this one is never looked at: never
+    told, its pay-as-you-go never suspended, the usage keeps eating the money the open order holds
+    (and the completion then overdraws the account)."""
+    w = world
+    s = w.session
+    w.topup("100000")
+    prod = payg_sub(s, w.org, w.plan("azure-h"), name="Azure prod", vendor_ref="REF-PROD").id
+    ordering.order(s, w.a_owner, w.plan("basic-m").id, 3, now=NOW)
+    add_usage(s, w.sub(prod), NOW - 3 * H, 1, services=1, cost="2")
+    rating.rate_usage(s, now=NOW)
+    s.rollback()
+    assert ledger.available(s, w.org) < 0 <= ledger.balance(s, w.org.id)
+    credit_control.check(s, NOW + H)  # the hourly job, over every organisation
+    credit_control.check(s, NOW + H + GRACE)
+    s.rollback()
+    org = s.get(Organisation, w.org.id, populate_existing=True)
+    assert org.overdrawn_since is not None, "the job never looked at an organisation overdrawn by its reservations"
+    assert w.sub(prod).status == "suspended"
 
 
 # --- generated sequences -----------------------------------------------------------------------
