@@ -4,7 +4,7 @@ connector is not configured), and what the customer reserved for it
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Optional
@@ -27,7 +27,7 @@ class ProvisioningTask(SQLModel, table=True):
 
     ``action``: order | quantity | plan | suspend | resume | cancel | auto_renew. ``params``: what
     the vendor is to do (quantity, plan code, ...). An order reserves ``reserved`` (the
-    organisation's billing currency; ``plan_amount`` at ``fx_rate``) while it is open: the
+    organisation's billing currency; ``plan_amount`` at the rate of ``fx_date``, the order day) while it is open: the
     organisation's available funds are less by it, so it cannot be spent twice; completing the
     task charges exactly it (ledger key ``provisioning:<id>:charge``), rejecting or cancelling it
     releases it. Changes reserve nothing.
@@ -49,7 +49,7 @@ class ProvisioningTask(SQLModel, table=True):
     reserved: Decimal = Field(default=Decimal("0"), sa_type=Money)
     currency: str = Field(default="UZS", max_length=3)
     plan_amount: Decimal = Field(default=Decimal("0"), sa_type=Price)  # in the plan's currency
-    fx_rate: Decimal = Field(default=Decimal("1"), sa_type=Price)
+    fx_date: Optional[date] = None  # the order day: its exchange rate converts plan_amount (as the quote did)
     requested_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     requested_by: Optional[int] = Field(default=None, foreign_key="user.id")
     done_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)

@@ -33,7 +33,7 @@ def upgrade() -> None:
     sa.Column('reserved', noventiq_panel.models.types.Money(), nullable=False),
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('plan_amount', noventiq_panel.models.types.Price(), nullable=False),
-    sa.Column('fx_rate', noventiq_panel.models.types.Price(), nullable=False),
+    sa.Column('fx_date', sa.Date(), nullable=True),
     sa.Column('requested_at', noventiq_panel.models.types.UTCDateTime(), nullable=False),
     sa.Column('requested_by', sa.Integer(), nullable=True),
     sa.Column('done_at', noventiq_panel.models.types.UTCDateTime(), nullable=True),

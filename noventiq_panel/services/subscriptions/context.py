@@ -284,13 +284,14 @@ def post_refund(session: Session, ctx: Ctx, *, seats: int, period: proration.Per
 def post_money(session: Session, *, org: Organisation, sub: Subscription, plan: Plan, kind: str,
                plan_amount: Decimal, key: str, description: str, quantity: int, now: datetime,
                period: tuple[datetime | None, datetime | None] = (None, None), user_id: int | None = None,
-               meta: dict | None = None, rate: Decimal | None = None) -> Decimal:
+               meta: dict | None = None, rate: Decimal | None = None, rate_day: date | None = None) -> Decimal:
     """Post a charge (``kind="charge"``, taken from the balance) or a refund (added) of
-    ``plan_amount`` in the plan's currency, converted at today's rate (or ``rate``); the rate, date and source
-    amount are stored on the entry (nothing when it rounds to 0). A refund is capped by
+    ``plan_amount`` in the plan's currency, converted at today's rate (``rate_day``'s: an order the
+    vendor activated later is charged at the rate it was quoted and reserved at; or ``rate``); the
+    rate, date and source amount are stored on the entry (nothing when it rounds to 0). A refund is capped by
     :func:`refund_cap` (then its source amount is scaled down and its meta says ``capped``).
     Flushes only. Returns the amount in the organisation's currency."""
-    day = clock.local_date(now, org.timezone)
+    day = rate_day or clock.local_date(now, org.timezone)
     if rate is None:
         amount, _raw, rate = to_org_currency(session, plan_amount, plan, org, day)
     else:

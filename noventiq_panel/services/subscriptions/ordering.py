@@ -200,7 +200,7 @@ def _queued(session: Session, op, access, org: Organisation, sub: Subscription, 
     reserved = quote.price_now if quote.price_now > 0 else Decimal("0.00")
     task = provisioning.request_order(
         session, access=access, org=org, sub=sub, plan=plan, vendor=vendor, reserved=reserved,
-        plan_amount=quote.unit_price * sub.quantity if reserved else Decimal("0"), fx_rate=quote.fx_rate, now=now)
+        plan_amount=quote.unit_price * sub.quantity if reserved else Decimal("0"), fx_date=quote.fx_date, now=now)
     audit.record(session, access.actor, "subscription.ordered", subscription_id=sub.id, plan=plan.code,
                  quantity=sub.quantity, amount="0.00", reserved=str(reserved), currency=org.billing_currency,
                  trial=sub.is_trial, provisioning_task=task.id)

@@ -28,7 +28,7 @@ key makes a second charge impossible anyway. A task left open longer than
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -65,14 +65,14 @@ def is_manual(vendor_code: str | None) -> bool:
 # -- asking -------------------------------------------------------------------------------------
 
 def request_order(session: Session, *, access: Access, org: Organisation, sub: Subscription, plan: Plan,
-                  vendor: Vendor, reserved: Decimal, plan_amount: Decimal, fx_rate: Decimal,
+                  vendor: Vendor, reserved: Decimal, plan_amount: Decimal, fx_date: date,
                   now: datetime) -> ProvisioningTask:
     """An order of a manual vendor: the open task holding ``reserved`` (the caller has checked the
     funds under the organisation's lock). Flushes only."""
     task = ProvisioningTask(
         org_id=org.id, subscription_id=sub.id, vendor_code=vendor.code, action="order",
         params={"plan": plan.code, "quantity": sub.quantity, "trial": bool(sub.is_trial)},
-        reserved=reserved, currency=org.billing_currency, plan_amount=plan_amount, fx_rate=fx_rate,
+        reserved=reserved, currency=org.billing_currency, plan_amount=plan_amount, fx_date=fx_date,
         requested_at=now, requested_by=access.user_id)
     session.add(task)
     session.flush()
@@ -282,7 +282,7 @@ def _activate(session: Session, task: ProvisioningTask, org: Organisation, sub: 
     licences.add(session, sub.id, sub.quantity, now, plan.cancellation_window_hours, "purchase")
     if task.reserved > 0:
         post_money(session, org=org, sub=sub, plan=plan, kind="charge", plan_amount=task.plan_amount,
-                   rate=task.fx_rate, key=f"provisioning:{task.id}:charge",
+                   rate_day=task.fx_date, key=f"provisioning:{task.id}:charge",
                    description=describe(product, plan, f"заказ, {sub.quantity} шт."), quantity=sub.quantity,
                    now=now, period=(period.start, period.end), user_id=task.requested_by,
                    meta={"action": "order", "plan": plan.code, "provisioning_task": task.id})

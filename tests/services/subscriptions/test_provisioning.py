@@ -18,7 +18,8 @@ from sqlmodel import Session, select
 from noventiq_panel.models import LedgerEntry, LicenceBatch, Notification, ProvisioningTask
 from noventiq_panel.services.core import ledger
 from noventiq_panel.services.core.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
-from noventiq_panel.models import Organisation
+from noventiq_panel.models import Organisation, Role
+from tests import factories as f
 from noventiq_panel.services.subscriptions import cancellation, credit_control, licence_count, ordering, provisioning, quotes, renewals
 from noventiq_panel.services.usage import rating
 from tests.services.usage_world import add_usage, payg_sub
@@ -257,6 +258,10 @@ def _available(w: World) -> Decimal:
     return available(w)
 
 
+def _entries(w: World, sid: int) -> list[LedgerEntry]:
+    return charges(w, sid)
+
+
 # --- found in review: reserved money spent elsewhere -------------------------------------------
 
 def test_renewal_job_spends_money_reserved_by_an_open_manual_order(world):
@@ -301,6 +306,44 @@ def test_usage_eating_a_reservation_is_never_seen_by_the_credit_control_job(worl
     org = s.get(Organisation, w.org.id, populate_existing=True)
     assert org.overdrawn_since is not None, "the job never looked at an organisation overdrawn by its reservations"
     assert w.sub(prod).status == "suspended"
+
+
+def test_usd_billed_org_orders_a_sum_plan_of_a_manual_vendor_and_is_charged_what_was_reserved(world):
+    """A USD-billed organisation orders a сум-priced plan of a manual vendor: the order goes
+    through (the rate 1/12000 has more decimals than a stored rate: the task keeps the order day
+    instead) and the completion charges exactly what was quoted and reserved (found in review)."""
+    w = world
+    usd = f.org(w.session, name="ООО «Доллар»", billing_currency="USD")
+    boss = f.user(w.session, usd, Role.OWNER, email="boss@dollar.uz")
+    f.topup(w.session, usd, "10000")
+    actor = f.actor(boss, usd)
+    quote = ordering.quote_order(w.session, actor, w.plan("basic-y").id, 25, now=NOW)
+    assert quote.price_now == Decimal("750.00")  # 9 000 000 сум / 12 000
+    sid = ordering.order(w.session, actor, w.plan("basic-y").id, 25, quote_id=quote.quote_id,
+                         amount=quote.amount_due, now=NOW).subscription_id
+    task = _task(w, sid)
+    assert task.reserved == Decimal("750.00")
+    provisioning.complete(w.session, task.id, vendor_ref="KAS-USD", operator="Ivan", now=NOW + H)
+    [charge] = [e for e in _entries(w, sid) if e.kind == "charge"]
+    assert -charge.amount == task.reserved, f"reserved {task.reserved}, charged {-charge.amount}"
+
+
+def test_the_completion_charge_states_the_order_days_rate_and_its_date(world):
+    """A USD plan ordered at 12 000 and completed after the rate became 12 500: the charge is at
+    the order day's rate (the reserved price) and says so — its rate date is the order day, whose
+    rate it is (found in review: it stated the completion day)."""
+    from datetime import date
+
+    from noventiq_panel.services.core import rates
+
+    w = world
+    w.topup("1000000")
+    sid = ordering.order(w.session, w.a_owner, w.plan("std-usd").id, 1, now=NOW).subscription_id
+    f.usd_rate(w.session, date(2026, 3, 15), "12500.00")
+    provisioning.complete(w.session, _task(w, sid).id, vendor_ref="KAS-1", operator="Ivan", now=NOW + 10 * 24 * H)
+    [charge] = [e for e in _entries(w, sid) if e.kind == "charge"]
+    w.session.rollback()
+    assert charge.fx_rate == rates.rate_on(w.session, "USD", charge.fx_date).rate, (charge.fx_rate, charge.fx_date)
 
 
 # --- generated sequences -----------------------------------------------------------------------
