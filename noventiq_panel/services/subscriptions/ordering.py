@@ -39,11 +39,14 @@ def order_quantity(plan: Plan, quantity) -> int:
 
 
 def _trial_used(session: Session, org_id: int, product_id: int) -> bool:
-    """Has the organisation ever had a trial of this product (any status, converted included)?"""
+    """Has the organisation ever had a trial of this product (any status, converted included)? A
+    trial ordered from a vendor without an API and cancelled before the vendor activated it (refused,
+    or withdrawn while it waited) was never had."""
     row = session.exec(
         select(Subscription.id).join(Plan, Plan.id == Subscription.plan_id)
         .where(Subscription.org_id == org_id, Plan.product_id == product_id,
-               or_(col(Subscription.trial_ends_at).is_not(None), Subscription.is_trial == True))  # noqa: E712
+               or_(col(Subscription.trial_ends_at).is_not(None), Subscription.is_trial == True),  # noqa: E712
+               or_(Subscription.status != S.CANCELLED, col(Subscription.activated_at).is_not(None)))
         .limit(1)
     ).first()
     return row is not None

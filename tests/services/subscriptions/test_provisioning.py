@@ -346,6 +346,17 @@ def test_the_completion_charge_states_the_order_days_rate_and_its_date(world):
     assert charge.fx_rate == rates.rate_on(w.session, "USD", charge.fx_date).rate, (charge.fx_rate, charge.fx_date)
 
 
+def test_a_trial_the_vendor_refused_is_not_the_one_trial_of_the_product(world):
+    """A trial of a manual vendor the vendor refused was never had: the customer may order it
+    again (found in review: the cancelled trial counted as the one trial of the product)."""
+    w = world
+    sid = ordering.order(w.session, w.a_owner, w.plan("basic-trial").id, 5, now=NOW).subscription_id
+    provisioning.reject(w.session, _task(w, sid, "order").id, reason="temporarily out of stock", operator="Ivan",
+                        now=NOW + H)
+    again = ordering.order(w.session, w.a_owner, w.plan("basic-trial").id, 5, now=NOW + 2 * H)
+    assert again.status == "pending"
+
+
 # --- generated sequences -----------------------------------------------------------------------
 
 STEP = st.one_of(
