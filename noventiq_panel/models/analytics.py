@@ -1,7 +1,7 @@
 """The daily roll-up of pay-as-you-go usage that the analytics pages and reports read.
 
 ``UsageDaily`` holds one row per subscription, organisation-local day, service (meter category),
-resource group, resource and usage currency. It is derived data: ``services.usage.rollup.
+resource group, resource, usage currency and charge category. It is derived data: ``services.usage.rollup.
 refresh_daily_rollup`` rebuilds the rows of the (subscription, day) pairs it is given from the
 usage records, and is called by the usage importer and by the rating job (whose ledger entries
 carry the rate used). Reading it instead of the raw records keeps the IaaS detail of one
@@ -21,7 +21,8 @@ from .types import Price, UTCDateTime, utcnow
 
 
 class UsageDaily(SQLModel, table=True):
-    """Usage cost of one (subscription, local day, service, resource group, resource, currency).
+    """Usage cost of one (subscription, local day, service, resource group, resource, currency,
+    charge category).
 
     ``cost`` is the customer's price in the usage currency (vendor cost plus the plan's markup);
     ``cost_org`` is the same converted to the organisation's billing currency at the rate used by
@@ -44,6 +45,9 @@ class UsageDaily(SQLModel, table=True):
     resource_name: str = Field(default="", max_length=255)
     cost: Decimal = Field(default=Decimal("0"), sa_type=Price)
     currency: str = Field(default="USD", max_length=3)
+    # the records' charge category (``UsageRecord.charge_category``); ``rollup.is_credit`` says
+    # which rows are credits
+    charge_category: str = Field(default="Usage", max_length=32, sa_column_kwargs={"server_default": "Usage"})
     cost_org: Optional[Decimal] = Field(default=None, sa_type=Price)
     org_currency: str = Field(default="UZS", max_length=3)
     records: int = Field(default=0)

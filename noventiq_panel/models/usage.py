@@ -61,6 +61,9 @@ class UsageRecord(SQLModel, table=True):
     unit: str = Field(default="", max_length=64)
     cost: Decimal = Field(default=Decimal("0"), sa_type=Price)
     currency: str = Field(default="USD", max_length=3)
+    # FOCUS ChargeCategory / Azure ChargeType as the export names it (``usage_formats.charge_category``):
+    # Usage, Purchase, Credit, Adjustment, Refund, ... A credit is a record with a negative cost.
+    charge_category: str = Field(default="Usage", max_length=32, sa_column_kwargs={"server_default": "Usage"})
     source: str = Field(default="import", max_length=16)
     source_key: str = Field(max_length=64, unique=True)
     # The export line's identity without its figures (cost, quantity, prices) and without what a

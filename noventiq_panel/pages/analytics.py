@@ -241,7 +241,11 @@ def iaas_section() -> rx.Component:
             gap="3", wrap="wrap", width="100%",
         ),
         _figures(
-            _figure("analytics.iaas.total", S.iaas_total, "iaas-total"),
+            _figure("analytics.iaas.total", S.iaas_total, "iaas-total",
+                    rx.cond(S.iaas_credits != "",
+                            rx.text(T("analytics.iaas.credits_note", amount=S.iaas_credits), size="2",
+                                    color=rx.color("green", 11), id="iaas-credits"),
+                            rx.fragment())),
             _figure(_previous_title(S.iaas_previous_partial), S.iaas_previous_total, "iaas-previous",
                     rx.text(S.iaas_change_pct, size="2", color=rx.color("gray", 11))),
             rx.card(rx.vstack(rx.text(T("analytics.iaas.budget"), size="2", color=rx.color("gray", 11)),

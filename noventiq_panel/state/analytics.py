@@ -25,7 +25,7 @@ from ..models import Organisation
 from noventiq_panel.services.reporting import reports, spend
 from noventiq_panel.services.reporting.filters import (
     OTHER, PRESETS, FilterOptions, Filters, filter_options, parse_filters, period_presets)
-from noventiq_panel.services.reporting.iaas import IaasDetail, iaas_detail
+from noventiq_panel.services.reporting.iaas import CREDITS, IaasDetail, iaas_detail
 from noventiq_panel.services.reporting.spend import Dynamics, Series, Slice, Structure
 from ..services.core.errors import InvalidInput
 from ..services.core.money import minor_unit
@@ -179,6 +179,7 @@ class AnalyticsState(BaseState):
     iaas_rows: list[dict[str, str]] = []
     movers: list[dict[str, str]] = []
     iaas_unconverted: str = ""
+    iaas_credits: str = ""  # the vendor's credits in the period's total ("" without credits)
     # --- backend ---------------------------------------------------------------------------------
     _filters: dict[str, Any] = {}
     _structure: dict[str, list[dict[str, Any]]] = {}
@@ -324,7 +325,7 @@ class AnalyticsState(BaseState):
                             for b, v in zip(d.previous_buckets[:n], d.previous_totals[:n])],
                 hovertemplate="%{customdata}<extra>" + prev_name + "</extra>",
             ))
-        self.dynamics_fig = _figure(traces, lang, barmode="stack", xaxis=_date_axis(d.granularity),
+        self.dynamics_fig = _figure(traces, lang, barmode="relative", xaxis=_date_axis(d.granularity),
                                     yaxis=dict(tickformat="~s", rangemode="tozero"))
         self.dynamics_rows = [
             {"id": b.isoformat(), "period": label, "amount": fmt_money(t, cur, lang),
@@ -344,12 +345,12 @@ class AnalyticsState(BaseState):
             "service": series(i.by_service), "resource_group": series(i.by_resource_group),
             "resource": series(i.by_resource),
             "cumulative": [(str(c.cumulative), str(c.month_to_date)) for c in i.cumulative],
-            "movers": [{"dimension": m.dimension, "label": m.label, "current": str(m.current),
+            "movers": [{"dimension": m.dimension, "key": m.key, "label": m.label, "current": str(m.current),
                         "previous": str(m.previous), "change": str(m.change),
                         "pct": "" if m.change_pct is None else str(m.change_pct),
                         "group": str(m.extra.get("resource_group", ""))} for m in i.movers],
             "unconverted": {k: str(v) for k, v in i.unconverted.items()},
-            "previous_partial": i.previous_partial,
+            "previous_partial": i.previous_partial, "credits": str(i.credits),
         }
 
     def _show_iaas(self) -> None:
@@ -363,6 +364,8 @@ class AnalyticsState(BaseState):
         self.iaas_change_pct = _pct(None if prev == 0 else (total - prev) * 100 / abs(prev), lang)
         budget = Decimal(data["budget"]) if data["budget"] else None
         self.iaas_budget = fmt_money(budget, cur, lang) if budget is not None else ""
+        credits = Decimal(data["credits"])
+        self.iaas_credits = fmt_money(credits, cur, lang) if credits else ""
         self.iaas_unconverted = ", ".join(fmt_money(Decimal(v), k, lang) for k, v in data["unconverted"].items())
         days = [date.fromisoformat(d) for d in data["days"]]
         x = data["days"]
@@ -375,7 +378,7 @@ class AnalyticsState(BaseState):
                 type="bar", name=name, x=x, y=[float(v) for v in s["values"]],
                 hovertemplate=hover + "<extra>" + name.replace("<", "&lt;")[:40] + "</extra>",
             ))
-        self.iaas_fig = _figure(traces, lang, barmode="stack", xaxis=_date_axis("day"),
+        self.iaas_fig = _figure(traces, lang, barmode="relative", xaxis=_date_axis("day"),
                                 yaxis=dict(tickformat="~s", rangemode="tozero"))
         self.iaas_rows = [
             {"id": s["key"], "label": self._iaas_label(s), "group": s["extra"].get("resource_group", ""),
@@ -397,7 +400,8 @@ class AnalyticsState(BaseState):
         self.iaas_cum_fig = _figure(cum, lang, xaxis=_date_axis("day"), yaxis=dict(tickformat="~s", rangemode="tozero"))
         self.movers = [
             {"id": f"{m['dimension']}:{n}", "kind": self._t(f"analytics.iaas.dim.{m['dimension']}"),
-             "label": m["label"] or self._t("analytics.other"), "group": m["group"],
+             "label": self._t("analytics.iaas.credits") if m["key"] == CREDITS
+             else m["label"] or self._t("analytics.other"), "group": m["group"],
              "current": fmt_money(Decimal(m["current"]), cur, lang),
              "previous": fmt_money(Decimal(m["previous"]), cur, lang),
              "change": ("+" if Decimal(m["change"]) > 0 else "") + fmt_money(Decimal(m["change"]), cur, lang),
@@ -407,6 +411,8 @@ class AnalyticsState(BaseState):
         ]
 
     def _iaas_label(self, s: dict[str, Any]) -> str:
+        if s["key"] == CREDITS:
+            return self._t("analytics.iaas.credits")
         if s["key"] == OTHER and self.iaas_dim == "resource":
             return self._t("analytics.iaas.other_resources", count=s["extra"].get("count", ""))
         return s["label"] or self._t("analytics.iaas.none")

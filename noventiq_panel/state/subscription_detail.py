@@ -244,8 +244,11 @@ class SubscriptionDetailState(QuantityChange, BaseState):
                             if budget_amount else ""),
                 "analytics_href": f"/analytics?subscription={x['id']}",
             }
-            self.usage_services = [{"name": s.label or s.key, "amount": fmt_money(s.total, usage.currency, lang)}
-                                   for s in usage.by_service[:10]]
+            self.usage_services = [
+                {"name": self._t("analytics.iaas.credits") if s.key == iaas.CREDITS else s.label or s.key,
+                 "amount": fmt_money(s.total, usage.currency, lang)}
+                for s in ([s for s in usage.by_service if s.key != iaas.CREDITS][:10]
+                          + [s for s in usage.by_service if s.key == iaas.CREDITS])]
 
     def _show_at_vendor(self, x: dict, tz: str) -> None:
         """The open provisioning tasks ("awaiting activation since ...", "a change waits at the

@@ -6,13 +6,13 @@ from __future__ import annotations
 import re
 
 from playwright.sync_api import expect
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from noventiq_panel.state.formatting import fmt_money
 from noventiq_panel.services.reporting import filters, spend
 from noventiq_panel.services.core.authz import Actor
 
-from tests.e2e.helpers import org_of, shot, sign_in, text_of
+from tests.e2e.helpers import org_of, shot, sign_in, sign_out, text_of
 
 
 def ledger_total(db, email: str, preset: str) -> str:
@@ -74,4 +74,47 @@ def test_iaas_section_and_download(page, db):
     shot(page, "analytics-iaas", "ru")
     page.set_viewport_size({"width": 390, "height": 844})
     shot(page, "analytics", "ru", phone=True)
+    assert not page.js_errors
+
+
+def test_vendor_credits_show_apart_in_the_iaas_detail_in_every_language(page, db):
+    # the demo's SLA credit of nine days ago, in the last 30 days: the period total says it includes
+    # it, and it is a series of its own beside the services it offsets
+    from datetime import timedelta
+
+    from noventiq_panel.models import User
+    from noventiq_panel.services.core import clock
+    from noventiq_panel.services.reporting import iaas
+    from noventiq_panel.i18n import t
+
+    org, _ = org_of(db, "owner@demo.example")
+    today = clock.local_date(clock.utcnow(), org.timezone)
+    start, end = today - timedelta(days=29), today + timedelta(days=1)
+    with Session(db) as s:
+        detail = iaas.iaas_detail(s, Actor.system(org.id), start, end)
+    assert detail.credits < 0
+    query = f"?period=custom&from={start.isoformat()}&to={today.isoformat()}"
+    try:
+        for locale in ("ru", "en", "uz"):
+            with Session(db) as s:
+                user = s.exec(select(User).where(User.email == "owner@demo.example")).one()
+                user.locale = locale
+                s.add(user)
+                s.commit()
+            sign_in(page, "owner@demo.example")  # the language is the user's, taken at sign-in
+            open_analytics(page, query)
+            amount = fmt_money(detail.credits, detail.currency, locale).replace("\u00a0", " ")
+            expect(page.locator("#iaas-credits")).to_have_text(
+                t("analytics.iaas.credits_note", locale, amount=amount).replace("\u00a0", " "), use_inner_text=True)
+            page.locator("#iaas-daily").scroll_into_view_if_needed()
+            row = page.locator("#iaas-table tr", has_text=t("analytics.iaas.credits", locale))
+            expect(row).to_have_count(1)
+            shot(page, "analytics-iaas-credits", locale)
+            sign_out(page)
+    finally:
+        with Session(db) as s:
+            user = s.exec(select(User).where(User.email == "owner@demo.example")).one()
+            user.locale = "ru"
+            s.add(user)
+            s.commit()
     assert not page.js_errors

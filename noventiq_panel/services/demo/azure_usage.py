@@ -132,10 +132,23 @@ def usage_rows(org: Organisation, sub: Subscription, meters: list[Meter], anchor
                         org_id=org.id, subscription_id=sub.id, period_start=t, period_end=t + step,
                         service=m.service, meter=m.meter, resource_group=m.resource_group, resource_id=resource_id,
                         resource_name=m.resource, quantity=q, unit=m.unit, cost=q6(q * m.price), currency="USD",
-                        source="demo", source_key=key, imported_at=t + step + timedelta(minutes=40),
+                        charge_category="Usage", source="demo", source_key=key, imported_at=t + step + timedelta(minutes=40),
                     ))
             t += step
     return rows
+
+
+def credit_row(org: Organisation, sub: Subscription, anchor: datetime, *, days_ago: int, amount: Decimal,
+               service: str, description: str) -> dict:
+    """A vendor's credit (FOCUS ChargeCategory Credit, negative cost) at noon of the local day
+    ``days_ago`` days before the anchor's: rating gives it back, the analytics show it as a credit."""
+    day = clock.local_date(anchor, org.timezone) - timedelta(days=days_ago)
+    t = clock.local_midnight(day, org.timezone) + timedelta(hours=12)
+    key = hashlib.sha256(f"demo:{sub.vendor_ref}:credit:{t.isoformat()}".encode()).hexdigest()
+    return dict(org_id=org.id, subscription_id=sub.id, period_start=t, period_end=t + timedelta(hours=1),
+                service=service, meter=description, resource_group="", resource_id="", resource_name="",
+                quantity=Decimal(0), unit="", cost=-amount, currency="USD", charge_category="Credit",
+                source="demo", source_key=key, imported_at=t + timedelta(hours=1, minutes=40))
 
 
 def rate_usage_daily(b: OrgBuilder, sub: Subscription, rows: list[dict]) -> None:
@@ -158,8 +171,8 @@ def rate_usage_daily(b: OrgBuilder, sub: Subscription, rows: list[dict]) -> None
 
 
 _USAGE_COLUMNS = ("org_id", "subscription_id", "period_start", "period_end", "service", "meter", "resource_group",
-                  "resource_id", "resource_name", "quantity", "unit", "cost", "currency", "source", "source_key",
-                  "imported_at")
+                  "resource_id", "resource_name", "quantity", "unit", "cost", "currency", "charge_category", "source",
+                  "source_key", "imported_at")
 
 
 def insert_usage(session: Session, rows: list[dict]) -> None:

@@ -17,7 +17,7 @@ from sqlmodel import select
 from noventiq_panel.models import Budget, BudgetAlert, LedgerEntry, Payment, ScheduledChange
 from noventiq_panel.services.core import clock, ledger, proration
 from noventiq_panel.services.demo.azure_usage import (
-    ROMASHKA_AZURE, VOSTOK_AZURE, insert_usage, rate_usage_daily, usage_rows)
+    ROMASHKA_AZURE, VOSTOK_AZURE, credit_row, insert_usage, rate_usage_daily, usage_rows)
 from noventiq_panel.services.demo.builder import OrgBuilder, local_day_text, mail
 
 
@@ -129,6 +129,9 @@ def build_romashka(b: OrgBuilder) -> None:
                            name="Microsoft Azure — интернет-магазин и ERP")
     b.audit("subscription.ordered", az_start, sub=azure, plan="azure-payg-hourly", quantity=1)
     rows = usage_rows(b.org, azure, ROMASHKA_AZURE, b.anchor, granularity="hour", seed="romashka")
+    # the vendor's SLA credit for an outage of the web servers, nine days ago
+    rows.append(credit_row(b.org, azure, b.anchor, days_ago=9, amount=Decimal("12.500000"),
+                           service="Virtual Machines", description="SLA credit: Virtual Machines"))
     rate_usage_daily(b, azure, rows)
     b.after_money.append(lambda: insert_usage(s, rows))
 

@@ -4,7 +4,9 @@ The roll-up ``UsageDaily`` (kept by ``reporting.rollup``) holds the usage record
 subscription, local day, service, resource group and resource, converted to the billing currency
 at the rate of the usage day with the plan's markup. The detail shows it by service, resource group
 and resource, the top movers against the previous period and the month-to-date cumulative against
-the budget; ``iaas_rows`` gives the rows themselves to the reports. A subscription asked for must be
+the budget. Credits (``rollup.is_credit``: the vendor's credits, refunds, negative adjustments) are
+one series of their own (key ``CREDITS``) in every breakdown, apart from the services they offset,
+and ``credits`` totals them; the daily figures, the total and the cumulative are net, as charged; ``iaas_rows`` gives the rows themselves to the reports. A subscription asked for must be
 one of the caller's pay-as-you-go subscriptions (NotFound otherwise).
 """
 
@@ -26,7 +28,9 @@ from noventiq_panel.services.catalog.subscription_info import SubInfo, subscript
 from noventiq_panel.services.reporting.filters import OTHER, Filters, comparison_period
 from noventiq_panel.services.core.localdays import as_date
 from noventiq_panel.services.reporting.spend import Series, percent_change
+from noventiq_panel.services.usage import rollup
 
+CREDITS = "~credits"  # key of the credits' series and mover
 MICRO = Decimal("0.000001")
 ZERO = Decimal("0")
 
@@ -60,7 +64,7 @@ class IaasDetail:
     subscription_id: int | None
     subscriptions: list[tuple[int, str]]  # the pay-as-you-go subscriptions in scope
     days: list[date]
-    total: Decimal
+    total: Decimal  # net: consumption less credits
     previous_start: date
     previous_end: date
     previous_total: Decimal
@@ -73,6 +77,7 @@ class IaasDetail:
     budget: Decimal | None
     unconverted: dict[str, Decimal]  # usage without a known rate yet, by usage currency
     previous_partial: bool = False  # the period is running: compared with as many days before it
+    credits: Decimal = ZERO  # the credits in ``total`` (negative, or 0)
 
 
 def _cents(micro: int) -> Decimal:
@@ -170,15 +175,16 @@ def iaas_detail(session: Session, actor: Actor, start: date, end: date, subscrip
     if resource_group:
         where.append(UD.resource_group == resource_group)
     conn = session.connection()
+    credit = rollup.is_credit(UD)
     rows = conn.execute(
         select(type_coerce(UD.day, String), UD.subscription_id, UD.service, UD.resource_group, UD.resource_id,
-               UD.resource_name, co, type_coerce(UD.cost, BigInteger), UD.currency)
+               UD.resource_name, co, type_coerce(UD.cost, BigInteger), UD.currency, credit)
         .where(*where, UD.day >= f.start, UD.day < f.end)
     ).all() if scope else []
     prev_rows = conn.execute(
-        select(UD.service, UD.resource_group, UD.resource_id, func.max(UD.resource_name), func.sum(co))
+        select(UD.service, UD.resource_group, UD.resource_id, func.max(UD.resource_name), func.sum(co), credit)
         .where(*where, UD.day >= p_start, UD.day < p_end, UD.cost_org.is_not(None))
-        .group_by(UD.service, UD.resource_group, UD.resource_id)
+        .group_by(UD.service, UD.resource_group, UD.resource_id, credit)
     ).all() if scope else []
 
     daily = [0] * n
@@ -187,13 +193,19 @@ def iaas_detail(session: Session, actor: Actor, start: date, end: date, subscrip
     by_res: dict[str, list[int]] = {}
     res_extra: dict[str, dict[str, Any]] = {}
     unconverted: dict[str, int] = defaultdict(int)
-    for day, sid, svc, rg, rid, rname, cost_org, cost, currency in rows:
+    credits = 0
+    for day, sid, svc, rg, rid, rname, cost_org, cost, currency, is_credit in rows:
         if cost_org is None:
             unconverted[currency] += int(cost)
             continue
         i = index[day]
-        rkey = rid or f"{rg}/{svc}"
         daily[i] += cost_org
+        if is_credit:
+            credits += cost_org
+            svc = rg = CREDITS
+            rkey = CREDITS
+        else:
+            rkey = rid or f"{rg}/{svc}"
         values = by_service.get(svc)
         if values is None:
             values = by_service[svc] = [0] * n
@@ -205,23 +217,29 @@ def iaas_detail(session: Session, actor: Actor, start: date, end: date, subscrip
         values = by_res.get(rkey)
         if values is None:
             values = by_res[rkey] = [0] * n
-            res_extra[rkey] = {"resource_group": rg, "service": svc, "subscription_id": sid,
-                               "name": rname or (rid.rsplit("/", 1)[-1] if rid else "")}
+            res_extra[rkey] = {} if is_credit else {
+                "resource_group": rg, "service": svc, "subscription_id": sid,
+                "name": rname or (rid.rsplit("/", 1)[-1] if rid else "")}
         values[i] += cost_org
     prev_service: dict[str, int] = defaultdict(int)
     prev_res: dict[str, int] = defaultdict(int)
     p_total = 0
     prev_labels: dict[str, str] = {}
-    for svc, rg, rid, rname, amount in prev_rows:
+    for svc, rg, rid, rname, amount, is_credit in prev_rows:
         amount = int(amount or 0)
-        rkey = rid or f"{rg}/{svc}"
+        if is_credit:
+            svc = rkey = CREDITS
+        else:
+            rkey = rid or f"{rg}/{svc}"
         prev_service[svc] += amount
         prev_res[rkey] += amount
         p_total += amount
         prev_labels[rkey] = rname or (rid.rsplit("/", 1)[-1] if rid else rkey)
     cur_service = {k: sum(v) for k, v in by_service.items()}
-    cur_res = {k: sum(v) for k, v in by_res.items()}
-    res_labels = {**prev_labels, **{k: (e["name"] or k) for k, e in res_extra.items()}}
+    cur_res = {k: sum(v) for k, v in by_res.items() if k != CREDITS}  # credits move once, as a service
+    prev_res.pop(CREDITS, None)
+    res_labels = {**prev_labels, **{k: (e.get("name") or k) for k, e in res_extra.items()}}
+    res_labels[CREDITS] = ""  # the web layer names it
     movers = _movers("service", cur_service, prev_service, {}, {}, top) + \
         _movers("resource", cur_res, prev_res, res_labels, res_extra, top)
     movers.sort(key=lambda m: (-abs(m.change), m.dimension, m.label))
@@ -247,6 +265,7 @@ def iaas_detail(session: Session, actor: Actor, start: date, end: date, subscrip
         by_resource=_series_from(by_res, res_labels, res_extra, top=top_resources),
         movers=movers, cumulative=cumulative, budget=budget,
         unconverted={k: Decimal(v).scaleb(-6).quantize(MICRO) for k, v in unconverted.items() if v},
+        credits=_cents(credits),
     )
 
 
@@ -262,6 +281,7 @@ class DailyRow:
     cost: Decimal  # usage currency, with markup
     currency: str
     cost_org: Decimal | None
+    charge_category: str = "Usage"
 
 
 def iaas_rows(session: Session, actor: Actor, start: date, end: date, subscription_id: int | None = None
@@ -275,11 +295,11 @@ def iaas_rows(session: Session, actor: Actor, start: date, end: date, subscripti
     if subscription_id is not None:
         q = q.where(UsageDaily.subscription_id == subscription_id)
     q = q.order_by(UsageDaily.day, UsageDaily.subscription_id, UsageDaily.service, UsageDaily.resource_group,
-                   UsageDaily.resource_id)
+                   UsageDaily.resource_id, UsageDaily.charge_category)
     out = []
     for (r,) in session.execute(q).all():
         info = subs.get(r.subscription_id)
         out.append(DailyRow(as_date(r.day), r.subscription_id, info.name if info else str(r.subscription_id),
                             r.service, r.resource_group, r.resource_id, r.resource_name, r.cost, r.currency,
-                            r.cost_org))
+                            r.cost_org, r.charge_category))
     return org.billing_currency, out

@@ -148,7 +148,7 @@ def iaas_report_xlsx(session: Session, actor: Actor, start: date, end: date, sub
                     _t("analytics.col.service", locale), _t("analytics.col.resource_group", locale),
                     _t("analytics.col.resource", locale), _t("analytics.col.resource_id", locale),
                     _t("analytics.col.cost_usage", locale), _t("analytics.col.currency", locale),
-                    _t("analytics.col.cost_org", locale, currency=cur)])
+                    _t("analytics.col.cost_org", locale, currency=cur), _t("analytics.col.charge_category", locale)])
     for i, row in enumerate(s.rows, start=2):
         wd.cell(row=i, column=1, value=row.day).number_format = "yyyy-mm-dd"
         wd.cell(row=i, column=2, value=spreadsheet.safe_cell(row.subscription))
@@ -159,10 +159,11 @@ def iaas_report_xlsx(session: Session, actor: Actor, start: date, end: date, sub
         wd.cell(row=i, column=7, value=row.cost).number_format = PRICE_FORMAT
         wd.cell(row=i, column=8, value=row.currency)
         wd.cell(row=i, column=9, value=row.cost_org).number_format = PRICE_FORMAT
-    _widths(wd, [12, 28, 24, 24, 28, 50, 16, 10, 18])
+        wd.cell(row=i, column=10, value=spreadsheet.safe_cell(row.charge_category))
+    _widths(wd, [12, 28, 24, 24, 28, 50, 16, 10, 18, 14])
     wd.freeze_panes = "A2"
     if s.rows:
-        wd.auto_filter.ref = f"A1:I{len(s.rows) + 1}"
+        wd.auto_filter.ref = f"A1:J{len(s.rows) + 1}"
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
@@ -176,10 +177,11 @@ def iaas_report_csv(session: Session, actor: Actor, start: date, end: date, subs
     buf = io.StringIO()
     w = spreadsheet.writer(buf, lineterminator="\r\n")
     w.writerow(["day", "subscription", "service", "resource_group", "resource", "resource_id", "cost",
-                "currency", f"cost_{s.currency.lower()}"])
+                "currency", f"cost_{s.currency.lower()}", "charge_category"])
     for row in s.rows:
         w.writerow([row.day.isoformat(), row.subscription, row.service, row.resource_group, row.resource_name,
-                    row.resource_id, str(row.cost), row.currency, "" if row.cost_org is None else str(row.cost_org)])
+                    row.resource_id, str(row.cost), row.currency, "" if row.cost_org is None else str(row.cost_org),
+                    row.charge_category])
     return ("\ufeff" + buf.getvalue()).encode("utf-8")
 
 

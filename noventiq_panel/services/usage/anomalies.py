@@ -25,8 +25,8 @@ X, usually between L and H, it was Y".
 **The job** (:func:`detect`, daily after rating): for each active pay-as-you-go subscription whose
 ``anomaly_alerts`` setting is on, the last complete local days (organisation time zone; the last
 ``LOOKBACK_DAYS`` so that usage delivered late, or a missed run, is still checked) are assessed
-from the daily roll-up (``UsageDaily.cost_org``; a day with usage not yet converted is skipped until
-rating knows its rate). A drop is only reported once the usage feed has moved past the day (the
+from the daily roll-up (``UsageDaily.cost_org`` of consumption: credits, ``rollup.is_credit``, are
+left out; a day with usage not yet converted is skipped until rating knows its rate). A drop is only reported once the usage feed has moved past the day (the
 subscription has usage of a later day) or the day ended ``SETTLE`` ago — a day whose usage has not
 arrived yet is not a drop. Each anomaly is a ``CostAnomaly`` row, unique per subscription and day
 (inside a savepoint: of two concurrent runs one inserts); at most ``MAX_PER_MONTH`` per subscription
@@ -51,7 +51,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import BigInteger, func, type_coerce
+from sqlalchemy import BigInteger, func, not_, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -72,6 +72,7 @@ from noventiq_panel.services.core.authz import Access, Actor
 from noventiq_panel.services.core.errors import Conflict
 from noventiq_panel.services.core.money import round_money
 from noventiq_panel.services.notify import notifications
+from noventiq_panel.services.usage import rollup
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +288,7 @@ def _usage(session: Session, sub_id: int, start: date, end: date) -> _Usage:
     rows = session.execute(
         select(UD.day, UD.service, UD.resource_group, func.sum(type_coerce(UD.cost_org, BigInteger)),
                func.count(), func.count(UD.cost_org))
-        .where(UD.subscription_id == sub_id, UD.day >= start, UD.day < end)
+        .where(UD.subscription_id == sub_id, UD.day >= start, UD.day < end, not_(rollup.is_credit(UD)))
         .group_by(UD.day, UD.service, UD.resource_group)).all()
     total: dict[date, Decimal] = defaultdict(Decimal)
     services: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))

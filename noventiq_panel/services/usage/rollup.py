@@ -1,7 +1,7 @@
 """The daily usage roll-up ``UsageDaily``: its upkeep.
 
 A roll-up row is the usage records of one subscription, organisation-local day, service, resource
-group, resource and usage currency, summed; with the plan's markup; and converted to the billing
+group, resource, usage currency and charge category, summed; with the plan's markup; and converted to the billing
 currency at the rate of the usage day (``rates.usage_rate``: the one fixed when the day was first
 charged, the day's rate while it is not; no rate yet: ``cost_org`` is None). Amounts are exact
 integer arithmetic on the stored micro-units, rounded half-up once per row.
@@ -18,7 +18,7 @@ from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, delete, func, select, text, type_coerce
+from sqlalchemy import BigInteger, delete, func, or_, select, text, type_coerce
 from sqlmodel import Session
 
 from noventiq_panel.db import BulkInsert
@@ -27,6 +27,17 @@ from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.core import clock, rates
 from noventiq_panel.services.core.errors import RateMissing
 from noventiq_panel.services.core.localdays import day_parts
+
+
+CREDIT_CATEGORIES = ("Credit", "Refund")  # FOCUS ChargeCategory Credit, Azure ChargeType Refund
+
+
+def is_credit(table: Any = UsageDaily) -> Any:
+    """The SQL condition of a roll-up row (or usage record) that is a credit: the export calls it
+    one (FOCUS ``Credit``, Azure ``Refund``), or it gives money back (a negative adjustment or
+    purchase). The analytics show such rows as credits, apart from the services they offset, and
+    cost anomalies look at consumption only."""
+    return or_(table.charge_category.in_(CREDIT_CATEGORIES), type_coerce(table.cost, BigInteger) < 0)
 
 
 def _lock_rollup(session: Session) -> None:
@@ -107,7 +118,7 @@ def _half_up(n: int, d: int) -> int:
 
 _PCT = 100 * 10**6  # usage_markup_pct is stored in micro-percent: factor = (_PCT + markup) / _PCT
 _ROLLUP_COLUMNS = ("org_id", "subscription_id", "day", "service", "resource_group", "resource_id", "resource_name",
-                   "cost", "currency", "cost_org", "org_currency", "records", "refreshed_at")
+                   "cost", "currency", "charge_category", "cost_org", "org_currency", "records", "refreshed_at")
 
 
 def _refresh_group(session: Session, writer: BulkInsert, org_id: int, tz: str, org_cur: str, days: list[date],
@@ -134,12 +145,13 @@ def _refresh_group(session: Session, writer: BulkInsert, org_id: int, tz: str, o
             d = day_expr.label("d")
             rows = conn.execute(
                 select(UR.subscription_id, d, UR.service, UR.resource_group, UR.resource_id,
-                       func.max(UR.resource_name), UR.currency,
+                       func.max(UR.resource_name), UR.currency, UR.charge_category,
                        func.sum(type_coerce(UR.cost, BigInteger)), func.count())
                 .where(UR.subscription_id.in_(sub_ids), UR.period_start >= a, UR.period_start < b)
-                .group_by(UR.subscription_id, d, UR.service, UR.resource_group, UR.resource_id, UR.currency)
+                .group_by(UR.subscription_id, d, UR.service, UR.resource_group, UR.resource_id, UR.currency,
+                          UR.charge_category)
             ).all()
-            for sid, raw_day, svc, rg, rid, rname, currency, cost, count in rows:
+            for sid, raw_day, svc, rg, rid, rname, currency, category, cost, count in rows:
                 day = day_of.get(raw_day)
                 if day is None:
                     continue
@@ -148,7 +160,7 @@ def _refresh_group(session: Session, writer: BulkInsert, org_id: int, tz: str, o
                 num, den = rate if rate is not None else (None, None)
                 cost_micro = _half_up(priced, _PCT)
                 cost_org = _half_up(priced * num, _PCT * den) if num is not None else None
-                key = (sid, day, svc, rg, rid, currency)
+                key = (sid, day, svc, rg, rid, currency, category)
                 slot = acc.get(key)
                 if slot is None:
                     acc[key] = [rname or "", cost_micro, cost_org, count]
@@ -162,8 +174,8 @@ def _refresh_group(session: Session, writer: BulkInsert, org_id: int, tz: str, o
         return 0
     now = utcnow()
     writer.insert([
-        (org_id, sid, day, svc, rg, rid, rname, cost, currency, cost_org, org_cur, count, now)
-        for (sid, day, svc, rg, rid, currency), (rname, cost, cost_org, count) in acc.items()
+        (org_id, sid, day, svc, rg, rid, rname, cost, currency, category, cost_org, org_cur, count, now)
+        for (sid, day, svc, rg, rid, currency, category), (rname, cost, cost_org, count) in acc.items()
     ])
     return len(acc)
 

@@ -212,7 +212,7 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
                 report.bad.append((line, str(exc)))
             continue
         values, ref = parsed
-        category = values.pop("charge_category")
+        category = values["charge_category"]
         if values.pop("skip", False):  # tax: not billed here, but in the report's totals
             report.skipped += 1
             report._account((normalise_ref(ref), category, values["currency"]))[0] += values["cost"]
@@ -263,8 +263,8 @@ def import_stream(session: Session, stream: IO[str], fmt: str | None = None, *, 
 
 
 _INSERT_COLUMNS = ("org_id", "subscription_id", "period_start", "period_end", "service", "meter", "resource_group",
-                   "resource_id", "resource_name", "quantity", "unit", "cost", "currency", "source", "source_key", "line_key",
-                   "imported_at")
+                   "resource_id", "resource_name", "quantity", "unit", "cost", "currency", "charge_category", "source",
+                   "source_key", "line_key", "imported_at")
 
 
 def _writer(session: Session) -> BulkInsert:
@@ -318,8 +318,8 @@ def _insert(writer: BulkInsert, rows: list[dict]) -> None:
     if rows:
         writer.insert((r["org_id"], r["subscription_id"], r["period_start"], r["period_end"], r["service"], r["meter"],
                        r["resource_group"], r["resource_id"], r["resource_name"], int(r["quantity"].scaleb(6)),
-                       r["unit"], int(r["cost"].scaleb(6)), r["currency"], r["source"], r["source_key"], r["line_key"],
-                       r["imported_at"]) for r in rows)
+                       r["unit"], int(r["cost"].scaleb(6)), r["currency"], r["charge_category"], r["source"],
+                       r["source_key"], r["line_key"], r["imported_at"]) for r in rows)
 
 
 def _count_inserted(report: ImportReport, rows: list[dict]) -> None:

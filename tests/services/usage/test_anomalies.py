@@ -272,6 +272,20 @@ def test_a_usual_weekend_does_not_alert(session):
     assert summary.subscriptions == 1 and summary.anomalies == 0
 
 
+def test_a_vendor_credit_is_not_a_drop_in_consumption(session):
+    # a usual Wednesday's consumption, and the vendor's credit of 90 on the same day: the day's net
+    # cost is 10, but nothing was consumed less; a credit is not consumption (rollup.is_credit)
+    org, sub, owner = _world(session)
+    history(session, sub, DAY)
+    put(session, sub, DAY, {("Virtual Machines", "rg-web"): D(80), ("Storage", "rg-data"): D(20)})
+    session.add(UsageDaily(org_id=sub.org_id, subscription_id=sub.id, day=DAY, service="Virtual Machines",
+                           resource_group="", resource_id="", cost=D(-90), currency="USD", cost_org=D(-90),
+                           org_currency="USD", records=1, charge_category="Credit"))
+    put(session, sub, DAY + timedelta(days=1), {("Virtual Machines", "rg-web"): D(80), ("Storage", "rg-data"): D(20)})
+    # (a net 10 against the usual 100 would be a drop: see test_a_drop_waits_until_the_day_has_settled)
+    assert an.detect(session, now=after(DAY) + timedelta(hours=1)).anomalies == 0
+
+
 def test_at_most_five_anomalies_a_month_per_subscription(session):
     org, sub, owner = _world(session)
     first = date(2026, 12, 1)

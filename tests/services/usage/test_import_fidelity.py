@@ -20,10 +20,11 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from noventiq_panel.models import LedgerEntry, UsageRecord
+from noventiq_panel.services.reporting import iaas, reports
 from noventiq_panel.services.usage import rating, usage_import
 from noventiq_panel.services.usage.usage_formats import normalise_ref
 
-from tests.services.analytics_helpers import DATA, REF_A, REF_B, world
+from tests.services.analytics_helpers import DATA, REF_A, REF_B, rate, world
 from tests.services.usage_world import (
     assert_entries_match_records,
     charge_of,
@@ -118,6 +119,33 @@ def test_every_charge_category_is_imported_and_tax_is_counted_not_imported(sessi
     assert recorded(session, w.azure_other.id) == billed(expected.get(REF_B, {}))
     again = usage_import.import_file(session, path)
     assert again.imported == 0 and recorded(session, w.azure.id) == billed(expected[REF_A])
+
+
+def test_credits_are_kept_as_credits_and_shown_apart_in_the_iaas_detail_and_its_report(session):
+    w = world(session)
+    rate(session, date(2025, 1, 1), "12000")  # no markup in this world
+    path = DATA / "focus_1_2_all_categories.csv"
+    usage_import.import_file(session, path)
+    kept = {(r.cost, r.charge_category) for r in session.exec(
+        select(UsageRecord).where(UsageRecord.subscription_id == w.azure.id)).all()}
+    assert (Decimal("-4.938271"), "Credit") in kept and (Decimal("30.000001"), "Purchase") in kept
+    assert (Decimal("-0.123457"), "Adjustment") in kept and (Decimal("0.050000"), "Adjustment") in kept
+    d = iaas.iaas_detail(session, w.actor(), date(2025, 1, 1), date(2025, 2, 1), w.azure.id)
+    # the credit gives money back, and so do the day's adjustments of the same (unnamed) resource,
+    # a rounding adjustment of -0.123457 and a late fee of 0.05, which the roll-up nets: credits
+    assert d.credits == ((Decimal("-4.938271") - Decimal("0.073457")) * 12000).quantize(Decimal("0.01"))
+    assert d.total == (billed(file_by_account(path)[REF_A]) * 12000).quantize(Decimal("0.01"))
+    [credits] = [s for s in d.by_service if s.key == iaas.CREDITS]
+    assert credits.total == d.credits and all(s.total > 0 for s in d.by_service if s is not credits)
+    assert abs(sum(s.total for s in d.by_service) - d.total) <= Decimal("0.01")
+    rows = list(csv.DictReader(io.StringIO(
+        reports.iaas_report_csv(session, w.actor(), date(2025, 1, 1), date(2025, 2, 1), w.azure.id)
+        .decode("utf-8-sig"))))
+    by_category = defaultdict(Decimal)
+    for row in rows:
+        by_category[row["charge_category"]] += Decimal(row["cost"])
+    assert by_category == {"Usage": Decimal("12.845678"), "Purchase": Decimal("30.000001"),
+                           "Credit": Decimal("-4.938271"), "Adjustment": Decimal("-0.073457")}
 
 
 def test_azure_amortized_export_with_nulls_and_every_charge_type(session):
