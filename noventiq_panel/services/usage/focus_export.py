@@ -32,7 +32,10 @@ What each column holds, and why:
   month is dated when rated, so it is in a later month than the usage itself).
 - ``InvoiceId``: the number of that month's invoice (``СФ-…``) once the closing document is issued,
   else empty (FOCUS: null when the charge is on no invoice yet).
-- ``ChargeCategory`` "Usage", ``ChargeFrequency`` "Usage-Based". ``ChargeClass`` is empty, and
+- ``ChargeCategory``: the record's category as FOCUS 1.2 allows it (:func:`focus_charge`: Usage,
+  Purchase, Credit — an Azure Refund too —, Adjustment); ``ChargeFrequency`` "Usage-Based" for
+  usage, "One-Time" for the others, whose ``ConsumedQuantity``/``ConsumedUnit`` are null (FOCUS: only
+  usage is consumed). ``ChargeClass`` is empty, and
   "Correction" only for a record that corrects an earlier record of the same export line
   (``line_key``) and is charged in a later billing period than the usage's own month (FOCUS: a
   correction within the current billing period has no ChargeClass).
@@ -339,7 +342,7 @@ def _export_rows(session: Session, org: Organisation, subs: dict, start: date, e
         select(UsageRecord.id, UsageRecord.period_start, UsageRecord.period_end, UsageRecord.subscription_id,
                UsageRecord.service, UsageRecord.meter, UsageRecord.resource_group, UsageRecord.resource_id,
                UsageRecord.resource_name, UsageRecord.quantity, UsageRecord.unit, UsageRecord.cost,
-               UsageRecord.currency, UsageRecord.line_key.is_not(None) & is_correction)
+               UsageRecord.currency, UsageRecord.line_key.is_not(None) & is_correction, UsageRecord.charge_category)
         .join(RatingWatermark, RatingWatermark.subscription_id == UsageRecord.subscription_id)
         .where(UsageRecord.org_id == org.id, UsageRecord.period_start >= a, UsageRecord.period_start < b,
                UsageRecord.id <= RatingWatermark.last_record_id)
@@ -355,7 +358,8 @@ def _export_rows(session: Session, org: Organisation, subs: dict, start: date, e
         return month_cache[month]
 
     n = 0
-    for rid, ps, pe, sid, svc, meter, rg, res_id, rname, qty, unit, cost, currency, correction in session.execute(query):
+    for (rid, ps, pe, sid, svc, meter, rg, res_id, rname, qty, unit, cost, currency, correction,
+         charge) in session.execute(query):
         ps = clock.aware(ps)
         info = subs.get(sid)
         entry = entries.find(sid, currency, ps, rid)
@@ -379,10 +383,13 @@ def _export_rows(session: Session, org: Organisation, subs: dict, start: date, e
         usage_month = clock.local_date(ps, tz).replace(day=1)
         category, subcategory = service_category(svc)
         vendor = info.vendor_name if info else ""
+        charge = focus_charge(charge)
+        usage = charge == "Usage"
         writer.writerow((
-            billed, billing_account_id(org), org.name, org.billing_currency, bp_end, bp_start, "Usage",
+            billed, billing_account_id(org), org.name, org.billing_currency, bp_end, bp_start, charge,
             "Correction" if correction and month != usage_month else "",
-            (meter or "").translate(_ASCII_PUNCTUATION), "Usage-Based", _iso(pe), _iso(ps), _plain(qty), unit,
+            (meter or "").translate(_ASCII_PUNCTUATION), "Usage-Based" if usage else "One-Time", _iso(pe), _iso(ps),
+            _plain(qty) if usage else "", unit if usage else "",
             listed, billed, invoices.get(month, "") if entry else "", settings.seller_name, listed, _plain(qty),
             pricing_unit(unit), settings.seller_name, vendor, res_id, rname, category, svc, subcategory,
             info.vendor_ref if info else "", info.name if info else str(sid), rg, currency, _q6(price), _plain(fx),
@@ -393,6 +400,18 @@ def _export_rows(session: Session, org: Organisation, subs: dict, start: date, e
             buf.seek(0)
             buf.truncate()
     yield buf.getvalue().encode("utf-8")
+
+
+_FOCUS_CHARGES = {"Usage": "Usage", "Purchase": "Purchase", "Credit": "Credit", "Refund": "Credit",
+                  "Adjustment": "Adjustment", "RoundingAdjustment": "Adjustment",
+                  "UnusedReservation": "Usage", "UnusedSavingsPlan": "Usage"}
+
+
+def focus_charge(category: str) -> str:
+    """A record's charge category as FOCUS 1.2's ChargeCategory allows it: Azure's Refund is a
+    Credit, its rounding an Adjustment, its unused commitments Usage; a category no export format
+    defines is an Adjustment (a charge its export did not call usage). Tax is never imported."""
+    return _FOCUS_CHARGES.get(category, "Adjustment")
 
 
 def export_focus_bytes(session: Session, actor: Actor, start: date, end: date) -> bytes:

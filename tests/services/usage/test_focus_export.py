@@ -49,6 +49,29 @@ def test_export_focus_round_trips_the_customers_charged_costs(session):
     assert usage_formats.detect_format(rows[0].keys()) == "focus"
 
 
+def test_each_records_charge_category_is_exported_as_focus_allows_it(session):
+    w = world(session)
+    rate(session, date(2025, 1, 1), "12000")
+    usage_import.import_file(session, DATA / "focus_1_2_all_categories.csv")
+    usage_import.import_file(session, DATA / "azure_amortized_nulls.csv")  # Azure's Refund and others
+    rating.rate_usage(session, now=RATED_AT)
+    rows = _rows(focus_export.export_focus_bytes(session, w.actor(), date(2025, 1, 1), date(2025, 2, 1)))
+    by = {(r["ChargeDescription"], r["BilledCost"]): r for r in rows}
+    credit = next(r for (d, _), r in by.items() if d == "Promotional credit 1_2")
+    assert (credit["ChargeCategory"], credit["ChargeFrequency"], credit["ConsumedQuantity"],
+            credit["ConsumedUnit"]) == ("Credit", "One-Time", "", "")
+    assert Decimal(credit["BilledCost"]) < 0
+    purchase = next(r for (d, _), r in by.items() if d == "Reserved instance 1_2")
+    assert (purchase["ChargeCategory"], purchase["ChargeFrequency"]) == ("Purchase", "One-Time")
+    assert {r["ChargeCategory"] for r in rows} <= {"Usage", "Purchase", "Credit", "Adjustment"}
+    assert {"Usage", "Purchase", "Credit", "Adjustment"} <= {r["ChargeCategory"] for r in rows}
+    for r in rows:  # FOCUS: only usage is consumed, and only usage is usage-based
+        usage = r["ChargeCategory"] == "Usage"
+        assert (r["ChargeFrequency"] == "Usage-Based") == usage
+        assert usage or r["ConsumedQuantity"] == r["ConsumedUnit"] == ""
+    assert focus_export.focus_charge("Refund") == "Credit" and focus_export.focus_charge("Marketplace") == "Adjustment"
+
+
 def test_usage_not_rated_yet_is_left_out_and_counted_never_exported_without_billed_cost(session):
     w = world(session)
     rate(session, date(2025, 1, 1), "12000")

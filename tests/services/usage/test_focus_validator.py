@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,8 @@ def _rated_usage(session: Session):
     for day in range(5):
         rate(session, date(2024, 12, 30) + timedelta(days=day), f"{12000 + day * 7}.55")
     rows = azure_usage.usage_rows(w.org, w.azure, azure_usage.ROMASHKA_AZURE, anchor, granularity="hour", days=2)
+    rows.append(azure_usage.credit_row(w.org, w.azure, anchor, days_ago=1, amount=Decimal("1.25"),
+                                       service="Virtual Machines", description="SLA credit"))  # a Credit
     azure_usage.insert_usage(session, rows)
     session.commit()
     rating.rate_usage(session, now=anchor + timedelta(hours=2))
