@@ -261,7 +261,10 @@ class SubscriptionDetailState(QuantityChange, BaseState):
                 texts.append(self._t("subscription.at_vendor.order", since=since,
                                      amount=fmt_money(t["reserved"], t["currency"], lang)))
             else:
-                what = self._t(f"subscription.at_vendor.action.{t['action']}", **{k: str(v) for k, v in t["params"].items()})
+                action = t["action"]
+                if t["params"].get("refund"):  # a decrease or cancellation refunded once confirmed
+                    action = "take_back" if action == "quantity" else "cancel_refund"
+                what = self._t(f"subscription.at_vendor.action.{action}", **{k: str(v) for k, v in t["params"].items()})
                 texts.append(self._t("subscription.at_vendor.change", what=what, since=since))
         self.at_vendor = texts
         refused = x.get("refused")
@@ -522,6 +525,8 @@ class SubscriptionDetailState(QuantityChange, BaseState):
             text = self._t("subscription.cancel.at_end", date=text_date(q.effective_date, lang))
         elif q.charge_now > 0:
             text = self._t("subscription.cancel.now_lapse", amount=fmt_money(q.charge_now, q.currency, lang))
+        elif q.vendor_confirms:
+            text = self._t("subscription.cancel.vendor_refund", amount=fmt_money(q.refund_now, q.currency, lang))
         elif q.refund_now > 0:
             text = self._t("subscription.cancel.now_refund", amount=fmt_money(q.refund_now, q.currency, lang))
         else:
@@ -555,8 +560,8 @@ class SubscriptionDetailState(QuantityChange, BaseState):
         self.action_busy = True
         yield
         try:
-            await self._act(cancellation.cancel, self._sub_id, quote_id=self._cancel_quote_id or None,
-                            amount=self._cancel_amount or None)
+            outcome = await self._act(cancellation.cancel, self._sub_id, quote_id=self._cancel_quote_id or None,
+                                      amount=self._cancel_amount or None)
         except Exception as exc:  # noqa: BLE001
             self.action_busy = False
             if stale_quote(exc):
@@ -575,7 +580,7 @@ class SubscriptionDetailState(QuantityChange, BaseState):
         self.action_busy = False
         self._cancel_clear()
         await self._reload()
-        yield self._ok("subscription.cancel.done")
+        yield self._ok("subscription.cancel.done_at_vendor" if outcome.at_vendor else "subscription.cancel.done")
 
     @rx.event
     async def cancel_change(self, change_id: str):

@@ -71,6 +71,8 @@ def quantity_preview(state: BaseState, q: QuantityQuote) -> dict[str, str]:
     elif q.charge_now > 0:
         now = state._t("subscriptions.qty.now_charge", amount=money(q.charge_now), quantity=q.new_quantity,
                        days=q.remaining_days, total=q.total_days)
+    elif q.vendor_confirms:
+        now = state._t("subscriptions.qty.vendor_refund", amount=money(q.refund_now), removed=q.removed_now)
     elif q.refund_now > 0:
         now = state._t("subscriptions.qty.now_refund", amount=money(q.refund_now), removed=q.removed_now,
                        quantity=q.quantity_now, days=q.remaining_days, total=q.total_days)
@@ -269,7 +271,10 @@ class QuantityChange(BaseState, mixin=True):
             return
         self.qty_busy = False
         await self._qty_changed()
-        yield self._ok("subscriptions.qty.done", quantity=outcome.quantity)
+        if outcome.at_vendor:
+            yield self._ok("subscriptions.qty.done_at_vendor")
+        else:
+            yield self._ok("subscriptions.qty.done", quantity=outcome.quantity)
 
     @rx.event
     async def request_qty_invoice(self):

@@ -116,7 +116,7 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # declined it (reason); the tasks open too long (to the support address: tasks = list of
     # {id, org, subscription, vendor, action, requested_at, hours}).
     "provisioning_requested": (("product", "quantity", "amount", "currency", "subscription_id"), ()),
-    "provisioning_done": (("product", "action", "quantity", "subscription_id"), ("amount", "currency")),
+    "provisioning_done": (("product", "action", "quantity", "subscription_id"), ("amount", "refunded", "currency")),
     "provisioning_rejected": (("product", "action", "reason", "subscription_id"), ()),
     "provisioning_overdue": (("tasks", "count"), ()),
     # Monthly usage report of a pay-as-you-go subscription (report attached).

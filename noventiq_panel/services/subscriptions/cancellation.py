@@ -5,7 +5,8 @@ subscription at once with a pro rata refund of the current billing period; other
 the term (a scheduled ``cancel`` change that :func:`cancel_scheduled_change` can withdraw). Trials,
 pay-as-you-go and unpaid (grace, suspended for funds) subscriptions end at once, refunding nothing;
 an unpaid one is charged the days it was used after its payment fell due (:mod:`lapse`), even when
-that overdraws the balance.
+that overdraws the balance. A vendor without a connector (``provisioning``): a cancellation with a
+refund changes nothing until the vendor confirms it; the subscription ends, refunded, then.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from noventiq_panel.services.subscriptions.quotes import CancelQuote, Outcome
 def _cancel_plan(session: Session, ctx: Ctx) -> CancelQuote:
     sub, plan, org, now = ctx.sub, ctx.plan, ctx.org, ctx.now
     require_status(ctx, S.ACTIVE, S.TRIAL, S.SUSPENDED, S.PENDING)
+    provisioning.require_nothing_waiting(session, sub.id)
     q = CancelQuote(subscription_id=sub.id, immediate=True, currency=org.billing_currency, effective_at=now,
                     effective_date=clock.local_date(now, org.timezone))
     if (owed := lapse.owed(sub, plan, org.timezone, now)) is not None:
@@ -51,6 +53,7 @@ def _cancel_plan(session: Session, ctx: Ctx) -> CancelQuote:
         if not (proration.is_billed_monthly(plan.term, plan.billing_frequency) and sub.next_billing_at is not None
                 and sub.next_billing_at <= now):
             q.refund_now = capped_refund(session, ctx, sub.quantity, period)
+            q.vendor_confirms = q.refund_now > 0 and provisioning.refund_waits(ctx.vendor.code)
         return q
     q.immediate, q.charge_now = False, Decimal("0.00")  # a lapse is charged when it ends
     q.effective_at = sub.term_end
@@ -102,7 +105,10 @@ def cancel(session: Session, actor: Actor | None, sub_id, *, quote_id: str | Non
             return Outcome.replayed(op.done)
         sub, plan, org = ctx.sub, ctx.plan, ctx.org
         outcome = Outcome(sub.id, "cancel", org.billing_currency)
-        if q.immediate:
+        if q.vendor_confirms:
+            provisioning.ask_cancel(session, ctx)
+            outcome.at_vendor = True
+        elif q.immediate:
             if q.charge_now > 0:
                 outcome.charged = _charge_lapse(session, ctx, access.user_id)
             if q.refund_now > 0:
@@ -123,7 +129,9 @@ def cancel(session: Session, actor: Actor | None, sub_id, *, quote_id: str | Non
             change = schedule(session, ctx, ChangeKind.CANCEL)
             outcome.scheduled_change_id, outcome.effective_at = change.id, change.effective_at
         session.add(sub)
-        audit.record(session, access.actor, "subscription.cancelled" if q.immediate else "subscription.cancel_scheduled",
+        event = ("subscription.cancel_at_vendor" if outcome.at_vendor else
+                 "subscription.cancelled" if q.immediate else "subscription.cancel_scheduled")
+        audit.record(session, access.actor, event,
                      subscription_id=sub.id, refunded=str(outcome.refunded),
                      effective_at=outcome.effective_at.isoformat() if outcome.effective_at else None, operation=op.id)
         outcome.status, outcome.quantity = str(sub.status), sub.quantity

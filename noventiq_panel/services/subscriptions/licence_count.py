@@ -9,6 +9,8 @@
   with the same pro rata refund, newest first; the rest is a scheduled change applied at the next
   renewal. A new quantity change replaces a pending scheduled one.
 - A trial's seats change for free, within the trial's maximum.
+- A vendor without a connector (``provisioning``): a decrease inside the window changes nothing
+  until the vendor confirms it; the seats and the refund follow then.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def _quantity_plan(session: Session, ctx: Ctx, quantity) -> tuple[QuantityQuote,
     require_status(ctx, S.ACTIVE, S.TRIAL)
     require_term_running(ctx)
     require_instalment_paid(ctx)
+    provisioning.require_nothing_waiting(session, ctx.sub.id)
     sub, plan, org, now = ctx.sub, ctx.plan, ctx.org, ctx.now
     maximum = plan.trial_max_quantity if sub.is_trial else plan.max_quantity
     new = parse_quantity(quantity, minimum=max(1, plan.min_quantity), maximum=maximum)
@@ -64,6 +67,7 @@ def _quantity_plan(session: Session, ctx: Ctx, quantity) -> tuple[QuantityQuote,
     q.quantity_now = old - removable
     if removable:
         q.refund_now = capped_refund(session, ctx, removable, period)
+        q.vendor_confirms = provisioning.refund_waits(ctx.vendor.code)
     if q.quantity_now != new:
         q.scheduled_quantity = new
         q.effective_at = sub.term_end
@@ -126,7 +130,10 @@ def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, 
             if q.free:
                 sub.quantity = q.new_quantity
                 provisioning.tell_vendor(session, sub, ctx.vendor.code, "quantity", now=now, requested_by=access.user_id, quantity=sub.quantity)
-            if q.removed_now:
+            if q.removed_now and q.vendor_confirms:
+                provisioning.ask_take_back(session, ctx, seats=q.removed_now, quantity=q.quantity_now)
+                outcome.at_vendor = True
+            elif q.removed_now:
                 licences.take_back(session, sub.id, q.removed_now, now)
                 sub.quantity = q.quantity_now
                 outcome.refunded = post_refund(session, ctx, seats=q.removed_now, period=period,

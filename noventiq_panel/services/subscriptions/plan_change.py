@@ -62,6 +62,7 @@ def _plan_change_plan(session: Session, ctx: Ctx, plan_code) -> tuple[PlanChange
     if sub.is_trial or sub.status == S.TRIAL:
         raise Conflict("a trial cannot change plan", key="error.plan_change_not_allowed")
     require_status(ctx, S.ACTIVE)
+    provisioning.require_nothing_waiting(session, ctx.sub.id)
     available = ledger.available(session, org)
     if tp.code == plan.code:
         if not pending_changes(session, sub.id, ChangeKind.PLAN):

@@ -13,9 +13,17 @@ too while Partner Center is not configured. For them:
   by e-mail. **Rejected** (a reason the customer sees) or **cancelled by the customer** while open:
   the reservation is released, nothing is charged, the subscription is cancelled.
 - **A change** (quantity, plan, suspend, resume, cancel, auto-renew) of such a subscription is a
-  task for the operator to carry out at the vendor; the panel's side of it (money, seats, status)
-  is done as for any vendor when the customer asks. (Issue 18 asks that decreases and
-  cancellations inside the window refund only once the vendor confirms: not yet; see the README.)
+  task for the operator to carry out at the vendor. What gives money back waits for the vendor:
+  a decrease of seats inside their cancellation window and a cancellation with a refund change
+  nothing when asked (the task holds ``refund: true``, the seats asked back and the quantity
+  asked for); the customer keeps the seats and the subscription until the vendor has taken them
+  back, and **completing** the task does the change then — the seats go, refunded for the rest of
+  the billing period from that day (the seats were the customer's until then), counting the
+  seats that were inside their window when the customer asked. **Rejected**: nothing changes
+  and nothing is refunded; the reason is shown. While such a task is open, the subscription takes
+  no other change of seats, plan or status (:func:`require_nothing_waiting`). Other changes
+  (increases, charged at once; plan, suspend, resume, auto-renew) are done on the panel's side
+  when the customer asks, as for any vendor.
 
 Every step is audited; the operator's name is in the audit event and on the task. Two operators
 completing one task at once: the task row is locked (``FOR UPDATE``; SQLite's write lock) and its
@@ -45,11 +53,14 @@ from noventiq_panel.models import (
     Vendor,
 )
 from noventiq_panel.services.core import audit, clock, ledger, proration
+from noventiq_panel.services.catalog import catalog
 from noventiq_panel.services.core.authz import Access, Actor
 from noventiq_panel.services.core.errors import Conflict, InvalidInput, NotFound
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.subscriptions import licences
-from noventiq_panel.services.subscriptions.context import S, describe, mail_org, post_money
+from noventiq_panel.services.subscriptions.context import (
+    Ctx, S, cancel_pending, current_period, describe, mail_org, post_money, post_refund,
+)
 from noventiq_panel.services.vendors import connector as vendor_api
 
 ACTIONS = ("order", "quantity", "plan", "suspend", "resume", "cancel", "auto_renew")
@@ -112,6 +123,41 @@ def tell_vendor(session: Session, sub: Subscription, vendor_code: str, action: s
                  "provisioning.requested", subscription_id=sub.id, task_id=task.id, task_action=action,
                  created_at=now, **{k: v for k, v in params.items() if v is not None})
     return task
+
+
+def refund_waits(vendor_code: str | None) -> bool:
+    """Whether a refund of this vendor's subscription waits for the vendor's confirmation."""
+    return is_manual(vendor_code)
+
+
+def ask_take_back(session: Session, ctx: Ctx, *, seats: int, quantity: int) -> ProvisioningTask:
+    """A decrease by ``seats`` to ``quantity`` that waits for the vendor (nothing changes yet)."""
+    return tell_vendor(session, ctx.sub, ctx.vendor.code, "quantity", now=ctx.now, requested_by=ctx.access.user_id,
+                       quantity=quantity, from_quantity=ctx.sub.quantity, seats=seats, refund=True)
+
+
+def ask_cancel(session: Session, ctx: Ctx) -> ProvisioningTask:
+    """A cancellation with a refund that waits for the vendor (nothing changes yet)."""
+    return tell_vendor(session, ctx.sub, ctx.vendor.code, "cancel", now=ctx.now, requested_by=ctx.access.user_id,
+                       refund=True)
+
+
+def waiting_refund(session: Session, sub_id: int) -> ProvisioningTask | None:
+    """The open task of ``sub_id`` whose change waits for the vendor's confirmation, if any."""
+    for task in session.exec(select(ProvisioningTask).where(
+            ProvisioningTask.subscription_id == sub_id, ProvisioningTask.status == TaskStatus.OPEN,
+            col(ProvisioningTask.action).in_(("quantity", "cancel")))).all():
+        if (task.params or {}).get("refund"):
+            return task
+    return None
+
+
+def require_nothing_waiting(session: Session, sub_id: int) -> None:
+    """Conflict while a decrease or cancellation of ``sub_id`` waits for the vendor: another
+    change would be priced on seats the customer may no longer have."""
+    if waiting_refund(session, sub_id) is not None:
+        raise Conflict("a change of this subscription waits for the vendor's confirmation",
+                       key="error.provisioning.waiting")
 
 
 def open_order(session: Session, sub_id: int) -> ProvisioningTask | None:
@@ -233,6 +279,7 @@ def complete(session: Session, task_id, *, vendor_ref: str = "", operator: str,
     if len(vendor_ref) > MAX_REF:
         raise InvalidInput("vendor reference too long", field="vendor_ref", key="error.provisioning.vendor_ref")
     tid = _task_id(task_id)
+    refunded = Decimal("0.00")
     try:
         task, org = _locked_open(session, tid)
         sub = session.get(Subscription, task.subscription_id)
@@ -243,8 +290,11 @@ def complete(session: Session, task_id, *, vendor_ref: str = "", operator: str,
                 raise InvalidInput("an order needs the vendor's reference", field="vendor_ref",
                                    key="error.provisioning.vendor_ref")
             _activate(session, task, org, sub, plan, product, vendor_ref, now)
-        elif vendor_ref and not sub.vendor_ref:
-            sub.vendor_ref = vendor_ref
+        else:
+            if vendor_ref and not sub.vendor_ref:
+                sub.vendor_ref = vendor_ref
+            if (task.params or {}).get("refund"):
+                refunded = _confirmed(session, task, org, sub, now)
         task.status, task.done_at, task.done_by = TaskStatus.COMPLETED, now, operator
         task.vendor_ref = vendor_ref or sub.vendor_ref or ""
         session.add_all([task, sub])
@@ -253,13 +303,51 @@ def complete(session: Session, task_id, *, vendor_ref: str = "", operator: str,
         mail_org(session, org.id, MAIL_ROLES, "provisioning_done",
                  {"product": product.name, "action": task.action, "subscription_id": sub.id,
                   "quantity": sub.quantity, "amount": task.reserved if task.action == "order" else None,
-                  "currency": org.billing_currency},
+                  "refunded": refunded or None, "currency": org.billing_currency},
                  dedupe_key=f"provisioning_done:{task.id}", now=now)
         session.commit()
     except BaseException:
         session.rollback()
         raise
     return get_task(session, tid)
+
+
+def _confirmed(session: Session, task: ProvisioningTask, org: Organisation, sub: Subscription,
+               now: datetime) -> Decimal:
+    """The vendor took back what the customer asked (``ask_take_back``/``ask_cancel``): do it now,
+    refunding the seats for the rest of the current billing period from today. The seats counted
+    are those inside their cancellation window when the customer asked (the vendor confirmed the
+    request made then). A subscription no longer active (ended, suspended, in grace since) is
+    refused: the operator rejects the task and the customer asks again. Returns the refund."""
+    if sub.status != S.ACTIVE:
+        raise Conflict(f"subscription {sub.id} is {sub.status} now; reject the task",
+                       key="error.provisioning.not_active", status=sub.status)
+    info = catalog.get_plan(session, sub.plan_id, active_only=False)
+    actor = Actor(task.requested_by, org.id) if task.requested_by else Actor.system(org.id)
+    ctx = Ctx(Access(actor, None), org, sub, info.plan, info.product, info.vendor, now)
+    asked_at = clock.aware(task.requested_at)
+    in_window = licences.in_window(licences.held(session, sub.id), asked_at)
+    period = current_period(sub, info.plan, org, now)
+    old = sub.quantity
+    if task.action == "cancel":
+        refunded = Decimal("0.00")
+        if in_window >= old > 0:
+            refunded = post_refund(session, ctx, seats=old, period=period, key=f"provisioning:{task.id}:refund",
+                                   what="отмена, подтверждена производителем, возврат остатка", action="cancel")
+        cancel_pending(session, sub.id)
+        licences.empty(session, [sub.id])
+        sub.status, sub.cancelled_at, sub.auto_renew = S.CANCELLED, now, False
+        sub.next_billing_at = None
+        return refunded
+    # a decrease: the seats above the quantity asked for (a renewal may have taken some already)
+    seats = min(max(old - int(task.params["quantity"]), 0), in_window)
+    if seats == 0:
+        return Decimal("0.00")
+    licences.take_back(session, sub.id, seats, asked_at)
+    sub.quantity = old - seats
+    return post_refund(session, ctx, seats=seats, period=period, key=f"provisioning:{task.id}:refund",
+                       what=f"уменьшение {old} → {sub.quantity}, подтверждено производителем, возврат",
+                       action="decrease")
 
 
 def _activate(session: Session, task: ProvisioningTask, org: Organisation, sub: Subscription, plan: Plan,

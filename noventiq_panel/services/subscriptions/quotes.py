@@ -32,6 +32,7 @@ class Outcome(_Result):
     scheduled_change_id: int | None = None
     effective_at: datetime | None = None
     already_done: bool = False
+    at_vendor: bool = False  # nothing changed yet: the vendor confirms first (provisioning.ask_*)
 
     def __post_init__(self):
         self.status = str(self.status)
@@ -113,6 +114,7 @@ class QuantityQuote(_Result):
     available: Decimal = Decimal("0.00")
     shortfall: Decimal = Decimal("0.00")
     free: bool = False  # a trial: nothing is charged
+    vendor_confirms: bool = False  # the seats go, refunded, once the vendor confirms (provisioning)
     quote_id: str | None = None
 
     @property
@@ -159,6 +161,7 @@ class CancelQuote(_Result):
     effective_at: datetime | None = None
     effective_date: date | None = None
     quote_id: str | None = None
+    vendor_confirms: bool = False  # it ends, refunded, once the vendor confirms (provisioning)
 
     @property
     def amount_due(self) -> Decimal:

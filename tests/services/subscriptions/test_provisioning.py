@@ -364,15 +364,18 @@ STEP = st.one_of(
     st.tuples(st.just("complete"), st.integers(0, 5)),
     st.tuples(st.just("reject"), st.integers(0, 5)),
     st.tuples(st.just("cancel"), st.integers(0, 5)),
+    st.tuples(st.just("decrease"), st.integers(0, 5)),
 )
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(STEP, min_size=1, max_size=12))
 def test_generated_queue_sequences_keep_balance_reservations_and_charges_in_step(tmp_path, steps):
-    """Whatever orders, completions, rejections and cancellations happen in whatever order: the
-    balance is the top-up less one charge per completed order (never more), what is available is
-    the balance less the open orders' reservations, and a rejected or cancelled order costs nothing."""
+    """Whatever orders, decreases, cancellations, completions and rejections happen in whatever
+    order: the balance is the top-up less one charge per completed order (never more) plus the
+    refunds of decreases and cancellations the vendor confirmed (only those), what is available is
+    the balance less the open orders' reservations, a rejected or cancelled order costs nothing,
+    and an active subscription holds as many seats as it has."""
     engine = _engine_for(f"sqlite:///{tmp_path / f'q{next(_RUNS)}.db'}")
     with Session(engine, expire_on_commit=False) as session:
         _run_sequence(make_world(session), steps)
@@ -393,15 +396,29 @@ def _run_sequence(w: World, steps) -> None:
                 subs.append(buy(w, "basic-m", arg, at=at))
             elif subs:
                 sid = subs[arg % len(subs)]
-                task = tasks(w, sid)[0]
-                if op == "complete":
+                waiting = [t for t in tasks(w, sid) if t.status == "open"]
+                task = waiting[-1] if waiting else tasks(w, sid)[0]
+                if op == "decrease":
+                    quote = licence_count.quote_quantity_change(w.session, w.a_owner, sid, 1, now=at)
+                    licence_count.change_quantity(w.session, w.a_owner, sid, 1, quote_id=quote.quote_id,
+                                                  amount=quote.amount_due, now=at)
+                elif op == "complete":
                     provisioning.complete(w.session, task.id, vendor_ref=f"R-{sid}", operator="Ivan", now=at)
                 elif op == "reject":
                     provisioning.reject(w.session, task.id, reason="refused", operator="Ivan", now=at)
                 else:
                     cancel(w.session, w.a_owner, sid, at)
-        except (Conflict, InsufficientFunds):
+        except (Conflict, InsufficientFunds, InvalidInput):
             w.session.rollback()
+    confirmed = {f"provisioning:{t.id}:refund" for sid in subs for t in tasks(w, sid)
+                 if t.status == "completed" and t.params.get("refund")}
+    for sid in subs:  # money back only where the vendor confirmed, once per task
+        keys = [e.idempotency_key for e in charges(w, sid) if e.kind == "refund"]
+        assert len(keys) == len(set(keys)) and set(keys) <= confirmed, keys
+        sub = w.sub(sid)
+        if sub.status == "active":
+            held = sum(b.quantity for b in w.session.exec(select(LicenceBatch).where(LicenceBatch.subscription_id == sid)))
+            assert held == sub.quantity, (sid, held, sub.quantity)
     all_tasks = [t for sid in subs for t in tasks(w, sid) if t.action == "order"]
     completed = {t.subscription_id: t.reserved for t in all_tasks if t.status == "completed"}
     open_reserved = sum((t.reserved for t in all_tasks if t.status == "open"), Decimal("0"))
