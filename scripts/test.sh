@@ -5,9 +5,10 @@
 #
 # Installs (as root, or through sudo) Debian's chromium, chromium-driver, fonts-dejavu-core and
 # poppler-utils when missing, creates .venv, installs the project with its test extras and runs
-# pytest over tests/. Exits non-zero when anything fails. PostgreSQL variants of the database
-# tests run against PANEL_TEST_PG_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test)
-# and are skipped, with the reason, when no server answers there.
+# pytest over tests/ on every CPU (pytest-xdist). Exits non-zero when anything fails. PostgreSQL
+# variants of the database tests run against PANEL_TEST_PG_URL (default
+# postgresql+psycopg://postgres@127.0.0.1:5432/test) and are skipped, with the reason, when no
+# server answers there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,9 +38,14 @@ source scripts/_venv.sh
 ensure_venv
 mkdir -p artifacts/screenshots
 
-echo "==> running the test suite"
+# pytest-xdist: one worker per CPU (PANEL_TEST_WORKERS overrides; 0 runs in this process). The
+# browser tests stay together on one worker (--dist loadgroup, xdist_group "e2e") and start first,
+# so the server's build and the browser run beside the rest of the suite. Arguments given to this
+# script come after these and win (e.g. -n 0).
+WORKERS="${PANEL_TEST_WORKERS:-logical}"
+echo "==> running the test suite (pytest-xdist workers: $WORKERS)"
 set +e
-python -m pytest -ra "$@"
+python -m pytest -ra -n "$WORKERS" --dist loadgroup "$@"
 status=$?
 set -e
 if [ "$status" -eq 0 ]; then

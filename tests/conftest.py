@@ -160,6 +160,10 @@ def session(engine):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Browser tests run last: Playwright's sync API keeps an event loop running in this thread
-    until the session ends, and the asyncio tests cannot start their own loop beside it."""
-    items.sort(key=lambda item: "/e2e/" in "/" + item.nodeid)
+    """Browser tests run together: Playwright's sync API keeps an event loop running in this thread
+    until its fixture ends (with the last browser test), and the asyncio tests cannot start their
+    own loop beside it. In one process they run last; under pytest-xdist (one worker takes them all,
+    ``--dist loadgroup``) first, so the server's build starts at once while the other workers run
+    the rest."""
+    under_xdist = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+    items.sort(key=lambda item: ("/e2e/" in "/" + item.nodeid) != under_xdist)

@@ -1,8 +1,10 @@
 """End-to-end fixtures: the panel in production mode on a free port, Debian's Chromium.
 
-One server per test session:
+One server for the browser tests (package-scoped: with pytest-xdist they all run on one worker,
+and the server and Playwright's event loop end with the last of them, so that worker can go on
+with the asyncio tests):
 - takes ``/tmp/noventiq-reflex.lock`` (one Reflex build at a time on this machine) for the whole
-  session;
+  time it runs;
 - a temporary SQLite database, migrated and loaded with the demo data through the CLI
   (``noventiq-panel init``, ``noventiq-panel demo``);
 - ``reflex run --env prod --single-port`` with ``REFLEX_DB_URL``, ``PANEL_BASE_URL``,
@@ -47,6 +49,16 @@ LOCK_PATH = "/tmp/noventiq-reflex.lock"
 START_TIMEOUT = 600
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``--dist loadgroup``) every browser test runs on one worker: one server
+    and one Chromium for them all, while the other workers run the rest of the suite."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.xdist_group("e2e"))
 
 
 def _node_bin() -> str:
@@ -97,7 +109,7 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory) -> Iterator[Server]:
     if os.environ.get("NQ_E2E_BASE_URL"):
         yield Server(os.environ["NQ_E2E_BASE_URL"].rstrip("/"), os.environ["NQ_E2E_DB_URL"], Path("/dev/null"))
@@ -154,12 +166,12 @@ def server(tmp_path_factory) -> Iterator[Server]:
         lock.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def base_url(server: Server) -> str:
     return server.base_url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def db(server: Server):
     """A SQLAlchemy engine on the server's database (read what the app wrote; arrange data)."""
     engine = server.engine()
@@ -167,7 +179,7 @@ def db(server: Server):
     engine.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(server: Server):
     from playwright.sync_api import sync_playwright
 
