@@ -33,5 +33,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('usagedaily') as batch_op:
         batch_op.drop_column('charge_category')
-    with op.batch_alter_table('usagerecord') as batch_op:
+    # SQLite drops a column by rebuilding the table: keep its AUTOINCREMENT (ids never reused,
+    # which the rating watermark relies on), as 0004 does
+    with op.batch_alter_table('usagerecord', table_kwargs={'sqlite_autoincrement': True}) as batch_op:
         batch_op.drop_column('charge_category')

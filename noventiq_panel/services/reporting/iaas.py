@@ -6,7 +6,9 @@ at the rate of the usage day with the plan's markup. The detail shows it by serv
 and resource, the top movers against the previous period and the month-to-date cumulative against
 the budget. Credits (``rollup.is_credit``: the vendor's credits, refunds, negative adjustments) are
 one series of their own (key ``CREDITS``) in every breakdown, apart from the services they offset,
-and ``credits`` totals them; the daily figures, the total and the cumulative are net, as charged; ``iaas_rows`` gives the rows themselves to the reports. A subscription asked for must be
+and ``credits`` totals what the ledger credited of them (a credit above what its subscription was
+charged is not given back: ``rating.uncredited``); the daily figures, the total and the cumulative
+are net, as charged; ``iaas_rows`` gives the rows themselves to the reports. A subscription asked for must be
 one of the caller's pay-as-you-go subscriptions (NotFound otherwise).
 """
 
@@ -28,7 +30,7 @@ from noventiq_panel.services.catalog.subscription_info import SubInfo, subscript
 from noventiq_panel.services.reporting.filters import OTHER, Filters, comparison_period
 from noventiq_panel.services.core.localdays import as_date
 from noventiq_panel.services.reporting.spend import Series, percent_change
-from noventiq_panel.services.usage import rollup
+from noventiq_panel.services.usage import rating, rollup
 
 CREDITS = "~credits"  # key of the credits' series and mover
 MICRO = Decimal("0.000001")
@@ -93,8 +95,10 @@ def _cents_list(values: list[int]) -> list[Decimal]:
 
 def _series_from(per_key: dict[str, list[int]], labels: dict[str, str],
                  extras: dict[str, dict[str, Any]] | None = None, top: int | None = None) -> list[Series]:
-    """Series from integer micro-unit values, largest total first; past ``top`` one "other" series."""
-    items = [(k, v, sum(v)) for k, v in per_key.items()]
+    """Series from integer micro-unit values, largest total first; past ``top`` one "other" series;
+    the credits' series last, never folded into "other"."""
+    credits = per_key.get(CREDITS)
+    items = [(k, v, sum(v)) for k, v in per_key.items() if k != CREDITS]
     items = [it for it in items if it[2] != 0 or any(it[1])]
     items.sort(key=lambda it: (-it[2], labels.get(it[0], it[0]), it[0]))
     out: list[Series] = []
@@ -107,6 +111,8 @@ def _series_from(per_key: dict[str, list[int]], labels: dict[str, str],
                           (extras or {}).get(k, {})))
     if rest is not None:
         out.append(Series(OTHER, "", _cents_list(rest), _cents(sum(rest)), {"count": len(items) - top}))
+    if credits is not None and (sum(credits) != 0 or any(credits)):
+        out.append(Series(CREDITS, labels.get(CREDITS, ""), _cents_list(credits), _cents(sum(credits)), {}))
     return out
 
 
@@ -224,6 +230,21 @@ def iaas_detail(session: Session, actor: Actor, start: date, end: date, subscrip
     prev_service: dict[str, int] = defaultdict(int)
     prev_res: dict[str, int] = defaultdict(int)
     p_total = 0
+    if scope and not service and not resource_group:
+        # a credit above what its subscription was charged is not given back (rating's cap): show
+        # what the ledger credited
+        tz = org.timezone
+        for sid, ps, _pe, _at, amount in rating.uncredited(
+                session, org.id, clock.local_midnight(f.start, tz), clock.local_midnight(f.end, tz), scope):
+            i, micro = index[clock.local_date(ps, tz)], int(amount.scaleb(6))
+            daily[i] += micro
+            credits += micro
+            for per_key in (by_service, by_group, by_res):
+                per_key.setdefault(CREDITS, [0] * n)[i] += micro
+        for sid, ps, _pe, _at, amount in rating.uncredited(
+                session, org.id, clock.local_midnight(p_start, tz), clock.local_midnight(p_end, tz), scope):
+            p_total += int(amount.scaleb(6))
+            prev_service[CREDITS] += int(amount.scaleb(6))
     prev_labels: dict[str, str] = {}
     for svc, rg, rid, rname, amount, is_credit in prev_rows:
         amount = int(amount or 0)
@@ -282,6 +303,7 @@ class DailyRow:
     currency: str
     cost_org: Decimal | None
     charge_category: str = "Usage"
+    is_credit: bool = False  # rollup.is_credit
 
 
 def iaas_rows(session: Session, actor: Actor, start: date, end: date, subscription_id: int | None = None
@@ -291,15 +313,16 @@ def iaas_rows(session: Session, actor: Actor, start: date, end: date, subscripti
     f = Filters(start=start, end=end).validated()
     org = session.get(Organisation, access.org_id)
     subs, _scope = payg_scope(session, access, subscription_id)
-    q = select(UsageDaily).where(UsageDaily.org_id == org.id, UsageDaily.day >= f.start, UsageDaily.day < f.end)
+    q = select(UsageDaily, rollup.is_credit(UsageDaily)).where(
+        UsageDaily.org_id == org.id, UsageDaily.day >= f.start, UsageDaily.day < f.end)
     if subscription_id is not None:
         q = q.where(UsageDaily.subscription_id == subscription_id)
     q = q.order_by(UsageDaily.day, UsageDaily.subscription_id, UsageDaily.service, UsageDaily.resource_group,
                    UsageDaily.resource_id, UsageDaily.charge_category)
     out = []
-    for (r,) in session.execute(q).all():
+    for r, credit in session.execute(q).all():
         info = subs.get(r.subscription_id)
         out.append(DailyRow(as_date(r.day), r.subscription_id, info.name if info else str(r.subscription_id),
                             r.service, r.resource_group, r.resource_id, r.resource_name, r.cost, r.currency,
-                            r.cost_org, r.charge_category))
+                            r.cost_org, r.charge_category, bool(credit)))
     return org.billing_currency, out

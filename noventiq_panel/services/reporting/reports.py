@@ -74,7 +74,7 @@ def _summarise(session: Session, actor: Actor, start: date, end: date, subscript
     total = ZERO
     unconverted: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for r in rows:
-        slot = acc[(r.subscription, r.service, r.currency)]
+        slot = acc[(r.subscription, iaas.CREDITS if r.is_credit else r.service, r.currency)]  # credits apart
         slot[0] += r.cost
         if r.cost_org is None:
             slot[2] = True
@@ -85,7 +85,7 @@ def _summarise(session: Session, actor: Actor, start: date, end: date, subscript
     summary = sorted(
         ((sub, svc, cost, cur, None if missing and cost_org == 0 else cost_org)
          for (sub, svc, cur), (cost, cost_org, missing) in acc.items()),
-        key=lambda x: (x[0], -(x[4] or ZERO), x[1]))
+        key=lambda x: (x[0], x[1] == iaas.CREDITS, -(x[4] or ZERO), x[1]))
     return _Summary(currency, rows, summary, total, dict(unconverted))
 
 
@@ -124,7 +124,8 @@ def iaas_report_xlsx(session: Session, actor: Actor, start: date, end: date, sub
     r = 6
     for sub, svc, cost, ucur, cost_org in s.by_sub_service:
         ws.cell(row=r, column=1, value=spreadsheet.safe_cell(sub))
-        ws.cell(row=r, column=2, value=spreadsheet.safe_cell(svc or "—"))
+        ws.cell(row=r, column=2, value=_t("analytics.iaas.credits", locale) if svc == iaas.CREDITS
+                else spreadsheet.safe_cell(svc or "—"))
         ws.cell(row=r, column=3, value=cost).number_format = PRICE_FORMAT
         ws.cell(row=r, column=4, value=ucur)
         ws.cell(row=r, column=5, value=_money(cost_org, cur)).number_format = MONEY_FORMAT

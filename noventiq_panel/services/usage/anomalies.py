@@ -301,7 +301,8 @@ def _usage(session: Session, sub_id: int, start: date, end: date) -> _Usage:
         total[day] += amount
         services[svc or ""][day] += amount
         groups[rg or ""][day] += amount
-    since, last = session.execute(select(func.min(UD.day), func.max(UD.day)).where(UD.subscription_id == sub_id)).one()
+    since, last = session.execute(select(func.min(UD.day), func.max(UD.day))
+                                  .where(UD.subscription_id == sub_id, not_(rollup.is_credit(UD)))).one()
     return _Usage(total=dict(total), services=services, groups=groups, unconverted=unconverted, since=since,
                   last_day=last)
 

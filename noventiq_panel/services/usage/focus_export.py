@@ -45,6 +45,9 @@ What each column holds, and why:
   that unit in the FOCUS unit format (:func:`pricing_unit`: "1 Hour" → "Hours", "10K" → "10000 Units").
 - ``ServiceCategory``/``ServiceSubcategory``: from the meter category (:data:`SERVICE_CATEGORIES`,
   Azure's meter categories mapped to FOCUS 1.2's allowed values; "Other"/"Other (Other)" otherwise).
+- A vendor credit above what its subscription was charged is not given back (rating's cap): each
+  capped day adds an ``Adjustment`` row of the part kept back (``rating.uncredited``), so that
+  BilledCost sums to what the ledger charged.
 - ``x_PricingCurrency``/``x_PricingCost``: the customer's price in the usage currency;
   ``x_ExchangeRate``: the rate used; ``x_ResourceGroupName``.
 
@@ -72,6 +75,7 @@ from noventiq_panel.services.core import clock, rates, spreadsheet
 from noventiq_panel.services.core.authz import Actor, can_read
 from noventiq_panel.services.core.errors import InvalidInput, RateMissing
 from noventiq_panel.services.catalog import subscription_info
+from noventiq_panel.services.usage import rating
 from noventiq_panel.services.usage.usage_formats import MICRO
 
 FOCUS_VERSION = "1.2"
@@ -399,6 +403,20 @@ def _export_rows(session: Session, org: Organisation, subs: dict, start: date, e
             yield buf.getvalue().encode("utf-8")
             buf.seek(0)
             buf.truncate()
+    for sid, ps, pe, occurred, amount in rating.uncredited(session, org.id, a, b, sorted(subs)):
+        # a vendor credit above what the subscription was charged is not given back (rating's
+        # cap): one adjustment per capped day, so that BilledCost sums to what the ledger charged
+        info = subs.get(sid)
+        month, bp_start, bp_end = month_of(clock.aware(occurred))
+        category, subcategory = service_category("")
+        back = _q6(amount)
+        writer.writerow((
+            back, billing_account_id(org), org.name, org.billing_currency, bp_end, bp_start, "Adjustment", "",
+            "Vendor credit above the charges, not given back", "One-Time", _iso(clock.aware(pe)),
+            _iso(clock.aware(ps)), "", "", back, back, invoices.get(month, ""), settings.seller_name, back, "", "",
+            settings.seller_name, info.vendor_name if info else "", "", "", category, "Vendor credit", subcategory,
+            info.vendor_ref if info else "", info.name if info else str(sid), "", org.billing_currency, back, "1",
+        ))
     yield buf.getvalue().encode("utf-8")
 
 

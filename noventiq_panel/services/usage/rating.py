@@ -140,6 +140,7 @@ from sqlmodel import Session
 
 from noventiq_panel.models import (
     BillingType,
+    LedgerEntry,
     Organisation,
     Plan,
     RatingWatermark,
@@ -309,6 +310,25 @@ class _Dialect:
 
 _INT_LIMIT = 2**62  # products below this, plus half a divisor, stay inside SQLite's 64-bit integers
 _TEMP_TABLES = ("rating_sub", "rating_day", "rating_seg", "rating_group", "rating_fx")
+
+
+def uncredited(session: Session, org_id: int, start: datetime, end: datetime,
+               subscription_ids: list[int] | None = None) -> list[tuple[int, datetime, datetime, datetime, Decimal]]:
+    """The credits the cap kept back (see "Credits" above): (subscription, period start, period end,
+    occurred at, amount not credited in the billing currency) of each capped usage entry whose
+    period starts in ``[start, end)``. The analytics and the FOCUS export add it back to the
+    records' figures so that they show what the ledger credited, not the vendor's whole credit."""
+    q = select(LedgerEntry.subscription_id, LedgerEntry.period_start, LedgerEntry.period_end,
+               LedgerEntry.occurred_at, LedgerEntry.meta).where(
+        LedgerEntry.org_id == org_id, LedgerEntry.kind == "usage", LedgerEntry.amount >= 0,
+        LedgerEntry.period_start >= start, LedgerEntry.period_start < end)
+    if subscription_ids is not None:
+        q = q.where(LedgerEntry.subscription_id.in_(subscription_ids))
+    out = []
+    for sid, ps, pe, occurred, meta in session.execute(q).all():
+        if meta and meta.get("uncredited"):
+            out.append((sid, ps, pe, occurred, Decimal(str(meta["uncredited"]))))
+    return out
 
 
 def rate_usage(session: Session, now: datetime | None = None, batch_subscriptions: int = 500) -> RatingSummary:

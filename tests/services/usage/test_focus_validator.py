@@ -11,8 +11,10 @@ test is skipped, saying why, when there is no Python 3.12 or the installation fa
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import glob
+import io
 import os
 import re
 import shutil
@@ -107,6 +109,9 @@ def _rated_usage(session: Session):
     rows = azure_usage.usage_rows(w.org, w.azure, azure_usage.ROMASHKA_AZURE, anchor, granularity="hour", days=2)
     rows.append(azure_usage.credit_row(w.org, w.azure, anchor, days_ago=1, amount=Decimal("1.25"),
                                        service="Virtual Machines", description="SLA credit"))  # a Credit
+    # and a credit above everything charged: rating caps it, the export adds an Adjustment row
+    rows.append(azure_usage.credit_row(w.org, w.azure, anchor, days_ago=0, amount=Decimal("500"),
+                                       service="Virtual Machines", description="Goodwill credit"))
     azure_usage.insert_usage(session, rows)
     session.commit()
     rating.rate_usage(session, now=anchor + timedelta(hours=2))
@@ -121,6 +126,9 @@ def test_focus_export_passes_the_finops_foundation_validator(sqlite_engine, focu
     path = tmp_path / "focus.csv"
     path.write_bytes(data)
     assert 200 < data.count(b"\n") < 1000
+    kept_back = [r for r in csv.DictReader(io.StringIO(data.decode("utf-8")))
+                 if r["ChargeDescription"] == "Vendor credit above the charges, not given back"]
+    assert [r["ChargeCategory"] for r in kept_back] == ["Adjustment"], kept_back
     out = subprocess.run(  # from its site-packages folder, where it finds rules/currency_codes.csv
         [exe, "--data-file", str(path), "--validate-version", focus_export.FOCUS_VERSION, "--block-download"],
         capture_output=True, text=True, timeout=300, cwd=site_packages)
