@@ -640,3 +640,82 @@ def test_manual_vendor_order_waits_reserved_until_the_operator_completes_it_with
     entries = _entries_after(db, org_id, last_id)
     assert [(e.kind, e.subscription_id, -e.amount) for e in entries] == [("charge", sub.id, shown)]
     assert not page.js_errors
+
+
+def _cli(engine, *args: str) -> None:
+    """Run ``noventiq-panel`` (the operator's CLI) on the server's database."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = Path(sys.executable).parent / "noventiq-panel"
+    env = {**os.environ, "REFLEX_DB_URL": str(engine.url.render_as_string(hide_password=False))}
+    done = subprocess.run([str(cli), *args], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def _open_task(engine, sub_id: int):
+    from noventiq_panel.models import ProvisioningTask
+
+    with Session(engine) as s:
+        return s.exec(select(ProvisioningTask).where(ProvisioningTask.subscription_id == sub_id,
+                                                     ProvisioningTask.status == "open")).one()
+
+
+def _set_locale(engine, email: str, locale: str) -> None:
+    from noventiq_panel.models import User
+
+    with Session(engine) as s:
+        user = s.exec(select(User).where(User.email == email)).one()
+        user.locale = locale
+        s.add(user)
+        s.commit()
+
+
+def test_manual_vendor_decrease_changes_nothing_until_the_vendor_confirms_then_refunds(page, db):
+    """A decrease of a manual vendor's licences inside their window: the preview says nothing
+    changes until the vendor confirms; after the confirmation the customer keeps both seats and the
+    page says what waits; the operator completes the task with the CLI and the seat goes, refunded."""
+    from noventiq_panel.models import Plan
+
+    email, org_id, _user = _new_customer(db, Decimal("5000000.00"))
+    with Session(db) as s:
+        plan = s.exec(select(Plan).where(Plan.code == "kes-cloud-1m")).one()
+    sign_in(page, email)
+    _open_order(page, "kes-cloud-1m", 2)
+    page.click("#order-confirm")
+    expect(page.locator("#order-queued")).to_be_visible()
+    [sub] = _subs_of_plan(db, org_id, plan.id)
+    _cli(db, "provisioning", "complete", str(_open_task(db, sub.id).id), "--operator", "E2E", "--vendor-ref", "KES-2")
+
+    page.goto(f"/subscriptions/{sub.id}?tab=resources")
+    expect(page.locator("#res-current")).to_have_text("2")
+    last_id = _last_entry_id(db)
+    now_text = _preview_res(page, 1)
+    assert "до его подтверждения ничего не меняется" in now_text.lower(), now_text
+    up_to = _amount_in(now_text)
+    page.click("#res-confirm")
+    expect(page.locator("#at-vendor")).to_contain_text("возврат после подтверждения")
+    expect(page.locator("#res-current")).to_have_text("2")  # nothing changed yet
+    assert _entries_after(db, org_id, last_id) == [] and _quantity_of(db, sub.id) == 2
+    shot(page, "subscription-decrease-at-vendor", "ru")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "subscription-decrease-at-vendor", "ru", phone=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    for locale, words in (("en", "refunded once confirmed"), ("uz", "tasdiqlangach qaytariladi")):
+        _set_locale(db, email, locale)
+        sign_in(page, email)
+        page.goto(f"/subscriptions/{sub.id}?tab=resources")
+        expect(page.locator("#at-vendor")).to_contain_text(words)
+        shot(page, "subscription-decrease-at-vendor", locale)
+    _set_locale(db, email, "ru")
+
+    _cli(db, "provisioning", "complete", str(_open_task(db, sub.id).id), "--operator", "E2E")
+    page.reload()
+    expect(page.locator("#res-current")).to_have_text("1")
+    expect(page.locator("#at-vendor")).to_have_count(0)
+    entries = _entries_after(db, org_id, last_id)
+    assert [(e.kind, e.subscription_id, e.quantity) for e in entries] == [("refund", sub.id, Decimal(1))], entries
+    assert Decimal("0") < entries[0].amount <= up_to
+    assert not page.js_errors

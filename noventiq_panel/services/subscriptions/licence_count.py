@@ -144,7 +144,9 @@ def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, 
                 change = schedule(session, ctx, ChangeKind.QUANTITY, new_quantity=q.scheduled_quantity)
                 outcome.scheduled_change_id, outcome.effective_at = change.id, change.effective_at
         session.add(sub)
-        audit.record(session, access.actor, "subscription.quantity_changed", subscription_id=sub.id,
+        audit.record(session, access.actor,
+                     "subscription.decrease_at_vendor" if outcome.at_vendor else "subscription.quantity_changed",
+                     subscription_id=sub.id,
                      old_quantity=old, new_quantity=sub.quantity, requested=q.new_quantity,
                      scheduled_quantity=q.scheduled_quantity, charged=str(outcome.charged),
                      refunded=str(outcome.refunded), operation=op.id)
@@ -153,7 +155,8 @@ def change_quantity(session: Session, actor: Actor | None, sub_id, quantity, *, 
                    "subscription_id": sub.id}
         if q.scheduled_quantity is not None:
             context["scheduled_for"] = clock.local_date(sub.term_end, org.timezone)
-        mail_actor(session, access, "licence_changed", context, now=now)
+        if not outcome.at_vendor:  # else the vendor's confirmation is what the customer is told of
+            mail_actor(session, access, "licence_changed", context, now=now)
         outcome.status, outcome.quantity = str(sub.status), sub.quantity
         confirmation.finish(session, op, outcome.stored(), now=now)
     return outcome

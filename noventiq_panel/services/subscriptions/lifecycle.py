@@ -73,6 +73,7 @@ def suspend(session: Session, actor: Actor | None, sub_id, *, now: datetime | No
         if not ctx.plan.suspendable:
             raise Conflict("this plan cannot be suspended", key="error.not_suspendable")
         require_status(ctx, S.ACTIVE)
+        provisioning.require_nothing_waiting(session, ctx.sub.id)
         sub = ctx.sub
         if lapse.due(sub, ctx.plan, now) is not None:
             # a renewal or an instalment is due: a customer's pause would take the seats out of the
@@ -142,6 +143,7 @@ def resume(session: Session, actor: Actor | None, sub_id, *, now: datetime | Non
         access = authz.can_write(session, actor)
         ctx = load(session, access, sub_id, now, lock=True)
         require_status(ctx, S.SUSPENDED)
+        provisioning.require_nothing_waiting(session, ctx.sub.id)
         sub, plan, org = ctx.sub, ctx.plan, ctx.org
         if sub.suspend_reason == "credit" or (plan.billing_type == "payg" and ledger.available(session, org) < 0):
             # credit control resumes it once the balance is back; an overdrawn organisation cannot

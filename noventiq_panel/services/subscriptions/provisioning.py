@@ -57,7 +57,7 @@ from noventiq_panel.services.catalog import catalog
 from noventiq_panel.services.core.authz import Access, Actor
 from noventiq_panel.services.core.errors import Conflict, InvalidInput, NotFound
 from noventiq_panel.services.notify import notifications
-from noventiq_panel.services.subscriptions import licences
+from noventiq_panel.services.subscriptions import lapse, licences
 from noventiq_panel.services.subscriptions.context import (
     Ctx, S, cancel_pending, current_period, describe, mail_org, post_money, post_refund,
 )
@@ -317,12 +317,17 @@ def _confirmed(session: Session, task: ProvisioningTask, org: Organisation, sub:
     """The vendor took back what the customer asked (``ask_take_back``/``ask_cancel``): do it now,
     refunding the seats for the rest of the current billing period from today. The seats counted
     are those inside their cancellation window when the customer asked (the vendor confirmed the
-    request made then). A subscription no longer active (ended, suspended, in grace since) is
-    refused: the operator rejects the task and the customer asks again. Returns the refund."""
-    if sub.status != S.ACTIVE:
-        raise Conflict(f"subscription {sub.id} is {sub.status} now; reject the task",
-                       key="error.provisioning.not_active", status=sub.status)
+    request made then). Refused — the operator rejects the task and the customer asks again, on the
+    rules of the day — when the subscription is no longer in the state the request was made in:
+    ended, suspended for want of funds, a payment due or in grace (its days would go unpaid:
+    ``lapse``). A cancellation asked while the customer had paused it may complete paused.
+    Returns the refund."""
     info = catalog.get_plan(session, sub.plan_id, active_only=False)
+    paused = task.action == "cancel" and sub.status == S.SUSPENDED and sub.suspend_reason == "customer"
+    if (sub.status != S.ACTIVE and not paused) or sub.grace_until is not None \
+            or lapse.due(sub, info.plan, now) is not None:
+        raise Conflict(f"subscription {sub.id} is {sub.status} now (or a payment is due); reject the task",
+                       key="error.provisioning.not_active", status=sub.status)
     actor = Actor(task.requested_by, org.id) if task.requested_by else Actor.system(org.id)
     ctx = Ctx(Access(actor, None), org, sub, info.plan, info.product, info.vendor, now)
     asked_at = clock.aware(task.requested_at)
