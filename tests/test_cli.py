@@ -210,6 +210,8 @@ def test_provisioning_commands_list_complete_and_reject_the_queue(sqlite_url):
                   for i in (first, second))
     listed = run("provisioning", "list").output
     assert f"#{t1}" in listed and f"#{t2}" in listed and "reserved 60000.00 UZS" in listed
+    one = run("provisioning", "list", "--limit", "1").output  # never cut short silently
+    assert f"#{t1}" in one and f"#{t2}" not in one and "showing 1 of 2 tasks" in one
     refused = run("provisioning", "complete", str(t1), "--operator", "Ivan", ok=False)
     assert refused.exit_code == 1 and "vendor's reference" in refused.output
     assert run("provisioning", "complete", "abc", "--operator", "Ivan", "--vendor-ref", "X", ok=False).exit_code == 1

@@ -45,15 +45,21 @@ def _run(fn, *args, **kwargs):
 
 @provisioning.command("list")
 @click.option("--all", "everything", is_flag=True, help="Every task, newest first (default: the open ones, oldest first).")
-def list_cmd(everything: bool) -> None:
+@click.option("--limit", default=200, type=click.IntRange(1, 100000), show_default=True, help="At most this many.")
+def list_cmd(everything: bool, limit: int) -> None:
     """The open tasks, oldest first."""
     from ..services.subscriptions import provisioning as queue
 
-    tasks = _run(queue.list_tasks, status=None if everything else "open")
+    status = None if everything else "open"
+    tasks = _run(queue.list_tasks, status=status, limit=limit)
     for t in tasks:
         click.echo(_line(t))
     if not tasks:
         click.echo("no tasks" if everything else "no open tasks")
+    total = _run(queue.count_tasks, status=status)
+    if total > len(tasks):
+        click.echo(f"showing {len(tasks)} of {total} tasks ({'newest' if everything else 'oldest'} first; "
+                   f"--limit to see more)")
 
 
 @provisioning.command("show")

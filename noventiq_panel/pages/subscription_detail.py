@@ -189,6 +189,7 @@ def batches_table() -> rx.Component:
 
 def resources_tab() -> rx.Component:
     return rx.vstack(
+        at_vendor(),  # a decrease waiting for the vendor is said where it was asked
         scheduled_changes(),
         section_card(
             "subscription.resources",

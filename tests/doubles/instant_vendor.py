@@ -45,6 +45,9 @@ class InstantVendor:
     def cancel(self, vendor_ref: str) -> None:
         self._call("cancel", vendor_ref)
 
+    def set_auto_renew(self, vendor_ref: str, on: bool) -> None:
+        self._call("auto_renew", vendor_ref, on)
+
 
 def register(register_fn) -> None:
     """For the end-to-end server: every vendor of the demo catalogue activates at once through this

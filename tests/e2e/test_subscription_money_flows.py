@@ -16,7 +16,7 @@ from decimal import Decimal
 from playwright.sync_api import expect
 from sqlmodel import Session, col, func, select
 
-from tests.e2e.helpers import PASSWORD, expected_balance, org_of, plain, register_verified, shot, sign_in
+from tests.e2e.helpers import PASSWORD, expected_balance, org_of, plain, register_verified, shot, sign_in, sign_out
 
 OWNER = "owner@demo.example"
 LOCALE = "ru"
@@ -705,7 +705,8 @@ def test_manual_vendor_decrease_changes_nothing_until_the_vendor_confirms_then_r
     page.set_viewport_size({"width": 1280, "height": 900})
     for locale, words in (("en", "refunded once confirmed"), ("uz", "tasdiqlangach qaytariladi")):
         _set_locale(db, email, locale)
-        sign_in(page, email)
+        sign_out(page)
+        sign_in(page, email)  # the language is the user's, taken at sign-in
         page.goto(f"/subscriptions/{sub.id}?tab=resources")
         expect(page.locator("#at-vendor")).to_contain_text(words)
         shot(page, "subscription-decrease-at-vendor", locale)

@@ -47,6 +47,9 @@ def _set_flag(session: Session, actor: Actor | None, sub_id, enabled, now: datet
         if getattr(sub, name) != enabled:
             setattr(sub, name, enabled)
             session.add(sub)
+            if name == "auto_renew" and not provisioning.is_manual(ctx.vendor.code):
+                provisioning.tell_vendor(session, sub, ctx.vendor.code, "auto_renew", now=now,
+                                         requested_by=access.user_id, enabled=enabled)
             audit.record(session, access.actor, f"subscription.{name}", subscription_id=sub.id, enabled=enabled)
         outcome = Outcome(sub.id, name, ctx.org.billing_currency, sub.status, sub.quantity)
     return outcome

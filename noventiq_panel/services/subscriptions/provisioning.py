@@ -12,8 +12,9 @@ too while Partner Center is not configured. For them:
   (the customer pays for a whole period from the day the licence exists) and the customer is told
   by e-mail. **Rejected** (a reason the customer sees) or **cancelled by the customer** while open:
   the reservation is released, nothing is charged, the subscription is cancelled.
-- **A change** (quantity, plan, suspend, resume, cancel, auto-renew) of such a subscription is a
-  task for the operator to carry out at the vendor. What gives money back waits for the vendor:
+- **A change** (quantity, plan, suspend, resume, cancel) of such a subscription is a task for the
+  operator to carry out at the vendor (auto-renewal is the panel's own for them: its renewal job
+  asks the vendor to cancel at the term's end; a connector is told of the setting). What gives money back waits for the vendor:
   a decrease of seats inside their cancellation window and a cancellation with a refund change
   nothing when asked (the task holds ``refund: true``, the seats asked back and the quantity
   asked for); the customer keeps the seats and the subscription until the vendor has taken them
@@ -40,6 +41,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from noventiq_panel.config import get_settings
@@ -96,7 +98,9 @@ def tell_vendor(session: Session, sub: Subscription, vendor_code: str, action: s
                 requested_by: int | None = None, **params: Any) -> ProvisioningTask | None:
     """Tell the vendor of a change of ``sub``: its connector's call, or — a manual vendor — a task
     for the operator (returned). ``action``: quantity (``quantity=``), plan (``plan_code=``),
-    suspend, resume, cancel, auto_renew (``enabled=``). Flushes only."""
+    suspend, resume, cancel, auto_renew (``enabled=``). A suspension and a resumption that meet in
+    the queue cancel out (the open one is closed as ``superseded``, no task is added: nothing is to
+    be done at the vendor). Flushes only."""
     if action not in ACTIONS[1:]:
         raise ValueError(f"unknown vendor action {action!r}")
     conn = vendor_api.connector_for(vendor_code)
@@ -111,9 +115,21 @@ def tell_vendor(session: Session, sub: Subscription, vendor_code: str, action: s
             conn.resume(sub.vendor_ref)
         elif action == "cancel":
             conn.cancel(sub.vendor_ref)
-        elif action == "auto_renew" and hasattr(conn, "set_auto_renew"):
+        elif action == "auto_renew":
             conn.set_auto_renew(sub.vendor_ref, params["enabled"])
         return None
+    opposite = {"suspend": "resume", "resume": "suspend"}.get(action)
+    if opposite is not None:
+        pending = session.exec(select(ProvisioningTask).where(
+            ProvisioningTask.subscription_id == sub.id, ProvisioningTask.action == opposite,
+            ProvisioningTask.status == TaskStatus.OPEN)).first()
+        if pending is not None:
+            pending.status, pending.done_at, pending.done_by = TaskStatus.CANCELLED, now, "superseded"
+            session.add(pending)
+            audit.record(session, Actor(requested_by, sub.org_id) if requested_by else Actor.system(sub.org_id),
+                         "provisioning.cancelled", subscription_id=sub.id, task_id=pending.id, superseded_by=action,
+                         created_at=now)
+            return None
     task = ProvisioningTask(org_id=sub.org_id, subscription_id=sub.id, vendor_code=vendor_code, action=action,
                             params={k: v for k, v in params.items() if v is not None},
                             requested_at=now, requested_by=requested_by)
@@ -211,8 +227,19 @@ def _view(session: Session, t: ProvisioningTask) -> TaskView:
                     reason=t.reason)
 
 
+def count_tasks(session: Session, *, status: str | None = TaskStatus.OPEN) -> int:
+    """How many tasks ``list_tasks`` would list without its limit."""
+    q = select(func.count()).select_from(ProvisioningTask)
+    if status is not None:
+        q = q.where(ProvisioningTask.status == status)
+    total = session.exec(q).one()
+    session.commit()
+    return int(total)
+
+
 def list_tasks(session: Session, *, status: str | None = TaskStatus.OPEN, limit: int = 200) -> list[TaskView]:
-    """The queue, oldest first (``status`` None: every task, newest first)."""
+    """The queue, oldest first (``status`` None: every task, newest first); at most ``limit``
+    (``count_tasks`` says how many there are)."""
     q = select(ProvisioningTask)
     if status is not None:
         if status not in {s.value for s in TaskStatus}:

@@ -67,6 +67,8 @@ class VendorConnector(Protocol):
 
     def cancel(self, vendor_ref: str) -> None: ...
 
+    def set_auto_renew(self, vendor_ref: str, on: bool) -> None: ...
+
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from noventiq_panel.models import LedgerEntry, LicenceBatch
 from noventiq_panel.services.core.errors import Conflict
-from noventiq_panel.services.subscriptions import cancellation, licence_count, plan_change, provisioning
+from noventiq_panel.services.subscriptions import cancellation, licence_count, lifecycle, plan_change, provisioning
 from noventiq_panel.services.subscriptions.context import Ctx, current_period, refund_terms
 from noventiq_panel.services.catalog import catalog
 from noventiq_panel.services.core.authz import Access
@@ -204,3 +204,28 @@ def test_a_subscription_no_longer_active_is_refused_at_completion_and_nothing_mo
         provisioning.complete(w.session, task.id, operator="Olga", now=NOW + 3 * H)
     assert info.value.key == "error.provisioning.not_active"
     assert w.balance() == balance and tasks(w, sid)[-1].status == "open" and held(w, sid) == 2
+
+
+def test_a_suspension_and_a_resumption_that_meet_in_the_queue_cancel_out(world):
+    w = world
+    sid = active(w, 2)
+    lifecycle.suspend(w.session, w.a_owner, sid, now=NOW + 2 * H)
+    lifecycle.resume(w.session, w.a_owner, sid, now=NOW + 3 * H)
+    lifecycle.suspend(w.session, w.a_owner, sid, now=NOW + 4 * H)
+    states = [(t.action, t.status, t.done_by) for t in tasks(w, sid)[1:]]
+    # the first pause was undone before the operator acted: nothing to do for it at the vendor
+    assert states == [("suspend", "cancelled", "superseded"), ("suspend", "open", "")]
+
+
+def test_auto_renewal_is_told_to_a_connector_and_is_the_panels_own_for_a_manual_vendor(world):
+    from noventiq_panel.services.vendors import connector as vendor_api
+    from tests.doubles.instant_vendor import InstantVendor
+
+    w = world
+    sid = active(w, 1)
+    lifecycle.set_auto_renew(w.session, w.a_owner, sid, False, now=NOW + 2 * H)
+    assert [t.action for t in tasks(w, sid)] == ["order"]  # no task: the renewal job tells the vendor
+    double = InstantVendor()
+    vendor_api.register("*", double)
+    lifecycle.set_auto_renew(w.session, w.a_owner, sid, True, now=NOW + 3 * H)
+    assert ("auto_renew", "KAS-1", True) in double.calls
