@@ -20,8 +20,11 @@ from typing import Any, Callable
 
 from sqlmodel import Session, select
 
-from noventiq_panel.models import NotificationStatus, Organisation, Payment, Plan, Product, Subscription, User
+from noventiq_panel.models import (
+    NotificationStatus, Organisation, Payment, Plan, Product, ProvisioningTask, Subscription, User, Vendor,
+)
 from noventiq_panel.services.core import audit, clock, ledger, proration, rates
+from noventiq_panel.services.core.money import round_money
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.subscriptions import licences
 
@@ -160,13 +163,36 @@ class OrgBuilder:
         plan = self.plans[plan_code]
         sub = Subscription(
             org_id=self.org.id, plan_id=plan.id, name=name or self.product_name(plan), status=status,
-            quantity=quantity, term_start=term_start, term_end=term_end, vendor_ref=guid(self.key, sub_key),
+            quantity=quantity, term_start=term_start, term_end=term_end,
+            vendor_ref=kw.pop("vendor_ref", guid(self.key, sub_key)),
             created_at=kw.pop("created_at", term_start or self.anchor),
             activated_at=kw.pop("activated_at", term_start if status != "pending" else None), **kw)
         self.session.add(sub)
         self.session.flush()
         self.subs[sub_key] = sub
         return sub
+
+    def provisioning_order(self, sub: Subscription, *, requested_at: datetime, user: str = "owner",
+                           done_at: datetime | None = None) -> ProvisioningTask:
+        """The provisioning task of ``sub``'s order (its vendor has no API): open, its first period's
+        price reserved at the rate of the order day; or completed by an operator at ``done_at``."""
+        plan = self.session.get(Plan, sub.plan_id)
+        product = self.products[plan.product_id]
+        vendor = self.session.get(Vendor, product.vendor_id)
+        day = clock.local_date(requested_at, self.tz)
+        plan_amount = q6(plan.price * sub.quantity)
+        task = ProvisioningTask(
+            org_id=self.org.id, subscription_id=sub.id, vendor_code=vendor.code, action="order",
+            params={"plan": plan.code, "quantity": sub.quantity, "trial": False},
+            reserved=round_money(plan_amount * self.rate(plan.currency, day), self.org.billing_currency),
+            currency=self.org.billing_currency, plan_amount=plan_amount, fx_date=day, requested_at=requested_at,
+            requested_by=self.users[user].id)
+        if done_at is not None:
+            task.status, task.done_at, task.done_by, task.vendor_ref = "completed", done_at, "Оператор Noventiq", \
+                sub.vendor_ref
+        self.session.add(task)
+        self.session.flush()
+        return task
 
     def sub_key(self, sub: Subscription) -> str:
         return next(k for k, s in self.subs.items() if s is sub)

@@ -73,8 +73,10 @@ def build_romashka(b: OrgBuilder) -> None:
     b.audit("subscription.suspended", b.at(-6, 17, 45), user="admin", sub=teams, reason="manual")
 
     # Kaspersky, a year paid upfront in UZS: renews in 20 days.
-    b.licence_history("kes", "kes-cloud-1y", quantity=30, first_start=clock.local_midnight(
+    kes = b.licence_history("kes", "kes-cloud-1y", quantity=30, first_start=clock.local_midnight(
         clock.add_months(b.day(20), -12), tz) + timedelta(hours=11), terms=1)
+    # Kaspersky has no API: the order went through the operator's queue, done within the hour
+    b.provisioning_order(kes, requested_at=kes.term_start - timedelta(minutes=50), done_at=kes.term_start)
 
     # 1C in the cloud, a year paid upfront in UZS.
     b.licence_history("1c", "1c-fresh-1y", quantity=3, first_start=b.midnight(-150) + timedelta(hours=16), terms=1)
@@ -110,8 +112,10 @@ def build_romashka(b: OrgBuilder) -> None:
     b.audit("subscription.cancelled", zoom.cancelled_at, sub=zoom, refund_days=remaining)
 
     # Figma, ordered yesterday, waiting for the vendor's provisioning.
-    figma = b.subscription("figma", "figma-pro-1m", status="pending", quantity=4, created_at=b.at(-1, 16, 40))
+    figma = b.subscription("figma", "figma-pro-1m", status="pending", quantity=4, created_at=b.at(-1, 16, 40),
+                           vendor_ref="")
     b.audit("subscription.ordered", figma.created_at, user="admin", sub=figma, plan="figma-pro-1m", quantity=4)
+    b.provisioning_order(figma, requested_at=figma.created_at, user="admin")  # in the operator's queue
 
     # Two trials: Acronis converts to the paid plan in 6 days; Google Workspace ends in 20 days.
     for sub_key, code, qty, ends, convert in (("acronis-trial", "acronis-cp-trial", 5, 6, True),
