@@ -61,7 +61,7 @@ from noventiq_panel.services.core.errors import Conflict, InvalidInput, NotFound
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.subscriptions import lapse, licences
 from noventiq_panel.services.subscriptions.context import (
-    Ctx, S, cancel_pending, current_period, describe, mail_org, post_money, post_refund,
+    Ctx, S, atomic, cancel_pending, current_period, describe, mail_org, post_money, post_refund,
 )
 from noventiq_panel.services.vendors import connector as vendor_api
 
@@ -287,6 +287,16 @@ def _locked_open(session: Session, task_id: int) -> tuple[ProvisioningTask, Orga
     return task, org
 
 
+def _locked_step(session: Session, task_id: int
+                 ) -> tuple[ProvisioningTask, Organisation, Subscription, Plan, Product]:
+    """An operator's step on a task: the task, locked with its organisation and still open, and
+    its subscription, plan and product (run it inside ``atomic``)."""
+    task, org = _locked_open(session, task_id)
+    sub = session.get(Subscription, task.subscription_id)
+    plan = session.get(Plan, sub.plan_id)
+    return task, org, sub, plan, session.get(Product, plan.product_id)
+
+
 def _operator(name: str) -> str:
     name = (name or "").strip()
     if not name:
@@ -307,11 +317,11 @@ def complete(session: Session, task_id, *, vendor_ref: str = "", operator: str,
         raise InvalidInput("vendor reference too long", field="vendor_ref", key="error.provisioning.vendor_ref")
     tid = _task_id(task_id)
     refunded = Decimal("0.00")
-    try:
-        task, org = _locked_open(session, tid)
-        sub = session.get(Subscription, task.subscription_id)
-        plan = session.get(Plan, sub.plan_id)
-        product = session.get(Product, plan.product_id)
+    with atomic(session):
+        task, org, sub, plan, product = _locked_step(session, tid)
+        if not org.is_active:  # a deactivated customer is charged nothing more: reject the task
+            raise Conflict(f"organisation {org.id} is deactivated; reject the task",
+                           key="error.provisioning.org_inactive")
         if task.action == "order":
             if not vendor_ref:
                 raise InvalidInput("an order needs the vendor's reference", field="vendor_ref",
@@ -332,10 +342,6 @@ def complete(session: Session, task_id, *, vendor_ref: str = "", operator: str,
                   "quantity": sub.quantity, "amount": task.reserved if task.action == "order" else None,
                   "refunded": refunded or None, "currency": org.billing_currency},
                  dedupe_key=f"provisioning_done:{task.id}", now=now)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
     return get_task(session, tid)
 
 
@@ -418,11 +424,8 @@ def reject(session: Session, task_id, *, reason: str, operator: str, now: dateti
         raise InvalidInput("a reason (up to 1000 characters) is required", field="reason",
                            key="error.provisioning.reason")
     tid = _task_id(task_id)
-    try:
-        task, org = _locked_open(session, tid)
-        sub = session.get(Subscription, task.subscription_id)
-        plan = session.get(Plan, sub.plan_id)
-        product = session.get(Product, plan.product_id)
+    with atomic(session):
+        task, org, sub, _plan, product = _locked_step(session, tid)
         if task.action == "order" and sub.status == S.PENDING:
             sub.status = S.CANCELLED
             sub.cancelled_at = now
@@ -435,10 +438,6 @@ def reject(session: Session, task_id, *, reason: str, operator: str, now: dateti
         mail_org(session, org.id, MAIL_ROLES, "provisioning_rejected",
                  {"product": product.name, "action": task.action, "subscription_id": sub.id, "reason": reason},
                  dedupe_key=f"provisioning_rejected:{task.id}", now=now)
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
     return get_task(session, tid)
 
 

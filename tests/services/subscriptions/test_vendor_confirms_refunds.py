@@ -229,3 +229,22 @@ def test_auto_renewal_is_told_to_a_connector_and_is_the_panels_own_for_a_manual_
     vendor_api.register("*", double)
     lifecycle.set_auto_renew(w.session, w.a_owner, sid, True, now=NOW + 3 * H)
     assert ("auto_renew", "KAS-1", True) in double.calls
+
+
+def test_a_deactivated_organisations_order_is_not_completed_and_nothing_is_charged(world):
+    from noventiq_panel.models import Organisation
+
+    w = world
+    w.topup("100000")
+    sid = buy(w, "basic-m", 1)
+    [order] = tasks(w, sid)
+    org = w.session.get(Organisation, w.org.id)
+    org.is_active = False
+    w.session.add(org)
+    w.session.commit()
+    with pytest.raises(Conflict) as info:
+        provisioning.complete(w.session, order.id, vendor_ref="KAS-9", operator="Ivan", now=NOW + H)
+    assert info.value.key == "error.provisioning.org_inactive"
+    assert charges(w, sid) == [] and tasks(w, sid)[0].status == "open" and w.sub(sid).status == "pending"
+    provisioning.reject(w.session, order.id, reason="Customer deactivated", operator="Ivan", now=NOW + 2 * H)
+    assert charges(w, sid) == [] and w.sub(sid).status == "cancelled"
