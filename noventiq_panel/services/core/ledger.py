@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from noventiq_panel.db import insert_rows
 from noventiq_panel.models import BillingMode, EntryKind, LedgerEntry, Organisation, ProvisioningTask, TaskStatus
@@ -200,13 +200,28 @@ def reserved(session: Session, org_id: int) -> Decimal:
     return total if total is not None else Decimal("0.00")
 
 
-def available(session: Session, org: Organisation) -> Decimal:
-    """What can be spent now: the balance, plus the credit limit for postpaid organisations, less
-    what open orders reserve (:func:`reserved`)."""
-    funds = balance(session, org.id) - reserved(session, org.id)
-    if org.billing_mode == BillingMode.POSTPAID:
-        funds += org.credit_limit
+def reserved_by_org(session: Session, org_ids: Iterable[int] | None = None) -> dict[int, Decimal]:
+    """:func:`reserved` of many organisations at once (those in ``org_ids``, or all), by id; an
+    organisation without open orders is absent."""
+    q = select(ProvisioningTask.org_id, func.sum(ProvisioningTask.reserved)).where(
+        ProvisioningTask.status == TaskStatus.OPEN)
+    if org_ids is not None:
+        q = q.where(col(ProvisioningTask.org_id).in_(list(org_ids)))
+    return {oid: Decimal(total or 0) for oid, total in session.exec(q.group_by(ProvisioningTask.org_id)).all()}
+
+
+def spendable(balance_: Decimal, reserved_: Decimal, billing_mode: str, credit_limit: Decimal | None) -> Decimal:
+    """The rule of what can be spent: the balance less what open orders reserve, plus the credit
+    limit for a postpaid organisation (:func:`available`; the jobs apply it to many at once)."""
+    funds = Decimal(balance_ or 0) - Decimal(reserved_ or 0)
+    if billing_mode == BillingMode.POSTPAID:
+        funds += Decimal(credit_limit or 0)
     return funds
+
+
+def available(session: Session, org: Organisation) -> Decimal:
+    """What can be spent now (:func:`spendable`)."""
+    return spendable(balance(session, org.id), reserved(session, org.id), org.billing_mode, org.credit_limit)
 
 
 def require_funds(session: Session, org: Organisation, required: Decimal) -> None:

@@ -24,14 +24,11 @@ from sqlalchemy import bindparam, func, update
 from sqlmodel import Session, col, select
 
 from noventiq_panel.models import (
-    BillingMode,
     LedgerEntry,
     Membership,
     Organisation,
     Plan,
     Product,
-    ProvisioningTask,
-    TaskStatus,
     ScheduledChange,
     Subscription,
     User,
@@ -103,16 +100,10 @@ class Chunk:
         sums = dict(session.exec(
             select(LedgerEntry.org_id, func.sum(LedgerEntry.amount)).where(col(LedgerEntry.org_id).in_(org_ids))
             .group_by(LedgerEntry.org_id)).all())
-        reserved = dict(session.exec(  # open orders at a vendor without an API hold this back (ledger.reserved)
-            select(ProvisioningTask.org_id, func.sum(ProvisioningTask.reserved)).where(
-                col(ProvisioningTask.org_id).in_(org_ids), ProvisioningTask.status == TaskStatus.OPEN)
-            .group_by(ProvisioningTask.org_id)).all())
-        self.available: dict[int, Decimal] = {}
-        for org_id, org in self.orgs.items():
-            funds = (sums.get(org_id) or Decimal("0.00")) - (reserved.get(org_id) or Decimal("0.00"))
-            if org.billing_mode == BillingMode.POSTPAID:
-                funds += org.credit_limit
-            self.available[org_id] = funds
+        reserved = ledger.reserved_by_org(session, org_ids)
+        self.available: dict[int, Decimal] = {
+            org_id: ledger.spendable(sums.get(org_id), reserved.get(org_id), org.billing_mode, org.credit_limit)
+            for org_id, org in self.orgs.items()}
         self.changes: dict[int, list[ScheduledChange]] = defaultdict(list)
         for change in session.exec(
                 select(ScheduledChange).where(col(ScheduledChange.subscription_id).between(first_id, last_id),

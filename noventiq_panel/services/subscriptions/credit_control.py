@@ -54,9 +54,7 @@ from noventiq_panel.models import (
     Payment,
     Plan,
     Product,
-    ProvisioningTask,
     Subscription,
-    TaskStatus,
     Vendor,
 )
 from noventiq_panel.services.billing import payments
@@ -167,13 +165,10 @@ def _candidates(session: Session) -> list[int]:
         select(Subscription.org_id).where(Subscription.status == S.SUSPENDED, Subscription.suspend_reason == REASON)
         .distinct()
     ).all())
-    reserved = dict(session.exec(  # open orders' reservations count as spent (ledger.available)
-        select(ProvisioningTask.org_id, func.sum(ProvisioningTask.reserved))
-        .where(ProvisioningTask.status == TaskStatus.OPEN).group_by(ProvisioningTask.org_id)).all())
+    reserved = ledger.reserved_by_org(session)  # open orders' reservations count as spent
     out = []
     for oid, mode, limit, since, total in rows:
-        funds = (Decimal(total or 0) - Decimal(reserved.get(oid) or 0)
-                 + (Decimal(limit or 0) if mode == BillingMode.POSTPAID else Decimal(0)))
+        funds = ledger.spendable(total, reserved.get(oid), mode, limit)
         if funds < 0 or since is not None or oid in held:
             out.append(oid)
     return out
