@@ -41,6 +41,16 @@ def vendor_double():
     connector.unregister("*")
 
 
+@pytest.fixture
+def manual_vendors(vendor_double):
+    """No connector for any vendor: every order and change goes to the provisioning queue
+    (``pytestmark = pytest.mark.usefixtures("manual_vendors")`` in a module)."""
+    from noventiq_panel.services.vendors import connector
+
+    connector.unregister("*")
+    yield
+
+
 def _pg_available() -> str | None:
     """None when PostgreSQL answers, else the reason it does not."""
     try:

@@ -663,16 +663,6 @@ def _open_task(engine, sub_id: int):
                                                      ProvisioningTask.status == "open")).one()
 
 
-def _set_locale(engine, email: str, locale: str) -> None:
-    from noventiq_panel.models import User
-
-    with Session(engine) as s:
-        user = s.exec(select(User).where(User.email == email)).one()
-        user.locale = locale
-        s.add(user)
-        s.commit()
-
-
 def test_manual_vendor_decrease_changes_nothing_until_the_vendor_confirms_then_refunds(page, db):
     """A decrease of a manual vendor's licences inside their window: the preview says nothing
     changes until the vendor confirms; after the confirmation the customer keeps both seats and the

@@ -23,7 +23,6 @@ from tests import factories as f
 from noventiq_panel.services.subscriptions import cancellation, credit_control, licence_count, ordering, provisioning, quotes, renewals
 from noventiq_panel.services.usage import rating
 from tests.services.usage_world import add_usage, payg_sub
-from noventiq_panel.services.vendors import connector as vendor_api
 from tests.conftest import _engine_for
 from tests.services.subs_world import NOW, World, make_world, world  # noqa: F401 (fixture)
 from tests.services.subscriptions.test_subscriptions import _race, buy
@@ -32,11 +31,7 @@ H = timedelta(hours=1)
 GRACE = timedelta(hours=72)  # the default PANEL_CREDIT_GRACE_HOURS
 
 
-@pytest.fixture(autouse=True)
-def manual(vendor_double):
-    """No connector for any vendor: every order and change goes to the queue."""
-    vendor_api.unregister("*")
-    yield
+pytestmark = pytest.mark.usefixtures("manual_vendors")  # every vendor without an API: the queue
 
 
 def charges(w: World, sub_id: int) -> list[LedgerEntry]:

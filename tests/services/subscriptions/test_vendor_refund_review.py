@@ -30,11 +30,7 @@ H = timedelta(hours=1)
 D = timedelta(days=1)
 
 
-@pytest.fixture(autouse=True)
-def manual(vendor_double):
-    from noventiq_panel.services.vendors import connector as vendor_api
-    vendor_api.unregister("*")
-    yield
+pytestmark = pytest.mark.usefixtures("manual_vendors")  # every vendor without an API: the queue
 
 
 def _unfunded(w: World, seats: int) -> int:
