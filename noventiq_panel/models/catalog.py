@@ -90,6 +90,9 @@ class Plan(SQLModel, table=True):
     allowed_changes: list[str] = Field(default_factory=list, sa_type=JSON)  # plan codes
     is_active: bool = Field(default=True)
     sort_order: int = Field(default=0)
+    # the plan's item in the vendor's catalogue, for a connector's order (Partner Center's catalog
+    # item id: product:SKU:availability, e.g. "CFQ7TTC0LH18:0001:CFQ7TTC0K5DM"); "" when none
+    catalog_item_id: str = Field(default="", max_length=128, sa_column_kwargs={"server_default": ""})
 
 
 class ExchangeRate(SQLModel, table=True):

@@ -19,6 +19,7 @@ MANUAL = ("kaspersky",)  # in the end-to-end panel: the demo's vendor without an
 @dataclass
 class InstantVendor:
     calls: list[tuple] = field(default_factory=list)
+    requests: list[ProvisionRequest] = field(default_factory=list)  # every order, as asked
     refuse: str | None = None  # an operation name to fail (a vendor's refusal)
 
     def _call(self, name: str, *args) -> None:
@@ -28,6 +29,7 @@ class InstantVendor:
 
     def provision(self, request: ProvisionRequest) -> ProvisionResult:
         self._call("provision", request.subscription_id, request.quantity)
+        self.requests.append(request)
         return ProvisionResult(vendor_ref=f"DOUBLE-{uuid.uuid4()}", active=True)
 
     def change_quantity(self, vendor_ref: str, quantity: int) -> None:

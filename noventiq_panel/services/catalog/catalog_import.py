@@ -28,6 +28,7 @@ The file::
             expected_monthly_cost: null  # payg: a first month's expected cost in currency (the deposit)
             price: "6.00"            # per seat per term, in currency
             currency: USD
+            catalog_item_id: CFQ7TTC0LH18:0001:CFQ7TTC0K5DM   # the vendor's catalogue item (Partner Center)
             ...every other Plan field (see PlanIn)...
 
 Everything is validated before anything is written (pydantic, then the cross references); an error
@@ -102,6 +103,16 @@ class PlanIn(_In):
     allowed_changes: list[str] = Field(default_factory=list)
     is_active: bool = True
     sort_order: int = 0
+    # the vendor's catalogue item a connector orders (Partner Center: product:SKU:availability)
+    catalog_item_id: str = Field(default="", max_length=128)
+
+    @field_validator("catalog_item_id")
+    @classmethod
+    def _catalog_item(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9]{1,40}(:[A-Za-z0-9]{1,40}){0,2}", value):
+            raise ValueError("a catalogue item id is letters and digits, up to three parts joined by ':' "
+                             "(Partner Center: product:SKU:availability)")
+        return value
 
     @model_validator(mode="after")
     def _billing_variant(self):

@@ -164,7 +164,8 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
             return _queued(session, op, access, org, sub, plan, product, vendor, quote, now)
         result = conn.provision(vendor_api.ProvisionRequest(
             org_id=org.id, subscription_id=sub.id, vendor_code=vendor.code, product_code=product.code,
-            plan_code=plan.code, quantity=quantity, is_trial=is_trial, request_key=op.key("provision")))
+            plan_code=plan.code, quantity=quantity, is_trial=is_trial, request_key=op.key("provision"),
+            catalog_item_id=plan.catalog_item_id or None))
         sub.vendor_ref = result.vendor_ref
         if result.active:
             sub.status = S.TRIAL if is_trial else S.ACTIVE

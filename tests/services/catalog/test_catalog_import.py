@@ -8,6 +8,7 @@ that duplicates or silently keeps stale values.
 from __future__ import annotations
 
 import json
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest
@@ -141,3 +142,26 @@ def test_an_invalid_file_writes_nothing(session):
     with pytest.raises(ci.CatalogError):
         ci.import_catalog(session, GOOD.replace("vendor: ms", "vendor: other"), filename="c.yaml")
     assert session.exec(select(Vendor)).all() == []
+
+
+def test_a_plans_catalogue_item_is_imported_checked_and_given_to_the_connector(session, vendor_double):
+    """The vendor's catalogue item of a plan (Partner Center: product:SKU:availability) is read from
+    the file, a malformed one is refused with its line, and an order hands it to the connector."""
+    from noventiq_panel.services.subscriptions import ordering
+    from tests import factories as f
+
+    with_item = GOOD.replace("        price: 7.20\n", "        price: 7.20\n        catalog_item_id: CFQ7TTC0LH18:0001:CFQ7TTC0K5DM\n")
+    bad = GOOD.replace("        price: 7.20\n", "        price: 7.20\n        catalog_item_id: \"CFQ7 TTC0; DROP\"\n")
+    assert any(i.line == 13 and i.field == "catalog_item_id" and "up to three parts" in i.message
+               for i in issues_of(bad, filename="c.yaml"))
+    ci.import_catalog(session, with_item)
+    plan = session.exec(select(Plan).where(Plan.code == "m365-1m")).one()
+    assert plan.catalog_item_id == "CFQ7TTC0LH18:0001:CFQ7TTC0K5DM"
+    assert session.exec(select(Plan).where(Plan.code == "m365-1y")).one().catalog_item_id == ""
+    org = f.org(session)
+    owner = f.user(session, org)
+    f.topup(session, org, "10000000")
+    f.usd_rate(session, date(2026, 1, 10))
+    ordering.order(session, f.actor(owner, org), plan.id, 1, now=datetime(2026, 1, 10, 9, tzinfo=timezone.utc))
+    [request] = vendor_double.requests
+    assert request.catalog_item_id == "CFQ7TTC0LH18:0001:CFQ7TTC0K5DM" and request.plan_code == "m365-1m"
