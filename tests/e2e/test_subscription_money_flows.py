@@ -688,6 +688,7 @@ def test_manual_vendor_decrease_changes_nothing_until_the_vendor_confirms_then_r
     page.click("#res-confirm")
     expect(page.locator("#at-vendor")).to_contain_text("возврат после подтверждения")
     expect(page.locator("#res-current")).to_have_text("2")  # nothing changed yet
+    expect(page.locator("#res-qty")).to_have_count(0)  # and no other change while it waits
     assert _entries_after(db, org_id, last_id) == [] and _quantity_of(db, sub.id) == 2
     shot(page, "subscription-decrease-at-vendor", "ru")
     page.set_viewport_size({"width": 390, "height": 844})

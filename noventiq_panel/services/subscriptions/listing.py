@@ -194,6 +194,8 @@ def get_subscription(session: Session, actor: Actor | None, sub_id, *, now: date
                         "plan_view": catalog.plan_view(session, target.plan, org, ctx.day)})
     view["plan_options"] = options
     view["at_vendor"] = provisioning.open_tasks_of(session, sub.id)  # the provisioning queue
+    if any(t["params"].get("refund") for t in view["at_vendor"]):  # provisioning.require_nothing_waiting
+        view["can_change_quantity"] = False
     view["refused"] = provisioning.last_rejection(session, sub.id)
     return view
 

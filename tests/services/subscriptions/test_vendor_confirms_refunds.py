@@ -244,3 +244,16 @@ def test_a_deactivated_organisations_order_is_not_completed_and_nothing_is_charg
     assert charges(w, sid) == [] and tasks(w, sid)[0].status == "open" and w.sub(sid).status == "pending"
     provisioning.reject(w.session, order.id, reason="Customer deactivated", operator="Ivan", now=NOW + 2 * H)
     assert charges(w, sid) == [] and w.sub(sid).status == "cancelled"
+
+
+def test_the_subscription_page_offers_no_licence_change_while_a_decrease_waits(world):
+    from noventiq_panel.services.subscriptions import listing
+
+    w = world
+    sid = active(w, 3)
+    assert listing.get_subscription(w.session, w.a_owner, sid)["can_change_quantity"]
+    decrease(w, sid, 1, NOW + 2 * H)
+    view = listing.get_subscription(w.session, w.a_owner, sid)
+    assert not view["can_change_quantity"] and view["at_vendor"][0]["params"]["refund"]
+    provisioning.reject(w.session, tasks(w, sid)[-1].id, reason="No", operator="Olga", now=NOW + 3 * H)
+    assert listing.get_subscription(w.session, w.a_owner, sid)["can_change_quantity"]
