@@ -7,6 +7,7 @@ from .anomalies import *  # noqa: F401,F403
 from .billing import *  # noqa: F401,F403
 from .catalog import *  # noqa: F401,F403
 from .gateways import *  # noqa: F401,F403
+from .microsoft import *  # noqa: F401,F403
 from .notify import *  # noqa: F401,F403
 from .operations import *  # noqa: F401,F403
 from .org import *  # noqa: F401,F403

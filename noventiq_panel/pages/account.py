@@ -97,11 +97,58 @@ def details_tab() -> rx.Component:
     )
     return rx.grid(
         rx.card(form, width="100%", grid_column=rx.breakpoints(initial="span 1", md="span 2")),
-        terms,
+        rx.vstack(terms, tenant_card(), spacing="4", width="100%"),
         columns=rx.breakpoints(initial="1", md="3"),
         spacing="4",
         width="100%",
         align_items="start",
+    )
+
+
+MCA_URL = "https://www.microsoft.com/licensing/docs/customeragreement"
+
+
+def tenant_card() -> rx.Component:
+    """The organisation's Microsoft tenant and who accepted the Microsoft Customer Agreement; an
+    Owner or Administrator links it here (the other roles read it)."""
+    linked = rx.vstack(
+        info_row("account.tenant.reference", AccountState.tenant["reference"]),
+        rx.text(AccountState.tenant["accepted"], size="2", color=rx.color("gray", 11), id="tenant-accepted"),
+        spacing="2", width="100%", id="tenant-linked",
+    )
+    form = rx.form(
+        rx.vstack(
+            hint("account.tenant.hint"),
+            rx.input(name="tenant", id="tenant-reference", placeholder="contoso.onmicrosoft.com", required=True,
+                     width="100%", aria_label=T("account.tenant.reference")),
+            rx.input(name="agreement_name", id="tenant-agreement-name", required=True, width="100%",
+                     placeholder=T("account.tenant.agreement_name"), aria_label=T("account.tenant.agreement_name")),
+            rx.input(name="agreement_email", id="tenant-agreement-email", type="email", required=True, width="100%",
+                     placeholder=T("account.tenant.agreement_email"), aria_label=T("account.tenant.agreement_email")),
+            rx.hstack(
+                rx.checkbox(name="accepted", id="tenant-accept"),
+                rx.text(T("account.tenant.accept"), " ",
+                        rx.link(T("account.tenant.mca"), href=MCA_URL, is_external=True), size="2"),
+                align="start", spacing="2",
+            ),
+            rx.cond(AccountState.tenant_error != "",
+                    rx.callout(AccountState.tenant_error, icon="triangle-alert", color_scheme="red", size="1",
+                               width="100%", id="tenant-error"),
+                    rx.fragment()),
+            rx.button(T("account.tenant.link"), type="submit", id="tenant-submit"),
+            spacing="3", width="100%",
+        ),
+        on_submit=AccountState.link_tenant,
+        reset_on_submit=False,
+        width="100%",
+        id="tenant-form",
+    )
+    return section_card(
+        "account.tenant.title",
+        rx.cond(AccountState.tenant.contains("reference"), linked,
+                rx.cond(AccountState.can_write, form,
+                        rx.text(T("account.tenant.none"), size="2", color=rx.color("gray", 11), id="tenant-none"))),
+        card_id="tenant-card",
     )
 
 

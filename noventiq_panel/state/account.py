@@ -12,7 +12,7 @@ from datetime import datetime
 import reflex as rx
 from babel.dates import get_timezone, get_timezone_gmt, get_timezone_location
 
-from noventiq_panel.services.identity import organisations, two_factor, users
+from noventiq_panel.services.identity import microsoft_tenant, organisations, two_factor, users
 from ..services.core.errors import DomainError, InvalidInput
 from .base import BaseState
 from .formatting import flag, fmt_date, fmt_datetime, fmt_money
@@ -35,7 +35,8 @@ def _zone_label(zone: str, locale: str) -> str:
 
 
 def _load(session, actor):
-    return organisations.get_details(session, actor), users.list_members(session, actor)
+    return (organisations.get_details(session, actor), users.list_members(session, actor),
+            microsoft_tenant.tenant_of(session, actor))
 
 
 def _set_two_factor(session, actor, value: bool) -> bool:
@@ -51,6 +52,8 @@ class AccountState(BaseState):
     invite_error: str = ""
     saving: bool = False
     require_two_factor: bool = False
+    tenant: dict[str, str] = {}  # the linked Microsoft tenant ({} when none)
+    tenant_error: str = ""
 
     @rx.event
     def set_tab(self, tab: str):
@@ -67,13 +70,20 @@ class AccountState(BaseState):
         if tab in ("details", "users", "activity"):
             self.tab = tab
         try:
-            details, members = await self._act(_load)
+            details, members, tenant = await self._act(_load)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
-        self._show(details, members)
+        self._show(details, members, tenant)
 
-    def _show(self, d: organisations.OrgDetails, members: list[users.MemberView]) -> None:
+    def _show(self, d: organisations.OrgDetails, members: list[users.MemberView],
+              tenant: microsoft_tenant.TenantView | None) -> None:
         lang = self._lang
+        self.tenant = {} if tenant is None else {
+            "reference": tenant.domain or tenant.tenant_id,
+            "accepted": self._t("account.tenant.accepted_by", name=tenant.agreement_name,
+                                email=tenant.agreement_email,
+                                at=fmt_datetime(tenant.agreement_accepted_at, lang, d.timezone, format="short")),
+        }
         self.details = {
             "name": d.name,
             "tax_id": d.tax_id,
@@ -132,8 +142,24 @@ class AccountState(BaseState):
         return self._ok("common.saved")
 
     async def _reload(self) -> None:
-        details, members = await self._act(_load)
-        self._show(details, members)
+        self._show(*await self._act(_load))
+
+    @rx.event
+    async def link_tenant(self, form: dict):
+        """Link the organisation's Microsoft tenant and accept the Microsoft Customer Agreement."""
+        try:
+            await self._act(microsoft_tenant.link, form_text(form, "tenant", 255),
+                            agreement_name=form_text(form, "agreement_name", 255),
+                            agreement_email=form_text(form, "agreement_email", 254),
+                            accepted=form.get("accepted") == "on" if isinstance(form, dict) else False)
+            await self._reload()
+        except DomainError as exc:
+            self.tenant_error = self._error_text(exc)
+            return
+        except Exception as exc:  # noqa: BLE001
+            return self._fail(exc)
+        self.tenant_error = ""
+        return self._ok("account.tenant.linked")
 
     @rx.event
     async def save_details(self, form: dict):

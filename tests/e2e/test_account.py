@@ -129,3 +129,55 @@ def test_the_activity_tab_shows_the_trail_and_exports_it(page, db):
         page.click("#act-export-csv")
     data = open(info.value.path(), "rb").read().decode("utf-8-sig")
     assert data.startswith("time,user,e-mail,action,details,address") and "Вход в панель" in data
+
+
+def test_an_owner_links_the_microsoft_tenant_and_accepts_the_agreement(page, db):
+    """A new customer's Owner links the organisation's Microsoft tenant on the account page and
+    accepts the Microsoft Customer Agreement: a wrong reference or no acceptance is refused in place
+    and changes nothing; then the tenant and who accepted, with their e-mail and when, are shown."""
+    from noventiq_panel.i18n import t
+    from noventiq_panel.models import MicrosoftTenant
+    from tests.e2e.helpers import PASSWORD, register_verified, sign_out
+
+    email = f"tenant-{uuid.uuid4().hex[:10]}@example.com"
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    user = register_verified(db, email=email, password=PASSWORD, name="Ильхом Каримов",
+                             org_name=f"ООО «Тенант {uuid.uuid4().hex[:6]}»", ip="")
+    sign_in(page, email)
+    page.goto("/account")
+    expect(page.locator("#tenant-form")).to_be_visible()
+    page.fill("#tenant-reference", "contoso.com")
+    page.fill("#tenant-agreement-name", "Ильхом Каримов")
+    page.fill("#tenant-agreement-email", email)
+    page.click("#tenant-submit")
+    expect(page.locator("#tenant-error")).to_contain_text("onmicrosoft.com")
+    page.fill("#tenant-reference", f"{prefix}.onmicrosoft.com")
+    page.click("#tenant-submit")  # the agreement not accepted yet
+    expect(page.locator("#tenant-error")).to_contain_text("Клиентское соглашение Microsoft")
+    with Session(db) as s:
+        assert s.exec(select(MicrosoftTenant).where(MicrosoftTenant.linked_by == user.id)).first() is None
+    shot(page, "account-tenant-form", "ru")
+    page.click("#tenant-accept")
+    page.click("#tenant-submit")
+    expect(page.locator("#tenant-linked")).to_contain_text(f"{prefix}.onmicrosoft.com")
+    expect(page.locator("#tenant-accepted")).to_contain_text(f"Ильхом Каримов ({email})")
+    with Session(db) as s:
+        row = s.exec(select(MicrosoftTenant).where(MicrosoftTenant.linked_by == user.id)).one()
+        assert (row.domain, row.agreement_email) == (f"{prefix}.onmicrosoft.com", email)
+    shot(page, "account-tenant", "ru")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "account-tenant", "ru", phone=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    for locale in ("en", "uz"):
+        with Session(db) as s:
+            u = s.get(User, user.id)
+            u.locale = locale
+            s.add(u)
+            s.commit()
+        sign_out(page)
+        sign_in(page, email)
+        page.goto("/account")
+        expect(page.locator("#tenant-card")).to_contain_text(t("account.tenant.title", locale))
+        expect(page.locator("#tenant-accepted")).to_contain_text(email)
+        shot(page, "account-tenant", locale)
+    assert not page.js_errors

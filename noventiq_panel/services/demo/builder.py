@@ -21,7 +21,8 @@ from typing import Any, Callable
 from sqlmodel import Session, select
 
 from noventiq_panel.models import (
-    NotificationStatus, Organisation, Payment, Plan, Product, ProvisioningTask, Subscription, User, Vendor,
+    MicrosoftTenant, NotificationStatus, Organisation, Payment, Plan, Product, ProvisioningTask, Subscription, User,
+    Vendor,
 )
 from noventiq_panel.services.core import audit, clock, ledger, proration, rates
 from noventiq_panel.services.core.money import round_money
@@ -193,6 +194,16 @@ class OrgBuilder:
         self.session.add(task)
         self.session.flush()
         return task
+
+    def microsoft_tenant(self, domain: str, at: datetime, user: str = "owner") -> None:
+        """The organisation's Microsoft tenant, linked by ``user`` who accepted the Microsoft
+        Customer Agreement then."""
+        who = self.users[user]
+        self.session.add(MicrosoftTenant(org_id=self.org.id, domain=domain, linked_by=who.id, linked_at=at,
+                                         agreement_name=who.name or who.email, agreement_email=who.email,
+                                         agreement_accepted_at=at))
+        self.audit("microsoft.tenant_linked", at, user=user, domain=domain, tenant_id="",
+                   agreement_name=who.name or who.email, agreement_email=who.email)
 
     def sub_key(self, sub: Subscription) -> str:
         return next(k for k, s in self.subs.items() if s is sub)

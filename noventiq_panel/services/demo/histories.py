@@ -35,6 +35,7 @@ def build_romashka(b: OrgBuilder) -> None:
     # Microsoft 365 Business Standard, a year paid upfront: 20 seats, +5 three days ago (still
     # inside the 168-hour window), a decrease back to 20 scheduled at renewal.
     first = b.midnight(-300) + timedelta(hours=11)
+    b.microsoft_tenant("romashkauz.onmicrosoft.com", first - timedelta(minutes=30))
     bs = b.licence_history("m365-bs", "m365-bs-1y", quantity=25, first_quantity=20, first_start=first, terms=1)
     plan = b.plans["m365-bs-1y"]
     inc_at = b.at(-3, 14, 20)
@@ -239,6 +240,7 @@ def build_romashka(b: OrgBuilder) -> None:
 
 def build_vostok(b: OrgBuilder) -> None:
     s = b.session
+    b.microsoft_tenant("vostoktrade.onmicrosoft.com", b.midnight(-130) + timedelta(hours=9, minutes=40))
     b.licence_history("m365-bb", "m365-bb-1y", quantity=15,
                       first_start=b.midnight(-130) + timedelta(hours=10), terms=1)
     b.licence_history("kes", "kes-cloud-1m", quantity=20,

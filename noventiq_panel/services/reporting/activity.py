@@ -30,7 +30,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "payments": ("payment.",),
     "users": ("user.invit", "user.role_changed", "user.deactivated", "user.reactivated", "user.email_verified",
               "user.two_factor"),
-    "organisation": ("organisation.", "budget."),
+    "organisation": ("organisation.", "budget.", "microsoft."),
 }
 MAX_EXPORT_ROWS = 50_000
 MAX_DAYS = 400
