@@ -5,24 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from .types import UTCDateTime, utcnow
 
 
 class MicrosoftTenant(SQLModel, table=True):
-    """The Microsoft tenant (Entra ID directory) an organisation's Microsoft subscriptions belong to.
+    """The Microsoft tenant (Entra ID directory) an organisation says its Microsoft subscriptions
+    belong to: its initial ``…onmicrosoft.com`` ``domain`` or its ``tenant_id`` (GUID), lower case.
 
-    One per organisation (``org_id`` unique), and a tenant belongs to one customer: ``domain`` (its
-    initial ``…onmicrosoft.com`` domain, lower case) and ``tenant_id`` (its GUID, lower case) are
-    unique where set, so nobody can claim a tenant another customer has linked. ``agreement_*``:
-    who accepted the Microsoft Customer Agreement for the organisation, their e-mail and when
-    (Partner Center records the same acceptance)."""
+    One per organisation (``org_id`` unique). It is a **claim** until Microsoft confirms it
+    (``verified_at``): the panel cannot prove who controls a tenant, so a claim locks nobody out —
+    several customers may claim one tenant, and none of them is told of the others.
+    ``agreement_*``: the member who accepted the Microsoft Customer Agreement for the organisation
+    (the acting user: their name and verified e-mail) and when."""
+
+    __table_args__ = (Index("ix_microsofttenant_domain", "domain"), Index("ix_microsofttenant_tenant", "tenant_id"))
 
     id: Optional[int] = Field(default=None, primary_key=True)
     org_id: int = Field(foreign_key="organisation.id", unique=True)
-    domain: Optional[str] = Field(default=None, max_length=255, unique=True)
-    tenant_id: Optional[str] = Field(default=None, max_length=36, unique=True)
+    domain: Optional[str] = Field(default=None, max_length=255)
+    tenant_id: Optional[str] = Field(default=None, max_length=36)
+    verified_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)  # confirmed by Microsoft
     linked_by: Optional[int] = Field(default=None, foreign_key="user.id")
     linked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     agreement_name: str = Field(max_length=255)

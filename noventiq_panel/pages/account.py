@@ -114,6 +114,10 @@ def tenant_card() -> rx.Component:
     linked = rx.vstack(
         info_row("account.tenant.reference", AccountState.tenant["reference"]),
         rx.text(AccountState.tenant["accepted"], size="2", color=rx.color("gray", 11), id="tenant-accepted"),
+        rx.cond(AccountState.tenant["verified"] == "",
+                rx.callout(T("account.tenant.unverified"), icon="info", size="1", color_scheme="amber", width="100%",
+                           id="tenant-unverified"),
+                rx.fragment()),
         spacing="2", width="100%", id="tenant-linked",
     )
     form = rx.form(
@@ -121,10 +125,6 @@ def tenant_card() -> rx.Component:
             hint("account.tenant.hint"),
             rx.input(name="tenant", id="tenant-reference", placeholder="contoso.onmicrosoft.com", required=True,
                      width="100%", aria_label=T("account.tenant.reference")),
-            rx.input(name="agreement_name", id="tenant-agreement-name", required=True, width="100%",
-                     placeholder=T("account.tenant.agreement_name"), aria_label=T("account.tenant.agreement_name")),
-            rx.input(name="agreement_email", id="tenant-agreement-email", type="email", required=True, width="100%",
-                     placeholder=T("account.tenant.agreement_email"), aria_label=T("account.tenant.agreement_email")),
             rx.hstack(
                 rx.checkbox(name="accepted", id="tenant-accept"),
                 rx.text(T("account.tenant.accept"), " ",

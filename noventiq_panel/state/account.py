@@ -80,6 +80,7 @@ class AccountState(BaseState):
         lang = self._lang
         self.tenant = {} if tenant is None else {
             "reference": tenant.domain or tenant.tenant_id,
+            "verified": flag(tenant.verified),
             "accepted": self._t("account.tenant.accepted_by", name=tenant.agreement_name,
                                 email=tenant.agreement_email,
                                 at=fmt_datetime(tenant.agreement_accepted_at, lang, d.timezone, format="short")),
@@ -149,8 +150,6 @@ class AccountState(BaseState):
         """Link the organisation's Microsoft tenant and accept the Microsoft Customer Agreement."""
         try:
             await self._act(microsoft_tenant.link, form_text(form, "tenant", 255),
-                            agreement_name=form_text(form, "agreement_name", 255),
-                            agreement_email=form_text(form, "agreement_email", 254),
                             accepted=form.get("accepted") == "on" if isinstance(form, dict) else False)
             await self._reload()
         except DomainError as exc:

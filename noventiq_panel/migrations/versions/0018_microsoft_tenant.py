@@ -1,5 +1,5 @@
-"""an organisation's Microsoft tenant (its initial domain or tenant id, each linked to one customer)
-and who accepted the Microsoft Customer Agreement, with their e-mail and when
+"""an organisation's Microsoft tenant (its initial domain or tenant id: a claim until Microsoft
+confirms it) and who accepted the Microsoft Customer Agreement, with their e-mail and when
 
 Revision ID: 0018
 Revises: 0017
@@ -24,6 +24,7 @@ def upgrade() -> None:
     sa.Column('org_id', sa.Integer(), nullable=False),
     sa.Column('domain', sa.String(length=255), nullable=True),
     sa.Column('tenant_id', sa.String(length=36), nullable=True),
+    sa.Column('verified_at', noventiq_panel.models.types.UTCDateTime(), nullable=True),
     sa.Column('linked_by', sa.Integer(), nullable=True),
     sa.Column('linked_at', noventiq_panel.models.types.UTCDateTime(), nullable=False),
     sa.Column('agreement_name', sa.String(length=255), nullable=False),
@@ -32,11 +33,13 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['linked_by'], ['user.id'], ),
     sa.ForeignKeyConstraint(['org_id'], ['organisation.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('domain'),
-    sa.UniqueConstraint('org_id'),
-    sa.UniqueConstraint('tenant_id')
+    sa.UniqueConstraint('org_id')
     )
+    op.create_index('ix_microsofttenant_domain', 'microsofttenant', ['domain'])
+    op.create_index('ix_microsofttenant_tenant', 'microsofttenant', ['tenant_id'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_microsofttenant_tenant', table_name='microsofttenant')
+    op.drop_index('ix_microsofttenant_domain', table_name='microsofttenant')
     op.drop_table('microsofttenant')

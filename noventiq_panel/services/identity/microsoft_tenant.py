@@ -8,14 +8,19 @@ on the account page (Partner Center asks for the same acceptance when the connec
 
 Rules:
 - One tenant per organisation; changing it is support's work (a linked tenant holds subscriptions).
-- A tenant belongs to one customer: a domain or tenant id another organisation has linked is
-  refused with the same message whatever the other organisation is (nothing about it is told), so
-  a tenant cannot be squatted by a customer who only knows its name. The database enforces it too
-  (unique columns), so two customers linking one tenant at once cannot both succeed.
-- The agreement must be accepted explicitly; the name and the e-mail are checked like a user's.
+- A link is a **claim** until Microsoft confirms it (``verified_at``; the Partner Center connector
+  will: the customer's reseller relationship and agreement are checked there). The panel cannot
+  prove who controls a tenant (no sign-in with the tenant's administrator yet), so a claim must
+  not lock anyone out: several customers may claim one tenant, by its domain or its id, and
+  nobody is told that someone else did (no "taken" answer to probe with). First come, first
+  served would let a sign-up squat a real company's tenant for good (review of abe7de3).
+- The agreement is accepted by the acting member, explicitly: their name and verified e-mail are
+  recorded, never a name typed for someone else.
+- A deactivated organisation links nothing.
 
-Not built yet (README, issue 18): creating a new tenant (domain availability through Partner
-Center), and asking for the tenant in the first Microsoft order.
+Not built yet (README, issue 18): confirming a claim (Partner Center, or a Microsoft sign-in of
+the tenant's administrator), creating a new tenant (domain availability through Partner Center),
+and asking for the tenant in the first Microsoft order.
 """
 
 from __future__ import annotations
@@ -29,15 +34,15 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from noventiq_panel.models import MicrosoftTenant, User
+from noventiq_panel.models import MicrosoftTenant, Organisation, User
 from noventiq_panel.services.core import audit, authz, clock
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict, InvalidInput
-from noventiq_panel.services.identity import validation
 
 INITIAL_DOMAIN = "onmicrosoft.com"
 # the domain's first label as DNS allows it (letters, digits, inner hyphens; at most 63)
 _PREFIX = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class TenantView:
     agreement_name: str
     agreement_email: str
     agreement_accepted_at: datetime
+    verified: bool  # confirmed by Microsoft (until then a claim)
 
 
 def parse_reference(raw: Any) -> tuple[str | None, str | None]:
@@ -57,11 +63,8 @@ def parse_reference(raw: Any) -> tuple[str | None, str | None]:
     value = raw.strip().lower() if isinstance(raw, str) else ""
     if len(value) > 255 or not value:
         raise InvalidInput("the tenant's domain or id is required", field="tenant", key="error.tenant.reference")
-    try:
-        if len(value) == 36:
-            return None, str(uuid.UUID(value))
-    except ValueError:
-        pass
+    if _GUID.fullmatch(value) and value.strip("0-"):  # the canonical spelling; not the nil GUID
+        return None, str(uuid.UUID(value))
     prefix, dot, rest = value.partition(".")
     if dot and rest == INITIAL_DOMAIN and _PREFIX.fullmatch(prefix):
         return value, None
@@ -79,42 +82,41 @@ def tenant_of(session: Session, actor: Actor | None) -> TenantView | None:
     return TenantView(domain=row.domain or "", tenant_id=row.tenant_id or "", linked_at=row.linked_at,
                       linked_by=(user.name or user.email) if user else "",
                       agreement_name=row.agreement_name, agreement_email=row.agreement_email,
-                      agreement_accepted_at=row.agreement_accepted_at)
+                      agreement_accepted_at=row.agreement_accepted_at, verified=row.verified_at is not None)
 
 
 def has_tenant(session: Session, org_id: int) -> bool:
     return session.exec(select(MicrosoftTenant.id).where(MicrosoftTenant.org_id == org_id)).first() is not None
 
 
-def link(session: Session, actor: Actor | None, reference: Any, *, agreement_name: Any, agreement_email: Any,
-         accepted: Any, now: datetime | None = None) -> TenantView:
-    """Link the organisation's existing Microsoft tenant and record the acceptance of the Microsoft
-    Customer Agreement (Owner/Administrator). Commits; nothing is written on error."""
+def link(session: Session, actor: Actor | None, reference: Any, *, accepted: Any,
+         now: datetime | None = None) -> TenantView:
+    """Claim the organisation's existing Microsoft tenant and accept, as the acting member, the
+    Microsoft Customer Agreement (Owner/Administrator). Commits; nothing is written on error."""
     now = clock.aware(now) if now else clock.utcnow()
     access = authz.can_write(session, actor)
     domain, tenant_id = parse_reference(reference)
-    name = validation.validate_name(agreement_name, field="agreement_name", key="error.tenant.agreement_name")
-    email = validation.normalize_email(agreement_email)
     if accepted is not True:
         raise InvalidInput("the Microsoft Customer Agreement must be accepted", field="accepted",
                            key="error.tenant.agreement")
     try:
+        org = session.get(Organisation, access.org_id)
+        if org is None or not org.is_active:
+            raise Conflict("the organisation is deactivated", key="error.tenant.org_inactive")
         if has_tenant(session, access.org_id):
             raise Conflict("the organisation has a Microsoft tenant already", key="error.tenant.already_linked")
-        same = MicrosoftTenant.domain == domain if domain else MicrosoftTenant.tenant_id == tenant_id
-        taken = session.exec(select(MicrosoftTenant.id).where(same)).first()
-        if taken is not None:
-            raise Conflict("this tenant is linked to another customer", key="error.tenant.taken")
-        session.add(MicrosoftTenant(org_id=access.org_id, domain=domain, tenant_id=tenant_id, linked_by=access.user_id,
-                                    linked_at=now, agreement_name=name, agreement_email=email,
+        user = session.get(User, access.user_id)
+        name = user.name or user.email
+        session.add(MicrosoftTenant(org_id=access.org_id, domain=domain, tenant_id=tenant_id, linked_by=user.id,
+                                    linked_at=now, agreement_name=name, agreement_email=user.email,
                                     agreement_accepted_at=now))
         session.flush()
         audit.record(session, access.actor, "microsoft.tenant_linked", created_at=now, domain=domain or "",
-                     tenant_id=tenant_id or "", agreement_name=name, agreement_email=email)
+                     tenant_id=tenant_id or "", agreement_name=name, agreement_email=user.email)
         session.commit()
-    except IntegrityError:  # linked at the same moment by another request (this or another customer)
+    except IntegrityError:  # the organisation linked one at the same moment (another request)
         session.rollback()
-        raise Conflict("this tenant is linked already", key="error.tenant.taken") from None
+        raise Conflict("the organisation has a Microsoft tenant already", key="error.tenant.already_linked") from None
     except BaseException:
         session.rollback()
         raise
