@@ -428,8 +428,11 @@ def test_cli_sets_the_requisites_of_an_organisation(session):
     session.expire_all()
     again = session.get(Organisation, o.id)
     assert again.contract_date == date(2026, 1, 15) and again.bank_mfo == "00873"
+    session.close()  # end the read (SQLite write lock): the CLI below must meet the check, not the lock
     result = CliRunner().invoke(main, ["org", "set-requisites", str(o.id), "--bank-mfo", "123"])
-    assert result.exit_code != 0
+    assert result.exit_code != 0 and "bank_mfo" in result.output, result.output
+    session.expire_all()
+    assert session.get(Organisation, o.id).bank_mfo == "00873"  # nothing changed
 
 
 # ---------------------------------------------------------------- the jobs
