@@ -5,34 +5,19 @@ out; the acting member accepts the agreement; a deactivated organisation links n
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 import pytest
-from sqlmodel import func, select
 
-from noventiq_panel.models import MicrosoftTenant, Organisation, Role
+from noventiq_panel.models import Organisation, Role
 from noventiq_panel.services.core.errors import Conflict, Forbidden
-from noventiq_panel.services.identity import microsoft_tenant as mt
 
 from tests import factories as f
+from tests.services.identity.test_microsoft_tenant import _link, _tenants
 
-AT = datetime(2026, 12, 6, 9, tzinfo=timezone.utc)
 # romashka.onmicrosoft.com's tenant id, as Microsoft's public OpenID metadata
 # (login.microsoftonline.com/romashka.onmicrosoft.com/v2.0/.well-known/openid-configuration) tells it
 ROMASHKA = "romashka.onmicrosoft.com"
 ROMASHKA_ID = "6f1c2a0e-3b4d-4c5e-9f60-718293a4b5c6"
-
-
-def _link(session, actor, reference=ROMASHKA, **kw):
-    values = dict(accepted=True, now=AT)
-    values.update(kw)
-    return mt.link(session, actor, reference, **values)
-
-
-def _tenants(session) -> int:
-    n = session.exec(select(func.count()).select_from(MicrosoftTenant)).one()
-    session.rollback()
-    return n
 
 
 def test_one_tenant_claimed_through_its_domain_and_its_tenant_id_stays_two_unconfirmed_claims(session):

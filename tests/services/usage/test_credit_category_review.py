@@ -16,7 +16,8 @@ from noventiq_panel.services.reporting.filters import OTHER
 from noventiq_panel.services.usage import anomalies as an
 from noventiq_panel.services.usage import focus_export, rating, usage_import
 from tests import factories as f
-from tests.services.analytics_helpers import REF_A, rate, world
+from tests.services.analytics_helpers import REF_A, world
+from tests.services.usage.test_credit_review import focus as credit_focus
 from tests.services.usage_world import payg_sub, payg_world, set_rates, tashkent
 
 D = Decimal
@@ -25,16 +26,8 @@ D = Decimal
 # -- helpers ------------------------------------------------------------------------------------
 
 def focus(*rows: dict) -> io.StringIO:
-    base = {"ChargePeriodStart": "2025-01-10T00:00:00Z", "ChargePeriodEnd": "2025-01-10T01:00:00Z",
-            "BilledCost": "0", "BillingCurrency": "USD", "SubAccountId": REF_A, "ChargeCategory": "Usage",
-            "ChargeDescription": "x", "ServiceName": "Virtual Machines", "ConsumedQuantity": "1"}
-    out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=list(base), lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({**base, **r})
-    out.seek(0)
-    return out
+    """test_credit_review's FOCUS file, with a service and a consumed quantity on every row."""
+    return credit_focus(*({"ServiceName": "Virtual Machines", "ConsumedQuantity": "1", **r} for r in rows))
 
 
 def daily(session, sub, day: date, cost: Decimal, *, service="Virtual Machines", group="rg-web",

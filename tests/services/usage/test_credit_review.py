@@ -23,7 +23,8 @@ def focus(*rows: dict) -> io.StringIO:
             "BilledCost": "0", "BillingCurrency": "USD", "SubAccountId": REF_A, "ChargeCategory": "Usage",
             "ChargeDescription": "x", "ConsumedQuantity": "NULL"}
     out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=list(base), lineterminator="\n")
+    names = list(dict.fromkeys([*base, *(k for r in rows for k in r)]))  # a row may add a column
+    w = csv.DictWriter(out, fieldnames=names, restval="", lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({**base, **r})
