@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from noventiq_panel.models import Membership, User
 
-from tests.e2e.helpers import expected_balance, latest_mail, link_in, new_page, shot, sign_in, text_of
+from tests.e2e.helpers import expected_balance, latest_mail, link_in, new_page, org_of, shot, sign_in, text_of
 
 
 def _membership(db, email: str) -> Membership:
@@ -144,6 +144,23 @@ def test_an_owner_links_the_microsoft_tenant_and_accepts_the_agreement(page, db)
     prefix = f"t{uuid.uuid4().hex[:12]}"
     user = register_verified(db, email=email, password=PASSWORD, name="Ильхом Каримов",
                              org_name=f"ООО «Тенант {uuid.uuid4().hex[:6]}»", ip="")
+    # the organisation's Financial manager reads it, nothing to link yet: a plain note, no form
+    from noventiq_panel.models import Organisation, Role
+    from noventiq_panel.services.identity.auth import hash_password
+    from tests import factories as f
+
+    org, _role = org_of(db, email)
+    finance_email = f"tenant-cfo-{uuid.uuid4().hex[:8]}@example.com"
+    with Session(db) as s:
+        f.user(s, s.get(Organisation, org.id), role=Role.FINANCE, email=finance_email, name="Нодира Азимова",
+               password_hash=hash_password(PASSWORD))
+    sign_in(page, finance_email)
+    page.goto("/account")
+    expect(page.locator("#tenant-none")).to_be_visible()
+    expect(page.locator("#tenant-form")).to_have_count(0)
+    shot(page, "account-tenant-finance-empty", "ru")
+    sign_out(page)
+
     sign_in(page, email)
     page.goto("/account")
     expect(page.locator("#tenant-form")).to_be_visible()
@@ -165,6 +182,15 @@ def test_an_owner_links_the_microsoft_tenant_and_accepts_the_agreement(page, db)
         row = s.exec(select(MicrosoftTenant).where(MicrosoftTenant.linked_by == user.id)).one()
         assert (row.domain, row.agreement_email) == (f"{prefix}.onmicrosoft.com", email)
     shot(page, "account-tenant", "ru")
+    sign_out(page)
+    sign_in(page, finance_email)  # and the Financial manager reads it, unchanged
+    page.goto("/account")
+    expect(page.locator("#tenant-accepted")).to_contain_text(f"Ильхом Каримов ({email})")
+    expect(page.locator("#tenant-form")).to_have_count(0)
+    shot(page, "account-tenant-finance", "ru")
+    sign_out(page)
+    sign_in(page, email)
+    page.goto("/account")
     page.set_viewport_size({"width": 390, "height": 844})
     shot(page, "account-tenant", "ru", phone=True)
     page.set_viewport_size({"width": 1280, "height": 900})
