@@ -7,6 +7,7 @@
     noventiq-panel rates set USD 2026-11-24 12171.03
     noventiq-panel outbox list               mail in the outbox (read set-password links there)
     noventiq-panel provisioning list|show|complete|reject   the queue of a vendor without an API
+    noventiq-panel tenants list|confirm                     Microsoft tenants to confirm
     noventiq-panel db current|upgrade|check|revision
 
 The database is the panel's (``REFLEX_DB_URL``, else the embedded SQLite file ``data/panel.db``).
@@ -38,5 +39,6 @@ main.add_command(billing.documents)
 main.add_command(usage.usage)
 main.add_command(ledger.ledger)
 main.add_command(provisioning.provisioning)
+main.add_command(provisioning.tenants)
 main.add_command(jobs.jobs)  # importing jobs also adds `rates fetch` to core's `rates` group
 from . import gateways  # noqa: E402,F401 - adds `payments reconcile` to billing's `payments` group

@@ -13,6 +13,7 @@ from ..components import (
     labelled,
     page_header, panel_page, read_only_note, section_card, step_dialog, tab_panel, table_box, when_loaded,
 )
+from ..components.tenant import tenant_admin_note, tenant_form
 from ..state.account import ROLES, AccountState
 from ..state.activity import CATEGORIES as ACTIVITY_CATEGORIES
 from ..state.activity import ActivityState
@@ -105,44 +106,22 @@ def details_tab() -> rx.Component:
     )
 
 
-MCA_URL = "https://www.microsoft.com/licensing/docs/customeragreement"
-
-
 def tenant_card() -> rx.Component:
     """The organisation's Microsoft tenant and who accepted the Microsoft Customer Agreement; an
-    Owner or Administrator links it here (the other roles read it)."""
+    Owner or Administrator links an existing one or asks for a new one here (the other roles read
+    it)."""
     linked = rx.vstack(
         info_row("account.tenant.reference", AccountState.tenant["reference"]),
         rx.text(AccountState.tenant["accepted"], size="2", color=rx.color("gray", 11), id="tenant-accepted"),
         rx.cond(AccountState.tenant["verified"] == "",
-                rx.callout(T("account.tenant.unverified"), icon="info", size="1", color_scheme="amber", width="100%",
-                           id="tenant-unverified"),
-                rx.fragment()),
+                rx.callout(rx.cond(AccountState.tenant["pending_new"] != "", T("account.tenant.pending_new"),
+                                   T("account.tenant.unverified")),
+                           icon="info", size="1", color_scheme="amber", width="100%", id="tenant-unverified"),
+                rx.text(T("account.tenant.verified"), size="2", color=rx.color("green", 11), id="tenant-verified")),
+        tenant_admin_note(AccountState),
         spacing="2", width="100%", id="tenant-linked",
     )
-    form = rx.form(
-        rx.vstack(
-            hint("account.tenant.hint"),
-            rx.input(name="tenant", id="tenant-reference", placeholder="contoso.onmicrosoft.com", required=True,
-                     width="100%", aria_label=T("account.tenant.reference")),
-            rx.hstack(
-                rx.checkbox(name="accepted", id="tenant-accept"),
-                rx.text(T("account.tenant.accept"), " ",
-                        rx.link(T("account.tenant.mca"), href=MCA_URL, is_external=True), size="2"),
-                align="start", spacing="2",
-            ),
-            rx.cond(AccountState.tenant_error != "",
-                    rx.callout(AccountState.tenant_error, icon="triangle-alert", color_scheme="red", size="1",
-                               width="100%", id="tenant-error"),
-                    rx.fragment()),
-            rx.button(T("account.tenant.link"), type="submit", id="tenant-submit"),
-            spacing="3", width="100%",
-        ),
-        on_submit=AccountState.link_tenant,
-        reset_on_submit=False,
-        width="100%",
-        id="tenant-form",
-    )
+    form = tenant_form(AccountState)
     return section_card(
         "account.tenant.title",
         rx.cond(AccountState.tenant.contains("reference"), linked,

@@ -8,10 +8,11 @@ from __future__ import annotations
 import reflex as rx
 
 from ..components import (
-    T, button_row, close_button, empty_box, error_callout, field_label, filter_bar, labelled, page_header,
+    T, back_button, button_row, close_button, empty_box, error_callout, field_label, filter_bar, labelled, page_header,
     panel_page, quote_confirm, search_form, step_dialog, when_loaded,
 )
 from ..components.layout import storefront_layout
+from ..components.tenant import tenant_admin_note, tenant_form
 from ..state.base import BaseState
 from ..state.catalog import CatalogState as S
 from ..state.guest_catalog import GuestOrderState as G
@@ -156,11 +157,28 @@ def order_confirm() -> rx.Component:
         T("catalog.order.summary", plan=p["plan"], quantity=p["quantity"]), p, "order",
         rx.cond(p["rate"] != "", rx.text(p["rate"], size="1", color=rx.color("gray", 11)), rx.fragment()),
         rx.text(T("catalog.order.available", amount=p["available"]), size="1", color=rx.color("gray", 11)),
+        tenant_admin_note(S),
         rx.cond(p["manual"] != "", rx.callout(p["manual"], icon="clock", color_scheme="amber", size="1", width="100%",
                                               id="order-manual"), rx.fragment()),
         error_callout(S.order_error, "order-changed"),
         on_back=S.order_back, confirm_key="catalog.order.confirm", on_confirm=S.confirm_order, busy=S.order_busy,
         shortfall=(S.request_order_invoice, S.order_invoice),
+    )
+
+
+def order_tenant() -> rx.Component:
+    """The first Microsoft order asks for the organisation's Microsoft tenant (or says it waits for
+    Microsoft's confirmation)."""
+    return rx.vstack(
+        rx.cond(S.order_tenant == "unconfirmed",
+                rx.callout(T("catalog.order.tenant_unconfirmed"), icon="clock", color_scheme="amber", size="1",
+                           width="100%", id="order-tenant-unconfirmed"),
+                rx.vstack(rx.callout(T("catalog.order.tenant_needed"), icon="info", size="1", width="100%",
+                                     id="order-tenant-needed"),
+                          tenant_form(S), spacing="3", width="100%")),
+        button_row(back_button(S.order_back), close_button("common.close"), margin_top="0"),
+        spacing="3",
+        width="100%",
     )
 
 
@@ -180,7 +198,8 @@ def order_done() -> rx.Component:
 def order_dialog() -> rx.Component:
     return step_dialog(
         T("catalog.order.title"),
-        rx.match(S.order_step, ("confirm", order_confirm()), ("done", order_done()), order_form()),
+        rx.match(S.order_step, ("tenant", order_tenant()), ("confirm", order_confirm()), ("done", order_done()),
+                 order_form()),
         description=S.order_product,
         max_width="32rem",
         open=S.order_open,

@@ -15,6 +15,7 @@ from babel.dates import get_timezone, get_timezone_gmt, get_timezone_location
 from noventiq_panel.services.identity import microsoft_tenant, organisations, two_factor, users
 from ..services.core.errors import DomainError, InvalidInput
 from .base import BaseState
+from .tenant import TenantStep
 from .formatting import flag, fmt_date, fmt_datetime, fmt_money
 from .inputs import form_text, parse_id
 
@@ -43,7 +44,7 @@ def _set_two_factor(session, actor, value: bool) -> bool:
     return two_factor.set_required(session, actor, value)
 
 
-class AccountState(BaseState):
+class AccountState(TenantStep, BaseState):
     loaded: bool = False
     tab: str = "details"
     details: dict[str, str] = {}
@@ -53,7 +54,6 @@ class AccountState(BaseState):
     saving: bool = False
     require_two_factor: bool = False
     tenant: dict[str, str] = {}  # the linked Microsoft tenant ({} when none)
-    tenant_error: str = ""
 
     @rx.event
     def set_tab(self, tab: str):
@@ -81,6 +81,7 @@ class AccountState(BaseState):
         self.tenant = {} if tenant is None else {
             "reference": tenant.domain or tenant.tenant_id,
             "verified": flag(tenant.verified),
+            "pending_new": flag(tenant.is_new and not tenant.verified),  # the operator creates it
             "accepted": self._t("account.tenant.accepted_by", name=tenant.agreement_name,
                                 email=tenant.agreement_email,
                                 at=fmt_datetime(tenant.agreement_accepted_at, lang, d.timezone, format="short")),
@@ -145,20 +146,8 @@ class AccountState(BaseState):
     async def _reload(self) -> None:
         self._show(*await self._act(_load))
 
-    @rx.event
-    async def link_tenant(self, form: dict):
-        """Link the organisation's Microsoft tenant and accept the Microsoft Customer Agreement."""
-        try:
-            await self._act(microsoft_tenant.link, form_text(form, "tenant", 255),
-                            accepted=form.get("accepted") == "on" if isinstance(form, dict) else False)
-            await self._reload()
-        except DomainError as exc:
-            self.tenant_error = self._error_text(exc)
-            return
-        except Exception as exc:  # noqa: BLE001
-            return self._fail(exc)
-        self.tenant_error = ""
-        return self._ok("account.tenant.linked")
+    async def _tenant_saved(self):
+        await self._reload()
 
     @rx.event
     async def save_details(self, form: dict):

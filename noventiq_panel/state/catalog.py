@@ -23,6 +23,7 @@ from .base import BaseState
 from .formatting import flag, fmt_money, text_date
 from .inputs import clean_text, parse_id
 from .parts import Search
+from .tenant import TenantStep
 from .subscriptions import model_label, quote_binding, shortfall_fields, shortfall_view, stale_quote
 
 
@@ -100,7 +101,7 @@ def _shortfall_invoice_order(session, actor, plan_id: int, quantity: str, trial_
     return invoices.request_shortfall_invoice(session, actor, q.shortfall, action).number
 
 
-class CatalogState(Search, BaseState):
+class CatalogState(TenantStep, Search, BaseState):
     # "" until load ran, "guest" (no session: the public storefront), "user" (signed in)
     mode: str = ""
     loaded: bool = False
@@ -112,7 +113,8 @@ class CatalogState(Search, BaseState):
 
     # the order dialog
     order_open: bool = False
-    order_step: str = "form"  # form | confirm | done
+    order_step: str = "form"  # form | tenant (the first Microsoft order) | confirm | done
+    order_tenant: str = ""  # what the order needs first: "missing" tenant, "unconfirmed" tenant
     order_product: str = ""
     order_variants: list[dict[str, str]] = []
     order_plan_id: str = ""
@@ -236,6 +238,8 @@ class CatalogState(Search, BaseState):
         self.order_step, self.order_error, self.order_preview = "form", "", {}
         self.order_sub_href, self.order_invoice = "", ""
         self._order_quote_id = self._order_amount = ""
+        self.order_tenant = self.tenant_error = self.tenant_domain_note = self.tenant_admin = ""
+        self.tenant_mode, self.tenant_prefix = "existing", ""
         self.order_open = True
 
     @rx.event
@@ -268,6 +272,9 @@ class CatalogState(Search, BaseState):
 
     @rx.event
     async def preview_order(self):
+        return await self._preview()
+
+    async def _preview(self):
         try:
             plan_id = parse_id(self.order_plan_id)
             q = await self._act(ordering.quote_order, plan_id, self.order_qty)
@@ -277,8 +284,13 @@ class CatalogState(Search, BaseState):
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         self._order_show(q)
-        self.order_step = "confirm"
+        self.order_tenant = q.tenant
+        self.order_step = "tenant" if q.tenant else "confirm"
         self.order_error = self.order_invoice = ""
+
+    async def _tenant_saved(self):
+        """The first Microsoft order's tenant is saved: the order's preview, again."""
+        return await self._preview()
 
     async def _order_requote(self, exc: DomainError):
         """The confirmation was refused as stale: a fresh preview of the same order, with the message."""

@@ -197,13 +197,19 @@ class OrgBuilder:
 
     def microsoft_tenant(self, domain: str, at: datetime, user: str = "owner") -> None:
         """The organisation's Microsoft tenant, linked by ``user`` who accepted the Microsoft
-        Customer Agreement then."""
+        Customer Agreement then, and confirmed by the operator an hour later (its id is derived
+        from the domain)."""
         who = self.users[user]
-        self.session.add(MicrosoftTenant(org_id=self.org.id, domain=domain, linked_by=who.id, linked_at=at,
-                                         agreement_name=who.name or who.email, agreement_email=who.email,
-                                         agreement_accepted_at=at))
-        self.audit("microsoft.tenant_linked", at, user=user, domain=domain, tenant_id="",
+        tenant_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, domain))
+        confirmed = at + timedelta(hours=1)
+        self.session.add(MicrosoftTenant(org_id=self.org.id, domain=domain, tenant_id=tenant_id, linked_by=who.id,
+                                         linked_at=at, verified_at=confirmed, agreement_name=who.name or who.email,
+                                         agreement_email=who.email, agreement_accepted_at=at,
+                                         agreement_confirmed_at=confirmed))
+        self.audit("microsoft.tenant_linked", at, user=user, domain=domain, tenant_id="", verified=False,
                    agreement_name=who.name or who.email, agreement_email=who.email)
+        self.audit("microsoft.tenant_confirmed", confirmed, user=None, domain=domain, tenant_id=tenant_id,
+                   operator="Оператор Noventiq")
 
     def sub_key(self, sub: Subscription) -> str:
         return next(k for k, s in self.subs.items() if s is sub)

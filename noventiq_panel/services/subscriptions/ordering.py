@@ -23,6 +23,7 @@ from noventiq_panel.services.core import audit, authz, clock, ledger, proration
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.errors import Conflict
 from noventiq_panel.services.core.money import parse_quantity
+from noventiq_panel.services.identity import microsoft_tenant
 from noventiq_panel.services.subscriptions import confirmation, credit_control, licences, provisioning
 from noventiq_panel.services.vendors import connector as vendor_api
 from noventiq_panel.services.subscriptions.context import (
@@ -106,6 +107,7 @@ def quote_order(session: Session, actor: Actor | None, plan_id, quantity, *, now
     quantity = order_quantity(info.plan, quantity)
     org = session.get(Organisation, access.org_id)
     quote = order_quote(session, org, info, quantity, now)
+    quote.tenant = microsoft_tenant.order_status(session, org.id, info.vendor.code)
     quote.quote_id = confirmation.issue(session, access, "order", _params(info.plan.id, quantity), quote.amount_due,
                                         org.billing_currency, now=now)
     session.commit()
@@ -138,6 +140,11 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
         if (done := confirmation.confirmed_before(session, access, "order", quote_id, params=_params(plan.id, quantity))) is not None:
             return Outcome.replayed(done)
         quote = order_quote(session, org, info, quantity, now)
+        # the first Microsoft order needs the tenant; an order already paid for (``_paid``) is not
+        # refused for it but waits in the queue, where the operator confirms the tenant
+        tenant = microsoft_tenant.order_status(session, org.id, vendor.code)
+        if not _paid:
+            microsoft_tenant.require_for_order(tenant)
         credit_control.require_deposit(session, org, plan, quote.fx_date)
         op = confirmation.begin(session, access, "order", quote_id, amount, params=_params(plan.id, quantity),
                                 amount_due=quote.amount_due, now=now, check_price=not _paid)
@@ -159,13 +166,15 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
         )
         session.add(sub)
         session.flush()
-        conn = vendor_api.connector_for(vendor.code)
+        conn = None if tenant else vendor_api.connector_for(vendor.code)
         if conn is None:  # a vendor without an API: the provisioning queue, the price reserved
             return _queued(session, op, access, org, sub, plan, product, vendor, quote, now)
         result = conn.provision(vendor_api.ProvisionRequest(
             org_id=org.id, subscription_id=sub.id, vendor_code=vendor.code, product_code=product.code,
             plan_code=plan.code, quantity=quantity, is_trial=is_trial, request_key=op.key("provision"),
-            catalog_item_id=plan.catalog_item_id or None))
+            catalog_item_id=plan.catalog_item_id or None,
+            customer_tenant_id=microsoft_tenant.tenant_id_of(session, org.id) if microsoft_tenant.required_for(
+                vendor.code) else None))
         sub.vendor_ref = result.vendor_ref
         if result.active:
             sub.status = S.TRIAL if is_trial else S.ACTIVE

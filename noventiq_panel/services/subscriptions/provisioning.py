@@ -58,6 +58,7 @@ from noventiq_panel.services.core import audit, clock, ledger, proration
 from noventiq_panel.services.catalog import catalog
 from noventiq_panel.services.core.authz import Access, Actor
 from noventiq_panel.services.core.errors import Conflict, InvalidInput, NotFound
+from noventiq_panel.services.identity import microsoft_tenant
 from noventiq_panel.services.notify import notifications
 from noventiq_panel.services.subscriptions import lapse, licences
 from noventiq_panel.services.subscriptions.context import (
@@ -215,6 +216,22 @@ class TaskView:
     done_by: str
     vendor_ref: str
     reason: str
+    tenant: str = ""  # a Microsoft task: the organisation's tenant, as the operator must handle it
+
+
+def _tenant_note(session: Session, t: ProvisioningTask, org: Organisation | None) -> str:
+    if org is None or not microsoft_tenant.required_for(t.vendor_code):
+        return ""
+    view = microsoft_tenant.tenant_of_org(session, org.id)
+    if view is None:
+        return "none yet: the customer links or asks for it on the account page"
+    name = view.domain or view.tenant_id
+    if view.verified:
+        return f"{name} ({view.tenant_id}), confirmed"
+    what = (f"NEW: create {name} for {org.name!r}, tax id {org.tax_id}, {org.address}, phone {org.phone}"
+            if view.is_new else f"{name}, claimed by the customer: check it is our customer")
+    return (f"{what}; agreement accepted by {view.agreement_name} <{view.agreement_email}> "
+            f"{view.agreement_accepted_at:%Y-%m-%d %H:%M} UTC; complete with --tenant-id")
 
 
 def _view(session: Session, t: ProvisioningTask) -> TaskView:
@@ -224,7 +241,7 @@ def _view(session: Session, t: ProvisioningTask) -> TaskView:
                     subscription_name=(sub.name if sub else ""), vendor_code=t.vendor_code, action=t.action,
                     params=dict(t.params or {}), status=t.status, reserved=t.reserved, currency=t.currency,
                     requested_at=t.requested_at, done_at=t.done_at, done_by=t.done_by, vendor_ref=t.vendor_ref,
-                    reason=t.reason)
+                    reason=t.reason, tenant=_tenant_note(session, t, org) if t.action == "order" else "")
 
 
 def count_tasks(session: Session, *, status: str | None = TaskStatus.OPEN) -> int:
@@ -304,12 +321,13 @@ def _operator(name: str) -> str:
     return name[:255]
 
 
-def complete(session: Session, task_id, *, vendor_ref: str = "", operator: str,
+def complete(session: Session, task_id, *, vendor_ref: str = "", operator: str, tenant_id: str = "",
              now: datetime | None = None) -> TaskView:
     """The operator has done the task at the vendor. An order: the subscription becomes active
     with ``vendor_ref`` (required), its term starting now, the reserved amount is charged once and
-    the licences' cancellation window opens; the customer is mailed. Commits; nothing changes on
-    error."""
+    the licences' cancellation window opens; the customer is mailed. A Microsoft order also
+    confirms the organisation's tenant the operator ordered into (``tenant_id``, required while the
+    tenant is a claim). Commits; nothing changes on error."""
     now = clock.aware(now) if now else clock.utcnow()
     operator = _operator(operator)
     vendor_ref = (vendor_ref or "").strip()
@@ -326,6 +344,8 @@ def complete(session: Session, task_id, *, vendor_ref: str = "", operator: str,
             if not vendor_ref:
                 raise InvalidInput("an order needs the vendor's reference", field="vendor_ref",
                                    key="error.provisioning.vendor_ref")
+            if microsoft_tenant.required_for(task.vendor_code):
+                _confirm_tenant(session, org, tenant_id, operator, now)
             _activate(session, task, org, sub, plan, product, vendor_ref, now)
         else:
             if vendor_ref and not sub.vendor_ref:
@@ -343,6 +363,16 @@ def complete(session: Session, task_id, *, vendor_ref: str = "", operator: str,
                   "refunded": refunded or None, "currency": org.billing_currency},
                  dedupe_key=f"provisioning_done:{task.id}", now=now)
     return get_task(session, tid)
+
+
+def _confirm_tenant(session: Session, org: Organisation, tenant_id: str, operator: str, now: datetime) -> None:
+    """A Microsoft order went into the organisation's tenant: confirmed now, if it was a claim."""
+    if not (tenant_id or "").strip():
+        if microsoft_tenant.tenant_id_of(session, org.id):
+            return
+        raise InvalidInput("a Microsoft order confirms the organisation's tenant: give its tenant id",
+                           field="tenant_id", key="error.provisioning.tenant_id")
+    microsoft_tenant.confirm_locked(session, org.id, tenant_id, operator=operator, now=now)
 
 
 def _confirmed(session: Session, task: ProvisioningTask, org: Organisation, sub: Subscription,

@@ -84,6 +84,9 @@ class OrderQuote(_Result):
     shortfall: Decimal  # 0 when the balance covers price_now
     quote_id: str | None = None
     manual: bool = False  # a vendor without an API: price_now is reserved until the vendor activates
+    # what the order still needs from the customer (microsoft_tenant.order_status): "" nothing,
+    # "missing" the Microsoft tenant, "unconfirmed" Microsoft's confirmation of it
+    tenant: str = ""
 
     @property
     def amount_due(self) -> Decimal:

@@ -11,7 +11,8 @@ subscription services put the order or change in the provisioning queue
 "activated" without a vendor having done it.
 
 Connectors are registered when the process first asks for one (:func:`connector_for`), from the
-configuration: ``PANEL_CONNECTORS`` names ``module:function`` entries, each called with
+configuration: Partner Center for the vendor ``microsoft`` when ``PANEL_PARTNER_CENTER_*`` is set
+(``partner_center.py``), and ``PANEL_CONNECTORS`` names ``module:function`` entries, each called with
 :func:`register` as its argument (a site's own connectors; the end-to-end tests plug their test
 double in this way).
 """
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
+from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from noventiq_panel.config import get_settings
@@ -70,7 +72,59 @@ class VendorConnector(Protocol):
     def set_auto_renew(self, vendor_ref: str, on: bool) -> None: ...
 
 
+@dataclass(frozen=True)
+class CustomerDetails:
+    """What create-a-customer needs. ``tax_id`` is the organisation's registration number (ИНН/STIR),
+    required by Microsoft for Uzbekistan; ``phone`` is required for UZ too (error 600051)."""
+
+    domain_prefix: str  # <prefix>.onmicrosoft.com
+    company_name: str
+    email: str
+    phone: str
+    first_name: str
+    last_name: str
+    address_line1: str
+    city: str
+    postal_code: str = ""
+    state: str = ""
+    country: str = "UZ"
+    tax_id: str = ""
+    culture: str = "en-US"
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class CustomerRef:
+    tenant_id: str
+    domain: str
+    company_name: str = ""
+    # Only when the customer was just created: the admin account Microsoft made (shown once).
+    admin_user: str = ""
+    admin_password: str = field(default="", repr=False)
+
+
+@runtime_checkable
+class TenantDirectory(Protocol):
+    """A connector that also keeps its customers' tenants (Microsoft Partner Center): the panel asks
+    it whether a new tenant's domain is free, creates the tenant, finds an existing one among the
+    reseller's customers, and confirms the customer's acceptance of the Microsoft Customer
+    Agreement (``services/identity/microsoft_tenant.py``)."""
+
+    def domain_available(self, prefix: str) -> bool: ...
+
+    def create_customer(self, details: CustomerDetails) -> CustomerRef: ...
+
+    def get_customer(self, tenant_id_or_domain: str) -> CustomerRef: ...
+
+    def accept_customer_agreement(self, tenant_id: str, first_name: str, last_name: str, email: str, phone: str,
+                                  accepted_at: datetime) -> None: ...
+
+
 log = logging.getLogger(__name__)
+
+MICROSOFT = "microsoft"  # the catalog's vendor code of Microsoft's products (CSP: Partner Center)
+# loaded by name like a site's own connectors (the connector module stays below its implementations)
+PARTNER_CENTER = "noventiq_panel.services.vendors.partner_center:register_configured"
 
 _registry: dict[str, VendorConnector] = {}
 _loaded = False
@@ -93,7 +147,10 @@ def _load_configured() -> None:
     if _loaded:
         return
     _loaded = True
-    for entry in filter(None, (e.strip() for e in get_settings().connectors.split(","))):
+    entries = [e.strip() for e in get_settings().connectors.split(",")]
+    if get_settings().partner_center_configured:  # PANEL_PARTNER_CENTER_TENANT_ID, _APP_ID, _SECRET
+        entries.insert(0, PARTNER_CENTER)
+    for entry in filter(None, entries):
         module, _, function = entry.partition(":")
         getattr(importlib.import_module(module), function or "register")(register)
         log.warning("vendor connectors registered by %s", entry)
@@ -103,3 +160,10 @@ def connector_for(vendor_code: str | None) -> VendorConnector | None:
     """The vendor's registered connector; None: a manual vendor (the provisioning queue)."""
     _load_configured()
     return _registry.get(vendor_code or "") or _registry.get("*")
+
+
+def tenant_directory() -> TenantDirectory | None:
+    """Microsoft's connector when it keeps the customers' tenants (Partner Center); None: tenants
+    are created and confirmed by the operator (the provisioning queue)."""
+    conn = connector_for(MICROSOFT)
+    return conn if isinstance(conn, TenantDirectory) else None

@@ -90,7 +90,7 @@ from noventiq_panel.services.core.errors import (
     VendorRefused,
     VendorUnavailable,
 )
-from noventiq_panel.services.vendors.connector import ProvisionRequest, ProvisionResult
+from noventiq_panel.services.vendors.connector import CustomerDetails, CustomerRef, ProvisionRequest, ProvisionResult
 
 DEFAULT_BASE_URL = "https://api.partnercenter.microsoft.com/v1/"
 SCOPE = "https://api.partnercenter.microsoft.com/.default"
@@ -131,6 +131,11 @@ class PartnerCenterSettings:
             timeout=s.partner_center_timeout,
             max_retries=s.partner_center_max_retries,
         )
+
+
+def register_configured(register: Callable[[str, Any], None]) -> None:
+    """Partner Center for the vendor ``microsoft`` (``connector.MICROSOFT``), from the settings."""
+    register("microsoft", PartnerCenterConnector.from_env())
 
 
 def configured() -> bool:
@@ -180,37 +185,6 @@ def split_vendor_ref(ref: str) -> tuple[str, str]:
     if not sep or not customer or not subscription or "/" in subscription:
         raise InvalidInput(f"not a Partner Center reference: {ref!r}", field="vendor_ref", key="error.vendor_ref_invalid")
     return customer, subscription
-
-
-@dataclass(frozen=True)
-class CustomerDetails:
-    """What create-a-customer needs. ``tax_id`` is the organisation's registration number (ИНН/STIR),
-    required by Microsoft for Uzbekistan; ``phone`` is required for UZ too (error 600051)."""
-
-    domain_prefix: str  # <prefix>.onmicrosoft.com
-    company_name: str
-    email: str
-    phone: str
-    first_name: str
-    last_name: str
-    address_line1: str
-    city: str
-    postal_code: str = ""
-    state: str = ""
-    country: str = "UZ"
-    tax_id: str = ""
-    culture: str = "en-US"
-    language: str = "en"
-
-
-@dataclass(frozen=True)
-class CustomerRef:
-    tenant_id: str
-    domain: str
-    company_name: str = ""
-    # Only when the customer was just created: the admin account Microsoft made (shown once).
-    admin_user: str = ""
-    admin_password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
