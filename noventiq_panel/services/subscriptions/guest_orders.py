@@ -243,7 +243,7 @@ def guest_order(session: Session, *, email, name, org_name, tax_id, plan_id, qua
                 result.mails.append("invoice_to_pay")
             else:
                 outcome = ordering.order(inner, actor, plan.id, q.quantity, quote_id=q.quote_id,
-                                         amount=str(q.amount_due), now=now)
+                                         amount=str(q.amount_due), now=now, tenant_later=True)
                 result.subscription_id = outcome.subscription_id
                 result.status = outcome.status
                 if q.is_trial and q.trial_ends_at:

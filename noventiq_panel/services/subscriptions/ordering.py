@@ -119,7 +119,8 @@ def _params(plan_id: int, quantity: int) -> dict:
 
 
 def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_convert: bool = False,
-          quote_id: str | None = None, amount=None, now: datetime | None = None, _paid: bool = False) -> Outcome:
+          quote_id: str | None = None, amount=None, now: datetime | None = None, _paid: bool = False,
+          tenant_later: bool = False) -> Outcome:
     """Order a subscription of ``quantity`` seats of the plan (Owner/Admin).
 
     The first billing period is charged at once; prepaid organisations need the balance to cover
@@ -128,6 +129,12 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
     confirmation returns the first result (``confirmation``); the charge's key is
     ``op:<operation id>:charge``. Trials: ``trial_convert`` = become the paid plan when the trial
     ends. ``_paid``: a paid shortfall invoice completes the order (``pending_actions``).
+
+    The first Microsoft order needs the organisation's Microsoft tenant (``microsoft_tenant``):
+    refused without it, and refused through a connector until it is confirmed. An order that
+    cannot wait for the customer (``_paid``: paid for already; ``tenant_later``: a visitor's first
+    order) is not refused for it: it waits in the provisioning queue, where the operator confirms
+    the tenant.
     """
     now = utc_now(now)
     with atomic(session):
@@ -143,7 +150,7 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
         # the first Microsoft order needs the tenant; an order already paid for (``_paid``) is not
         # refused for it but waits in the queue, where the operator confirms the tenant
         tenant = microsoft_tenant.order_status(session, org.id, vendor.code)
-        if not _paid:
+        if not (_paid or tenant_later):
             microsoft_tenant.require_for_order(tenant)
         credit_control.require_deposit(session, org, plan, quote.fx_date)
         op = confirmation.begin(session, access, "order", quote_id, amount, params=_params(plan.id, quantity),

@@ -316,3 +316,28 @@ def test_a_new_tenant_and_the_first_order_through_partner_center(session, partne
     assert sub.vendor_ref.startswith(created.tenant.tenant_id + "/")
     [cart] = [c for c in partner_center.calls("POST", "carts") if c.path.endswith("/carts")]
     assert f"customers/{created.tenant.tenant_id}/carts" in cart.path and cart.body["lineItems"][0]["quantity"] == 3
+
+
+# --- a visitor's first order: it cannot wait for a tenant the visitor cannot name yet ---------------
+
+
+def test_a_visitors_first_microsoft_order_is_kept_for_the_operator_not_refused(session, vendor_double):
+    from datetime import date
+
+    from noventiq_panel.services.billing import payments
+    from noventiq_panel.services.subscriptions import guest_orders
+
+    plans = _microsoft(session)
+    f.usd_rate(session, date(2020, 1, 1))
+    result = guest_orders.guest_order(session, email="ivan@newco.uz", name="Иван Петров", org_name="ООО «Новая»",
+                                      tax_id="301234567", plan_id=plans["basic-m"].id, quantity=2, ip="10.0.0.1",
+                                      now=AT)
+    assert result.status == "waiting_payment"  # paid by invoice: the order follows the payment
+    payments.confirm_payment(session, result.invoice_number, now=AT + timedelta(hours=1))
+    sub = session.exec(select(Subscription).where(Subscription.org_id == result.org_id)).one()
+    assert sub.status == "pending" and vendor_double.requests == []  # nothing ordered without a tenant
+    [task] = session.exec(select(ProvisioningTask).where(ProvisioningTask.org_id == result.org_id)).all()
+    assert task.action == "order" and "none yet" in provisioning.get_task(session, task.id).tenant
+    charged = session.exec(select(LedgerEntry).where(LedgerEntry.org_id == result.org_id,
+                                                     LedgerEntry.kind == "charge")).all()
+    assert charged == []  # reserved, charged only when the operator completes it
