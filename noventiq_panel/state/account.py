@@ -69,6 +69,7 @@ class AccountState(TenantStep, BaseState):
         tab = self.router.url.query_parameters.get("tab")
         if tab in ("details", "users", "activity"):
             self.tab = tab
+        self.tenant_admin = ""  # a new tenant's administrator password is shown once, never again
         try:
             details, members, tenant = await self._act(_load)
         except Exception as exc:  # noqa: BLE001

@@ -135,6 +135,7 @@ class CatalogState(TenantStep, Search, BaseState):
     async def load(self):
         params = self.router.url.query_parameters
         self.search = clean_text(params.get("q", ""))
+        self.order_open, self.tenant_admin = False, ""  # a page opened afresh: no dialog left open from before
         # The one page a visitor may see without signing in (issue 4, "the first online order").
         self.mode = "user" if await self._ctx() is not None else "guest"
         return await self._reload()

@@ -10,13 +10,14 @@ and verified e-mail and when are recorded and shown on the account page.
 Where the tenants are kept (``vendors.connector.tenant_directory``):
 - **Partner Center** configured: a new tenant's domain is checked for availability and the tenant
   is created there with the organisation's details (the tax id, which Microsoft requires for
-  Uzbekistan); an existing one is looked up among the reseller's customers. Either way it is then
-  confirmed (``verified_at``) and the agreement is passed on to Microsoft
+  Uzbekistan), confirmed (``verified_at``), and the agreement is passed on to Microsoft
   (``agreement_confirmed_at``; Microsoft takes it only with App+User credentials — without them
-  the operator confirms it in Partner Center).
-- **No directory** (the provisioning queue): the tenant stays a claim; the operator creates or
-  finds it at Microsoft while carrying out the first order, and confirms it then
-  (``provisioning complete --tenant-id``), or with ``tenants confirm``.
+  the operator confirms it in Partner Center). An existing tenant is never confirmed by looking it
+  up there: being one of the reseller's customers does not show that this customer controls it.
+- An existing tenant, and a new one without a directory (the provisioning queue), stay a claim;
+  the operator checks with the customer, creates or finds it at Microsoft, and confirms it
+  (``provisioning complete --tenant-id`` with the first order, or ``tenants confirm``). A tenant
+  id is confirmed for one organisation only.
 
 Rules:
 - One tenant per organisation; changing it is support's work (a linked tenant holds subscriptions).
@@ -32,6 +33,7 @@ Rules:
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -49,10 +51,11 @@ from noventiq_panel.services.core.errors import (
     InvalidInput,
     NotFound,
     Throttled,
-    VendorRefused,
     VendorUnavailable,
 )
 from noventiq_panel.services.vendors import connector as vendor_api
+
+log = logging.getLogger(__name__)
 
 INITIAL_DOMAIN = "onmicrosoft.com"
 # the domain's first label as DNS allows it (letters, digits, inner hyphens; at most 63)
@@ -232,26 +235,19 @@ def _commit(session: Session) -> None:
 
 def link(session: Session, actor: Actor | None, reference: Any, *, accepted: Any,
          now: datetime | None = None) -> TenantView:
-    """Link the organisation's existing Microsoft tenant and accept, as the acting member, the
-    Microsoft Customer Agreement (Owner/Administrator). With Partner Center the tenant is looked
-    up among the reseller's customers and confirmed when found; otherwise (or when Partner Center
-    does not answer) it stays a claim. Commits; nothing is written on error."""
+    """Claim the organisation's existing Microsoft tenant and accept, as the acting member, the
+    Microsoft Customer Agreement (Owner/Administrator). It stays a claim until the operator, who
+    checks with the customer that they control it, confirms it (:func:`confirm`). Commits;
+    nothing is written on error."""
     now = clock.aware(now) if now else clock.utcnow()
     domain, tenant_id = parse_reference(reference)
     try:
         access, _org, user = _begin(session, actor, accepted)
-        directory = vendor_api.tenant_directory()
-        verified = False
-        if directory is not None:
-            try:
-                found = directory.get_customer(tenant_id or domain)
-            except (NotFound, *_NO_ANSWER):
-                found = None
-            if found is not None and parse_tenant_id(found.tenant_id):
-                tenant_id, verified = parse_tenant_id(found.tenant_id), True
-                domain = (found.domain or "").lower() or domain
-        _save(session, access, user, now, domain=domain, tenant_id=tenant_id, verified=verified, is_new=False,
-              directory=directory)
+        # a claim, whatever the directory knows: that a tenant is one of the reseller's customers
+        # does not show that this customer controls it (review of 29c1d87), and asking would tell
+        # the customer whose tenant a reference is
+        _save(session, access, user, now, domain=domain, tenant_id=tenant_id, verified=False, is_new=False,
+              directory=None)
         _commit(session)
     except BaseException:
         session.rollback()
@@ -345,7 +341,9 @@ def _send_agreement(directory, row: MicrosoftTenant, org: Organisation | None, n
     try:
         directory.accept_customer_agreement(row.tenant_id, first, last, row.agreement_email,
                                             org.phone if org else "", row.agreement_accepted_at)
-    except (VendorRefused, *_NO_ANSWER):
+    except Exception:  # noqa: BLE001 - the tenant exists at Microsoft now: it must be recorded, whatever this says
+        log.warning("the Microsoft Customer Agreement of tenant %s was not confirmed at Partner Center", row.tenant_id,
+                    exc_info=True)
         return
     row.agreement_confirmed_at = now
 
@@ -385,6 +383,12 @@ def confirm_locked(session: Session, org_id: int, tenant_id: Any, *, operator: s
     row = _row(session, org_id)
     if row is None:
         raise NotFound(f"organisation {org_id} has no Microsoft tenant", key="error.tenant.none")
+    elsewhere = session.exec(select(MicrosoftTenant.org_id).where(
+        MicrosoftTenant.tenant_id == canonical, col(MicrosoftTenant.verified_at).is_not(None),
+        MicrosoftTenant.org_id != org_id)).first()
+    if elsewhere is not None:  # one tenant's subscriptions belong to one customer
+        raise Conflict(f"tenant {canonical} is confirmed for organisation {elsewhere}",
+                       key="error.tenant.confirmed_elsewhere", org_id=elsewhere)
     if row.verified_at is not None:
         if row.tenant_id != canonical:
             raise Conflict(f"organisation {org_id}'s tenant is confirmed as {row.tenant_id}",

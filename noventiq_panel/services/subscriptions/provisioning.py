@@ -229,7 +229,8 @@ def _tenant_note(session: Session, t: ProvisioningTask, org: Organisation | None
     if view.verified:
         return f"{name} ({view.tenant_id}), confirmed"
     what = (f"NEW: create {name} for {org.name!r}, tax id {org.tax_id}, {org.address}, phone {org.phone}"
-            if view.is_new else f"{name}, claimed by the customer: check it is our customer")
+            if view.is_new else f"{name}, claimed by the customer: check that they control it "
+            "(their administrator accepted our reseller invitation)")
     return (f"{what}; agreement accepted by {view.agreement_name} <{view.agreement_email}> "
             f"{view.agreement_accepted_at:%Y-%m-%d %H:%M} UTC; complete with --tenant-id")
 

@@ -171,11 +171,13 @@ def test_without_a_directory_the_operator_creates_the_tenant(session, manual_ven
 # --- an existing tenant ---------------------------------------------------------------------------
 
 
-def test_an_existing_tenant_the_directory_knows_is_confirmed_with_its_id(session, vendor_double):
+def test_an_existing_tenant_stays_a_claim_even_when_the_directory_knows_it(session, vendor_double):
+    """Being one of the reseller's customers does not show that this customer controls the tenant."""
     vendor_double.add_customer("romashka.onmicrosoft.com", GUID)
     _org_, owner = _org(session)
     view = mt.link(session, owner, "Romashka.onmicrosoft.com", accepted=True, now=AT)
-    assert (view.tenant_id, view.verified, view.agreement_confirmed) == (GUID, True, True)
+    assert (view.tenant_id, view.verified, view.agreement_confirmed) == ("", False, False)
+    assert vendor_double.calls == []  # not even asked: the answer would tell whose tenant it is
 
 
 def test_an_existing_tenant_the_directory_does_not_know_stays_a_claim(session, vendor_double):
