@@ -168,3 +168,16 @@ def register_verified(engine, **fields):
         s.refresh(user)
         s.expunge(user)
     return user
+
+
+def set_locale(engine, user_id: int, locale: str) -> None:
+    """The user's interface language, as the profile page stores it (takes effect at the next sign-in)."""
+    from sqlmodel import Session
+
+    from noventiq_panel.models import User
+
+    with Session(engine) as s:
+        u = s.get(User, user_id)
+        u.locale = locale
+        s.add(u)
+        s.commit()

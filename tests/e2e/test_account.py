@@ -138,7 +138,7 @@ def test_an_owner_links_the_microsoft_tenant_and_accepts_the_agreement(page, db)
     who accepted, with their e-mail and when, are shown."""
     from noventiq_panel.i18n import t
     from noventiq_panel.models import MicrosoftTenant
-    from tests.e2e.helpers import PASSWORD, register_verified, sign_out
+    from tests.e2e.helpers import PASSWORD, register_verified, set_locale, sign_out
 
     email = f"tenant-{uuid.uuid4().hex[:10]}@example.com"
     prefix = f"t{uuid.uuid4().hex[:12]}"
@@ -195,11 +195,7 @@ def test_an_owner_links_the_microsoft_tenant_and_accepts_the_agreement(page, db)
     shot(page, "account-tenant", "ru", phone=True)
     page.set_viewport_size({"width": 1280, "height": 900})
     for locale in ("en", "uz"):
-        with Session(db) as s:
-            u = s.get(User, user.id)
-            u.locale = locale
-            s.add(u)
-            s.commit()
+        set_locale(db, user.id, locale)
         sign_out(page)
         sign_in(page, email)
         page.goto("/account")

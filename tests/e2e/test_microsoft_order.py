@@ -16,7 +16,7 @@ import uuid
 from playwright.sync_api import expect
 from sqlmodel import Session, select
 
-from tests.e2e.helpers import PASSWORD, org_of, register_verified, shot, sign_in, sign_out
+from tests.e2e.helpers import PASSWORD, org_of, register_verified, set_locale, shot, sign_in, sign_out
 
 PLAN = "m365-bb-1m"
 
@@ -31,7 +31,7 @@ def _open_order(page, quantity: int = 2) -> None:
 
 def test_the_first_microsoft_order_asks_for_a_new_tenant_and_the_agreement(page, db):
     from noventiq_panel.i18n import t
-    from noventiq_panel.models import LedgerEntry, MicrosoftTenant, Subscription, User
+    from noventiq_panel.models import LedgerEntry, MicrosoftTenant, Subscription
     from tests import factories as f
 
     email = f"ms-{uuid.uuid4().hex[:10]}@example.com"
@@ -102,11 +102,7 @@ def test_the_first_microsoft_order_asks_for_a_new_tenant_and_the_agreement(page,
     shot(page, "account-tenant-created", "ru", phone=True)
     page.set_viewport_size({"width": 1280, "height": 900})
     for locale in ("en", "uz"):
-        with Session(db) as s:
-            u = s.get(User, user.id)
-            u.locale = locale
-            s.add(u)
-            s.commit()
+        set_locale(db, user.id, locale)
         sign_out(page)
         sign_in(page, email)
         page.goto("/account")
@@ -118,17 +114,12 @@ def test_the_first_microsoft_order_asks_for_a_new_tenant_and_the_agreement(page,
 def test_the_tenant_step_in_english_and_uzbek_and_at_phone_width(page, db):
     """The order dialog's tenant step as a new customer sees it, in each language."""
     from noventiq_panel.i18n import t
-    from noventiq_panel.models import User
 
     email = f"ms-step-{uuid.uuid4().hex[:10]}@example.com"
     user = register_verified(db, email=email, password=PASSWORD, name="Jasur Karimov",
                              org_name=f"Tenant Step {uuid.uuid4().hex[:6]} MChJ", ip="")
     for locale in ("en", "uz"):
-        with Session(db) as s:
-            u = s.get(User, user.id)
-            u.locale = locale
-            s.add(u)
-            s.commit()
+        set_locale(db, user.id, locale)
         sign_in(page, email)
         _open_order(page, 1)
         expect(page.locator("#order-tenant-needed")).to_contain_text(t("catalog.order.tenant_needed", locale))

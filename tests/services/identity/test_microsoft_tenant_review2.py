@@ -11,17 +11,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from argon2 import PasswordHasher
-from sqlmodel import func, select
+from sqlmodel import select
 
-from noventiq_panel.models import MicrosoftTenant, ProvisioningTask, Vendor
+from noventiq_panel.models import MicrosoftTenant, ProvisioningTask
 from noventiq_panel.services.core.errors import Conflict, DomainError, NotFound
 from noventiq_panel.services.identity import auth
 from noventiq_panel.services.identity import microsoft_tenant as mt
 from noventiq_panel.services.subscriptions import ordering, provisioning
-from noventiq_panel.services.vendors import connector
 from noventiq_panel.state.account import AccountState  # imported here: Reflex registers states at import
 
 from tests import factories as f
+from tests.services.identity.test_microsoft_tenant_order import _count, _microsoft
 from tests.state.conftest import new_state, signed_in
 
 AT = datetime(2026, 12, 6, 9, tzinfo=timezone.utc)
@@ -34,22 +34,6 @@ def _org(session, name, email):
     org = f.org(session, name, **DETAILS)
     owner = f.user(session, org, name="Иван Петров", email=email)
     return org, f.actor(owner, org)
-
-
-def _microsoft(session) -> dict:
-    """The factories' catalogue, its vendor being Microsoft's code (``connector.MICROSOFT``)."""
-    plans = f.catalog(session)
-    vendor = session.exec(select(Vendor)).one()
-    vendor.code = connector.MICROSOFT
-    session.add(vendor)
-    session.commit()
-    return plans
-
-
-def _count(session, model) -> int:
-    n = session.exec(select(func.count()).select_from(model)).one()
-    session.rollback()
-    return n
 
 
 def _try(call):
