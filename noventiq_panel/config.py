@@ -119,6 +119,10 @@ class Settings:
     partner_center_url: str = field(
         default_factory=lambda: _optional("PANEL_PARTNER_CENTER_URL") or "https://api.partnercenter.microsoft.com/v1/"
     )
+    # App+User (the secure application model): the refresh token of the partner admin's MFA consent,
+    # needed only to confirm customers' acceptance of the Microsoft Customer Agreement
+    partner_center_refresh_token: str | None = field(
+        default_factory=lambda: _optional("PANEL_PARTNER_CENTER_REFRESH_TOKEN"), repr=False)
     partner_center_timeout: float = field(default_factory=lambda: float(_env("PANEL_PARTNER_CENTER_TIMEOUT", "30")))
     partner_center_max_retries: int = field(default_factory=lambda: int(_env("PANEL_PARTNER_CENTER_MAX_RETRIES", "4")))
 

@@ -34,7 +34,8 @@ token for ``https://api.partnercenter.microsoft.com/.default`` (client credentia
 until it expires). Microsoft documents every call above as supporting "both standalone App and
 App+User credentials" except confirming the customer's acceptance of the Microsoft Customer
 Agreement, which "only supports App+User authentication" (secure application model: a refresh token
-from an MFA consent). The connector takes an optional ``user_token_provider`` for that one call; without
+from an MFA consent, ``PANEL_PARTNER_CENTER_REFRESH_TOKEN``, exchanged by :class:`MsalUserTokenProvider`).
+The connector takes an optional ``user_token_provider`` for that one call; without
 it :meth:`PartnerCenterConnector.accept_customer_agreement` refuses before sending anything
 (``VendorRefused`` key ``error.vendor_not_configured``). Both providers are plain callables returning a
 bearer token, so tests pass fixed tokens and never reach Azure AD.
@@ -116,6 +117,7 @@ class PartnerCenterSettings:
     base_url: str = DEFAULT_BASE_URL
     timeout: float = 30.0  # seconds, per HTTP call
     max_retries: int = 4  # retries after the first attempt, for 429 and 5xx
+    refresh_token: str = field(default="", repr=False)  # App+User (secure application model); "" = app only
 
     @classmethod
     def from_env(cls) -> PartnerCenterSettings | None:
@@ -130,6 +132,7 @@ class PartnerCenterSettings:
             base_url=s.partner_center_url,
             timeout=s.partner_center_timeout,
             max_retries=s.partner_center_max_retries,
+            refresh_token=s.partner_center_refresh_token or "",
         )
 
 
@@ -154,7 +157,7 @@ class MsalTokenProvider:
         self._settings = settings
         self._app: Any = None
 
-    def __call__(self) -> str:
+    def _msal(self) -> Any:
         if self._app is None:
             import msal  # imported here: tests and the built-in connector never need it
 
@@ -163,13 +166,34 @@ class MsalTokenProvider:
                 client_credential=self._settings.secret,
                 authority=AUTHORITY.format(tenant=self._settings.tenant_id),
             )
-        result = self._app.acquire_token_for_client(scopes=[SCOPE])
+        return self._app
+
+    def _acquire(self) -> Any:
+        return self._msal().acquire_token_for_client(scopes=[SCOPE])
+
+    def __call__(self) -> str:
+        result = self._acquire()
         token = result.get("access_token") if isinstance(result, dict) else None
         if not token:
             error = (result or {}).get("error", "no_token") if isinstance(result, dict) else "no_token"
             description = (result or {}).get("error_description", "") if isinstance(result, dict) else ""
             raise VendorRefused(str(error), str(description)[:300], key="error.vendor_not_configured")
         return token
+
+
+class MsalUserTokenProvider(MsalTokenProvider):
+    """App+User token (Partner Center's secure application model): the configured refresh token of
+    the partner admin's MFA consent is exchanged once (MSAL ``acquire_token_by_refresh_token``);
+    MSAL then keeps the tokens it got back and renews them silently (``acquire_token_silent``)."""
+
+    def _acquire(self) -> Any:
+        app = self._msal()
+        accounts = app.get_accounts()
+        if accounts:
+            result = app.acquire_token_silent([SCOPE], account=accounts[0])
+            if result:
+                return result
+        return app.acquire_token_by_refresh_token(self._settings.refresh_token, scopes=[SCOPE])
 
 
 # --- references and results --------------------------------------------------------------------------
@@ -397,6 +421,8 @@ class PartnerCenterConnector:
     ):
         self.settings = settings
         self._sleep = sleep
+        if user_token_provider is None and settings.refresh_token:
+            user_token_provider = MsalUserTokenProvider(settings)
         self._user_token = user_token_provider
         self.client = PartnerCenterClient(
             settings, token_provider or MsalTokenProvider(settings), sleep=sleep, jitter=jitter, transport=transport

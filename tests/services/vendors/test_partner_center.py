@@ -453,3 +453,72 @@ def test_every_data_file_names_its_microsoft_page():
     assert len(files) >= 15
     for f in files:
         assert page(f.stem)["_source"].startswith("https://learn.microsoft.com/partner-center/developer/")
+
+
+def test_configured_credentials_make_partner_center_microsofts_connector_and_tenant_directory(monkeypatch):
+    from noventiq_panel.services.vendors import connector
+
+    for name, value in (("TENANT_ID", "tenant-1"), ("APP_ID", "app-1"), ("SECRET", "s3cret-value"),
+                        ("URL", "http://127.0.0.1:9/v1/")):
+        monkeypatch.setenv(f"PANEL_PARTNER_CENTER_{name}", value)
+    monkeypatch.delenv("PANEL_PARTNER_CENTER_REFRESH_TOKEN", raising=False)
+    monkeypatch.setenv("PANEL_CONNECTORS", "")
+    reset_settings()
+    monkeypatch.setattr(connector, "_loaded", False)
+    monkeypatch.setattr(connector, "_registry", dict(connector._registry))  # the test's own registry
+    try:
+        conn = connector.connector_for(connector.MICROSOFT)
+        assert isinstance(conn, pc.PartnerCenterConnector) and conn.settings.base_url == "http://127.0.0.1:9/v1/"
+        assert connector.tenant_directory() is conn
+        assert connector.connector_for("kaspersky") is not conn  # only Microsoft's products
+        assert conn._user_token is None  # no refresh token: the agreement cannot be confirmed there
+        with pytest.raises(VendorRefused) as info:
+            conn.accept_customer_agreement("t", "A", "B", "a@b.uz", "+998", datetime(2026, 12, 6, tzinfo=UTC))
+        assert info.value.key == "error.vendor_not_configured"
+    finally:
+        reset_settings()
+
+
+class _FakeMsalApp:
+    """Stands in for ``msal.ConfidentialClientApplication``: records what the provider asks."""
+
+    calls: list = []
+
+    def __init__(self, client_id, client_credential=None, authority=None):
+        self.accounts: list = []
+        _FakeMsalApp.calls.append(("init", client_id, authority))
+
+    def get_accounts(self):
+        return list(self.accounts)
+
+    def acquire_token_by_refresh_token(self, refresh_token, scopes):
+        _FakeMsalApp.calls.append(("refresh", refresh_token, tuple(scopes)))
+        self.accounts = [{"username": "admin@partner"}]
+        return {"access_token": "user-token-1"}
+
+    def acquire_token_silent(self, scopes, account=None):
+        _FakeMsalApp.calls.append(("silent", tuple(scopes), account["username"]))
+        return {"access_token": "user-token-2"}
+
+
+def test_the_configured_refresh_token_is_exchanged_once_then_renewed_silently(monkeypatch):
+    """App+User (the secure application model) through MSAL's refresh-token exchange; MSAL itself is
+    replaced by a recorder (no Azure AD here)."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "msal", types.SimpleNamespace(ConfidentialClientApplication=_FakeMsalApp))
+    _FakeMsalApp.calls = []
+    settings = pc.PartnerCenterSettings("partner-tenant", "app-id", "secret", refresh_token="rt-of-the-consent")
+    assert "rt-of-the-consent" not in repr(settings)
+    conn = pc.PartnerCenterConnector(settings, token_provider=lambda: TOKEN)
+    try:
+        assert isinstance(conn._user_token, pc.MsalUserTokenProvider)
+        assert conn._user_token() == "user-token-1" and conn._user_token() == "user-token-2"
+        assert _FakeMsalApp.calls == [
+            ("init", "app-id", "https://login.microsoftonline.com/partner-tenant"),
+            ("refresh", "rt-of-the-consent", (pc.SCOPE,)),
+            ("silent", (pc.SCOPE,), "admin@partner"),
+        ]
+    finally:
+        conn.close()
