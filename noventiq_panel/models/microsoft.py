@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import Index
+from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel
 
 from .types import UTCDateTime, utcnow
@@ -23,7 +23,13 @@ class MicrosoftTenant(SQLModel, table=True):
     (the acting user: their name and verified e-mail) and when; ``agreement_confirmed_at``: when
     Partner Center took the acceptance (confirm-customer-consent-customer-agreement)."""
 
-    __table_args__ = (Index("ix_microsofttenant_domain", "domain"), Index("ix_microsofttenant_tenant", "tenant_id"))
+    __table_args__ = (
+        Index("ix_microsofttenant_domain", "domain"),
+        Index("ix_microsofttenant_tenant", "tenant_id"),
+        # a tenant is confirmed for one organisation only (claims may be many)
+        Index("ux_microsofttenant_confirmed", "tenant_id", unique=True,
+              sqlite_where=text("verified_at IS NOT NULL"), postgresql_where=text("verified_at IS NOT NULL")),
+    )
 
     id: Optional[int] = Field(default=None, primary_key=True)
     org_id: int = Field(foreign_key="organisation.id", unique=True)

@@ -57,6 +57,9 @@ class ProvisioningTask(SQLModel, table=True):
     vendor_ref: str = Field(default="", max_length=255)
     reason: str = Field(default="", max_length=1000)  # a rejection's reason, shown to the customer
     reported_at: Optional[datetime] = Field(default=None, sa_type=UTCDateTime)  # last overdue report
+    # an order's operation (``op:<id>:charge``, as the ledger entry of a connector's order would be
+    # keyed): the same order carried out twice (a waiting action run again) finds its task
+    request_key: Optional[str] = Field(default=None, max_length=200, unique=True)
 
 
 __all__ = ["ProvisioningTask", "TaskStatus"]

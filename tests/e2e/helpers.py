@@ -181,3 +181,22 @@ def set_locale(engine, user_id: int, locale: str) -> None:
         u.locale = locale
         s.add(u)
         s.commit()
+
+
+def confirmed_tenant(engine, email: str) -> str:
+    """The organisation of ``email`` gets a Microsoft tenant, claimed by that member and confirmed by
+    the operator (through the services), so its Microsoft orders go ahead. Returns the tenant id."""
+    import uuid
+
+    from sqlmodel import Session
+
+    from noventiq_panel.services.core.authz import Actor
+    from noventiq_panel.services.identity import microsoft_tenant
+
+    user = user_of(engine, email)
+    org, _role = org_of(engine, email)
+    tenant_id = str(uuid.uuid4())
+    with Session(engine) as s:
+        microsoft_tenant.link(s, Actor(user.id, org.id), tenant_id, accepted=True)
+        microsoft_tenant.confirm(s, org.id, tenant_id, operator="E2E operator")
+    return tenant_id

@@ -16,7 +16,9 @@ from decimal import Decimal
 from playwright.sync_api import expect
 from sqlmodel import Session, col, func, select
 
-from tests.e2e.helpers import PASSWORD, expected_balance, org_of, plain, register_verified, shot, sign_in, sign_out
+from tests.e2e.helpers import (
+    PASSWORD, confirmed_tenant, expected_balance, org_of, plain, register_verified, shot, sign_in, sign_out,
+)
 
 OWNER = "owner@demo.example"
 LOCALE = "ru"
@@ -111,6 +113,7 @@ def _new_customer(engine, balance: Decimal) -> tuple[str, int, int]:
     user_id = register_verified(engine, email=email, password=PASSWORD, name="Тест Покупатель",
                                 org_name=f"ООО «Тест {uuid.uuid4().hex[:6]}»", ip="").id
     org, _role = org_of(engine, email)
+    confirmed_tenant(engine, email)  # its Microsoft orders need one (tests/e2e/test_microsoft_order.py)
     if balance:
         with Session(engine) as s:
             ledger.post(s, org_id=org.id, kind="topup", amount=balance, idempotency_key=f"e2e-topup:{email}",

@@ -396,6 +396,12 @@ def confirm_locked(session: Session, org_id: int, tenant_id: Any, *, operator: s
         return row
     row.tenant_id, row.verified_at = canonical, now
     session.add(row)
+    try:  # the index says it too, also when another confirmation of this id runs at the same moment
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"tenant {canonical} is confirmed for another organisation",
+                       key="error.tenant.confirmed_elsewhere") from None
     audit.record(session, Actor.system(org_id), "microsoft.tenant_confirmed", created_at=now, domain=row.domain or "",
                  tenant_id=canonical, operator=operator)
     return row

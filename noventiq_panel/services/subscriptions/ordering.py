@@ -162,6 +162,9 @@ def order(session: Session, actor: Actor | None, plan_id, quantity, *, trial_con
             sub = session.get(Subscription, done.subscription_id)
             return Outcome(sub.id, "order", org.billing_currency, sub.status, sub.quantity,
                            charged=-done.amount, already_done=True)
+        if _paid and (task := provisioning.order_task(session, key)) is not None:  # ... or queued before
+            sub = session.get(Subscription, task.subscription_id)
+            return Outcome(sub.id, "order", org.billing_currency, sub.status, sub.quantity, already_done=True)
         if quote.price_now > 0:
             ledger.require_funds(session, org, quote.price_now)
         is_trial = quote.is_trial
@@ -220,7 +223,8 @@ def _queued(session: Session, op, access, org: Organisation, sub: Subscription, 
     reserved = quote.price_now if quote.price_now > 0 else Decimal("0.00")
     task = provisioning.request_order(
         session, access=access, org=org, sub=sub, plan=plan, vendor=vendor, reserved=reserved,
-        plan_amount=quote.unit_price * sub.quantity if reserved else Decimal("0"), fx_date=quote.fx_date, now=now)
+        plan_amount=quote.unit_price * sub.quantity if reserved else Decimal("0"), fx_date=quote.fx_date, now=now,
+        request_key=op.key("charge"))
     audit.record(session, access.actor, "subscription.ordered", subscription_id=sub.id, plan=plan.code,
                  quantity=sub.quantity, amount="0.00", reserved=str(reserved), currency=org.billing_currency,
                  trial=sub.is_trial, provisioning_task=task.id)

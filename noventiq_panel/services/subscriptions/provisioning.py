@@ -80,19 +80,25 @@ def is_manual(vendor_code: str | None) -> bool:
 
 def request_order(session: Session, *, access: Access, org: Organisation, sub: Subscription, plan: Plan,
                   vendor: Vendor, reserved: Decimal, plan_amount: Decimal, fx_date: date,
-                  now: datetime) -> ProvisioningTask:
+                  now: datetime, request_key: str | None = None) -> ProvisioningTask:
     """An order of a manual vendor: the open task holding ``reserved`` (the caller has checked the
-    funds under the organisation's lock). Flushes only."""
+    funds under the organisation's lock). ``request_key``: the order's operation (one task per
+    operation: :func:`order_task`). Flushes only."""
     task = ProvisioningTask(
         org_id=org.id, subscription_id=sub.id, vendor_code=vendor.code, action="order",
         params={"plan": plan.code, "quantity": sub.quantity, "trial": bool(sub.is_trial)},
         reserved=reserved, currency=org.billing_currency, plan_amount=plan_amount, fx_date=fx_date,
-        requested_at=now, requested_by=access.user_id)
+        requested_at=now, requested_by=access.user_id, request_key=request_key)
     session.add(task)
     session.flush()
     audit.record(session, access.actor, "provisioning.requested", subscription_id=sub.id, task_id=task.id,
                  task_action="order", amount=str(reserved), currency=org.billing_currency, created_at=now)
     return task
+
+
+def order_task(session: Session, request_key: str) -> ProvisioningTask | None:
+    """The queued order of this operation, if it was queued already."""
+    return session.exec(select(ProvisioningTask).where(ProvisioningTask.request_key == request_key)).first()
 
 
 def tell_vendor(session: Session, sub: Subscription, vendor_code: str, action: str, *, now: datetime,

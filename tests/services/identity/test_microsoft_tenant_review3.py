@@ -9,16 +9,15 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
-import pytest
 from sqlmodel import Session, col, func, select
 
 from noventiq_panel.models import MicrosoftTenant, Payment, ProvisioningTask, Subscription
-from noventiq_panel.services.core import ledger
 from noventiq_panel.services.identity import microsoft_tenant as mt
 from noventiq_panel.services.subscriptions import ordering, pending_actions, provisioning
 
 from tests import factories as f
 from tests.services.identity.test_microsoft_tenant_order import _microsoft, _org
+from tests.services.subscriptions.test_subscriptions import _race
 
 AT = datetime(2026, 12, 6, 9, tzinfo=timezone.utc)
 GUID = "6f1c2a0e-3b4d-4c5e-9f60-718293a4b5c6"
@@ -40,8 +39,6 @@ def test_a_tenant_id_is_not_confirmed_for_two_organisations_by_a_confirm_racing_
     Expected: the second one is refused (a partial unique index on tenant_id where verified, or a
     lock on the tenant id) and GUID is confirmed for one organisation only.
     (SQLite serialises whole transactions, so the race is shown on PostgreSQL.)"""
-    if engine.dialect.name == "sqlite":
-        pytest.skip("SQLite holds one writer at a time: the race needs PostgreSQL's row locks")
     with Session(engine, expire_on_commit=False) as setup:
         plans = _microsoft(setup)
         org_a, owner_a = _org(setup, name="ООО «Ромашка»", tax_id="305111111")
@@ -52,29 +49,15 @@ def test_a_tenant_id_is_not_confirmed_for_two_organisations_by_a_confirm_racing_
         ordering.order(setup, owner_b, plans["basic-m"].id, 1, now=AT)  # queued, a claim is enough
         [task] = setup.exec(select(ProvisioningTask)).all()
         setup.commit()
-    operator_1 = Session(engine, expire_on_commit=False)
-    operator_2 = Session(engine, expire_on_commit=False)
-    try:
-        # operator 1: what ``tenants confirm`` does, up to its commit
-        ledger.lock_organisation(operator_1, org_a.id)
-        mt.confirm_locked(operator_1, org_a.id, GUID, operator="Оператор 1", now=AT + timedelta(hours=1))
-        operator_1.flush()
-        # operator 2 meanwhile completes B's order into the same tenant
-        outcome = None
-        try:
-            provisioning.complete(operator_2, task.id, vendor_ref="X-1", operator="Оператор 2", tenant_id=GUID,
-                                  now=AT + timedelta(hours=1))
-        except Exception as exc:  # noqa: BLE001 - a refusal is the expected outcome
-            outcome = exc
-            operator_2.rollback()
-        try:
-            operator_1.commit()
-        except Exception as exc:  # noqa: BLE001 - or the first one is refused at its commit
-            outcome = outcome or exc
-            operator_1.rollback()
-    finally:
-        operator_1.close()
-        operator_2.close()
+    # operator 1 runs ``tenants confirm A``, operator 2 ``provisioning complete`` of B's order, at once
+    # (threads: on PostgreSQL the unique index makes the second wait for the first, then refuses it)
+    results = _race(engine, [
+        lambda s: mt.confirm(s, org_a.id, GUID, operator="Оператор 1", now=AT + timedelta(hours=1)),
+        lambda s: provisioning.complete(s, task.id, vendor_ref="X-1", operator="Оператор 2", tenant_id=GUID,
+                                        now=AT + timedelta(hours=1)),
+    ])
+    outcome = [r for r in results if isinstance(r, Exception)]
+    assert [getattr(r, "key", r) for r in outcome] == ["error.tenant.confirmed_elsewhere"], results
     with Session(engine) as check:
         confirmed = check.exec(select(MicrosoftTenant.org_id).where(
             MicrosoftTenant.tenant_id == GUID, col(MicrosoftTenant.verified_at).is_not(None))).all()
