@@ -15,9 +15,9 @@ Phases, each with all clients at once (``asyncio``, one process, loopback only):
    connection and the hydrate alone);
 2. pages: each of home, subscriptions, one subscription (the demo's first licence subscription of
    the organisation) and analytics, ``--rounds`` times per client, one page after the other;
-3. preview: the Resources tab's quantity preview (``set_qty_value`` then ``preview_qty``, the
-   number typed and the button; its latency is the button's, its CPU both events');
-4. trivial: ``set_qty_value`` alone (sets one string: the cost of an event that touches nothing);
+3. preview: the Resources tab's quantity preview (``preview_qty`` with the form's number: the
+   browser sends the one event when the button is pressed, none while typing);
+4. trivial: ``set_tab`` (sets one string: the cost of an event that touches nothing);
 5. with ``--tabs``: that many short-lived tabs (connect, one page, disconnect), RSS before and
    after, and again after ``--expire`` seconds (start the server with
    ``REFLEX_REDIS_TOKEN_EXPIRATION`` equal to that, which this script does when it starts one).
@@ -71,7 +71,7 @@ class Names:
     update_vars: str
     on_load: str
     secret_var: str
-    set_qty: str
+    trivial: str
     preview: str
 
     @classmethod
@@ -88,7 +88,7 @@ class Names:
             update_vars=f"{UpdateVarsInternalState.get_full_name()}.update_vars_internal",
             on_load=f"{OnLoadInternalState.get_full_name()}.on_load_internal",
             secret_var=f"{BaseState.get_full_name()}.session_secret_rx_state_",
-            set_qty=f"{detail}.set_qty_value",
+            trivial=f"{detail}.set_tab",
             preview=f"{detail}.preview_qty",
         )
 
@@ -189,17 +189,16 @@ class Client:
         return time.perf_counter() - t0
 
     async def trivial(self, path: str, query: dict, value: str) -> float:
-        fut = self._expect(self._has("qty_value"))
+        fut = self._expect(self._has("tab"))
         t0 = time.perf_counter()
-        await self.emit(self.names.set_qty, {"value": value}, path, query)
+        await self.emit(self.names.trivial, {"tab": value}, path, query)
         await asyncio.wait_for(fut, EVENT_TIMEOUT)
         return time.perf_counter() - t0
 
     async def preview(self, path: str, query: dict, value: str) -> float:
-        await self.trivial(path, query, value)
         fut = self._expect(self._has("qty_step"))
         t0 = time.perf_counter()
-        await self.emit(self.names.preview, None, path, query)
+        await self.emit(self.names.preview, {"form": {"quantity": value}}, path, query)
         await asyncio.wait_for(fut, EVENT_TIMEOUT)
         return time.perf_counter() - t0
 
@@ -299,7 +298,7 @@ async def bench_clients(base_url: str, names: Names, secrets: list[str], sub_id:
     phases.append(await run_phase("quantity preview", server, clients, previews))
 
     async def trivial(c: Client):
-        return [await c.trivial(*detail, str(3 + i % 5)) for i in range(rounds)]
+        return [await c.trivial(*detail, ("resources", "overview")[i % 2]) for i in range(rounds)]
     phases.append(await run_phase("trivial handler", server, clients, trivial))
     await asyncio.gather(*(c.close() for c in clients))
     return phases

@@ -148,12 +148,17 @@ def overview_tab() -> rx.Component:
 def resources_form() -> rx.Component:
     return rx.vstack(
         field_label("subscriptions.qty.new", "res-qty"),
-        rx.hstack(
-            rx.input(value=S.qty_value, on_change=S.set_qty_value, id="res-qty", type="number", min=S.d["min"],
-                     max=S.d["max"], step="1", input_mode="numeric", width="8rem", size="3"),
-            rx.button(T("subscriptions.qty.preview"), on_click=S.preview_qty, id="res-preview"),
-            spacing="2",
-            align="center",
+        rx.form(
+            rx.hstack(
+                # the number goes with the preview (the form): no event per keystroke
+                rx.input(name="quantity", default_value=S.qty_value, key=S.qty_value, id="res-qty", type="number",
+                         min=S.d["min"], max=S.d["max"], step="1", input_mode="numeric", width="8rem", size="3"),
+                rx.button(T("subscriptions.qty.preview"), type="submit", id="res-preview"),
+                spacing="2",
+                align="center",
+            ),
+            on_submit=S.preview_qty,
+            reset_on_submit=False,
         ),
         rx.text(T("subscriptions.qty.range", min=S.d["min"], max=S.d["max"]), size="1", color=rx.color("gray", 11)),
         error_callout(S.qty_error, "res-error"),

@@ -148,12 +148,24 @@ def quantity_form() -> rx.Component:
     return rx.vstack(
         rx.text(T("subscriptions.qty.current", quantity=S.qty_current), size="2"),
         field_label("subscriptions.qty.new", "qty-value"),
-        rx.input(value=S.qty_value, on_change=S.set_qty_value, id="qty-value", type="number", min=S.qty_min,
-                 max=S.qty_max, step="1", input_mode="numeric", width="100%", size="3", auto_focus=True),
-        rx.text(T("subscriptions.qty.range", min=S.qty_min, max=S.qty_max), size="1", color=rx.color("gray", 11)),
-        error_callout(S.qty_error, "qty-error"),
-        hint("subscriptions.qty.window_note"),
-        button_row(close_button(), rx.button(T("subscriptions.qty.preview"), on_click=S.preview_qty, id="qty-preview")),
+        rx.form(
+            rx.vstack(
+                # the number goes with the preview (the form): no event per keystroke
+                rx.input(name="quantity", default_value=S.qty_value, key=S.qty_value, id="qty-value", type="number",
+                         min=S.qty_min, max=S.qty_max, step="1", input_mode="numeric", width="100%", size="3",
+                         auto_focus=True),
+                rx.text(T("subscriptions.qty.range", min=S.qty_min, max=S.qty_max), size="1",
+                        color=rx.color("gray", 11)),
+                error_callout(S.qty_error, "qty-error"),
+                hint("subscriptions.qty.window_note"),
+                button_row(close_button(), rx.button(T("subscriptions.qty.preview"), type="submit", id="qty-preview")),
+                spacing="2",
+                width="100%",
+            ),
+            on_submit=S.preview_qty,
+            reset_on_submit=False,
+            width="100%",
+        ),
         spacing="2",
         width="100%",
     )

@@ -206,11 +206,6 @@ class QuantityChange(BaseState, mixin=True):
         self._qty_quantity = self._qty_quote_id = self._qty_amount = ""
 
     @rx.event
-    def set_qty_value(self, value: str):
-        self.qty_value = clean_text(value, 12)
-        self.qty_error = ""
-
-    @rx.event
     def qty_back(self):
         self.qty_step, self.qty_error, self.qty_invoice = "form", "", ""
 
@@ -220,8 +215,10 @@ class QuantityChange(BaseState, mixin=True):
         self._qty_quote_id, self._qty_amount = quote_binding(quote)
 
     @rx.event
-    async def preview_qty(self):
-        """Ask the service what the change would do (it issues the quote the confirmation binds to)."""
+    async def preview_qty(self, form: dict):
+        """Ask the service what the change to the number typed (the form's ``quantity``: one event
+        per preview, none per keystroke) would do; it issues the quote the confirmation binds to."""
+        self.qty_value = clean_text(form.get("quantity", "") if isinstance(form, dict) else "", 12)
         try:
             quote = await self._act(licence_count.quote_quantity_change, self._qty_sub_id(), self.qty_value)
         except InvalidInput as exc:

@@ -136,12 +136,10 @@ async def test_quantity_dialog_previews_then_charges_once_per_confirmation(db, w
     state = await _list(db, "owner@a.example")
     SubscriptionsState.open_qty.fn(state, str(world["mine"]))
     assert state.qty_open and state.qty_current == "2"
-    SubscriptionsState.set_qty_value.fn(state, "abc")
-    await SubscriptionsState.preview_qty.fn(state)
+    await SubscriptionsState.preview_qty.fn(state, {"quantity": "abc"})
     assert state.qty_error and state.qty_step == "form"
-    SubscriptionsState.set_qty_value.fn(state, "3")
     before = balance(db, world["a"])
-    await SubscriptionsState.preview_qty.fn(state)
+    await SubscriptionsState.preview_qty.fn(state, {"quantity": "3"})
     assert state.qty_step == "confirm" and state.qty_preview["charge"]
     assert balance(db, world["a"]) == before  # a preview moves nothing
     await run(SubscriptionsState.confirm_qty.fn(state))
@@ -157,8 +155,7 @@ async def test_quantity_dialog_previews_then_charges_once_per_confirmation(db, w
 async def test_short_balance_shows_the_shortfall_and_issues_an_invoice_for_it(db, world):
     state = await _list(db, "owner@a.example")
     SubscriptionsState.open_qty.fn(state, str(world["mine"]))
-    SubscriptionsState.set_qty_value.fn(state, "300")
-    await SubscriptionsState.preview_qty.fn(state)
+    await SubscriptionsState.preview_qty.fn(state, {"quantity": "300"})
     assert state.qty_preview["shortfall"] and state.qty_preview["topup_href"].startswith("/billing?topup=")
     missing = Decimal(state.qty_preview["shortfall_raw"])
     await SubscriptionsState.request_qty_invoice.fn(state)
@@ -195,8 +192,7 @@ async def test_detail_shows_tabs_data_and_history(db, world):
 
 async def test_resources_tab_refund_inside_the_window_after_confirmation(db, world):
     state = await _detail(db, "owner@a.example", f"/subscriptions/{world['mine']}")
-    SubscriptionDetailState.set_qty_value.fn(state, "1")
-    await SubscriptionDetailState.preview_qty.fn(state)
+    await SubscriptionDetailState.preview_qty.fn(state, {"quantity": "1"})
     assert state.qty_step == "confirm" and state.qty_preview["refund"]
     before = balance(db, world["a"])
     await run(SubscriptionDetailState.confirm_qty.fn(state))
@@ -281,8 +277,7 @@ async def test_plan_change_that_waits_says_when_and_why_and_moves_no_money(db, w
 async def test_confirm_after_the_price_changed_shows_the_message_and_the_new_preview_and_charges_nothing(db, world):
     state = await _list(db, "owner@a.example")
     SubscriptionsState.open_qty.fn(state, str(world["mine"]))
-    SubscriptionsState.set_qty_value.fn(state, "3")
-    await SubscriptionsState.preview_qty.fn(state)
+    await SubscriptionsState.preview_qty.fn(state, {"quantity": "3"})
     old_charge, old_quote = state.qty_preview["charge"], state._qty_quote_id
     plan = db.get(Plan, world["basic_m"])
     plan.price = Decimal(45000)  # the price changes while the dialog is open
