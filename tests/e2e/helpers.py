@@ -200,3 +200,18 @@ def confirmed_tenant(engine, email: str) -> str:
         microsoft_tenant.link(s, Actor(user.id, org.id), tenant_id, accepted=True)
         microsoft_tenant.confirm(s, org.id, tenant_id, operator="E2E operator")
     return tenant_id
+
+
+def sign_in_as_locale(page, engine, user_id: int, email: str, locale: str) -> None:
+    """Sign in again with the user's interface language set to ``locale``."""
+    set_locale(engine, user_id, locale)
+    sign_out(page)
+    sign_in(page, email)
+
+
+def phone_shot(page, name: str, locale: str = "ru") -> Path:
+    """The page at a phone's width (390 px), then back to the desktop width."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    path = shot(page, name, locale, phone=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    return path

@@ -138,7 +138,7 @@ def test_an_owner_links_the_microsoft_tenant_and_accepts_the_agreement(page, db)
     who accepted, with their e-mail and when, are shown."""
     from noventiq_panel.i18n import t
     from noventiq_panel.models import MicrosoftTenant
-    from tests.e2e.helpers import PASSWORD, register_verified, set_locale, sign_out
+    from tests.e2e.helpers import PASSWORD, phone_shot, register_verified, sign_in_as_locale, sign_out
 
     email = f"tenant-{uuid.uuid4().hex[:10]}@example.com"
     prefix = f"t{uuid.uuid4().hex[:12]}"
@@ -191,13 +191,9 @@ def test_an_owner_links_the_microsoft_tenant_and_accepts_the_agreement(page, db)
     sign_out(page)
     sign_in(page, email)
     page.goto("/account")
-    page.set_viewport_size({"width": 390, "height": 844})
-    shot(page, "account-tenant", "ru", phone=True)
-    page.set_viewport_size({"width": 1280, "height": 900})
+    phone_shot(page, "account-tenant", "ru")
     for locale in ("en", "uz"):
-        set_locale(db, user.id, locale)
-        sign_out(page)
-        sign_in(page, email)
+        sign_in_as_locale(page, db, user.id, email, locale)
         page.goto("/account")
         expect(page.locator("#tenant-card")).to_contain_text(t("account.tenant.title", locale))
         expect(page.locator("#tenant-accepted")).to_contain_text(email)

@@ -16,7 +16,9 @@ import uuid
 from playwright.sync_api import expect
 from sqlmodel import Session, select
 
-from tests.e2e.helpers import PASSWORD, org_of, register_verified, set_locale, shot, sign_in, sign_out
+from tests.e2e.helpers import (
+    PASSWORD, org_of, phone_shot, register_verified, set_locale, shot, sign_in, sign_in_as_locale, sign_out,
+)
 
 PLAN = "m365-bb-1m"
 
@@ -98,13 +100,9 @@ def test_the_first_microsoft_order_asks_for_a_new_tenant_and_the_agreement(page,
     expect(page.locator("#tenant-accepted")).to_contain_text(f"Дилноза Юсупова ({email})")
     expect(page.locator("#tenant-admin")).to_have_count(0)  # the password was shown once, in the order
     shot(page, "account-tenant-created", "ru")
-    page.set_viewport_size({"width": 390, "height": 844})
-    shot(page, "account-tenant-created", "ru", phone=True)
-    page.set_viewport_size({"width": 1280, "height": 900})
+    phone_shot(page, "account-tenant-created", "ru")
     for locale in ("en", "uz"):
-        set_locale(db, user.id, locale)
-        sign_out(page)
-        sign_in(page, email)
+        sign_in_as_locale(page, db, user.id, email, locale)
         page.goto("/account")
         expect(page.locator("#tenant-verified")).to_contain_text(t("account.tenant.verified", locale))
         shot(page, "account-tenant-created", locale)
