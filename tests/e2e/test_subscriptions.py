@@ -9,7 +9,7 @@ import re
 from playwright.sync_api import expect
 from sqlmodel import Session, select
 
-from tests.e2e.helpers import org_of, plain, shot, sign_in
+from tests.e2e.helpers import org_of, phone_shot, plain, shot, sign_in
 
 
 def _subs_of(engine, email: str):
@@ -145,8 +145,11 @@ def test_resources_tab_preview_before_money_moves(page, db):
     licence = next(s for s in _subs_of(db, email) if s[1] == "active" and s[3] == "license")
     page.goto(f"/subscriptions/{licence[0]}?tab=resources")
     page.wait_for_selector("#res-qty")
+    expect(page.locator("#res-qty")).to_have_value(str(licence[2]))  # the form starts at the current count
     page.fill("#res-qty", str(licence[2] + 2))
-    page.click("#res-preview")
+    shot(page, "subscription-resources-form", "ru")
+    phone_shot(page, "subscription-resources-form", "ru")
+    page.press("#res-qty", "Enter")  # the form: Enter previews as the button does
     expect(page.locator("#res-now")).to_be_visible()
     shot(page, "subscription-resources-preview", "ru")
     assert _subs_of(db, email) and next(s for s in _subs_of(db, email) if s[0] == licence[0])[2] == licence[2]
