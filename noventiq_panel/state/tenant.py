@@ -24,8 +24,9 @@ class TenantStep(BaseState, mixin=True):
     tenant_busy: bool = False
 
     async def _tenant_saved(self):
-        """What follows a saved tenant on this page (reload, preview the order again)."""
-        raise NotImplementedError
+        """What follows a saved tenant on this page: nothing here; the account page reloads, the
+        order dialog previews the order again (they override it). May return an event."""
+        return None
 
     @rx.event
     def set_tenant_mode(self, mode: str):
