@@ -150,6 +150,14 @@ def session_memo(session: Session, name: str) -> dict:
     return session.info.setdefault(_MEMO, {}).setdefault(name, {})
 
 
+def keep_loaded(session: Session, *rows: object) -> None:
+    """Keep rows the unit of work has read alive until it ends. The session's identity map holds
+    rows only weakly, so a row read in one service is read again by ``session.get`` in the next;
+    kept here, the second read is answered from the map (the same row, as SQLAlchemy answers
+    within one transaction anyway)."""
+    session.info.setdefault("nq_kept", []).extend(rows)
+
+
 @event.listens_for(Session, "after_flush")
 @event.listens_for(Session, "after_commit")
 @event.listens_for(Session, "after_rollback")

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from sqlmodel import Session, select
 
-from noventiq_panel.db import session_memo
+from noventiq_panel.db import keep_loaded, session_memo
 from noventiq_panel.models import Membership, Organisation, Role, User
 from noventiq_panel.services.core.errors import Forbidden, NotAuthenticated, NotFound
 
@@ -108,12 +108,34 @@ def _check_access(session: Session, actor: Actor) -> Access:
         select(Membership).where(Membership.user_id == actor.user_id, Membership.org_id == actor.org_id)
     ).first()
     user = session.get(User, actor.user_id)
+    needs_org = user is not None and user.totp_enabled_at is None
+    return member_access(actor, membership, user, session.get(Organisation, actor.org_id) if needs_org else None)
+
+
+def member_access(actor: Actor, membership: Membership | None, user: User | None,
+                  org: Organisation | None) -> Access:
+    """The rule of a user's access to an organisation, from the rows: an active membership they
+    accepted, an active user with a proven mailbox (identity/verification), and two-factor sign-in
+    where the organisation requires it (``org`` is needed only for a user without it)."""
     if (membership is None or not membership.gives_access or user is None or not user.is_active
-            or user.email_verified_at is None):  # an unproven mailbox holds no membership (identity/verification)
+            or user.email_verified_at is None):
         raise Forbidden("not a member of this organisation", key="error.forbidden")
-    if user.totp_enabled_at is None and session.get(Organisation, actor.org_id).require_two_factor:
+    if user.totp_enabled_at is None and (org is None or org.require_two_factor):
         raise Forbidden("the organisation requires two-factor sign-in", key="error.two_factor_required")
     return Access(actor, membership.role)
+
+
+def remember_access(session: Session, actor: Actor, membership: Membership, user: User,
+                    org: Organisation) -> None:
+    """Take the caller's access from rows this unit of work has just read and not changed
+    (``identity.auth.resolve`` reads all of them), so that the services' first check asks the
+    database nothing again. The same rule as every check (``member_access``); a refusal is not
+    remembered: the check proper raises it."""
+    try:
+        access = member_access(actor, membership, user, org)
+    except Forbidden:
+        return
+    session_memo(session, "authz.access")[(actor.user_id, actor.org_id, actor.is_system)] = access
 
 
 def can_read(session: Session, actor: Actor | None) -> Access:
@@ -172,4 +194,6 @@ def load_owned(session: Session, access: Access, model: type[T], raw_id, what: s
     caller's organisation; NotFound (with ``key``) for a malformed, missing or foreign id alike.
     ``fresh`` reads the row again from the database (after a lock was taken)."""
     row_id = parse_id(raw_id, what, key=key)
-    return own(session.get(model, row_id, populate_existing=fresh), access, what, key=key)
+    row = own(session.get(model, row_id, populate_existing=fresh), access, what, key=key)
+    keep_loaded(session, row)  # a page asks several services about the same row
+    return row

@@ -37,6 +37,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from noventiq_panel.config import get_settings
+from noventiq_panel.db import keep_loaded
 from noventiq_panel.i18n.format import normalize_locale
 from noventiq_panel.models import (
     AuthSession,
@@ -50,6 +51,7 @@ from noventiq_panel.models import (
 )
 from noventiq_panel.models.types import utcnow
 from noventiq_panel.services.core import audit
+from noventiq_panel.services.core import authz
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.identity import two_factor, validation
 from noventiq_panel.services.notify import notifications
@@ -245,6 +247,14 @@ def _find_session(session: Session, raw_token: Any) -> AuthSession | None:
     return session.exec(select(AuthSession).where(AuthSession.token_hash == token_hash(raw_token))).first()
 
 
+def _find_session_and_user(session: Session, raw_token: Any) -> tuple[AuthSession, User | None] | None:
+    """The session of a browser secret and its user, in one query."""
+    if not isinstance(raw_token, str) or not raw_token or len(raw_token) > 200:
+        return None
+    return session.exec(select(AuthSession, User).join(User, User.id == AuthSession.user_id, isouter=True)
+                        .where(AuthSession.token_hash == token_hash(raw_token))).first()
+
+
 def _info(user: User, row: AuthSession, memberships: list[tuple[Membership, Organisation]]) -> SessionInfo:
     current = next((m, o) for m, o in memberships if m.org_id == row.org_id)
     orgs = sorted(({"id": o.id, "name": o.name, "role": m.role} for m, o in memberships),
@@ -317,11 +327,11 @@ def resolve(session: Session, raw_token: str, now: datetime | None = None) -> Se
     long, user deactivated, no active membership left). Falls back to another organisation when the
     session's one was taken away."""
     now = now_or(now)
-    row = _find_session(session, raw_token)
+    found = _find_session_and_user(session, raw_token)
+    row, user = found if found is not None else (None, None)
     if row is None or row.revoked_at is not None:
         raise fail(session, NotAuthenticated("not signed in", key="auth.session_expired"))
     idle = timedelta(minutes=get_settings().session_idle_minutes)
-    user = session.get(User, row.user_id)
     reason = None
     if now - row.last_seen_at > idle or now - row.created_at > timedelta(hours=get_settings().session_max_hours):
         reason = "auth.session_expired"
@@ -343,6 +353,10 @@ def resolve(session: Session, raw_token: str, now: datetime | None = None) -> Se
     info = _info(user, row, memberships)
     if session.dirty:  # touched or moved to another organisation; else the caller's work goes on
         session.commit()  # in the same transaction (one BEGIN per page load, not two)
+    else:  # the caller's work goes on in this transaction, with the rows just read
+        keep_loaded(session, row, user, *(x for pair in memberships for x in pair))
+        membership, org = next((m, o) for m, o in memberships if m.org_id == row.org_id)
+        authz.remember_access(session, Actor(user_id=user.id, org_id=org.id), membership, user, org)
     return info
 
 
