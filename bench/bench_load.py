@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -136,7 +137,7 @@ class Client:
         self.received_bytes = 0
 
     def _on_update(self, update):
-        self.received_bytes += len(str(update))
+        self.received_bytes += len(json.dumps(update, ensure_ascii=False))
         if self._waiter is None:
             return
         done, fut = self._waiter
@@ -245,6 +246,7 @@ class Phase:
     events: int = 0
     cpu: float = 0.0
     wall: float = 0.0
+    received: int = 0  # characters of the server's answers (the deltas, as JSON text)
 
     def line(self) -> str:
         lat = sorted(self.latencies)
@@ -253,18 +255,20 @@ class Phase:
         q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [lat[0]] * 99
         per_event = self.cpu / self.events * 1000 if self.events else 0
         return (f"{self.name:<26} {len(lat):>6} {q[49] * 1000:>9.1f} {q[94] * 1000:>9.1f} {q[98] * 1000:>9.1f}"
-                f" {self.events / self.wall if self.wall else 0:>9.1f} {per_event:>10.2f}")
+                f" {self.events / self.wall if self.wall else 0:>9.1f} {per_event:>10.2f}"
+                f" {self.received / self.events / 1000 if self.events else 0:>8.1f}")
 
 
-HEADER = (f"{'phase':<26} {'events':>6} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'ev/s':>9} {'cpu ms/ev':>10}")
+HEADER = (f"{'phase':<26} {'events':>6} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'ev/s':>9} {'cpu ms/ev':>10} {'kB/ev':>8}")
 
 
 async def run_phase(name: str, server: Server, clients: list[Client], work) -> Phase:
     """Run ``work(client)`` (a coroutine returning a list of latencies) on all clients at once."""
     phase = Phase(name)
-    cpu0, t0 = server.cpu(), time.perf_counter()
+    cpu0, t0, got0 = server.cpu(), time.perf_counter(), sum(c.received_bytes for c in clients)
     results = await asyncio.gather(*(work(c) for c in clients))
     phase.wall, phase.cpu = time.perf_counter() - t0, server.cpu() - cpu0
+    phase.received = sum(c.received_bytes for c in clients) - got0
     for lat in results:
         phase.latencies.extend(lat)
     phase.events = len(phase.latencies)

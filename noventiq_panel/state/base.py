@@ -32,6 +32,7 @@ from ..services.core.errors import DomainError, NotAuthenticated
 from ..services.identity import auth, users
 
 log = logging.getLogger(__name__)
+_UNSET = object()
 
 T = TypeVar("T")
 
@@ -164,6 +165,18 @@ class BaseState(rx.State):
     _user_id: int | None = None
     _org_id: int | None = None
     _role: str = ""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """A list or dict var given a value equal to the one it holds is left alone. Reflex marks
+        every assigned var dirty and sends it with the event's answer, so a page load that finds the
+        same tables and figures as last time would send all of them again (and the browser would
+        draw them again). Scalars are always assigned: a flag the browser may have changed on its
+        own (a dialog closed with Esc) must reach it again when the server sets it."""
+        if isinstance(value, (list, dict)) and not name.startswith("_"):
+            old = self.__dict__.get(name, _UNSET)
+            if type(old) is type(value) and old == value:
+                return
+        super().__setattr__(name, value)
 
     # ============================================================================================
     # Computed view helpers (no database: safe at compile time)

@@ -82,3 +82,21 @@ async def test_pages_send_a_user_who_must_enrol_in_two_factor_to_the_profile(ses
         state = new_state(cls)
         signed_in(state, session, "tf@d.example", PW)
         assert "/profile?two_factor=required" in repr(events(await cls.load.fn(state))), cls
+
+
+def test_a_table_given_the_same_rows_again_is_not_sent_again_but_a_flag_always_is():
+    """A page load that finds the same data assigns the same lists and dicts: they stay out of the
+    event's answer (they are what makes it large). A scalar assigned again is sent again: the
+    browser may have changed it on its own (a dialog closed with Esc)."""
+    state = new_state(HomeState)
+    state.invitations = [{"id": "1", "org": "A"}]
+    state.loaded = True
+    state._clean()
+    state.invitations = [{"id": "1", "org": "A"}]  # equal, a new list
+    state.loaded = True
+    assert "invitations" not in state.dirty_vars and "loaded" in state.dirty_vars
+    state.invitations = [{"id": "1", "org": "B"}]
+    assert "invitations" in state.dirty_vars
+    state._clean()
+    state.invitations.append({"id": "2", "org": "C"})  # changed in place: Reflex's proxy marks it
+    assert "invitations" in state.dirty_vars and len(state.invitations) == 2
