@@ -230,7 +230,13 @@ def format_date(value: date | datetime, locale: str | None = DEFAULT_LOCALE, *, 
     loc = normalize_locale(locale)
     if isinstance(value, datetime):
         value = _as_local(value, tz).date()
-    return _babel_date(value, format=_date_pattern(format, loc), locale=_locale(loc))
+    return _day_text(value, _date_pattern(format, loc), loc)
+
+
+@lru_cache(maxsize=4096)
+def _day_text(day: date, pattern: str, loc: str) -> str:
+    """Babel's text of a day (a page writes the same days again and again: chart buckets, terms)."""
+    return _babel_date(day, format=pattern, locale=_locale(loc))
 
 
 def format_month(value: date | datetime, locale: str | None = DEFAULT_LOCALE, *, tz: str | None = None) -> str:

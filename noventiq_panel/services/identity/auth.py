@@ -33,7 +33,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, update
 from sqlmodel import Session, col, select
 
 from noventiq_panel.config import get_settings
@@ -212,14 +212,16 @@ class SessionInfo:
         return self.role == Role.OWNER
 
 
+# The two statements of every event of a signed-in tab (``resolve``), built once: SQLAlchemy then
+# neither builds them nor computes their cache keys again.
+_MEMBERSHIPS = (select(Membership, Organisation).join(Organisation, Organisation.id == Membership.org_id)
+                .where(Membership.user_id == bindparam("user_id"), Membership.in_force()).order_by(Membership.id))
+_SESSION_AND_USER = (select(AuthSession, User).join(User, User.id == AuthSession.user_id, isouter=True)
+                     .where(AuthSession.token_hash == bindparam("token_hash")))
+
+
 def active_memberships(session: Session, user_id: int) -> list[tuple[Membership, Organisation]]:
-    rows = session.exec(
-        select(Membership, Organisation)
-        .join(Organisation, Organisation.id == Membership.org_id)
-        .where(Membership.user_id == user_id, Membership.in_force())  # noqa: E712
-        .order_by(Membership.id)
-    ).all()
-    return [(m, o) for m, o in rows]
+    return [(m, o) for m, o in session.exec(_MEMBERSHIPS, params={"user_id": user_id}).all()]
 
 
 def _pick_org(session: Session, user: User, memberships: list[tuple[Membership, Organisation]]) -> int:
@@ -251,8 +253,7 @@ def _find_session_and_user(session: Session, raw_token: Any) -> tuple[AuthSessio
     """The session of a browser secret and its user, in one query."""
     if not isinstance(raw_token, str) or not raw_token or len(raw_token) > 200:
         return None
-    return session.exec(select(AuthSession, User).join(User, User.id == AuthSession.user_id, isouter=True)
-                        .where(AuthSession.token_hash == token_hash(raw_token))).first()
+    return session.exec(_SESSION_AND_USER, params={"token_hash": token_hash(raw_token)}).first()
 
 
 def _info(user: User, row: AuthSession, memberships: list[tuple[Membership, Organisation]]) -> SessionInfo:

@@ -233,7 +233,7 @@ def get_dashboard(session: Session, actor: Actor, *, now: datetime | None = None
     month_start, month_end = clock.month_bounds(month, tz)
 
     bal = ledger.balance(session, org.id)
-    avail = ledger.available(session, org)
+    avail = ledger.spendable(bal, ledger.reserved(session, org.id), org.billing_mode, org.credit_limit)
     licences, usage = _month_consumption(session, org.id, month_start, now)
     elapsed = (now - month_start).total_seconds()
     length = (month_end - month_start).total_seconds()
