@@ -38,7 +38,10 @@ def lock_organisation(session: Session, org_id: int) -> Organisation:
 
     PostgreSQL: a row lock. SQLite: every transaction already holds the write lock (BEGIN IMMEDIATE).
     """
-    org = session.exec(select(Organisation).where(Organisation.id == org_id).with_for_update()).first()
+    # populate_existing: the row as the lock read it, not as this unit of work read it before
+    # (identity.auth.resolve keeps the caller's organisation for the whole unit of work)
+    org = session.exec(select(Organisation).where(Organisation.id == org_id).with_for_update()
+                       .execution_options(populate_existing=True)).first()
     if org is None:
         raise NotFound("organisation not found")
     return org
