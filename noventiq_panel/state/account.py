@@ -71,7 +71,7 @@ class AccountState(TenantStep, BaseState):
             self.tab = tab
         self.tenant_admin = ""  # a new tenant's administrator password is shown once, never again
         try:
-            details, members, tenant = await self._act(_load)
+            details, members, tenant = await self._view(_load)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         self._show(details, members, tenant)
@@ -145,7 +145,7 @@ class AccountState(TenantStep, BaseState):
         return self._ok("common.saved")
 
     async def _reload(self) -> None:
-        self._show(*await self._act(_load))
+        self._show(*await self._view(_load))
 
     async def _tenant_saved(self):
         await self._reload()

@@ -72,7 +72,7 @@ class ActivityState(BaseState):
         return {"start": self.start, "end": self.end, "category": self.category, "user": self.user}
 
     async def _reload(self, page: int) -> None:
-        rows, total, people = await self._act(_load, self._filters(), page)
+        rows, total, people = await self._view(_load, self._filters(), page)
         lang = self._lang
         self.rows = []
         for r in rows:

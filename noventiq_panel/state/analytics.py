@@ -200,7 +200,7 @@ class AnalyticsState(BaseState):
         params = {k: str(v) for k, v in (self.router.url.query_parameters or {}).items()
                   if k in ("period", "from", "to") + FILTER_PARAMS}
         try:
-            view = await self._act(_load_view, params)
+            view = await self._view(_load_view, params)
         except Exception as exc:  # noqa: BLE001 - NotAuthenticated -> sign-in, others -> toast
             return self._fail(exc)
         self._show(view)

@@ -28,11 +28,12 @@ from ..config import get_settings
 from ..db import session_scope
 from ..i18n import DEFAULT_LOCALE, LOCALES, error_text, normalize_locale, t
 from ..services.core.authz import Actor
-from ..services.core.errors import DomainError, NotAuthenticated
+from ..services.core.errors import DomainError, NotAuthenticated, SwitchedElsewhere
 from ..services.identity import auth, users
 
 log = logging.getLogger(__name__)
 _UNSET = object()
+SWITCHED_NOTICE_MS = 2500  # how long the notice of a switch in another tab shows before the page reloads
 
 T = TypeVar("T")
 
@@ -103,13 +104,16 @@ def ctx_of(info: auth.SessionInfo) -> Ctx:
     )
 
 
-def _act_in_session(secret: str, fn: Callable[..., T], args: tuple, kwargs: dict
-                    ) -> tuple[Ctx, T | None, Exception | None]:
+def _act_in_session(secret: str, fn: Callable[..., T], args: tuple, kwargs: dict,
+                    shown: tuple[int, int] | None = None) -> tuple[Ctx, T | None, Exception | None]:
     """Resolve the caller and run ``fn(session, actor, ...)`` in one unit of work. The caller comes
     back with what ``fn`` returned or raised (its work rolled back), so the tab takes the caller
-    either way."""
+    either way. ``shown`` is the (user, organisation) the tab shows: when the browser's session
+    works as another one now (switched in another tab), ``fn`` does not run."""
     with session_scope() as session:
         ctx = ctx_of(auth.resolve(session, secret))
+        if shown is not None and shown != (ctx.user_id, ctx.org_id):
+            return ctx, None, SwitchedElsewhere("the session works as another user or organisation than the page")
         try:
             return ctx, fn(session, ctx.actor, *args, **kwargs), None
         except Exception as exc:  # noqa: BLE001 - handed back, raised again by _act
@@ -292,18 +296,31 @@ class BaseState(rx.State):
 
     async def _act(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Resolve the caller and run ``fn(session, actor, *args, **kwargs)`` in one thread and one
-        session. Raises NotAuthenticated when signed out; the service checks the role."""
+        session: what the user does on the page. Raises NotAuthenticated when signed out; the
+        service checks the role. Raises SwitchedElsewhere, without running ``fn``, when the
+        browser's session now works as another user or in another organisation than this tab
+        showed (an order confirmed in a dialog opened for one organisation must not be placed in
+        the other)."""
+        return await self._as_caller(fn, args, kwargs, check_shown=True)
+
+    async def _view(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``_act`` for reading what a page shows (its load and reloads): it shows whoever the
+        browser's session works as now, whatever the tab showed before."""
+        return await self._as_caller(fn, args, kwargs, check_shown=False)
+
+    async def _as_caller(self, fn: Callable[..., T], args: tuple, kwargs: dict, *, check_shown: bool) -> T:
         secret = self.session_secret
         if not secret:
             await self._clear()
             raise NotAuthenticated("sign-in required")
+        shown = (self._user_id, self._org_id) if check_shown and self._user_id is not None else None
         try:
-            ctx, result, failure = await asyncio.to_thread(_act_in_session, secret, fn, args, kwargs)
+            ctx, result, failure = await asyncio.to_thread(_act_in_session, secret, fn, args, kwargs, shown)
         except NotAuthenticated:
             await self._clear()
             raise
         # Another user signed in in this browser meanwhile: the tab forgets the previous one even
-        # when this call fails (not found, enrol in two-factor sign-in first).
+        # when this call fails (not found, enrol in two-factor sign-in first, switched elsewhere).
         await self._enter(ctx)
         if failure is not None:
             raise failure
@@ -322,6 +339,9 @@ class BaseState(rx.State):
         translated toast for other domain errors, a generic message for anything else (logged)."""
         if isinstance(exc, NotAuthenticated):
             return rx.redirect(self._login_url())
+        if isinstance(exc, SwitchedElsewhere):  # the page shows the other one after a moment to read
+            return [rx.toast.warning(error_text(exc, self.locale), duration=SWITCHED_NOTICE_MS),
+                    rx.call_script(f"setTimeout(() => window.location.reload(), {SWITCHED_NOTICE_MS})")]
         if getattr(exc, "key", None) == TWO_FACTOR_REQUIRED:
             # the organisation requires two-factor sign-in (the services refuse its data): enrol first
             return rx.redirect(TWO_FACTOR_PAGE, replace=True)

@@ -278,7 +278,7 @@ class BillingState(BalanceFigures, BaseState):
         params = self.router.url.query_parameters
         self.tab = _choice(params.get("tab"), TABS, "payments")
         try:
-            summary, pay, tx, subs, docs, card = await self._act(
+            summary, pay, tx, subs, docs, card = await self._view(
                 _load_all, self.pay_status, 1, self._tx_filters(), 1, self.doc_year, 1)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
@@ -315,7 +315,7 @@ class BillingState(BalanceFigures, BaseState):
     # ------------------------------------------------------------ payments
 
     async def _reload_payments(self, page: int) -> None:
-        rows, total, page = await self._act(_load_payments, self.pay_status, page)
+        rows, total, page = await self._view(_load_payments, self.pay_status, page)
         self._show_payments(rows, total, page)
 
     @rx.event
@@ -434,7 +434,7 @@ class BillingState(BalanceFigures, BaseState):
     # ------------------------------------------------------------ transactions
 
     async def _reload_transactions(self, page: int) -> None:
-        rows, total, page = await self._act(_load_transactions, self._tx_filters(), page)
+        rows, total, page = await self._view(_load_transactions, self._tx_filters(), page)
         self._show_transactions(rows, total, page)
 
     @rx.event
@@ -482,7 +482,7 @@ class BillingState(BalanceFigures, BaseState):
     # ------------------------------------------------------------ documents
 
     async def _reload_documents(self, page: int) -> None:
-        self._show_documents(*await self._act(_load_documents, self.doc_year, page))
+        self._show_documents(*await self._view(_load_documents, self.doc_year, page))
 
     @rx.event
     async def set_doc_year(self, year: str):

@@ -146,7 +146,7 @@ class CatalogState(TenantStep, Search, BaseState):
             if self.mode == "guest":
                 view, categories = await self._call(_load_public, self.search, category)
             else:
-                view, categories = await self._act(_load, self.search, category)
+                view, categories = await self._view(_load, self.search, category)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         self._show(view, categories)

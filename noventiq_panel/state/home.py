@@ -36,14 +36,14 @@ class HomeState(BalanceFigures, SupportContacts, BaseState):
     @rx.event
     async def load(self):
         try:
-            d, invitations = await self._act(_home)
+            d, invitations = await self._view(_home)
         except Exception as exc:  # noqa: BLE001 - a domain error or a generic message (logged)
             return self._fail(exc)
         self._show(d)
         self._show_invitations(invitations)
 
     async def _load_invitations(self) -> None:
-        self._show_invitations(await self._act(_my_invitations))
+        self._show_invitations(await self._view(_my_invitations))
 
     def _show_invitations(self, rows) -> None:
         self.invitations = [

@@ -88,12 +88,12 @@ class ProfileState(BaseState):
     @rx.event
     async def load(self):
         try:
-            profile = await self._act(_profile)
+            profile = await self._view(_profile)
             await self._load_history(1)
         except Exception as exc:  # noqa: BLE001
             return self._fail(exc)
         self.name, self.email, self.profile_locale = profile.name, profile.email, profile.locale
-        self.tf_on, self.tf_left = await self._act(_tf_status)
+        self.tf_on, self.tf_left = await self._view(_tf_status)
         self.tf_required = self.router.url.query_parameters.get("two_factor") == "required" and not self.tf_on
         self.tf_enrol, self.tf_codes, self.tf_error = {}, [], ""
         self.message_open = False
@@ -101,7 +101,7 @@ class ProfileState(BaseState):
         self.loaded = True
 
     async def _load_history(self, page: int) -> None:
-        rows, total, page = await self._act(_history, page)
+        rows, total, page = await self._view(_history, page)
         lang = self._lang
         self.history = [
             {

@@ -153,7 +153,7 @@ class SubscriptionDetailState(QuantityChange, BaseState):
 
     async def _reload(self):
         try:
-            detail, history, form, usage, alerts, tz = await self._act(_load, self._sub_id)
+            detail, history, form, usage, alerts, tz = await self._view(_load, self._sub_id)
         except NotFound:
             self.not_found, self.loaded = True, True
             self.d = {}

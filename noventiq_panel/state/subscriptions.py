@@ -318,7 +318,7 @@ class SubscriptionsState(QuantityChange, Search, BaseState):
         status = None if self.status_filter == ALL else self.status_filter
         vendor = None if self.vendor_filter == ALL else self.vendor_filter
         try:
-            rows, total, page, vendors, tz = await self._act(_list, self.search, status, vendor, self.sort_key,
+            rows, total, page, vendors, tz = await self._view(_list, self.search, status, vendor, self.sort_key,
                                                              self.sort_desc, self.page)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a message
             return self._fail(exc)

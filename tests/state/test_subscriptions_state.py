@@ -19,6 +19,7 @@ from noventiq_panel.services.core import ledger
 from noventiq_panel.services.core.authz import Actor
 from noventiq_panel.services.core.clock import local_date
 from noventiq_panel.services.subscriptions import ordering
+from noventiq_panel.state.base import BaseState
 from noventiq_panel.state.catalog import CatalogState
 from noventiq_panel.state.subscription_detail import SubscriptionDetailState
 from noventiq_panel.state.formatting import fmt_money, text_date
@@ -411,3 +412,47 @@ async def test_another_user_signed_in_in_the_same_browser_resets_the_tab_even_wh
     await SubscriptionDetailState.load.fn(detail)  # the same address: not owner@b's subscription
     assert detail.not_found
     assert detail.user_email == "owner@b.example" and not listing.rows
+
+
+# --- the organisation or user switched in another tab ------------------------------------------
+
+def _also_admin_of_b(db, world) -> None:
+    from noventiq_panel.models import Membership
+
+    db.add(Membership(user_id=world["owner"], org_id=world["b"], role=Role.ADMIN))
+    db.commit()
+
+
+async def test_an_order_confirmed_in_a_tab_of_one_organisation_is_not_placed_in_the_one_switched_to_elsewhere(
+        db, world):
+    """The owner of A (also an administrator of B) previews an order in one tab and switches to B in
+    another: the confirmation in the first tab orders nothing, in neither organisation, and says why."""
+    _also_admin_of_b(db, world)
+    tab = await _catalog(db, "owner@a.example")
+    CatalogState.open_order.fn(tab, str(world["basic_m"]))
+    await CatalogState.preview_order.fn(tab)
+    assert tab.order_step == "confirm"
+    other_tab = new_state(BaseState)
+    other_tab.session_secret = tab.session_secret  # the same browser: the cookie is shared
+    await BaseState.switch_org.fn(other_tab, str(world["b"]))
+    assert other_tab.org_name == "ООО «Бета»"
+    subs, in_a, in_b = count(db, Subscription), balance(db, world["a"]), balance(db, world["b"])
+    result = await run(CatalogState.confirm_order.fn(tab))
+    assert (count(db, Subscription), balance(db, world["a"]), balance(db, world["b"])) == (subs, in_a, in_b)
+    assert i18n.t("error.switched_elsewhere", "ru") in repr(result) and "reload" in repr(result)
+    assert tab.org_name == "ООО «Бета»" and tab.current_org_id == str(world["b"])
+    assert tab.order_step != "confirm" and not tab.order_open  # the tab forgot A's dialog
+
+
+async def test_a_tab_of_a_user_who_signed_out_elsewhere_acts_for_nobody_else(db, world):
+    """Signed out in one tab and signed in as another user: a click in the first user's tab runs
+    nothing as the second user."""
+    tab = await _list(db, "owner@a.example")
+    signed_in(tab, db, "owner@b.example", PW)  # the shared cookie now holds the other user's session
+    result = await SubscriptionsState.toggle_auto_renew.fn(tab, str(world["mine"]), False)
+    assert i18n.t("error.switched_elsewhere", "ru") in repr(result)
+    assert db.get(Subscription, world["mine"], populate_existing=True).auto_renew is True
+    assert db.get(Subscription, world["theirs"], populate_existing=True).auto_renew is True
+    db.commit()
+    assert tab.user_email == "owner@b.example"
+    assert [r["id"] for r in tab.rows] == [str(world["theirs"])]  # the page shows the browser's user now
