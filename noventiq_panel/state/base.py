@@ -28,7 +28,7 @@ from ..config import get_settings
 from ..db import session_scope
 from ..i18n import DEFAULT_LOCALE, LOCALES, error_text, normalize_locale, t
 from ..services.core.authz import Actor
-from ..services.core.errors import DomainError, NotAuthenticated, SwitchedElsewhere
+from ..services.core.errors import DomainError, NotAuthenticated
 from ..services.identity import auth, users
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,13 @@ def ctx_of(info: auth.SessionInfo) -> Ctx:
     )
 
 
+class SwitchedElsewhere(Exception):
+    """The browser's session now works as another user or in another organisation (switched in
+    another tab) than the page the event came from showed: nothing is done. Not a DomainError, so
+    that no handler takes it for a form's error: it always reaches ``_fail``, which says so and
+    reloads the page."""
+
+
 def _act_in_session(secret: str, fn: Callable[..., T], args: tuple, kwargs: dict,
                     shown: tuple[int, int] | None = None) -> tuple[Ctx, T | None, Exception | None]:
     """Resolve the caller and run ``fn(session, actor, ...)`` in one unit of work. The caller comes
@@ -169,6 +176,9 @@ class BaseState(rx.State):
     _user_id: int | None = None
     _org_id: int | None = None
     _role: str = ""
+    # An action of this tab was refused as switched elsewhere: the page's data is gone and every
+    # further action of the stale page is refused too, until a page load takes the new caller.
+    _switched_away: bool = False
 
     def __setattr__(self, name: str, value: Any) -> None:
         """A list or dict var given a value equal to the one it holds is left alone. Reflex marks
@@ -256,7 +266,9 @@ class BaseState(rx.State):
         """Take the freshly resolved caller. When the user or organisation differs from the one
         this tab showed (switched in another tab, a membership removed), every page state is reset
         first, so nothing of the previous one is shown or sent."""
-        if self._user_id is not None and (self._user_id, self._org_id) != (ctx.user_id, ctx.org_id):
+        if self._switched_away:  # the pages were reset when the action was refused
+            self._switched_away = False
+        elif self._user_id is not None and (self._user_id, self._org_id) != (ctx.user_id, ctx.org_id):
             await self._reset_pages()
         self._apply(ctx)
 
@@ -313,14 +325,23 @@ class BaseState(rx.State):
         if not secret:
             await self._clear()
             raise NotAuthenticated("sign-in required")
+        if check_shown and self._switched_away:
+            raise SwitchedElsewhere("the page was shown for another user or organisation")
         shown = (self._user_id, self._org_id) if check_shown and self._user_id is not None else None
         try:
             ctx, result, failure = await asyncio.to_thread(_act_in_session, secret, fn, args, kwargs, shown)
         except NotAuthenticated:
             await self._clear()
             raise
+        if isinstance(failure, SwitchedElsewhere):
+            # The page's data goes, but the tab keeps the user and organisation it showed: every
+            # further action from this stale page is refused too, until the reload's page load
+            # (``_view``) takes the new ones.
+            await self._reset_pages()
+            self._switched_away = True
+            raise failure
         # Another user signed in in this browser meanwhile: the tab forgets the previous one even
-        # when this call fails (not found, enrol in two-factor sign-in first, switched elsewhere).
+        # when this call fails (not found, enrol in two-factor sign-in first).
         await self._enter(ctx)
         if failure is not None:
             raise failure
@@ -340,7 +361,7 @@ class BaseState(rx.State):
         if isinstance(exc, NotAuthenticated):
             return rx.redirect(self._login_url())
         if isinstance(exc, SwitchedElsewhere):  # the page shows the other one after a moment to read
-            return [rx.toast.warning(error_text(exc, self.locale), duration=SWITCHED_NOTICE_MS),
+            return [rx.toast.warning(self._t("error.switched_elsewhere"), duration=SWITCHED_NOTICE_MS),
                     rx.call_script(f"setTimeout(() => window.location.reload(), {SWITCHED_NOTICE_MS})")]
         if getattr(exc, "key", None) == TWO_FACTOR_REQUIRED:
             # the organisation requires two-factor sign-in (the services refuse its data): enrol first

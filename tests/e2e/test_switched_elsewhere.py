@@ -68,7 +68,7 @@ def test_an_invitation_sent_from_a_tab_of_one_organisation_is_not_sent_for_the_o
     page.wait_for_timeout(700)  # the toast has slid in
     shot(page, "switched-elsewhere", locale, phone=phone, full_page=False)
     expect(page.locator("#org-switcher")).to_contain_text(second)  # the page shows it now
-    page.wait_for_selector("#invite-open")
+    page.wait_for_selector("#invite-open")  # on the tab the address names
     expect(page.locator(f'.member-row[data-email="{colleague}"]')).to_have_count(0)
     assert _members(db, colleague) == 0  # invited to neither organisation
 

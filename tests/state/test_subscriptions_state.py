@@ -440,8 +440,9 @@ async def test_an_order_confirmed_in_a_tab_of_one_organisation_is_not_placed_in_
     result = await run(CatalogState.confirm_order.fn(tab))
     assert (count(db, Subscription), balance(db, world["a"]), balance(db, world["b"])) == (subs, in_a, in_b)
     assert i18n.t("error.switched_elsewhere", "ru") in repr(result) and "reload" in repr(result)
-    assert tab.org_name == "ООО «Бета»" and tab.current_org_id == str(world["b"])
     assert tab.order_step != "confirm" and not tab.order_open  # the tab forgot A's dialog
+    await CatalogState.load.fn(at(tab, "/catalog"))  # the reload's page load shows B
+    assert tab.org_name == "ООО «Бета»" and tab.current_org_id == str(world["b"])
 
 
 async def test_a_tab_of_a_user_who_signed_out_elsewhere_acts_for_nobody_else(db, world):
@@ -454,5 +455,6 @@ async def test_a_tab_of_a_user_who_signed_out_elsewhere_acts_for_nobody_else(db,
     assert db.get(Subscription, world["mine"], populate_existing=True).auto_renew is True
     assert db.get(Subscription, world["theirs"], populate_existing=True).auto_renew is True
     db.commit()
+    await SubscriptionsState.load.fn(tab)  # the reload's page load shows the browser's user now
     assert tab.user_email == "owner@b.example"
-    assert [r["id"] for r in tab.rows] == [str(world["theirs"])]  # the page shows the browser's user now
+    assert [r["id"] for r in tab.rows] == [str(world["theirs"])]

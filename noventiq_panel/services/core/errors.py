@@ -34,14 +34,6 @@ class NotAuthenticated(DomainError):
     key = "error.not_authenticated"
 
 
-class SwitchedElsewhere(DomainError):
-    """The browser's session now works as another user or in another organisation (switched in
-    another tab) than the page the request came from showed: nothing is done in the one it did
-    not show."""
-
-    key = "error.switched_elsewhere"
-
-
 class InvalidInput(DomainError):
     key = "error.invalid"
 
