@@ -244,9 +244,8 @@ def _start_session(session: Session, user: User, org_id: int, ip: str, now: date
 
 
 def _find_session(session: Session, raw_token: Any) -> AuthSession | None:
-    if not isinstance(raw_token, str) or not raw_token or len(raw_token) > 200:
-        return None
-    return session.exec(select(AuthSession).where(AuthSession.token_hash == token_hash(raw_token))).first()
+    found = _find_session_and_user(session, raw_token)
+    return found[0] if found is not None else None
 
 
 def _find_session_and_user(session: Session, raw_token: Any) -> tuple[AuthSession, User | None] | None:
